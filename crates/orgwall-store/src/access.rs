@@ -1,0 +1,273 @@
+//! The access module: the only code that can construct an [`OrgScope`].
+//!
+//! An `OrgScope` is proof that the holder may act inside one organization. It is built
+//! only by:
+//! - [`verify_member`]: a read *inside the claimed org's scope* of the caller's membership
+//!   (not a member means zero rows, means [`Error::NotAMember`]);
+//! - [`create_org`]: the creator of a new organization, in the transaction that creates
+//!   it and makes them its owner;
+//! - [`enter_system`]: an explicit, named system actor (jobs, operators), which writes an
+//!   audit event in the organization it enters before it gets the scope.
+//!
+//! Its fields are private and it has no public constructor, so code outside this module
+//! cannot forge one:
+//!
+//! ```compile_fail
+//! // A struct literal does not compile outside the access module: the fields are private.
+//! let scope = orgwall_store::access::OrgScope {
+//!     org_id: orgwall_core::OrgId::new(),
+//!     principal: orgwall_store::access::Principal::System { name: "forged" },
+//!     permissions: orgwall_core::PermissionSet::all(),
+//! };
+//! ```
+//!
+//! ```compile_fail
+//! // Nor is there any constructor function to call.
+//! let scope = orgwall_store::access::OrgScope::new(orgwall_core::OrgId::new());
+//! ```
+//!
+//! ```compile_fail
+//! // Nor can a scope be conjured from Default or cloned into a different org.
+//! let scope: orgwall_store::access::OrgScope = Default::default();
+//! ```
+//!
+//! The public accessors, on the other hand, are usable anywhere:
+//!
+//! ```
+//! fn describe(scope: &orgwall_store::access::OrgScope) -> String {
+//!     format!("{} as {:?}", scope.org_id(), scope.principal())
+//! }
+//! ```
+
+use crate::db::{Db, Mode, Settings};
+use crate::params;
+use crate::repo::audit::{self, AuditEntry};
+use crate::value::now;
+use orgwall_core::{
+    ApiKeyId, Error, OrgId, Permission, PermissionSet, Result, RoleId, Slug, SystemRole, UserId,
+};
+
+/// Who acts inside a scope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    /// A signed-in user (verified member).
+    User(UserId),
+    /// An organization API key.
+    ApiKey(ApiKeyId),
+    /// A named system actor (a job kind, an operator command).
+    System {
+        /// The actor's fixed name, e.g. `job:org_purge`.
+        name: &'static str,
+    },
+}
+
+/// Proof of the right to act inside one organization, with the permissions held there.
+#[derive(Debug)]
+pub struct OrgScope {
+    org_id: OrgId,
+    principal: Principal,
+    permissions: PermissionSet,
+}
+
+impl OrgScope {
+    /// The organization.
+    pub fn org_id(&self) -> OrgId {
+        self.org_id
+    }
+
+    /// Who acts.
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The permissions held in this organization.
+    pub fn permissions(&self) -> PermissionSet {
+        self.permissions
+    }
+
+    /// Succeeds if `p` is held, else [`Error::PermissionDenied`] naming it.
+    pub fn require(&self, p: Permission) -> Result<()> {
+        if self.permissions.contains(p) {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied(p))
+        }
+    }
+
+    /// The acting user, if a user acts.
+    pub fn user_id(&self) -> Option<UserId> {
+        match self.principal {
+            Principal::User(u) => Some(u),
+            _ => None,
+        }
+    }
+}
+
+/// Verifies that `user` is a member of `org` and returns their scope there.
+///
+/// The membership read runs inside `org`'s own scope, so the database wall answers it:
+/// a user who is not a member (or an org that does not exist) reads zero rows.
+pub async fn verify_member(db: &Db, user: UserId, org: OrgId) -> Result<OrgScope> {
+    let mut tx = db.begin(Mode::Read, Settings::org(org)).await?;
+    let row = tx
+        .query_opt(
+            "SELECT r.permissions FROM memberships m
+             JOIN roles r ON r.org_id = m.org_id AND r.id = m.role_id
+             WHERE m.org_id = $1 AND m.user_id = $2",
+            params![org, user],
+        )
+        .await?;
+    tx.commit().await?;
+    let perms: String = row.ok_or(Error::NotAMember)?.get(0)?;
+    Ok(OrgScope {
+        org_id: org,
+        principal: Principal::User(user),
+        permissions: PermissionSet::parse_list(&perms).map_err(Error::internal)?,
+    })
+}
+
+/// Enters `org` as a named system actor. Writes `system.scope_entered` to the org's audit
+/// log (committed before the scope is returned), so every system entry is visible there.
+pub async fn enter_system(db: &Db, name: &'static str, org: OrgId, reason: &str) -> Result<OrgScope> {
+    let scope = OrgScope {
+        org_id: org,
+        principal: Principal::System { name },
+        permissions: PermissionSet::all(),
+    };
+    let mut tx = db.write(&scope).await?;
+    audit::record(
+        &mut tx,
+        AuditEntry::new("system.scope_entered").detail(serde_json::json!({
+            "system": name,
+            "reason": reason,
+        })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(scope)
+}
+
+/// A newly created organization.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NewOrg {
+    /// Its id.
+    pub id: OrgId,
+    /// Its slug.
+    pub slug: String,
+    /// Its name.
+    pub name: String,
+    /// The id of its `owner` role.
+    pub owner_role: RoleId,
+}
+
+/// Creates an organization in one transaction: the org row, its four system roles, the
+/// creator's owner membership and an audit event. Returns the creator's scope in it.
+pub async fn create_org(db: &Db, creator: UserId, name: &str, slug: &Slug) -> Result<(NewOrg, OrgScope)> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(Error::Validation("name must be 1-100 characters".into()));
+    }
+    let org = OrgId::new();
+    let t = now();
+    let mut tx = db.begin(Mode::Write, Settings::default()).await?;
+    tx.execute(
+        "INSERT INTO orgs (id, slug, name, plan, created_at, updated_at) VALUES ($1, $2, $3, 'free', $4, $4)",
+        params![org, slug.as_str(), name, t],
+    )
+    .await
+    .map_err(|e| match e {
+        Error::Conflict(..) => Error::Conflict("slug_taken", format!("slug {slug} is taken")),
+        other => other,
+    })?;
+    tx.rescope(Settings::org(org)).await?;
+    let mut owner_role = RoleId::new();
+    for role in SystemRole::ALL {
+        let id = RoleId::new();
+        if role == SystemRole::Owner {
+            owner_role = id;
+        }
+        tx.execute(
+            "INSERT INTO roles (org_id, id, key, name, permissions, is_system, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            params![org, id, role.key(), role.display_name(), role.permissions().to_list(), true, t],
+        )
+        .await?;
+    }
+    tx.execute(
+        "INSERT INTO memberships (org_id, user_id, role_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
+        params![org, creator, owner_role, t],
+    )
+    .await?;
+    let scope = OrgScope {
+        org_id: org,
+        principal: Principal::User(creator),
+        permissions: SystemRole::Owner.permissions(),
+    };
+    audit::insert(
+        &mut tx,
+        &scope,
+        AuditEntry::new("org.created")
+            .target("org", org.uuid())
+            .detail(serde_json::json!({ "slug": slug.as_str(), "name": name })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((
+        NewOrg {
+            id: org,
+            slug: slug.as_str().to_owned(),
+            name: name.to_owned(),
+            owner_role,
+        },
+        scope,
+    ))
+}
+
+/// One of a user's own memberships (the documented cross-org read).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MyOrg {
+    /// The org id.
+    pub org_id: OrgId,
+    /// Its slug.
+    pub slug: String,
+    /// Its name.
+    pub name: String,
+    /// The user's role key there.
+    pub role: String,
+}
+
+/// Lists the organizations `user` belongs to: the least a caller needs (id, slug, name,
+/// role), read under `app.user_id` (the database lets that setting see only the user's
+/// own membership rows and their roles).
+pub async fn my_orgs(db: &Db, user: UserId) -> Result<Vec<MyOrg>> {
+    let mut tx = db
+        .begin(
+            Mode::Read,
+            Settings {
+                user: Some(user),
+                ..Settings::default()
+            },
+        )
+        .await?;
+    let rows = tx
+        .query(
+            "SELECT o.id, o.slug, o.name, r.key FROM memberships m
+             JOIN orgs o ON o.id = m.org_id
+             JOIN roles r ON r.org_id = m.org_id AND r.id = m.role_id
+             WHERE m.user_id = $1 AND o.deleting_at IS NULL
+             ORDER BY o.slug",
+            params![user],
+        )
+        .await?;
+    tx.commit().await?;
+    rows.iter()
+        .map(|r| {
+            Ok(MyOrg {
+                org_id: r.get(0)?,
+                slug: r.get(1)?,
+                name: r.get(2)?,
+                role: r.get(3)?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,360 @@
+//! The database handle and transactions, one API over both backends.
+//!
+//! Every transaction, whatever it is for, starts by stating its scope to the database:
+//! on PostgreSQL `set_config('role', ...)`, `set_config('app.org_id', ...)`,
+//! `set_config('app.user_id', ...)` and `set_config('app.lookup', ...)`, all
+//! transaction-local and pipelined with `BEGIN` and the first statement; on SQLite the
+//! connection's scope cell read by `app_org()`, `app_user()` and `app_lookup()`. An
+//! unscoped transaction states an empty scope, so nothing can inherit a previous one.
+//!
+//! Tenant transactions ([`TenantTx`]) can only be opened from an [`OrgScope`]; the scope
+//! settings of a transaction can only be chosen inside this crate (the access module).
+
+use crate::access::OrgScope;
+use crate::value::{Row, Val};
+use crate::{pg, sqlite};
+use orgwall_core::{Error, OrgId, Result, UserId};
+use std::path::PathBuf;
+
+/// Which backend a [`Db`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    /// PostgreSQL with forced row-level security.
+    Postgres,
+    /// Embedded SQLite with scoped views, an authorizer and guard triggers.
+    Sqlite,
+}
+
+/// Whether a transaction may write. Read transactions are `READ ONLY` on PostgreSQL and
+/// deferred on SQLite; write transactions take SQLite's write lock up front.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Reads only.
+    Read,
+    /// Reads and writes.
+    Write,
+}
+
+/// The scope a transaction states to the database. Only this crate builds one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Settings {
+    /// `app.org_id`: the tenant whose rows are visible and writable.
+    pub org: Option<OrgId>,
+    /// `app.user_id`: lets a user read their own memberships across orgs.
+    pub user: Option<UserId>,
+    /// `app.lookup`: lets a secret's hash find the one row it names.
+    pub lookup: Option<String>,
+}
+
+impl Settings {
+    pub(crate) fn org(org: OrgId) -> Self {
+        Settings {
+            org: Some(org),
+            ..Settings::default()
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.org.is_none() && self.user.is_none() && self.lookup.is_none()
+    }
+}
+
+/// Where the data lives.
+#[derive(Clone, Debug)]
+pub enum DbConfig {
+    /// A PostgreSQL server.
+    Postgres {
+        /// `postgres://` URL of the login (owner for migrations, or a dedicated login).
+        url: String,
+        /// The NOLOGIN role tenant transactions switch to (created by `migrate`).
+        app_role: String,
+        /// Connections in the pool.
+        pool_size: usize,
+    },
+    /// An embedded SQLite file.
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// Connections in the pool.
+        pool_size: usize,
+    },
+}
+
+/// The default name of the role tenant transactions run as on PostgreSQL.
+pub const DEFAULT_APP_ROLE: &str = "orgwall_app";
+
+impl DbConfig {
+    /// Chooses the backend: PostgreSQL when `database_url` is a `postgres://` URL, SQLite
+    /// when it is `sqlite:PATH` or absent (then `data_dir/orgwall.db`).
+    pub fn from_url(database_url: Option<&str>, data_dir: &std::path::Path) -> Result<Self> {
+        let url = database_url.map(str::trim).filter(|u| !u.is_empty());
+        match url {
+            None => Ok(DbConfig::Sqlite {
+                path: data_dir.join("orgwall.db"),
+                pool_size: 8,
+            }),
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                u.parse::<tokio_postgres::Config>()
+                    .map_err(|e| Error::Validation(format!("invalid database URL: {e}")))?;
+                Ok(DbConfig::Postgres {
+                    url: u.to_owned(),
+                    app_role: DEFAULT_APP_ROLE.to_owned(),
+                    pool_size: 16,
+                })
+            }
+            Some(u) if u.starts_with("sqlite:") => {
+                let path = u.trim_start_matches("sqlite:").trim_start_matches("//");
+                if path.is_empty() {
+                    return Err(Error::Validation("invalid database URL: sqlite: needs a file path".into()));
+                }
+                Ok(DbConfig::Sqlite {
+                    path: PathBuf::from(path),
+                    pool_size: 8,
+                })
+            }
+            Some(u) => {
+                let scheme = u.split_once(':').map_or("(none)", |(s, _)| s);
+                Err(Error::Validation(format!(
+                    "invalid database URL: unsupported scheme {scheme:?} (use postgres://... or sqlite:PATH)"
+                )))
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Pg(pg::PgDb),
+    Sqlite(sqlite::SqliteDb),
+}
+
+/// A handle to the database (cheap to clone; pooled inside).
+#[derive(Clone)]
+pub struct Db {
+    backend: Backend,
+}
+
+impl Db {
+    /// Connects (and checks the connection) without migrating.
+    pub async fn open(cfg: &DbConfig) -> Result<Db> {
+        let backend = match cfg {
+            DbConfig::Postgres {
+                url,
+                app_role,
+                pool_size,
+            } => Backend::Pg(pg::PgDb::open(url, app_role, *pool_size).await?),
+            DbConfig::Sqlite { path, pool_size } => {
+                Backend::Sqlite(sqlite::SqliteDb::open(path, *pool_size).await?)
+            }
+        };
+        Ok(Db { backend })
+    }
+
+    /// Which backend this is.
+    pub fn kind(&self) -> BackendKind {
+        match &self.backend {
+            Backend::Pg(_) => BackendKind::Postgres,
+            Backend::Sqlite(_) => BackendKind::Sqlite,
+        }
+    }
+
+    /// Applies pending migrations (as the owner) and re-asserts the database wall on every
+    /// tenant table. All in one transaction: either everything applies or nothing does.
+    pub async fn migrate(&self) -> Result<crate::migrate::Report> {
+        match &self.backend {
+            Backend::Pg(p) => p.migrate().await,
+            Backend::Sqlite(s) => s.migrate().await,
+        }
+    }
+
+    /// Checks the walls against the live catalog.
+    pub async fn doctor(&self) -> Result<Vec<crate::doctor::Violation>> {
+        match &self.backend {
+            Backend::Pg(p) => p.doctor().await,
+            Backend::Sqlite(s) => s.doctor().await,
+        }
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        let mut tx = self.global(Mode::Read).await?;
+        tx.query("SELECT 1", &[]).await?;
+        tx.commit().await
+    }
+
+    /// The one place that decides which database (and, later, which schema or server)
+    /// serves an organization. Today every org lives in the same database; per-tenant
+    /// placement changes this function and nothing else.
+    pub(crate) fn placement(&self, _org: OrgId) -> &Backend {
+        &self.backend
+    }
+
+    pub(crate) async fn begin_on(backend: &Backend, mode: Mode, settings: Settings) -> Result<Tx> {
+        let inner = match backend {
+            Backend::Pg(p) => TxInner::Pg(p.begin(mode, settings).await?),
+            Backend::Sqlite(s) => TxInner::Sqlite(s.begin(mode, settings).await?),
+        };
+        Ok(Tx { inner })
+    }
+
+    /// Opens a transaction with exactly `settings` as its scope (access module only).
+    pub(crate) async fn begin(&self, mode: Mode, settings: Settings) -> Result<Tx> {
+        let backend = match settings.org {
+            Some(org) => self.placement(org),
+            None => &self.backend,
+        };
+        Self::begin_on(backend, mode, settings).await
+    }
+
+    /// A transaction over global tables (users, sessions, orgs, jobs). Tenant tables are
+    /// unreachable from it: zero rows on PostgreSQL, refused on SQLite.
+    pub async fn global(&self, mode: Mode) -> Result<Tx> {
+        self.begin(mode, Settings::default()).await
+    }
+
+    /// A read-only transaction inside `scope`'s organization.
+    pub async fn read<'s>(&self, scope: &'s OrgScope) -> Result<TenantTx<'s>> {
+        self.tenant(scope, Mode::Read).await
+    }
+
+    /// A read-write transaction inside `scope`'s organization.
+    pub async fn write<'s>(&self, scope: &'s OrgScope) -> Result<TenantTx<'s>> {
+        self.tenant(scope, Mode::Write).await
+    }
+
+    async fn tenant<'s>(&self, scope: &'s OrgScope, mode: Mode) -> Result<TenantTx<'s>> {
+        let tx = self.begin(mode, Settings::org(scope.org_id())).await?;
+        Ok(TenantTx { tx, scope })
+    }
+}
+
+pub(crate) enum TxInner {
+    Pg(pg::PgTx),
+    Sqlite(sqlite::SqliteTx),
+}
+
+/// A database transaction. Dropping it without [`Tx::commit`] rolls it back.
+pub struct Tx {
+    inner: TxInner,
+}
+
+impl Tx {
+    /// Which backend runs this transaction (for the rare statement whose SQL differs).
+    pub fn kind(&self) -> BackendKind {
+        match &self.inner {
+            TxInner::Pg(_) => BackendKind::Postgres,
+            TxInner::Sqlite(_) => BackendKind::Sqlite,
+        }
+    }
+
+    /// Runs a statement written with `$1, $2, ...` placeholders and returns its rows.
+    pub async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>> {
+        match &mut self.inner {
+            TxInner::Pg(t) => t.query(sql, params).await,
+            TxInner::Sqlite(t) => t.query(sql, params).await,
+        }
+    }
+
+    /// Runs a statement and returns the number of rows it changed.
+    pub async fn execute(&mut self, sql: &str, params: &[Val]) -> Result<u64> {
+        match &mut self.inner {
+            TxInner::Pg(t) => t.execute(sql, params).await,
+            TxInner::Sqlite(t) => t.execute(sql, params).await,
+        }
+    }
+
+    /// The first row, or `None`.
+    pub async fn query_opt(&mut self, sql: &str, params: &[Val]) -> Result<Option<Row>> {
+        Ok(self.query(sql, params).await?.into_iter().next())
+    }
+
+    /// The first row, or [`Error::NotFound`].
+    pub async fn query_one(&mut self, sql: &str, params: &[Val]) -> Result<Row> {
+        self.query_opt(sql, params).await?.ok_or(Error::NotFound)
+    }
+
+    /// Commits.
+    pub async fn commit(self) -> Result<()> {
+        match self.inner {
+            TxInner::Pg(t) => t.commit().await,
+            TxInner::Sqlite(t) => t.commit().await,
+        }
+    }
+
+    /// Rolls back (dropping does the same, without waiting).
+    pub async fn rollback(self) -> Result<()> {
+        match self.inner {
+            TxInner::Pg(t) => t.rollback().await,
+            TxInner::Sqlite(t) => t.rollback().await,
+        }
+    }
+
+    /// Changes the scope inside an open transaction (access module only: creating an org
+    /// writes its global row, then its tenant rows, in one transaction).
+    pub(crate) async fn rescope(&mut self, settings: Settings) -> Result<()> {
+        match &mut self.inner {
+            TxInner::Pg(t) => t.rescope(settings).await,
+            TxInner::Sqlite(t) => t.rescope(settings).await,
+        }
+    }
+}
+
+/// A transaction inside one organization, opened from its [`OrgScope`]. Repository
+/// functions take it and bind `org_id` from [`TenantTx::org_id`], never from input.
+pub struct TenantTx<'s> {
+    tx: Tx,
+    scope: &'s OrgScope,
+}
+
+impl<'s> TenantTx<'s> {
+    /// The organization this transaction is confined to.
+    pub fn org_id(&self) -> OrgId {
+        self.scope.org_id()
+    }
+
+    /// The verified scope it was opened from.
+    pub fn scope(&self) -> &'s OrgScope {
+        self.scope
+    }
+
+    /// The transaction itself (crate-internal helpers that serve both scoped and
+    /// creation-time transactions).
+    pub(crate) fn raw(&mut self) -> &mut Tx {
+        &mut self.tx
+    }
+
+    /// See [`Tx::query`].
+    pub async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>> {
+        self.tx.query(sql, params).await
+    }
+
+    /// See [`Tx::execute`].
+    pub async fn execute(&mut self, sql: &str, params: &[Val]) -> Result<u64> {
+        self.tx.execute(sql, params).await
+    }
+
+    /// See [`Tx::query_opt`].
+    pub async fn query_opt(&mut self, sql: &str, params: &[Val]) -> Result<Option<Row>> {
+        self.tx.query_opt(sql, params).await
+    }
+
+    /// See [`Tx::query_one`].
+    pub async fn query_one(&mut self, sql: &str, params: &[Val]) -> Result<Row> {
+        self.tx.query_one(sql, params).await
+    }
+
+    /// See [`Tx::kind`].
+    pub fn kind(&self) -> BackendKind {
+        self.tx.kind()
+    }
+
+    /// Commits.
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await
+    }
+
+    /// Rolls back.
+    pub async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await
+    }
+}

@@ -1,0 +1,384 @@
+//! PostgreSQL backend: tokio-postgres with a deadpool pool.
+//!
+//! A transaction is opened lazily: `BEGIN`, the scope prelude (one statement of four
+//! `set_config(..., true)` calls: role, `app.org_id`, `app.user_id`, `app.lookup`) and the
+//! first real statement are sent together and answered in one network round trip
+//! (tokio-postgres pipelines requests issued concurrently on one connection). Statements
+//! are prepared once per connection and reused.
+
+use crate::db::{Mode, Settings};
+use crate::value::{Row, Val};
+use bytes::BytesMut;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use futures::FutureExt;
+use orgwall_core::{Error, Result};
+use std::sync::Arc;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
+use tokio_postgres::NoTls;
+
+const PRELUDE: &str = "SELECT set_config('role', $1, true), set_config('app.org_id', $2, true), \
+     set_config('app.user_id', $3, true), set_config('app.lookup', $4, true)";
+
+#[derive(Clone)]
+pub(crate) struct PgDb {
+    pool: Pool,
+    app_role: Arc<str>,
+    url: Arc<str>,
+}
+
+/// Checks that a role name is a plain identifier (it is interpolated into DDL).
+pub(crate) fn check_role_name(role: &str) -> Result<()> {
+    let ok = !role.is_empty()
+        && role.len() <= 63
+        && role.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && role
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Validation(format!("invalid role name {role:?}")))
+    }
+}
+
+fn describe_target(url: &str) -> String {
+    match url.parse::<tokio_postgres::Config>() {
+        Ok(c) => {
+            let host = c
+                .get_hosts()
+                .first()
+                .map(|h| match h {
+                    tokio_postgres::config::Host::Tcp(s) => s.clone(),
+                    tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+                })
+                .unwrap_or_else(|| "localhost".into());
+            let port = c.get_ports().first().copied().unwrap_or(5432);
+            let db = c.get_dbname().unwrap_or("(default)");
+            format!("{host}:{port}/{db}")
+        }
+        Err(_) => "(invalid URL)".into(),
+    }
+}
+
+fn connect_error(url: &str, e: impl std::fmt::Display) -> Error {
+    Error::Unavailable(format!(
+        "cannot connect to PostgreSQL at {}: {e}",
+        describe_target(url)
+    ))
+}
+
+impl PgDb {
+    pub(crate) async fn open(url: &str, app_role: &str, pool_size: usize) -> Result<PgDb> {
+        check_role_name(app_role)?;
+        let cfg: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| Error::Validation(format!("invalid database URL: {e}")))?;
+        let mgr = Manager::from_config(
+            cfg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(pool_size.max(1))
+            .build()
+            .map_err(Error::internal)?;
+        // Fail now, with a clear line, if the server is not there.
+        let conn = pool.get().await.map_err(|e| connect_error(url, e))?;
+        drop(conn);
+        Ok(PgDb {
+            pool,
+            app_role: app_role.into(),
+            url: url.into(),
+        })
+    }
+
+    /// A direct connection as the login (migrations, doctor, tests).
+    pub(crate) async fn owner_client(&self) -> Result<tokio_postgres::Client> {
+        let (client, conn) = tokio_postgres::connect(&self.url, NoTls)
+            .await
+            .map_err(|e| connect_error(&self.url, e))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "owner connection closed");
+            }
+        });
+        Ok(client)
+    }
+
+    pub(crate) async fn begin(&self, mode: Mode, settings: Settings) -> Result<PgTx> {
+        let obj = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| connect_error(&self.url, e))?;
+        Ok(PgTx {
+            obj: Some(obj),
+            pending: Some((mode, settings)),
+            role: self.app_role.clone(),
+            done: false,
+        })
+    }
+
+    pub(crate) async fn migrate(&self) -> Result<crate::migrate::Report> {
+        let mut client = self.owner_client().await?;
+        crate::migrate::postgres(&mut client, &self.app_role).await
+    }
+
+    pub(crate) async fn doctor(&self) -> Result<Vec<crate::doctor::Violation>> {
+        let client = self.owner_client().await?;
+        crate::doctor::postgres(&client, &self.app_role).await
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Query,
+    Execute,
+}
+
+enum Out {
+    Rows(Vec<tokio_postgres::Row>),
+    Count(u64),
+}
+
+pub(crate) struct PgTx {
+    obj: Option<Object>,
+    /// BEGIN and the scope prelude not yet sent: they go out with the first statement.
+    pending: Option<(Mode, Settings)>,
+    role: Arc<str>,
+    done: bool,
+}
+
+fn prelude_params(role: &str, s: &Settings) -> [String; 4] {
+    [
+        role.to_owned(),
+        s.org.map(|o| o.to_string()).unwrap_or_default(),
+        s.user.map(|u| u.to_string()).unwrap_or_default(),
+        s.lookup.clone().unwrap_or_default(),
+    ]
+}
+
+fn refs(params: &[Val]) -> Vec<&(dyn ToSql + Sync)> {
+    params.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
+impl PgTx {
+    fn obj(&self) -> Result<&Object> {
+        self.obj
+            .as_ref()
+            .ok_or_else(|| Error::Internal("transaction already finished".into()))
+    }
+
+    async fn run(&mut self, sql: &str, params: &[Val], op: Op) -> Result<Out> {
+        let pending = self.pending.take();
+        let obj = self.obj()?;
+        let stmt = obj.prepare_cached(sql).await.map_err(map_err)?;
+        let p = refs(params);
+        let client: &tokio_postgres::Client = obj;
+        let main = async {
+            match op {
+                Op::Query => client.query(&stmt, &p).await.map(Out::Rows),
+                Op::Execute => client.execute(&stmt, &p).await.map(Out::Count),
+            }
+        };
+        match pending {
+            None => main.await.map_err(map_err),
+            Some((mode, settings)) => {
+                let begin_sql = match mode {
+                    Mode::Read => "BEGIN READ ONLY",
+                    Mode::Write => "BEGIN",
+                };
+                let begin = obj.prepare_cached(begin_sql).await.map_err(map_err)?;
+                let prelude = obj.prepare_cached(PRELUDE).await.map_err(map_err)?;
+                let pp = prelude_params(&self.role, &settings);
+                let pr: Vec<&(dyn ToSql + Sync)> =
+                    pp.iter().map(|s| s as &(dyn ToSql + Sync)).collect();
+                // futures::join! polls in argument order: BEGIN, the prelude and the
+                // statement are written back to back and answered in one round trip.
+                let (b, s, q) = futures::join!(
+                    client.execute(&begin, &[]),
+                    client.execute(&prelude, &pr),
+                    main
+                );
+                b.map_err(map_err)?;
+                s.map_err(map_err)?;
+                q.map_err(map_err)
+            }
+        }
+    }
+
+    pub(crate) async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>> {
+        match self.run(sql, params, Op::Query).await? {
+            Out::Rows(rows) => rows.iter().map(pg_row).collect(),
+            Out::Count(_) => Ok(Vec::new()),
+        }
+    }
+
+    pub(crate) async fn execute(&mut self, sql: &str, params: &[Val]) -> Result<u64> {
+        match self.run(sql, params, Op::Execute).await? {
+            Out::Count(n) => Ok(n),
+            Out::Rows(rows) => Ok(rows.len() as u64),
+        }
+    }
+
+    pub(crate) async fn rescope(&mut self, settings: Settings) -> Result<()> {
+        if let Some((mode, _)) = self.pending.take() {
+            self.pending = Some((mode, settings));
+            return Ok(());
+        }
+        let pp = prelude_params(&self.role, &settings);
+        let obj = self.obj()?;
+        let prelude = obj.prepare_cached(PRELUDE).await.map_err(map_err)?;
+        let pr: Vec<&(dyn ToSql + Sync)> = pp.iter().map(|s| s as &(dyn ToSql + Sync)).collect();
+        obj.execute(&prelude, &pr).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    pub(crate) async fn commit(mut self) -> Result<()> {
+        self.done = true;
+        if self.pending.is_some() {
+            return Ok(()); // nothing was sent: nothing to commit
+        }
+        let obj = self.obj()?;
+        let stmt = obj.prepare_cached("COMMIT").await.map_err(map_err)?;
+        obj.execute(&stmt, &[]).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    pub(crate) async fn rollback(mut self) -> Result<()> {
+        self.done = true;
+        if self.pending.is_some() {
+            return Ok(());
+        }
+        let obj = self.obj()?;
+        obj.batch_execute("ROLLBACK").await.map_err(map_err)
+    }
+}
+
+impl Drop for PgTx {
+    fn drop(&mut self) {
+        if self.done || self.pending.is_some() {
+            return;
+        }
+        if let Some(obj) = self.obj.as_ref() {
+            // Queue ROLLBACK on the connection before it goes back to the pool: the first
+            // poll writes the request, and requests on one connection are answered in
+            // order, so the next borrower's BEGIN comes after it.
+            let _ = obj.batch_execute("ROLLBACK").now_or_never();
+        }
+    }
+}
+
+impl ToSql for Val {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Val::Null => Ok(IsNull::Yes),
+            Val::Bool(b) => b.to_sql(ty, out),
+            Val::Int(i) => match *ty {
+                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                _ => i.to_sql(ty, out),
+            },
+            Val::Float(f) => match *ty {
+                #[allow(clippy::cast_possible_truncation)]
+                Type::FLOAT4 => (*f as f32).to_sql(ty, out),
+                _ => f.to_sql(ty, out),
+            },
+            Val::Text(s) => match *ty {
+                Type::UUID => uuid::Uuid::parse_str(s)?.to_sql(ty, out),
+                _ => s.to_sql(ty, out),
+            },
+            Val::Uuid(u) => match *ty {
+                Type::TEXT | Type::VARCHAR => u.hyphenated().to_string().to_sql(ty, out),
+                _ => u.to_sql(ty, out),
+            },
+            Val::Time(t) => t.to_sql(ty, out),
+            Val::Bytes(b) => b.to_sql(ty, out),
+            Val::Json(j) => j.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+fn pg_row(r: &tokio_postgres::Row) -> Result<Row> {
+    let mut vals = Vec::with_capacity(r.len());
+    for (i, col) in r.columns().iter().enumerate() {
+        let t = col.type_();
+        let e = |e: tokio_postgres::Error| Error::Internal(format!("column {}: {e}", col.name()));
+        let v = match *t {
+            Type::BOOL => r.try_get::<_, Option<bool>>(i).map_err(e)?.map(Val::Bool),
+            Type::INT2 => r.try_get::<_, Option<i16>>(i).map_err(e)?.map(|x| Val::Int(x.into())),
+            Type::INT4 => r.try_get::<_, Option<i32>>(i).map_err(e)?.map(|x| Val::Int(x.into())),
+            Type::INT8 => r.try_get::<_, Option<i64>>(i).map_err(e)?.map(Val::Int),
+            Type::OID => r.try_get::<_, Option<u32>>(i).map_err(e)?.map(|x| Val::Int(x.into())),
+            Type::CHAR => r.try_get::<_, Option<i8>>(i).map_err(e)?.map(|x| Val::Int(x.into())),
+            Type::FLOAT4 => r.try_get::<_, Option<f32>>(i).map_err(e)?.map(|x| Val::Float(x.into())),
+            Type::FLOAT8 => r.try_get::<_, Option<f64>>(i).map_err(e)?.map(Val::Float),
+            Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => {
+                r.try_get::<_, Option<String>>(i).map_err(e)?.map(Val::Text)
+            }
+            Type::UUID => r.try_get::<_, Option<uuid::Uuid>>(i).map_err(e)?.map(Val::Uuid),
+            Type::TIMESTAMPTZ => r
+                .try_get::<_, Option<DateTime<Utc>>>(i)
+                .map_err(e)?
+                .map(Val::Time),
+            Type::BYTEA => r.try_get::<_, Option<Vec<u8>>>(i).map_err(e)?.map(Val::Bytes),
+            Type::JSON | Type::JSONB => r
+                .try_get::<_, Option<serde_json::Value>>(i)
+                .map_err(e)?
+                .map(Val::Json),
+            _ => {
+                return Err(Error::Internal(format!(
+                    "column {} has unsupported type {t}",
+                    col.name()
+                )))
+            }
+        };
+        vals.push(v.unwrap_or(Val::Null));
+    }
+    Ok(Row(vals))
+}
+
+/// Maps a PostgreSQL error to the domain error.
+pub(crate) fn map_err(e: tokio_postgres::Error) -> Error {
+    let Some(db) = e.as_db_error() else {
+        if e.is_closed() {
+            return Error::Unavailable(format!("PostgreSQL connection lost: {e}"));
+        }
+        return Error::Internal(e.to_string());
+    };
+    let constraint = db.constraint().unwrap_or("").to_owned();
+    let code = db.code();
+    if *code == SqlState::UNIQUE_VIOLATION || *code == SqlState::EXCLUSION_VIOLATION {
+        Error::Conflict("conflict", constraint)
+    } else if *code == SqlState::FOREIGN_KEY_VIOLATION {
+        if db.message().contains("is still referenced") {
+            Error::Conflict("in_use", constraint)
+        } else {
+            Error::Validation(format!(
+                "a referenced row does not exist in this organization ({constraint})"
+            ))
+        }
+    } else if *code == SqlState::CHECK_VIOLATION || *code == SqlState::NOT_NULL_VIOLATION {
+        Error::Validation(format!("constraint {constraint} failed"))
+    } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+        Error::ScopeViolation
+    } else if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+        Error::Internal("write attempted in a read-only transaction".into())
+    } else {
+        Error::Internal(format!("{}: {}", code.code(), db.message()))
+    }
+}

@@ -1,0 +1,68 @@
+//! Ticket comments (tenant table).
+
+use crate::db::TenantTx;
+use crate::params;
+use crate::value::now;
+use chrono::{DateTime, Utc};
+use orgwall_core::{CommentId, Result, TicketId, UserId};
+
+/// A comment.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Comment {
+    /// Its id.
+    pub id: CommentId,
+    /// Its ticket.
+    pub ticket_id: TicketId,
+    /// Its author.
+    pub author_id: Option<UserId>,
+    /// Text.
+    pub body: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Adds a comment to a ticket of this org.
+pub async fn add(tx: &mut TenantTx<'_>, ticket_id: TicketId, body: &str) -> Result<Comment> {
+    let body = super::text("body", body, 20_000)?;
+    super::tickets::get(tx, ticket_id).await?;
+    let org = tx.org_id();
+    let author = tx.scope().user_id();
+    let id = CommentId::new();
+    let t = now();
+    tx.execute(
+        "INSERT INTO ticket_comments (org_id, id, ticket_id, author_id, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        params![org, id, ticket_id, author, &body, t],
+    )
+    .await?;
+    Ok(Comment {
+        id,
+        ticket_id,
+        author_id: author,
+        body,
+        created_at: t,
+    })
+}
+
+/// Lists a ticket's comments, oldest first.
+pub async fn list(tx: &mut TenantTx<'_>, ticket_id: TicketId) -> Result<Vec<Comment>> {
+    super::tickets::get(tx, ticket_id).await?;
+    let org = tx.org_id();
+    let rows = tx
+        .query(
+            "SELECT id, ticket_id, author_id, body, created_at FROM ticket_comments
+             WHERE org_id = $1 AND ticket_id = $2 ORDER BY id",
+            params![org, ticket_id],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Comment {
+                id: r.get(0)?,
+                ticket_id: r.get(1)?,
+                author_id: r.get(2)?,
+                body: r.get(3)?,
+                created_at: r.get(4)?,
+            })
+        })
+        .collect()
+}

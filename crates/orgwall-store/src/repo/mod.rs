@@ -1,0 +1,55 @@
+//! Repositories: one module per table (or aggregate).
+//!
+//! Tenant repositories take a [`crate::TenantTx`] and bind `org_id` from
+//! [`crate::TenantTx::org_id`], never from input. Global repositories (users, orgs) take
+//! the [`crate::Db`].
+//!
+//! ## Adding a tenant table
+//!
+//! 1. Write a migration for each backend: on PostgreSQL `CREATE TABLE widgets (org_id uuid
+//!    NOT NULL REFERENCES orgs (id) ON DELETE CASCADE, id uuid NOT NULL, ..., PRIMARY KEY
+//!    (org_id, id))`, composite foreign keys `(org_id, x_id) REFERENCES x (org_id, id)`,
+//!    indexes leading with `org_id`; on SQLite the same table named `widgets_rows`.
+//! 2. Run `orgwall migrate`: the runner enables and forces row-level security with the
+//!    `org_isolation` policy and grants the server role (PostgreSQL), or generates the
+//!    scoped view `widgets`, its `INSTEAD OF` triggers and the guard triggers (SQLite).
+//! 3. Write `repo/widgets.rs` with functions taking `&mut TenantTx` and using
+//!    `tx.org_id()` for `org_id`. Queries name `widgets` on both backends.
+//! 4. Run `orgwall doctor`: it fails, naming the rule, if any wall is missing.
+
+pub mod audit;
+pub mod comments;
+pub mod memberships;
+pub mod notes;
+pub mod orgs;
+pub mod projects;
+pub mod tickets;
+pub mod users;
+
+use orgwall_core::{Error, Result};
+
+/// Checks a required text field's length (in characters) after trimming.
+pub(crate) fn text(field: &str, value: &str, max: usize) -> Result<String> {
+    let v = value.trim();
+    if v.is_empty() || v.chars().count() > max {
+        return Err(Error::Validation(format!("{field} must be 1-{max} characters")));
+    }
+    Ok(v.to_owned())
+}
+
+/// Checks an optional long text field's length.
+pub(crate) fn long_text(field: &str, value: &str, max: usize) -> Result<String> {
+    if value.chars().count() > max {
+        return Err(Error::Validation(format!("{field} must be at most {max} characters")));
+    }
+    Ok(value.to_owned())
+}
+
+/// Clamps a page size to 1..=200.
+pub(crate) fn page_limit(limit: Option<i64>) -> Result<i64> {
+    match limit {
+        None => Ok(50),
+        Some(l) if (1..=200).contains(&l) => Ok(l),
+        Some(_) => Err(Error::Validation("limit must be between 1 and 200".into())),
+    }
+}
