@@ -1,1 +1,193 @@
-fn main(){}
+//! `orgwall`: the server and its command line.
+//!
+//! ```text
+//! orgwall serve [--listen ADDR] [--demo]    run the server (migrates first)
+//! orgwall migrate                           apply migrations and the database wall
+//! orgwall seed --demo                       load the Acme/Globex demo data
+//! orgwall doctor                            check the schema and database walls
+//! ```
+//!
+//! Every flag has an `ORGWALL_*` environment equivalent (`DATABASE_URL` for the
+//! database). With no configuration, data lives in SQLite under `./orgwall-data/`.
+
+use clap::{Parser, Subcommand};
+use orgwall_store::{Db, DbConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "orgwall", version, about = "Multi-tenant SaaS backend where cross-tenant access is impossible by construction")]
+struct Cli {
+    /// Directory for the embedded SQLite database and stored files.
+    #[arg(long, env = "ORGWALL_DATA_DIR", default_value = "./orgwall-data", global = true)]
+    data_dir: PathBuf,
+
+    /// PostgreSQL URL (postgres://user@host:port/db). Without it, orgwall uses SQLite in
+    /// the data directory. `sqlite:PATH` names a SQLite file explicitly.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    database_url: Option<String>,
+
+    /// PostgreSQL only: the NOLOGIN role tenant transactions switch to (created by migrate).
+    #[arg(long, env = "ORGWALL_DB_APP_ROLE", default_value = orgwall_store::db::DEFAULT_APP_ROLE, global = true)]
+    db_app_role: String,
+
+    /// Log format: json (default) or text.
+    #[arg(long, env = "ORGWALL_LOG_FORMAT", default_value = "json", global = true)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the HTTP server. Migrates the database first unless --no-migrate.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "ORGWALL_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Seed the Acme/Globex demo data if it is not there yet.
+        #[arg(long, env = "ORGWALL_DEMO")]
+        demo: bool,
+        /// Do not migrate at start (for a dedicated server login that owns nothing;
+        /// run `orgwall migrate` as the owner instead).
+        #[arg(long, env = "ORGWALL_NO_MIGRATE")]
+        no_migrate: bool,
+    },
+    /// Apply pending migrations and re-assert the database wall, in one transaction.
+    Migrate,
+    /// Load demo data: orgs acme and globex, users alice, bob and carol (password orgwall-demo).
+    Seed {
+        /// The demo data set (the only one there is).
+        #[arg(long, required = true)]
+        demo: bool,
+    },
+    /// Check the schema and database walls against the live catalog; exits 1 naming each violation.
+    Doctor,
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ORGWALL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn open(cli: &Cli) -> anyhow::Result<Db> {
+    let mut cfg = DbConfig::from_url(cli.database_url.as_deref(), &cli.data_dir)?;
+    if let DbConfig::Postgres { app_role, .. } = &mut cfg {
+        app_role.clone_from(&cli.db_app_role);
+    }
+    Ok(Db::open(&cfg).await?)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Serve {
+            listen,
+            demo,
+            no_migrate,
+        } => {
+            let db = open(&cli).await?;
+            if !no_migrate {
+                let r = db.migrate().await?;
+                tracing::info!(version = r.version, applied = ?r.applied, "database migrated");
+            }
+            if *demo {
+                let s = orgwall_store::seed::demo(&db).await?;
+                tracing::info!(result = ?s, "demo data");
+            }
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, backend = ?db.kind(), "orgwall listening");
+            eprintln!("orgwall listening on http://{addr} ({:?})", db.kind());
+            let app = orgwall_http::app(orgwall_http::AppState { db });
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let db = open(&cli).await?;
+            let r = db.migrate().await?;
+            println!(
+                "migrated: schema version {} ({} applied now)",
+                r.version,
+                r.applied.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Seed { .. } => {
+            let db = open(&cli).await?;
+            db.migrate().await?;
+            match orgwall_store::seed::demo(&db).await? {
+                orgwall_store::seed::Seeded::Created => println!(
+                    "seeded: orgs acme and globex; users alice@acme.test, bob@globex.test, carol@example.test (password {})",
+                    orgwall_store::seed::DEMO_PASSWORD
+                ),
+                orgwall_store::seed::Seeded::AlreadyPresent => println!("demo data already present"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor => {
+            let db = open(&cli).await?;
+            let violations = db.doctor().await?;
+            if violations.is_empty() {
+                println!("doctor: every wall stands ({:?})", db.kind());
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for v in &violations {
+                    println!("violation: {v}");
+                }
+                println!("doctor: {} violation(s)", violations.len());
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! RFC 9457 problem details: `application/problem+json` with `type`, `title`, `status`,
+//! `detail` and a stable machine `code`.
+
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use orgwall_core::Error;
+use serde::Serialize;
+
+/// An error response.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    kind: String,
+    title: String,
+    #[serde(serialize_with = "ser_status")]
+    status: StatusCode,
+    detail: String,
+    code: &'static str,
+}
+
+fn ser_status<S: serde::Serializer>(s: &StatusCode, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_u16(s.as_u16())
+}
+
+impl Problem {
+    /// A problem with a status, a stable code and a human detail.
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Problem {
+            kind: format!("https://orgwall.dev/problems/{code}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status,
+            detail: detail.into(),
+            code,
+        }
+    }
+
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The code.
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+impl From<Error> for Problem {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::NotFound => Problem::new(StatusCode::NOT_FOUND, "not_found", "No such resource in this organization."),
+            Error::Conflict(code, detail) => Problem::new(
+                if code == "invalid_transition" { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::CONFLICT },
+                code,
+                detail,
+            ),
+            Error::Validation(detail) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", detail),
+            Error::NotAMember => Problem::new(
+                StatusCode::FORBIDDEN,
+                "not_a_member",
+                "The organization does not exist or you are not a member of it.",
+            ),
+            Error::PermissionDenied(p) => Problem::new(
+                StatusCode::FORBIDDEN,
+                "permission_denied",
+                format!("This requires the {p} permission."),
+            ),
+            Error::ScopeViolation => {
+                tracing::error!("tenant scope violation reached the HTTP layer");
+                Problem::new(StatusCode::NOT_FOUND, "not_found", "No such resource in this organization.")
+            }
+            Error::Unavailable(detail) => {
+                tracing::error!(%detail, "database unavailable");
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable.")
+            }
+            Error::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong on our side.")
+            }
+        }
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+/// The answer to a route that does not exist.
+pub async fn not_found_fallback() -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "not_found", "No such route.")
+}
