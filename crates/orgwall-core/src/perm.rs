@@ -135,7 +135,10 @@ impl PermissionSet {
 
     /// The permissions in catalogue order.
     pub fn iter(self) -> impl Iterator<Item = Permission> {
-        Permission::ALL.iter().copied().filter(move |p| self.contains(*p))
+        Permission::ALL
+            .iter()
+            .copied()
+            .filter(move |p| self.contains(*p))
     }
 
     /// Parses the storage form: permission names separated by spaces.
@@ -145,7 +148,10 @@ impl PermissionSet {
 
     /// The storage form: names in catalogue order, separated by single spaces.
     pub fn to_list(self) -> String {
-        self.iter().map(Permission::as_str).collect::<Vec<_>>().join(" ")
+        self.iter()
+            .map(Permission::as_str)
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -161,7 +167,9 @@ impl FromIterator<Permission> for PermissionSet {
 
 impl fmt::Debug for PermissionSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.iter().map(Permission::as_str)).finish()
+        f.debug_set()
+            .entries(self.iter().map(Permission::as_str))
+            .finish()
     }
 }
 

@@ -43,7 +43,11 @@ impl TicketStatus {
         use TicketStatus::*;
         matches!(
             (self, to),
-            (Open, InProgress) | (InProgress, Resolved) | (Resolved, Closed) | (Resolved, Open) | (Closed, Open)
+            (Open, InProgress)
+                | (InProgress, Resolved)
+                | (Resolved, Closed)
+                | (Resolved, Open)
+                | (Closed, Open)
         )
     }
 }
@@ -54,7 +58,12 @@ impl FromStr for TicketStatus {
         Self::ALL
             .into_iter()
             .find(|t| t.as_str() == s)
-            .ok_or_else(|| format!("unknown status {:?}", s.chars().take(32).collect::<String>()))
+            .ok_or_else(|| {
+                format!(
+                    "unknown status {:?}",
+                    s.chars().take(32).collect::<String>()
+                )
+            })
     }
 }
 

@@ -48,13 +48,25 @@ impl Problem {
 impl From<Error> for Problem {
     fn from(e: Error) -> Self {
         match e {
-            Error::NotFound => Problem::new(StatusCode::NOT_FOUND, "not_found", "No such resource in this organization."),
+            Error::NotFound => Problem::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "No such resource in this organization.",
+            ),
             Error::Conflict(code, detail) => Problem::new(
-                if code == "invalid_transition" { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::CONFLICT },
+                if code == "invalid_transition" {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                } else {
+                    StatusCode::CONFLICT
+                },
                 code,
                 detail,
             ),
-            Error::Validation(detail) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", detail),
+            Error::Validation(detail) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                detail,
+            ),
             Error::NotAMember => Problem::new(
                 StatusCode::FORBIDDEN,
                 "not_a_member",
@@ -67,15 +79,27 @@ impl From<Error> for Problem {
             ),
             Error::ScopeViolation => {
                 tracing::error!("tenant scope violation reached the HTTP layer");
-                Problem::new(StatusCode::NOT_FOUND, "not_found", "No such resource in this organization.")
+                Problem::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "No such resource in this organization.",
+                )
             }
             Error::Unavailable(detail) => {
                 tracing::error!(%detail, "database unavailable");
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The service is temporarily unavailable.")
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "The service is temporarily unavailable.",
+                )
             }
             Error::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
-                Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Something went wrong on our side.")
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Something went wrong on our side.",
+                )
             }
         }
     }

@@ -128,7 +128,12 @@ pub async fn verify_member(db: &Db, user: UserId, org: OrgId) -> Result<OrgScope
 
 /// Enters `org` as a named system actor. Writes `system.scope_entered` to the org's audit
 /// log (committed before the scope is returned), so every system entry is visible there.
-pub async fn enter_system(db: &Db, name: &'static str, org: OrgId, reason: &str) -> Result<OrgScope> {
+pub async fn enter_system(
+    db: &Db,
+    name: &'static str,
+    org: OrgId,
+    reason: &str,
+) -> Result<OrgScope> {
     let scope = OrgScope {
         org_id: org,
         principal: Principal::System { name },
@@ -162,7 +167,12 @@ pub struct NewOrg {
 
 /// Creates an organization in one transaction: the org row, its four system roles, the
 /// creator's owner membership and an audit event. Returns the creator's scope in it.
-pub async fn create_org(db: &Db, creator: UserId, name: &str, slug: &Slug) -> Result<(NewOrg, OrgScope)> {
+pub async fn create_org(
+    db: &Db,
+    creator: UserId,
+    name: &str,
+    slug: &Slug,
+) -> Result<(NewOrg, OrgScope)> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(Error::Validation("name must be 1-100 characters".into()));

@@ -105,7 +105,9 @@ impl DbConfig {
             Some(u) if u.starts_with("sqlite:") => {
                 let path = u.trim_start_matches("sqlite:").trim_start_matches("//");
                 if path.is_empty() {
-                    return Err(Error::Validation("invalid database URL: sqlite: needs a file path".into()));
+                    return Err(Error::Validation(
+                        "invalid database URL: sqlite: needs a file path".into(),
+                    ));
                 }
                 Ok(DbConfig::Sqlite {
                     path: PathBuf::from(path),

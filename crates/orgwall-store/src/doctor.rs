@@ -91,12 +91,14 @@ fn check_shape(t: &TableShape, f: &mut Findings) {
     if !org_fk {
         f.add(name, "no foreign key org_id -> orgs(id) ON DELETE CASCADE");
     }
-    let keyed = t
-        .indexes
-        .iter()
-        .any(|(_, cols, unique)| *unique && cols.len() >= 2 && cols.first().is_some_and(|c| c == "org_id"));
+    let keyed = t.indexes.iter().any(|(_, cols, unique)| {
+        *unique && cols.len() >= 2 && cols.first().is_some_and(|c| c == "org_id")
+    });
     if !keyed {
-        f.add(name, "no primary or unique key leading with org_id, e.g. (org_id, id)");
+        f.add(
+            name,
+            "no primary or unique key leading with org_id, e.g. (org_id, id)",
+        );
     }
     for (cols, rt, rcols, _) in &t.fks {
         if rt == "orgs" || is_global(rt) {
@@ -124,13 +126,19 @@ fn check_shape(t: &TableShape, f: &mut Findings) {
         }
         f.add(
             name,
-            format!("index {idx} ({}) does not lead with org_id", cols.join(", ")),
+            format!(
+                "index {idx} ({}) does not lead with org_id",
+                cols.join(", ")
+            ),
         );
     }
 }
 
 /// Checks a PostgreSQL database (current schema) as seen by the connected login.
-pub(crate) async fn postgres(client: &tokio_postgres::Client, app_role: &str) -> Result<Vec<Violation>> {
+pub(crate) async fn postgres(
+    client: &tokio_postgres::Client,
+    app_role: &str,
+) -> Result<Vec<Violation>> {
     let e = crate::pg::map_err;
     let mut f = Findings::default();
 
@@ -143,7 +151,10 @@ pub(crate) async fn postgres(client: &tokio_postgres::Client, app_role: &str) ->
         .map_err(e)?;
     let role_oid: Option<u32> = match role {
         None => {
-            f.add(app_role, "the server role does not exist (run orgwall migrate)");
+            f.add(
+                app_role,
+                "the server role does not exist (run orgwall migrate)",
+            );
             None
         }
         Some(r) => {
@@ -232,7 +243,10 @@ pub(crate) async fn postgres(client: &tokio_postgres::Client, app_role: &str) ->
             f.add(&name, "row-level security is not enabled");
         }
         if !t.get::<_, bool>(3) {
-            f.add(&name, "row-level security is not forced (FORCE ROW LEVEL SECURITY)");
+            f.add(
+                &name,
+                "row-level security is not forced (FORCE ROW LEVEL SECURITY)",
+            );
         }
         let policy = client
             .query(
@@ -286,7 +300,9 @@ pub(crate) fn sqlite(conn: &rusqlite::Connection) -> Result<Vec<Violation>> {
     let mut f = Findings::default();
     let objects: Vec<(String, String, String, String)> = {
         let mut st = conn
-            .prepare("SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master ORDER BY name")
+            .prepare(
+                "SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master ORDER BY name",
+            )
             .map_err(e)?;
         let rows = st
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
@@ -335,7 +351,12 @@ pub(crate) fn sqlite(conn: &rusqlite::Connection) -> Result<Vec<Violation>> {
             for row in rows {
                 let (id, table, from, to, on_delete) = row.map_err(e)?;
                 if id != last {
-                    fks.push((Vec::new(), logical(&table), Vec::new(), on_delete == "CASCADE"));
+                    fks.push((
+                        Vec::new(),
+                        logical(&table),
+                        Vec::new(),
+                        on_delete == "CASCADE",
+                    ));
                     last = id;
                 }
                 if let Some(fk) = fks.last_mut() {
@@ -378,14 +399,20 @@ pub(crate) fn sqlite(conn: &rusqlite::Connection) -> Result<Vec<Violation>> {
         );
         if crate::sqlite::is_tenant_base(base) {
             if !has("view", &view, "app_org()") {
-                f.add(base, format!("no scoped view {view} filtering on app_org()"));
+                f.add(
+                    base,
+                    format!("no scoped view {view} filtering on app_org()"),
+                );
             }
             for s in ["ins", "upd", "del"] {
                 if !has("trigger", &format!("{view}_{s}"), "INSTEAD OF") {
                     f.add(base, format!("missing INSTEAD OF trigger {view}_{s}"));
                 }
                 if !has("trigger", &format!("orgwall_guard_{base}_{s}"), "app_org()") {
-                    f.add(base, format!("missing guard trigger orgwall_guard_{base}_{s}"));
+                    f.add(
+                        base,
+                        format!("missing guard trigger orgwall_guard_{base}_{s}"),
+                    );
                 }
             }
         }

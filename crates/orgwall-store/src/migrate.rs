@@ -106,7 +106,10 @@ pub(crate) async fn postgres(
     .await
     .map_err(map_err)?;
     let applied: Vec<(i64, String)> = tx
-        .query("SELECT version, checksum FROM schema_migrations ORDER BY version", &[])
+        .query(
+            "SELECT version, checksum FROM schema_migrations ORDER BY version",
+            &[],
+        )
         .await
         .map_err(map_err)?
         .iter()
@@ -119,7 +122,12 @@ pub(crate) async fn postgres(
     };
     for m in todo {
         tx.batch_execute(m.sql).await.map_err(|e| {
-            Error::Internal(format!("migration {} ({}) failed: {}", m.version, m.name, map_err(e)))
+            Error::Internal(format!(
+                "migration {} ({}) failed: {}",
+                m.version,
+                m.name,
+                map_err(e)
+            ))
         })?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
@@ -229,7 +237,10 @@ pub(crate) fn sqlite(conn: &mut rusqlite::Connection) -> Result<Report> {
     };
     for m in todo {
         tx.execute_batch(m.sql).map_err(|err| {
-            Error::Internal(format!("migration {} ({}) failed: {err}", m.version, m.name))
+            Error::Internal(format!(
+                "migration {} ({}) failed: {err}",
+                m.version, m.name
+            ))
         })?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)",
@@ -343,7 +354,10 @@ mod tests {
     #[test]
     fn newer_database_is_refused() {
         let applied = vec![(99, "x".to_string())];
-        let err = plan(SQLITE, &applied).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = plan(SQLITE, &applied)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("newer than this orgwall"), "{err}");
     }
 

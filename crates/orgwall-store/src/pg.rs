@@ -32,7 +32,10 @@ pub(crate) struct PgDb {
 pub(crate) fn check_role_name(role: &str) -> Result<()> {
     let ok = !role.is_empty()
         && role.len() <= 63
-        && role.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && role
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
         && role
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
@@ -320,22 +323,43 @@ fn pg_row(r: &tokio_postgres::Row) -> Result<Row> {
         let e = |e: tokio_postgres::Error| Error::Internal(format!("column {}: {e}", col.name()));
         let v = match *t {
             Type::BOOL => r.try_get::<_, Option<bool>>(i).map_err(e)?.map(Val::Bool),
-            Type::INT2 => r.try_get::<_, Option<i16>>(i).map_err(e)?.map(|x| Val::Int(x.into())),
-            Type::INT4 => r.try_get::<_, Option<i32>>(i).map_err(e)?.map(|x| Val::Int(x.into())),
+            Type::INT2 => r
+                .try_get::<_, Option<i16>>(i)
+                .map_err(e)?
+                .map(|x| Val::Int(x.into())),
+            Type::INT4 => r
+                .try_get::<_, Option<i32>>(i)
+                .map_err(e)?
+                .map(|x| Val::Int(x.into())),
             Type::INT8 => r.try_get::<_, Option<i64>>(i).map_err(e)?.map(Val::Int),
-            Type::OID => r.try_get::<_, Option<u32>>(i).map_err(e)?.map(|x| Val::Int(x.into())),
-            Type::CHAR => r.try_get::<_, Option<i8>>(i).map_err(e)?.map(|x| Val::Int(x.into())),
-            Type::FLOAT4 => r.try_get::<_, Option<f32>>(i).map_err(e)?.map(|x| Val::Float(x.into())),
+            Type::OID => r
+                .try_get::<_, Option<u32>>(i)
+                .map_err(e)?
+                .map(|x| Val::Int(x.into())),
+            Type::CHAR => r
+                .try_get::<_, Option<i8>>(i)
+                .map_err(e)?
+                .map(|x| Val::Int(x.into())),
+            Type::FLOAT4 => r
+                .try_get::<_, Option<f32>>(i)
+                .map_err(e)?
+                .map(|x| Val::Float(x.into())),
             Type::FLOAT8 => r.try_get::<_, Option<f64>>(i).map_err(e)?.map(Val::Float),
             Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => {
                 r.try_get::<_, Option<String>>(i).map_err(e)?.map(Val::Text)
             }
-            Type::UUID => r.try_get::<_, Option<uuid::Uuid>>(i).map_err(e)?.map(Val::Uuid),
+            Type::UUID => r
+                .try_get::<_, Option<uuid::Uuid>>(i)
+                .map_err(e)?
+                .map(Val::Uuid),
             Type::TIMESTAMPTZ => r
                 .try_get::<_, Option<DateTime<Utc>>>(i)
                 .map_err(e)?
                 .map(Val::Time),
-            Type::BYTEA => r.try_get::<_, Option<Vec<u8>>>(i).map_err(e)?.map(Val::Bytes),
+            Type::BYTEA => r
+                .try_get::<_, Option<Vec<u8>>>(i)
+                .map_err(e)?
+                .map(Val::Bytes),
             Type::JSON | Type::JSONB => r
                 .try_get::<_, Option<serde_json::Value>>(i)
                 .map_err(e)?

@@ -47,15 +47,57 @@ pub async fn demo(db: &Db) -> Result<Seeded> {
         let (_, scope) = access::create_org(db, owner, name, &slug).await?;
         let mut tx = db.write(&scope).await?;
         memberships::add(&mut tx, carol, "member").await?;
-        let web = projects::create(&mut tx, "WEB", "Website", &format!("{flavour} public website")).await?;
-        let ops = projects::create(&mut tx, "OPS", "Operations", &format!("{flavour} infrastructure")).await?;
+        let web = projects::create(
+            &mut tx,
+            "WEB",
+            "Website",
+            &format!("{flavour} public website"),
+        )
+        .await?;
+        let ops = projects::create(
+            &mut tx,
+            "OPS",
+            "Operations",
+            &format!("{flavour} infrastructure"),
+        )
+        .await?;
         let plan = [
-            (web.id, "Login page is slow", Some(owner), TicketStatus::InProgress),
-            (web.id, "Update the privacy policy", Some(carol), TicketStatus::Open),
-            (web.id, "Broken link in footer", None, TicketStatus::Resolved),
-            (ops.id, "Rotate database credentials", Some(owner), TicketStatus::Closed),
-            (ops.id, "Disk almost full on build server", Some(carol), TicketStatus::Open),
-            (ops.id, "Quarterly backup restore test", None, TicketStatus::Open),
+            (
+                web.id,
+                "Login page is slow",
+                Some(owner),
+                TicketStatus::InProgress,
+            ),
+            (
+                web.id,
+                "Update the privacy policy",
+                Some(carol),
+                TicketStatus::Open,
+            ),
+            (
+                web.id,
+                "Broken link in footer",
+                None,
+                TicketStatus::Resolved,
+            ),
+            (
+                ops.id,
+                "Rotate database credentials",
+                Some(owner),
+                TicketStatus::Closed,
+            ),
+            (
+                ops.id,
+                "Disk almost full on build server",
+                Some(carol),
+                TicketStatus::Open,
+            ),
+            (
+                ops.id,
+                "Quarterly backup restore test",
+                None,
+                TicketStatus::Open,
+            ),
         ];
         for (i, (project_id, title, assignee, status)) in plan.into_iter().enumerate() {
             let t = tickets::create(
@@ -72,17 +114,35 @@ pub async fn demo(db: &Db) -> Result<Seeded> {
                 TicketStatus::Open => &[],
                 TicketStatus::InProgress => &[TicketStatus::InProgress],
                 TicketStatus::Resolved => &[TicketStatus::InProgress, TicketStatus::Resolved],
-                TicketStatus::Closed => &[TicketStatus::InProgress, TicketStatus::Resolved, TicketStatus::Closed],
+                TicketStatus::Closed => &[
+                    TicketStatus::InProgress,
+                    TicketStatus::Resolved,
+                    TicketStatus::Closed,
+                ],
             };
             for s in path {
                 tickets::set_status(&mut tx, t.id, *s).await?;
             }
             if i % 2 == 0 {
-                comments::add(&mut tx, t.id, &format!("{flavour} looked at this; details in the runbook.")).await?;
+                comments::add(
+                    &mut tx,
+                    t.id,
+                    &format!("{flavour} looked at this; details in the runbook."),
+                )
+                .await?;
             }
         }
-        for title in ["Onboarding checklist", "Meeting notes", "Incident postmortem"] {
-            notes::create(&mut tx, title, &format!("{flavour} internal: {title}. Confidential to {flavour}.")).await?;
+        for title in [
+            "Onboarding checklist",
+            "Meeting notes",
+            "Incident postmortem",
+        ] {
+            notes::create(
+                &mut tx,
+                title,
+                &format!("{flavour} internal: {title}. Confidential to {flavour}."),
+            )
+            .await?;
         }
         tx.commit().await?;
     }

@@ -103,7 +103,10 @@ fn open_conn(path: &Path, guarded: bool) -> Result<SqliteConn> {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| {
-        Error::Unavailable(format!("cannot open SQLite database {}: {e}", path.display()))
+        Error::Unavailable(format!(
+            "cannot open SQLite database {}: {e}",
+            path.display()
+        ))
     })?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(sqlite_err)?;
@@ -111,7 +114,10 @@ fn open_conn(path: &Path, guarded: bool) -> Result<SqliteConn> {
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
     )
     .map_err(|e| {
-        Error::Unavailable(format!("cannot use SQLite database {}: {e}", path.display()))
+        Error::Unavailable(format!(
+            "cannot use SQLite database {}: {e}",
+            path.display()
+        ))
     })?;
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
         .map_err(sqlite_err)?;
@@ -259,11 +265,17 @@ impl SqliteDb {
     pub(crate) async fn open(path: &Path, pool_size: usize) -> Result<SqliteDb> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
-                Error::Unavailable(format!("cannot create data directory {}: {e}", dir.display()))
+                Error::Unavailable(format!(
+                    "cannot create data directory {}: {e}",
+                    dir.display()
+                ))
             })?;
             let probe = dir.join(".orgwall-write-check");
             std::fs::write(&probe, b"ok").map_err(|e| {
-                Error::Unavailable(format!("data directory {} is not writable: {e}", dir.display()))
+                Error::Unavailable(format!(
+                    "data directory {} is not writable: {e}",
+                    dir.display()
+                ))
             })?;
             let _ = std::fs::remove_file(&probe);
         }
@@ -388,7 +400,8 @@ impl SqliteTx {
 
     pub(crate) async fn execute(&mut self, sql: &str, params: &[Val]) -> Result<u64> {
         let (sql, params) = (sql.to_owned(), params.to_vec());
-        self.with(move |c| run_execute(&c.conn, &sql, &params)).await
+        self.with(move |c| run_execute(&c.conn, &sql, &params))
+            .await
     }
 
     pub(crate) async fn rescope(&mut self, settings: Settings) -> Result<()> {

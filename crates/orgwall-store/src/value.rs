@@ -213,8 +213,20 @@ macro_rules! id_vals {
 }
 
 id_vals!(
-    OrgId, UserId, SessionId, RoleId, InvitationId, ApiKeyId, ProjectId, TicketId, CommentId,
-    NoteId, FileId, AuditEventId, JobId, ExportId
+    OrgId,
+    UserId,
+    SessionId,
+    RoleId,
+    InvitationId,
+    ApiKeyId,
+    ProjectId,
+    TicketId,
+    CommentId,
+    NoteId,
+    FileId,
+    AuditEventId,
+    JobId,
+    ExportId
 );
 
 /// Builds a parameter slice: `params![a, b, c]`.
@@ -228,5 +240,7 @@ macro_rules! params {
 /// The current time, truncated to microseconds (what both backends store).
 pub fn now() -> DateTime<Utc> {
     let t = Utc::now();
-    Utc.timestamp_micros(t.timestamp_micros()).single().unwrap_or(t)
+    Utc.timestamp_micros(t.timestamp_micros())
+        .single()
+        .unwrap_or(t)
 }

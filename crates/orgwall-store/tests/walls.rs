@@ -1,6 +1,11 @@
 //! The database and schema walls, shown with raw SQL that bypasses the repositories,
 //! on both backends from one suite.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 mod common;
 
@@ -24,99 +29,132 @@ const TENANT_TABLES: &[&str] = &[
     "exports",
 ];
 
-both!(raw_sql_in_one_org_cannot_see_or_touch_another, |t: TestDb| async move {
-    let db = &t.db;
-    let d = Demo::load(db).await;
-    let alice = d.alice_in_acme(db).await;
-    let globex_ticket: uuid::Uuid = {
-        let bob = d.bob_in_globex(db).await;
-        let mut tx = db.read(&bob).await.unwrap();
-        let rows = tx.query("SELECT id FROM tickets", &[]).await.unwrap();
-        assert_eq!(rows.len(), 6);
-        rows[0].get(0).unwrap()
-    };
+both!(
+    raw_sql_in_one_org_cannot_see_or_touch_another,
+    |t: TestDb| async move {
+        let db = &t.db;
+        let d = Demo::load(db).await;
+        let alice = d.alice_in_acme(db).await;
+        let globex_ticket: uuid::Uuid = {
+            let bob = d.bob_in_globex(db).await;
+            let mut tx = db.read(&bob).await.unwrap();
+            let rows = tx.query("SELECT id FROM tickets", &[]).await.unwrap();
+            assert_eq!(rows.len(), 6);
+            rows[0].get(0).unwrap()
+        };
 
-    let mut tx = db.write(&alice).await.unwrap();
-    // No WHERE at all: only Acme's rows come back, from every tenant table.
-    for table in TENANT_TABLES {
-        let rows = tx
-            .query(&format!("SELECT org_id FROM {table}"), &[])
+        let mut tx = db.write(&alice).await.unwrap();
+        // No WHERE at all: only Acme's rows come back, from every tenant table.
+        for table in TENANT_TABLES {
+            let rows = tx
+                .query(&format!("SELECT org_id FROM {table}"), &[])
+                .await
+                .unwrap();
+            for r in &rows {
+                assert_eq!(
+                    r.get::<uuid::Uuid>(0).unwrap(),
+                    d.acme.uuid(),
+                    "{table} leaked a row"
+                );
+            }
+        }
+        // Asking for Globex's rows by org id or by row id finds nothing.
+        let n: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM tickets WHERE org_id = $1",
+                params![d.globex],
+            )
+            .await
+            .unwrap()
+            .get(0)
+            .unwrap();
+        assert_eq!(n, 0);
+        assert!(tx
+            .query_opt(
+                "SELECT title FROM tickets WHERE id = $1",
+                params![globex_ticket]
+            )
+            .await
+            .unwrap()
+            .is_none());
+        // Updates and deletes aimed at Globex change nothing.
+        let changed = tx
+            .execute(
+                "UPDATE tickets SET title = 'pwned' WHERE org_id = $1",
+                params![d.globex],
+            )
             .await
             .unwrap();
-        for r in &rows {
-            assert_eq!(r.get::<uuid::Uuid>(0).unwrap(), d.acme.uuid(), "{table} leaked a row");
-        }
-    }
-    // Asking for Globex's rows by org id or by row id finds nothing.
-    let n: i64 = tx
-        .query_one("SELECT count(*) FROM tickets WHERE org_id = $1", params![d.globex])
-        .await
-        .unwrap()
-        .get(0)
-        .unwrap();
-    assert_eq!(n, 0);
-    assert!(tx
-        .query_opt("SELECT title FROM tickets WHERE id = $1", params![globex_ticket])
-        .await
-        .unwrap()
-        .is_none());
-    // Updates and deletes aimed at Globex change nothing.
-    let changed = tx
-        .execute("UPDATE tickets SET title = 'pwned' WHERE org_id = $1", params![d.globex])
-        .await
-        .unwrap();
-    assert_eq!(changed, 0);
-    let changed = tx
-        .execute("UPDATE tickets SET title = 'pwned' WHERE id = $1", params![globex_ticket])
-        .await
-        .unwrap();
-    assert_eq!(changed, 0);
-    let deleted = tx
-        .execute("DELETE FROM notes WHERE org_id = $1", params![d.globex])
-        .await
-        .unwrap();
-    assert_eq!(deleted, 0);
-    tx.commit().await.unwrap();
+        assert_eq!(changed, 0);
+        let changed = tx
+            .execute(
+                "UPDATE tickets SET title = 'pwned' WHERE id = $1",
+                params![globex_ticket],
+            )
+            .await
+            .unwrap();
+        assert_eq!(changed, 0);
+        let deleted = tx
+            .execute("DELETE FROM notes WHERE org_id = $1", params![d.globex])
+            .await
+            .unwrap();
+        assert_eq!(deleted, 0);
+        tx.commit().await.unwrap();
 
-    // Inserting a row stamped with Globex is refused by the database.
-    let mut tx = db.write(&alice).await.unwrap();
-    let err = tx
+        // Inserting a row stamped with Globex is refused by the database.
+        let mut tx = db.write(&alice).await.unwrap();
+        let err = tx
         .execute(
             "INSERT INTO notes (org_id, id, title, body, created_at, updated_at) VALUES ($1, $2, 'x', 'y', $3, $3)",
             params![d.globex, uuid::Uuid::now_v7(), orgwall_store::value::now()],
         )
         .await
         .unwrap_err();
-    assert_eq!(err, Error::ScopeViolation, "{err}");
-    drop(tx);
+        assert_eq!(err, Error::ScopeViolation, "{err}");
+        drop(tx);
 
-    // Moving one of Acme's rows into Globex is refused too.
-    let mut tx = db.write(&alice).await.unwrap();
-    let err = tx
-        .execute("UPDATE notes SET org_id = $1", params![d.globex])
-        .await
-        .unwrap_err();
-    assert_eq!(err, Error::ScopeViolation, "{err}");
-    drop(tx);
+        // Moving one of Acme's rows into Globex is refused too.
+        let mut tx = db.write(&alice).await.unwrap();
+        let err = tx
+            .execute("UPDATE notes SET org_id = $1", params![d.globex])
+            .await
+            .unwrap_err();
+        assert_eq!(err, Error::ScopeViolation, "{err}");
+        drop(tx);
 
-    assert_eq!(t.owner_count("tickets", "title = 'pwned'").await, 0);
-    assert_eq!(t.owner_count("notes", &format!("org_id = '{}'", d.globex)).await, 3);
-    assert_eq!(t.owner_count("notes", &format!("org_id = '{}'", d.acme)).await, 3);
-});
+        assert_eq!(t.owner_count("tickets", "title = 'pwned'").await, 0);
+        assert_eq!(
+            t.owner_count("notes", &format!("org_id = '{}'", d.globex))
+                .await,
+            3
+        );
+        assert_eq!(
+            t.owner_count("notes", &format!("org_id = '{}'", d.acme))
+                .await,
+            3
+        );
+    }
+);
 
 both!(no_scope_sees_no_tenant_rows, |t: TestDb| async move {
     let db = &t.db;
     Demo::load(db).await;
     for table in TENANT_TABLES {
         let mut tx = db.global(Mode::Read).await.unwrap();
-        let r = tx.query(&format!("SELECT count(*) FROM {table}"), &[]).await;
+        let r = tx
+            .query(&format!("SELECT count(*) FROM {table}"), &[])
+            .await;
         match t.kind {
             BackendKind::Postgres => {
                 let n: i64 = r.unwrap()[0].get(0).unwrap();
                 assert_eq!(n, 0, "{table} visible without a scope");
             }
             BackendKind::Sqlite => {
-                assert_eq!(r.unwrap_err(), Error::ScopeViolation, "{table} readable without a scope");
+                assert_eq!(
+                    r.unwrap_err(),
+                    Error::ScopeViolation,
+                    "{table} readable without a scope"
+                );
             }
         }
     }
@@ -131,212 +169,308 @@ both!(no_scope_sees_no_tenant_rows, |t: TestDb| async move {
     assert_eq!(t.owner_count("notes", "1 = 1").await, 6);
 });
 
-both!(a_ticket_cannot_reference_another_orgs_project_or_member, |t: TestDb| async move {
-    let db = &t.db;
-    let d = Demo::load(db).await;
-    let globex_project = {
-        let bob = d.bob_in_globex(db).await;
-        let mut tx = db.read(&bob).await.unwrap();
-        projects::list(&mut tx, None, None).await.unwrap()[0].id
-    };
-    let alice = d.alice_in_acme(db).await;
-    let acme_project = {
-        let mut tx = db.read(&alice).await.unwrap();
-        projects::list(&mut tx, None, None).await.unwrap()[0].id
-    };
+both!(
+    a_ticket_cannot_reference_another_orgs_project_or_member,
+    |t: TestDb| async move {
+        let db = &t.db;
+        let d = Demo::load(db).await;
+        let globex_project = {
+            let bob = d.bob_in_globex(db).await;
+            let mut tx = db.read(&bob).await.unwrap();
+            projects::list(&mut tx, None, None).await.unwrap()[0].id
+        };
+        let alice = d.alice_in_acme(db).await;
+        let acme_project = {
+            let mut tx = db.read(&alice).await.unwrap();
+            projects::list(&mut tx, None, None).await.unwrap()[0].id
+        };
 
-    // Through the repository.
-    let mut tx = db.write(&alice).await.unwrap();
-    let err = tickets::create(
-        &mut tx,
-        tickets::NewTicket { project_id: globex_project, title: "x", body: "", assignee_id: None },
-    )
-    .await
-    .unwrap_err();
-    assert!(matches!(err, Error::Validation(_)), "{err:?}");
-    drop(tx);
-    let mut tx = db.write(&alice).await.unwrap();
-    let err = tickets::create(
-        &mut tx,
-        tickets::NewTicket { project_id: acme_project, title: "x", body: "", assignee_id: Some(d.bob) },
-    )
-    .await
-    .unwrap_err();
-    assert!(matches!(err, Error::Validation(_)), "bob is not an Acme member: {err:?}");
-    drop(tx);
+        // Through the repository.
+        let mut tx = db.write(&alice).await.unwrap();
+        let err = tickets::create(
+            &mut tx,
+            tickets::NewTicket {
+                project_id: globex_project,
+                title: "x",
+                body: "",
+                assignee_id: None,
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, Error::Validation(_)), "{err:?}");
+        drop(tx);
+        let mut tx = db.write(&alice).await.unwrap();
+        let err = tickets::create(
+            &mut tx,
+            tickets::NewTicket {
+                project_id: acme_project,
+                title: "x",
+                body: "",
+                assignee_id: Some(d.bob),
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, Error::Validation(_)),
+            "bob is not an Acme member: {err:?}"
+        );
+        drop(tx);
 
-    // A shared member (carol) can be assigned in both orgs.
-    let mut tx = db.write(&alice).await.unwrap();
-    tickets::create(
-        &mut tx,
-        tickets::NewTicket { project_id: acme_project, title: "ok", body: "", assignee_id: Some(d.carol) },
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+        // A shared member (carol) can be assigned in both orgs.
+        let mut tx = db.write(&alice).await.unwrap();
+        tickets::create(
+            &mut tx,
+            tickets::NewTicket {
+                project_id: acme_project,
+                title: "ok",
+                body: "",
+                assignee_id: Some(d.carol),
+            },
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
 
-    // As the owner, with every other wall out of the way, the composite keys still refuse.
-    let now = orgwall_store::value::now();
-    let micros = now.timestamp_micros();
-    let ts = match t.kind {
-        BackendKind::Postgres => format!("'{}'", now.to_rfc3339()),
-        BackendKind::Sqlite => micros.to_string(),
-    };
-    let table = match t.kind {
-        BackendKind::Postgres => "tickets",
-        BackendKind::Sqlite => "tickets_rows",
-    };
-    let sql = format!(
+        // As the owner, with every other wall out of the way, the composite keys still refuse.
+        let now = orgwall_store::value::now();
+        let micros = now.timestamp_micros();
+        let ts = match t.kind {
+            BackendKind::Postgres => format!("'{}'", now.to_rfc3339()),
+            BackendKind::Sqlite => micros.to_string(),
+        };
+        let table = match t.kind {
+            BackendKind::Postgres => "tickets",
+            BackendKind::Sqlite => "tickets_rows",
+        };
+        let sql = format!(
         "INSERT INTO {table} (org_id, id, project_id, title, body, status, created_at, updated_at)
          VALUES ('{}', '{}', '{}', 't', '', 'open', {ts}, {ts})",
         d.acme,
         TicketId::new(),
         globex_project
     );
-    let refused = match t.kind {
-        BackendKind::Postgres => {
-            let (client, conn) = tokio_postgres::connect(&t.url, tokio_postgres::NoTls).await.unwrap();
-            tokio::spawn(conn);
-            client.batch_execute(&sql).await.is_err()
-        }
-        BackendKind::Sqlite => {
-            let c = rusqlite::Connection::open(&t.url).unwrap();
-            c.execute_batch("PRAGMA foreign_keys = ON").unwrap();
-            // The guard triggers call app_org(), which only server connections define.
-            let _ = c.create_scalar_function("app_org", 0, rusqlite::functions::FunctionFlags::SQLITE_UTF8, move |_| {
-                Ok(Some(d.acme.to_string()))
-            });
-            c.execute_batch(&sql).is_err()
-        }
-    };
-    assert!(refused, "composite foreign key let a ticket point into another org");
-});
-
-both!(one_pooled_connection_never_carries_a_scope_over, |t: TestDb| async move {
-    drop(t.db.clone());
-    let t1 = TestDb::with_pool(t.kind, 1).await;
-    let db = &t1.db;
-    let d = Demo::load(db).await;
-    let alice = d.alice_in_acme(db).await;
-    let bob = d.bob_in_globex(db).await;
-
-    let orgs_seen = |rows: Vec<orgwall_store::Row>| {
-        rows.iter().map(|r| r.get::<uuid::Uuid>(0).unwrap()).collect::<std::collections::BTreeSet<_>>()
-    };
-    let mut backends = std::collections::BTreeSet::new();
-    for (scope, org) in [(&alice, d.acme), (&bob, d.globex), (&alice, d.acme)] {
-        let mut tx = db.read(scope).await.unwrap();
-        let seen = orgs_seen(tx.query("SELECT org_id FROM tickets", &[]).await.unwrap());
-        assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![org.uuid()]);
-        if t.kind == BackendKind::Postgres {
-            let pid: i64 = tx.query_one("SELECT pg_backend_pid()::bigint", &[]).await.unwrap().get(0).unwrap();
-            backends.insert(pid);
-        }
-        tx.commit().await.unwrap();
-    }
-    if t.kind == BackendKind::Postgres {
-        assert_eq!(backends.len(), 1, "the pool of one reused one connection");
-    }
-
-    let assert_unscoped = || async {
-        let mut tx = db.global(Mode::Read).await.unwrap();
-        match t.kind {
+        let refused = match t.kind {
             BackendKind::Postgres => {
-                let row = tx
+                let (client, conn) = tokio_postgres::connect(&t.url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                client.batch_execute(&sql).await.is_err()
+            }
+            BackendKind::Sqlite => {
+                let c = rusqlite::Connection::open(&t.url).unwrap();
+                c.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+                // The guard triggers call app_org(), which only server connections define.
+                let _ = c.create_scalar_function(
+                    "app_org",
+                    0,
+                    rusqlite::functions::FunctionFlags::SQLITE_UTF8,
+                    move |_| Ok(Some(d.acme.to_string())),
+                );
+                c.execute_batch(&sql).is_err()
+            }
+        };
+        assert!(
+            refused,
+            "composite foreign key let a ticket point into another org"
+        );
+    }
+);
+
+both!(
+    one_pooled_connection_never_carries_a_scope_over,
+    |t: TestDb| async move {
+        drop(t.db.clone());
+        let t1 = TestDb::with_pool(t.kind, 1).await;
+        let db = &t1.db;
+        let d = Demo::load(db).await;
+        let alice = d.alice_in_acme(db).await;
+        let bob = d.bob_in_globex(db).await;
+
+        let orgs_seen = |rows: Vec<orgwall_store::Row>| {
+            rows.iter()
+                .map(|r| r.get::<uuid::Uuid>(0).unwrap())
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        let mut backends = std::collections::BTreeSet::new();
+        for (scope, org) in [(&alice, d.acme), (&bob, d.globex), (&alice, d.acme)] {
+            let mut tx = db.read(scope).await.unwrap();
+            let seen = orgs_seen(tx.query("SELECT org_id FROM tickets", &[]).await.unwrap());
+            assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![org.uuid()]);
+            if t.kind == BackendKind::Postgres {
+                let pid: i64 = tx
+                    .query_one("SELECT pg_backend_pid()::bigint", &[])
+                    .await
+                    .unwrap()
+                    .get(0)
+                    .unwrap();
+                backends.insert(pid);
+            }
+            tx.commit().await.unwrap();
+        }
+        if t.kind == BackendKind::Postgres {
+            assert_eq!(backends.len(), 1, "the pool of one reused one connection");
+        }
+
+        let assert_unscoped = || async {
+            let mut tx = db.global(Mode::Read).await.unwrap();
+            match t.kind {
+                BackendKind::Postgres => {
+                    let row = tx
                     .query_one(
                         "SELECT coalesce(current_setting('app.org_id', true), ''), current_user::text, (SELECT count(*) FROM tickets)",
                         &[],
                     )
                     .await
                     .unwrap();
-                assert_eq!(row.get::<String>(0).unwrap(), "");
-                assert_eq!(row.get::<String>(1).unwrap(), "orgwall_app");
-                assert_eq!(row.get::<i64>(2).unwrap(), 0);
+                    assert_eq!(row.get::<String>(0).unwrap(), "");
+                    assert_eq!(row.get::<String>(1).unwrap(), "orgwall_app");
+                    assert_eq!(row.get::<i64>(2).unwrap(), 0);
+                }
+                BackendKind::Sqlite => {
+                    let e = tx
+                        .query("SELECT count(*) FROM tickets", &[])
+                        .await
+                        .unwrap_err();
+                    assert_eq!(e, Error::ScopeViolation);
+                }
             }
-            BackendKind::Sqlite => {
-                let e = tx.query("SELECT count(*) FROM tickets", &[]).await.unwrap_err();
-                assert_eq!(e, Error::ScopeViolation);
-            }
-        }
-    };
-    assert_unscoped().await;
+        };
+        assert_unscoped().await;
 
-    // A transaction that failed mid-way, then was dropped.
-    let mut tx = db.write(&alice).await.unwrap();
-    tx.query("SELECT count(*) FROM notes", &[]).await.unwrap();
-    assert!(tx.query("SELECT no_such_column FROM notes", &[]).await.is_err());
-    drop(tx);
-    assert_unscoped().await;
+        // A transaction that failed mid-way, then was dropped.
+        let mut tx = db.write(&alice).await.unwrap();
+        tx.query("SELECT count(*) FROM notes", &[]).await.unwrap();
+        assert!(tx
+            .query("SELECT no_such_column FROM notes", &[])
+            .await
+            .is_err());
+        drop(tx);
+        assert_unscoped().await;
 
-    // A transaction dropped mid-way without error (its writes must not survive either).
-    let mut tx = db.write(&alice).await.unwrap();
-    let n = tx.execute("DELETE FROM ticket_comments", &[]).await.unwrap();
-    assert!(n > 0);
-    drop(tx);
-    assert_unscoped().await;
-    assert_eq!(t1.owner_count("ticket_comments", &format!("org_id = '{}'", d.acme)).await, 3);
+        // A transaction dropped mid-way without error (its writes must not survive either).
+        let mut tx = db.write(&alice).await.unwrap();
+        let n = tx
+            .execute("DELETE FROM ticket_comments", &[])
+            .await
+            .unwrap();
+        assert!(n > 0);
+        drop(tx);
+        assert_unscoped().await;
+        assert_eq!(
+            t1.owner_count("ticket_comments", &format!("org_id = '{}'", d.acme))
+                .await,
+            3
+        );
 
-    // And a scoped read right after still sees exactly its own org.
-    let mut tx = db.read(&bob).await.unwrap();
-    let seen = orgs_seen(tx.query("SELECT org_id FROM notes", &[]).await.unwrap());
-    assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![d.globex.uuid()]);
-});
+        // And a scoped read right after still sees exactly its own org.
+        let mut tx = db.read(&bob).await.unwrap();
+        let seen = orgs_seen(tx.query("SELECT org_id FROM notes", &[]).await.unwrap());
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![d.globex.uuid()]);
+    }
+);
 
-both!(membership_is_verified_inside_the_claimed_org, |t: TestDb| async move {
-    let db = &t.db;
-    let d = Demo::load(db).await;
-    let e = orgwall_store::access::verify_member(db, d.alice, d.globex).await.unwrap_err();
-    assert_eq!(e, Error::NotAMember);
-    let e = orgwall_store::access::verify_member(db, d.alice, orgwall_core::OrgId::new()).await.unwrap_err();
-    assert_eq!(e, Error::NotAMember, "an unknown org answers like a foreign one");
-    let carol = orgwall_store::access::verify_member(db, d.carol, d.globex).await.unwrap();
-    assert_eq!(carol.permissions(), orgwall_core::SystemRole::Member.permissions());
-    let alice = d.alice_in_acme(db).await;
-    assert_eq!(alice.permissions(), orgwall_core::PermissionSet::all());
+both!(
+    membership_is_verified_inside_the_claimed_org,
+    |t: TestDb| async move {
+        let db = &t.db;
+        let d = Demo::load(db).await;
+        let e = orgwall_store::access::verify_member(db, d.alice, d.globex)
+            .await
+            .unwrap_err();
+        assert_eq!(e, Error::NotAMember);
+        let e = orgwall_store::access::verify_member(db, d.alice, orgwall_core::OrgId::new())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e,
+            Error::NotAMember,
+            "an unknown org answers like a foreign one"
+        );
+        let carol = orgwall_store::access::verify_member(db, d.carol, d.globex)
+            .await
+            .unwrap();
+        assert_eq!(
+            carol.permissions(),
+            orgwall_core::SystemRole::Member.permissions()
+        );
+        let alice = d.alice_in_acme(db).await;
+        assert_eq!(alice.permissions(), orgwall_core::PermissionSet::all());
 
-    // The documented cross-org read: a user's own orgs, nothing else.
-    let mine = orgwall_store::access::my_orgs(db, d.carol).await.unwrap();
-    let slugs: Vec<_> = mine.iter().map(|o| (o.slug.as_str(), o.role.as_str())).collect();
-    assert_eq!(slugs, vec![("acme", "member"), ("globex", "member")]);
-    let mine = orgwall_store::access::my_orgs(db, d.alice).await.unwrap();
-    assert_eq!(mine.len(), 1);
-    assert_eq!(mine[0].role, "owner");
-});
+        // The documented cross-org read: a user's own orgs, nothing else.
+        let mine = orgwall_store::access::my_orgs(db, d.carol).await.unwrap();
+        let slugs: Vec<_> = mine
+            .iter()
+            .map(|o| (o.slug.as_str(), o.role.as_str()))
+            .collect();
+        assert_eq!(slugs, vec![("acme", "member"), ("globex", "member")]);
+        let mine = orgwall_store::access::my_orgs(db, d.alice).await.unwrap();
+        assert_eq!(mine.len(), 1);
+        assert_eq!(mine[0].role, "owner");
+    }
+);
 
-both!(system_scope_is_named_and_audited_in_the_org_it_enters, |t: TestDb| async move {
-    let db = &t.db;
-    let d = Demo::load(db).await;
-    let sys = orgwall_store::access::enter_system(db, "test:janitor", d.globex, "regression test").await.unwrap();
-    assert_eq!(sys.org_id(), d.globex);
-    let mut tx = db.read(&sys).await.unwrap();
-    let events = orgwall_store::repo::audit::list(&mut tx, 10).await.unwrap();
-    let e = events.iter().find(|e| e.action == "system.scope_entered").expect("audited");
-    assert_eq!(e.actor_kind, "system");
-    assert_eq!(e.actor_name.as_deref(), Some("test:janitor"));
-    drop(tx);
-    let alice = d.alice_in_acme(db).await;
-    let mut tx = db.read(&alice).await.unwrap();
-    let events = orgwall_store::repo::audit::list(&mut tx, 50).await.unwrap();
-    assert!(events.iter().all(|e| e.action != "system.scope_entered"), "audit of another org");
-});
+both!(
+    system_scope_is_named_and_audited_in_the_org_it_enters,
+    |t: TestDb| async move {
+        let db = &t.db;
+        let d = Demo::load(db).await;
+        let sys =
+            orgwall_store::access::enter_system(db, "test:janitor", d.globex, "regression test")
+                .await
+                .unwrap();
+        assert_eq!(sys.org_id(), d.globex);
+        let mut tx = db.read(&sys).await.unwrap();
+        let events = orgwall_store::repo::audit::list(&mut tx, 10).await.unwrap();
+        let e = events
+            .iter()
+            .find(|e| e.action == "system.scope_entered")
+            .expect("audited");
+        assert_eq!(e.actor_kind, "system");
+        assert_eq!(e.actor_name.as_deref(), Some("test:janitor"));
+        drop(tx);
+        let alice = d.alice_in_acme(db).await;
+        let mut tx = db.read(&alice).await.unwrap();
+        let events = orgwall_store::repo::audit::list(&mut tx, 50).await.unwrap();
+        assert!(
+            events.iter().all(|e| e.action != "system.scope_entered"),
+            "audit of another org"
+        );
+    }
+);
 
 both!(org_creation_is_one_transaction, |t: TestDb| async move {
     let db = &t.db;
     let d = Demo::load(db).await;
     let slug = orgwall_core::Slug::parse("acme").unwrap();
-    let err = orgwall_store::access::create_org(db, d.carol, "Another Acme", &slug).await.unwrap_err();
+    let err = orgwall_store::access::create_org(db, d.carol, "Another Acme", &slug)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Conflict("slug_taken", _)), "{err:?}");
     assert_eq!(t.owner_count("orgs", "1 = 1").await, 2);
-    assert_eq!(t.owner_count("roles", "1 = 1").await, 8, "no roles left behind");
+    assert_eq!(
+        t.owner_count("roles", "1 = 1").await,
+        8,
+        "no roles left behind"
+    );
 
     let slug = orgwall_core::Slug::parse("initech").unwrap();
-    let (org, scope) = orgwall_store::access::create_org(db, d.carol, "Initech", &slug).await.unwrap();
+    let (org, scope) = orgwall_store::access::create_org(db, d.carol, "Initech", &slug)
+        .await
+        .unwrap();
     assert_eq!(scope.org_id(), org.id);
     let mut tx = db.read(&scope).await.unwrap();
-    let members = orgwall_store::repo::memberships::list(&mut tx).await.unwrap();
+    let members = orgwall_store::repo::memberships::list(&mut tx)
+        .await
+        .unwrap();
     assert_eq!(members.len(), 1);
     assert_eq!(members[0].role, "owner");
-    let roles = tx.query("SELECT key FROM roles ORDER BY key", &[]).await.unwrap();
+    let roles = tx
+        .query("SELECT key FROM roles ORDER BY key", &[])
+        .await
+        .unwrap();
     let keys: Vec<String> = roles.iter().map(|r| r.get(0).unwrap()).collect();
     assert_eq!(keys, ["admin", "member", "owner", "viewer"]);
     let audit = orgwall_store::repo::audit::list(&mut tx, 10).await.unwrap();
@@ -369,7 +503,10 @@ async fn sqlite_base_tables_and_guards_are_out_of_reach() {
     }
     // A delete of every base row is stopped by the guard at Globex's first row.
     let mut tx = db.write(&alice).await.unwrap();
-    assert_eq!(tx.execute("DELETE FROM notes_rows", &[]).await.unwrap_err(), Error::ScopeViolation);
+    assert_eq!(
+        tx.execute("DELETE FROM notes_rows", &[]).await.unwrap_err(),
+        Error::ScopeViolation
+    );
     drop(tx);
     assert_eq!(t.owner_count("notes", "1 = 1").await, 6);
 }

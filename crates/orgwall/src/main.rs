@@ -17,10 +17,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "orgwall", version, about = "Multi-tenant SaaS backend where cross-tenant access is impossible by construction")]
+#[command(
+    name = "orgwall",
+    version,
+    about = "Multi-tenant SaaS backend where cross-tenant access is impossible by construction"
+)]
 struct Cli {
     /// Directory for the embedded SQLite database and stored files.
-    #[arg(long, env = "ORGWALL_DATA_DIR", default_value = "./orgwall-data", global = true)]
+    #[arg(
+        long,
+        env = "ORGWALL_DATA_DIR",
+        default_value = "./orgwall-data",
+        global = true
+    )]
     data_dir: PathBuf,
 
     /// PostgreSQL URL (postgres://user@host:port/db). Without it, orgwall uses SQLite in
@@ -33,7 +42,12 @@ struct Cli {
     db_app_role: String,
 
     /// Log format: json (default) or text.
-    #[arg(long, env = "ORGWALL_LOG_FORMAT", default_value = "json", global = true)]
+    #[arg(
+        long,
+        env = "ORGWALL_LOG_FORMAT",
+        default_value = "json",
+        global = true
+    )]
     log_format: LogFormat,
 
     #[command(subcommand)]
@@ -179,6 +193,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// One line naming the problem (domain errors without their category prefix).
+fn describe(e: &anyhow::Error) -> String {
+    use orgwall_core::Error as E;
+    match e.downcast_ref::<E>() {
+        Some(E::Validation(d) | E::Unavailable(d) | E::Internal(d)) => d.clone(),
+        Some(other) => other.to_string(),
+        None => e.to_string(),
+    }
+    .replace('\n', " ")
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -186,7 +211,7 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }

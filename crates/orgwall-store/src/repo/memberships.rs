@@ -27,10 +27,23 @@ pub struct Member {
 pub async fn role_id(tx: &mut TenantTx<'_>, key_or_id: &str) -> Result<RoleId> {
     let org = tx.org_id();
     let row = match key_or_id.parse::<RoleId>() {
-        Ok(id) => tx.query_opt("SELECT id FROM roles WHERE org_id = $1 AND id = $2", params![org, id]).await?,
-        Err(_) => tx.query_opt("SELECT id FROM roles WHERE org_id = $1 AND key = $2", params![org, key_or_id]).await?,
+        Ok(id) => {
+            tx.query_opt(
+                "SELECT id FROM roles WHERE org_id = $1 AND id = $2",
+                params![org, id],
+            )
+            .await?
+        }
+        Err(_) => {
+            tx.query_opt(
+                "SELECT id FROM roles WHERE org_id = $1 AND key = $2",
+                params![org, key_or_id],
+            )
+            .await?
+        }
     };
-    row.ok_or_else(|| Error::Validation(format!("unknown role {key_or_id:?}")))?.get(0)
+    row.ok_or_else(|| Error::Validation(format!("unknown role {key_or_id:?}")))?
+        .get(0)
 }
 
 /// Adds `user` with the role named by `role` (key or id).

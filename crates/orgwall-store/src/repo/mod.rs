@@ -32,7 +32,9 @@ use orgwall_core::{Error, Result};
 pub(crate) fn text(field: &str, value: &str, max: usize) -> Result<String> {
     let v = value.trim();
     if v.is_empty() || v.chars().count() > max {
-        return Err(Error::Validation(format!("{field} must be 1-{max} characters")));
+        return Err(Error::Validation(format!(
+            "{field} must be 1-{max} characters"
+        )));
     }
     Ok(v.to_owned())
 }
@@ -40,7 +42,9 @@ pub(crate) fn text(field: &str, value: &str, max: usize) -> Result<String> {
 /// Checks an optional long text field's length.
 pub(crate) fn long_text(field: &str, value: &str, max: usize) -> Result<String> {
     if value.chars().count() > max {
-        return Err(Error::Validation(format!("{field} must be at most {max} characters")));
+        return Err(Error::Validation(format!(
+            "{field} must be at most {max} characters"
+        )));
     }
     Ok(value.to_owned())
 }

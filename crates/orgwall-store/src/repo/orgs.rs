@@ -39,12 +39,18 @@ pub async fn resolve(db: &Db, claim: &str) -> Result<OrgId> {
     let mut tx = db.global(Mode::Read).await?;
     let row = match claim.parse::<OrgId>() {
         Ok(id) => {
-            tx.query_opt("SELECT id FROM orgs WHERE id = $1 AND deleting_at IS NULL", params![id])
-                .await?
+            tx.query_opt(
+                "SELECT id FROM orgs WHERE id = $1 AND deleting_at IS NULL",
+                params![id],
+            )
+            .await?
         }
         Err(_) => {
-            tx.query_opt("SELECT id FROM orgs WHERE slug = $1 AND deleting_at IS NULL", params![claim])
-                .await?
+            tx.query_opt(
+                "SELECT id FROM orgs WHERE slug = $1 AND deleting_at IS NULL",
+                params![claim],
+            )
+            .await?
         }
     };
     tx.commit().await?;

@@ -37,16 +37,25 @@ fn from_row(r: &Row) -> Result<Project> {
 pub fn parse_key(key: &str) -> Result<String> {
     let ok = (2..=10).contains(&key.len())
         && key.bytes().next().is_some_and(|b| b.is_ascii_uppercase())
-        && key.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
     if ok {
         Ok(key.to_owned())
     } else {
-        Err(Error::Validation("key must be 2-10 characters of A-Z and 0-9, starting with a letter".into()))
+        Err(Error::Validation(
+            "key must be 2-10 characters of A-Z and 0-9, starting with a letter".into(),
+        ))
     }
 }
 
 /// Creates a project.
-pub async fn create(tx: &mut TenantTx<'_>, key: &str, name: &str, description: &str) -> Result<Project> {
+pub async fn create(
+    tx: &mut TenantTx<'_>,
+    key: &str,
+    name: &str,
+    description: &str,
+) -> Result<Project> {
     let key = parse_key(key)?;
     let name = super::text("name", name, 200)?;
     let description = super::long_text("description", description, 10_000)?;
@@ -86,7 +95,11 @@ pub async fn get(tx: &mut TenantTx<'_>, id: ProjectId) -> Result<Project> {
 }
 
 /// Lists projects after `after` (keyset), in id order.
-pub async fn list(tx: &mut TenantTx<'_>, limit: Option<i64>, after: Option<ProjectId>) -> Result<Vec<Project>> {
+pub async fn list(
+    tx: &mut TenantTx<'_>,
+    limit: Option<i64>,
+    after: Option<ProjectId>,
+) -> Result<Vec<Project>> {
     let limit = super::page_limit(limit)?;
     let org = tx.org_id();
     let rows = match after {

@@ -92,7 +92,11 @@ pub async fn get(tx: &mut TenantTx<'_>, id: TicketId) -> Result<Ticket> {
 }
 
 /// Lists tickets after `after` (keyset), in id order.
-pub async fn list(tx: &mut TenantTx<'_>, limit: Option<i64>, after: Option<TicketId>) -> Result<Vec<Ticket>> {
+pub async fn list(
+    tx: &mut TenantTx<'_>,
+    limit: Option<i64>,
+    after: Option<TicketId>,
+) -> Result<Vec<Ticket>> {
     let limit = super::page_limit(limit)?;
     let org = tx.org_id();
     let after = after.map(|a| a.uuid());

@@ -34,7 +34,13 @@ fn from_row(r: &Row) -> Result<User> {
 }
 
 /// Creates a user with an already hashed password.
-pub async fn create(db: &Db, email: &Email, name: &str, password_hash: &str, verified: bool) -> Result<User> {
+pub async fn create(
+    db: &Db,
+    email: &Email,
+    name: &str,
+    password_hash: &str,
+    verified: bool,
+) -> Result<User> {
     let name = super::text("name", name, 100)?;
     let id = UserId::new();
     let t = now();
@@ -76,7 +82,10 @@ pub async fn find_by_email(db: &Db, email: &Email) -> Result<Option<(User, Strin
 pub async fn get(db: &Db, id: UserId) -> Result<User> {
     let mut tx = db.global(Mode::Read).await?;
     let row = tx
-        .query_one(&format!("SELECT {COLS} FROM users WHERE id = $1"), params![id])
+        .query_one(
+            &format!("SELECT {COLS} FROM users WHERE id = $1"),
+            params![id],
+        )
         .await?;
     tx.commit().await?;
     from_row(&row)

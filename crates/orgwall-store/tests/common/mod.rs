@@ -120,7 +120,10 @@ impl TestDb {
                     .unwrap();
                 tokio::spawn(conn);
                 let row = client
-                    .query_one(&format!("SELECT count(*) FROM {table} WHERE {where_sql}"), &[])
+                    .query_one(
+                        &format!("SELECT count(*) FROM {table} WHERE {where_sql}"),
+                        &[],
+                    )
                     .await
                     .unwrap();
                 row.get(0)
@@ -132,8 +135,12 @@ impl TestDb {
                 } else {
                     format!("{table}_rows")
                 };
-                c.query_row(&format!("SELECT count(*) FROM {base} WHERE {where_sql}"), [], |r| r.get(0))
-                    .unwrap()
+                c.query_row(
+                    &format!("SELECT count(*) FROM {base} WHERE {where_sql}"),
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap()
             }
         }
     }
@@ -145,9 +152,14 @@ impl Drop for TestDb {
             let url = admin_url();
             // Dropping needs async I/O; do it on a thread of its own, and wait for it.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async move {
-                    if let Ok((client, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+                    if let Ok((client, conn)) =
+                        tokio_postgres::connect(&url, tokio_postgres::NoTls).await
+                    {
                         tokio::spawn(conn);
                         let _ = client
                             .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -172,11 +184,20 @@ pub struct Demo {
 impl Demo {
     pub async fn load(db: &Db) -> Demo {
         orgwall_store::seed::demo(db).await.unwrap();
-        let acme = orgwall_store::repo::orgs::resolve(db, "acme").await.unwrap();
-        let globex = orgwall_store::repo::orgs::resolve(db, "globex").await.unwrap();
+        let acme = orgwall_store::repo::orgs::resolve(db, "acme")
+            .await
+            .unwrap();
+        let globex = orgwall_store::repo::orgs::resolve(db, "globex")
+            .await
+            .unwrap();
         let user = |e: &'static str| async move {
             let email = orgwall_core::Email::parse(e).unwrap();
-            orgwall_store::repo::users::find_by_email(db, &email).await.unwrap().unwrap().0.id
+            orgwall_store::repo::users::find_by_email(db, &email)
+                .await
+                .unwrap()
+                .unwrap()
+                .0
+                .id
         };
         Demo {
             acme,
@@ -188,11 +209,15 @@ impl Demo {
     }
 
     pub async fn alice_in_acme(&self, db: &Db) -> OrgScope {
-        access::verify_member(db, self.alice, self.acme).await.unwrap()
+        access::verify_member(db, self.alice, self.acme)
+            .await
+            .unwrap()
     }
 
     pub async fn bob_in_globex(&self, db: &Db) -> OrgScope {
-        access::verify_member(db, self.bob, self.globex).await.unwrap()
+        access::verify_member(db, self.bob, self.globex)
+            .await
+            .unwrap()
     }
 }
 

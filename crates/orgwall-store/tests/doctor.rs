@@ -1,0 +1,232 @@
+//! The doctor finds every deliberately broken table; migrations are all-or-nothing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod common;
+
+use common::TestDb;
+use orgwall_store::BackendKind;
+
+fn problems_of(v: &[orgwall_store::doctor::Violation], object: &str) -> Vec<String> {
+    v.iter()
+        .filter(|x| x.object == object)
+        .map(|x| x.problem.clone())
+        .collect()
+}
+
+fn assert_flagged(v: &[orgwall_store::doctor::Violation], object: &str, needle: &str) {
+    let p = problems_of(v, object);
+    assert!(
+        p.iter().any(|x| x.contains(needle)),
+        "expected a violation on {object} containing {needle:?}; got {p:?} (all: {v:?})"
+    );
+}
+
+both!(a_freshly_migrated_database_passes, |t: TestDb| async move {
+    let v = t.db.doctor().await.unwrap();
+    assert!(v.is_empty(), "{v:#?}");
+    // Migrating again changes nothing and still passes.
+    let r = t.db.migrate().await.unwrap();
+    assert!(r.applied.is_empty());
+    assert!(t.db.doctor().await.unwrap().is_empty());
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_doctor_catches_each_broken_table() {
+    let t = TestDb::new(BackendKind::Postgres).await;
+    t.owner_exec(
+        "CREATE TABLE widgets (id uuid PRIMARY KEY, name text);
+         CREATE TABLE gadgets (org_id uuid NOT NULL REFERENCES orgs (id) ON DELETE CASCADE, id uuid NOT NULL,
+                               PRIMARY KEY (org_id, id));
+         ALTER TABLE gadgets ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY org_isolation ON gadgets
+             USING (org_id = (SELECT nullif(current_setting('app.org_id', true), '')::uuid))
+             WITH CHECK (org_id = (SELECT nullif(current_setting('app.org_id', true), '')::uuid));
+         CREATE TABLE bins (org_id uuid NOT NULL REFERENCES orgs (id) ON DELETE CASCADE, id uuid NOT NULL UNIQUE,
+                            PRIMARY KEY (org_id, id));
+         CREATE TABLE parts (org_id uuid NOT NULL REFERENCES orgs (id) ON DELETE CASCADE, id uuid NOT NULL,
+                             bin_id uuid REFERENCES bins (id), PRIMARY KEY (org_id, id));
+         CREATE TABLE owned (org_id uuid NOT NULL REFERENCES orgs (id) ON DELETE CASCADE, id uuid NOT NULL,
+                             PRIMARY KEY (org_id, id));
+         ALTER TABLE owned OWNER TO orgwall_app;
+         CREATE TABLE loose (org_id uuid REFERENCES orgs (id), id uuid NOT NULL, PRIMARY KEY (id));
+         CREATE VIEW peek AS SELECT * FROM notes;
+         CREATE FUNCTION sneak() RETURNS bigint LANGUAGE sql SECURITY DEFINER AS 'SELECT count(*) FROM notes';",
+    )
+    .await;
+    let v = t.db.doctor().await.unwrap();
+    assert_flagged(&v, "widgets", "no org_id column");
+    assert_flagged(&v, "widgets", "row-level security is not enabled");
+    assert_flagged(&v, "gadgets", "not forced");
+    assert_flagged(
+        &v,
+        "parts",
+        "foreign key (bin_id) -> bins(id) is not composite",
+    );
+    assert_flagged(
+        &v,
+        "bins",
+        "index bins_id_key (id) does not lead with org_id",
+    );
+    assert_flagged(&v, "owned", "owned by the server role");
+    assert_flagged(&v, "loose", "org_id is nullable");
+    assert_flagged(
+        &v,
+        "loose",
+        "no foreign key org_id -> orgs(id) ON DELETE CASCADE",
+    );
+    assert_flagged(&v, "loose", "no primary or unique key leading with org_id");
+    assert_flagged(&v, "peek", "security_invoker");
+    assert_flagged(&v, "sneak", "SECURITY DEFINER");
+    // Nothing of the real schema is flagged.
+    for real in ["tickets", "notes", "memberships", "roles", "orgs", "users"] {
+        assert!(
+            problems_of(&v, real).is_empty(),
+            "{real}: {:?}",
+            problems_of(&v, real)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_doctor_catches_each_broken_table() {
+    let t = TestDb::new(BackendKind::Sqlite).await;
+    t.owner_exec(
+        "CREATE TABLE widgets (id TEXT PRIMARY KEY, name TEXT);
+         CREATE TABLE bins_rows (org_id TEXT NOT NULL REFERENCES orgs (id) ON DELETE CASCADE, id TEXT NOT NULL UNIQUE,
+                                 PRIMARY KEY (org_id, id));
+         CREATE TABLE parts_rows (org_id TEXT NOT NULL REFERENCES orgs (id) ON DELETE CASCADE, id TEXT NOT NULL,
+                                  bin_id TEXT REFERENCES bins_rows (id), PRIMARY KEY (org_id, id));
+         CREATE TABLE loose_rows (org_id TEXT REFERENCES orgs (id), id TEXT PRIMARY KEY);",
+    )
+    .await;
+    let v = t.db.doctor().await.unwrap();
+    assert_flagged(&v, "widgets", "no org_id column");
+    assert_flagged(&v, "widgets", "not behind a scoped view");
+    assert_flagged(
+        &v,
+        "parts_rows",
+        "foreign key (bin_id) -> bins(id) is not composite",
+    );
+    assert_flagged(&v, "parts_rows", "no scoped view parts");
+    assert_flagged(
+        &v,
+        "parts_rows",
+        "missing guard trigger orgwall_guard_parts_rows_ins",
+    );
+    assert_flagged(&v, "bins_rows", "does not lead with org_id");
+    assert_flagged(&v, "loose_rows", "org_id is nullable");
+    assert_flagged(
+        &v,
+        "loose_rows",
+        "no foreign key org_id -> orgs(id) ON DELETE CASCADE",
+    );
+    assert_flagged(
+        &v,
+        "loose_rows",
+        "no primary or unique key leading with org_id",
+    );
+    for real in [
+        "tickets_rows",
+        "notes_rows",
+        "memberships_rows",
+        "orgs",
+        "users",
+    ] {
+        assert!(
+            problems_of(&v, real).is_empty(),
+            "{real}: {:?}",
+            problems_of(&v, real)
+        );
+    }
+
+    // A correctly shaped new tenant table inherits the view and guards on the next migrate.
+    let t2 = TestDb::new(BackendKind::Sqlite).await;
+    t2.owner_exec(
+        "CREATE TABLE widgets_rows (org_id TEXT NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+                                    id TEXT NOT NULL, name TEXT NOT NULL DEFAULT 'w', PRIMARY KEY (org_id, id));",
+    )
+    .await;
+    assert!(!t2.db.doctor().await.unwrap().is_empty());
+    t2.db.migrate().await.unwrap();
+    let v = t2.db.doctor().await.unwrap();
+    assert!(v.is_empty(), "{v:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_new_tenant_table_inherits_the_wall_on_migrate() {
+    let t = TestDb::new(BackendKind::Postgres).await;
+    t.owner_exec(
+        "CREATE TABLE widgets (org_id uuid NOT NULL REFERENCES orgs (id) ON DELETE CASCADE, id uuid NOT NULL,
+                               PRIMARY KEY (org_id, id));",
+    )
+    .await;
+    let v = t.db.doctor().await.unwrap();
+    assert!(problems_of(&v, "widgets")
+        .iter()
+        .any(|p| p.contains("not enabled")));
+    t.db.migrate().await.unwrap();
+    let v = t.db.doctor().await.unwrap();
+    assert!(v.is_empty(), "{v:?}");
+}
+
+both!(
+    a_failed_migration_leaves_nothing_behind,
+    |t: TestDb| async move {
+        let fresh = TestDb::unmigrated(t.kind, 1).await;
+        // A table in the way makes migration 1 fail half-way through.
+        let blocker = match t.kind {
+            BackendKind::Postgres => "CREATE TABLE projects (x int)",
+            BackendKind::Sqlite => "CREATE TABLE projects_rows (x int)",
+        };
+        fresh.owner_exec(blocker).await;
+        let err = fresh.db.migrate().await.unwrap_err();
+        assert!(
+            err.to_string().contains("migration 1 (init) failed"),
+            "{err}"
+        );
+        // users is created before projects in the same file; it must not exist now.
+        let exists = match t.kind {
+            BackendKind::Postgres => {
+                let (c, conn) = tokio_postgres::connect(&fresh.url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                c.query_one("SELECT to_regclass('users') IS NOT NULL OR to_regclass('schema_migrations') IS NOT NULL", &[])
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+            }
+            BackendKind::Sqlite => {
+                let c = rusqlite::Connection::open(&fresh.url).unwrap();
+                c.query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE name IN ('users', 'schema_migrations')",
+                [],
+                |r| r.get::<_, bool>(0),
+            )
+            .unwrap()
+            }
+        };
+        assert!(!exists, "a failed migration left tables behind");
+    }
+);
+
+both!(
+    a_database_from_a_newer_version_is_refused,
+    |t: TestDb| async move {
+        t.owner_exec(match t.kind {
+        BackendKind::Postgres => "INSERT INTO schema_migrations (version, name, checksum) VALUES (999, 'future', 'x')",
+        BackendKind::Sqlite => "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (999, 'future', 'x', 0)",
+    })
+    .await;
+        let err = t.db.migrate().await.unwrap_err().to_string();
+        assert!(
+            err.contains("version 999, newer than this orgwall supports (1)"),
+            "{err}"
+        );
+    }
+);

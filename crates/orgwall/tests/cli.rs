@@ -1,0 +1,177 @@
+//! The binary end to end: the embedded default serves, and bad input gives one clear line.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+fn orgwall() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_orgwall"));
+    c.env_remove("DATABASE_URL").env_remove("ORGWALL_DATA_DIR");
+    c
+}
+
+/// Runs and returns (success, stdout, stderr).
+fn run(args: &[&str]) -> (bool, String, String) {
+    let out = orgwall().args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn assert_one_error_line(args: &[&str], needle: &str) {
+    let (ok, _, err) = run(args);
+    assert!(!ok, "{args:?} should fail");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected, got: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(lines[0].contains(needle), "{needle:?} not in {err}");
+}
+
+#[test]
+fn bad_database_urls_are_named() {
+    assert_one_error_line(
+        &["migrate", "--database-url", "mysql://root@localhost/x"],
+        "unsupported scheme \"mysql\"",
+    );
+    assert_one_error_line(
+        &["migrate", "--database-url", "postgres://u@h:notaport/x"],
+        "invalid database URL",
+    );
+    assert_one_error_line(
+        &[
+            "migrate",
+            "--database-url",
+            "postgres://postgres@127.0.0.1:1/nowhere",
+        ],
+        "cannot connect to PostgreSQL at 127.0.0.1:1/nowhere",
+    );
+}
+
+#[test]
+fn an_unusable_data_dir_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, "x").unwrap();
+    let bad = file.join("data");
+    assert_one_error_line(
+        &["migrate", "--data-dir", bad.to_str().unwrap()],
+        "cannot create data directory",
+    );
+}
+
+#[test]
+fn a_newer_database_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    assert!(run(&["migrate", "--data-dir", d]).0);
+    let c = rusqlite::Connection::open(dir.path().join("orgwall.db")).unwrap();
+    c.execute("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (7, 'x', 'y', 0)", [])
+        .unwrap();
+    assert_one_error_line(
+        &["migrate", "--data-dir", d],
+        "schema is at version 7, newer than this orgwall supports",
+    );
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 2);
+}
+
+#[test]
+fn doctor_exits_non_zero_naming_the_violation() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (ok, out, _) = run(&["migrate", "--data-dir", d]);
+    assert!(ok, "{out}");
+    let (ok, out, _) = run(&["doctor", "--data-dir", d]);
+    assert!(ok, "{out}");
+    assert!(out.contains("every wall stands"));
+    let c = rusqlite::Connection::open(dir.path().join("orgwall.db")).unwrap();
+    c.execute_batch("CREATE TABLE widgets (id TEXT PRIMARY KEY)")
+        .unwrap();
+    let (ok, out, _) = run(&["doctor", "--data-dir", d]);
+    assert!(!ok);
+    assert!(
+        out.contains("violation: widgets: tenant table has no org_id column"),
+        "{out}"
+    );
+}
+
+#[test]
+fn serve_demo_on_the_embedded_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = orgwall()
+        .args([
+            "serve",
+            "--demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "text",
+        ])
+        .current_dir(dir.path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("orgwall listening on ") {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    // With no configuration the data lands in ./orgwall-data.
+    assert!(dir.path().join("orgwall-data/orgwall.db").exists());
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let r = http.get(format!("{addr}/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().contains_key("x-request-id"));
+        let r = http
+            .get(format!("{addr}/readyz"))
+            .header("x-request-id", "abc-123")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-request-id"], "abc-123");
+        let r = http
+            .get(format!("{addr}/no/such/route"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "not_found");
+        assert_eq!(body["status"], 404);
+    });
+    child.kill().unwrap();
+    let _ = child.wait();
+
+    // The demo data is there: a second seed finds it and changes nothing.
+    let (ok, out, _) = run(&[
+        "seed",
+        "--demo",
+        "--data-dir",
+        dir.path().join("orgwall-data").to_str().unwrap(),
+    ]);
+    assert!(ok);
+    assert!(out.contains("already present"), "{out}");
+}
