@@ -12,7 +12,7 @@
 //! Its fields are private and it has no public constructor, so code outside this module
 //! cannot forge one:
 //!
-//! ```compile_fail
+//! ```compile_fail,E0451
 //! // A struct literal does not compile outside the access module: the fields are private.
 //! let scope = orgwall_store::access::OrgScope {
 //!     org_id: orgwall_core::OrgId::new(),
@@ -21,12 +21,12 @@
 //! };
 //! ```
 //!
-//! ```compile_fail
+//! ```compile_fail,E0599
 //! // Nor is there any constructor function to call.
 //! let scope = orgwall_store::access::OrgScope::new(orgwall_core::OrgId::new());
 //! ```
 //!
-//! ```compile_fail
+//! ```compile_fail,E0277
 //! // Nor can a scope be conjured from Default or cloned into a different org.
 //! let scope: orgwall_store::access::OrgScope = Default::default();
 //! ```
