@@ -23,6 +23,7 @@ pub mod memberships;
 pub mod notes;
 pub mod orgs;
 pub mod projects;
+pub mod sessions;
 pub mod tickets;
 pub mod users;
 

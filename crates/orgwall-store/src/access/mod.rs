@@ -281,3 +281,51 @@ pub async fn my_orgs(db: &Db, user: UserId) -> Result<Vec<MyOrg>> {
         })
         .collect()
 }
+
+/// Prefix of API keys.
+pub const API_KEY_PREFIX: &str = "owk_";
+
+/// Finds the live API key a token names and returns its scope in its own org (an API key
+/// only ever acts there). `None` for unknown, revoked or expired keys, or a deleted org.
+///
+/// The lookup runs under `app.lookup` = the token's hash, which the database lets see
+/// exactly the one key row that hash names; the role is then read inside the key's org.
+pub async fn authenticate_api_key(db: &Db, token: &str) -> Result<Option<OrgScope>> {
+    let hash = crate::crypto::token_hash(token);
+    let t = now();
+    let mut tx = db
+        .begin(
+            Mode::Read,
+            Settings {
+                lookup: Some(hash.clone()),
+                ..Settings::default()
+            },
+        )
+        .await?;
+    let row = tx
+        .query_opt(
+            "SELECT k.org_id, k.id, k.role_id FROM api_keys k JOIN orgs o ON o.id = k.org_id
+             WHERE k.key_hash = $1 AND k.revoked_at IS NULL
+               AND (k.expires_at IS NULL OR k.expires_at > $2) AND o.deleting_at IS NULL",
+            params![hash, t],
+        )
+        .await?;
+    tx.commit().await?;
+    let Some(row) = row else { return Ok(None) };
+    let (org, key, role): (OrgId, ApiKeyId, RoleId) = (row.get(0)?, row.get(1)?, row.get(2)?);
+    let mut tx = db.begin(Mode::Read, Settings::org(org)).await?;
+    let perms = tx
+        .query_opt(
+            "SELECT permissions FROM roles WHERE org_id = $1 AND id = $2",
+            params![org, role],
+        )
+        .await?;
+    tx.commit().await?;
+    let Some(perms) = perms else { return Ok(None) };
+    let perms: String = perms.get(0)?;
+    Ok(Some(OrgScope {
+        org_id: org,
+        principal: Principal::ApiKey(key),
+        permissions: PermissionSet::parse_list(&perms).map_err(Error::internal)?,
+    }))
+}
