@@ -15,6 +15,10 @@ pub enum Error {
     /// A uniqueness or state conflict; the string is a stable machine code.
     #[error("conflict: {0}")]
     Conflict(&'static str, String),
+    /// A rule of the domain refused the request; the string is a stable machine code
+    /// (e.g. `invitation_expired`, `last_owner`), mapped to a status in one table.
+    #[error("{1}")]
+    Refused(&'static str, String),
     /// Input that parsed but breaks a rule.
     #[error("validation failed: {0}")]
     Validation(String),

@@ -1,17 +1,35 @@
 //! `GET /healthz` (the process answers) and `GET /readyz` (the database answers).
 
 use crate::problem::Problem;
+use crate::routes::{route, Access, Route, RouteSpec};
 use crate::AppState;
 use axum::extract::State;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
 
+static HEALTHZ: RouteSpec = RouteSpec {
+    method: "GET",
+    path: "/healthz",
+    access: Access::Public,
+    summary: "The process is up",
+    ids: &[],
+    body: None,
+    status: 200,
+};
+static READYZ: RouteSpec = RouteSpec {
+    method: "GET",
+    path: "/readyz",
+    access: Access::Public,
+    summary: "The database answers",
+    ids: &[],
+    body: None,
+    status: 200,
+};
+
 /// The health routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+pub fn routes() -> Vec<Route> {
+    vec![route(&HEALTHZ, get(healthz)), route(&READYZ, get(readyz))]
 }
 
 async fn healthz() -> Json<Value> {

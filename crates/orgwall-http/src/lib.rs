@@ -1,19 +1,27 @@
 //! # orgwall-http: the HTTP layer
 //!
-//! One module per feature, each exporting `router()`; [`app`] merges them and adds the
-//! layers once (request ids, tracing). Errors leave as RFC 9457 problem+json through
+//! Every route is declared once in a feature module as a [`routes::RouteSpec`] (method,
+//! path, who may call it, the permission it needs, which path parameters are org-scoped
+//! ids). [`routes::install`] puts the HTTP wall ([`wall`]) in front of each handler from
+//! that declaration, and [`openapi`] documents the same declarations, so what is enforced
+//! and what is documented cannot drift. Errors leave as RFC 9457 problem+json through
 //! [`problem::Problem`], mapped from the domain error in one place.
-//!
-//! The HTTP wall (authenticate, resolve the org, verify membership, check the route's
-//! permission, all before any handler) lands with the identity routes; this crate
-//! already carries the health routes and the error shape they will share.
 #![forbid(unsafe_code)]
 
+pub mod auth;
+pub mod body;
 pub mod health;
+pub mod limits;
+pub mod openapi;
+pub mod orgs;
 pub mod problem;
+pub mod routes;
+pub mod wall;
 
+use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use orgwall_store::Db;
+use std::sync::Arc;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -22,14 +30,29 @@ use tower_http::trace::TraceLayer;
 pub struct AppState {
     /// The database.
     pub db: Db,
+    /// `ORGWALL_BASE_DOMAIN`: `{slug}.{base}` hosts name an org.
+    pub base_domain: Option<Arc<str>>,
+    /// Rate limiters.
+    pub limits: Arc<limits::Limits>,
+}
+
+impl AppState {
+    /// State with default limits and no base domain.
+    pub fn new(db: Db) -> Self {
+        AppState {
+            db,
+            base_domain: None,
+            limits: Arc::new(limits::Limits::default()),
+        }
+    }
 }
 
 /// The whole application.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .merge(health::router())
+    routes::install(&state, routes::all())
         .fallback(problem::not_found_fallback)
         .with_state(state)
+        .layer(DefaultBodyLimit::max(body::MAX_JSON_BYTES))
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

@@ -16,6 +16,10 @@ pub struct Problem {
     status: StatusCode,
     detail: String,
     code: &'static str,
+    #[serde(skip)]
+    headers: Vec<(&'static str, String)>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    permission: Option<&'static str>,
 }
 
 fn ser_status<S: serde::Serializer>(s: &StatusCode, ser: S) -> Result<S::Ok, S::Error> {
@@ -31,7 +35,15 @@ impl Problem {
             status,
             detail: detail.into(),
             code,
+            headers: Vec::new(),
+            permission: None,
         }
+    }
+
+    /// Adds a response header (e.g. `retry-after`).
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     /// The status.
@@ -45,6 +57,23 @@ impl Problem {
     }
 }
 
+/// The status of each rule code (everything else is 409).
+fn status_for(code: &str) -> StatusCode {
+    match code {
+        "invalid_transition" | "assignee_not_member" => StatusCode::UNPROCESSABLE_ENTITY,
+        "invitation_invalid" | "verification_invalid" => StatusCode::NOT_FOUND,
+        "invitation_expired" | "verification_expired" => StatusCode::GONE,
+        "invitation_email_mismatch"
+        | "email_unverified"
+        | "quota_exceeded"
+        | "owner_required"
+        | "cannot_act_on_owner"
+        | "grant_exceeds_own"
+        | "system_role_immutable" => StatusCode::FORBIDDEN,
+        _ => StatusCode::CONFLICT,
+    }
+}
+
 impl From<Error> for Problem {
     fn from(e: Error) -> Self {
         match e {
@@ -53,15 +82,9 @@ impl From<Error> for Problem {
                 "not_found",
                 "No such resource in this organization.",
             ),
-            Error::Conflict(code, detail) => Problem::new(
-                if code == "invalid_transition" {
-                    StatusCode::UNPROCESSABLE_ENTITY
-                } else {
-                    StatusCode::CONFLICT
-                },
-                code,
-                detail,
-            ),
+            Error::Conflict(code, detail) | Error::Refused(code, detail) => {
+                Problem::new(status_for(code), code, detail)
+            }
             Error::Validation(detail) => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation_failed",
@@ -72,11 +95,15 @@ impl From<Error> for Problem {
                 "not_a_member",
                 "The organization does not exist or you are not a member of it.",
             ),
-            Error::PermissionDenied(p) => Problem::new(
-                StatusCode::FORBIDDEN,
-                "permission_denied",
-                format!("This requires the {p} permission."),
-            ),
+            Error::PermissionDenied(p) => {
+                let mut pr = Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "permission_denied",
+                    format!("This requires the {p} permission."),
+                );
+                pr.permission = Some(p.as_str());
+                pr
+            }
             Error::ScopeViolation => {
                 tracing::error!("tenant scope violation reached the HTTP layer");
                 Problem::new(
@@ -108,12 +135,18 @@ impl From<Error> for Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self).unwrap_or_default();
-        (
+        let mut res = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body,
         )
-            .into_response()
+            .into_response();
+        for (name, value) in self.headers {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+                res.headers_mut().insert(name, v);
+            }
+        }
+        res
     }
 }
 

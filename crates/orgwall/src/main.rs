@@ -74,6 +74,9 @@ enum Command {
         /// run `orgwall migrate` as the owner instead).
         #[arg(long, env = "ORGWALL_NO_MIGRATE")]
         no_migrate: bool,
+        /// Base domain for org subdomains: `{slug}.{base}` names an org on org-less routes.
+        #[arg(long, env = "ORGWALL_BASE_DOMAIN")]
+        base_domain: Option<String>,
     },
     /// Apply pending migrations and re-assert the database wall, in one transaction.
     Migrate,
@@ -132,6 +135,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             demo,
             no_migrate,
+            base_domain,
         } => {
             let db = open(&cli).await?;
             if !no_migrate {
@@ -148,10 +152,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let addr = listener.local_addr()?;
             tracing::info!(%addr, backend = ?db.kind(), "orgwall listening");
             eprintln!("orgwall listening on http://{addr} ({:?})", db.kind());
-            let app = orgwall_http::app(orgwall_http::AppState { db });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await?;
+            let mut state = orgwall_http::AppState::new(db);
+            state.base_domain = base_domain
+                .as_deref()
+                .map(|d| d.trim_start_matches('.').to_ascii_lowercase().into());
+            let app = orgwall_http::app(state);
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {

@@ -244,6 +244,8 @@ pub struct MyOrg {
     pub name: String,
     /// The user's role key there.
     pub role: String,
+    /// The permissions that role grants.
+    pub permissions: PermissionSet,
 }
 
 /// Lists the organizations `user` belongs to: the least a caller needs (id, slug, name,
@@ -261,7 +263,7 @@ pub async fn my_orgs(db: &Db, user: UserId) -> Result<Vec<MyOrg>> {
         .await?;
     let rows = tx
         .query(
-            "SELECT o.id, o.slug, o.name, r.key FROM memberships m
+            "SELECT o.id, o.slug, o.name, r.key, r.permissions FROM memberships m
              JOIN orgs o ON o.id = m.org_id
              JOIN roles r ON r.org_id = m.org_id AND r.id = m.role_id
              WHERE m.user_id = $1 AND o.deleting_at IS NULL
@@ -277,6 +279,8 @@ pub async fn my_orgs(db: &Db, user: UserId) -> Result<Vec<MyOrg>> {
                 slug: r.get(1)?,
                 name: r.get(2)?,
                 role: r.get(3)?,
+                permissions: PermissionSet::parse_list(&r.get::<String>(4)?)
+                    .map_err(Error::internal)?,
             })
         })
         .collect()

@@ -89,3 +89,60 @@ pub async fn list(tx: &mut TenantTx<'_>) -> Result<Vec<Member>> {
         })
         .collect()
 }
+
+/// The role key of a member, if they are one.
+pub async fn role_of(tx: &mut TenantTx<'_>, user: UserId) -> Result<Option<String>> {
+    let org = tx.org_id();
+    let row = tx
+        .query_opt(
+            "SELECT r.key FROM memberships m JOIN roles r ON r.org_id = m.org_id AND r.id = m.role_id
+             WHERE m.org_id = $1 AND m.user_id = $2",
+            params![org, user],
+        )
+        .await?;
+    row.map(|r| r.get(0)).transpose()
+}
+
+/// Makes `to` an owner and the acting owner an admin. Only an owner may do this.
+pub async fn transfer_ownership(tx: &mut TenantTx<'_>, to: UserId) -> Result<()> {
+    let from = tx.scope().user_id().ok_or_else(|| {
+        Error::Refused(
+            "owner_required",
+            "Only an owner (a user, not an API key) can transfer ownership.".into(),
+        )
+    })?;
+    if role_of(tx, from).await?.as_deref() != Some("owner") {
+        return Err(Error::Refused(
+            "owner_required",
+            "Only an owner can transfer ownership.".into(),
+        ));
+    }
+    if from == to {
+        return Err(Error::Validation("you are already an owner".into()));
+    }
+    if role_of(tx, to).await?.is_none() {
+        return Err(Error::NotFound);
+    }
+    let owner = role_id(tx, "owner").await?;
+    let admin = role_id(tx, "admin").await?;
+    let org = tx.org_id();
+    let t = now();
+    tx.execute(
+        "UPDATE memberships SET role_id = $3, updated_at = $4 WHERE org_id = $1 AND user_id = $2",
+        params![org, to, owner, t],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE memberships SET role_id = $3, updated_at = $4 WHERE org_id = $1 AND user_id = $2",
+        params![org, from, admin, t],
+    )
+    .await?;
+    super::audit::record(
+        tx,
+        super::audit::AuditEntry::new("org.ownership_transferred")
+            .target("user", to.uuid())
+            .detail(serde_json::json!({ "from": from, "to": to })),
+    )
+    .await?;
+    Ok(())
+}

@@ -22,10 +22,12 @@ pub mod comments;
 pub mod memberships;
 pub mod notes;
 pub mod orgs;
+pub mod outbox;
 pub mod projects;
 pub mod sessions;
 pub mod tickets;
 pub mod users;
+pub mod verifications;
 
 use orgwall_core::{Error, Result};
 

@@ -55,7 +55,11 @@ pub async fn create(db: &Db, user: UserId) -> Result<NewSession> {
     )
     .await?;
     tx.commit().await?;
-    Ok(NewSession { id, token, expires_at })
+    Ok(NewSession {
+        id,
+        token,
+        expires_at,
+    })
 }
 
 /// Finds the live session a token names, recording its use.
@@ -104,7 +108,10 @@ pub async fn revoke(db: &Db, id: SessionId) -> Result<()> {
 pub async fn set_active_org(db: &Db, id: SessionId, org: Option<OrgId>) -> Result<()> {
     let mut tx = db.global(Mode::Write).await?;
     let n = tx
-        .execute("UPDATE sessions SET active_org_id = $2 WHERE id = $1", params![id, org])
+        .execute(
+            "UPDATE sessions SET active_org_id = $2 WHERE id = $1",
+            params![id, org],
+        )
         .await?;
     tx.commit().await?;
     if n == 0 {
@@ -114,7 +121,12 @@ pub async fn set_active_org(db: &Db, id: SessionId, org: Option<OrgId>) -> Resul
 }
 
 /// Changes a user's password hash and ends every session but `keep`.
-pub async fn change_password(db: &Db, user: UserId, new_hash: &str, keep: Option<SessionId>) -> Result<()> {
+pub async fn change_password(
+    db: &Db,
+    user: UserId,
+    new_hash: &str,
+    keep: Option<SessionId>,
+) -> Result<()> {
     let t = now();
     let mut tx = db.global(Mode::Write).await?;
     tx.execute(

@@ -1,0 +1,63 @@
+//! The JSON body extractor: content type checked, size limited, unknown fields rejected
+//! (request types use `#[serde(deny_unknown_fields)]`), every failure a problem+json.
+
+use crate::problem::Problem;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, StatusCode};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+/// Largest JSON body accepted.
+pub const MAX_JSON_BYTES: usize = 64 * 1024;
+
+/// A parsed JSON request body.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        let ct = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let is_json = ct
+            .split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+        if !is_json {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "The body must be application/json.",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|_| {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("The body must be at most {MAX_JSON_BYTES} bytes."),
+            )
+        })?;
+        parse(&bytes).map(Body)
+    }
+}
+
+/// Parses JSON bytes into `T` with the same error mapping.
+pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        use serde_json::error::Category;
+        match e.classify() {
+            Category::Data => {
+                let msg: String = e.to_string().chars().take(300).collect();
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", msg)
+            }
+            _ => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                "The body is not valid JSON.",
+            ),
+        }
+    })
+}

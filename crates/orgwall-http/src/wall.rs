@@ -1,0 +1,254 @@
+//! The HTTP wall, run before any handler of a declared route:
+//!
+//! 1. authenticate: `Authorization: Bearer` session token or org API key (401
+//!    `unauthenticated` when missing, malformed, expired or revoked);
+//! 2. resolve the claimed org: path `{org}` (id or slug), `X-Organization-Id`, the
+//!    `{slug}.{base domain}` subdomain, the session's active org, or an API key's own org
+//!    (400 `org_required` when none; 400 `org_mismatch` when path and header or subdomain
+//!    name different orgs);
+//! 3. verify membership inside that org's scope (403 `not_a_member`, the same for an org
+//!    that does not exist); an API key only ever acts in its own org;
+//! 4. check the route's permission (403 `permission_denied`, naming it).
+//!
+//! The handler receives the resulting [`Scoped`] (and, for sessions, [`Caller`]); it never
+//! sees an unverified org id.
+
+use crate::problem::Problem;
+use crate::routes::{Access, RouteSpec};
+use crate::AppState;
+use axum::extract::{FromRequestParts, RawPathParams, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
+use orgwall_core::{Error, OrgId, SessionId, UserId};
+use orgwall_store::access::{self, OrgScope, API_KEY_PREFIX};
+use orgwall_store::repo::{orgs, sessions};
+use std::sync::Arc;
+
+/// The header naming the org on org-less routes.
+pub const ORG_HEADER: &str = "x-organization-id";
+
+/// A signed-in user (session routes and org routes called with a session).
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The user.
+    pub user_id: UserId,
+    /// The session.
+    pub session_id: SessionId,
+    /// The session's active org.
+    pub active_org: Option<OrgId>,
+}
+
+/// The verified scope of an org route.
+#[derive(Clone, Debug)]
+pub struct Scoped(pub Arc<OrgScope>);
+
+enum Authn {
+    Session(Caller),
+    ApiKey(OrgScope),
+}
+
+fn unauthenticated(detail: &str) -> Problem {
+    Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", detail)
+}
+
+async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<Authn>, Problem> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 200)
+        .ok_or_else(|| unauthenticated("The Authorization header must be: Bearer <token>."))?;
+    if token.starts_with(sessions::SESSION_PREFIX) {
+        let s = sessions::authenticate(&state.db, token)
+            .await
+            .map_err(Problem::from)?
+            .ok_or_else(|| unauthenticated("The session is invalid, expired or revoked."))?;
+        return Ok(Some(Authn::Session(Caller {
+            user_id: s.user_id,
+            session_id: s.id,
+            active_org: s.active_org_id,
+        })));
+    }
+    if token.starts_with(API_KEY_PREFIX) {
+        let scope = access::authenticate_api_key(&state.db, token)
+            .await
+            .map_err(Problem::from)?
+            .ok_or_else(|| unauthenticated("The API key is invalid, expired or revoked."))?;
+        return Ok(Some(Authn::ApiKey(scope)));
+    }
+    Err(unauthenticated("The token is not recognized."))
+}
+
+/// The org claim of the subdomain, if a base domain is configured and the host is under it.
+fn subdomain_claim(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    let base = state.base_domain.as_deref()?;
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let host = host
+        .rsplit_once(':')
+        .map_or(host, |(h, _)| h)
+        .to_ascii_lowercase();
+    let label = host.strip_suffix(base)?.strip_suffix('.')?;
+    (!label.is_empty() && !label.contains('.')).then(|| label.to_owned())
+}
+
+async fn resolve(state: &AppState, claim: &str) -> Result<OrgId, Problem> {
+    orgs::resolve(&state.db, claim).await.map_err(Problem::from)
+}
+
+async fn org_wall(
+    state: &AppState,
+    parts: &mut Parts,
+    authn: Authn,
+    spec: &'static RouteSpec,
+) -> Result<(), Problem> {
+    let path_claim = RawPathParams::from_request_parts(parts, state)
+        .await
+        .ok()
+        .and_then(|p| {
+            p.iter()
+                .find(|(k, _)| *k == "org")
+                .map(|(_, v)| v.to_owned())
+        });
+    let header_claim = match parts.headers.get(ORG_HEADER) {
+        None => None,
+        Some(v) => Some(v.to_str().map(str::to_owned).map_err(|_| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "org_required",
+                "X-Organization-Id is not valid text.",
+            )
+        })?),
+    };
+    let sub_claim = subdomain_claim(state, &parts.headers);
+
+    let mut org: Option<OrgId> = None;
+    for claim in [path_claim, header_claim, sub_claim].into_iter().flatten() {
+        let id = resolve(state, &claim).await?;
+        match org {
+            Some(prev) if prev != id => {
+                return Err(Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "org_mismatch",
+                    "The organization named by the path, header or host differ.",
+                ))
+            }
+            _ => org = Some(id),
+        }
+    }
+    let scope = match authn {
+        Authn::Session(caller) => {
+            let org = match org.or(caller.active_org) {
+                Some(o) => o,
+                None => {
+                    return Err(Problem::new(
+                        StatusCode::BAD_REQUEST,
+                        "org_required",
+                        "Name the organization in the path, the X-Organization-Id header, or set an active org.",
+                    ))
+                }
+            };
+            let scope = access::verify_member(&state.db, caller.user_id, org)
+                .await
+                .map_err(Problem::from)?;
+            parts.extensions.insert(caller);
+            scope
+        }
+        Authn::ApiKey(scope) => {
+            if org.is_some_and(|o| o != scope.org_id()) {
+                return Err(Problem::from(Error::NotAMember));
+            }
+            scope
+        }
+    };
+    if let Access::Org(Some(p)) = spec.access {
+        scope.require(p).map_err(Problem::from)?;
+    }
+    parts.extensions.insert(Scoped(Arc::new(scope)));
+    Ok(())
+}
+
+async fn run(spec: &'static RouteSpec, state: AppState, req: Request, next: Next) -> Response {
+    if spec.access == Access::Public {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let authn = match authenticate(&state, &parts.headers).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return unauthenticated("Authentication is required.").into_response(),
+        Err(p) => return p.into_response(),
+    };
+    match spec.access {
+        Access::Public => {}
+        Access::User => match authn {
+            Authn::Session(caller) => {
+                parts.extensions.insert(caller);
+            }
+            Authn::ApiKey(_) => {
+                return unauthenticated("This route needs a user session, not an API key.")
+                    .into_response()
+            }
+        },
+        Access::Org(_) => {
+            if let Err(p) = org_wall(&state, &mut parts, authn, spec).await {
+                return p.into_response();
+            }
+        }
+    }
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// The middleware for one route.
+#[allow(clippy::type_complexity)]
+pub fn guard(
+    spec: &'static RouteSpec,
+) -> impl Fn(State<AppState>, Request, Next) -> BoxFuture<'static, Response>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    move |State(state): State<AppState>, req: Request, next: Next| {
+        Box::pin(run(spec, state, req, next))
+    }
+}
+
+fn missing(what: &str) -> Problem {
+    tracing::error!(
+        what,
+        "route handler asked for a value its wall did not provide"
+    );
+    Problem::from(Error::Internal(format!("missing {what}")))
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Problem;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| missing("caller"))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Scoped {
+    type Rejection = Problem;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Problem> {
+        parts
+            .extensions
+            .get::<Scoped>()
+            .cloned()
+            .ok_or_else(|| missing("scope"))
+    }
+}
+
+/// Parses a resource id from a path; a malformed id is simply not found.
+pub fn id<T: std::str::FromStr>(raw: &str) -> Result<T, Problem> {
+    raw.parse().map_err(|_| Problem::from(Error::NotFound))
+}
