@@ -147,7 +147,7 @@ fn check_password(pw: &str, email: &str) -> Result<(), Problem> {
     }
     let lower = pw.to_lowercase();
     if lower == email
-        || lower.chars().all(|c| Some(c) == lower.chars().next())
+        || lower.chars().all(|c| lower.starts_with(c))
         || COMMON.contains(&lower.as_str())
     {
         return Err(Error::Validation("password is too easy to guess".into()).into());

@@ -6,9 +6,13 @@ use axum::response::{IntoResponse, Response};
 use orgwall_core::Error;
 use serde::Serialize;
 
-/// An error response.
+/// An error response (boxed: errors travel through many `Result`s and should be small).
+#[derive(Debug, Clone)]
+pub struct Problem(Box<ProblemBody>);
+
+/// The serialized problem document.
 #[derive(Debug, Clone, Serialize)]
-pub struct Problem {
+struct ProblemBody {
     #[serde(rename = "type")]
     kind: String,
     title: String,
@@ -29,7 +33,7 @@ fn ser_status<S: serde::Serializer>(s: &StatusCode, ser: S) -> Result<S::Ok, S::
 impl Problem {
     /// A problem with a status, a stable code and a human detail.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Problem {
+        Problem(Box::new(ProblemBody {
             kind: format!("https://orgwall.dev/problems/{code}"),
             title: status.canonical_reason().unwrap_or("Error").to_owned(),
             status,
@@ -37,23 +41,23 @@ impl Problem {
             code,
             headers: Vec::new(),
             permission: None,
-        }
+        }))
     }
 
     /// Adds a response header (e.g. `retry-after`).
     pub fn with_header(mut self, name: &'static str, value: String) -> Self {
-        self.headers.push((name, value));
+        self.0.headers.push((name, value));
         self
     }
 
     /// The status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// The code.
     pub fn code(&self) -> &'static str {
-        self.code
+        self.0.code
     }
 }
 
@@ -101,7 +105,7 @@ impl From<Error> for Problem {
                     "permission_denied",
                     format!("This requires the {p} permission."),
                 );
-                pr.permission = Some(p.as_str());
+                pr.0.permission = Some(p.as_str());
                 pr
             }
             Error::ScopeViolation => {
@@ -134,14 +138,14 @@ impl From<Error> for Problem {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let body = serde_json::to_vec(&*self.0).unwrap_or_default();
         let mut res = (
-            self.status,
+            self.0.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body,
         )
             .into_response();
-        for (name, value) in self.headers {
+        for (name, value) in self.0.headers {
             if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
                 res.headers_mut().insert(name, v);
             }
