@@ -6,10 +6,8 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
-use common::TestDb;
 use orgwall_store::BackendKind;
+use orgwall_testkit::{both, TestDb};
 
 fn problems_of(v: &[orgwall_store::doctor::Violation], object: &str) -> Vec<String> {
     v.iter()

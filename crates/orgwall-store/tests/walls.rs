@@ -7,12 +7,10 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
-use common::{Demo, TestDb};
 use orgwall_core::{Error, TicketId};
 use orgwall_store::repo::{projects, tickets};
 use orgwall_store::{params, BackendKind, Mode};
+use orgwall_testkit::{both, Demo, TestDb};
 
 const TENANT_TABLES: &[&str] = &[
     "memberships",

@@ -134,10 +134,21 @@ pub async fn change_password(
         params![user, new_hash, t],
     )
     .await?;
-    tx.execute(
-        "UPDATE sessions SET revoked_at = $3 WHERE user_id = $1 AND revoked_at IS NULL AND ($2 IS NULL OR id <> $2)",
-        params![user, keep, t],
-    )
-    .await?;
+    match keep {
+        Some(keep) => {
+            tx.execute(
+                "UPDATE sessions SET revoked_at = $3 WHERE user_id = $1 AND revoked_at IS NULL AND id <> $2",
+                params![user, keep, t],
+            )
+            .await?
+        }
+        None => {
+            tx.execute(
+                "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+                params![user, t],
+            )
+            .await?
+        }
+    };
     tx.commit().await
 }

@@ -99,11 +99,12 @@ pub async fn list(
 ) -> Result<Vec<Ticket>> {
     let limit = super::page_limit(limit)?;
     let org = tx.org_id();
-    let after = after.map(|a| a.uuid());
+    // The first page starts below every UUIDv7 (PostgreSQL cannot type `$2 IS NULL`).
+    let after = after.map_or(uuid::Uuid::nil(), |a| a.uuid());
     let rows = tx
         .query(
             &format!(
-                "SELECT {COLS} FROM tickets WHERE org_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
+                "SELECT {COLS} FROM tickets WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"
             ),
             params![org, after, limit],
         )

@@ -1,5 +1,18 @@
-//! Test kit: a fresh database per test, on either backend, and the demo data.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+//! # orgwall-testkit
+//!
+//! - [`TestDb`]: a fresh database per test on either backend (PostgreSQL through
+//!   `ORGWALL_TEST_DATABASE_URL`, created and dropped per test; SQLite in a temp dir);
+//! - [`Demo`]: the seeded Acme/Globex world with ids and scopes at hand;
+//! - [`TestServer`]: the real application on 127.0.0.1:0, with a small JSON client;
+//! - [`both!`]: one test body, run once per backend.
+//!
+//! Test logs stay silent unless `TEST_LOG` is set.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use orgwall_core::{OrgId, UserId};
 use orgwall_store::access::{self, OrgScope};
@@ -231,15 +244,149 @@ macro_rules! both {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let t = $crate::common::TestDb::new(orgwall_store::BackendKind::Sqlite).await;
+                $crate::init_logs();
+                let t = $crate::TestDb::new(orgwall_store::BackendKind::Sqlite).await;
                 ($body)(t).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let t = $crate::common::TestDb::new(orgwall_store::BackendKind::Postgres).await;
+                $crate::init_logs();
+                let t = $crate::TestDb::new(orgwall_store::BackendKind::Postgres).await;
                 ($body)(t).await;
             }
         }
     };
+}
+
+/// Test logs go nowhere unless `TEST_LOG` is set (then to the test's output).
+pub fn init_logs() {
+    if let Ok(filter) = std::env::var("TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(if filter.is_empty() {
+                "info"
+            } else {
+                &filter
+            }))
+            .try_init();
+    }
+}
+
+/// The real application, listening on an ephemeral port for one test.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The database behind it.
+    pub db: Db,
+    /// A client.
+    pub http: reqwest::Client,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// A response: status, headers and JSON body (Null when empty or not JSON).
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: serde_json::Value,
+}
+
+impl Resp {
+    /// The problem+json `code`, if any.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+}
+
+impl TestServer {
+    /// Starts the app over `db`.
+    pub async fn start(db: &Db) -> TestServer {
+        Self::with_state(orgwall_http::AppState::new(db.clone())).await
+    }
+
+    /// Starts the app with a custom state.
+    pub async fn with_state(state: orgwall_http::AppState) -> TestServer {
+        let db = state.db.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = orgwall_http::app(state);
+        let task = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap();
+        });
+        TestServer {
+            base: format!("http://{addr}"),
+            db,
+            http: reqwest::Client::new(),
+            task,
+        }
+    }
+
+    /// Sends a request. `token` becomes a bearer token; `body` is sent as JSON.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<serde_json::Value>,
+    ) -> Resp {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut rb = self.http.request(m, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            rb = rb.header(*k, *v);
+        }
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let r = rb.send().await.unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let bytes = r.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// GET with a token.
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.call("GET", path, Some(token), &[], None).await
+    }
+
+    /// Logs in and returns the session token.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let r = self
+            .call(
+                "POST",
+                "/v1/auth/login",
+                None,
+                &[],
+                Some(serde_json::json!({ "email": email, "password": password })),
+            )
+            .await;
+        assert_eq!(r.status, 200, "login {email}: {:?}", r.body);
+        r.body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Logs in a demo user (password `orgwall-demo`).
+    pub async fn demo_login(&self, email: &str) -> String {
+        self.login(email, orgwall_store::seed::DEMO_PASSWORD).await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
