@@ -61,3 +61,21 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
         }
     })
 }
+
+/// Query parameters, with unknown or malformed parameters answered 422 problem+json
+/// (query types use `#[serde(deny_unknown_fields)]`).
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for Params<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, Problem> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Params(v)),
+            Err(e) => {
+                let msg: String = e.body_text().chars().take(300).collect();
+                Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", msg))
+            }
+        }
+    }
+}

@@ -8,14 +8,22 @@
 //! [`problem::Problem`], mapped from the domain error in one place.
 #![forbid(unsafe_code)]
 
+pub mod api_keys;
 pub mod auth;
 pub mod body;
 pub mod health;
+pub mod invitations;
 pub mod limits;
+pub mod members;
+pub mod notes;
 pub mod openapi;
 pub mod orgs;
+pub mod page;
 pub mod problem;
+pub mod projects;
+pub mod roles;
 pub mod routes;
+pub mod tickets;
 pub mod wall;
 
 use axum::extract::DefaultBodyLimit;

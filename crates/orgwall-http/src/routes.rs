@@ -86,6 +86,13 @@ pub fn all() -> Vec<Route> {
     v.extend(crate::health::routes());
     v.extend(crate::auth::routes());
     v.extend(crate::orgs::routes());
+    v.extend(crate::projects::routes());
+    v.extend(crate::tickets::routes());
+    v.extend(crate::notes::routes());
+    v.extend(crate::invitations::routes());
+    v.extend(crate::api_keys::routes());
+    v.extend(crate::members::routes());
+    v.extend(crate::roles::routes());
     v.extend(crate::openapi::routes());
     v
 }

@@ -39,6 +39,9 @@
 //! }
 //! ```
 
+mod invite;
+pub use invite::*;
+
 use crate::db::{Db, Mode, Settings};
 use crate::params;
 use crate::repo::audit::{self, AuditEntry};

@@ -66,3 +66,27 @@ pub async fn list(tx: &mut TenantTx<'_>, ticket_id: TicketId) -> Result<Vec<Comm
         })
         .collect()
 }
+
+/// Deletes a comment of a ticket: the author may, and so may whoever holds
+/// `tickets:delete`.
+pub async fn delete(tx: &mut TenantTx<'_>, ticket_id: TicketId, id: CommentId) -> Result<()> {
+    let org = tx.org_id();
+    let row = tx
+        .query_opt(
+            "SELECT author_id FROM ticket_comments WHERE org_id = $1 AND ticket_id = $2 AND id = $3",
+            params![org, ticket_id, id],
+        )
+        .await?
+        .ok_or(orgwall_core::Error::NotFound)?;
+    let author: Option<UserId> = row.get(0)?;
+    let is_author = author.is_some() && author == tx.scope().user_id();
+    if !is_author {
+        tx.scope().require(orgwall_core::Permission::TicketsDelete)?;
+    }
+    tx.execute(
+        "DELETE FROM ticket_comments WHERE org_id = $1 AND ticket_id = $2 AND id = $3",
+        params![org, ticket_id, id],
+    )
+    .await?;
+    Ok(())
+}

@@ -17,13 +17,16 @@
 //!    `tx.org_id()` for `org_id`. Queries name `widgets` on both backends.
 //! 4. Run `orgwall doctor`: it fails, naming the rule, if any wall is missing.
 
+pub mod api_keys;
 pub mod audit;
 pub mod comments;
+pub mod invitations;
 pub mod memberships;
 pub mod notes;
 pub mod orgs;
 pub mod outbox;
 pub mod projects;
+pub mod roles;
 pub mod sessions;
 pub mod tickets;
 pub mod users;
@@ -52,11 +55,16 @@ pub(crate) fn long_text(field: &str, value: &str, max: usize) -> Result<String> 
     Ok(value.to_owned())
 }
 
-/// Clamps a page size to 1..=200.
-pub(crate) fn page_limit(limit: Option<i64>) -> Result<i64> {
-    match limit {
-        None => Ok(50),
-        Some(l) if (1..=200).contains(&l) => Ok(l),
-        Some(_) => Err(Error::Validation("limit must be between 1 and 200".into())),
+/// A case-insensitive `LIKE` pattern matching `q` anywhere (with `ESCAPE '\\'`).
+pub(crate) fn like_pattern(q: &str) -> String {
+    let mut p = String::with_capacity(q.len() + 2);
+    p.push('%');
+    for c in q.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
     }
+    p.push('%');
+    p
 }

@@ -61,15 +61,63 @@ pub async fn get(tx: &mut TenantTx<'_>, id: NoteId) -> Result<Note> {
     from_row(&r)
 }
 
-/// Lists notes in id order.
-pub async fn list(tx: &mut TenantTx<'_>, limit: Option<i64>) -> Result<Vec<Note>> {
-    let limit = super::page_limit(limit)?;
+/// Lists up to `limit` notes after `after` (keyset, id order), optionally only those whose
+/// title or body contains `q` (case-insensitive).
+pub async fn list(
+    tx: &mut TenantTx<'_>,
+    q: Option<&str>,
+    limit: i64,
+    after: Option<uuid::Uuid>,
+) -> Result<Vec<Note>> {
     let org = tx.org_id();
-    let rows = tx
-        .query(
-            "SELECT id, title, body, created_at FROM notes WHERE org_id = $1 ORDER BY id LIMIT $2",
-            params![org, limit],
+    let after = after.unwrap_or(uuid::Uuid::nil());
+    let rows = match q {
+        None => {
+            tx.query(
+                "SELECT id, title, body, created_at FROM notes WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                params![org, after, limit],
+            )
+            .await?
+        }
+        Some(q) => {
+            tx.query(
+                "SELECT id, title, body, created_at FROM notes WHERE org_id = $1 AND id > $2
+                   AND (lower(title) LIKE $3 ESCAPE '\\' OR lower(body) LIKE $3 ESCAPE '\\')
+                 ORDER BY id LIMIT $4",
+                params![org, after, super::like_pattern(q), limit],
+            )
+            .await?
+        }
+    };
+    rows.iter().map(from_row).collect()
+}
+
+/// Changes a note's title or body.
+pub async fn update(tx: &mut TenantTx<'_>, id: NoteId, title: Option<&str>, body: Option<&str>) -> Result<Note> {
+    let title = title.map(|t| super::text("title", t, 200)).transpose()?;
+    let body = body.map(|b| super::long_text("body", b, 100_000)).transpose()?;
+    let org = tx.org_id();
+    let n = tx
+        .execute(
+            "UPDATE notes SET title = coalesce($3, title), body = coalesce($4, body), updated_at = $5
+             WHERE org_id = $1 AND id = $2",
+            params![org, id, title.as_deref(), body.as_deref(), now()],
         )
         .await?;
-    rows.iter().map(from_row).collect()
+    if n == 0 {
+        return Err(orgwall_core::Error::NotFound);
+    }
+    get(tx, id).await
+}
+
+/// Deletes a note.
+pub async fn delete(tx: &mut TenantTx<'_>, id: NoteId) -> Result<()> {
+    let org = tx.org_id();
+    let n = tx
+        .execute("DELETE FROM notes WHERE org_id = $1 AND id = $2", params![org, id])
+        .await?;
+    if n == 0 {
+        return Err(orgwall_core::Error::NotFound);
+    }
+    Ok(())
 }

@@ -94,29 +94,56 @@ pub async fn get(tx: &mut TenantTx<'_>, id: ProjectId) -> Result<Project> {
     from_row(&r)
 }
 
-/// Lists projects after `after` (keyset), in id order.
-pub async fn list(
-    tx: &mut TenantTx<'_>,
-    limit: Option<i64>,
-    after: Option<ProjectId>,
-) -> Result<Vec<Project>> {
-    let limit = super::page_limit(limit)?;
+/// Lists up to `limit` projects after `after` (keyset, id order).
+pub async fn list(tx: &mut TenantTx<'_>, limit: i64, after: Option<uuid::Uuid>) -> Result<Vec<Project>> {
     let org = tx.org_id();
-    let rows = match after {
-        None => {
-            tx.query(
-                &format!("SELECT {COLS} FROM projects WHERE org_id = $1 ORDER BY id LIMIT $2"),
-                params![org, limit],
-            )
-            .await?
-        }
-        Some(a) => {
-            tx.query(
-                &format!("SELECT {COLS} FROM projects WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"),
-                params![org, a, limit],
-            )
-            .await?
-        }
-    };
+    let rows = tx
+        .query(
+            &format!("SELECT {COLS} FROM projects WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"),
+            params![org, after.unwrap_or(uuid::Uuid::nil()), limit],
+        )
+        .await?;
     rows.iter().map(from_row).collect()
+}
+
+/// Changes a project's key, name or description.
+pub async fn update(
+    tx: &mut TenantTx<'_>,
+    id: ProjectId,
+    key: Option<&str>,
+    name: Option<&str>,
+    description: Option<&str>,
+) -> Result<Project> {
+    let key = key.map(parse_key).transpose()?;
+    let name = name.map(|n| super::text("name", n, 200)).transpose()?;
+    let description = description.map(|d| super::long_text("description", d, 10_000)).transpose()?;
+    let org = tx.org_id();
+    let n = tx
+        .execute(
+            "UPDATE projects SET key = coalesce($3, key), name = coalesce($4, name),
+                 description = coalesce($5, description), updated_at = $6
+             WHERE org_id = $1 AND id = $2",
+            params![org, id, key.as_deref(), name.as_deref(), description.as_deref(), now()],
+        )
+        .await
+        .map_err(|e| match e {
+            Error::Conflict(..) => Error::Conflict("conflict", "that project key is taken".into()),
+            other => other,
+        })?;
+    if n == 0 {
+        return Err(Error::NotFound);
+    }
+    get(tx, id).await
+}
+
+/// Deletes a project and (by cascade) its tickets.
+pub async fn delete(tx: &mut TenantTx<'_>, id: ProjectId) -> Result<()> {
+    let org = tx.org_id();
+    let n = tx
+        .execute("DELETE FROM projects WHERE org_id = $1 AND id = $2", params![org, id])
+        .await?;
+    if n == 0 {
+        return Err(Error::NotFound);
+    }
+    Ok(())
 }

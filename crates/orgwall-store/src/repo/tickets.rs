@@ -6,6 +6,7 @@ use crate::value::{now, Row};
 use chrono::{DateTime, Utc};
 use orgwall_core::{Error, ProjectId, Result, TicketId, TicketStatus, UserId};
 
+
 /// A ticket.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Ticket {
@@ -54,7 +55,8 @@ pub struct NewTicket<'a> {
 }
 
 /// Creates a ticket. A project or assignee of another org is refused by the composite
-/// foreign keys (reported as a validation error).
+/// foreign keys: an unknown project is a validation error, an assignee who is not a member
+/// `assignee_not_member`.
 pub async fn create(tx: &mut TenantTx<'_>, new: NewTicket<'_>) -> Result<Ticket> {
     let title = super::text("title", new.title, 200)?;
     let body = super::long_text("body", new.body, 50_000)?;
@@ -67,7 +69,14 @@ pub async fn create(tx: &mut TenantTx<'_>, new: NewTicket<'_>) -> Result<Ticket>
          VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8, $8)",
         params![org, id, new.project_id, &title, &body, new.assignee_id, created_by, t],
     )
-    .await?;
+    .await
+    .map_err(|e| match (e, new.assignee_id) {
+        (Error::Validation(_), Some(_)) => Error::Validation(
+            "project_id must be a project of this organization and assignee_id a member of it".into(),
+        ),
+        (Error::Validation(_), None) => Error::Validation("project_id must be a project of this organization".into()),
+        (other, _) => other,
+    })?;
     Ok(Ticket {
         id,
         project_id: new.project_id,
@@ -91,25 +100,175 @@ pub async fn get(tx: &mut TenantTx<'_>, id: TicketId) -> Result<Ticket> {
     from_row(&r)
 }
 
-/// Lists tickets after `after` (keyset), in id order.
+/// Filters of a ticket list.
+#[derive(Debug, Clone, Default)]
+pub struct TicketFilter {
+    /// Only this status.
+    pub status: Option<TicketStatus>,
+    /// Only tickets assigned to this user.
+    pub assignee: Option<UserId>,
+    /// Only this project.
+    pub project: Option<ProjectId>,
+    /// Text that must appear in the title or body (case-insensitive).
+    pub q: Option<String>,
+}
+
+/// Lists up to `limit` tickets after `after` (keyset, id order), filtered.
 pub async fn list(
     tx: &mut TenantTx<'_>,
-    limit: Option<i64>,
-    after: Option<TicketId>,
+    filter: &TicketFilter,
+    limit: i64,
+    after: Option<uuid::Uuid>,
 ) -> Result<Vec<Ticket>> {
-    let limit = super::page_limit(limit)?;
     let org = tx.org_id();
-    // The first page starts below every UUIDv7 (PostgreSQL cannot type `$2 IS NULL`).
-    let after = after.map_or(uuid::Uuid::nil(), |a| a.uuid());
+    let mut sql = format!("SELECT {COLS} FROM tickets WHERE org_id = $1 AND id > $2");
+    let mut params: Vec<crate::Val> = vec![org.into(), after.unwrap_or(uuid::Uuid::nil()).into()];
+    let mut add = |cond: &str, v: crate::Val| {
+        params.push(v);
+        sql.push_str(&cond.replace("$n", &format!("${}", params.len())));
+    };
+    if let Some(s) = filter.status {
+        add(" AND status = $n", s.as_str().into());
+    }
+    if let Some(a) = filter.assignee {
+        add(" AND assignee_id = $n", a.into());
+    }
+    if let Some(p) = filter.project {
+        add(" AND project_id = $n", p.into());
+    }
+    if let Some(q) = &filter.q {
+        add(
+            " AND (lower(title) LIKE $n ESCAPE '\\' OR lower(body) LIKE $n ESCAPE '\\')",
+            super::like_pattern(q).into(),
+        );
+    }
+    params.push(limit.into());
+    sql.push_str(&format!(" ORDER BY id LIMIT ${}", params.len()));
+    let rows = tx.query(&sql, &params).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// One recorded change of a ticket.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TicketEvent {
+    /// Who.
+    pub actor_id: Option<UserId>,
+    /// What (`status` or `assignee`).
+    pub field: String,
+    /// From.
+    pub from: Option<String>,
+    /// To.
+    pub to: Option<String>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// A ticket's history, oldest first.
+pub async fn history(tx: &mut TenantTx<'_>, id: TicketId) -> Result<Vec<TicketEvent>> {
+    let org = tx.org_id();
     let rows = tx
         .query(
-            &format!(
-                "SELECT {COLS} FROM tickets WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-            ),
-            params![org, after, limit],
+            "SELECT actor_id, field, from_value, to_value, created_at FROM ticket_events
+             WHERE org_id = $1 AND ticket_id = $2 ORDER BY id",
+            params![org, id],
         )
         .await?;
-    rows.iter().map(from_row).collect()
+    rows.iter()
+        .map(|r| {
+            Ok(TicketEvent {
+                actor_id: r.get(0)?,
+                field: r.get(1)?,
+                from: r.get(2)?,
+                to: r.get(3)?,
+                at: r.get(4)?,
+            })
+        })
+        .collect()
+}
+
+async fn record(
+    tx: &mut TenantTx<'_>,
+    id: TicketId,
+    field: &str,
+    from: Option<String>,
+    to: Option<String>,
+) -> Result<()> {
+    let org = tx.org_id();
+    let actor = tx.scope().user_id();
+    tx.execute(
+        "INSERT INTO ticket_events (org_id, id, ticket_id, actor_id, field, from_value, to_value, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        params![org, uuid::Uuid::now_v7(), id, actor, field, from, to, now()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A change to a ticket; `None` leaves a field as it is. `assignee_id: Some(None)`
+/// unassigns.
+#[derive(Debug, Clone, Default)]
+pub struct TicketPatch {
+    /// New title.
+    pub title: Option<String>,
+    /// New body.
+    pub body: Option<String>,
+    /// New status (must be a workflow move).
+    pub status: Option<TicketStatus>,
+    /// New assignee (a member of this org) or none.
+    pub assignee_id: Option<Option<UserId>>,
+}
+
+/// Applies a change, checking the workflow and recording status and assignee changes.
+pub async fn update(tx: &mut TenantTx<'_>, id: TicketId, patch: TicketPatch) -> Result<Ticket> {
+    let mut ticket = get(tx, id).await?;
+    if let Some(to) = patch.status {
+        if to != ticket.status {
+            ticket = set_status(tx, id, to).await?;
+        }
+    }
+    let org = tx.org_id();
+    if let Some(assignee) = patch.assignee_id {
+        if assignee != ticket.assignee_id {
+            tx.execute(
+                "UPDATE tickets SET assignee_id = $3, updated_at = $4 WHERE org_id = $1 AND id = $2",
+                params![org, id, assignee, now()],
+            )
+            .await
+            .map_err(|e| match e {
+                Error::Validation(_) => Error::Refused(
+                    "assignee_not_member",
+                    "the assignee must be a member of this organization".into(),
+                ),
+                other => other,
+            })?;
+            record(tx, id, "assignee", ticket.assignee_id.map(|u| u.to_string()), assignee.map(|u| u.to_string())).await?;
+            ticket.assignee_id = assignee;
+        }
+    }
+    if patch.title.is_some() || patch.body.is_some() {
+        let title = patch.title.map(|t| super::text("title", &t, 200)).transpose()?;
+        let body = patch.body.map(|b| super::long_text("body", &b, 50_000)).transpose()?;
+        tx.execute(
+            "UPDATE tickets SET title = coalesce($3, title), body = coalesce($4, body), updated_at = $5
+             WHERE org_id = $1 AND id = $2",
+            params![org, id, title.as_deref(), body.as_deref(), now()],
+        )
+        .await?;
+        ticket = get(tx, id).await?;
+    }
+    Ok(ticket)
+}
+
+/// Deletes a ticket (its comments and history go with it).
+pub async fn delete(tx: &mut TenantTx<'_>, id: TicketId) -> Result<()> {
+    let org = tx.org_id();
+    let n = tx
+        .execute("DELETE FROM tickets WHERE org_id = $1 AND id = $2", params![org, id])
+        .await?;
+    if n == 0 {
+        return Err(Error::NotFound);
+    }
+    Ok(())
 }
 
 /// Moves a ticket along the workflow, recording who, when, from and to.
@@ -122,19 +281,12 @@ pub async fn set_status(tx: &mut TenantTx<'_>, id: TicketId, to: TicketStatus) -
         ));
     }
     let org = tx.org_id();
-    let actor = tx.scope().user_id();
-    let t = now();
     tx.execute(
         "UPDATE tickets SET status = $3, updated_at = $4 WHERE org_id = $1 AND id = $2",
-        params![org, id, to.as_str(), t],
+        params![org, id, to.as_str(), now()],
     )
     .await?;
-    tx.execute(
-        "INSERT INTO ticket_events (org_id, id, ticket_id, actor_id, field, from_value, to_value, created_at)
-         VALUES ($1, $2, $3, $4, 'status', $5, $6, $7)",
-        params![org, uuid::Uuid::now_v7(), id, actor, ticket.status.as_str(), to.as_str(), t],
-    )
-    .await?;
+    record(tx, id, "status", Some(ticket.status.as_str().into()), Some(to.as_str().into())).await?;
     ticket.status = to;
     Ok(ticket)
 }

@@ -1,0 +1,153 @@
+//! Invitations: invite (the token is shown once and mailed), list, revoke, and accept.
+//!
+//! Accepting is a user-session route outside any org: the org and the role come from the
+//! invitation the token names, never from the request (the body is only `{token}`).
+
+use crate::body::{Body, Params};
+use crate::page::{paged, PageQuery, Paged};
+use crate::problem::Problem;
+use crate::routes::{route, schema, Access, Route, RouteSpec};
+use crate::wall::{Caller, Scoped};
+use crate::AppState;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::Json;
+use orgwall_core::{Email, Error, InvitationId, Permission};
+use orgwall_store::access;
+use orgwall_store::repo::invitations;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CreateInvitation {
+    /// The address to invite (the invitation is bound to it).
+    email: String,
+    /// The role the invitee gets: a role key (`admin`, `member`, ...) or id.
+    role: String,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct AcceptInvitation {
+    /// The invitation token from the email.
+    token: String,
+}
+
+static CREATE: RouteSpec = RouteSpec {
+    method: "POST",
+    path: "/invitations",
+    access: Access::Org(Some(Permission::MembersInvite)),
+    summary: "Invite someone by email (the token is in this response, once, and in the email)",
+    ids: &[],
+    body: Some(schema::<CreateInvitation>),
+    status: 201,
+};
+static LIST: RouteSpec = RouteSpec {
+    method: "GET",
+    path: "/invitations",
+    access: Access::Org(Some(Permission::MembersRead)),
+    summary: "The organization's invitations (never their tokens)",
+    ids: &[],
+    body: None,
+    status: 200,
+};
+static REVOKE: RouteSpec = RouteSpec {
+    method: "DELETE",
+    path: "/invitations/{id}",
+    access: Access::Org(Some(Permission::MembersInvite)),
+    summary: "Revoke a pending invitation",
+    ids: &[("id", "invitation")],
+    body: None,
+    status: 204,
+};
+static ACCEPT: RouteSpec = RouteSpec {
+    method: "POST",
+    path: "/v1/invitations/accept",
+    access: Access::User,
+    summary: "Accept an invitation with its token (single use; bound to your verified email)",
+    ids: &[],
+    body: Some(schema::<AcceptInvitation>),
+    status: 200,
+};
+
+/// The invitation routes.
+pub fn routes() -> Vec<Route> {
+    vec![
+        route(&CREATE, post(create)),
+        route(&LIST, get(list)),
+        route(&REVOKE, delete(revoke)),
+        route(&ACCEPT, post(accept)),
+    ]
+}
+
+/// The link mailed with an invitation.
+fn accept_link(token: &str) -> String {
+    format!("/invitations/accept?token={token}")
+}
+
+/// The `{id}` path parameter as a resource id; a malformed one is simply not found.
+pub(crate) fn path_id<T: std::str::FromStr>(
+    params: Result<Path<HashMap<String, String>>, PathRejection>,
+) -> Result<T, Problem> {
+    let Ok(Path(params)) = params else {
+        return Err(Problem::from(Error::NotFound));
+    };
+    crate::wall::id(params.get("id").map_or("", String::as_str))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Scoped(scope): Scoped,
+    Body(b): Body<CreateInvitation>,
+) -> Result<(StatusCode, Json<Value>), Problem> {
+    let email = Email::parse(&b.email).map_err(|e| Problem::from(Error::Validation(e)))?;
+    let mut tx = state.db.write(&scope).await?;
+    let (invitation, token) = invitations::create(&mut tx, &email, &b.role, accept_link).await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "invitation": invitation, "token": token })),
+    ))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Scoped(scope): Scoped,
+    Params(q): Params<PageQuery>,
+) -> Result<Json<Paged<invitations::Invitation>>, Problem> {
+    let page = q.page()?;
+    let mut tx = state.db.read(&scope).await?;
+    let rows = invitations::list(
+        &mut tx,
+        page.limit + 1,
+        page.after.map(InvitationId::from_uuid),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(paged(rows, page, |i| i.id.uuid())))
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    Scoped(scope): Scoped,
+    params: Result<Path<HashMap<String, String>>, PathRejection>,
+) -> Result<StatusCode, Problem> {
+    let id: InvitationId = path_id(params)?;
+    let mut tx = state.db.write(&scope).await?;
+    invitations::revoke(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn accept(
+    State(state): State<AppState>,
+    caller: Caller,
+    Body(b): Body<AcceptInvitation>,
+) -> Result<Json<Value>, Problem> {
+    let joined = access::accept_invitation(&state.db, caller.user_id, &b.token).await?;
+    Ok(Json(json!({ "membership": joined })))
+}

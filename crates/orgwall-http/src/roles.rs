@@ -1,0 +1,227 @@
+//! The permission catalogue (`GET /v1/permissions`) and an organization's roles: list,
+//! read, create, change and delete custom roles. The four system roles are listed but
+//! immutable. Rules (granting no more than one holds, system roles immutable, roles in use
+//! kept) are enforced in `orgwall_store::repo::roles`, inside the changing transaction.
+
+use crate::body::Body;
+use crate::members::{page_of, path_id};
+use crate::page::{paged, PageQuery, Paged};
+use crate::problem::Problem;
+use crate::routes::{route, schema, Access, Route, RouteSpec};
+use crate::wall::Scoped;
+use crate::AppState;
+use axum::extract::rejection::{QueryRejection, RawPathParamsRejection};
+use axum::extract::{Query, RawPathParams, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, patch, post};
+use axum::Json;
+use orgwall_core::{Permission, RoleId, SystemRole};
+use orgwall_store::repo::roles::{self, Role, RolePatch};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CreateRole {
+    /// `^[a-z][a-z0-9_-]{1,39}$`, not a system role's key.
+    key: String,
+    /// Display name, 1-100 characters.
+    name: String,
+    /// Permission names from `GET /v1/permissions`; you must hold each of them.
+    permissions: Vec<String>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct UpdateRole {
+    key: Option<String>,
+    name: Option<String>,
+    /// Replaces the role's permissions; you must hold each of them.
+    permissions: Option<Vec<String>>,
+}
+
+static PERMISSIONS: RouteSpec = RouteSpec {
+    method: "GET",
+    path: "/v1/permissions",
+    access: Access::Public,
+    summary: "The permission catalogue and the four system roles",
+    ids: &[],
+    body: None,
+    status: 200,
+};
+static LIST: RouteSpec = RouteSpec {
+    method: "GET",
+    path: "/roles",
+    access: Access::Org(Some(Permission::RolesRead)),
+    summary: "The organization's roles, system roles first (keyset-paginated: ?limit=&cursor=)",
+    ids: &[],
+    body: None,
+    status: 200,
+};
+static GET_ONE: RouteSpec = RouteSpec {
+    method: "GET",
+    path: "/roles/{role_id}",
+    access: Access::Org(Some(Permission::RolesRead)),
+    summary: "One role",
+    ids: &[("role_id", "role")],
+    body: None,
+    status: 200,
+};
+static CREATE: RouteSpec = RouteSpec {
+    method: "POST",
+    path: "/roles",
+    access: Access::Org(Some(Permission::RolesManage)),
+    summary: "Create a custom role (only with permissions you hold)",
+    ids: &[],
+    body: Some(schema::<CreateRole>),
+    status: 201,
+};
+static UPDATE: RouteSpec = RouteSpec {
+    method: "PATCH",
+    path: "/roles/{role_id}",
+    access: Access::Org(Some(Permission::RolesManage)),
+    summary: "Change a custom role (system roles are immutable; only permissions you hold)",
+    ids: &[("role_id", "role")],
+    body: Some(schema::<UpdateRole>),
+    status: 200,
+};
+static DELETE: RouteSpec = RouteSpec {
+    method: "DELETE",
+    path: "/roles/{role_id}",
+    access: Access::Org(Some(Permission::RolesManage)),
+    summary: "Delete a custom role no member, invitation or API key holds",
+    ids: &[("role_id", "role")],
+    body: None,
+    status: 204,
+};
+
+/// The catalogue and role routes.
+pub fn routes() -> Vec<Route> {
+    vec![
+        route(&PERMISSIONS, get(catalogue)),
+        route(&LIST, get(list)),
+        route(&GET_ONE, get(get_role)),
+        route(&CREATE, post(create)),
+        route(&UPDATE, patch(update)),
+        route(&DELETE, delete(delete_role)),
+    ]
+}
+
+/// What a permission allows, for the catalogue.
+pub fn describe(p: Permission) -> &'static str {
+    match p {
+        Permission::OrgRead => "Read the organization",
+        Permission::OrgUpdate => "Rename the organization or change its slug",
+        Permission::OrgDelete => "Delete the organization and all its data",
+        Permission::MembersRead => "List members and their roles",
+        Permission::MembersInvite => "Invite people (with roles whose permissions you hold)",
+        Permission::MembersUpdate => "Change members' roles (to roles whose permissions you hold)",
+        Permission::MembersRemove => "Remove members",
+        Permission::RolesRead => "List roles",
+        Permission::RolesManage => "Create, change and delete custom roles",
+        Permission::ApiKeysManage => "Create and revoke API keys",
+        Permission::ProjectsRead => "Read projects",
+        Permission::ProjectsWrite => "Create and change projects",
+        Permission::TicketsRead => "Read tickets",
+        Permission::TicketsWrite => "Create, change and assign tickets",
+        Permission::TicketsDelete => "Delete tickets",
+        Permission::CommentsWrite => "Comment on tickets",
+        Permission::NotesRead => "Read notes",
+        Permission::NotesWrite => "Create and change notes",
+        Permission::NotesDelete => "Delete notes",
+        Permission::FilesRead => "Read and download files",
+        Permission::FilesWrite => "Upload files",
+        Permission::FilesDelete => "Delete files",
+        Permission::AuditRead => "Read the audit log",
+        Permission::ExportsCreate => "Export the organization's data",
+        Permission::UsageRead => "Read quotas and usage",
+    }
+}
+
+async fn catalogue() -> Json<Value> {
+    let permissions: Vec<Value> = Permission::ALL
+        .iter()
+        .map(|p| json!({ "name": p.as_str(), "description": describe(*p) }))
+        .collect();
+    let system_roles: Vec<Value> = SystemRole::ALL
+        .iter()
+        .map(|r| {
+            json!({
+                "key": r.key(),
+                "name": r.display_name(),
+                "permissions": r.permissions(),
+            })
+        })
+        .collect();
+    Json(json!({ "permissions": permissions, "system_roles": system_roles }))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Scoped(scope): Scoped,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<Paged<Role>>, Problem> {
+    let page = page_of(q)?;
+    let mut tx = state.db.read(&scope).await?;
+    let rows = roles::list(&mut tx, page.limit + 1, page.after.map(RoleId::from_uuid)).await?;
+    tx.commit().await?;
+    Ok(Json(paged(rows, page, |r| r.id.uuid())))
+}
+
+async fn get_role(
+    State(state): State<AppState>,
+    Scoped(scope): Scoped,
+    params: Result<RawPathParams, RawPathParamsRejection>,
+) -> Result<Json<Role>, Problem> {
+    let id: RoleId = path_id(&params, "role_id")?;
+    let mut tx = state.db.read(&scope).await?;
+    let role = roles::get(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(role))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Scoped(scope): Scoped,
+    Body(b): Body<CreateRole>,
+) -> Result<(StatusCode, Json<Role>), Problem> {
+    let perms = roles::parse_permissions(&b.permissions)?;
+    let mut tx = state.db.write(&scope).await?;
+    let role = roles::create(&mut tx, &b.key, &b.name, perms).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(role)))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Scoped(scope): Scoped,
+    params: Result<RawPathParams, RawPathParamsRejection>,
+    Body(b): Body<UpdateRole>,
+) -> Result<Json<Role>, Problem> {
+    let id: RoleId = path_id(&params, "role_id")?;
+    let patch = RolePatch {
+        key: b.key,
+        name: b.name,
+        permissions: b
+            .permissions
+            .as_deref()
+            .map(roles::parse_permissions)
+            .transpose()?,
+    };
+    let mut tx = state.db.write(&scope).await?;
+    let role = roles::update(&mut tx, id, patch).await?;
+    tx.commit().await?;
+    Ok(Json(role))
+}
+
+async fn delete_role(
+    State(state): State<AppState>,
+    Scoped(scope): Scoped,
+    params: Result<RawPathParams, RawPathParamsRejection>,
+) -> Result<StatusCode, Problem> {
+    let id: RoleId = path_id(&params, "role_id")?;
+    let mut tx = state.db.write(&scope).await?;
+    roles::delete(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,297 @@
+//! Tickets (with filters, search, workflow and assignment) and their comments.
+
+use crate::body::{Body, Params};
+use crate::page::{paged, PageQuery, Paged};
+use crate::problem::Problem;
+use crate::routes::{route, schema, Access, Route, RouteSpec};
+use crate::wall::{id, Scoped};
+use crate::AppState;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, patch, post};
+use axum::Json;
+use orgwall_core::{CommentId, Error, Permission, ProjectId, TicketId, TicketStatus, UserId};
+use orgwall_store::repo::comments::{self, Comment};
+use orgwall_store::repo::tickets::{self, NewTicket, Ticket, TicketEvent, TicketFilter, TicketPatch};
+use serde::{Deserialize, Serialize};
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CreateTicket {
+    project_id: String,
+    title: String,
+    #[serde(default)]
+    body: String,
+    assignee_id: Option<String>,
+}
+
+/// `assignee_id`: absent leaves it, null unassigns, an id assigns.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct UpdateTicket {
+    title: Option<String>,
+    body: Option<String>,
+    /// `open`, `in_progress`, `resolved` or `closed` (workflow moves only).
+    status: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schemars(with = "Option<String>")]
+    assignee_id: Option<Option<String>>,
+}
+
+fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CreateComment {
+    body: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    assignee: Option<String>,
+    project: Option<String>,
+    q: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TicketPath {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct CommentPath {
+    id: String,
+    comment_id: String,
+}
+
+#[derive(Serialize)]
+struct TicketDetail {
+    #[serde(flatten)]
+    ticket: Ticket,
+    history: Vec<TicketEvent>,
+}
+
+const TICKET: &[(&str, &str)] = &[("id", "ticket")];
+const COMMENT: &[(&str, &str)] = &[("id", "ticket"), ("comment_id", "comment")];
+
+static LIST: RouteSpec = RouteSpec {
+    method: "GET",
+    path: "/tickets",
+    access: Access::Org(Some(Permission::TicketsRead)),
+    summary: "List tickets; filters status, assignee, project; `q` searches title and body",
+    ids: &[],
+    body: None,
+    status: 200,
+};
+static CREATE: RouteSpec = RouteSpec {
+    method: "POST",
+    path: "/tickets",
+    access: Access::Org(Some(Permission::TicketsWrite)),
+    summary: "Create a ticket in a project of this org, optionally assigned to a member",
+    ids: &[],
+    body: Some(schema::<CreateTicket>),
+    status: 201,
+};
+static GET: RouteSpec = RouteSpec {
+    method: "GET",
+    path: "/tickets/{id}",
+    access: Access::Org(Some(Permission::TicketsRead)),
+    summary: "Get a ticket with its history",
+    ids: TICKET,
+    body: None,
+    status: 200,
+};
+static UPDATE: RouteSpec = RouteSpec {
+    method: "PATCH",
+    path: "/tickets/{id}",
+    access: Access::Org(Some(Permission::TicketsWrite)),
+    summary: "Change a ticket: title, body, workflow status, assignee",
+    ids: TICKET,
+    body: Some(schema::<UpdateTicket>),
+    status: 200,
+};
+static DELETE: RouteSpec = RouteSpec {
+    method: "DELETE",
+    path: "/tickets/{id}",
+    access: Access::Org(Some(Permission::TicketsDelete)),
+    summary: "Delete a ticket",
+    ids: TICKET,
+    body: None,
+    status: 204,
+};
+static COMMENTS: RouteSpec = RouteSpec {
+    method: "GET",
+    path: "/tickets/{id}/comments",
+    access: Access::Org(Some(Permission::TicketsRead)),
+    summary: "List a ticket's comments",
+    ids: TICKET,
+    body: None,
+    status: 200,
+};
+static ADD_COMMENT: RouteSpec = RouteSpec {
+    method: "POST",
+    path: "/tickets/{id}/comments",
+    access: Access::Org(Some(Permission::CommentsWrite)),
+    summary: "Comment on a ticket",
+    ids: TICKET,
+    body: Some(schema::<CreateComment>),
+    status: 201,
+};
+static DELETE_COMMENT: RouteSpec = RouteSpec {
+    method: "DELETE",
+    path: "/tickets/{id}/comments/{comment_id}",
+    access: Access::Org(Some(Permission::CommentsWrite)),
+    summary: "Delete a comment (its author, or whoever holds tickets:delete)",
+    ids: COMMENT,
+    body: None,
+    status: 204,
+};
+
+/// The ticket and comment routes.
+pub fn routes() -> Vec<Route> {
+    vec![
+        route(&LIST, get(list)),
+        route(&CREATE, post(create)),
+        route(&GET, get(get_one)),
+        route(&UPDATE, patch(update)),
+        route(&DELETE, delete(remove)),
+        route(&COMMENTS, get(list_comments)),
+        route(&ADD_COMMENT, post(add_comment)),
+        route(&DELETE_COMMENT, delete(delete_comment)),
+    ]
+}
+
+fn invalid(field: &str) -> Problem {
+    Problem::from(Error::Validation(format!("{field} is not valid")))
+}
+
+/// A referenced id in a body or query: malformed is a validation error (not 404).
+fn ref_id<T: std::str::FromStr>(field: &str, raw: &str) -> Result<T, Problem> {
+    raw.parse().map_err(|_| invalid(field))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Scoped(scope): Scoped,
+    Params(q): Params<ListQuery>,
+) -> Result<Json<Paged<Ticket>>, Problem> {
+    let page = PageQuery { limit: q.limit, cursor: q.cursor }.page()?;
+    let filter = TicketFilter {
+        status: q.status.as_deref().map(|s| s.parse().map_err(|_| invalid("status"))).transpose()?,
+        assignee: q.assignee.as_deref().map(|a| ref_id::<UserId>("assignee", a)).transpose()?,
+        project: q.project.as_deref().map(|p| ref_id::<ProjectId>("project", p)).transpose()?,
+        q: q.q.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
+    };
+    if filter.q.as_ref().is_some_and(|t| t.chars().count() > 200) {
+        return Err(invalid("q"));
+    }
+    let mut tx = state.db.read(&scope).await?;
+    let rows = tickets::list(&mut tx, &filter, page.limit + 1, page.after).await?;
+    tx.commit().await?;
+    Ok(Json(paged(rows, page, |t| t.id.uuid())))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Scoped(scope): Scoped,
+    Body(b): Body<CreateTicket>,
+) -> Result<(StatusCode, Json<Ticket>), Problem> {
+    let project_id: ProjectId = ref_id("project_id", &b.project_id)?;
+    let assignee_id = b.assignee_id.as_deref().map(|a| ref_id::<UserId>("assignee_id", a)).transpose()?;
+    let mut tx = state.db.write(&scope).await?;
+    let t = tickets::create(&mut tx, NewTicket { project_id, title: &b.title, body: &b.body, assignee_id }).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(t)))
+}
+
+async fn get_one(
+    State(state): State<AppState>,
+    Scoped(scope): Scoped,
+    Path(p): Path<TicketPath>,
+) -> Result<Json<TicketDetail>, Problem> {
+    let tid: TicketId = id(&p.id)?;
+    let mut tx = state.db.read(&scope).await?;
+    let ticket = tickets::get(&mut tx, tid).await?;
+    let history = tickets::history(&mut tx, tid).await?;
+    tx.commit().await?;
+    Ok(Json(TicketDetail { ticket, history }))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Scoped(scope): Scoped,
+    Path(p): Path<TicketPath>,
+    Body(b): Body<UpdateTicket>,
+) -> Result<Json<Ticket>, Problem> {
+    let tid: TicketId = id(&p.id)?;
+    let assignee_id = match b.assignee_id {
+        None => None,
+        Some(None) => Some(None),
+        Some(Some(a)) => Some(Some(ref_id::<UserId>("assignee_id", &a)?)),
+    };
+    let status = b
+        .status
+        .as_deref()
+        .map(|s| s.parse::<TicketStatus>().map_err(|_| invalid("status")))
+        .transpose()?;
+    let mut tx = state.db.write(&scope).await?;
+    let t = tickets::update(&mut tx, tid, TicketPatch { title: b.title, body: b.body, status, assignee_id }).await?;
+    tx.commit().await?;
+    Ok(Json(t))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    Scoped(scope): Scoped,
+    Path(p): Path<TicketPath>,
+) -> Result<StatusCode, Problem> {
+    let tid: TicketId = id(&p.id)?;
+    let mut tx = state.db.write(&scope).await?;
+    tickets::delete(&mut tx, tid).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_comments(
+    State(state): State<AppState>,
+    Scoped(scope): Scoped,
+    Path(p): Path<TicketPath>,
+) -> Result<Json<Paged<Comment>>, Problem> {
+    let tid: TicketId = id(&p.id)?;
+    let mut tx = state.db.read(&scope).await?;
+    let items = comments::list(&mut tx, tid).await?;
+    tx.commit().await?;
+    Ok(Json(Paged { items, next_cursor: None }))
+}
+
+async fn add_comment(
+    State(state): State<AppState>,
+    Scoped(scope): Scoped,
+    Path(p): Path<TicketPath>,
+    Body(b): Body<CreateComment>,
+) -> Result<(StatusCode, Json<Comment>), Problem> {
+    let tid: TicketId = id(&p.id)?;
+    let mut tx = state.db.write(&scope).await?;
+    let c = comments::add(&mut tx, tid, &b.body).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(c)))
+}
+
+async fn delete_comment(
+    State(state): State<AppState>,
+    Scoped(scope): Scoped,
+    Path(p): Path<CommentPath>,
+) -> Result<StatusCode, Problem> {
+    let tid: TicketId = id(&p.id)?;
+    let cid: CommentId = id(&p.comment_id)?;
+    let mut tx = state.db.write(&scope).await?;
+    comments::delete(&mut tx, tid, cid).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
