@@ -68,8 +68,13 @@ impl World {
     }
 
     async fn remove(&self, tok: &str, user: UserId) -> Resp {
-        self.call("DELETE", &format!("/v1/orgs/acme/members/{user}"), tok, None)
-            .await
+        self.call(
+            "DELETE",
+            &format!("/v1/orgs/acme/members/{user}"),
+            tok,
+            None,
+        )
+        .await
     }
 
     /// Acme's members as (user id, role key), from alice's point of view.
@@ -203,9 +208,8 @@ both!(members_list_paginates, |t: TestDb| async move {
     // The default page holds everyone; the org-less form answers the same.
     let r = w.call("GET", "/v1/orgs/acme/members", &w.alice, None).await;
     assert_eq!(r.body["items"].as_array().unwrap().len(), 6);
-    let orgless = w
-        .s
-        .call(
+    let orgless =
+        w.s.call(
             "GET",
             "/v1/members",
             Some(&w.alice),
@@ -253,7 +257,12 @@ both!(role_change_rules, |t: TestDb| async move {
 
     // An admin demotes a member, by key and then by id.
     let r = w.set_role(&dave_t, erin, "viewer").await;
-    assert_eq!((r.status, r.body["role"].as_str()), (200, Some("viewer")), "{:?}", r.body);
+    assert_eq!(
+        (r.status, r.body["role"].as_str()),
+        (200, Some("viewer")),
+        "{:?}",
+        r.body
+    );
     let roles = w.call("GET", "/v1/orgs/acme/roles", &w.alice, None).await;
     let member_role_id = roles.body["items"]
         .as_array()
@@ -299,11 +308,17 @@ both!(role_change_rules, |t: TestDb| async move {
         )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    assert_eq!(w.set_role(&w.alice, d.carol, "people-ops").await.status, 200);
+    assert_eq!(
+        w.set_role(&w.alice, d.carol, "people-ops").await.status,
+        200
+    );
     let r = w.set_role(&w.carol, erin, "member").await;
     assert_problem(&r, 403, "grant_exceeds_own");
     let detail = r.body["detail"].as_str().unwrap();
-    assert!(detail.contains("tickets:write") && detail.contains("org:read"), "{detail}");
+    assert!(
+        detail.contains("tickets:write") && detail.contains("org:read"),
+        "{detail}"
+    );
     assert!(!detail.contains("members:read"), "{detail}");
     // ...but may assign a role inside its own permissions.
     assert_eq!(w.set_role(&w.carol, erin, "people-ops").await.status, 200);
@@ -423,7 +438,12 @@ both!(last_owner_is_kept, |t: TestDb| async move {
     assert_eq!(r.status, 204, "{:?}", r.body);
     let r = w.call("GET", "/v1/orgs/acme", &w.alice, None).await;
     assert_problem(&r, 403, "not_a_member");
-    assert_eq!(w.call("GET", "/v1/orgs/acme/members", &dave_t, None).await.status, 200);
+    assert_eq!(
+        w.call("GET", "/v1/orgs/acme/members", &dave_t, None)
+            .await
+            .status,
+        200
+    );
 
     let scope = orgwall_store::access::verify_member(&t.db, dave, d.acme)
         .await
@@ -437,71 +457,75 @@ both!(last_owner_is_kept, |t: TestDb| async move {
     assert_eq!(left.detail["role"], "owner");
 });
 
-both!(concurrent_owner_demotion_keeps_an_owner, |t: TestDb| async move {
-    let w = world(&t).await;
-    let d = &w.d;
-    let (dave, dave_t) = add_member(&t, &w, "dave@acme.test", "member").await;
-    for round in 0..4 {
-        // Two owners again.
-        let owners = w.acme_owners().await;
-        if owners < 2 {
-            let roles = w.acme_roles().await;
-            let (owner_id, _) = roles.iter().find(|(_, r)| r == "owner").unwrap();
-            let (owner, other) = if *owner_id == d.alice.to_string() {
-                (&w.alice, dave)
-            } else {
-                (&dave_t, d.alice)
-            };
-            assert_eq!(w.set_role(owner, other, "owner").await.status, 200);
-        }
-        assert_eq!(w.acme_owners().await, 2);
-        // Each demotes the other at the same time.
-        let (a, b) = tokio::join!(
-            w.set_role(&w.alice, dave, "admin"),
-            w.set_role(&dave_t, d.alice, "admin"),
-        );
-        let ok = [&a, &b].iter().filter(|r| r.status == 200).count();
-        for r in [&a, &b] {
-            assert!(
-                r.status == 200
-                    || (r.status, r.code()) == (409, "last_owner")
-                    || (r.status, r.code()) == (403, "cannot_act_on_owner"),
-                "round {round}: {:?}",
-                r.body
+both!(
+    concurrent_owner_demotion_keeps_an_owner,
+    |t: TestDb| async move {
+        let w = world(&t).await;
+        let d = &w.d;
+        let (dave, dave_t) = add_member(&t, &w, "dave@acme.test", "member").await;
+        for round in 0..4 {
+            // Two owners again.
+            let owners = w.acme_owners().await;
+            if owners < 2 {
+                let roles = w.acme_roles().await;
+                let (owner_id, _) = roles.iter().find(|(_, r)| r == "owner").unwrap();
+                let (owner, other) = if *owner_id == d.alice.to_string() {
+                    (&w.alice, dave)
+                } else {
+                    (&dave_t, d.alice)
+                };
+                assert_eq!(w.set_role(owner, other, "owner").await.status, 200);
+            }
+            assert_eq!(w.acme_owners().await, 2);
+            // Each demotes the other at the same time.
+            let (a, b) = tokio::join!(
+                w.set_role(&w.alice, dave, "admin"),
+                w.set_role(&dave_t, d.alice, "admin"),
             );
+            let ok = [&a, &b].iter().filter(|r| r.status == 200).count();
+            for r in [&a, &b] {
+                assert!(
+                    r.status == 200
+                        || (r.status, r.code()) == (409, "last_owner")
+                        || (r.status, r.code()) == (403, "cannot_act_on_owner"),
+                    "round {round}: {:?}",
+                    r.body
+                );
+            }
+            assert_eq!(ok, 1, "round {round}: exactly one demotion lands");
+            assert_eq!(w.acme_owners().await, 1, "round {round}");
         }
-        assert_eq!(ok, 1, "round {round}: exactly one demotion lands");
-        assert_eq!(w.acme_owners().await, 1, "round {round}");
+        // Both owners leaving at once: exactly one goes.
+        let roles = w.acme_roles().await;
+        let (owner_id, _) = roles.iter().find(|(_, r)| r == "owner").unwrap();
+        if *owner_id == d.alice.to_string() {
+            assert_eq!(w.set_role(&w.alice, dave, "owner").await.status, 200);
+        } else {
+            assert_eq!(w.set_role(&dave_t, d.alice, "owner").await.status, 200);
+        }
+        let (a, b) = tokio::join!(w.remove(&w.alice, d.alice), w.remove(&dave_t, dave));
+        let mut statuses = [a.status, b.status];
+        statuses.sort_unstable();
+        assert_eq!(statuses, [204, 409], "{:?} {:?}", a.body, b.body);
+        let remaining = if a.status == 204 { &dave_t } else { &w.alice };
+        let r = w
+            .call("GET", "/v1/orgs/acme/members", remaining, None)
+            .await;
+        let owners = r.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] == "owner")
+            .count();
+        assert_eq!(owners, 1);
     }
-    // Both owners leaving at once: exactly one goes.
-    let roles = w.acme_roles().await;
-    let (owner_id, _) = roles.iter().find(|(_, r)| r == "owner").unwrap();
-    if *owner_id == d.alice.to_string() {
-        assert_eq!(w.set_role(&w.alice, dave, "owner").await.status, 200);
-    } else {
-        assert_eq!(w.set_role(&dave_t, d.alice, "owner").await.status, 200);
-    }
-    let (a, b) = tokio::join!(w.remove(&w.alice, d.alice), w.remove(&dave_t, dave));
-    let mut statuses = [a.status, b.status];
-    statuses.sort_unstable();
-    assert_eq!(statuses, [204, 409], "{:?} {:?}", a.body, b.body);
-    let remaining = if a.status == 204 { &dave_t } else { &w.alice };
-    let r = w.call("GET", "/v1/orgs/acme/members", remaining, None).await;
-    let owners = r.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["role"] == "owner")
-        .count();
-    assert_eq!(owners, 1);
-});
+);
 
 both!(removal_takes_effect_at_once, |t: TestDb| async move {
     let w = world(&t).await;
     let d = &w.d;
-    let assigned = |org: orgwall_core::OrgId| {
-        format!("org_id = '{org}' AND assignee_id = '{}'", d.carol)
-    };
+    let assigned =
+        |org: orgwall_core::OrgId| format!("org_id = '{org}' AND assignee_id = '{}'", d.carol);
     assert_eq!(t.owner_count("tickets", &assigned(d.acme)).await, 2);
 
     // A member may not remove others.
@@ -510,14 +534,18 @@ both!(removal_takes_effect_at_once, |t: TestDb| async move {
     assert_eq!(r.body["permission"], "members:remove");
 
     // Carol works, then is removed; her very next request is refused.
-    assert_eq!(w.call("GET", "/v1/orgs/acme/members", &w.carol, None).await.status, 200);
+    assert_eq!(
+        w.call("GET", "/v1/orgs/acme/members", &w.carol, None)
+            .await
+            .status,
+        200
+    );
     let r = w.remove(&w.alice, d.carol).await;
     assert_eq!(r.status, 204, "{:?}", r.body);
     let r = w.call("GET", "/v1/orgs/acme/members", &w.carol, None).await;
     assert_problem(&r, 403, "not_a_member");
-    let r = w
-        .s
-        .call(
+    let r =
+        w.s.call(
             "GET",
             "/v1/members",
             Some(&w.carol),
@@ -534,7 +562,9 @@ both!(removal_takes_effect_at_once, |t: TestDb| async move {
     assert_eq!(t.owner_count("tickets", &assigned(d.acme)).await, 0);
     assert_eq!(t.owner_count("tickets", &assigned(d.globex)).await, 2);
     assert_eq!(
-        w.call("GET", "/v1/orgs/globex/members", &w.carol, None).await.status,
+        w.call("GET", "/v1/orgs/globex/members", &w.carol, None)
+            .await
+            .status,
         200
     );
     let history = t
@@ -556,7 +586,12 @@ both!(removal_takes_effect_at_once, |t: TestDb| async move {
 
     // Leaving needs no members:remove: carol leaves Globex herself.
     let r = w
-        .call("DELETE", &format!("/v1/orgs/globex/members/{}", d.carol), &w.carol, None)
+        .call(
+            "DELETE",
+            &format!("/v1/orgs/globex/members/{}", d.carol),
+            &w.carol,
+            None,
+        )
         .await;
     assert_eq!(r.status, 204, "{:?}", r.body);
     assert_eq!(t.owner_count("tickets", &assigned(d.globex)).await, 0);
@@ -586,7 +621,12 @@ both!(custom_role_round_trip, |t: TestDb| async move {
     // Create: 201; a member cannot (roles:manage); an admin cannot exceed its own.
     let triage = json!({"key": "triage", "name": "Triage", "permissions": ["tickets:read", "tickets:write", "org:read"]});
     let r = w
-        .call("POST", "/v1/orgs/acme/roles", &w.carol, Some(triage.clone()))
+        .call(
+            "POST",
+            "/v1/orgs/acme/roles",
+            &w.carol,
+            Some(triage.clone()),
+        )
         .await;
     assert_problem(&r, 403, "permission_denied");
     let r = w
@@ -600,7 +640,12 @@ both!(custom_role_round_trip, |t: TestDb| async move {
     assert_problem(&r, 403, "grant_exceeds_own");
     assert!(r.body["detail"].as_str().unwrap().contains("org:delete"));
     let r = w
-        .call("POST", "/v1/orgs/acme/roles", &w.alice, Some(triage.clone()))
+        .call(
+            "POST",
+            "/v1/orgs/acme/roles",
+            &w.alice,
+            Some(triage.clone()),
+        )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     assert_eq!(r.body["key"], "triage");
@@ -612,7 +657,12 @@ both!(custom_role_round_trip, |t: TestDb| async move {
     let id = r.body["id"].as_str().unwrap().to_owned();
     let path = format!("/v1/orgs/acme/roles/{id}");
     let r = w
-        .call("POST", "/v1/orgs/acme/roles", &w.alice, Some(triage.clone()))
+        .call(
+            "POST",
+            "/v1/orgs/acme/roles",
+            &w.alice,
+            Some(triage.clone()),
+        )
         .await;
     assert_problem(&r, 409, "role_key_taken");
     let r = w.call("GET", &path, &w.carol, None).await;
@@ -641,16 +691,29 @@ both!(custom_role_round_trip, |t: TestDb| async move {
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body["name"], "Triage team");
     assert_eq!(r.body["key"], "triage");
-    assert_eq!(w.call("GET", "/v1/orgs/acme/members", &w.carol, None).await.status, 200);
+    assert_eq!(
+        w.call("GET", "/v1/orgs/acme/members", &w.carol, None)
+            .await
+            .status,
+        200
+    );
     // An admin cannot add what it lacks; renaming alone is fine.
     let r = w
-        .call("PATCH", &path, &dave_t, Some(json!({"permissions": ["org:delete"]})))
+        .call(
+            "PATCH",
+            &path,
+            &dave_t,
+            Some(json!({"permissions": ["org:delete"]})),
+        )
         .await;
     assert_problem(&r, 403, "grant_exceeds_own");
     let r = w
         .call("PATCH", &path, &dave_t, Some(json!({"key": "triage-team"})))
         .await;
-    assert_eq!((r.status, r.body["key"].as_str()), (200, Some("triage-team")));
+    assert_eq!(
+        (r.status, r.body["key"].as_str()),
+        (200, Some("triage-team"))
+    );
 
     // In use: 409; once nobody holds it, deleted; then gone.
     let r = w.call("DELETE", &path, &w.alice, None).await;
@@ -668,7 +731,12 @@ both!(custom_role_round_trip, |t: TestDb| async move {
     // System roles are immutable, even for the owner.
     let owner_path = format!("/v1/orgs/acme/roles/{owner_id}");
     let r = w
-        .call("PATCH", &owner_path, &w.alice, Some(json!({"name": "Boss"})))
+        .call(
+            "PATCH",
+            &owner_path,
+            &w.alice,
+            Some(json!({"name": "Boss"})),
+        )
         .await;
     assert_problem(&r, 403, "system_role_immutable");
     let r = w.call("DELETE", &owner_path, &w.alice, None).await;
@@ -683,7 +751,12 @@ both!(custom_role_round_trip, |t: TestDb| async move {
         .collect();
     assert_eq!(
         role_events,
-        ["role.deleted", "role.updated", "role.updated", "role.created"]
+        [
+            "role.deleted",
+            "role.updated",
+            "role.updated",
+            "role.created"
+        ]
     );
     let (_, _, detail) = log.iter().find(|(a, _, _)| a == "role.created").unwrap();
     assert_eq!(detail["key"], "triage");
@@ -736,11 +809,16 @@ both!(role_input_is_checked, |t: TestDb| async move {
         let p = format!("/v1/orgs/acme/roles/{bad}");
         assert_problem(&w.call("GET", &p, &w.alice, None).await, 404, "not_found");
         assert_problem(
-            &w.call("PATCH", &p, &w.alice, Some(json!({"name": "x"}))).await,
+            &w.call("PATCH", &p, &w.alice, Some(json!({"name": "x"})))
+                .await,
             404,
             "not_found",
         );
-        assert_problem(&w.call("DELETE", &p, &w.alice, None).await, 404, "not_found");
+        assert_problem(
+            &w.call("DELETE", &p, &w.alice, None).await,
+            404,
+            "not_found",
+        );
     }
     // Another org's role id is not found here, and is untouched.
     let globex_scope = d.bob_in_globex(&t.db).await;
@@ -748,7 +826,11 @@ both!(role_input_is_checked, |t: TestDb| async move {
     let globex_member = memberships::role_id(&mut tx, "member").await.unwrap();
     tx.commit().await.unwrap();
     let p = format!("/v1/orgs/acme/roles/{globex_member}");
-    assert_problem(&w.call("DELETE", &p, &w.alice, None).await, 404, "not_found");
+    assert_problem(
+        &w.call("DELETE", &p, &w.alice, None).await,
+        404,
+        "not_found",
+    );
     for q in ["limit=0", "limit=201", "cursor=%%%"] {
         let r = w
             .call("GET", &format!("/v1/orgs/acme/roles?{q}"), &w.alice, None)
