@@ -10,6 +10,7 @@ use crate::AppState;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
+use axum::response::IntoResponse;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use orgwall_core::{Email, Error, OrgId, PermissionSet};
@@ -38,6 +39,10 @@ struct Signup {
 struct Login {
     email: String,
     password: String,
+    /// Browser mode: the session travels in an HttpOnly, SameSite=Strict cookie, and
+    /// state-changing requests must echo `csrf_token` in `X-CSRF-Token`.
+    #[serde(default)]
+    cookie: bool,
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -225,7 +230,10 @@ async fn signup(
 
 #[derive(Serialize)]
 struct LoginOut {
-    token: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    csrf_token: Option<String>,
     expires_at: DateTime<Utc>,
     user: users::User,
 }
@@ -242,7 +250,7 @@ async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     Body(b): Body<Login>,
-) -> Result<Json<LoginOut>, Problem> {
+) -> Result<axum::response::Response, Problem> {
     limits::check(&state.limits.auth_per_ip, &ip)?;
     let denied = || {
         Problem::new(
@@ -267,16 +275,32 @@ async fn login(
         return Err(denied());
     };
     let s = sessions::create(&state.db, user.id).await?;
+    if b.cookie {
+        let cookie = crate::wall::session_cookie(&s.token, s.expires_at);
+        let out = LoginOut {
+            token: None,
+            csrf_token: Some(crate::wall::csrf_token(&s.token)),
+            expires_at: s.expires_at,
+            user,
+        };
+        return Ok(([(axum::http::header::SET_COOKIE, cookie)], Json(out)).into_response());
+    }
     Ok(Json(LoginOut {
-        token: s.token,
+        token: Some(s.token),
+        csrf_token: None,
         expires_at: s.expires_at,
         user,
-    }))
+    })
+    .into_response())
 }
 
-async fn logout(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, Problem> {
+async fn logout(State(state): State<AppState>, caller: Caller) -> Result<axum::response::Response, Problem> {
     sessions::revoke(&state.db, caller.session_id).await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(axum::http::header::SET_COOKIE, crate::wall::clear_session_cookie())],
+    )
+        .into_response())
 }
 
 #[tracing::instrument(skip_all)]

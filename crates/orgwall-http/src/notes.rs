@@ -1,12 +1,12 @@
 //! Notes: list (with `q`), create, get, update, delete.
 
-use crate::body::{Body, Params};
+use crate::body::{Body, Params, PathOf};
 use crate::page::{paged, PageQuery, Paged};
 use crate::problem::Problem;
 use crate::routes::{route, schema, Access, Route, RouteSpec};
 use crate::wall::{id, Scoped};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use axum::Json;
@@ -131,7 +131,7 @@ async fn create(
 async fn get_one(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    Path(p): Path<NotePath>,
+    PathOf(p): PathOf<NotePath>,
 ) -> Result<Json<Note>, Problem> {
     let nid: NoteId = id(&p.id)?;
     let mut tx = state.db.read(&scope).await?;
@@ -143,7 +143,7 @@ async fn get_one(
 async fn update(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    Path(p): Path<NotePath>,
+    PathOf(p): PathOf<NotePath>,
     Body(b): Body<UpdateNote>,
 ) -> Result<Json<Note>, Problem> {
     let nid: NoteId = id(&p.id)?;
@@ -156,7 +156,7 @@ async fn update(
 async fn remove(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    Path(p): Path<NotePath>,
+    PathOf(p): PathOf<NotePath>,
 ) -> Result<StatusCode, Problem> {
     let nid: NoteId = id(&p.id)?;
     let mut tx = state.db.write(&scope).await?;

@@ -1,13 +1,13 @@
 //! Projects: list, create, get, update, delete.
 
-use crate::body::{Body, Params};
+use crate::body::{Body, Params, PathOf};
 use crate::page::{paged, PageQuery, Paged};
 
 use crate::problem::Problem;
 use crate::routes::{route, schema, Access, Route, RouteSpec};
 use crate::wall::{id, Scoped};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use axum::Json;
@@ -122,7 +122,7 @@ async fn create(
 async fn get_one(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    Path(p): Path<ProjectPath>,
+    PathOf(p): PathOf<ProjectPath>,
 ) -> Result<Json<Project>, Problem> {
     let pid: ProjectId = id(&p.id)?;
     let mut tx = state.db.read(&scope).await?;
@@ -134,7 +134,7 @@ async fn get_one(
 async fn update(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    Path(p): Path<ProjectPath>,
+    PathOf(p): PathOf<ProjectPath>,
     Body(b): Body<UpdateProject>,
 ) -> Result<Json<Project>, Problem> {
     let pid: ProjectId = id(&p.id)?;
@@ -147,7 +147,7 @@ async fn update(
 async fn remove(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    Path(p): Path<ProjectPath>,
+    PathOf(p): PathOf<ProjectPath>,
 ) -> Result<StatusCode, Problem> {
     let pid: ProjectId = id(&p.id)?;
     let mut tx = state.db.write(&scope).await?;

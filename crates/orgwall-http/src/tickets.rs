@@ -1,12 +1,12 @@
 //! Tickets (with filters, search, workflow and assignment) and their comments.
 
-use crate::body::{Body, Params};
+use crate::body::{Body, Params, PathOf};
 use crate::page::{paged, PageQuery, Paged};
 use crate::problem::Problem;
 use crate::routes::{route, schema, Access, Route, RouteSpec};
 use crate::wall::{id, Scoped};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use axum::Json;
@@ -213,7 +213,7 @@ async fn create(
 async fn get_one(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    Path(p): Path<TicketPath>,
+    PathOf(p): PathOf<TicketPath>,
 ) -> Result<Json<TicketDetail>, Problem> {
     let tid: TicketId = id(&p.id)?;
     let mut tx = state.db.read(&scope).await?;
@@ -226,7 +226,7 @@ async fn get_one(
 async fn update(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    Path(p): Path<TicketPath>,
+    PathOf(p): PathOf<TicketPath>,
     Body(b): Body<UpdateTicket>,
 ) -> Result<Json<Ticket>, Problem> {
     let tid: TicketId = id(&p.id)?;
@@ -249,7 +249,7 @@ async fn update(
 async fn remove(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    Path(p): Path<TicketPath>,
+    PathOf(p): PathOf<TicketPath>,
 ) -> Result<StatusCode, Problem> {
     let tid: TicketId = id(&p.id)?;
     let mut tx = state.db.write(&scope).await?;
@@ -261,7 +261,7 @@ async fn remove(
 async fn list_comments(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    Path(p): Path<TicketPath>,
+    PathOf(p): PathOf<TicketPath>,
 ) -> Result<Json<Paged<Comment>>, Problem> {
     let tid: TicketId = id(&p.id)?;
     let mut tx = state.db.read(&scope).await?;
@@ -273,7 +273,7 @@ async fn list_comments(
 async fn add_comment(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    Path(p): Path<TicketPath>,
+    PathOf(p): PathOf<TicketPath>,
     Body(b): Body<CreateComment>,
 ) -> Result<(StatusCode, Json<Comment>), Problem> {
     let tid: TicketId = id(&p.id)?;
@@ -286,7 +286,7 @@ async fn add_comment(
 async fn delete_comment(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    Path(p): Path<CommentPath>,
+    PathOf(p): PathOf<CommentPath>,
 ) -> Result<StatusCode, Problem> {
     let tid: TicketId = id(&p.id)?;
     let cid: CommentId = id(&p.comment_id)?;

@@ -54,9 +54,78 @@ fn unauthenticated(detail: &str) -> Problem {
     Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", detail)
 }
 
-async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<Authn>, Problem> {
+/// The cookie of browser sessions.
+pub const SESSION_COOKIE: &str = "orgwall_session";
+/// The header carrying the CSRF token in cookie mode.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The `Set-Cookie` value of a browser session.
+pub fn session_cookie(token: &str, expires: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict; Expires={}",
+        expires.format("%a, %d %b %Y %H:%M:%S GMT")
+    )
+}
+
+/// The `Set-Cookie` value that removes the session cookie.
+pub fn clear_session_cookie() -> String {
+    format!("{SESSION_COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0")
+}
+
+/// The CSRF token of a cookie session: derived from the session token (which page
+/// scripts cannot read), so it needs no storage and dies with the session.
+pub fn csrf_token(session_token: &str) -> String {
+    orgwall_store::crypto::token_hash(&format!("orgwall-csrf:{session_token}"))
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// Compares in constant time (the CSRF check must not leak how much matched).
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn session(state: &AppState, token: &str) -> Result<Authn, Problem> {
+    let s = sessions::authenticate(&state.db, token)
+        .await
+        .map_err(Problem::from)?
+        .ok_or_else(|| unauthenticated("The session is invalid, expired or revoked."))?;
+    Ok(Authn::Session(Caller {
+        user_id: s.user_id,
+        session_id: s.id,
+        active_org: s.active_org_id,
+    }))
+}
+
+async fn authenticate(state: &AppState, headers: &HeaderMap, method: &axum::http::Method) -> Result<Option<Authn>, Problem> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Ok(None);
+        // Browser mode: the session cookie, with the CSRF token on anything that changes state.
+        let Some(token) = cookie_token(headers) else {
+            return Ok(None);
+        };
+        if !token.starts_with(sessions::SESSION_PREFIX) {
+            return Err(unauthenticated("The session cookie is not valid."));
+        }
+        if !method.is_safe() {
+            let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if !same(sent, &csrf_token(&token)) {
+                return Err(Problem::new(
+                    StatusCode::FORBIDDEN,
+                    "csrf_failed",
+                    "Cookie sessions must send X-CSRF-Token on state-changing requests.",
+                ));
+            }
+        }
+        return session(state, &token).await.map(Some);
     };
     let token = value
         .to_str()
@@ -66,15 +135,7 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Option<Au
         .filter(|t| !t.is_empty() && t.len() <= 200)
         .ok_or_else(|| unauthenticated("The Authorization header must be: Bearer <token>."))?;
     if token.starts_with(sessions::SESSION_PREFIX) {
-        let s = sessions::authenticate(&state.db, token)
-            .await
-            .map_err(Problem::from)?
-            .ok_or_else(|| unauthenticated("The session is invalid, expired or revoked."))?;
-        return Ok(Some(Authn::Session(Caller {
-            user_id: s.user_id,
-            session_id: s.id,
-            active_org: s.active_org_id,
-        })));
+        return session(state, token).await.map(Some);
     }
     if token.starts_with(API_KEY_PREFIX) {
         let scope = access::authenticate_api_key(&state.db, token)
@@ -179,7 +240,7 @@ async fn run(spec: &'static RouteSpec, state: AppState, req: Request, next: Next
         return next.run(req).await;
     }
     let (mut parts, body) = req.into_parts();
-    let authn = match authenticate(&state, &parts.headers).await {
+    let authn = match authenticate(&state, &parts.headers, &parts.method).await {
         Ok(Some(a)) => a,
         Ok(None) => return unauthenticated("Authentication is required.").into_response(),
         Err(p) => return p.into_response(),

@@ -887,3 +887,105 @@ both!(roles_paginate, |t: TestDb| async move {
         ["owner", "admin", "member", "viewer", "role0", "role1", "role2", "role3", "role4"]
     );
 });
+
+both!(roles_held_by_invitations_and_keys, |t: TestDb| async move {
+    let w = world(&t).await;
+    let d = &w.d;
+    let mut ids = Vec::new();
+    for key in ["invitee", "robot"] {
+        let r = w
+            .call(
+                "POST",
+                "/v1/orgs/acme/roles",
+                &w.alice,
+                Some(json!({"key": key, "name": key, "permissions": ["org:read", "members:read"]})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        ids.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    let r = w
+        .call(
+            "POST",
+            "/v1/orgs/acme/invitations",
+            &w.alice,
+            Some(json!({"email": "dana@example.test", "role": "invitee"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = w
+        .call(
+            "POST",
+            "/v1/orgs/acme/api-keys",
+            &w.alice,
+            Some(json!({"name": "CI", "role": "robot"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    for id in &ids {
+        let r = w
+            .call(
+                "DELETE",
+                &format!("/v1/orgs/acme/roles/{id}"),
+                &w.alice,
+                None,
+            )
+            .await;
+        assert_problem(&r, 409, "role_in_use");
+    }
+
+    // An admin API key acts under the same rules as an admin user.
+    let r = w
+        .call(
+            "POST",
+            "/v1/orgs/acme/api-keys",
+            &w.alice,
+            Some(json!({"name": "Ops", "role": "admin"})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let key = r.body["key"].as_str().unwrap().to_owned();
+    let r = w.call("GET", "/v1/members", &key, None).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = w
+        .call(
+            "PATCH",
+            &format!("/v1/members/{}", d.alice),
+            &key,
+            Some(json!({"role": "viewer"})),
+        )
+        .await;
+    assert_problem(&r, 403, "cannot_act_on_owner");
+    let r = w
+        .call(
+            "PATCH",
+            &format!("/v1/members/{}", d.carol),
+            &key,
+            Some(json!({"role": "owner"})),
+        )
+        .await;
+    assert_problem(&r, 403, "cannot_act_on_owner");
+    let r = w
+        .call(
+            "PATCH",
+            &format!("/v1/members/{}", d.carol),
+            &key,
+            Some(json!({"role": "viewer"})),
+        )
+        .await;
+    assert_eq!((r.status, r.body["role"].as_str()), (200, Some("viewer")));
+    // Globex stays out of reach of an Acme key.
+    let r = w.call("GET", "/v1/orgs/globex/members", &key, None).await;
+    assert_problem(&r, 403, "not_a_member");
+
+    let scope = d.alice_in_acme(&t.db).await;
+    let mut tx = t.db.read(&scope).await.unwrap();
+    let log = audit::list(&mut tx, 50).await.unwrap();
+    tx.commit().await.unwrap();
+    let change = log
+        .iter()
+        .find(|e| e.action == "member.role_changed")
+        .unwrap();
+    assert_eq!(change.actor_kind, "api_key");
+    assert_eq!(change.target_id, Some(d.carol.uuid()));
+});

@@ -143,7 +143,7 @@ impl TestDb {
             }
             BackendKind::Sqlite => {
                 let c = rusqlite::Connection::open(&self.url).unwrap();
-                let base = if ["users", "orgs", "sessions"].contains(&table) {
+                let base = if orgwall_store::doctor::GLOBAL_TABLES.contains(&table) {
                     table.to_string()
                 } else {
                     format!("{table}_rows")
