@@ -9,8 +9,8 @@ use crate::wall::Caller;
 use crate::AppState;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
 use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use orgwall_core::{Email, Error, OrgId, PermissionSet};
@@ -294,11 +294,17 @@ async fn login(
     .into_response())
 }
 
-async fn logout(State(state): State<AppState>, caller: Caller) -> Result<axum::response::Response, Problem> {
+async fn logout(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::response::Response, Problem> {
     sessions::revoke(&state.db, caller.session_id).await?;
     Ok((
         StatusCode::NO_CONTENT,
-        [(axum::http::header::SET_COOKIE, crate::wall::clear_session_cookie())],
+        [(
+            axum::http::header::SET_COOKIE,
+            crate::wall::clear_session_cookie(),
+        )],
     )
         .into_response())
 }

@@ -106,10 +106,16 @@ async fn list(
     Scoped(scope): Scoped,
     Params(q): Params<ListQuery>,
 ) -> Result<Json<Paged<Note>>, Problem> {
-    let page = PageQuery { limit: q.limit, cursor: q.cursor }.page()?;
+    let page = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    }
+    .page()?;
     let text = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty());
     if text.is_some_and(|t| t.chars().count() > 200) {
-        return Err(orgwall_core::Error::Validation("q must be at most 200 characters".into()).into());
+        return Err(
+            orgwall_core::Error::Validation("q must be at most 200 characters".into()).into(),
+        );
     }
     let mut tx = state.db.read(&scope).await?;
     let rows = notes::list(&mut tx, text, page.limit + 1, page.after).await?;

@@ -59,7 +59,10 @@ impl PageQuery {
         let after = match self.cursor.as_deref() {
             None | Some("") => None,
             Some(c) if c.len() <= 128 => {
-                let raw = URL_SAFE_NO_PAD.decode(c).ok().and_then(|b| String::from_utf8(b).ok());
+                let raw = URL_SAFE_NO_PAD
+                    .decode(c)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok());
                 let id = raw
                     .as_deref()
                     .and_then(|r| r.strip_prefix("v1:"))
@@ -87,8 +90,15 @@ pub fn paged<T: Serialize>(mut rows: Vec<T>, page: Page, id: impl Fn(&T) -> Uuid
     let limit = usize::try_from(page.limit).unwrap_or(0);
     let more = rows.len() > limit;
     rows.truncate(limit);
-    let next_cursor = if more { rows.last().map(|r| cursor_after(id(r))) } else { None };
-    Paged { items: rows, next_cursor }
+    let next_cursor = if more {
+        rows.last().map(|r| cursor_after(id(r)))
+    } else {
+        None
+    };
+    Paged {
+        items: rows,
+        next_cursor,
+    }
 }
 
 #[cfg(test)]
@@ -116,8 +126,18 @@ mod tests {
 
     #[test]
     fn limits() {
-        for (l, ok) in [("0", false), ("1", true), ("200", true), ("201", false), ("-1", false), ("x", false)] {
-            let q = PageQuery { limit: Some(l.into()), cursor: None };
+        for (l, ok) in [
+            ("0", false),
+            ("1", true),
+            ("200", true),
+            ("201", false),
+            ("-1", false),
+            ("x", false),
+        ] {
+            let q = PageQuery {
+                limit: Some(l.into()),
+                cursor: None,
+            };
             assert_eq!(q.page().is_ok(), ok, "{l}");
         }
     }

@@ -139,7 +139,14 @@ async fn update(
 ) -> Result<Json<Project>, Problem> {
     let pid: ProjectId = id(&p.id)?;
     let mut tx = state.db.write(&scope).await?;
-    let project = projects::update(&mut tx, pid, b.key.as_deref(), b.name.as_deref(), b.description.as_deref()).await?;
+    let project = projects::update(
+        &mut tx,
+        pid,
+        b.key.as_deref(),
+        b.name.as_deref(),
+        b.description.as_deref(),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(project))
 }

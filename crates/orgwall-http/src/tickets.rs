@@ -12,7 +12,9 @@ use axum::routing::{delete, get, patch, post};
 use axum::Json;
 use orgwall_core::{CommentId, Error, Permission, ProjectId, TicketId, TicketStatus, UserId};
 use orgwall_store::repo::comments::{self, Comment};
-use orgwall_store::repo::tickets::{self, NewTicket, Ticket, TicketEvent, TicketFilter, TicketPatch};
+use orgwall_store::repo::tickets::{
+    self, NewTicket, Ticket, TicketEvent, TicketFilter, TicketPatch,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -38,7 +40,9 @@ struct UpdateTicket {
     assignee_id: Option<Option<String>>,
 }
 
-fn double_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+fn double_option<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
 }
 
@@ -181,11 +185,27 @@ async fn list(
     Scoped(scope): Scoped,
     Params(q): Params<ListQuery>,
 ) -> Result<Json<Paged<Ticket>>, Problem> {
-    let page = PageQuery { limit: q.limit, cursor: q.cursor }.page()?;
+    let page = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    }
+    .page()?;
     let filter = TicketFilter {
-        status: q.status.as_deref().map(|s| s.parse().map_err(|_| invalid("status"))).transpose()?,
-        assignee: q.assignee.as_deref().map(|a| ref_id::<UserId>("assignee", a)).transpose()?,
-        project: q.project.as_deref().map(|p| ref_id::<ProjectId>("project", p)).transpose()?,
+        status: q
+            .status
+            .as_deref()
+            .map(|s| s.parse().map_err(|_| invalid("status")))
+            .transpose()?,
+        assignee: q
+            .assignee
+            .as_deref()
+            .map(|a| ref_id::<UserId>("assignee", a))
+            .transpose()?,
+        project: q
+            .project
+            .as_deref()
+            .map(|p| ref_id::<ProjectId>("project", p))
+            .transpose()?,
         q: q.q.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()),
     };
     if filter.q.as_ref().is_some_and(|t| t.chars().count() > 200) {
@@ -203,9 +223,22 @@ async fn create(
     Body(b): Body<CreateTicket>,
 ) -> Result<(StatusCode, Json<Ticket>), Problem> {
     let project_id: ProjectId = ref_id("project_id", &b.project_id)?;
-    let assignee_id = b.assignee_id.as_deref().map(|a| ref_id::<UserId>("assignee_id", a)).transpose()?;
+    let assignee_id = b
+        .assignee_id
+        .as_deref()
+        .map(|a| ref_id::<UserId>("assignee_id", a))
+        .transpose()?;
     let mut tx = state.db.write(&scope).await?;
-    let t = tickets::create(&mut tx, NewTicket { project_id, title: &b.title, body: &b.body, assignee_id }).await?;
+    let t = tickets::create(
+        &mut tx,
+        NewTicket {
+            project_id,
+            title: &b.title,
+            body: &b.body,
+            assignee_id,
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(t)))
 }
@@ -241,7 +274,17 @@ async fn update(
         .map(|s| s.parse::<TicketStatus>().map_err(|_| invalid("status")))
         .transpose()?;
     let mut tx = state.db.write(&scope).await?;
-    let t = tickets::update(&mut tx, tid, TicketPatch { title: b.title, body: b.body, status, assignee_id }).await?;
+    let t = tickets::update(
+        &mut tx,
+        tid,
+        TicketPatch {
+            title: b.title,
+            body: b.body,
+            status,
+            assignee_id,
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(t))
 }
@@ -267,7 +310,10 @@ async fn list_comments(
     let mut tx = state.db.read(&scope).await?;
     let items = comments::list(&mut tx, tid).await?;
     tx.commit().await?;
-    Ok(Json(Paged { items, next_cursor: None }))
+    Ok(Json(Paged {
+        items,
+        next_cursor: None,
+    }))
 }
 
 async fn add_comment(

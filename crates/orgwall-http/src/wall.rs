@@ -91,7 +91,11 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
 
 /// Compares in constant time (the CSRF check must not leak how much matched).
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 async fn session(state: &AppState, token: &str) -> Result<Authn, Problem> {
@@ -106,7 +110,11 @@ async fn session(state: &AppState, token: &str) -> Result<Authn, Problem> {
     }))
 }
 
-async fn authenticate(state: &AppState, headers: &HeaderMap, method: &axum::http::Method) -> Result<Option<Authn>, Problem> {
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    method: &axum::http::Method,
+) -> Result<Option<Authn>, Problem> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         // Browser mode: the session cookie, with the CSRF token on anything that changes state.
         let Some(token) = cookie_token(headers) else {
@@ -116,7 +124,10 @@ async fn authenticate(state: &AppState, headers: &HeaderMap, method: &axum::http
             return Err(unauthenticated("The session cookie is not valid."));
         }
         if !method.is_safe() {
-            let sent = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let sent = headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
             if !same(sent, &csrf_token(&token)) {
                 return Err(Problem::new(
                     StatusCode::FORBIDDEN,
@@ -169,14 +180,14 @@ async fn org_wall(
     authn: Authn,
     spec: &'static RouteSpec,
 ) -> Result<(), Problem> {
-    let path_claim = RawPathParams::from_request_parts(parts, state)
+    // A path that does not decode must never fall back to another org claim: refuse it.
+    let params = RawPathParams::from_request_parts(parts, state)
         .await
-        .ok()
-        .and_then(|p| {
-            p.iter()
-                .find(|(k, _)| *k == "org")
-                .map(|(_, v)| v.to_owned())
-        });
+        .map_err(|_| Problem::from(Error::NotFound))?;
+    let path_claim = params
+        .iter()
+        .find(|(k, _)| *k == "org")
+        .map(|(_, v)| v.to_owned());
     let header_claim = match parts.headers.get(ORG_HEADER) {
         None => None,
         Some(v) => Some(v.to_str().map(str::to_owned).map_err(|_| {

@@ -289,80 +289,194 @@ both!(bad_bodies_are_problems, |t: TestDb| async move {
     assert_eq!(t.owner_count("users", "1 = 1").await, 0);
 });
 
-both!(cookie_sessions_need_the_csrf_token_to_change_state, |t: TestDb| async move {
-    Demo::load(&t.db).await;
-    let s = TestServer::start(&t.db).await;
-    let r = s
-        .call("POST", "/v1/auth/login", None, &[], Some(json!({"email": "alice@acme.test", "password": "orgwall-demo", "cookie": true})))
-        .await;
-    assert_eq!(r.status, 200);
-    assert!(r.body.get("token").is_none(), "cookie mode never shows the token to scripts");
-    let csrf = r.body["csrf_token"].as_str().unwrap().to_owned();
-    let set_cookie = r.headers["set-cookie"].to_str().unwrap().to_owned();
-    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"), "{set_cookie}");
-    let cookie = set_cookie.split(';').next().unwrap().to_owned();
-    // Reads need only the cookie.
-    let r = s.call("GET", "/v1/orgs/acme", None, &[("cookie", &cookie)], None).await;
-    assert_eq!(r.status, 200);
-    // A change without the CSRF token (a cross-site form) is refused and changes nothing.
-    let r = s.call("PATCH", "/v1/orgs/acme", None, &[("cookie", &cookie)], Some(json!({"name": "Hijacked"}))).await;
-    assert_eq!((r.status, r.code()), (403, "csrf_failed"));
-    let r = s.call("PATCH", "/v1/orgs/acme", None, &[("cookie", &cookie), ("x-csrf-token", "0000")], Some(json!({"name": "Hijacked"}))).await;
-    assert_eq!((r.status, r.code()), (403, "csrf_failed"));
-    assert_eq!(t.owner_count("orgs", "name = 'Hijacked'").await, 0);
-    let r = s.call("PATCH", "/v1/orgs/acme", None, &[("cookie", &cookie), ("x-csrf-token", &csrf)], Some(json!({"name": "Acme Renamed"}))).await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    let r = s.call("POST", "/v1/auth/logout", None, &[("cookie", &cookie), ("x-csrf-token", &csrf)], None).await;
-    assert_eq!(r.status, 204);
-    assert!(r.headers["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
-    assert_eq!(s.call("GET", "/v1/orgs/acme", None, &[("cookie", &cookie)], None).await.status, 401);
-});
+both!(
+    cookie_sessions_need_the_csrf_token_to_change_state,
+    |t: TestDb| async move {
+        Demo::load(&t.db).await;
+        let s = TestServer::start(&t.db).await;
+        let r = s
+            .call(
+                "POST",
+                "/v1/auth/login",
+                None,
+                &[],
+                Some(
+                    json!({"email": "alice@acme.test", "password": "orgwall-demo", "cookie": true}),
+                ),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        assert!(
+            r.body.get("token").is_none(),
+            "cookie mode never shows the token to scripts"
+        );
+        let csrf = r.body["csrf_token"].as_str().unwrap().to_owned();
+        let set_cookie = r.headers["set-cookie"].to_str().unwrap().to_owned();
+        assert!(
+            set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+            "{set_cookie}"
+        );
+        let cookie = set_cookie.split(';').next().unwrap().to_owned();
+        // Reads need only the cookie.
+        let r = s
+            .call("GET", "/v1/orgs/acme", None, &[("cookie", &cookie)], None)
+            .await;
+        assert_eq!(r.status, 200);
+        // A change without the CSRF token (a cross-site form) is refused and changes nothing.
+        let r = s
+            .call(
+                "PATCH",
+                "/v1/orgs/acme",
+                None,
+                &[("cookie", &cookie)],
+                Some(json!({"name": "Hijacked"})),
+            )
+            .await;
+        assert_eq!((r.status, r.code()), (403, "csrf_failed"));
+        let r = s
+            .call(
+                "PATCH",
+                "/v1/orgs/acme",
+                None,
+                &[("cookie", &cookie), ("x-csrf-token", "0000")],
+                Some(json!({"name": "Hijacked"})),
+            )
+            .await;
+        assert_eq!((r.status, r.code()), (403, "csrf_failed"));
+        assert_eq!(t.owner_count("orgs", "name = 'Hijacked'").await, 0);
+        let r = s
+            .call(
+                "PATCH",
+                "/v1/orgs/acme",
+                None,
+                &[("cookie", &cookie), ("x-csrf-token", &csrf)],
+                Some(json!({"name": "Acme Renamed"})),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let r = s
+            .call(
+                "POST",
+                "/v1/auth/logout",
+                None,
+                &[("cookie", &cookie), ("x-csrf-token", &csrf)],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 204);
+        assert!(r.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0"));
+        assert_eq!(
+            s.call("GET", "/v1/orgs/acme", None, &[("cookie", &cookie)], None)
+                .await
+                .status,
+            401
+        );
+    }
+);
 
-both!(secrets_are_stored_only_as_hashes_with_owasp_argon2, |t: TestDb| async move {
-    let s = TestServer::start(&t.db).await;
-    let r = s
+both!(
+    secrets_are_stored_only_as_hashes_with_owasp_argon2,
+    |t: TestDb| async move {
+        let s = TestServer::start(&t.db).await;
+        let r = s
         .call("POST", "/v1/auth/signup", None, &[], Some(json!({"email": "eve@example.test", "password": "correct horse battery", "name": "Eve"})))
         .await;
-    assert_eq!(r.status, 201);
-    // The stored password hash: argon2id with at least OWASP's minimum parameters.
-    assert_eq!(
+        assert_eq!(r.status, 201);
+        // The stored password hash: argon2id with at least OWASP's minimum parameters.
+        assert_eq!(
         t.owner_count("users", "email = 'eve@example.test' AND password_hash LIKE '$argon2id$v=19$m=19456,t=2,p=1$%'").await,
         1
     );
-    assert_eq!(t.owner_count("users", "password_hash LIKE '%correct horse%'").await, 0);
-    // The verification token is in the queued email, only its hash in the table.
-    let token = {
-        let body = match t.kind {
-            orgwall_store::BackendKind::Postgres => {
-                let (c, conn) = tokio_postgres::connect(&t.url, tokio_postgres::NoTls).await.unwrap();
-                tokio::spawn(conn);
-                c.query_one("SELECT body FROM outbox WHERE recipient = 'eve@example.test'", &[]).await.unwrap().get::<_, String>(0)
-            }
-            orgwall_store::BackendKind::Sqlite => rusqlite::Connection::open(&t.url)
-                .unwrap()
-                .query_row("SELECT body FROM outbox WHERE recipient = 'eve@example.test'", [], |r| r.get::<_, String>(0))
-                .unwrap(),
+        assert_eq!(
+            t.owner_count("users", "password_hash LIKE '%correct horse%'")
+                .await,
+            0
+        );
+        // The verification token is in the queued email, only its hash in the table.
+        let token = {
+            let body = match t.kind {
+                orgwall_store::BackendKind::Postgres => {
+                    let (c, conn) = tokio_postgres::connect(&t.url, tokio_postgres::NoTls)
+                        .await
+                        .unwrap();
+                    tokio::spawn(conn);
+                    c.query_one(
+                        "SELECT body FROM outbox WHERE recipient = 'eve@example.test'",
+                        &[],
+                    )
+                    .await
+                    .unwrap()
+                    .get::<_, String>(0)
+                }
+                orgwall_store::BackendKind::Sqlite => rusqlite::Connection::open(&t.url)
+                    .unwrap()
+                    .query_row(
+                        "SELECT body FROM outbox WHERE recipient = 'eve@example.test'",
+                        [],
+                        |r| r.get::<_, String>(0),
+                    )
+                    .unwrap(),
+            };
+            let i = body.find("owv_").unwrap();
+            body[i..i + 4 + 64].to_owned()
         };
-        let i = body.find("owv_").unwrap();
-        body[i..i + 4 + 64].to_owned()
-    };
-    let hash = orgwall_store::crypto::token_hash(&token);
-    assert_eq!(t.owner_count("email_verifications", &format!("token_hash = '{hash}'")).await, 1);
-    assert_eq!(t.owner_count("email_verifications", &format!("token_hash = '{token}'")).await, 0);
-    let r = s.call("POST", "/v1/auth/verify-email", None, &[], Some(json!({"token": token}))).await;
-    assert_eq!(r.status, 204);
-    let r = s.call("POST", "/v1/auth/verify-email", None, &[], Some(json!({"token": token}))).await;
-    assert_eq!((r.status, r.code()), (404, "verification_invalid"), "single use");
-    // Session tokens: 256 bits of hex after the prefix, stored only as SHA-256.
-    let session = s.login("eve@example.test", "correct horse battery").await;
-    let hex = session.strip_prefix("ows_").unwrap();
-    assert!(hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()));
-    let h = orgwall_store::crypto::token_hash(&session);
-    assert_eq!(t.owner_count("sessions", &format!("token_hash = '{h}'")).await, 1);
-    assert_eq!(t.owner_count("sessions", &format!("token_hash = '{session}'")).await, 0);
-    let me = s.get("/v1/me", &session).await;
-    assert!(me.body["user"]["email_verified_at"].is_string());
-});
+        let hash = orgwall_store::crypto::token_hash(&token);
+        assert_eq!(
+            t.owner_count("email_verifications", &format!("token_hash = '{hash}'"))
+                .await,
+            1
+        );
+        assert_eq!(
+            t.owner_count("email_verifications", &format!("token_hash = '{token}'"))
+                .await,
+            0
+        );
+        let r = s
+            .call(
+                "POST",
+                "/v1/auth/verify-email",
+                None,
+                &[],
+                Some(json!({"token": token})),
+            )
+            .await;
+        assert_eq!(r.status, 204);
+        let r = s
+            .call(
+                "POST",
+                "/v1/auth/verify-email",
+                None,
+                &[],
+                Some(json!({"token": token})),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (404, "verification_invalid"),
+            "single use"
+        );
+        // Session tokens: 256 bits of hex after the prefix, stored only as SHA-256.
+        let session = s.login("eve@example.test", "correct horse battery").await;
+        let hex = session.strip_prefix("ows_").unwrap();
+        assert!(hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()));
+        let h = orgwall_store::crypto::token_hash(&session);
+        assert_eq!(
+            t.owner_count("sessions", &format!("token_hash = '{h}'"))
+                .await,
+            1
+        );
+        assert_eq!(
+            t.owner_count("sessions", &format!("token_hash = '{session}'"))
+                .await,
+            0
+        );
+        let me = s.get("/v1/me", &session).await;
+        assert!(me.body["user"]["email_verified_at"].is_string());
+    }
+);
 
 both!(login_is_rate_limited_per_account, |t: TestDb| async move {
     Demo::load(&t.db).await;
@@ -370,7 +484,13 @@ both!(login_is_rate_limited_per_account, |t: TestDb| async move {
     let mut statuses = Vec::new();
     for _ in 0..12 {
         let r = s
-            .call("POST", "/v1/auth/login", None, &[], Some(json!({"email": "alice@acme.test", "password": "wrong password!"})))
+            .call(
+                "POST",
+                "/v1/auth/login",
+                None,
+                &[],
+                Some(json!({"email": "alice@acme.test", "password": "wrong password!"})),
+            )
             .await;
         statuses.push(r.status);
         if r.status == 429 {
@@ -383,7 +503,48 @@ both!(login_is_rate_limited_per_account, |t: TestDb| async move {
     assert_eq!(&statuses[10..], &[429, 429]);
     // Another account from the same client is not locked out by alice's failures.
     let r = s
-        .call("POST", "/v1/auth/login", None, &[], Some(json!({"email": "bob@globex.test", "password": "orgwall-demo"})))
+        .call(
+            "POST",
+            "/v1/auth/login",
+            None,
+            &[],
+            Some(json!({"email": "bob@globex.test", "password": "orgwall-demo"})),
+        )
         .await;
     assert_eq!(r.status, 200);
 });
+
+// Regression: an undecodable path segment made the wall drop the path's org claim and
+// fall back to the session's active org.
+both!(
+    an_undecodable_path_never_falls_back_to_another_org,
+    |t: TestDb| async move {
+        Demo::load(&t.db).await;
+        let s = TestServer::start(&t.db).await;
+        let carol = s.demo_login("carol@example.test").await;
+        let r = s
+            .call(
+                "PUT",
+                "/v1/me/active-org",
+                Some(&carol),
+                &[],
+                Some(json!({"org": "globex"})),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        for path in [
+            "/v1/orgs/%FF/members",
+            "/v1/orgs/%FF",
+            "/v1/orgs/acme/members/%FF",
+            "/v1/orgs/acme/notes/%FF",
+        ] {
+            let r = s.get(path, &carol).await;
+            assert_eq!(
+                (r.status, r.code()),
+                (404, "not_found"),
+                "{path}: {:?}",
+                r.body
+            );
+        }
+    }
+);

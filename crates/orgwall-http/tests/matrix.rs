@@ -8,7 +8,12 @@
 //! `unauthenticated`, 403 `not_a_member`, 403 `permission_denied` (naming the permission),
 //! or passing the wall (whatever the handler then says about an empty body or an unknown
 //! id, it is not one of the wall's answers).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use orgwall_core::{Email, Permission, PermissionSet, SystemRole, UserId};
 use orgwall_http::routes::{Access, RouteSpec};
@@ -77,7 +82,10 @@ fn expect(spec: &RouteSpec, who: &Who) -> Expect {
 fn destructive(spec: &RouteSpec) -> bool {
     matches!(
         (spec.method, spec.path),
-        ("DELETE", "") | ("POST", "/v1/auth/logout") | ("PUT", "/v1/me/password") | ("POST", "/transfer-ownership")
+        ("DELETE", "")
+            | ("POST", "/v1/auth/logout")
+            | ("PUT", "/v1/me/password")
+            | ("POST", "/transfer-ownership")
     )
 }
 
@@ -98,7 +106,9 @@ fn concrete(path: &str, org_in_path: bool) -> String {
 }
 
 async fn user_with_role(t: &TestDb, d: &Demo, email: &str, role: &str) -> UserId {
-    let u = users::create(&t.db, &Email::parse(email).unwrap(), "Matrix", "x", true).await.unwrap();
+    let u = users::create(&t.db, &Email::parse(email).unwrap(), "Matrix", "x", true)
+        .await
+        .unwrap();
     let scope = d.alice_in_acme(&t.db).await;
     let mut tx = t.db.write(&scope).await.unwrap();
     memberships::add(&mut tx, u.id, role).await.unwrap();
@@ -112,7 +122,9 @@ async fn session(t: &TestDb, user: UserId) -> String {
 
 async fn key(t: &TestDb, scope: &access::OrgScope, role: &str) -> String {
     let mut tx = t.db.write(scope).await.unwrap();
-    let (_, k) = api_keys::create(&mut tx, "matrix", role, None).await.unwrap();
+    let (_, k) = api_keys::create(&mut tx, "matrix", role, None)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     k
 }
@@ -126,7 +138,11 @@ both!(every_route_every_principal, |t: TestDb| async move {
     let expired = session(&t, d.alice).await;
     t.owner_exec(&format!(
         "UPDATE sessions SET expires_at = {} WHERE token_hash = '{}'",
-        if t.kind == orgwall_store::BackendKind::Postgres { "now() - interval '1 day'".to_string() } else { "0".to_string() },
+        if t.kind == orgwall_store::BackendKind::Postgres {
+            "now() - interval '1 day'".to_string()
+        } else {
+            "0".to_string()
+        },
         orgwall_store::crypto::token_hash(&expired)
     ))
     .await;
@@ -143,17 +159,83 @@ both!(every_route_every_principal, |t: TestDb| async move {
     let acme_admin_key = key(&t, &alice_scope, "admin").await;
 
     let who = vec![
-        Who { name: "owner", token: Some(session(&t, d.alice).await), perms: Some(SystemRole::Owner.permissions()), authenticated: true, key: false },
-        Who { name: "admin", token: Some(session(&t, admin).await), perms: Some(SystemRole::Admin.permissions()), authenticated: true, key: false },
-        Who { name: "member", token: Some(session(&t, d.carol).await), perms: Some(SystemRole::Member.permissions()), authenticated: true, key: false },
-        Who { name: "viewer", token: Some(session(&t, viewer).await), perms: Some(SystemRole::Viewer.permissions()), authenticated: true, key: false },
-        Who { name: "other org's user", token: Some(session(&t, d.bob).await), perms: None, authenticated: true, key: false },
-        Who { name: "no credentials", token: None, perms: None, authenticated: false, key: false },
-        Who { name: "expired session", token: Some(expired), perms: None, authenticated: false, key: false },
-        Who { name: "revoked API key", token: Some(revoked), perms: None, authenticated: false, key: true },
-        Who { name: "other org's API key", token: Some(globex_key), perms: None, authenticated: true, key: true },
-        Who { name: "acme viewer key", token: Some(acme_viewer_key), perms: Some(SystemRole::Viewer.permissions()), authenticated: true, key: true },
-        Who { name: "acme admin key", token: Some(acme_admin_key), perms: Some(SystemRole::Admin.permissions()), authenticated: true, key: true },
+        Who {
+            name: "owner",
+            token: Some(session(&t, d.alice).await),
+            perms: Some(SystemRole::Owner.permissions()),
+            authenticated: true,
+            key: false,
+        },
+        Who {
+            name: "admin",
+            token: Some(session(&t, admin).await),
+            perms: Some(SystemRole::Admin.permissions()),
+            authenticated: true,
+            key: false,
+        },
+        Who {
+            name: "member",
+            token: Some(session(&t, d.carol).await),
+            perms: Some(SystemRole::Member.permissions()),
+            authenticated: true,
+            key: false,
+        },
+        Who {
+            name: "viewer",
+            token: Some(session(&t, viewer).await),
+            perms: Some(SystemRole::Viewer.permissions()),
+            authenticated: true,
+            key: false,
+        },
+        Who {
+            name: "other org's user",
+            token: Some(session(&t, d.bob).await),
+            perms: None,
+            authenticated: true,
+            key: false,
+        },
+        Who {
+            name: "no credentials",
+            token: None,
+            perms: None,
+            authenticated: false,
+            key: false,
+        },
+        Who {
+            name: "expired session",
+            token: Some(expired),
+            perms: None,
+            authenticated: false,
+            key: false,
+        },
+        Who {
+            name: "revoked API key",
+            token: Some(revoked),
+            perms: None,
+            authenticated: false,
+            key: true,
+        },
+        Who {
+            name: "other org's API key",
+            token: Some(globex_key),
+            perms: None,
+            authenticated: true,
+            key: true,
+        },
+        Who {
+            name: "acme viewer key",
+            token: Some(acme_viewer_key),
+            perms: Some(SystemRole::Viewer.permissions()),
+            authenticated: true,
+            key: true,
+        },
+        Who {
+            name: "acme admin key",
+            token: Some(acme_admin_key),
+            perms: Some(SystemRole::Admin.permissions()),
+            authenticated: true,
+            key: true,
+        },
     ];
 
     let mut checked = 0;
@@ -168,17 +250,28 @@ both!(every_route_every_principal, |t: TestDb| async move {
                 }
                 let url = concrete(&path, org_in_path);
                 // Org-less form: name acme in the header (an API key may also rely on its own org).
-                let headers: Vec<(&str, &str)> = if matches!(spec.access, Access::Org(_)) && !org_in_path {
-                    vec![("x-organization-id", "acme")]
-                } else {
-                    vec![]
-                };
-                let body = (spec.method != "GET" && spec.method != "DELETE").then(|| serde_json::json!({}));
-                let r = s.call(spec.method, &url, w.token.as_deref(), &headers, body).await;
-                let ctx = format!("{} {} as {}: {} {:?}", spec.method, url, w.name, r.status, r.body);
+                let headers: Vec<(&str, &str)> =
+                    if matches!(spec.access, Access::Org(_)) && !org_in_path {
+                        vec![("x-organization-id", "acme")]
+                    } else {
+                        vec![]
+                    };
+                let body = (spec.method != "GET" && spec.method != "DELETE")
+                    .then(|| serde_json::json!({}));
+                let r = s
+                    .call(spec.method, &url, w.token.as_deref(), &headers, body)
+                    .await;
+                let ctx = format!(
+                    "{} {} as {}: {} {:?}",
+                    spec.method, url, w.name, r.status, r.body
+                );
                 match want {
-                    Expect::Unauthenticated => assert_eq!((r.status, r.code()), (401, "unauthenticated"), "{ctx}"),
-                    Expect::NotAMember => assert_eq!((r.status, r.code()), (403, "not_a_member"), "{ctx}"),
+                    Expect::Unauthenticated => {
+                        assert_eq!((r.status, r.code()), (401, "unauthenticated"), "{ctx}")
+                    }
+                    Expect::NotAMember => {
+                        assert_eq!((r.status, r.code()), (403, "not_a_member"), "{ctx}")
+                    }
                     Expect::Denied(p) => {
                         assert_eq!((r.status, r.code()), (403, "permission_denied"), "{ctx}");
                         assert_eq!(r.body["permission"], p.as_str(), "{ctx}");
@@ -186,7 +279,8 @@ both!(every_route_every_principal, |t: TestDb| async move {
                     Expect::Pass => {
                         assert_ne!(r.status, 401, "{ctx}");
                         assert!(
-                            !(r.status == 403 && ["not_a_member", "permission_denied"].contains(&r.code())),
+                            !(r.status == 403
+                                && ["not_a_member", "permission_denied"].contains(&r.code())),
                             "{ctx}"
                         );
                         assert_ne!(r.status, 500, "{ctx}");

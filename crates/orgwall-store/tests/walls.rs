@@ -534,30 +534,61 @@ async fn postgres_tenant_transactions_run_as_the_unprivileged_role() {
     assert!(tx.execute("DELETE FROM notes", &[]).await.is_err());
 }
 
-
 // Regression: on SQLite, foreign-key cascade actions run as anonymous programs that the
 // authorizer refused, so deleting a ticket or project failed; cascades are now named
 // triggers. Deleting a project removes its tickets, comments and history, and nothing of
 // any other org.
-both!(deleting_a_project_cascades_inside_its_org_only, |t: TestDb| async move {
-    let db = &t.db;
-    let d = Demo::load(db).await;
-    let alice = d.alice_in_acme(db).await;
-    let count = |table: &'static str, org: orgwall_core::OrgId| {
-        let t = &t;
-        async move { t.owner_count(table, &format!("org_id = '{org}'")).await }
-    };
-    let globex_before = (count("tickets", d.globex).await, count("ticket_comments", d.globex).await, count("ticket_events", d.globex).await);
-    let mut tx = db.write(&alice).await.unwrap();
-    let web = projects::list(&mut tx, 50, None).await.unwrap().into_iter().find(|p| p.key == "WEB").unwrap();
-    projects::delete(&mut tx, web.id).await.unwrap();
-    tx.commit().await.unwrap();
-    assert_eq!(count("tickets", d.acme).await, 3, "the three WEB tickets are gone");
-    assert_eq!(
-        t.owner_count("ticket_comments", &format!("org_id = '{}' AND ticket_id NOT IN (SELECT id FROM {})", d.acme, if t.kind == BackendKind::Sqlite { "tickets_rows" } else { "tickets" })).await,
-        0,
-        "no orphaned comments"
-    );
-    let globex_after = (count("tickets", d.globex).await, count("ticket_comments", d.globex).await, count("ticket_events", d.globex).await);
-    assert_eq!(globex_before, globex_after);
-});
+both!(
+    deleting_a_project_cascades_inside_its_org_only,
+    |t: TestDb| async move {
+        let db = &t.db;
+        let d = Demo::load(db).await;
+        let alice = d.alice_in_acme(db).await;
+        let count = |table: &'static str, org: orgwall_core::OrgId| {
+            let t = &t;
+            async move { t.owner_count(table, &format!("org_id = '{org}'")).await }
+        };
+        let globex_before = (
+            count("tickets", d.globex).await,
+            count("ticket_comments", d.globex).await,
+            count("ticket_events", d.globex).await,
+        );
+        let mut tx = db.write(&alice).await.unwrap();
+        let web = projects::list(&mut tx, 50, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|p| p.key == "WEB")
+            .unwrap();
+        projects::delete(&mut tx, web.id).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            count("tickets", d.acme).await,
+            3,
+            "the three WEB tickets are gone"
+        );
+        assert_eq!(
+            t.owner_count(
+                "ticket_comments",
+                &format!(
+                    "org_id = '{}' AND ticket_id NOT IN (SELECT id FROM {})",
+                    d.acme,
+                    if t.kind == BackendKind::Sqlite {
+                        "tickets_rows"
+                    } else {
+                        "tickets"
+                    }
+                )
+            )
+            .await,
+            0,
+            "no orphaned comments"
+        );
+        let globex_after = (
+            count("tickets", d.globex).await,
+            count("ticket_comments", d.globex).await,
+            count("ticket_events", d.globex).await,
+        );
+        assert_eq!(globex_before, globex_after);
+    }
+);

@@ -93,9 +93,16 @@ pub async fn list(
 }
 
 /// Changes a note's title or body.
-pub async fn update(tx: &mut TenantTx<'_>, id: NoteId, title: Option<&str>, body: Option<&str>) -> Result<Note> {
+pub async fn update(
+    tx: &mut TenantTx<'_>,
+    id: NoteId,
+    title: Option<&str>,
+    body: Option<&str>,
+) -> Result<Note> {
     let title = title.map(|t| super::text("title", t, 200)).transpose()?;
-    let body = body.map(|b| super::long_text("body", b, 100_000)).transpose()?;
+    let body = body
+        .map(|b| super::long_text("body", b, 100_000))
+        .transpose()?;
     let org = tx.org_id();
     let n = tx
         .execute(
@@ -114,7 +121,10 @@ pub async fn update(tx: &mut TenantTx<'_>, id: NoteId, title: Option<&str>, body
 pub async fn delete(tx: &mut TenantTx<'_>, id: NoteId) -> Result<()> {
     let org = tx.org_id();
     let n = tx
-        .execute("DELETE FROM notes WHERE org_id = $1 AND id = $2", params![org, id])
+        .execute(
+            "DELETE FROM notes WHERE org_id = $1 AND id = $2",
+            params![org, id],
+        )
         .await?;
     if n == 0 {
         return Err(orgwall_core::Error::NotFound);

@@ -95,11 +95,17 @@ pub async fn get(tx: &mut TenantTx<'_>, id: ProjectId) -> Result<Project> {
 }
 
 /// Lists up to `limit` projects after `after` (keyset, id order).
-pub async fn list(tx: &mut TenantTx<'_>, limit: i64, after: Option<uuid::Uuid>) -> Result<Vec<Project>> {
+pub async fn list(
+    tx: &mut TenantTx<'_>,
+    limit: i64,
+    after: Option<uuid::Uuid>,
+) -> Result<Vec<Project>> {
     let org = tx.org_id();
     let rows = tx
         .query(
-            &format!("SELECT {COLS} FROM projects WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"),
+            &format!(
+                "SELECT {COLS} FROM projects WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+            ),
             params![org, after.unwrap_or(uuid::Uuid::nil()), limit],
         )
         .await?;
@@ -116,14 +122,23 @@ pub async fn update(
 ) -> Result<Project> {
     let key = key.map(parse_key).transpose()?;
     let name = name.map(|n| super::text("name", n, 200)).transpose()?;
-    let description = description.map(|d| super::long_text("description", d, 10_000)).transpose()?;
+    let description = description
+        .map(|d| super::long_text("description", d, 10_000))
+        .transpose()?;
     let org = tx.org_id();
     let n = tx
         .execute(
             "UPDATE projects SET key = coalesce($3, key), name = coalesce($4, name),
                  description = coalesce($5, description), updated_at = $6
              WHERE org_id = $1 AND id = $2",
-            params![org, id, key.as_deref(), name.as_deref(), description.as_deref(), now()],
+            params![
+                org,
+                id,
+                key.as_deref(),
+                name.as_deref(),
+                description.as_deref(),
+                now()
+            ],
         )
         .await
         .map_err(|e| match e {
@@ -140,7 +155,10 @@ pub async fn update(
 pub async fn delete(tx: &mut TenantTx<'_>, id: ProjectId) -> Result<()> {
     let org = tx.org_id();
     let n = tx
-        .execute("DELETE FROM projects WHERE org_id = $1 AND id = $2", params![org, id])
+        .execute(
+            "DELETE FROM projects WHERE org_id = $1 AND id = $2",
+            params![org, id],
+        )
         .await?;
     if n == 0 {
         return Err(Error::NotFound);

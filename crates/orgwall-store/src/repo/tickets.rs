@@ -6,7 +6,6 @@ use crate::value::{now, Row};
 use chrono::{DateTime, Utc};
 use orgwall_core::{Error, ProjectId, Result, TicketId, TicketStatus, UserId};
 
-
 /// A ticket.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Ticket {
@@ -241,13 +240,26 @@ pub async fn update(tx: &mut TenantTx<'_>, id: TicketId, patch: TicketPatch) -> 
                 ),
                 other => other,
             })?;
-            record(tx, id, "assignee", ticket.assignee_id.map(|u| u.to_string()), assignee.map(|u| u.to_string())).await?;
+            record(
+                tx,
+                id,
+                "assignee",
+                ticket.assignee_id.map(|u| u.to_string()),
+                assignee.map(|u| u.to_string()),
+            )
+            .await?;
             ticket.assignee_id = assignee;
         }
     }
     if patch.title.is_some() || patch.body.is_some() {
-        let title = patch.title.map(|t| super::text("title", &t, 200)).transpose()?;
-        let body = patch.body.map(|b| super::long_text("body", &b, 50_000)).transpose()?;
+        let title = patch
+            .title
+            .map(|t| super::text("title", &t, 200))
+            .transpose()?;
+        let body = patch
+            .body
+            .map(|b| super::long_text("body", &b, 50_000))
+            .transpose()?;
         tx.execute(
             "UPDATE tickets SET title = coalesce($3, title), body = coalesce($4, body), updated_at = $5
              WHERE org_id = $1 AND id = $2",
@@ -263,7 +275,10 @@ pub async fn update(tx: &mut TenantTx<'_>, id: TicketId, patch: TicketPatch) -> 
 pub async fn delete(tx: &mut TenantTx<'_>, id: TicketId) -> Result<()> {
     let org = tx.org_id();
     let n = tx
-        .execute("DELETE FROM tickets WHERE org_id = $1 AND id = $2", params![org, id])
+        .execute(
+            "DELETE FROM tickets WHERE org_id = $1 AND id = $2",
+            params![org, id],
+        )
         .await?;
     if n == 0 {
         return Err(Error::NotFound);
@@ -286,7 +301,14 @@ pub async fn set_status(tx: &mut TenantTx<'_>, id: TicketId, to: TicketStatus) -
         params![org, id, to.as_str(), now()],
     )
     .await?;
-    record(tx, id, "status", Some(ticket.status.as_str().into()), Some(to.as_str().into())).await?;
+    record(
+        tx,
+        id,
+        "status",
+        Some(ticket.status.as_str().into()),
+        Some(to.as_str().into()),
+    )
+    .await?;
     ticket.status = to;
     Ok(ticket)
 }
