@@ -11,6 +11,7 @@
 pub mod api_keys;
 pub mod auth;
 pub mod body;
+pub mod files;
 pub mod health;
 pub mod invitations;
 pub mod limits;
@@ -42,15 +43,27 @@ pub struct AppState {
     pub base_domain: Option<Arc<str>>,
     /// Rate limiters.
     pub limits: Arc<limits::Limits>,
+    /// Where file bytes are stored.
+    pub files: Arc<dyn orgwall_store::files::BlobStore>,
+    /// The largest file upload accepted, in bytes.
+    pub max_upload_bytes: u64,
 }
 
 impl AppState {
-    /// State with default limits and no base domain.
+    /// State with default limits and no base domain; files go to a fresh directory under
+    /// the system temp dir (see [`AppState::with_files`] for a real one).
     pub fn new(db: Db) -> Self {
+        Self::with_files(db, files::scratch_root())
+    }
+
+    /// State with default limits and no base domain, storing files under `root`.
+    pub fn with_files(db: Db, root: impl Into<std::path::PathBuf>) -> Self {
         AppState {
             db,
             base_domain: None,
             limits: Arc::new(limits::Limits::default()),
+            files: Arc::new(orgwall_store::files::LocalFiles::new(root)),
+            max_upload_bytes: files::DEFAULT_MAX_UPLOAD_BYTES,
         }
     }
 }

@@ -89,6 +89,7 @@ pub fn all() -> Vec<Route> {
     v.extend(crate::projects::routes());
     v.extend(crate::tickets::routes());
     v.extend(crate::notes::routes());
+    v.extend(crate::files::routes());
     v.extend(crate::invitations::routes());
     v.extend(crate::api_keys::routes());
     v.extend(crate::members::routes());

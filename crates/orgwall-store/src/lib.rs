@@ -18,6 +18,7 @@ pub mod access;
 pub mod crypto;
 pub mod db;
 pub mod doctor;
+pub mod files;
 pub mod migrate;
 mod pg;
 pub mod repo;

@@ -77,6 +77,9 @@ enum Command {
         /// Base domain for org subdomains: `{slug}.{base}` names an org on org-less routes.
         #[arg(long, env = "ORGWALL_BASE_DOMAIN")]
         base_domain: Option<String>,
+        /// Largest file upload accepted, in bytes (files are stored under DATA_DIR/files).
+        #[arg(long, env = "ORGWALL_MAX_UPLOAD_BYTES", default_value_t = orgwall_http::files::DEFAULT_MAX_UPLOAD_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
+        max_upload_bytes: u64,
     },
     /// Apply pending migrations and re-assert the database wall, in one transaction.
     Migrate,
@@ -88,6 +91,9 @@ enum Command {
     },
     /// Check the schema and database walls against the live catalog; exits 1 naming each violation.
     Doctor,
+    /// Probe any API for cross-tenant leaks from its OpenAPI document and two tenants'
+    /// credentials (exit 0: no leak, 1: leak, 2: could not run). See `orgwall probe --help`.
+    Probe(orgwall_probe::cli::Args),
 }
 
 fn init_logs(format: LogFormat) {
@@ -136,6 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             demo,
             no_migrate,
             base_domain,
+            max_upload_bytes,
         } => {
             let db = open(&cli).await?;
             if !no_migrate {
@@ -146,13 +153,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let s = orgwall_store::seed::demo(&db).await?;
                 tracing::info!(result = ?s, "demo data");
             }
+            let files_dir = cli.data_dir.join("files");
+            std::fs::create_dir_all(&files_dir)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", files_dir.display()))?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
             let addr = listener.local_addr()?;
             tracing::info!(%addr, backend = ?db.kind(), "orgwall listening");
             eprintln!("orgwall listening on http://{addr} ({:?})", db.kind());
-            let mut state = orgwall_http::AppState::new(db);
+            let mut state = orgwall_http::AppState::with_files(db, files_dir);
+            state.max_upload_bytes = *max_upload_bytes;
             state.base_domain = base_domain
                 .as_deref()
                 .map(|d| d.trim_start_matches('.').to_ascii_lowercase().into());
@@ -187,6 +198,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Probe(_) => Ok(ExitCode::SUCCESS), // handled in main, before logging starts
         Command::Doctor => {
             let db = open(&cli).await?;
             let violations = db.doctor().await?;
@@ -218,6 +230,9 @@ fn describe(e: &anyhow::Error) -> String {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Probe(args) = cli.command {
+        return orgwall_probe::cli::main(args).await;
+    }
     init_logs(cli.log_format);
     match run(cli).await {
         Ok(code) => code,

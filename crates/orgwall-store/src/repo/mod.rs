@@ -20,6 +20,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod comments;
+pub mod files;
 pub mod invitations;
 pub mod memberships;
 pub mod notes;
@@ -28,6 +29,7 @@ pub mod outbox;
 pub mod projects;
 pub mod roles;
 pub mod sessions;
+pub mod stats;
 pub mod tickets;
 pub mod users;
 pub mod verifications;

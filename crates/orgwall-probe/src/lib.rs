@@ -1,0 +1,1014 @@
+//! # orgwall-probe: prove that no endpoint leaks across tenants
+//!
+//! Given an OpenAPI 3.x document, a base URL and two principals (A and B, each a set of
+//! headers plus the value of the tenant path parameter), the probe:
+//!
+//! 1. **discovers** as A and as B: walks every collection read (following `next_cursor`
+//!    pagination) and, with `write`, creates resources as B with unique canary strings in
+//!    its text fields, collecting each principal's ids by resource kind;
+//! 2. **attacks** as A, operation by operation: B's ids in every id position (path,
+//!    query, body references), B's tenant in the path, the tenant header and the body,
+//!    tenant-ish fields added to A's writes (mass assignment), and every operation without
+//!    credentials;
+//! 3. **judges**: a detail, nested or write route must deny (401/403/404 by default), a
+//!    response to A must never contain one of B's ids (that A cannot see itself) or
+//!    canaries, a write referencing B's ids must be refused, and B's data must be
+//!    unchanged afterwards (re-read as B).
+//!
+//! It works against any HTTP API; orgwall's hints (`x-org` on the tenant parameter,
+//! `x-org-scoped-id` on id parameters, `x-permission`) make it more precise but are not
+//! required. The result is a [`Report`] (human table, JSON, JUnit XML).
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod client;
+pub mod report;
+pub mod spec;
+
+use client::{Client, Principal, Reply, SendError};
+use serde_json::{json, Map, Value};
+use spec::{Location, Operation};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+pub use report::{Finding, FindingKind, OpReport, Report};
+
+/// What to probe and how.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The OpenAPI document: a URL (`http(s)://`) or a file path.
+    pub spec: String,
+    /// The API's base URL (paths of the document are appended).
+    pub base_url: String,
+    /// The attacker.
+    pub a: Principal,
+    /// The victim.
+    pub b: Principal,
+    /// Also check that every operation denies requests without credentials.
+    pub anonymous: bool,
+    /// Create resources as B during discovery (planting canaries).
+    pub write: bool,
+    /// Statuses that count as a denial.
+    pub deny: Vec<u16>,
+    /// Total request budget.
+    pub max_requests: usize,
+    /// Requests per second at most (0: unbounded).
+    pub rate_per_sec: u32,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Ids of each kind to try per position.
+    pub ids_per_kind: usize,
+    /// Progress lines on stderr.
+    pub progress: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            spec: String::new(),
+            base_url: String::new(),
+            a: Principal {
+                name: "A".into(),
+                ..Principal::default()
+            },
+            b: Principal {
+                name: "B".into(),
+                ..Principal::default()
+            },
+            anonymous: true,
+            write: false,
+            deny: vec![401, 403, 404],
+            max_requests: 20_000,
+            rate_per_sec: 0,
+            timeout: Duration::from_secs(10),
+            ids_per_kind: 2,
+            progress: false,
+        }
+    }
+}
+
+/// Why the probe could not run at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunError(pub String);
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Loads the document from a URL or a file.
+pub async fn load_spec(source: &str, timeout: Duration) -> Result<Vec<Operation>, RunError> {
+    let text = if source.starts_with("http://") || source.starts_with("https://") {
+        let c = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| RunError(e.to_string()))?;
+        let r =
+            c.get(source).send().await.map_err(|e| {
+                RunError(format!("cannot fetch the OpenAPI document {source}: {e}"))
+            })?;
+        if !r.status().is_success() {
+            return Err(RunError(format!(
+                "cannot fetch the OpenAPI document {source}: HTTP {}",
+                r.status()
+            )));
+        }
+        r.text()
+            .await
+            .map_err(|e| RunError(format!("cannot read the OpenAPI document: {e}")))?
+    } else {
+        std::fs::read_to_string(source)
+            .map_err(|e| RunError(format!("cannot read the OpenAPI document {source}: {e}")))?
+    };
+    spec::parse(&text).map_err(|e| RunError(format!("invalid OpenAPI document {source}: {e}")))
+}
+
+/// What one principal can see.
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    /// Ids by kind.
+    ids: BTreeMap<String, BTreeSet<String>>,
+    /// Canary strings planted by this principal.
+    canaries: BTreeSet<String>,
+    /// The bodies of the collection reads (to look for another principal's canaries).
+    texts: Vec<String>,
+}
+
+impl Seen {
+    fn all_ids(&self) -> BTreeSet<&String> {
+        self.ids.values().flatten().collect()
+    }
+
+    fn first(&self, kind: &str) -> Option<&String> {
+        self.ids.get(kind).and_then(|s| s.iter().next())
+    }
+
+    fn add(&mut self, kind: &str, id: &str) {
+        if looks_like_id(id) {
+            self.ids
+                .entry(kind.to_owned())
+                .or_default()
+                .insert(id.to_owned());
+        }
+    }
+}
+
+/// An id worth tracking: long enough not to appear by chance (UUIDs, prefixed ids, long
+/// numbers are fine; `1` or `open` are not).
+fn looks_like_id(s: &str) -> bool {
+    s.len() >= 8
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The kind of the collection a path reads: its last static segment.
+fn path_kind(path: &str) -> String {
+    path.split('/')
+        .rfind(|s| !s.is_empty() && !s.starts_with('{'))
+        .map(spec::singular)
+        .unwrap_or_default()
+}
+
+fn collect(v: &Value, kind: &str, seen: &mut Seen) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("id", Value::String(s)) => seen.add(kind, s),
+                    (k, Value::String(s)) if k.ends_with("_id") => {
+                        seen.add(&spec::singular(k.trim_end_matches("_id")), s)
+                    }
+                    (k, Value::Object(_)) if k != "items" => collect(x, &spec::singular(k), seen),
+                    _ => collect(x, kind, seen),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect(x, kind, seen)),
+        _ => {}
+    }
+}
+
+fn percent(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Fills a path template; `None` when a value is missing.
+fn fill(path: &str, values: &BTreeMap<String, String>) -> Option<String> {
+    let mut out = String::new();
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        out.push('/');
+        match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(name) => out.push_str(&percent(values.get(name)?)),
+            None => out.push_str(seg),
+        }
+    }
+    Some(if out.is_empty() { "/".into() } else { out })
+}
+
+fn with_query(path: &str, q: &[(String, String)]) -> String {
+    if q.is_empty() {
+        return path.to_owned();
+    }
+    let qs: Vec<String> = q
+        .iter()
+        .map(|(k, v)| format!("{}={}", percent(k), percent(v)))
+        .collect();
+    format!("{path}?{}", qs.join("&"))
+}
+
+fn canary() -> String {
+    format!("probecanary{:016x}", rand::random::<u64>())
+}
+
+/// A plausible value for a body field.
+fn synth(
+    name: &str,
+    schema: &Value,
+    own: &Seen,
+    canaries: &mut BTreeSet<String>,
+    depth: usize,
+) -> Option<Value> {
+    if depth > 4 {
+        return None;
+    }
+    let types: Vec<&str> = match schema.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    if let Some(e) = schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().find(|v| !v.is_null()))
+    {
+        return Some(e.clone());
+    }
+    let lname = name.to_ascii_lowercase();
+    if types.contains(&"object") || schema.get("properties").is_some() {
+        let props = schema.get("properties").and_then(Value::as_object)?;
+        let mut m = Map::new();
+        for (k, s) in props {
+            if let Some(v) = synth(k, s, own, canaries, depth + 1) {
+                m.insert(k.clone(), v);
+            }
+        }
+        return Some(Value::Object(m));
+    }
+    if types.contains(&"array") {
+        return Some(json!([]));
+    }
+    if types.contains(&"integer") || types.contains(&"number") {
+        return Some(json!(1));
+    }
+    if types.contains(&"boolean") {
+        return Some(json!(false));
+    }
+    // Strings (or untyped).
+    if let Some(stem) = lname.strip_suffix("_id") {
+        return own.first(&spec::singular(stem)).map(|id| json!(id));
+    }
+    let r = rand::random::<u32>();
+    let v = match lname.as_str() {
+        "email" => format!("probe{r}@example.test"),
+        "key" => format!("P{}", r % 1_000_000),
+        "slug" => format!("probe-{r}"),
+        "password" | "new_password" | "current_password" => format!("Probe-{r}-long-password"),
+        "role" => "viewer".into(),
+        "token" => format!("probe-token-{r}"),
+        "status" | "cursor" => return None,
+        n if n.ends_with("_at") => "2099-01-01T00:00:00Z".into(),
+        n if is_org_field(n) => return None,
+        _ => {
+            let c = canary();
+            canaries.insert(c.clone());
+            c
+        }
+    };
+    Some(json!(v))
+}
+
+fn is_org_field(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "org"
+            | "org_id"
+            | "organization"
+            | "organization_id"
+            | "tenant"
+            | "tenant_id"
+            | "workspace_id"
+            | "account_id"
+    )
+}
+
+/// Fields a mass-assignment attempt adds to a write.
+const MASS_FIELDS: &[&str] = &[
+    "org_id",
+    "tenant_id",
+    "organization_id",
+    "owner_id",
+    "created_by",
+];
+
+struct Probe<'c> {
+    cfg: &'c Config,
+    client: Client,
+    ops: Vec<Operation>,
+    report: Report,
+    transport_errors: usize,
+    /// Canaries A planted in its own writes (they must never show up in B's data).
+    a_canaries: BTreeSet<String>,
+}
+
+impl Probe<'_> {
+    fn org_of(&self, who: &Principal) -> Option<String> {
+        who.org.clone()
+    }
+
+    async fn send(
+        &mut self,
+        op_index: usize,
+        who: &Principal,
+        path: &str,
+        headers: &[(String, String)],
+        body: Option<&Value>,
+    ) -> Option<Reply> {
+        let method = self
+            .ops
+            .get(op_index)
+            .map(|o| o.method.clone())
+            .unwrap_or_default();
+        match self.client.send(who, &method, path, headers, body).await {
+            Ok(r) => Some(r),
+            Err(SendError::Budget) => {
+                self.report.budget_exhausted = true;
+                None
+            }
+            Err(SendError::Transport(e)) => {
+                self.transport_errors += 1;
+                if let Some(r) = self.report.ops.get_mut(op_index) {
+                    r.errors.push(format!("{method} {path}: {e}"));
+                }
+                None
+            }
+        }
+    }
+
+    /// Path values for `who`: the tenant parameter and ids of their own.
+    fn own_values(&self, op: &Operation, who: &Principal, seen: &Seen) -> BTreeMap<String, String> {
+        let mut v = BTreeMap::new();
+        for p in op.params.iter().filter(|p| p.location == Location::Path) {
+            if p.is_org {
+                if let Some(o) = self.org_of(who) {
+                    v.insert(p.name.clone(), o);
+                }
+            } else if let Some(id) = p.kind.as_deref().and_then(|k| seen.first(k)) {
+                v.insert(p.name.clone(), id.clone());
+            }
+        }
+        v
+    }
+
+    fn org_headers(&self, op: &Operation, who: &Principal) -> Vec<(String, String)> {
+        match (op.org_header(), self.org_of(who)) {
+            (Some(h), Some(o)) if op.org_path_param().is_none() => vec![(h.name.clone(), o)],
+            _ => vec![],
+        }
+    }
+
+    /// A's tenant-scoped reads without ids (lists, counts, stats): (op, path, body).
+    async fn tenant_reads(&mut self, who: &Principal, seen: &Seen) -> Vec<(usize, String, String)> {
+        let mut out = Vec::new();
+        for i in 0..self.ops.len() {
+            let Some(op) = self.ops.get(i).cloned() else {
+                continue;
+            };
+            let tenant = op.org_path_param().is_some() || op.org_header().is_some();
+            if op.method != "GET" || op.public || !tenant || op.id_params().next().is_some() {
+                continue;
+            }
+            let Some(path) = fill(&op.path, &self.own_values(&op, who, seen)) else {
+                continue;
+            };
+            let headers = self.org_headers(&op, who);
+            if let Some(r) = self.send(i, who, &path, &headers, None).await {
+                if r.ok() {
+                    out.push((i, path, r.text));
+                }
+            }
+        }
+        out
+    }
+
+    /// Reads every collection as `who`, following pagination; with `write`, creates.
+    async fn discover(&mut self, who: &Principal, write: bool) -> Seen {
+        let mut seen = Seen::default();
+        for round in 0..3 {
+            let before = seen.all_ids().len();
+            for i in 0..self.ops.len() {
+                let Some(op) = self.ops.get(i).cloned() else {
+                    continue;
+                };
+                if op.method == "GET" {
+                    let values = self.own_values(&op, who, &seen);
+                    let Some(path) = fill(&op.path, &values) else {
+                        continue;
+                    };
+                    let headers = self.org_headers(&op, who);
+                    let kind = path_kind(&op.path);
+                    let mut cursor: Option<String> = None;
+                    for _page in 0..20 {
+                        let q: Vec<(String, String)> = cursor
+                            .iter()
+                            .map(|c| ("cursor".to_string(), c.clone()))
+                            .collect();
+                        let Some(r) = self
+                            .send(i, who, &with_query(&path, &q), &headers, None)
+                            .await
+                        else {
+                            break;
+                        };
+                        let Some(j) = r.ok().then(|| r.json()).flatten() else {
+                            break;
+                        };
+                        collect(&j, &kind, &mut seen);
+                        if seen.texts.len() < 2_000 {
+                            seen.texts.push(r.text.clone());
+                        }
+                        match j
+                            .get("next_cursor")
+                            .or_else(|| j.get("next"))
+                            .and_then(Value::as_str)
+                        {
+                            Some(c) if !c.is_empty() && Some(c) != cursor.as_deref() => {
+                                cursor = Some(c.to_owned())
+                            }
+                            _ => break,
+                        }
+                    }
+                } else if write && round == 0 && op.method == "POST" && !op.public {
+                    let values = self.own_values(&op, who, &seen);
+                    let Some(path) = fill(&op.path, &values) else {
+                        continue;
+                    };
+                    if op.org_path_param().is_none() && op.org_header().is_none() {
+                        continue; // only tenant resources
+                    }
+                    let mut canaries = BTreeSet::new();
+                    let body = op
+                        .body
+                        .as_ref()
+                        .and_then(|s| synth("", s, &seen, &mut canaries, 0));
+                    let headers = self.org_headers(&op, who);
+                    if let Some(r) = self.send(i, who, &path, &headers, body.as_ref()).await {
+                        if r.ok() {
+                            if let Some(j) = r.json() {
+                                collect(&j, &path_kind(&op.path), &mut seen);
+                            }
+                            seen.canaries.extend(canaries);
+                        }
+                    }
+                }
+            }
+            if seen.all_ids().len() == before && round > 0 {
+                break;
+            }
+        }
+        seen
+    }
+
+    fn judge_leak(
+        &mut self,
+        i: usize,
+        what: &str,
+        path: &str,
+        sent: &str,
+        r: &Reply,
+        secrets: &[String],
+    ) {
+        for s in secrets {
+            if r.text.contains(s.as_str()) && !sent.contains(s.as_str()) {
+                self.finding(
+                    i,
+                    FindingKind::Leak,
+                    format!("{what}: response {} contains B's {s}", r.status),
+                    path,
+                );
+                return;
+            }
+        }
+    }
+
+    fn finding(&mut self, i: usize, kind: FindingKind, detail: String, path: &str) {
+        if let Some(r) = self.report.ops.get_mut(i) {
+            r.findings.push(Finding {
+                kind,
+                detail,
+                request: path.to_owned(),
+            });
+        }
+    }
+
+    fn count(&mut self, i: usize, denied: bool) {
+        if let Some(r) = self.report.ops.get_mut(i) {
+            r.tried += 1;
+            if denied {
+                r.denied += 1;
+            }
+        }
+    }
+
+    /// One attack request: expects a denial when `must_deny`.
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(
+        &mut self,
+        i: usize,
+        label: &str,
+        path: &str,
+        headers: &[(String, String)],
+        body: Option<&Value>,
+        must_deny: bool,
+        secrets: &[String],
+    ) {
+        let a = self.cfg.a.clone();
+        let Some(r) = self.send(i, &a, path, headers, body).await else {
+            return;
+        };
+        let denied = self.cfg.deny.contains(&r.status);
+        self.count(i, denied);
+        let sent = format!(
+            "{path} {headers:?} {}",
+            body.map(Value::to_string).unwrap_or_default()
+        );
+        self.judge_leak(i, label, path, &sent, &r, secrets);
+        if must_deny && r.ok() {
+            self.finding(
+                i,
+                FindingKind::Leak,
+                format!("{label}: answered {} instead of a denial", r.status),
+                path,
+            );
+        } else if must_deny && !denied && r.status >= 500 {
+            self.finding(
+                i,
+                FindingKind::Warning,
+                format!(
+                    "{label}: answered {} (server error) instead of a denial",
+                    r.status
+                ),
+                path,
+            );
+        }
+    }
+
+    async fn attack(&mut self, a_seen: &Seen, b_seen: &Seen) {
+        let a_ids = a_seen.all_ids();
+        let mut secrets: Vec<String> = b_seen
+            .all_ids()
+            .into_iter()
+            .filter(|id| !a_ids.contains(id))
+            .cloned()
+            .collect();
+        secrets.extend(b_seen.canaries.iter().cloned());
+        if let Some(o) = self
+            .cfg
+            .b
+            .org
+            .clone()
+            .filter(|o| looks_like_id(o) && o.len() >= 16)
+        {
+            secrets.push(o);
+        }
+        let b_only = |kind: &str| -> Vec<String> {
+            b_seen
+                .ids
+                .get(kind)
+                .map(|s| {
+                    s.iter()
+                        .filter(|id| !a_ids.contains(id))
+                        .take(self.cfg.ids_per_kind)
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let any_b: Vec<String> = secrets
+            .iter()
+            .filter(|s| !s.starts_with("probecanary"))
+            .take(self.cfg.ids_per_kind)
+            .cloned()
+            .collect();
+        let b_org = self.cfg.b.org.clone();
+        for i in 0..self.ops.len() {
+            let Some(op) = self.ops.get(i).cloned() else {
+                continue;
+            };
+            if self.cfg.progress {
+                eprintln!(
+                    "probe: {} {} ({}/{})",
+                    op.method,
+                    op.path,
+                    i + 1,
+                    self.ops.len()
+                );
+            }
+            // Without credentials.
+            if self.cfg.anonymous && !op.public {
+                let mut values = self.own_values(&op, &self.cfg.a, a_seen);
+                for p in op.id_params() {
+                    if let Some(id) = p
+                        .kind
+                        .as_deref()
+                        .map(&b_only)
+                        .and_then(|v| v.into_iter().next())
+                        .or_else(|| any_b.first().cloned())
+                    {
+                        values.insert(p.name.clone(), id);
+                    }
+                }
+                if let Some(path) =
+                    fill(&op.path, &values).or_else(|| fill(&op.path, &placeholder_values(&op)))
+                {
+                    let anon = Principal {
+                        name: "anonymous".into(),
+                        ..Principal::default()
+                    };
+                    let headers = self.org_headers(&op, &self.cfg.a);
+                    let body = op.body.as_ref().map(|_| json!({}));
+                    if let Some(r) = self.send(i, &anon, &path, &headers, body.as_ref()).await {
+                        let denied = r.status == 401 || r.status == 403;
+                        self.count(i, denied);
+                        if !denied {
+                            self.finding(
+                                i,
+                                if r.ok() {
+                                    FindingKind::Leak
+                                } else {
+                                    FindingKind::Warning
+                                },
+                                format!(
+                                    "without credentials: answered {} instead of 401/403",
+                                    r.status
+                                ),
+                                &path,
+                            );
+                        }
+                        self.judge_leak(i, "without credentials", &path, &path, &r, &secrets);
+                    }
+                }
+            }
+            if op.public {
+                // Public operations: exercised anonymously with a plausible body; nothing of
+                // B's may come back.
+                let path =
+                    fill(&op.path, &placeholder_values(&op)).unwrap_or_else(|| op.path.clone());
+                let mut c = BTreeSet::new();
+                let body = op
+                    .body
+                    .as_ref()
+                    .and_then(|s| synth("", s, &Seen::default(), &mut c, 0));
+                let anon = Principal::default();
+                if let Some(r) = self.send(i, &anon, &path, &[], body.as_ref()).await {
+                    self.count(i, false);
+                    self.judge_leak(i, "public operation", &path, &path, &r, &secrets);
+                }
+                continue;
+            }
+            let own = self.own_values(&op, &self.cfg.a, a_seen);
+            let own_headers = self.org_headers(&op, &self.cfg.a);
+            let mut c = BTreeSet::new();
+            let own_body = op
+                .body
+                .as_ref()
+                .and_then(|s| synth("", s, a_seen, &mut c, 0));
+            self.a_canaries.extend(c);
+            // B's tenant in the path.
+            if let (Some(p), Some(bo)) = (op.org_path_param(), b_org.clone()) {
+                let mut v = own.clone();
+                v.insert(p.name.clone(), bo);
+                for ip in op.id_params() {
+                    v.entry(ip.name.clone()).or_insert_with(|| {
+                        ip.kind
+                            .as_deref()
+                            .map(&b_only)
+                            .and_then(|x| x.into_iter().next())
+                            .unwrap_or_else(placeholder_id)
+                    });
+                }
+                if let Some(path) = fill(&op.path, &v) {
+                    self.attempt(
+                        i,
+                        "B's tenant in the path",
+                        &path,
+                        &[],
+                        own_body.as_ref(),
+                        true,
+                        &secrets,
+                    )
+                    .await;
+                }
+            }
+            // B's tenant in the header.
+            if let (Some(h), Some(bo)) = (op.org_header(), b_org.clone()) {
+                if op.org_path_param().is_none() {
+                    let mut v = own.clone();
+                    for ip in op.id_params() {
+                        v.entry(ip.name.clone()).or_insert_with(placeholder_id);
+                    }
+                    if let Some(path) = fill(&op.path, &v) {
+                        let headers = vec![(h.name.clone(), bo)];
+                        self.attempt(
+                            i,
+                            "B's tenant in the header",
+                            &path,
+                            &headers,
+                            own_body.as_ref(),
+                            true,
+                            &secrets,
+                        )
+                        .await;
+                    }
+                }
+            }
+            // B's ids in each path id position (other positions: A's own ids).
+            let id_params: Vec<_> = op.id_params().cloned().collect();
+            for p in &id_params {
+                let candidates = p
+                    .kind
+                    .as_deref()
+                    .map(&b_only)
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| any_b.clone());
+                for bid in candidates {
+                    let mut v = own.clone();
+                    for other in &id_params {
+                        if other.name != p.name {
+                            v.entry(other.name.clone()).or_insert_with(placeholder_id);
+                        }
+                    }
+                    v.insert(p.name.clone(), bid);
+                    if let Some(path) = fill(&op.path, &v) {
+                        self.attempt(
+                            i,
+                            &format!("B's id in {{{}}}", p.name),
+                            &path,
+                            &own_headers,
+                            own_body.as_ref(),
+                            true,
+                            &secrets,
+                        )
+                        .await;
+                    }
+                }
+            }
+            let Some(base) = fill(&op.path, &own) else {
+                if self.report.ops.get(i).is_some_and(|r| r.tried == 0) {
+                    if let Some(r) = self.report.ops.get_mut(i) {
+                        r.skipped = Some("needs ids A does not have (none discovered)".into());
+                    }
+                }
+                continue;
+            };
+            // A's own read: nothing of B's.
+            if op.method == "GET" {
+                let a = self.cfg.a.clone();
+                if let Some(r) = self.send(i, &a, &base, &own_headers, None).await {
+                    self.count(i, false);
+                    self.judge_leak(i, "A's own read", &base, &base, &r, &secrets);
+                }
+                // Query references to B's ids (filters).
+                for q in op
+                    .params
+                    .iter()
+                    .filter(|p| p.location == Location::Query && p.kind.is_some())
+                {
+                    let kind = q.kind.clone().unwrap_or_default();
+                    let cands = {
+                        let v = b_only(&kind);
+                        if v.is_empty() {
+                            any_b.clone()
+                        } else {
+                            v
+                        }
+                    };
+                    for bid in cands {
+                        let path = with_query(&base, &[(q.name.clone(), bid)]);
+                        self.attempt(
+                            i,
+                            &format!("B's id in ?{}", q.name),
+                            &path,
+                            &own_headers,
+                            None,
+                            false,
+                            &secrets,
+                        )
+                        .await;
+                    }
+                }
+                // Search: B's canaries as the query text.
+                if let Some(q) = op.params.iter().find(|p| {
+                    p.location == Location::Query
+                        && matches!(p.name.as_str(), "q" | "search" | "query")
+                }) {
+                    for c in b_seen.canaries.iter().take(25).cloned().collect::<Vec<_>>() {
+                        let path = with_query(&base, &[(q.name.clone(), c)]);
+                        self.attempt(
+                            i,
+                            "search for B's canary",
+                            &path,
+                            &own_headers,
+                            None,
+                            false,
+                            &secrets,
+                        )
+                        .await;
+                    }
+                }
+            }
+            // Writes: body references to B's ids and tenant, and mass assignment.
+            if op.method != "GET" && op.method != "DELETE" {
+                if let Some(Value::Object(body)) = own_body.clone() {
+                    let props: Vec<String> = op
+                        .body
+                        .as_ref()
+                        .and_then(|s| s.get("properties"))
+                        .and_then(Value::as_object)
+                        .map(|m| m.keys().cloned().collect())
+                        .unwrap_or_default();
+                    for f in &props {
+                        let target = if is_org_field(f) {
+                            b_org.clone().into_iter().collect::<Vec<_>>()
+                        } else if let Some(stem) = f.strip_suffix("_id") {
+                            let v = b_only(&spec::singular(stem));
+                            if v.is_empty() {
+                                any_b.clone()
+                            } else {
+                                v
+                            }
+                        } else {
+                            continue;
+                        };
+                        for bid in target {
+                            let mut b2 = body.clone();
+                            b2.insert(f.clone(), json!(bid));
+                            self.attempt(
+                                i,
+                                &format!("B's id in body field {f}"),
+                                &base,
+                                &own_headers,
+                                Some(&Value::Object(b2)),
+                                true,
+                                &secrets,
+                            )
+                            .await;
+                        }
+                    }
+                    if let Some(bo) = b_org.clone() {
+                        for f in MASS_FIELDS
+                            .iter()
+                            .filter(|f| !props.iter().any(|p| p == *f))
+                        {
+                            let mut b2 = body.clone();
+                            b2.insert((*f).to_owned(), json!(bo));
+                            let a = self.cfg.a.clone();
+                            if let Some(r) = self
+                                .send(i, &a, &base, &own_headers, Some(&Value::Object(b2)))
+                                .await
+                            {
+                                self.count(i, !r.ok());
+                                if r.ok() {
+                                    self.finding(i, FindingKind::Warning, format!("mass assignment: unknown field {f} accepted ({}); checking B's data", r.status), &base);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if self.report.ops.get(i).is_some_and(|r| r.tried == 0) {
+                if let Some(r) = self.report.ops.get_mut(i) {
+                    r.skipped
+                        .get_or_insert_with(|| "no tenant-controlled position to probe".into());
+                }
+            }
+        }
+    }
+}
+
+fn placeholder_id() -> String {
+    "00000000-0000-7000-8000-000000000000".into()
+}
+
+fn placeholder_values(op: &Operation) -> BTreeMap<String, String> {
+    op.params
+        .iter()
+        .filter(|p| p.location == Location::Path)
+        .map(|p| (p.name.clone(), placeholder_id()))
+        .collect()
+}
+
+/// Runs the probe.
+pub async fn run(cfg: &Config) -> Result<Report, RunError> {
+    let ops = load_spec(&cfg.spec, cfg.timeout).await?;
+    let client = Client::new(
+        &cfg.base_url,
+        cfg.timeout,
+        cfg.max_requests,
+        cfg.rate_per_sec,
+        cfg.progress,
+    )
+    .map_err(RunError)?;
+    let mut report = Report::new(&cfg.base_url, &ops);
+    report.spec = cfg.spec.clone();
+    let mut p = Probe {
+        cfg,
+        client,
+        ops,
+        report,
+        transport_errors: 0,
+        a_canaries: BTreeSet::new(),
+    };
+
+    // Can we reach the server and do the credentials work?
+    let a_seen = p.discover(&cfg.a.clone(), false).await;
+    let a_before = p.tenant_reads(&cfg.a.clone(), &a_seen).await;
+    if p.transport_errors > 0 && p.client.sent() == p.transport_errors {
+        return Err(RunError(format!(
+            "cannot reach {}: every request failed",
+            cfg.base_url
+        )));
+    }
+    let b_seen = p.discover(&cfg.b.clone(), cfg.write).await;
+    if a_seen.all_ids().is_empty() && b_seen.all_ids().is_empty() {
+        p.report.notes.push(
+            "no ids were discovered for A or B: check the credentials and tenant values".into(),
+        );
+    }
+    if b_seen.all_ids().is_empty() {
+        p.report.credentials_failed = true;
+        p.report.notes.push(
+            "B's credentials found nothing: every id position was probed with placeholders only"
+                .into(),
+        );
+    }
+    // Counts, stats and searches of A must not move when only B wrote.
+    if cfg.write && !b_seen.canaries.is_empty() {
+        let a_after = p.tenant_reads(&cfg.a.clone(), &a_seen).await;
+        for (i, path, before) in &a_before {
+            if let Some((_, _, after)) = a_after.iter().find(|(j, q, _)| j == i && q == path) {
+                if after != before {
+                    p.finding(*i, FindingKind::Leak, "A's answer changed when only B wrote (a count, list or search crosses tenants)".into(), path);
+                }
+            }
+        }
+    }
+    p.report.discovered_a = a_seen.all_ids().len();
+    p.report.discovered_b = b_seen.all_ids().len();
+    p.report.canaries = b_seen.canaries.len();
+    p.attack(&a_seen, &b_seen).await;
+
+    // B's data must be unchanged, and none of A's writes may have landed in it.
+    let after = p.discover(&cfg.b.clone(), false).await;
+    let mut missing: Vec<&String> = Vec::new();
+    for (kind, ids) in &b_seen.ids {
+        for id in ids {
+            if !after.ids.get(kind).is_some_and(|s| s.contains(id))
+                && !a_seen.all_ids().contains(id)
+            {
+                missing.push(id);
+            }
+        }
+    }
+    let b_before = b_seen.all_ids();
+    let gained: Vec<&String> = after
+        .all_ids()
+        .into_iter()
+        .filter(|id| !b_before.contains(id))
+        .collect();
+    if !missing.is_empty() {
+        p.report.integrity.push(format!(
+            "B's data changed during the attack: {} of B's ids are gone (e.g. {})",
+            missing.len(),
+            missing.first().map_or("", |s| s.as_str())
+        ));
+    }
+    if !gained.is_empty() {
+        p.report.integrity.push(format!(
+            "B's data gained {} rows during the attack, written through A (e.g. {})",
+            gained.len(),
+            gained.first().map_or("", |s| s.as_str())
+        ));
+    }
+    if let Some(c) = p
+        .a_canaries
+        .iter()
+        .find(|c| after.texts.iter().any(|t| t.contains(c.as_str())))
+    {
+        p.report.integrity.push(format!(
+            "A's write landed in B's data (canary {c} found in B's reads)"
+        ));
+    }
+    p.report.requests = p.client.sent();
+    p.report.transport_errors = p.transport_errors;
+    Ok(p.report)
+}
