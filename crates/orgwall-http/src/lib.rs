@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod files;

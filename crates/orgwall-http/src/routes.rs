@@ -94,6 +94,7 @@ pub fn all() -> Vec<Route> {
     v.extend(crate::api_keys::routes());
     v.extend(crate::members::routes());
     v.extend(crate::roles::routes());
+    v.extend(crate::audit::routes());
     v.extend(crate::openapi::routes());
     v
 }

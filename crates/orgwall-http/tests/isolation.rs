@@ -3,7 +3,12 @@
 //! whose owner first plants canaries in every writable resource. Every route of the
 //! document is exercised (a route added tomorrow is covered automatically), and the suite
 //! fails on any leak or any route left unexercised.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use orgwall_probe::client::Principal;
 use orgwall_probe::Config;
@@ -17,18 +22,33 @@ both!(no_route_leaks_across_orgs, |t: TestDb| async move {
     let cfg = Config {
         spec: format!("{}/v1/openapi.json", s.base),
         base_url: s.base.clone(),
-        a: Principal { name: "alice@acme".into(), headers: vec![("Authorization".into(), format!("Bearer {alice}"))], org: Some("acme".into()) },
-        b: Principal { name: "bob@globex".into(), headers: vec![("Authorization".into(), format!("Bearer {bob}"))], org: Some("globex".into()) },
+        a: Principal {
+            name: "alice@acme".into(),
+            headers: vec![("Authorization".into(), format!("Bearer {alice}"))],
+            org: Some("acme".into()),
+        },
+        b: Principal {
+            name: "bob@globex".into(),
+            headers: vec![("Authorization".into(), format!("Bearer {bob}"))],
+            org: Some("globex".into()),
+        },
         write: true,
         ..Config::default()
     };
     let r = orgwall_probe::run(&cfg).await.unwrap();
     assert_eq!(r.leaks(), 0, "{}", r.table());
     assert!(r.complete(), "{}", r.table());
-    let unexercised: Vec<String> = r.unexercised().iter().map(|o| format!("{} {}", o.method, o.path)).collect();
+    let unexercised: Vec<String> = r
+        .unexercised()
+        .iter()
+        .map(|o| format!("{} {}", o.method, o.path))
+        .collect();
     assert!(unexercised.is_empty(), "not exercised: {unexercised:?}");
     // The document really is walked: every declared route is in the report.
-    let declared: usize = orgwall_http::routes::all().iter().map(|r| r.spec.paths().len()).sum();
+    let declared: usize = orgwall_http::routes::all()
+        .iter()
+        .map(|r| r.spec.paths().len())
+        .sum();
     assert_eq!(r.ops.len(), declared);
     assert!(r.discovered_b > 20 && r.canaries > 5, "{}", r.table());
     // Globex's data is intact and Acme's session still works.

@@ -106,14 +106,57 @@ pub(crate) async fn insert(tx: &mut Tx, scope: &OrgScope, e: AuditEntry) -> Resu
 
 /// The newest events first.
 pub async fn list(tx: &mut TenantTx<'_>, limit: i64) -> Result<Vec<AuditEvent>> {
+    search(tx, &AuditFilter::default(), limit, None).await
+}
+
+/// Filters of the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only this action (e.g. `member.removed`).
+    pub action: Option<String>,
+    /// Only this actor (user or API key id).
+    pub actor: Option<Uuid>,
+    /// At or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Before this time.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Events newest first, keyset-paginated: `before` is the last id of the previous page.
+pub async fn search(
+    tx: &mut TenantTx<'_>,
+    f: &AuditFilter,
+    limit: i64,
+    before: Option<Uuid>,
+) -> Result<Vec<AuditEvent>> {
     let org = tx.org_id();
-    let rows = tx
-        .query(
-            "SELECT id, actor_kind, actor_id, actor_name, action, target_kind, target_id, detail, created_at
-             FROM audit_events WHERE org_id = $1 ORDER BY id DESC LIMIT $2",
-            params![org, limit],
-        )
-        .await?;
+    let mut sql = String::from(
+        "SELECT id, actor_kind, actor_id, actor_name, action, target_kind, target_id, detail, created_at
+         FROM audit_events WHERE org_id = $1",
+    );
+    let mut p: Vec<crate::Val> = vec![org.into()];
+    let mut add = |cond: &str, v: crate::Val| {
+        p.push(v);
+        sql.push_str(&cond.replace("$n", &format!("${}", p.len())));
+    };
+    if let Some(b) = before {
+        add(" AND id < $n", b.into());
+    }
+    if let Some(a) = &f.action {
+        add(" AND action = $n", a.as_str().into());
+    }
+    if let Some(a) = f.actor {
+        add(" AND actor_id = $n", a.into());
+    }
+    if let Some(t) = f.since {
+        add(" AND created_at >= $n", t.into());
+    }
+    if let Some(t) = f.until {
+        add(" AND created_at < $n", t.into());
+    }
+    p.push(limit.into());
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", p.len()));
+    let rows = tx.query(&sql, &p).await?;
     rows.iter()
         .map(|r| {
             Ok(AuditEvent {
