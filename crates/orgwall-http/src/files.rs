@@ -243,8 +243,8 @@ fn not_multipart() -> Problem {
     )
 }
 
-/// Caps the request body at `cap` bytes; `hit` records that the cap (not the client's
-/// framing) broke the stream.
+/// Caps the request body at `cap` bytes (`hit` records that the cap, not the client's
+/// framing, broke the stream) and hands it on one chunk per poll.
 fn capped(body: axum::body::Body, cap: u64, hit: Arc<AtomicBool>) -> axum::body::Body {
     let mut seen: u64 = 0;
     let stream = body.into_data_stream().map(move |chunk| {
@@ -258,7 +258,38 @@ fn capped(body: axum::body::Body, cap: u64, hit: Arc<AtomicBool>) -> axum::body:
         }
         Ok(chunk)
     });
-    axum::body::Body::from_stream(stream)
+    axum::body::Body::from_stream(OneChunkPerPoll {
+        inner: stream,
+        ready: false,
+    })
+}
+
+/// Yields to the executor before each chunk. The multipart parser reads its input until
+/// it would block, so on a fast connection it would buffer a whole upload in memory while
+/// the disk catches up; one chunk per poll keeps its buffer at one chunk.
+struct OneChunkPerPoll<S> {
+    inner: S,
+    ready: bool,
+}
+
+impl<S: futures::Stream + Unpin> futures::Stream for OneChunkPerPoll<S> {
+    type Item = S::Item;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<S::Item>> {
+        if !self.ready {
+            self.ready = true;
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        let next = self.inner.poll_next_unpin(cx);
+        if next.is_ready() {
+            self.ready = false;
+        }
+        next
+    }
 }
 
 /// Removes a stored blob unless disarmed: explicitly on a failed insert, and (spawned)

@@ -26,6 +26,7 @@ pub mod projects;
 pub mod roles;
 pub mod routes;
 pub mod tickets;
+pub mod usage;
 pub mod wall;
 
 use axum::extract::DefaultBodyLimit;

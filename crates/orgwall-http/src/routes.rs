@@ -95,6 +95,7 @@ pub fn all() -> Vec<Route> {
     v.extend(crate::members::routes());
     v.extend(crate::roles::routes());
     v.extend(crate::audit::routes());
+    v.extend(crate::usage::routes());
     v.extend(crate::openapi::routes());
     v
 }

@@ -13,6 +13,7 @@
 //! The handler receives the resulting [`Scoped`] (and, for sessions, [`Caller`]); it never
 //! sees an unverified org id.
 
+use crate::limits;
 use crate::problem::Problem;
 use crate::routes::{Access, RouteSpec};
 use crate::AppState;
@@ -179,7 +180,7 @@ async fn org_wall(
     parts: &mut Parts,
     authn: Authn,
     spec: &'static RouteSpec,
-) -> Result<(), Problem> {
+) -> Result<Option<limits::Decision>, Problem> {
     // A path that does not decode must never fall back to another org claim: refuse it.
     let params = RawPathParams::from_request_parts(parts, state)
         .await
@@ -242,8 +243,9 @@ async fn org_wall(
     if let Access::Org(Some(p)) = spec.access {
         scope.require(p).map_err(Problem::from)?;
     }
+    let decision = rate_limit(state, &scope).await?;
     parts.extensions.insert(Scoped(Arc::new(scope)));
-    Ok(())
+    Ok(Some(decision))
 }
 
 async fn run(spec: &'static RouteSpec, state: AppState, req: Request, next: Next) -> Response {
@@ -267,13 +269,34 @@ async fn run(spec: &'static RouteSpec, state: AppState, req: Request, next: Next
                     .into_response()
             }
         },
-        Access::Org(_) => {
-            if let Err(p) = org_wall(&state, &mut parts, authn, spec).await {
-                return p.into_response();
+        Access::Org(_) => match org_wall(&state, &mut parts, authn, spec).await {
+            Ok(Some(d)) => {
+                let mut res = next.run(Request::from_parts(parts, body)).await;
+                limits::headers(&d, res.headers_mut());
+                return res;
             }
-        }
+            Ok(None) => {}
+            Err(p) => return p.into_response(),
+        },
     }
     next.run(Request::from_parts(parts, body)).await
+}
+
+/// The org's and the caller's rate limits; the tighter decision is reported.
+async fn rate_limit(state: &AppState, scope: &OrgScope) -> Result<limits::Decision, Problem> {
+    let org = scope.org_id();
+    let org_limit = scope
+        .rate_limit_per_minute()
+        .unwrap_or(state.limits.config.org_default_per_minute);
+    let who = match scope.principal() {
+        access::Principal::User(u) => format!("user:{u}"),
+        access::Principal::ApiKey(k) => format!("key:{k}"),
+        access::Principal::System { name } => format!("system:{name}"),
+        access::Principal::Job { kind, id } => format!("job:{kind}:{id}"),
+    };
+    let o = limits::check(&state.limits, &format!("org:{org}"), org_limit).await?;
+    let u = limits::check(&state.limits, &format!("org:{org}:{who}"), state.limits.config.user_per_minute).await?;
+    Ok(if u.remaining < o.remaining { u } else { o })
 }
 
 /// The middleware for one route.

@@ -291,6 +291,38 @@ impl Tx {
         }
     }
 
+    /// The columns a statement returns, each with whether its values can be read (crate
+    /// only: the export names each row's fields). The statement is compiled, not run.
+    pub(crate) async fn columns(&mut self, sql: &str) -> Result<Vec<(String, bool)>> {
+        match &mut self.inner {
+            TxInner::Pg(t) => t.columns(sql).await,
+            TxInner::Sqlite(t) => Ok(t
+                .columns(sql)
+                .await?
+                .into_iter()
+                .map(|c| (c, true))
+                .collect()),
+        }
+    }
+
+    /// Deletes the org row of this transaction's own scope, and with it (cascade) every
+    /// tenant row of that org, if it is marked for deletion. The org purge's named system
+    /// path: called only by `access::jobs::purge_rows`, with a purge scope. On SQLite the
+    /// cascade needs the authorizer's purge phase (see `sqlite::SqliteTx::purge_org`).
+    pub(crate) async fn purge_org_row(&mut self, org: OrgId) -> Result<u64> {
+        match &mut self.inner {
+            TxInner::Pg(t) => {
+                t.execute(
+                    "DELETE FROM orgs WHERE id = $1 AND deleting_at IS NOT NULL
+                       AND id = (SELECT nullif(current_setting('app.org_id', true), '')::uuid)",
+                    &[Val::Uuid(org.uuid())],
+                )
+                .await
+            }
+            TxInner::Sqlite(t) => t.purge_org(org).await,
+        }
+    }
+
     /// Changes the scope inside an open transaction (access module only: creating an org
     /// writes its global row, then its tenant rows, in one transaction).
     pub(crate) async fn rescope(&mut self, settings: Settings) -> Result<()> {

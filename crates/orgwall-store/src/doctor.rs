@@ -13,6 +13,15 @@
 //! function may be executable by PUBLIC.
 //! On SQLite it must be a `<t>_rows` base table behind the scoped view `<t>` with its
 //! `INSTEAD OF` triggers and the three guard triggers.
+//!
+//! One documented exemption on SQLite: a full-text index is an FTS5 virtual table
+//! `<t>_fts_rows` over `<t>_rows`. A virtual table has no keys, foreign keys or indexes
+//! and cannot carry triggers, so the rules above do not apply to it nor to the shadow
+//! tables FTS5 creates for it ([`FTS5_SHADOW_TABLES`]). Instead it must be FTS5, have an
+//! `org_id` column, sit behind the scoped view `<t>_fts` and be kept in sync by the named
+//! triggers `orgwall_fts_<t>_rows_{ins,upd,del}` on its base table; its guard is the
+//! authorizer, which refuses top-level reads of it and of its shadow tables, and writes to
+//! it that do not come from a trigger. Any other virtual table is a violation.
 
 use orgwall_core::{Error, Result};
 use std::fmt;
@@ -24,7 +33,9 @@ pub const GLOBAL_TABLES: &[&str] = &[
     "email_verifications",
     "orgs",
     "jobs",
+    "job_queues",
     "outbox",
+    "plans",
     "schema_migrations",
 ];
 
@@ -34,6 +45,9 @@ pub const CROSS_ORG_INDEXES: &[(&str, &str)] = &[
     ("invitations", "token_hash"),
     ("api_keys", "key_hash"),
 ];
+
+/// The shadow tables FTS5 creates for an index `x`: `x_data`, `x_idx`, ...
+pub const FTS5_SHADOW_TABLES: &[&str] = &["data", "idx", "content", "docsize", "config"];
 
 /// One broken rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -315,13 +329,39 @@ pub(crate) fn sqlite(conn: &rusqlite::Connection) -> Result<Vec<Violation>> {
             .any(|(k, n, _, sql)| k == kind && n == name && sql.contains(must_contain))
     };
     let logical = |t: &str| t.strip_suffix("_rows").unwrap_or(t).to_owned();
+    let virtuals: Vec<&str> = objects
+        .iter()
+        .filter(|(k, n, _, sql)| {
+            k == "table"
+                && !is_global(n)
+                && sql
+                    .trim_start()
+                    .to_ascii_uppercase()
+                    .starts_with("CREATE VIRTUAL TABLE")
+        })
+        .map(|(_, n, _, _)| n.as_str())
+        .collect();
+    let shadow = |t: &str| {
+        virtuals.iter().any(|v| {
+            crate::sqlite::is_fts_index(v)
+                && t.strip_prefix(v)
+                    .and_then(|r| r.strip_prefix('_'))
+                    .is_some_and(|s| FTS5_SHADOW_TABLES.contains(&s))
+        })
+    };
+    for vt in &virtuals {
+        sqlite_fts_index(conn, &objects, vt, &mut f).map_err(e)?;
+    }
     for (kind, name, _, _) in &objects {
         if kind != "table" || name.starts_with("sqlite_") || is_global(name) {
             continue;
         }
+        if virtuals.contains(&name.as_str()) || shadow(name) {
+            continue; // checked above
+        }
         let base = name.as_str();
         let view = logical(base);
-        if !crate::sqlite::is_tenant_base(base) {
+        if !base.ends_with("_rows") {
             f.add(base, format!("tenant table is not behind a scoped view: name it {base}_rows and let the migration runner generate the view {base}"));
         }
         let org_col: Option<bool> = conn
@@ -397,7 +437,7 @@ pub(crate) fn sqlite(conn: &rusqlite::Connection) -> Result<Vec<Violation>> {
             },
             &mut f,
         );
-        if crate::sqlite::is_tenant_base(base) {
+        if base.ends_with("_rows") {
             if !has("view", &view, "app_org()") {
                 f.add(
                     base,
@@ -418,4 +458,74 @@ pub(crate) fn sqlite(conn: &rusqlite::Connection) -> Result<Vec<Violation>> {
         }
     }
     Ok(f.0)
+}
+
+/// Checks one virtual table: it must be a full-text index as documented at the top.
+fn sqlite_fts_index(
+    conn: &rusqlite::Connection,
+    objects: &[(String, String, String, String)],
+    vt: &str,
+    f: &mut Findings,
+) -> rusqlite::Result<()> {
+    let Some(source) = vt
+        .strip_suffix("_fts_rows")
+        .filter(|s| !s.is_empty() && crate::sqlite::is_fts_index(vt))
+    else {
+        f.add(vt, "virtual table is not a full-text index named <t>_fts_rows over <t>_rows (the authorizer guards only those)");
+        return Ok(());
+    };
+    let sql = objects
+        .iter()
+        .find(|(k, n, _, _)| k == "table" && n == vt)
+        .map(|(_, _, _, sql)| sql.to_ascii_lowercase())
+        .unwrap_or_default();
+    if !sql.contains("using fts5") {
+        f.add(vt, "full-text index is not an FTS5 table");
+    }
+    let has_org: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = 'org_id'",
+        [vt],
+        |r| r.get(0),
+    )?;
+    if !has_org {
+        f.add(vt, "full-text index has no org_id column");
+    }
+    let view = format!("{source}_fts");
+    let scoped = objects.iter().any(|(k, n, _, sql)| {
+        k == "view" && *n == view && sql.contains("app_org()") && sql.contains(vt)
+    });
+    if !scoped {
+        f.add(
+            vt,
+            format!("no scoped view {view} over {vt} filtering on app_org()"),
+        );
+    }
+    let base = format!("{source}_rows");
+    if !objects
+        .iter()
+        .any(|(k, n, _, _)| k == "table" && *n == base)
+    {
+        f.add(vt, format!("indexes {base}, which does not exist"));
+    }
+    for (s, event) in [
+        ("ins", "AFTER INSERT"),
+        ("upd", "AFTER UPDATE"),
+        ("del", "AFTER DELETE"),
+    ] {
+        let name = format!("orgwall_fts_{base}_{s}");
+        let ok = objects.iter().any(|(k, n, tbl, sql)| {
+            k == "trigger"
+                && *n == name
+                && *tbl == base
+                && sql.to_ascii_uppercase().contains(event)
+                && sql.contains(vt)
+        });
+        if !ok {
+            f.add(
+                vt,
+                format!("missing sync trigger {name} ({event} ON {base}, writing {vt})"),
+            );
+        }
+    }
+    Ok(())
 }

@@ -165,6 +165,7 @@ impl Drop for TempFile {
 }
 
 const READ_CHUNK: usize = 64 * 1024;
+const WRITE_BUF: usize = 256 * 1024;
 
 impl LocalFiles {
     /// A store under `root` (created on first write).
@@ -206,6 +207,8 @@ impl LocalFiles {
             .open(&tmp_path)
             .await
             .map_err(BlobError::Io)?;
+        // tokio buffers up to 2 MiB per write by default: per concurrent upload, in memory.
+        out.set_max_buf_size(WRITE_BUF);
         let mut tmp = TempFile(Some(tmp_path.clone()));
         let mut hash = Sha256::new();
         let mut size: u64 = 0;

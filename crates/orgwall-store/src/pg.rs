@@ -228,6 +228,17 @@ impl PgTx {
         }
     }
 
+    /// Column names of a statement (prepared, not run), each with whether its type can be
+    /// read into a [`Val`] (a `tsvector`, for one, cannot).
+    pub(crate) async fn columns(&mut self, sql: &str) -> Result<Vec<(String, bool)>> {
+        let stmt = self.obj()?.prepare_cached(sql).await.map_err(map_err)?;
+        Ok(stmt
+            .columns()
+            .iter()
+            .map(|c| (c.name().to_owned(), readable(c.type_())))
+            .collect())
+    }
+
     pub(crate) async fn rescope(&mut self, settings: Settings) -> Result<()> {
         if let Some((mode, _)) = self.pending.take() {
             self.pending = Some((mode, settings));
@@ -314,6 +325,30 @@ impl ToSql for Val {
     }
 
     to_sql_checked!();
+}
+
+/// Whether [`pg_row`] reads a column of this type.
+fn readable(t: &Type) -> bool {
+    [
+        Type::BOOL,
+        Type::INT2,
+        Type::INT4,
+        Type::INT8,
+        Type::OID,
+        Type::CHAR,
+        Type::FLOAT4,
+        Type::FLOAT8,
+        Type::TEXT,
+        Type::VARCHAR,
+        Type::NAME,
+        Type::BPCHAR,
+        Type::UUID,
+        Type::TIMESTAMPTZ,
+        Type::BYTEA,
+        Type::JSON,
+        Type::JSONB,
+    ]
+    .contains(t)
 }
 
 fn pg_row(r: &tokio_postgres::Row) -> Result<Row> {

@@ -222,8 +222,14 @@ both!(
     })
     .await;
         let err = t.db.migrate().await.unwrap_err().to_string();
+        let latest = match t.kind {
+            BackendKind::Postgres => orgwall_store::migrate::POSTGRES.len(),
+            BackendKind::Sqlite => orgwall_store::migrate::SQLITE.len(),
+        };
         assert!(
-            err.contains("version 999, newer than this orgwall supports (1)"),
+            err.contains(&format!(
+                "version 999, newer than this orgwall supports ({latest})"
+            )),
             "{err}"
         );
     }

@@ -195,6 +195,8 @@ pub struct Demo {
 }
 
 impl Demo {
+    /// Seeds the demo data. Both orgs get a rate limit high enough that ordinary tests
+    /// never meet it (rate-limit tests lower it again).
     pub async fn load(db: &Db) -> Demo {
         orgwall_store::seed::demo(db).await.unwrap();
         let acme = orgwall_store::repo::orgs::resolve(db, "acme")
@@ -300,9 +302,17 @@ impl Resp {
 }
 
 impl TestServer {
-    /// Starts the app over `db`.
+    /// Starts the app over `db`, with per-user limits high enough that ordinary tests
+    /// never meet them (login limits stay at their defaults; rate-limit tests build
+    /// their own state).
     pub async fn start(db: &Db) -> TestServer {
-        Self::with_state(orgwall_http::AppState::new(db.clone())).await
+        let mut state = orgwall_http::AppState::new(db.clone());
+        state.limits = std::sync::Arc::new(orgwall_http::limits::Limits::new(orgwall_http::limits::LimitConfig {
+            login_per_ip: 10_000,
+            user_per_minute: 1_000_000,
+            ..Default::default()
+        }));
+        Self::with_state(state).await
     }
 
     /// Starts the app with a custom state.

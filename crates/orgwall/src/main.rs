@@ -80,6 +80,18 @@ enum Command {
         /// Largest file upload accepted, in bytes (files are stored under DATA_DIR/files).
         #[arg(long, env = "ORGWALL_MAX_UPLOAD_BYTES", default_value_t = orgwall_http::files::DEFAULT_MAX_UPLOAD_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
         max_upload_bytes: u64,
+        /// Redis URL: rate limits are shared by every instance using it (else per process).
+        #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+        redis_url: Option<String>,
+        /// Requests per minute per user (or API key) within one org.
+        #[arg(long, env = "ORGWALL_RATE_USER_PER_MINUTE", default_value_t = 600)]
+        rate_user_per_minute: u32,
+        /// Login and signup attempts per minute per client IP.
+        #[arg(long, env = "ORGWALL_RATE_LOGIN_PER_IP", default_value_t = 60)]
+        rate_login_per_ip: u32,
+        /// Login attempts per minute per account.
+        #[arg(long, env = "ORGWALL_RATE_LOGIN_PER_ACCOUNT", default_value_t = 10)]
+        rate_login_per_account: u32,
     },
     /// Apply pending migrations and re-assert the database wall, in one transaction.
     Migrate,
@@ -91,6 +103,21 @@ enum Command {
     },
     /// Check the schema and database walls against the live catalog; exits 1 naming each violation.
     Doctor,
+    /// Set an org's plan (its quotas and default rate limit): free, pro, enterprise or any
+    /// row of the `plans` table.
+    SetPlan {
+        /// The org (id or slug).
+        org: String,
+        /// The plan.
+        plan: String,
+    },
+    /// Set an org's own requests-per-minute limit (overrides its plan's); `default` clears it.
+    SetRateLimit {
+        /// The org (id or slug).
+        org: String,
+        /// Requests per minute, or `default`.
+        per_minute: String,
+    },
     /// Probe any API for cross-tenant leaks from its OpenAPI document and two tenants'
     /// credentials (exit 0: no leak, 1: leak, 2: could not run). See `orgwall probe --help`.
     Probe(orgwall_probe::cli::Args),
@@ -143,6 +170,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_migrate,
             base_domain,
             max_upload_bytes,
+            redis_url,
+            rate_user_per_minute,
+            rate_login_per_ip,
+            rate_login_per_account,
         } => {
             let db = open(&cli).await?;
             if !no_migrate {
@@ -164,6 +195,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("orgwall listening on http://{addr} ({:?})", db.kind());
             let mut state = orgwall_http::AppState::with_files(db, files_dir);
             state.max_upload_bytes = *max_upload_bytes;
+            let limit_config = orgwall_http::limits::LimitConfig {
+                login_per_ip: *rate_login_per_ip,
+                login_per_account: *rate_login_per_account,
+                user_per_minute: *rate_user_per_minute,
+                ..Default::default()
+            };
+            state.limits = std::sync::Arc::new(match redis_url.as_deref().filter(|u| !u.is_empty()) {
+                None => orgwall_http::limits::Limits::new(limit_config),
+                Some(url) => match orgwall_http::limits::Limits::with_redis(limit_config.clone(), url).await {
+                    Ok(l) => {
+                        tracing::info!("rate limits shared through Redis");
+                        l
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "Redis unavailable at start; rate limits are per process");
+                        orgwall_http::limits::Limits::new(limit_config)
+                    }
+                },
+            });
             state.base_domain = base_domain
                 .as_deref()
                 .map(|d| d.trim_start_matches('.').to_ascii_lowercase().into());
@@ -199,6 +249,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Probe(_) => Ok(ExitCode::SUCCESS), // handled in main, before logging starts
+        Command::SetPlan { org, plan } => {
+            let db = open(&cli).await?;
+            let id = orgwall_store::repo::orgs::resolve(&db, org).await.map_err(|_| anyhow::anyhow!("no organization {org:?}"))?;
+            orgwall_store::quota::set_plan(&db, id, plan).await?;
+            println!("{org}: plan {plan}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::SetRateLimit { org, per_minute } => {
+            let db = open(&cli).await?;
+            let id = orgwall_store::repo::orgs::resolve(&db, org).await.map_err(|_| anyhow::anyhow!("no organization {org:?}"))?;
+            let limit = match per_minute.as_str() {
+                "default" => None,
+                n => Some(n.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| anyhow::anyhow!("per-minute must be a positive integer or `default`"))?),
+            };
+            orgwall_store::quota::set_rate_limit(&db, id, limit).await?;
+            println!("{org}: rate limit {}", limit.map_or("from its plan".to_string(), |n| format!("{n}/min")));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Doctor => {
             let db = open(&cli).await?;
             let violations = db.doctor().await?;

@@ -217,6 +217,7 @@ pub async fn accept_invitation(db: &Db, user: UserId, token: &str) -> Result<Joi
     if member.is_some() {
         return Err(already_member());
     }
+    crate::quota::check_in(&mut tx, org, crate::quota::Quota::Members).await?;
     tx.execute(
         "INSERT INTO memberships (org_id, user_id, role_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
         params![org, user, role_id, t],
@@ -230,6 +231,7 @@ pub async fn accept_invitation(db: &Db, user: UserId, token: &str) -> Result<Joi
         org_id: org,
         principal: Principal::User(user),
         permissions,
+        rate_limit_per_minute: None,
     };
     audit::insert(
         &mut tx,

@@ -41,6 +41,7 @@
 
 mod invite;
 pub use invite::*;
+pub(crate) mod jobs;
 
 use crate::db::{Db, Mode, Settings};
 use crate::params;
@@ -62,6 +63,14 @@ pub enum Principal {
         /// The actor's fixed name, e.g. `job:org_purge`.
         name: &'static str,
     },
+    /// A background job running in the org (see [`crate::jobs`]): its kind and id, so
+    /// whatever it writes (and its audit entry, for the audited kinds) names the job.
+    Job {
+        /// The job kind, e.g. `export.build`.
+        kind: &'static str,
+        /// The job.
+        id: orgwall_core::JobId,
+    },
 }
 
 /// Proof of the right to act inside one organization, with the permissions held there.
@@ -70,6 +79,9 @@ pub struct OrgScope {
     org_id: OrgId,
     principal: Principal,
     permissions: PermissionSet,
+    /// The org's request rate limit (its override, else its plan's), read with the
+    /// membership so the wall needs no extra query; `None` for system scopes.
+    rate_limit_per_minute: Option<u32>,
 }
 
 impl OrgScope {
@@ -86,6 +98,11 @@ impl OrgScope {
     /// The permissions held in this organization.
     pub fn permissions(&self) -> PermissionSet {
         self.permissions
+    }
+
+    /// The org's requests-per-minute limit, if this scope came from a request.
+    pub fn rate_limit_per_minute(&self) -> Option<u32> {
+        self.rate_limit_per_minute
     }
 
     /// Succeeds if `p` is held, else [`Error::PermissionDenied`] naming it.
@@ -106,6 +123,13 @@ impl OrgScope {
     }
 }
 
+/// The org's effective rate limit: its own override, else its plan's.
+const RATE_LIMIT: &str = "coalesce(o.rate_limit_per_minute, p.rate_limit_per_minute)";
+
+fn rate_limit(row: &crate::Row, i: usize) -> Result<Option<u32>> {
+    Ok(row.get::<Option<i64>>(i)?.and_then(|n| u32::try_from(n).ok()))
+}
+
 /// Verifies that `user` is a member of `org` and returns their scope there.
 ///
 /// The membership read runs inside `org`'s own scope, so the database wall answers it:
@@ -114,18 +138,23 @@ pub async fn verify_member(db: &Db, user: UserId, org: OrgId) -> Result<OrgScope
     let mut tx = db.begin(Mode::Read, Settings::org(org)).await?;
     let row = tx
         .query_opt(
-            "SELECT r.permissions FROM memberships m
-             JOIN roles r ON r.org_id = m.org_id AND r.id = m.role_id
-             WHERE m.org_id = $1 AND m.user_id = $2",
+            &format!(
+                "SELECT r.permissions, {RATE_LIMIT} FROM memberships m
+                 JOIN roles r ON r.org_id = m.org_id AND r.id = m.role_id
+                 JOIN orgs o ON o.id = m.org_id JOIN plans p ON p.name = o.plan
+                 WHERE m.org_id = $1 AND m.user_id = $2"
+            ),
             params![org, user],
         )
         .await?;
     tx.commit().await?;
-    let perms: String = row.ok_or(Error::NotAMember)?.get(0)?;
+    let row = row.ok_or(Error::NotAMember)?;
+    let perms: String = row.get(0)?;
     Ok(OrgScope {
         org_id: org,
         principal: Principal::User(user),
         permissions: PermissionSet::parse_list(&perms).map_err(Error::internal)?,
+        rate_limit_per_minute: rate_limit(&row, 1)?,
     })
 }
 
@@ -141,6 +170,7 @@ pub async fn enter_system(
         org_id: org,
         principal: Principal::System { name },
         permissions: PermissionSet::all(),
+        rate_limit_per_minute: None,
     };
     let mut tx = db.write(&scope).await?;
     audit::record(
@@ -215,6 +245,7 @@ pub async fn create_org(
         org_id: org,
         principal: Principal::User(creator),
         permissions: SystemRole::Owner.permissions(),
+        rate_limit_per_minute: None,
     };
     audit::insert(
         &mut tx,
@@ -321,18 +352,23 @@ pub async fn authenticate_api_key(db: &Db, token: &str) -> Result<Option<OrgScop
     let Some(row) = row else { return Ok(None) };
     let (org, key, role): (OrgId, ApiKeyId, RoleId) = (row.get(0)?, row.get(1)?, row.get(2)?);
     let mut tx = db.begin(Mode::Read, Settings::org(org)).await?;
-    let perms = tx
+    let row = tx
         .query_opt(
-            "SELECT permissions FROM roles WHERE org_id = $1 AND id = $2",
+            &format!(
+                "SELECT r.permissions, {RATE_LIMIT} FROM roles r
+                 JOIN orgs o ON o.id = r.org_id JOIN plans p ON p.name = o.plan
+                 WHERE r.org_id = $1 AND r.id = $2"
+            ),
             params![org, role],
         )
         .await?;
     tx.commit().await?;
-    let Some(perms) = perms else { return Ok(None) };
-    let perms: String = perms.get(0)?;
+    let Some(row) = row else { return Ok(None) };
+    let perms: String = row.get(0)?;
     Ok(Some(OrgScope {
         org_id: org,
         principal: Principal::ApiKey(key),
         permissions: PermissionSet::parse_list(&perms).map_err(Error::internal)?,
+        rate_limit_per_minute: rate_limit(&row, 1)?,
     }))
 }

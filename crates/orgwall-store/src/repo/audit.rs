@@ -82,6 +82,7 @@ pub(crate) async fn insert(tx: &mut Tx, scope: &OrgScope, e: AuditEntry) -> Resu
         Principal::User(u) => ("user", Some(u.uuid()), None),
         Principal::ApiKey(k) => ("api_key", Some(k.uuid()), None),
         Principal::System { name } => ("system", None, Some(name)),
+        Principal::Job { kind, id } => ("system", Some(id.uuid()), Some(kind)),
     };
     tx.execute(
         "INSERT INTO audit_events (org_id, id, actor_kind, actor_id, actor_name, action, target_kind, target_id, detail, request_id, created_at)

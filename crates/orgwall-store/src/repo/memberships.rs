@@ -49,6 +49,7 @@ pub async fn role_id(tx: &mut TenantTx<'_>, key_or_id: &str) -> Result<RoleId> {
 /// Adds `user` with the role named by `role` (key or id).
 pub async fn add(tx: &mut TenantTx<'_>, user: UserId, role: &str) -> Result<()> {
     let role = role_id(tx, role).await?;
+    crate::quota::check(tx, crate::quota::Quota::Members).await?;
     let org = tx.org_id();
     let t = now();
     tx.execute(

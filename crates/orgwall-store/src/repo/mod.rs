@@ -20,6 +20,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod comments;
+pub mod exports;
 pub mod files;
 pub mod invitations;
 pub mod memberships;
@@ -28,6 +29,7 @@ pub mod orgs;
 pub mod outbox;
 pub mod projects;
 pub mod roles;
+mod search;
 pub mod sessions;
 pub mod stats;
 pub mod tickets;
@@ -55,18 +57,4 @@ pub(crate) fn long_text(field: &str, value: &str, max: usize) -> Result<String> 
         )));
     }
     Ok(value.to_owned())
-}
-
-/// A case-insensitive `LIKE` pattern matching `q` anywhere (with `ESCAPE '\\'`).
-pub(crate) fn like_pattern(q: &str) -> String {
-    let mut p = String::with_capacity(q.len() + 2);
-    p.push('%');
-    for c in q.to_lowercase().chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            p.push('\\');
-        }
-        p.push(c);
-    }
-    p.push('%');
-    p
 }

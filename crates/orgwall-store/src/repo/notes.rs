@@ -62,7 +62,8 @@ pub async fn get(tx: &mut TenantTx<'_>, id: NoteId) -> Result<Note> {
 }
 
 /// Lists up to `limit` notes after `after` (keyset, id order), optionally only those whose
-/// title or body contains `q` (case-insensitive).
+/// title or body hold every word of `q` (full-text search: whole words, case-insensitive;
+/// see `repo::search`). A `q` without any word matches nothing.
 pub async fn list(
     tx: &mut TenantTx<'_>,
     q: Option<&str>,
@@ -80,11 +81,17 @@ pub async fn list(
             .await?
         }
         Some(q) => {
+            let Some(search) = super::search::Search::parse(q) else {
+                return Ok(Vec::new());
+            };
+            let (cond, value) = search.condition(tx, "notes");
             tx.query(
-                "SELECT id, title, body, created_at FROM notes WHERE org_id = $1 AND id > $2
-                   AND (lower(title) LIKE $3 ESCAPE '\\' OR lower(body) LIKE $3 ESCAPE '\\')
-                 ORDER BY id LIMIT $4",
-                params![org, after, super::like_pattern(q), limit],
+                &format!(
+                    "SELECT id, title, body, created_at FROM notes WHERE org_id = $1 AND id > $2{}
+                     ORDER BY id LIMIT $4",
+                    cond.replace("$n", "$3")
+                ),
+                params![org, after, value, limit],
             )
             .await?
         }

@@ -1,12 +1,20 @@
 //! The email outbox (global table): messages are written in the same transaction as the
-//! change that causes them and delivered by a job (SMTP, or the log and `orgwall outbox`).
+//! change that causes them, each with its `outbox.deliver` job, and delivered by that job
+//! (SMTP, or the log; see [`crate::jobs::mail`]). `orgwall outbox` prints them with their
+//! links for a developer without SMTP.
 
-use crate::db::Tx;
+use crate::db::{Db, Mode, Tx};
+use crate::jobs::{self, OUTBOX_DELIVER};
 use crate::params;
-use crate::value::now;
+use crate::value::{now, Row, Val};
+use chrono::{DateTime, Utc};
 use orgwall_core::{OrgId, Result};
+use uuid::Uuid;
 
-/// Queues one email.
+/// Attempts a message gets before it is `dead`.
+pub const MAX_ATTEMPTS: i64 = 8;
+
+/// Queues one email and its delivery job (both committed with `tx`).
 pub async fn enqueue(
     tx: &mut Tx,
     org: Option<OrgId>,
@@ -14,11 +22,159 @@ pub async fn enqueue(
     subject: &str,
     body: &str,
 ) -> Result<()> {
+    let id = Uuid::now_v7();
     tx.execute(
         "INSERT INTO outbox (id, org_id, recipient, subject, body, status, attempts, created_at)
          VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6)",
-        params![uuid::Uuid::now_v7(), org, to, subject, body, now()],
+        params![id, org, to, subject, body, now()],
+    )
+    .await?;
+    jobs::enqueue_system(
+        tx,
+        OUTBOX_DELIVER,
+        serde_json::json!({ "message_id": id }),
+        jobs::Options {
+            max_attempts: MAX_ATTEMPTS,
+            ..jobs::Options::default()
+        },
     )
     .await?;
     Ok(())
+}
+
+/// A queued email.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Message {
+    /// Its id.
+    pub id: Uuid,
+    /// The org it concerns, if any.
+    pub org_id: Option<OrgId>,
+    /// The recipient.
+    pub recipient: String,
+    /// The subject.
+    pub subject: String,
+    /// The body (may carry a token).
+    pub body: String,
+    /// `pending`, `sent` or `dead`.
+    pub status: String,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+    /// The last delivery error.
+    pub last_error: Option<String>,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+    /// When it was sent.
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+impl Message {
+    /// The links in the body (`http://` and `https://`), in order.
+    pub fn links(&self) -> Vec<&str> {
+        links(&self.body)
+    }
+}
+
+/// The `http://` and `https://` links in a text, in order.
+pub fn links(text: &str) -> Vec<&str> {
+    text.split(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '\''))
+        .filter(|w| w.starts_with("http://") || w.starts_with("https://"))
+        .map(|w| w.trim_end_matches(['.', ',', ';', ')', ']']))
+        .collect()
+}
+
+const COLS: &str =
+    "id, org_id, recipient, subject, body, status, attempts, last_error, created_at, sent_at";
+
+fn from_row(r: &Row) -> Result<Message> {
+    Ok(Message {
+        id: r.get(0)?,
+        org_id: r.get(1)?,
+        recipient: r.get(2)?,
+        subject: r.get(3)?,
+        body: r.get(4)?,
+        status: r.get(5)?,
+        attempts: r.get(6)?,
+        last_error: r.get(7)?,
+        created_at: r.get(8)?,
+        sent_at: r.get(9)?,
+    })
+}
+
+/// The newest `limit` messages (optionally of one status, or to one recipient), oldest
+/// first (an operator's and developer's view: `orgwall outbox`).
+pub async fn list(
+    db: &Db,
+    status: Option<&str>,
+    recipient: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Message>> {
+    let mut sql = format!("SELECT {COLS} FROM outbox WHERE 1 = 1");
+    let mut p: Vec<Val> = Vec::new();
+    if let Some(s) = status {
+        p.push(s.into());
+        sql.push_str(&format!(" AND status = ${}", p.len()));
+    }
+    if let Some(r) = recipient {
+        p.push(r.trim().to_lowercase().into());
+        sql.push_str(&format!(" AND lower(recipient) = ${}", p.len()));
+    }
+    p.push(limit.clamp(1, 10_000).into());
+    sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT ${}", p.len()));
+    let mut tx = db.global(Mode::Read).await?;
+    let rows = tx.query(&sql, &p).await?;
+    tx.commit().await?;
+    let mut out = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    out.reverse();
+    Ok(out)
+}
+
+/// One message, if it exists.
+pub async fn get(db: &Db, id: Uuid) -> Result<Option<Message>> {
+    let mut tx = db.global(Mode::Read).await?;
+    let row = tx
+        .query_opt(
+            &format!("SELECT {COLS} FROM outbox WHERE id = $1"),
+            params![id],
+        )
+        .await?;
+    tx.commit().await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+/// Marks a pending message sent.
+pub(crate) async fn mark_sent(db: &Db, id: Uuid) -> Result<()> {
+    let mut tx = db.global(Mode::Write).await?;
+    tx.execute(
+        "UPDATE outbox SET status = 'sent', sent_at = $2, attempts = attempts + 1, last_error = NULL
+         WHERE id = $1 AND status = 'pending'",
+        params![id, now()],
+    )
+    .await?;
+    tx.commit().await
+}
+
+/// Records a failed delivery; with `dead`, gives up on the message.
+pub(crate) async fn mark_failed(db: &Db, id: Uuid, error: &str, dead: bool) -> Result<()> {
+    let error: String = error.chars().take(2000).collect();
+    let mut tx = db.global(Mode::Write).await?;
+    tx.execute(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = $2,
+                           status = CASE WHEN $3 THEN 'dead' ELSE status END
+         WHERE id = $1 AND status = 'pending'",
+        params![id, error, dead],
+    )
+    .await?;
+    tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn links_are_found() {
+        let body = "Open:\nhttp://127.0.0.1:8080/invite?token=owi_abc.\nor <https://x.test/a>, done";
+        assert_eq!(
+            super::links(body),
+            vec!["http://127.0.0.1:8080/invite?token=owi_abc", "https://x.test/a"]
+        );
+    }
 }

@@ -59,6 +59,7 @@ pub async fn create(
     let key = parse_key(key)?;
     let name = super::text("name", name, 200)?;
     let description = super::long_text("description", description, 10_000)?;
+    crate::quota::check(tx, crate::quota::Quota::Projects).await?;
     let org = tx.org_id();
     let created_by = tx.scope().user_id();
     let id = ProjectId::new();

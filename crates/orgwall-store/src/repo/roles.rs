@@ -191,7 +191,7 @@ pub(crate) async fn actor(tx: &mut TenantTx<'_>) -> Result<Actor> {
     let org = tx.org_id();
     let scope = tx.scope();
     let row = match scope.principal() {
-        Principal::System { .. } => {
+        Principal::System { .. } | Principal::Job { .. } => {
             return Ok(Actor {
                 is_owner: true,
                 permissions: scope.permissions(),

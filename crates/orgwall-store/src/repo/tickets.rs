@@ -59,6 +59,7 @@ pub struct NewTicket<'a> {
 pub async fn create(tx: &mut TenantTx<'_>, new: NewTicket<'_>) -> Result<Ticket> {
     let title = super::text("title", new.title, 200)?;
     let body = super::long_text("body", new.body, 50_000)?;
+    crate::quota::check(tx, crate::quota::Quota::Tickets).await?;
     let org = tx.org_id();
     let created_by = tx.scope().user_id();
     let id = TicketId::new();
@@ -108,7 +109,8 @@ pub struct TicketFilter {
     pub assignee: Option<UserId>,
     /// Only this project.
     pub project: Option<ProjectId>,
-    /// Text that must appear in the title or body (case-insensitive).
+    /// Words that must all appear in the title or body (full-text search: whole words,
+    /// case-insensitive; see `repo::search`). A `q` without any word matches nothing.
     pub q: Option<String>,
 }
 
@@ -119,6 +121,11 @@ pub async fn list(
     limit: i64,
     after: Option<uuid::Uuid>,
 ) -> Result<Vec<Ticket>> {
+    let search = match filter.q.as_deref().map(super::search::Search::parse) {
+        Some(None) => return Ok(Vec::new()),
+        Some(Some(s)) => Some(s.condition(tx, "tickets")),
+        None => None,
+    };
     let org = tx.org_id();
     let mut sql = format!("SELECT {COLS} FROM tickets WHERE org_id = $1 AND id > $2");
     let mut params: Vec<crate::Val> = vec![org.into(), after.unwrap_or(uuid::Uuid::nil()).into()];
@@ -135,11 +142,8 @@ pub async fn list(
     if let Some(p) = filter.project {
         add(" AND project_id = $n", p.into());
     }
-    if let Some(q) = &filter.q {
-        add(
-            " AND (lower(title) LIKE $n ESCAPE '\\' OR lower(body) LIKE $n ESCAPE '\\')",
-            super::like_pattern(q).into(),
-        );
+    if let Some((cond, value)) = search {
+        add(&cond, value.into());
     }
     params.push(limit.into());
     sql.push_str(&format!(" ORDER BY id LIMIT ${}", params.len()));

@@ -1,0 +1,129 @@
+//! Scopes for background jobs (a child of the access module, because it constructs
+//! [`OrgScope`]s), and the org purge's named system path.
+//!
+//! - [`enter`]: a tenant job re-enters its org before it does anything. The scope's
+//!   principal is [`Principal::Job`] (the job's kind and id), so whatever the job writes
+//!   to the audit log names the job. Entering is audited (`system.scope_entered` in the
+//!   org, committed before the scope is returned) for the kinds registered as audited
+//!   (exports, and every system job that enters an org); ordinary tenant jobs are not
+//!   audited on entry, since one event per job would flood the log: the job row (kind,
+//!   org, payload, attempts, errors) is their record, and the job id travels in the scope.
+//! - [`enter_for_purge`] and [`purge_rows`]: the `org.purge` job enters the org by name
+//!   (audited in that org before it disappears, and logged), then deletes the org row,
+//!   which cascades to every tenant row of that org, inside that org's own scope (see
+//!   [`crate::db::Tx::purge_org_row`]).
+
+use super::{OrgScope, Principal};
+use crate::db::{Db, Mode, Settings};
+use crate::params;
+use crate::repo::audit::{self, AuditEntry};
+use chrono::{DateTime, Utc};
+use orgwall_core::{Error, JobId, OrgId, PermissionSet, Result};
+
+/// The kind of the org purge job (a declared system kind).
+pub(crate) const PURGE_KIND: &str = "org.purge";
+
+fn job_scope(kind: &'static str, job: JobId, org: OrgId) -> OrgScope {
+    OrgScope {
+        org_id: org,
+        principal: Principal::Job { kind, id: job },
+        permissions: PermissionSet::all(),
+        rate_limit_per_minute: None,
+    }
+}
+
+/// Enters `org` for tenant job `job` of `kind`. Refuses an org that is gone or being
+/// deleted (its jobs must not run any more). With `audited`, writes
+/// `system.scope_entered` into the org's audit log first.
+pub(crate) async fn enter(
+    db: &Db,
+    kind: &'static str,
+    job: JobId,
+    org: OrgId,
+    audited: bool,
+) -> Result<OrgScope> {
+    if kind == PURGE_KIND {
+        return Err(Error::ScopeViolation);
+    }
+    let scope = job_scope(kind, job, org);
+    let mode = if audited { Mode::Write } else { Mode::Read };
+    let mut tx = db.begin(mode, Settings::org(org)).await?;
+    let live = tx
+        .query_opt(
+            "SELECT 1 FROM orgs WHERE id = $1 AND deleting_at IS NULL",
+            params![org],
+        )
+        .await?;
+    if live.is_none() {
+        return Err(Error::Refused(
+            "org_gone",
+            format!("organization {org} does not exist or is being deleted"),
+        ));
+    }
+    if audited {
+        audit::insert(
+            &mut tx,
+            &scope,
+            AuditEntry::new("system.scope_entered")
+                .target("job", job.uuid())
+                .detail(serde_json::json!({
+                    "system": format!("job:{kind}"),
+                    "job_id": job,
+                    "reason": "background job",
+                })),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(scope)
+}
+
+/// Enters `org` to purge it, for purge job `job`. `None` if the org row is already gone
+/// (a purge that ran before: nothing left to enter). Refuses an org that is not marked
+/// for deletion. Writes `system.scope_entered` into the org's audit log (the last event
+/// it gets) and logs the entry.
+pub(crate) async fn enter_for_purge(db: &Db, job: JobId, org: OrgId) -> Result<Option<OrgScope>> {
+    let mut tx = db.begin(Mode::Write, Settings::org(org)).await?;
+    let row = tx
+        .query_opt("SELECT deleting_at FROM orgs WHERE id = $1", params![org])
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let deleting: Option<DateTime<Utc>> = row.get(0)?;
+    if deleting.is_none() {
+        return Err(Error::Refused(
+            "org_not_deleting",
+            format!("organization {org} is not marked for deletion: refusing to purge it"),
+        ));
+    }
+    let scope = job_scope(PURGE_KIND, job, org);
+    audit::insert(
+        &mut tx,
+        &scope,
+        AuditEntry::new("system.scope_entered")
+            .target("org", org.uuid())
+            .detail(serde_json::json!({
+                "system": format!("job:{PURGE_KIND}"),
+                "job_id": job,
+                "reason": "org purge: every row and file of the organization is deleted",
+            })),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::warn!(org_id = %org, job_id = %job, "entered organization to purge it");
+    Ok(Some(scope))
+}
+
+/// Deletes the org row of a purge scope, and with it every tenant row of that org, in
+/// one transaction inside the org's own scope. Only a scope made by [`enter_for_purge`]
+/// may do this. Returns the number of rows deleted (0 if the org was already gone).
+pub(crate) async fn purge_rows(db: &Db, scope: &OrgScope) -> Result<u64> {
+    if !matches!(scope.principal(), Principal::Job { kind, .. } if *kind == PURGE_KIND) {
+        return Err(Error::ScopeViolation);
+    }
+    let mut tx = db.write(scope).await?;
+    let n = tx.raw().purge_org_row(scope.org_id()).await?;
+    tx.commit().await?;
+    Ok(n)
+}
