@@ -12,10 +12,12 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod body;
+pub mod exports;
 pub mod files;
 pub mod health;
 pub mod invitations;
 pub mod limits;
+pub mod metrics;
 pub mod members;
 pub mod notes;
 pub mod openapi;
@@ -49,6 +51,10 @@ pub struct AppState {
     pub files: Arc<dyn orgwall_store::files::BlobStore>,
     /// The largest file upload accepted, in bytes.
     pub max_upload_bytes: u64,
+    /// Where export archives are stored (`<data_dir>/exports` for `serve`).
+    pub exports: orgwall_store::repo::exports::ExportFiles,
+    /// Prometheus metrics.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -60,23 +66,63 @@ impl AppState {
 
     /// State with default limits and no base domain, storing files under `root`.
     pub fn with_files(db: Db, root: impl Into<std::path::PathBuf>) -> Self {
+        let root = root.into();
         AppState {
+            exports: orgwall_store::repo::exports::ExportFiles::next_to_files(&root),
             db,
             base_domain: None,
             limits: Arc::new(limits::Limits::default()),
             files: Arc::new(orgwall_store::files::LocalFiles::new(root)),
             max_upload_bytes: files::DEFAULT_MAX_UPLOAD_BYTES,
+            metrics: Arc::new(metrics::Metrics::new()),
         }
     }
+}
+
+/// The log filter for `directives` (e.g. `ORGWALL_LOG=debug`), with one cap that no
+/// setting lifts: the PostgreSQL driver logs statement parameters at debug level, and
+/// parameters carry secrets on their way to the database (an email body with an
+/// invitation link, a password hash), so it never logs below warn (its info lines are server notices).
+pub fn log_filter(directives: &str) -> tracing_subscriber::EnvFilter {
+    let base = tracing_subscriber::EnvFilter::try_new(directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    match "tokio_postgres=warn".parse() {
+        Ok(cap) => base.add_directive(cap),
+        Err(_) => base,
+    }
+}
+
+/// The span of one request: every log line inside carries the request id, and the wall
+/// fills in `org_id` and `user_id` once it has verified them. Only the route template is
+/// recorded, never the URI (query strings may carry search text).
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |m| m.as_str());
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!(
+        "request",
+        method = %req.method(),
+        route,
+        request_id,
+        org_id = tracing::field::Empty,
+        user_id = tracing::field::Empty,
+    )
 }
 
 /// The whole application.
 pub fn app(state: AppState) -> Router {
     routes::install(&state, routes::all())
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::measure))
         .fallback(problem::not_found_fallback)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body::MAX_JSON_BYTES))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }

@@ -95,7 +95,9 @@ pub fn all() -> Vec<Route> {
     v.extend(crate::members::routes());
     v.extend(crate::roles::routes());
     v.extend(crate::audit::routes());
+    v.extend(crate::exports::routes());
     v.extend(crate::usage::routes());
+    v.extend(crate::metrics::routes());
     v.extend(crate::openapi::routes());
     v
 }

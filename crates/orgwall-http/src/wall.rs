@@ -243,6 +243,9 @@ async fn org_wall(
     if let Access::Org(Some(p)) = spec.access {
         scope.require(p).map_err(Problem::from)?;
     }
+    let span = tracing::Span::current();
+    span.record("org_id", tracing::field::display(scope.org_id()));
+    span.record("user_id", tracing::field::display(principal_label(scope.principal())));
     let decision = rate_limit(state, &scope).await?;
     parts.extensions.insert(Scoped(Arc::new(scope)));
     Ok(Some(decision))
@@ -282,6 +285,15 @@ async fn run(spec: &'static RouteSpec, state: AppState, req: Request, next: Next
     next.run(Request::from_parts(parts, body)).await
 }
 
+/// `user:<id>`, `key:<id>` or the system actor's name: for logs and limiter keys.
+fn principal_label(p: &access::Principal) -> String {
+    match p {
+        access::Principal::User(u) => format!("user:{u}"),
+        access::Principal::ApiKey(k) => format!("key:{k}"),
+        other => format!("system:{other:?}"),
+    }
+}
+
 /// The org's and the caller's rate limits; the tighter decision is reported.
 async fn rate_limit(state: &AppState, scope: &OrgScope) -> Result<limits::Decision, Problem> {
     let org = scope.org_id();
@@ -294,8 +306,20 @@ async fn rate_limit(state: &AppState, scope: &OrgScope) -> Result<limits::Decisi
         access::Principal::System { name } => format!("system:{name}"),
         access::Principal::Job { kind, id } => format!("job:{kind}:{id}"),
     };
-    let o = limits::check(&state.limits, &format!("org:{org}"), org_limit).await?;
-    let u = limits::check(&state.limits, &format!("org:{org}:{who}"), state.limits.config.user_per_minute).await?;
+    let counted = |scope: &str| {
+        let m = state.metrics.clone();
+        let scope = scope.to_owned();
+        move |p: Problem| {
+            m.rate_limited.with_label_values(&[&scope]).inc();
+            p
+        }
+    };
+    let o = limits::check(&state.limits, &format!("org:{org}"), org_limit)
+        .await
+        .map_err(counted("org"))?;
+    let u = limits::check(&state.limits, &format!("org:{org}:{who}"), state.limits.config.user_per_minute)
+        .await
+        .map_err(counted("user"))?;
     Ok(if u.remaining < o.remaining { u } else { o })
 }
 

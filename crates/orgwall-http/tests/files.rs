@@ -772,6 +772,29 @@ both!(delete_removes_row_and_bytes, |t: TestDb| async move {
     assert_eq!(n, 2);
 });
 
+both!(storage_quota_counts_uploads, |t: TestDb| async move {
+    let e = env(&t, 1024 * 1024).await;
+    let s = &e.s;
+    let alice = s.demo_login("alice@acme.test").await;
+    t.owner_exec("UPDATE plans SET max_storage_bytes = 10")
+        .await;
+    let r = upload(s, &alice, "acme", "a.txt", "text/plain", b"12345678").await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let r = upload(s, &alice, "acme", "b.txt", "text/plain", b"12345").await;
+    assert_eq!(
+        (r.status, r.code()),
+        (403, "quota_exceeded"),
+        "{:?}",
+        r.body
+    );
+    // The refused upload's bytes were written first, then removed.
+    assert_eq!(disk(&e.root), vec![format!("{}/{id}", e.d.acme)]);
+    assert_eq!(file_count(&t, e.d.acme).await, 1);
+    let r = upload(s, &alice, "acme", "c.txt", "text/plain", b"12").await;
+    assert_eq!(r.status, 201, "exactly at the quota: {:?}", r.body);
+});
+
 both!(viewers_read_but_cannot_upload, |t: TestDb| async move {
     let e = env(&t, 1024 * 1024).await;
     let s = &e.s;

@@ -336,3 +336,75 @@ both!(
         }
     }
 );
+
+/// Percent-encodes a query value (every byte but ASCII letters and digits).
+fn qv(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+// Full-text search over HTTP: scoped to the caller's org in both route forms, and any `q`
+// (query syntax of FTS5, tsquery, SQL or LIKE) is answered 200, never 500.
+both!(
+    full_text_search_is_scoped_and_takes_any_text,
+    |t: TestDb| async move {
+        Demo::load(&t.db).await;
+        let s = TestServer::start(&t.db).await;
+        let alice = s.demo_login("alice@acme.test").await;
+        let bob = s.demo_login("bob@globex.test").await;
+        for (path, n) in [("tickets", 6), ("notes", 3)] {
+            let r = s
+                .get(&format!("/v1/orgs/acme/{path}?q=globex"), &alice)
+                .await;
+            assert_eq!((r.status, ids(&r.body).len()), (200, 0), "{path}");
+            let r = s
+                .call(
+                    "GET",
+                    &format!("/v1/{path}?q=Globex"),
+                    Some(&alice),
+                    &[("x-organization-id", "acme")],
+                    None,
+                )
+                .await;
+            assert_eq!((r.status, ids(&r.body).len()), (200, 0), "{path}");
+            let r = s
+                .get(&format!("/v1/orgs/globex/{path}?q=GLOBEX"), &bob)
+                .await;
+            assert_eq!((r.status, ids(&r.body).len()), (200, n), "{path}");
+        }
+        let r = s
+            .get("/v1/orgs/acme/tickets?q=login%20page&limit=1", &alice)
+            .await;
+        assert_eq!(ids(&r.body).len(), 1);
+        for q in [
+            ") OR 1=1 --",
+            "*",
+            "NEAR(",
+            "\"",
+            "'",
+            "login\" OR \"x",
+            "doc: login",
+            "a:* & !b",
+            "%_",
+            "\\",
+            "((",
+            "🎉",
+            "x\u{0}y",
+        ] {
+            for path in ["tickets", "notes"] {
+                let r = s
+                    .get(&format!("/v1/orgs/acme/{path}?q={}", qv(q)), &alice)
+                    .await;
+                assert_eq!(r.status, 200, "{path} q={q:?}: {:?}", r.body);
+                assert!(r.body["items"].is_array(), "{path} q={q:?}");
+            }
+        }
+    }
+);

@@ -177,6 +177,14 @@ impl Db {
         }
     }
 
+    /// (connections allowed, connections in use) of the pool.
+    pub fn pool_status(&self) -> (usize, usize) {
+        match &self.backend {
+            Backend::Pg(p) => p.pool_status(),
+            Backend::Sqlite(s) => s.pool_status(),
+        }
+    }
+
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<()> {
         let mut tx = self.global(Mode::Read).await?;

@@ -99,6 +99,12 @@ impl PgDb {
         })
     }
 
+    /// (connections allowed, connections in use).
+    pub(crate) fn pool_status(&self) -> (usize, usize) {
+        let st = self.pool.status();
+        (st.max_size, st.size.saturating_sub(st.available))
+    }
+
     /// A direct connection as the login (migrations, doctor, tests).
     pub(crate) async fn owner_client(&self) -> Result<tokio_postgres::Client> {
         let (client, conn) = tokio_postgres::connect(&self.url, NoTls)

@@ -116,6 +116,7 @@ struct Pool {
     path: PathBuf,
     idle: Mutex<Vec<SqliteConn>>,
     permits: Arc<Semaphore>,
+    size: usize,
 }
 
 #[derive(Clone)]
@@ -426,8 +427,15 @@ impl SqliteDb {
                 path: path.to_owned(),
                 idle: Mutex::new(vec![first]),
                 permits: Arc::new(Semaphore::new(pool_size.max(1))),
+                size: pool_size.max(1),
             }),
         })
+    }
+
+    /// (connections allowed, connections in use).
+    pub(crate) fn pool_status(&self) -> (usize, usize) {
+        let size = self.pool.size;
+        (size, size.saturating_sub(self.pool.permits.available_permits()))
     }
 
     /// A connection without the authorizer, for migrations and the doctor (the owner).

@@ -577,3 +577,56 @@ async fn sqlite_search_uses_the_fts_index() {
         "{text}"
     );
 }
+
+/// SQLite only: the doctor's exemption for full-text indexes is narrow: a broken index,
+/// a stray virtual table and its shadow tables are all named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_doctor_flags_broken_fts_indexes() {
+    let t = TestDb::new(BackendKind::Sqlite).await;
+    t.owner_exec(
+        "DROP TRIGGER orgwall_fts_notes_rows_del;
+         DROP VIEW tickets_fts;
+         CREATE VIEW tickets_fts AS SELECT org_id, id, doc FROM tickets_fts_rows;
+         CREATE VIRTUAL TABLE stray USING fts5(doc);
+         CREATE VIRTUAL TABLE widgets_fts_rows USING fts5(doc);
+         CREATE VIRTUAL TABLE boxes_fts_rows USING rtree(id, x0, x1);",
+    )
+    .await;
+    let v = t.db.doctor().await.unwrap();
+    let flagged = |object: &str, needle: &str| {
+        assert!(
+            v.iter()
+                .any(|x| x.object == object && x.problem.contains(needle)),
+            "expected {object}: {needle:?} in {v:#?}"
+        );
+    };
+    flagged(
+        "notes_fts_rows",
+        "missing sync trigger orgwall_fts_notes_rows_del",
+    );
+    flagged("tickets_fts_rows", "no scoped view tickets_fts");
+    flagged("stray", "not a full-text index named <t>_fts_rows");
+    flagged("stray_content", "no org_id column");
+    flagged("stray_idx", "not behind a scoped view");
+    flagged("widgets_fts_rows", "no org_id column");
+    flagged(
+        "widgets_fts_rows",
+        "indexes widgets_rows, which does not exist",
+    );
+    flagged(
+        "widgets_fts_rows",
+        "missing sync trigger orgwall_fts_widgets_rows_ins",
+    );
+    flagged("boxes_fts_rows", "not an FTS5 table");
+    for clean in [
+        "tickets_rows",
+        "notes_rows",
+        "tickets_fts_rows_data",
+        "notes_fts_rows_idx",
+    ] {
+        assert!(
+            v.iter().all(|x| x.object != clean),
+            "{clean} flagged: {v:#?}"
+        );
+    }
+}

@@ -133,7 +133,8 @@ fn rate_limit(row: &crate::Row, i: usize) -> Result<Option<u32>> {
 /// Verifies that `user` is a member of `org` and returns their scope there.
 ///
 /// The membership read runs inside `org`'s own scope, so the database wall answers it:
-/// a user who is not a member (or an org that does not exist) reads zero rows.
+/// a user who is not a member (or an org that does not exist, or is being deleted) reads
+/// zero rows.
 pub async fn verify_member(db: &Db, user: UserId, org: OrgId) -> Result<OrgScope> {
     let mut tx = db.begin(Mode::Read, Settings::org(org)).await?;
     let row = tx
@@ -142,7 +143,7 @@ pub async fn verify_member(db: &Db, user: UserId, org: OrgId) -> Result<OrgScope
                 "SELECT r.permissions, {RATE_LIMIT} FROM memberships m
                  JOIN roles r ON r.org_id = m.org_id AND r.id = m.role_id
                  JOIN orgs o ON o.id = m.org_id JOIN plans p ON p.name = o.plan
-                 WHERE m.org_id = $1 AND m.user_id = $2"
+                 WHERE m.org_id = $1 AND m.user_id = $2 AND o.deleting_at IS NULL"
             ),
             params![org, user],
         )

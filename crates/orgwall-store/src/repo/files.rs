@@ -65,7 +65,8 @@ fn from_row(r: &Row) -> Result<FileMeta> {
     })
 }
 
-/// Records a stored file (and an audit event).
+/// Records a stored file (and an audit event), within the org's storage quota (403
+/// `quota_exceeded` otherwise: the caller then removes the bytes).
 pub async fn insert(tx: &mut TenantTx<'_>, f: NewFile<'_>) -> Result<FileMeta> {
     let org = tx.org_id();
     if f.storage_key != key_for(org, f.id) {
@@ -75,6 +76,7 @@ pub async fn insert(tx: &mut TenantTx<'_>, f: NewFile<'_>) -> Result<FileMeta> {
     let content_type = super::text("content_type", f.content_type, 100)?;
     let size_bytes = i64::try_from(f.size_bytes)
         .map_err(|_| Error::Validation("size_bytes is out of range".into()))?;
+    crate::quota::check(tx, crate::quota::Quota::StorageBytes(size_bytes)).await?;
     let by = tx.scope().user_id();
     let t = now();
     tx.execute(
