@@ -1,13 +1,14 @@
 //! Exports: ask for an archive of the org's data, watch it, download it.
 //!
-//! `POST /exports` answers 202 with the export's id and status; a job builds the archive
+//! `GET /exports` lists the org's exports (newest first). `POST /exports` answers 202 with the export's id and status; a job builds the archive
 //! (see `orgwall_store::jobs::export`). `GET /exports/{id}` shows its status and progress
 //! (0-100); `GET /exports/{id}/download` streams the `.tar.gz` once it is done (409
 //! `export_not_ready` before). All three need `exports:create`: an export holds the whole
 //! org. The archive is read from the org's own prefix, by a path built from the scope's
 //! org id and the export id.
 
-use crate::body::PathOf;
+use crate::body::{Params, PathOf};
+use crate::page::{paged, PageQuery, Paged};
 use crate::problem::Problem;
 use crate::routes::{route, Access, Route, RouteSpec};
 use crate::wall::{id, Scoped};
@@ -29,6 +30,15 @@ struct ExportPath {
 
 const IDS: &[(&str, &str)] = &[("id", "export")];
 
+static LIST: RouteSpec = RouteSpec {
+    method: "GET",
+    path: "/exports",
+    access: Access::Org(Some(Permission::ExportsCreate)),
+    summary: "The org's exports, newest first",
+    ids: &[],
+    body: None,
+    status: 200,
+};
 static CREATE: RouteSpec = RouteSpec {
     method: "POST",
     path: "/exports",
@@ -60,10 +70,34 @@ static DOWNLOAD: RouteSpec = RouteSpec {
 /// The export routes.
 pub fn routes() -> Vec<Route> {
     vec![
+        route(&LIST, get(list)),
         route(&CREATE, post(create)),
         route(&GET, get(get_one)),
         route(&DOWNLOAD, get(download)),
     ]
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Scoped(scope): Scoped,
+    Params(q): Params<ListQuery>,
+) -> Result<Json<Paged<Export>>, Problem> {
+    let page = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    }
+    .page()?;
+    let mut tx = state.db.read(&scope).await?;
+    let rows = exports::list(&mut tx, page.limit + 1, page.after.map(ExportId::from_uuid)).await?;
+    tx.commit().await?;
+    Ok(Json(paged(rows, page, |e| e.id.uuid())))
 }
 
 #[derive(serde::Serialize)]

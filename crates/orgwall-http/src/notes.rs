@@ -48,7 +48,7 @@ static LIST: RouteSpec = RouteSpec {
     method: "GET",
     path: "/notes",
     access: Access::Org(Some(Permission::NotesRead)),
-    summary: "List notes; `q` searches title and body",
+    summary: "List notes; `q`: full-text search, every word must appear (whole words, any case)",
     ids: &[],
     body: None,
     status: 200,

@@ -88,7 +88,7 @@ static LIST: RouteSpec = RouteSpec {
     method: "GET",
     path: "/tickets",
     access: Access::Org(Some(Permission::TicketsRead)),
-    summary: "List tickets; filters status, assignee, project; `q` searches title and body",
+    summary: "List tickets; filters status, assignee, project; `q`: full-text search, every word must appear",
     ids: &[],
     body: None,
     status: 200,

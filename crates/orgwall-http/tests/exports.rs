@@ -220,6 +220,10 @@ both!(an_export_holds_exactly_one_orgs_data, |t: TestDb| async move {
     drain(&e.state).await;
     let r = s.get(&format!("/v1/orgs/acme/exports/{id}"), &alice).await;
     assert_eq!((r.status, r.body["status"].as_str(), r.body["progress"].as_i64()), (200, Some("done"), Some(100)), "{:?}", r.body);
+    let l = s.get("/v1/orgs/acme/exports", &alice).await;
+    assert_eq!((l.status, l.body["items"][0]["id"].as_str()), (200, Some(id.as_str())), "{l:?}");
+    let l = s.get("/v1/orgs/globex/exports", &bob).await;
+    assert_eq!((l.status, l.body["items"].as_array().map(Vec::len)), (200, Some(0)));
     let (st, h, gz) = download(s, &format!("/v1/orgs/{acme}/exports/{id}/download"), &alice).await;
     assert_eq!(st, 200);
     assert_eq!(h["content-type"], "application/gzip");

@@ -329,6 +329,26 @@ both!(
                     .unwrap();
                 assert_eq!((rows, orphans), (entries, 0), "{table}");
             }
+            // secure-delete: the terms of deleted text are gone from the index pages.
+            for (table, term) in [
+                ("tickets", "wombat"),
+                ("tickets", "platypus"),
+                ("notes", "echidna"),
+                ("notes", "numbat"),
+                ("notes", "bilby"),
+            ] {
+                let n: i64 = c
+                    .query_row(
+                        &format!(
+                            "SELECT count(*) FROM {table}_fts_rows_data
+                             WHERE instr(block, CAST(?1 AS BLOB)) > 0"
+                        ),
+                        [term],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                assert_eq!(n, 0, "{term} still in {table}_fts_rows_data");
+            }
         }
     }
 );

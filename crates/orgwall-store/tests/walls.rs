@@ -494,6 +494,9 @@ async fn sqlite_base_tables_and_guards_are_out_of_reach() {
         "CREATE TEMP VIEW peek AS SELECT * FROM notes_rows",
         "PRAGMA foreign_keys = OFF",
         "ATTACH DATABASE ':memory:' AS other",
+        // Regression: dbstat reads raw pages, so it counted every org's rows.
+        "SELECT name, sum(ncell) FROM dbstat GROUP BY name",
+        "SELECT count(*) FROM dbstat",
     ] {
         let mut tx = db.write(&alice).await.unwrap();
         let r = tx.query(sql, &[]).await;

@@ -5,6 +5,9 @@
 //! orgwall migrate                           apply migrations and the database wall
 //! orgwall seed --demo                       load the Acme/Globex demo data
 //! orgwall doctor                            check the schema and database walls
+//! orgwall worker                            run only the job worker
+//! orgwall jobs list|retry ID|cancel ID      inspect and steer background jobs
+//! orgwall outbox                            print queued email with its links
 //! ```
 //!
 //! Every flag has an `ORGWALL_*` environment equivalent (`DATABASE_URL` for the
@@ -15,6 +18,8 @@ use orgwall_store::{Db, DbConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+mod jobs_cli;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -92,7 +97,22 @@ enum Command {
         /// Login attempts per minute per account.
         #[arg(long, env = "ORGWALL_RATE_LOGIN_PER_ACCOUNT", default_value_t = 10)]
         rate_login_per_account: u32,
+        #[command(flatten)]
+        worker: jobs_cli::ServeWorkerArgs,
     },
+    /// Run only the background job worker (org purges, exports, email), until stopped.
+    Worker {
+        #[command(flatten)]
+        worker: jobs_cli::WorkerArgs,
+    },
+    /// Inspect and steer background jobs.
+    Jobs {
+        #[command(subcommand)]
+        cmd: jobs_cli::JobsCommand,
+    },
+    /// Print queued and sent email (recipient, subject, body and its links), for
+    /// following invitation and verification links without SMTP.
+    Outbox(jobs_cli::OutboxArgs),
     /// Apply pending migrations and re-assert the database wall, in one transaction.
     Migrate,
     /// Load demo data: orgs acme and globex, users alice, bob and carol (password orgwall-demo).
@@ -173,6 +193,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rate_user_per_minute,
             rate_login_per_ip,
             rate_login_per_account,
+            worker,
         } => {
             let db = open(&cli).await?;
             if !no_migrate {
@@ -216,6 +237,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             state.base_domain = base_domain
                 .as_deref()
                 .map(|d| d.trim_start_matches('.').to_ascii_lowercase().into());
+            state.exports =
+                orgwall_store::repo::exports::ExportFiles::new(cli.data_dir.join("exports"));
+            let running = if worker.no_worker {
+                None
+            } else {
+                Some(jobs_cli::start(
+                    state.db.clone(),
+                    state.files.clone(),
+                    state.exports.clone(),
+                    &worker.worker,
+                )?)
+            };
             let app = orgwall_http::app(state);
             axum::serve(
                 listener,
@@ -223,7 +256,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .with_graceful_shutdown(shutdown_signal())
             .await?;
+            if let Some(w) = running {
+                w.stop().await;
+            }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Worker { worker } => {
+            let db = open(&cli).await?;
+            jobs_cli::run_alone(db, &cli.data_dir, worker, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Jobs { cmd } => {
+            let db = open(&cli).await?;
+            jobs_cli::jobs_command(&db, cmd).await
+        }
+        Command::Outbox(args) => {
+            let db = open(&cli).await?;
+            jobs_cli::outbox_command(&db, args).await
         }
         Command::Migrate => {
             let db = open(&cli).await?;

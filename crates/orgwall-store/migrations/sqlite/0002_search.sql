@@ -19,6 +19,8 @@
 -- Tokenizer: unicode61 without diacritic folding, which is what PostgreSQL's 'simple'
 -- configuration does (case-folded whole words, no stemming), so both backends find the
 -- same rows. columnsize=0: nothing ranks, so no per-row sizes are stored.
+-- secure-delete: a deleted row's terms are removed from the index itself, not only masked
+-- by a delete marker until the next merge, so deleted (and purged) text does not linger.
 
 CREATE VIRTUAL TABLE tickets_fts_rows USING fts5(
     org_id UNINDEXED, id UNINDEXED, org_key, doc_key, doc,
@@ -56,6 +58,7 @@ INSERT INTO tickets_fts_rows (org_id, id, org_key, doc_key, doc)
     SELECT org_id, id, replace(org_id, '-', ''), replace(replace(id, '-', ''), '"', ''),
            title || char(10) || body
     FROM tickets_rows;
+INSERT INTO tickets_fts_rows (tickets_fts_rows, rank) VALUES ('secure-delete', 1);
 
 CREATE VIRTUAL TABLE notes_fts_rows USING fts5(
     org_id UNINDEXED, id UNINDEXED, org_key, doc_key, doc,
@@ -93,3 +96,4 @@ INSERT INTO notes_fts_rows (org_id, id, org_key, doc_key, doc)
     SELECT org_id, id, replace(org_id, '-', ''), replace(replace(id, '-', ''), '"', ''),
            title || char(10) || body
     FROM notes_rows;
+INSERT INTO notes_fts_rows (notes_fts_rows, rank) VALUES ('secure-delete', 1);

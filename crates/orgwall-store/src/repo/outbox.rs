@@ -74,11 +74,17 @@ impl Message {
     }
 }
 
-/// The `http://` and `https://` links in a text, in order.
+/// The links in a text, in order: `http://` and `https://` URLs, and the server-relative
+/// links the server writes when it has no public base URL (`/verify-email?token=...`: a
+/// path with a query).
 pub fn links(text: &str) -> Vec<&str> {
     text.split(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '\''))
-        .filter(|w| w.starts_with("http://") || w.starts_with("https://"))
         .map(|w| w.trim_end_matches(['.', ',', ';', ')', ']']))
+        .filter(|w| {
+            w.starts_with("http://")
+                || w.starts_with("https://")
+                || (w.starts_with('/') && w.len() > 1 && w.contains('?'))
+        })
         .collect()
 }
 
@@ -176,5 +182,7 @@ mod tests {
             super::links(body),
             vec!["http://127.0.0.1:8080/invite?token=owi_abc", "https://x.test/a"]
         );
+        let body = "opening:\n/verify-email?token=owv_1\n\nor POST /v1/auth/verify-email with {}.";
+        assert_eq!(super::links(body), vec!["/verify-email?token=owv_1"]);
     }
 }

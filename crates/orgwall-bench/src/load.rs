@@ -1,0 +1,330 @@
+//! The load generator: C keep-alive HTTP/1.1 connections (hyper), one task each, every
+//! request to a random org with that org's own API key.
+//!
+//! Each task sends a request, reads the whole response, records its latency, and sends
+//! the next (closed loop). Requests that complete during the warmup are not counted;
+//! requests that complete inside the measured window are, and throughput is that count
+//! over the window. Any status other than 2xx is an error (counted, with the first few
+//! bodies kept); a broken connection is an error and is reconnected.
+
+use crate::dataset::{Org, Rng, WORDS};
+use anyhow::Result;
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the requests do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    /// `GET /v1/orgs/{org}/tickets/{id}`: a ticket and its history.
+    Detail,
+    /// `GET /v1/orgs/{org}/tickets?limit=50`: the first page.
+    List,
+    /// `GET /v1/orgs/{org}/tickets?q=WORD&limit=50`: full-text search, one word.
+    Search,
+    /// `POST /v1/orgs/{org}/notes`: a small note.
+    Create,
+    /// 60% detail, 20% list, 10% search, 10% create.
+    Mixed,
+}
+
+impl Workload {
+    /// Its name in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Detail => "detail",
+            Workload::List => "list",
+            Workload::Search => "search",
+            Workload::Create => "create",
+            Workload::Mixed => "mixed",
+        }
+    }
+}
+
+/// One org as the driver sees it.
+pub struct Target {
+    prefix: String,
+    auth: HeaderValue,
+    tickets: Vec<String>,
+}
+
+/// The driver's view of the data set.
+pub fn targets(orgs: &[Org]) -> Result<Arc<Vec<Target>>> {
+    orgs.iter()
+        .map(|o| {
+            Ok(Target {
+                prefix: format!("/v1/orgs/{}", o.id.hyphenated()),
+                auth: HeaderValue::from_str(&format!("Bearer {}", o.key))?,
+                tickets: o.sample.iter().map(|t| t.hyphenated().to_string()).collect(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Arc::new)
+}
+
+/// How one run went.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    /// Requests completed in the measured window (errors included).
+    pub requests: u64,
+    /// Of those, non-2xx answers and broken connections.
+    pub errors: u64,
+    /// Answers by status, over the measured window.
+    pub statuses: BTreeMap<u16, u64>,
+    /// The first few error answers.
+    pub error_samples: Vec<String>,
+    /// The measured window in seconds.
+    pub secs: f64,
+    /// Requests per second.
+    pub rps: f64,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// 90th percentile, ms.
+    pub p90_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Slowest, ms.
+    pub max_ms: f64,
+    /// Highest server RSS seen during the measured window (sampled every 100 ms), MB.
+    pub peak_rss_mb: Option<f64>,
+}
+
+struct Stats {
+    hist: Histogram<u64>,
+    requests: u64,
+    errors: u64,
+    statuses: BTreeMap<u16, u64>,
+    samples: Vec<String>,
+}
+
+impl Stats {
+    fn new() -> Result<Stats> {
+        Ok(Stats {
+            hist: Histogram::new_with_bounds(1, 120_000_000, 3)?,
+            requests: 0,
+            errors: 0,
+            statuses: BTreeMap::new(),
+            samples: Vec::new(),
+        })
+    }
+
+    fn error(&mut self, what: String) {
+        self.errors += 1;
+        if self.samples.len() < 5 {
+            self.samples.push(what);
+        }
+    }
+
+    fn merge(&mut self, other: Stats) -> Result<()> {
+        self.hist.add(&other.hist)?;
+        self.requests += other.requests;
+        self.errors += other.errors;
+        for (k, v) in other.statuses {
+            *self.statuses.entry(k).or_default() += v;
+        }
+        for s in other.samples {
+            if self.samples.len() < 5 {
+                self.samples.push(s);
+            }
+        }
+        Ok(())
+    }
+}
+
+type Sender = SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> Result<Sender> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
+const NOTE: &str = r#"{"title":"bench note","body":"Created by orgwall-bench under load."}"#;
+
+fn request(
+    workload: Workload,
+    t: &Target,
+    rng: &mut Rng,
+    host: &HeaderValue,
+) -> Result<Request<Full<Bytes>>> {
+    let w = match workload {
+        Workload::Mixed => match rng.below(100) {
+            0..=59 => Workload::Detail,
+            60..=79 => Workload::List,
+            80..=89 => Workload::Search,
+            _ => Workload::Create,
+        },
+        w => w,
+    };
+    let (method, uri, body) = match w {
+        Workload::Detail => match rng.pick(&t.tickets) {
+            Some(id) => (Method::GET, format!("{}/tickets/{id}", t.prefix), None),
+            None => (Method::GET, format!("{}/tickets?limit=50", t.prefix), None),
+        },
+        Workload::List | Workload::Mixed => {
+            (Method::GET, format!("{}/tickets?limit=50", t.prefix), None)
+        }
+        Workload::Search => {
+            let word = rng.pick(&WORDS).copied().unwrap_or("login");
+            (
+                Method::GET,
+                format!("{}/tickets?q={word}&limit=50", t.prefix),
+                None,
+            )
+        }
+        Workload::Create => (
+            Method::POST,
+            format!("{}/notes", t.prefix),
+            Some(Bytes::from_static(NOTE.as_bytes())),
+        ),
+    };
+    let mut b = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(HOST, host.clone())
+        .header(AUTHORIZATION, t.auth.clone());
+    if body.is_some() {
+        b = b.header(CONTENT_TYPE, "application/json");
+    }
+    Ok(b.body(Full::new(body.unwrap_or_default()))?)
+}
+
+async fn worker(
+    n: usize,
+    addr: SocketAddr,
+    targets: Arc<Vec<Target>>,
+    workload: Workload,
+    measure_from: Instant,
+    end: Instant,
+) -> Result<Stats> {
+    let mut stats = Stats::new()?;
+    let mut rng = Rng::new(0x5EED_u64.wrapping_add(n as u64 * 7919));
+    let host = HeaderValue::from_str(&addr.to_string())?;
+    let mut sender: Option<Sender> = None;
+    while Instant::now() < end {
+        let s = match sender.as_mut() {
+            Some(s) => s,
+            None => match connect(addr).await {
+                Ok(s) => sender.insert(s),
+                Err(e) => {
+                    if Instant::now() >= measure_from {
+                        stats.requests += 1;
+                        stats.error(format!("connect: {e}"));
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(t) = rng.pick(&targets) else { break };
+        let req = request(workload, t, &mut rng, &host)?;
+        let what = format!("{} {}", req.method(), req.uri());
+        let t0 = Instant::now();
+        let res: Result<(hyper::StatusCode, Bytes)> = async {
+            s.ready().await?;
+            let resp = s.send_request(req).await?;
+            let status = resp.status();
+            let body = resp.into_body().collect().await?.to_bytes();
+            Ok((status, body))
+        }
+        .await;
+        let done = Instant::now();
+        if done < measure_from || done > end {
+            if res.is_err() {
+                sender = None;
+            }
+            continue;
+        }
+        stats.requests += 1;
+        let micros = u64::try_from((done - t0).as_micros()).unwrap_or(u64::MAX);
+        stats.hist.saturating_record(micros.max(1));
+        match res {
+            Ok((status, body)) => {
+                *stats.statuses.entry(status.as_u16()).or_default() += 1;
+                if !status.is_success() {
+                    let text: String = String::from_utf8_lossy(&body).chars().take(300).collect();
+                    stats.error(format!("{status} {what}: {text}"));
+                }
+            }
+            Err(e) => {
+                sender = None;
+                stats.error(format!("{what}: {e}"));
+            }
+        }
+    }
+    Ok(stats)
+}
+
+/// Runs `workload` at `concurrency` against `addr`: `warmup`, then `duration` measured.
+/// Samples the RSS of `pid` during the measured window.
+pub async fn run(
+    addr: SocketAddr,
+    targets: Arc<Vec<Target>>,
+    workload: Workload,
+    concurrency: usize,
+    warmup: Duration,
+    duration: Duration,
+    pid: Option<u32>,
+) -> Result<Outcome> {
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + duration;
+    let sampler = tokio::spawn(async move {
+        let mut peak: Option<u64> = None;
+        let Some(pid) = pid else { return peak };
+        tokio::time::sleep_until(measure_from.into()).await;
+        while Instant::now() < end {
+            if let Some(kb) = crate::server::proc_kb(pid, "VmRSS") {
+                peak = Some(peak.map_or(kb, |p| p.max(kb)));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        peak
+    });
+    let workers: Vec<_> = (0..concurrency.max(1))
+        .map(|n| {
+            tokio::spawn(worker(
+                n,
+                addr,
+                targets.clone(),
+                workload,
+                measure_from,
+                end,
+            ))
+        })
+        .collect();
+    let mut all = Stats::new()?;
+    for w in workers {
+        all.merge(w.await??)?;
+    }
+    let peak = sampler.await?;
+    let secs = duration.as_secs_f64();
+    let ms = |q: f64| all.hist.value_at_quantile(q) as f64 / 1000.0;
+    #[allow(clippy::cast_precision_loss)]
+    Ok(Outcome {
+        requests: all.requests,
+        errors: all.errors,
+        rps: all.requests as f64 / secs,
+        p50_ms: ms(0.50),
+        p90_ms: ms(0.90),
+        p99_ms: ms(0.99),
+        max_ms: all.hist.max() as f64 / 1000.0,
+        statuses: all.statuses,
+        error_samples: all.samples,
+        secs,
+        peak_rss_mb: peak.map(|kb| kb as f64 / 1024.0),
+    })
+}

@@ -1,0 +1,193 @@
+//! `pgbench` running the detail read's own SQL, for the ratio of our requests/s to its
+//! transactions/s.
+//!
+//! The script is the tenant transaction of `GET /v1/orgs/{org}/tickets/{id}` exactly as
+//! the server sends it (`crates/orgwall-store/src/pg.rs` and `repo/tickets.rs`):
+//! `BEGIN READ ONLY`, the scope prelude (role `orgwall_app`, `app.org_id`), the ticket
+//! `SELECT`, the history `SELECT`, `COMMIT`, with `-M prepared` (the server prepares
+//! every statement once per connection). Random (org, ticket) pairs come from a table
+//! `bench_pairs` filled from the driver's ticket samples, read with `\gset` before the
+//! transaction: one extra, cheap round trip per transaction that the server does not
+//! make (it has the ids from the URL), which favours the server in the ratio.
+//!
+//! Two modes: `pipeline` sends the transaction's five statements in one pipeline (one
+//! round trip; what the server aims for); `plain` sends them one by one (five round
+//! trips; what a naive driver does). Not included on either side of the ratio: the
+//! server also authenticates the API key (two more short transactions per request
+//! today), which pgbench does not.
+
+use crate::dataset::Org;
+use crate::seed::pg_connect;
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use futures::SinkExt;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+
+/// How pgbench sends the transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One pipeline (`\startpipeline` .. `\endpipeline`): one round trip.
+    Pipeline,
+    /// One statement at a time: a round trip each.
+    Plain,
+}
+
+/// The pgbench script.
+pub fn script(mode: Mode, app_role: &str) -> String {
+    let (open, close) = match mode {
+        Mode::Pipeline => ("\\startpipeline\n", "\\endpipeline\n"),
+        Mode::Plain => ("", ""),
+    };
+    format!(
+        "\\set n random(1, :npairs)\n\
+         SELECT pair_org AS org, pair_ticket AS tid FROM bench_pairs WHERE n = :n \\gset\n\
+         {open}\
+         BEGIN READ ONLY;\n\
+         SELECT set_config('role', '{app_role}', true), set_config('app.org_id', :org, true), set_config('app.user_id', '', true), set_config('app.lookup', '', true);\n\
+         SELECT id, project_id, title, body, status, assignee_id, created_at FROM tickets WHERE org_id = :org AND id = :tid;\n\
+         SELECT actor_id, field, from_value, to_value, created_at FROM ticket_events WHERE org_id = :org AND ticket_id = :tid ORDER BY id;\n\
+         COMMIT;\n\
+         {close}"
+    )
+}
+
+/// Fills `bench_pairs` (owner connection) with every sampled (org, ticket); returns how
+/// many pairs there are.
+pub async fn load_pairs(url: &str, orgs: &[Org]) -> Result<usize> {
+    let client = pg_connect(url).await?;
+    client
+        .batch_execute(
+            "DROP TABLE IF EXISTS bench_pairs;
+             CREATE TABLE bench_pairs (n integer PRIMARY KEY, pair_org text NOT NULL, pair_ticket text NOT NULL)",
+        )
+        .await?;
+    let mut text = String::new();
+    let mut n = 0usize;
+    for o in orgs {
+        for t in &o.sample {
+            n += 1;
+            let _ = writeln!(text, "{n}\t{}\t{}", o.id.hyphenated(), t.hyphenated());
+        }
+    }
+    let sink = client
+        .copy_in::<_, Bytes>("COPY bench_pairs (n, pair_org, pair_ticket) FROM STDIN")
+        .await?;
+    futures::pin_mut!(sink);
+    sink.send(Bytes::from(text)).await?;
+    sink.as_mut().finish().await?;
+    client.batch_execute("ANALYZE bench_pairs").await?;
+    Ok(n)
+}
+
+/// Drops `bench_pairs`.
+pub async fn drop_pairs(url: &str) -> Result<()> {
+    pg_connect(url)
+        .await?
+        .batch_execute("DROP TABLE IF EXISTS bench_pairs")
+        .await?;
+    Ok(())
+}
+
+/// What pgbench reported.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    /// Transactions per second (without initial connection time).
+    pub tps: f64,
+    /// Average latency, ms.
+    pub latency_avg_ms: Option<f64>,
+    /// Failed transactions (pgbench 15 aborts the client on an error instead).
+    pub failed: Option<u64>,
+}
+
+fn parse(out: &str) -> Option<Outcome> {
+    let num = |prefix: &str| {
+        out.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .and_then(|r| r.trim().split_whitespace().next())
+            .and_then(|n| n.parse::<f64>().ok())
+    };
+    Some(Outcome {
+        tps: num("tps =")?,
+        latency_avg_ms: num("latency average ="),
+        failed: out
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("number of failed transactions:"))
+            .and_then(|r| r.trim().split_whitespace().next())
+            .and_then(|n| n.parse().ok()),
+    })
+}
+
+/// Runs pgbench: `-n -M prepared -c C -j 2 -T secs -f script -D npairs=N URL`.
+pub fn run(
+    url: &str,
+    script_dir: &Path,
+    mode: Mode,
+    app_role: &str,
+    concurrency: usize,
+    secs: u64,
+    pairs: usize,
+) -> Result<(Outcome, String)> {
+    let path = script_dir.join(format!("detail-{mode:?}.sql").to_lowercase());
+    std::fs::write(&path, script(mode, app_role))?;
+    let out = Command::new("pgbench")
+        .args(["-n", "-M", "prepared", "-j", "2"])
+        .arg("-c")
+        .arg(concurrency.to_string())
+        .arg("-T")
+        .arg(secs.to_string())
+        .arg("-f")
+        .arg(&path)
+        .arg("-D")
+        .arg(format!("npairs={pairs}"))
+        .arg(url)
+        .output()
+        .context("cannot run pgbench (install postgresql-client)")?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let command = format!(
+        "pgbench -n -M prepared -j 2 -c {concurrency} -T {secs} -f {} -D npairs={pairs} URL",
+        path.display()
+    );
+    match parse(&stdout) {
+        Some(o) if out.status.success() => Ok((o, command)),
+        _ => bail!(
+            "pgbench failed ({}):\n{stdout}\n{}",
+            out.status,
+            stderr.lines().rev().take(10).collect::<Vec<_>>().join("\n")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_pgbench_15_output() {
+        let out = "transaction type: detail.sql\nscaling factor: 1\nnumber of clients: 64\n\
+                   number of transactions actually processed: 12345\n\
+                   number of failed transactions: 0 (0.000%)\n\
+                   latency average = 5.123 ms\ninitial connection time = 80.1 ms\n\
+                   tps = 12492.345678 (without initial connection time)\n";
+        let o = parse(out).unwrap_or(Outcome {
+            tps: 0.0,
+            latency_avg_ms: None,
+            failed: None,
+        });
+        assert!((o.tps - 12492.345678).abs() < 1e-6);
+        assert_eq!(o.latency_avg_ms, Some(5.123));
+        assert_eq!(o.failed, Some(0));
+    }
+
+    #[test]
+    fn the_script_is_the_servers_sql() {
+        let s = script(Mode::Pipeline, "orgwall_app");
+        assert!(s.contains("\\startpipeline\nBEGIN READ ONLY;"));
+        assert!(s.contains("FROM tickets WHERE org_id = :org AND id = :tid"));
+        assert!(s.ends_with("COMMIT;\n\\endpipeline\n"));
+        assert!(!script(Mode::Plain, "orgwall_app").contains("pipeline"));
+    }
+}

@@ -1,0 +1,276 @@
+//! The round-trip property of PostgreSQL transactions, asserted structurally (not timed).
+//!
+//! A tiny TCP proxy sits between the pool and PostgreSQL and reads the wire protocol in
+//! both directions. Every request the client makes ends with a `Sync` (extended query
+//! protocol) or is a simple `Query`; each is answered by exactly one `ReadyForQuery`. A
+//! client message that arrives once every earlier request has been answered starts a new
+//! **turn**: the client waited for every answer before it wrote again, which is one
+//! network round trip.
+//! Each turn records how many requests it carried.
+//!
+//! Today a scoped read is two turns: `BEGIN READ ONLY`, the scope prelude and the query
+//! pipelined (three requests, one turn), then `COMMIT` (one request, one turn). If
+//! `PgTx` ever awaits `BEGIN` (or the prelude) on its own, the first turn splits and this
+//! test fails. If `COMMIT` is pipelined too (the fast path), update [`SCOPED_READ`] to
+//! `[4]`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use orgwall_core::TicketId;
+use orgwall_store::access::{self, OrgScope};
+use orgwall_store::repo::{notes, tickets};
+use orgwall_store::{BackendKind, Db, DbConfig};
+use orgwall_testkit::{Demo, TestDb};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Requests per turn of a warm scoped read (`db.read` + one query + `commit`): BEGIN,
+/// prelude and query in one round trip, then COMMIT.
+const SCOPED_READ: &[usize] = &[3, 1];
+
+/// What the proxy saw, over every connection it carried.
+#[derive(Default, Debug)]
+struct Wire {
+    /// Requests sent and not yet answered by `ReadyForQuery`.
+    outstanding: usize,
+    /// A turn has begun and not every request of it has been answered yet.
+    open: bool,
+    /// Requests (Sync or Query) carried by each turn, in order.
+    turns: Vec<usize>,
+}
+
+type Shared = Arc<Mutex<Wire>>;
+
+/// Splits complete protocol messages off the front of `buf`: (type byte, whole message
+/// length). `typed` is false only for the startup message, which has no type byte.
+fn next_message(buf: &[u8], typed: bool) -> Option<(u8, usize)> {
+    let (kind, at) = if typed { (*buf.first()?, 1) } else { (0, 0) };
+    let len_bytes: [u8; 4] = buf.get(at..at + 4)?.try_into().ok()?;
+    let len = u32::from_be_bytes(len_bytes) as usize + at;
+    (buf.len() >= len).then_some((kind, len))
+}
+
+/// Client -> server: counts requests and turns, then forwards (counting first, so an
+/// answer can never be seen before the request it answers).
+async fn client_to_server(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    wire: Shared,
+) {
+    let mut pending = Vec::new();
+    let mut started = false;
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&chunk[..n]);
+        {
+            let mut w = wire.lock().unwrap();
+            while let Some((kind, len)) = next_message(&pending, started) {
+                if !w.open {
+                    w.turns.push(0);
+                    w.open = true;
+                }
+                // The startup message is answered by ReadyForQuery, like a request.
+                let request = !started || kind == b'S' || kind == b'Q';
+                started = true;
+                if request {
+                    w.outstanding += 1;
+                    if let Some(t) = w.turns.last_mut() {
+                        *t += 1;
+                    }
+                }
+                pending.drain(..len);
+            }
+        }
+        if to.write_all(&chunk[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Server -> client: counts answers (`ReadyForQuery`), then forwards.
+async fn server_to_client(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    wire: Shared,
+) {
+    let mut pending = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&chunk[..n]);
+        {
+            let mut w = wire.lock().unwrap();
+            while let Some((kind, len)) = next_message(&pending, true) {
+                if kind == b'Z' {
+                    w.outstanding = w.outstanding.saturating_sub(1);
+                    if w.outstanding == 0 {
+                        w.open = false;
+                    }
+                }
+                pending.drain(..len);
+            }
+        }
+        if to.write_all(&chunk[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Starts the proxy in front of `upstream` (host:port); returns its address.
+async fn proxy(upstream: String, wire: Shared) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = TcpStream::connect(&upstream).await.unwrap();
+            client.set_nodelay(true).unwrap();
+            server.set_nodelay(true).unwrap();
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            tokio::spawn(client_to_server(cr, sw, wire.clone()));
+            tokio::spawn(server_to_client(sr, cw, wire.clone()));
+        }
+    });
+    addr
+}
+
+/// A fresh PostgreSQL database with the demo data, and a pool of one connection to it
+/// through the counting proxy.
+async fn proxied() -> (TestDb, Db, Shared) {
+    let t = TestDb::new(BackendKind::Postgres).await;
+    let mut url = url::Url::parse(&t.url).unwrap();
+    let upstream = format!(
+        "{}:{}",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5432)
+    );
+    let wire = Shared::default();
+    let addr = proxy(upstream, wire.clone()).await;
+    url.set_host(Some("127.0.0.1")).unwrap();
+    url.set_port(Some(addr.port())).unwrap();
+    url.query_pairs_mut().append_pair("sslmode", "disable");
+    let db = Db::open(&DbConfig::Postgres {
+        url: url.to_string(),
+        app_role: "orgwall_app".into(),
+        pool_size: 1,
+    })
+    .await
+    .unwrap();
+    (t, db, wire)
+}
+
+/// The turns taken by `f`, which must leave nothing outstanding.
+async fn turns_of<F: std::future::Future<Output = ()>>(wire: &Shared, f: F) -> Vec<usize> {
+    let before = {
+        let w = wire.lock().unwrap();
+        assert_eq!(w.outstanding, 0, "a request was still in flight before");
+        w.turns.len()
+    };
+    f.await;
+    let w = wire.lock().unwrap();
+    assert_eq!(w.outstanding, 0, "a request was still in flight after");
+    w.turns[before..].to_vec()
+}
+
+async fn detail_read(db: &Db, scope: &OrgScope, ticket: TicketId) {
+    let mut tx = db.read(scope).await.unwrap();
+    let got = tickets::get(&mut tx, ticket).await.unwrap();
+    assert_eq!(got.id, ticket);
+    tx.commit().await.unwrap();
+}
+
+async fn note_write(db: &Db, scope: &OrgScope) {
+    let mut tx = db.write(scope).await.unwrap();
+    notes::create(&mut tx, "round trip", "counted")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn two_statements(db: &Db, scope: &OrgScope) {
+    let mut tx = db.read(scope).await.unwrap();
+    tx.query("SELECT count(*) FROM notes", &[]).await.unwrap();
+    tx.query("SELECT count(*) FROM projects", &[])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+// current_thread, on purpose: the transaction's task queues BEGIN, the prelude and the
+// query before the connection task runs, so a pipelined transaction reaches the wire in
+// one write and the count is exact. On a multi-thread runtime the connection task may
+// run on another worker and flush BEGIN alone before the rest is queued; the client
+// still does not wait for it, but the proxy cannot tell that apart from a separate
+// round trip (the answer to BEGIN can overtake the next write), so it would be flaky.
+#[tokio::test]
+async fn a_scoped_read_is_one_round_trip_plus_commit() {
+    let (t, db, wire) = proxied().await;
+    let d = Demo::load(&t.db).await;
+    let ticket: TicketId = {
+        let scope = d.alice_in_acme(&t.db).await;
+        let mut tx = t.db.read(&scope).await.unwrap();
+        let rows = tx.query("SELECT id FROM tickets", &[]).await.unwrap();
+        rows[0].get(0).unwrap()
+    };
+    let scope = access::verify_member(&db, d.alice, d.acme).await.unwrap();
+
+    // Cold: statements are prepared on this connection first (extra turns, once).
+    let cold = turns_of(&wire, detail_read(&db, &scope, ticket)).await;
+    assert!(cold.len() >= SCOPED_READ.len(), "cold read: {cold:?}");
+    // Warm: every statement is cached on the connection.
+    for _ in 0..3 {
+        let warm = turns_of(&wire, detail_read(&db, &scope, ticket)).await;
+        assert_eq!(
+            warm, SCOPED_READ,
+            "a warm scoped read must pipeline BEGIN, the prelude and the query in one \
+             round trip, then COMMIT (requests per round trip: expected {SCOPED_READ:?}, \
+             got {warm:?})"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_scoped_write_and_a_second_statement_count_as_expected() {
+    let (t, db, wire) = proxied().await;
+    let d = Demo::load(&t.db).await;
+    let scope = access::verify_member(&db, d.alice, d.acme).await.unwrap();
+
+    turns_of(&wire, note_write(&db, &scope)).await;
+    assert_eq!(
+        turns_of(&wire, note_write(&db, &scope)).await,
+        SCOPED_READ,
+        "a scoped write with one statement takes the same turns as a read"
+    );
+
+    // A second statement in the transaction is one more round trip of one request: the
+    // counter sees the difference (the proxy is not just counting transactions).
+    turns_of(&wire, two_statements(&db, &scope)).await;
+    let got = turns_of(&wire, two_statements(&db, &scope)).await;
+    let mut expected = vec![SCOPED_READ[0], 1];
+    expected.extend_from_slice(&SCOPED_READ[1..]);
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn the_framing_reader_splits_messages() {
+    // Startup message: length 8 (itself and the protocol version), untyped.
+    let startup = [0, 0, 0, 8, 0, 3, 0, 0];
+    assert_eq!(next_message(&startup, false), Some((0, 8)));
+    assert_eq!(next_message(&startup[..5], false), None);
+    // Sync: 'S' and length 4; a partial Bind after it is not yet a message.
+    let buf = [b'S', 0, 0, 0, 4, b'B', 0, 0];
+    assert_eq!(next_message(&buf, true), Some((b'S', 5)));
+    assert_eq!(next_message(&buf[5..], true), None);
+}
