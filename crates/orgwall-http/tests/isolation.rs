@@ -19,6 +19,24 @@ both!(no_route_leaks_across_orgs, |t: TestDb| async move {
     let s = TestServer::start(&t.db).await;
     let alice = s.demo_login("alice@acme.test").await;
     let bob = s.demo_login("bob@globex.test").await;
+    // The document cannot describe a multipart upload to the probe, so Globex's file is
+    // uploaded here: its id is then discovered and tried in every file route.
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"globex confidential".to_vec())
+            .file_name("plan.txt")
+            .mime_str("text/plain")
+            .unwrap(),
+    );
+    let r = s
+        .http
+        .post(format!("{}/v1/orgs/globex/files", s.base))
+        .bearer_auth(&bob)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
     let cfg = Config {
         spec: format!("{}/v1/openapi.json", s.base),
         base_url: s.base.clone(),
