@@ -124,7 +124,11 @@ async fn add_file(state: &AppState, scope: &OrgScope, bytes: &'static [u8]) -> F
     f
 }
 
-async fn download(s: &TestServer, path: &str, token: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+async fn download(
+    s: &TestServer,
+    path: &str,
+    token: &str,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
     let r = s
         .http
         .get(format!("{}{}", s.base, path))
@@ -171,209 +175,320 @@ fn files_under(dir: &Path) -> Vec<String> {
     v
 }
 
-both!(an_export_holds_exactly_one_orgs_data, |t: TestDb| async move {
-    let e = env(&t, None).await;
-    let (s, d) = (&e.s, &e.d);
-    let (acme, globex) = (d.acme, d.globex);
-    let a = d.alice_in_acme(&t.db).await;
-    let b = d.bob_in_globex(&t.db).await;
-    let acme_file = add_file(&e.state, &a, b"acme's quarterly numbers").await;
-    let globex_file = add_file(&e.state, &b, b"globex's secret plans").await;
-    let alice = s.demo_login("alice@acme.test").await;
-    let bob = s.demo_login("bob@globex.test").await;
-    let carol = s.demo_login("carol@example.test").await;
-    // An invitation and an API key in each org (the demo has none).
-    for (org, tok) in [("acme", &alice), ("globex", &bob)] {
-        let r = s
-            .call("POST", &format!("/v1/orgs/{org}/invitations"), Some(tok), &[], Some(json!({"email": format!("new@{org}.test"), "role": "viewer"})))
-            .await;
-        assert_eq!(r.status, 201, "{:?}", r.body);
-        let r = s
-            .call("POST", &format!("/v1/orgs/{org}/api-keys"), Some(tok), &[], Some(json!({"name": "ci", "role": "viewer"})))
-            .await;
-        assert_eq!(r.status, 201, "{:?}", r.body);
-    }
-
-    // Only holders of exports:create may ask (a member may not).
-    let r = s.call("POST", "/v1/orgs/acme/exports", Some(&carol), &[], None).await;
-    assert_eq!((r.status, r.code()), (403, "permission_denied"));
-    let r = s.call("POST", "/v1/orgs/acme/exports", Some(&alice), &[], None).await;
-    assert_eq!(r.status, 202, "{:?}", r.body);
-    assert_eq!(r.body["status"], "queued");
-    let id = r.body["id"].as_str().unwrap().to_owned();
-    // One at a time.
-    let r = s.call("POST", "/v1/exports", Some(&alice), &[("x-organization-id", "acme")], None).await;
-    assert_eq!((r.status, r.code()), (409, "export_in_progress"));
-    // Not ready yet.
-    let r = s.get(&format!("/v1/orgs/acme/exports/{id}"), &alice).await;
-    assert_eq!((r.status, r.body["status"].as_str(), r.body["progress"].as_i64()), (200, Some("queued"), Some(0)));
-    let (st, _, _) = download(s, &format!("/v1/orgs/acme/exports/{id}/download"), &alice).await;
-    assert_eq!(st, 409);
-    // Another org sees nothing of it: not a member of acme; unknown in its own org.
-    let r = s.get(&format!("/v1/orgs/acme/exports/{id}"), &bob).await;
-    assert_eq!((r.status, r.code()), (403, "not_a_member"));
-    let r = s.get(&format!("/v1/orgs/globex/exports/{id}"), &bob).await;
-    assert_eq!((r.status, r.code()), (404, "not_found"));
-    let (st, _, _) = download(s, &format!("/v1/orgs/globex/exports/{id}/download"), &bob).await;
-    assert_eq!(st, 404);
-
-    drain(&e.state).await;
-    let r = s.get(&format!("/v1/orgs/acme/exports/{id}"), &alice).await;
-    assert_eq!((r.status, r.body["status"].as_str(), r.body["progress"].as_i64()), (200, Some("done"), Some(100)), "{:?}", r.body);
-    let l = s.get("/v1/orgs/acme/exports", &alice).await;
-    assert_eq!((l.status, l.body["items"][0]["id"].as_str()), (200, Some(id.as_str())), "{l:?}");
-    let l = s.get("/v1/orgs/globex/exports", &bob).await;
-    assert_eq!((l.status, l.body["items"].as_array().map(Vec::len)), (200, Some(0)));
-    let (st, h, gz) = download(s, &format!("/v1/orgs/{acme}/exports/{id}/download"), &alice).await;
-    assert_eq!(st, 200);
-    assert_eq!(h["content-type"], "application/gzip");
-    assert_eq!(r.body["size_bytes"].as_u64(), Some(gz.len() as u64));
-    // Stored under the org's own prefix, by a server-made name.
-    assert_eq!(
-        files_under(&e.root.join("exports").join(acme.to_string())),
-        vec![format!("{id}.tar.gz")]
-    );
-
-    let entries = untar(&gz);
-    let manifest: Value = serde_json::from_slice(&entries["manifest.json"]).unwrap();
-    assert_eq!(manifest["org_id"], json!(acme));
-    for table in TENANT_TABLES {
-        let name = format!("tables/{table}.jsonl");
-        let body = entries.get(&name).unwrap_or_else(|| panic!("{name} is missing"));
-        let rows: Vec<Value> = std::str::from_utf8(body)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert!(!rows.is_empty(), "{table} has rows");
-        for row in &rows {
-            assert_eq!(row["org_id"], json!(acme), "{table}: {row}");
-            assert!(row.get("key_hash").is_none() && row.get("token_hash").is_none());
-        }
-        let stored = t.owner_count(table, &format!("org_id = '{acme}'")).await;
-        if *table == "audit_events" {
-            // The export's own completion event is written after the dump.
-            assert!(rows.len() as i64 >= stored - 1 && rows.len() as i64 <= stored, "{table}");
-        } else {
-            assert_eq!(rows.len() as i64, stored, "{table}");
-        }
-    }
-    assert_eq!(entries[&format!("files/{acme_file}")], b"acme's quarterly numbers");
-    assert!(!entries.contains_key(&format!("files/{globex_file}")));
-    // Not one byte names the other org.
-    for (name, bytes) in &entries {
-        let text = String::from_utf8_lossy(bytes);
-        assert!(!text.contains(&globex.to_string()), "{name} names globex");
-        assert!(!text.contains(&globex_file.to_string()), "{name} names globex's file");
-        assert!(!text.contains("secret plans"), "{name}");
-    }
-    // Audited: requested by alice, entered by the job, completed.
-    for action in ["export.requested", "system.scope_entered", "export.completed"] {
-        assert_eq!(
-            t.owner_count("audit_events", &format!("org_id = '{acme}' AND action = '{action}'")).await,
-            1,
-            "{action}"
-        );
-    }
-});
-
-both!(a_failed_export_leaves_nothing_and_says_why, |t: TestDb| async move {
-    // A disk that fills up after 2 KiB of archive.
-    let e = env(&t, Some(2048)).await;
-    let s = &e.s;
-    let a = e.d.alice_in_acme(&t.db).await;
-    add_file(&e.state, &a, b"some bytes").await;
-    let alice = s.demo_login("alice@acme.test").await;
-    let r = s.call("POST", "/v1/orgs/acme/exports", Some(&alice), &[], None).await;
-    assert_eq!(r.status, 202);
-    let id = r.body["id"].as_str().unwrap().to_owned();
-    drain(&e.state).await;
-    let r = s.get(&format!("/v1/orgs/acme/exports/{id}"), &alice).await;
-    assert_eq!(r.body["status"], "failed", "{:?}", r.body);
-    let err = r.body["error"].as_str().unwrap();
-    assert!(err.contains("no space left"), "{err}");
-    assert_eq!(r.body["size_bytes"], Value::Null);
-    // No partial archive, no temporary file.
-    assert_eq!(
-        files_under(&e.root.join("exports").join(e.d.acme.to_string())),
-        Vec::<String>::new()
-    );
-    let (st, _, _) = download(s, &format!("/v1/orgs/acme/exports/{id}/download"), &alice).await;
-    assert_eq!(st, 409);
-    // The job is dead after its attempts, with the same error.
-    let dead = jobs::list(
-        &t.db,
-        &jobs::ListFilter {
-            kind: Some(jobs::EXPORT_BUILD.into()),
-            ..Default::default()
-        },
-        10,
-    )
-    .await
-    .unwrap();
-    assert_eq!(dead.len(), 1);
-    assert_eq!((dead[0].status.as_str(), dead[0].attempts), ("dead", 3));
-    assert!(dead[0].last_error.as_deref().unwrap().contains("no space left"));
-    assert_eq!(
-        t.owner_count("audit_events", &format!("org_id = '{}' AND action = 'export.failed'", e.d.acme)).await,
-        1
-    );
-    // A new export may be asked for.
-    let r = s.call("POST", "/v1/orgs/acme/exports", Some(&alice), &[], None).await;
-    assert_eq!(r.status, 202);
-});
-
-both!(deleting_an_org_shuts_it_at_once_and_purges_it, |t: TestDb| async move {
-    let e = env(&t, None).await;
-    let (s, d) = (&e.s, &e.d);
-    let a = d.alice_in_acme(&t.db).await;
-    let acme: OrgId = d.acme;
-    let acme_file = add_file(&e.state, &a, b"to be purged").await;
-    let globex_file = {
+both!(
+    an_export_holds_exactly_one_orgs_data,
+    |t: TestDb| async move {
+        let e = env(&t, None).await;
+        let (s, d) = (&e.s, &e.d);
+        let (acme, globex) = (d.acme, d.globex);
+        let a = d.alice_in_acme(&t.db).await;
         let b = d.bob_in_globex(&t.db).await;
-        add_file(&e.state, &b, b"to be kept").await
-    };
-    let alice = s.demo_login("alice@acme.test").await;
-    let carol = s.demo_login("carol@example.test").await;
-    let r = s
-        .call("PUT", "/v1/me/active-org", Some(&carol), &[], Some(json!({"org": "acme"})))
-        .await;
-    assert_eq!(r.status, 200);
-    assert_eq!(s.get("/v1/projects", &carol).await.status, 200);
-    let r = s.call("POST", "/v1/orgs/acme/exports", Some(&alice), &[], None).await;
-    assert_eq!(r.status, 202);
-    drain(&e.state).await;
+        let acme_file = add_file(&e.state, &a, b"acme's quarterly numbers").await;
+        let globex_file = add_file(&e.state, &b, b"globex's secret plans").await;
+        let alice = s.demo_login("alice@acme.test").await;
+        let bob = s.demo_login("bob@globex.test").await;
+        let carol = s.demo_login("carol@example.test").await;
+        // An invitation and an API key in each org (the demo has none).
+        for (org, tok) in [("acme", &alice), ("globex", &bob)] {
+            let r = s
+                .call(
+                    "POST",
+                    &format!("/v1/orgs/{org}/invitations"),
+                    Some(tok),
+                    &[],
+                    Some(json!({"email": format!("new@{org}.test"), "role": "viewer"})),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{:?}", r.body);
+            let r = s
+                .call(
+                    "POST",
+                    &format!("/v1/orgs/{org}/api-keys"),
+                    Some(tok),
+                    &[],
+                    Some(json!({"name": "ci", "role": "viewer"})),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{:?}", r.body);
+        }
 
-    let r = s.call("DELETE", "/v1/orgs/acme", Some(&alice), &[], None).await;
-    assert_eq!(r.status, 202, "{:?}", r.body);
-    // At once, before the purge ran: nobody reaches the org.
-    let r = s.get("/v1/orgs/acme/projects", &alice).await;
-    assert_eq!((r.status, r.code()), (403, "not_a_member"));
-    let r = s.get("/v1/projects", &carol).await;
-    assert!(matches!(r.status, 400 | 403), "{r:?}");
-    let before_globex = counts(&t, d.globex).await;
+        // Only holders of exports:create may ask (a member may not).
+        let r = s
+            .call("POST", "/v1/orgs/acme/exports", Some(&carol), &[], None)
+            .await;
+        assert_eq!((r.status, r.code()), (403, "permission_denied"));
+        let r = s
+            .call("POST", "/v1/orgs/acme/exports", Some(&alice), &[], None)
+            .await;
+        assert_eq!(r.status, 202, "{:?}", r.body);
+        assert_eq!(r.body["status"], "queued");
+        let id = r.body["id"].as_str().unwrap().to_owned();
+        // One at a time.
+        let r = s
+            .call(
+                "POST",
+                "/v1/exports",
+                Some(&alice),
+                &[("x-organization-id", "acme")],
+                None,
+            )
+            .await;
+        assert_eq!((r.status, r.code()), (409, "export_in_progress"));
+        // Not ready yet.
+        let r = s.get(&format!("/v1/orgs/acme/exports/{id}"), &alice).await;
+        assert_eq!(
+            (
+                r.status,
+                r.body["status"].as_str(),
+                r.body["progress"].as_i64()
+            ),
+            (200, Some("queued"), Some(0))
+        );
+        let (st, _, _) = download(s, &format!("/v1/orgs/acme/exports/{id}/download"), &alice).await;
+        assert_eq!(st, 409);
+        // Another org sees nothing of it: not a member of acme; unknown in its own org.
+        let r = s.get(&format!("/v1/orgs/acme/exports/{id}"), &bob).await;
+        assert_eq!((r.status, r.code()), (403, "not_a_member"));
+        let r = s.get(&format!("/v1/orgs/globex/exports/{id}"), &bob).await;
+        assert_eq!((r.status, r.code()), (404, "not_found"));
+        let (st, _, _) = download(s, &format!("/v1/orgs/globex/exports/{id}/download"), &bob).await;
+        assert_eq!(st, 404);
 
-    drain(&e.state).await;
-    for tb in TENANT_TABLES {
-        assert_eq!(t.owner_count(tb, &format!("org_id = '{acme}'")).await, 0, "{tb}");
+        drain(&e.state).await;
+        let r = s.get(&format!("/v1/orgs/acme/exports/{id}"), &alice).await;
+        assert_eq!(
+            (
+                r.status,
+                r.body["status"].as_str(),
+                r.body["progress"].as_i64()
+            ),
+            (200, Some("done"), Some(100)),
+            "{:?}",
+            r.body
+        );
+        let l = s.get("/v1/orgs/acme/exports", &alice).await;
+        assert_eq!(
+            (l.status, l.body["items"][0]["id"].as_str()),
+            (200, Some(id.as_str())),
+            "{l:?}"
+        );
+        let l = s.get("/v1/orgs/globex/exports", &bob).await;
+        assert_eq!(
+            (l.status, l.body["items"].as_array().map(Vec::len)),
+            (200, Some(0))
+        );
+        let (st, h, gz) =
+            download(s, &format!("/v1/orgs/{acme}/exports/{id}/download"), &alice).await;
+        assert_eq!(st, 200);
+        assert_eq!(h["content-type"], "application/gzip");
+        assert_eq!(r.body["size_bytes"].as_u64(), Some(gz.len() as u64));
+        // Stored under the org's own prefix, by a server-made name.
+        assert_eq!(
+            files_under(&e.root.join("exports").join(acme.to_string())),
+            vec![format!("{id}.tar.gz")]
+        );
+
+        let entries = untar(&gz);
+        let manifest: Value = serde_json::from_slice(&entries["manifest.json"]).unwrap();
+        assert_eq!(manifest["org_id"], json!(acme));
+        for table in TENANT_TABLES {
+            let name = format!("tables/{table}.jsonl");
+            let body = entries
+                .get(&name)
+                .unwrap_or_else(|| panic!("{name} is missing"));
+            let rows: Vec<Value> = std::str::from_utf8(body)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            assert!(!rows.is_empty(), "{table} has rows");
+            for row in &rows {
+                assert_eq!(row["org_id"], json!(acme), "{table}: {row}");
+                assert!(row.get("key_hash").is_none() && row.get("token_hash").is_none());
+            }
+            let stored = t.owner_count(table, &format!("org_id = '{acme}'")).await;
+            if *table == "audit_events" {
+                // The export's own completion event is written after the dump.
+                assert!(
+                    rows.len() as i64 >= stored - 1 && rows.len() as i64 <= stored,
+                    "{table}"
+                );
+            } else {
+                assert_eq!(rows.len() as i64, stored, "{table}");
+            }
+        }
+        assert_eq!(
+            entries[&format!("files/{acme_file}")],
+            b"acme's quarterly numbers"
+        );
+        assert!(!entries.contains_key(&format!("files/{globex_file}")));
+        // Not one byte names the other org.
+        for (name, bytes) in &entries {
+            let text = String::from_utf8_lossy(bytes);
+            assert!(!text.contains(&globex.to_string()), "{name} names globex");
+            assert!(
+                !text.contains(&globex_file.to_string()),
+                "{name} names globex's file"
+            );
+            assert!(!text.contains("secret plans"), "{name}");
+        }
+        // Audited: requested by alice, entered by the job, completed.
+        for action in [
+            "export.requested",
+            "system.scope_entered",
+            "export.completed",
+        ] {
+            assert_eq!(
+                t.owner_count(
+                    "audit_events",
+                    &format!("org_id = '{acme}' AND action = '{action}'")
+                )
+                .await,
+                1,
+                "{action}"
+            );
+        }
     }
-    let after_globex = counts(&t, d.globex).await;
-    assert_eq!(before_globex, after_globex);
-    assert!(!e.root.join("files").join(acme.to_string()).exists(), "{acme_file}");
-    assert!(!e.root.join("exports").join(acme.to_string()).exists());
-    assert!(e
-        .root
-        .join("files")
-        .join(d.globex.to_string())
-        .join(globex_file.to_string())
-        .exists());
-    let r = s.get("/v1/projects", &carol).await;
-    assert!(matches!(r.status, 400 | 403), "{r:?}");
-    let r = s.get("/v1/orgs/globex/projects", &carol).await;
-    assert_eq!(r.status, 200);
-    // The slug is free again.
-    let r = s
-        .call("POST", "/v1/orgs", Some(&alice), &[], Some(json!({"name": "Acme again", "slug": "acme"})))
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-});
+);
+
+both!(
+    a_failed_export_leaves_nothing_and_says_why,
+    |t: TestDb| async move {
+        // A disk that fills up after 2 KiB of archive.
+        let e = env(&t, Some(2048)).await;
+        let s = &e.s;
+        let a = e.d.alice_in_acme(&t.db).await;
+        add_file(&e.state, &a, b"some bytes").await;
+        let alice = s.demo_login("alice@acme.test").await;
+        let r = s
+            .call("POST", "/v1/orgs/acme/exports", Some(&alice), &[], None)
+            .await;
+        assert_eq!(r.status, 202);
+        let id = r.body["id"].as_str().unwrap().to_owned();
+        drain(&e.state).await;
+        let r = s.get(&format!("/v1/orgs/acme/exports/{id}"), &alice).await;
+        assert_eq!(r.body["status"], "failed", "{:?}", r.body);
+        let err = r.body["error"].as_str().unwrap();
+        assert!(err.contains("no space left"), "{err}");
+        assert_eq!(r.body["size_bytes"], Value::Null);
+        // No partial archive, no temporary file.
+        assert_eq!(
+            files_under(&e.root.join("exports").join(e.d.acme.to_string())),
+            Vec::<String>::new()
+        );
+        let (st, _, _) = download(s, &format!("/v1/orgs/acme/exports/{id}/download"), &alice).await;
+        assert_eq!(st, 409);
+        // The job is dead after its attempts, with the same error.
+        let dead = jobs::list(
+            &t.db,
+            &jobs::ListFilter {
+                kind: Some(jobs::EXPORT_BUILD.into()),
+                ..Default::default()
+            },
+            10,
+        )
+        .await
+        .unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!((dead[0].status.as_str(), dead[0].attempts), ("dead", 3));
+        assert!(dead[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("no space left"));
+        assert_eq!(
+            t.owner_count(
+                "audit_events",
+                &format!("org_id = '{}' AND action = 'export.failed'", e.d.acme)
+            )
+            .await,
+            1
+        );
+        // A new export may be asked for.
+        let r = s
+            .call("POST", "/v1/orgs/acme/exports", Some(&alice), &[], None)
+            .await;
+        assert_eq!(r.status, 202);
+    }
+);
+
+both!(
+    deleting_an_org_shuts_it_at_once_and_purges_it,
+    |t: TestDb| async move {
+        let e = env(&t, None).await;
+        let (s, d) = (&e.s, &e.d);
+        let a = d.alice_in_acme(&t.db).await;
+        let acme: OrgId = d.acme;
+        let acme_file = add_file(&e.state, &a, b"to be purged").await;
+        let globex_file = {
+            let b = d.bob_in_globex(&t.db).await;
+            add_file(&e.state, &b, b"to be kept").await
+        };
+        let alice = s.demo_login("alice@acme.test").await;
+        let carol = s.demo_login("carol@example.test").await;
+        let r = s
+            .call(
+                "PUT",
+                "/v1/me/active-org",
+                Some(&carol),
+                &[],
+                Some(json!({"org": "acme"})),
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(s.get("/v1/projects", &carol).await.status, 200);
+        let r = s
+            .call("POST", "/v1/orgs/acme/exports", Some(&alice), &[], None)
+            .await;
+        assert_eq!(r.status, 202);
+        drain(&e.state).await;
+
+        let r = s
+            .call("DELETE", "/v1/orgs/acme", Some(&alice), &[], None)
+            .await;
+        assert_eq!(r.status, 202, "{:?}", r.body);
+        // At once, before the purge ran: nobody reaches the org.
+        let r = s.get("/v1/orgs/acme/projects", &alice).await;
+        assert_eq!((r.status, r.code()), (403, "not_a_member"));
+        let r = s.get("/v1/projects", &carol).await;
+        assert!(matches!(r.status, 400 | 403), "{r:?}");
+        let before_globex = counts(&t, d.globex).await;
+
+        drain(&e.state).await;
+        for tb in TENANT_TABLES {
+            assert_eq!(
+                t.owner_count(tb, &format!("org_id = '{acme}'")).await,
+                0,
+                "{tb}"
+            );
+        }
+        let after_globex = counts(&t, d.globex).await;
+        assert_eq!(before_globex, after_globex);
+        assert!(
+            !e.root.join("files").join(acme.to_string()).exists(),
+            "{acme_file}"
+        );
+        assert!(!e.root.join("exports").join(acme.to_string()).exists());
+        assert!(e
+            .root
+            .join("files")
+            .join(d.globex.to_string())
+            .join(globex_file.to_string())
+            .exists());
+        let r = s.get("/v1/projects", &carol).await;
+        assert!(matches!(r.status, 400 | 403), "{r:?}");
+        let r = s.get("/v1/orgs/globex/projects", &carol).await;
+        assert_eq!(r.status, 200);
+        // The slug is free again.
+        let r = s
+            .call(
+                "POST",
+                "/v1/orgs",
+                Some(&alice),
+                &[],
+                Some(json!({"name": "Acme again", "slug": "acme"})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+);

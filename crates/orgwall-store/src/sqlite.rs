@@ -245,7 +245,10 @@ fn authorize(ctx: AuthContext<'_>) -> Authorization {
             }
         }
         // dbstat (and sqlite_dbpage) read raw pages: counts and bytes across every org.
-        A::Read { table_name, .. } if matches!(table_name, "dbstat" | "sqlite_dbpage") => Authorization::Deny,
+        A::Read {
+            table_name: "dbstat" | "sqlite_dbpage",
+            ..
+        } => Authorization::Deny,
         A::Insert { table_name } | A::Delete { table_name } | A::Update { table_name, .. }
             if top
                 && (is_fts_index(table_name)

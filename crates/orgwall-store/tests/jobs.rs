@@ -128,45 +128,71 @@ fn outcome_of(out: &[(JobId, Outcome)], id: JobId) -> Outcome {
         .unwrap_or_else(|| panic!("job {id} did not run: {out:?}"))
 }
 
-both!(interleaved_jobs_write_only_their_own_org, |t: TestDb| async move {
-    let db = &t.db;
-    let d = Demo::load(db).await;
-    let (a, b) = (d.alice_in_acme(db).await, d.bob_in_globex(db).await);
-    let e = env(db);
-    let mut ids = Vec::new();
-    for i in 0..2 {
-        ids.push(enqueue(db, &a, "test.note", json!({"title": format!("job A{i}"), "expect_org": d.acme})).await);
-        ids.push(enqueue(db, &b, "test.note", json!({"title": format!("job B{i}"), "expect_org": d.globex})).await);
-    }
-    let w = Worker::new(e.ctx.clone(), note_registry(), fast());
-    let out = w.run_until_idle().await;
-    assert_eq!(out.len(), 4, "{out:?}");
-    // Round robin: the orgs alternate.
-    let orgs: Vec<OrgId> = futures::future::join_all(
-        out.iter().map(|(id, _)| async { jobs::get(db, *id).await.unwrap().org_id.unwrap() }),
-    )
-    .await;
-    assert_ne!(orgs[0], orgs[1]);
-    assert_ne!(orgs[1], orgs[2]);
-    assert_ne!(orgs[2], orgs[3]);
-    for (id, o) in &out {
-        assert_eq!(*o, Outcome::Done, "{id}");
-        assert_eq!(jobs::get(db, *id).await.unwrap().status, "done");
-    }
-    for (org, mine, theirs) in [(d.acme, "A", "B"), (d.globex, "B", "A")] {
+both!(
+    interleaved_jobs_write_only_their_own_org,
+    |t: TestDb| async move {
+        let db = &t.db;
+        let d = Demo::load(db).await;
+        let (a, b) = (d.alice_in_acme(db).await, d.bob_in_globex(db).await);
+        let e = env(db);
+        let mut ids = Vec::new();
         for i in 0..2 {
-            let n = t
-                .owner_count("notes", &format!("org_id = '{org}' AND title = 'job {mine}{i}'"))
-                .await;
-            assert_eq!(n, 1, "{org} has its own note {mine}{i}");
-            let n = t
-                .owner_count("notes", &format!("org_id = '{org}' AND title = 'job {theirs}{i}'"))
-                .await;
-            assert_eq!(n, 0, "{org} has none of the other org's notes");
+            ids.push(
+                enqueue(
+                    db,
+                    &a,
+                    "test.note",
+                    json!({"title": format!("job A{i}"), "expect_org": d.acme}),
+                )
+                .await,
+            );
+            ids.push(
+                enqueue(
+                    db,
+                    &b,
+                    "test.note",
+                    json!({"title": format!("job B{i}"), "expect_org": d.globex}),
+                )
+                .await,
+            );
         }
+        let w = Worker::new(e.ctx.clone(), note_registry(), fast());
+        let out = w.run_until_idle().await;
+        assert_eq!(out.len(), 4, "{out:?}");
+        // Round robin: the orgs alternate.
+        let orgs: Vec<OrgId> = futures::future::join_all(
+            out.iter()
+                .map(|(id, _)| async { jobs::get(db, *id).await.unwrap().org_id.unwrap() }),
+        )
+        .await;
+        assert_ne!(orgs[0], orgs[1]);
+        assert_ne!(orgs[1], orgs[2]);
+        assert_ne!(orgs[2], orgs[3]);
+        for (id, o) in &out {
+            assert_eq!(*o, Outcome::Done, "{id}");
+            assert_eq!(jobs::get(db, *id).await.unwrap().status, "done");
+        }
+        for (org, mine, theirs) in [(d.acme, "A", "B"), (d.globex, "B", "A")] {
+            for i in 0..2 {
+                let n = t
+                    .owner_count(
+                        "notes",
+                        &format!("org_id = '{org}' AND title = 'job {mine}{i}'"),
+                    )
+                    .await;
+                assert_eq!(n, 1, "{org} has its own note {mine}{i}");
+                let n = t
+                    .owner_count(
+                        "notes",
+                        &format!("org_id = '{org}' AND title = 'job {theirs}{i}'"),
+                    )
+                    .await;
+                assert_eq!(n, 0, "{org} has none of the other org's notes");
+            }
+        }
+        let _ = e.dir;
     }
-    let _ = e.dir;
-});
+);
 
 both!(a_handler_cannot_reach_another_org, |t: TestDb| async move {
     let db = &t.db;
@@ -174,7 +200,9 @@ both!(a_handler_cannot_reach_another_org, |t: TestDb| async move {
     let a = d.alice_in_acme(db).await;
     let e = env(db);
     let globex = d.globex;
-    let before = t.owner_count("notes", &format!("org_id = '{globex}'")).await;
+    let before = t
+        .owner_count("notes", &format!("org_id = '{globex}'"))
+        .await;
     let reg = Registry::empty().tenant(
         "test.cross",
         move |ctx: JobCtx, scope: OrgScope, _job: JobInfo| async move {
@@ -201,7 +229,9 @@ both!(a_handler_cannot_reach_another_org, |t: TestDb| async move {
         },
     );
     let id = enqueue(db, &a, "test.cross", json!({})).await;
-    let out = Worker::new(e.ctx.clone(), reg, fast()).run_until_idle().await;
+    let out = Worker::new(e.ctx.clone(), reg, fast())
+        .run_until_idle()
+        .await;
     let Outcome::Dead(err) = outcome_of(&out, id) else {
         panic!("the wall must refuse: {out:?}")
     };
@@ -209,77 +239,95 @@ both!(a_handler_cannot_reach_another_org, |t: TestDb| async move {
     let job = jobs::get(db, id).await.unwrap();
     assert_eq!(job.status, "dead");
     assert!(job.last_error.unwrap().contains("scope violation"));
-    assert_eq!(t.owner_count("notes", &format!("org_id = '{globex}'")).await, before);
     assert_eq!(
-        t.owner_count("notes", "title IN ('pwned', 'planted')").await,
+        t.owner_count("notes", &format!("org_id = '{globex}'"))
+            .await,
+        before
+    );
+    assert_eq!(
+        t.owner_count("notes", "title IN ('pwned', 'planted')")
+            .await,
         0
     );
 });
 
-both!(jobs_without_an_org_and_bad_jobs_fail_closed, |t: TestDb| async move {
-    let db = &t.db;
-    let d = Demo::load(db).await;
-    let a = d.alice_in_acme(db).await;
-    let e = env(db);
-    // The enqueue API cannot make them.
-    {
-        let mut tx = db.global(Mode::Write).await.unwrap();
-        let r = jobs::enqueue_system(&mut tx, "test.note", json!({}), jobs::Options::default()).await;
-        assert!(matches!(r, Err(Error::Validation(_))), "{r:?}");
-    }
-    {
-        let mut tx = db.write(&a).await.unwrap();
-        let r = jobs::enqueue(&mut tx, jobs::ORG_PURGE, json!({"org_id": d.globex})).await;
-        assert!(matches!(r, Err(Error::Validation(_))), "{r:?}");
-    }
-    // Rows written some other way are refused by the worker.
-    let no_org = raw_job(db, None, "test.note", json!({"title": "x", "expect_org": d.acme})).await;
-    let undeclared = raw_job(db, None, "mystery.sweep", json!({})).await;
-    let system_with_org = raw_job(db, Some(d.acme), jobs::ORG_PURGE, json!({"org_id": d.acme})).await;
-    let unknown = raw_job(db, Some(d.acme), "no.such.kind", json!({})).await;
-    let malformed = raw_job(db, Some(d.acme), "test.note", json!({"title": 5})).await;
-    let malformed_system = raw_job(db, None, jobs::ORG_PURGE, json!({"org": "acme"})).await;
-    let out = Worker::new(e.ctx.clone(), note_registry(), fast())
-        .run_until_idle()
+both!(
+    jobs_without_an_org_and_bad_jobs_fail_closed,
+    |t: TestDb| async move {
+        let db = &t.db;
+        let d = Demo::load(db).await;
+        let a = d.alice_in_acme(db).await;
+        let e = env(db);
+        // The enqueue API cannot make them.
+        {
+            let mut tx = db.global(Mode::Write).await.unwrap();
+            let r = jobs::enqueue_system(&mut tx, "test.note", json!({}), jobs::Options::default())
+                .await;
+            assert!(matches!(r, Err(Error::Validation(_))), "{r:?}");
+        }
+        {
+            let mut tx = db.write(&a).await.unwrap();
+            let r = jobs::enqueue(&mut tx, jobs::ORG_PURGE, json!({"org_id": d.globex})).await;
+            assert!(matches!(r, Err(Error::Validation(_))), "{r:?}");
+        }
+        // Rows written some other way are refused by the worker.
+        let no_org = raw_job(
+            db,
+            None,
+            "test.note",
+            json!({"title": "x", "expect_org": d.acme}),
+        )
         .await;
-    for (id, want) in [
-        (no_org, "names no org"),
-        (undeclared, "not a declared system job kind"),
-        (system_with_org, "must not name an org"),
-        (unknown, "unknown job kind"),
-        (malformed, "malformed payload"),
-        (malformed_system, "malformed payload"),
-    ] {
-        let Outcome::Dead(err) = outcome_of(&out, id) else {
-            panic!("{want}: {out:?}")
-        };
-        assert!(err.contains(want), "{want}: {err}");
-        let job = jobs::get(db, id).await.unwrap();
-        assert_eq!((job.status.as_str(), job.attempts), ("dead", 1), "{want}");
-        assert!(job.last_error.unwrap().contains(want));
+        let undeclared = raw_job(db, None, "mystery.sweep", json!({})).await;
+        let system_with_org =
+            raw_job(db, Some(d.acme), jobs::ORG_PURGE, json!({"org_id": d.acme})).await;
+        let unknown = raw_job(db, Some(d.acme), "no.such.kind", json!({})).await;
+        let malformed = raw_job(db, Some(d.acme), "test.note", json!({"title": 5})).await;
+        let malformed_system = raw_job(db, None, jobs::ORG_PURGE, json!({"org": "acme"})).await;
+        let out = Worker::new(e.ctx.clone(), note_registry(), fast())
+            .run_until_idle()
+            .await;
+        for (id, want) in [
+            (no_org, "names no org"),
+            (undeclared, "not a declared system job kind"),
+            (system_with_org, "must not name an org"),
+            (unknown, "unknown job kind"),
+            (malformed, "malformed payload"),
+            (malformed_system, "malformed payload"),
+        ] {
+            let Outcome::Dead(err) = outcome_of(&out, id) else {
+                panic!("{want}: {out:?}")
+            };
+            assert!(err.contains(want), "{want}: {err}");
+            let job = jobs::get(db, id).await.unwrap();
+            assert_eq!((job.status.as_str(), job.attempts), ("dead", 1), "{want}");
+            assert!(job.last_error.unwrap().contains(want));
+        }
+        // Visible in the operator's list of dead jobs.
+        let dead = jobs::list(
+            db,
+            &jobs::ListFilter {
+                status: Some("dead".into()),
+                ..Default::default()
+            },
+            100,
+        )
+        .await
+        .unwrap();
+        assert_eq!(dead.len(), 6);
+        assert_eq!(t.owner_count("notes", "title = 'x'").await, 0);
     }
-    // Visible in the operator's list of dead jobs.
-    let dead = jobs::list(
-        db,
-        &jobs::ListFilter {
-            status: Some("dead".into()),
-            ..Default::default()
-        },
-        100,
-    )
-    .await
-    .unwrap();
-    assert_eq!(dead.len(), 6);
-    assert_eq!(t.owner_count("notes", "title = 'x'").await, 0);
-});
+);
 
-both!(one_org_with_ten_thousand_jobs_does_not_starve_another, |t: TestDb| async move {
-    let db = &t.db;
-    let d = Demo::load(db).await;
-    let b = d.bob_in_globex(db).await;
-    let acme = d.acme;
-    // Bulk insert, as the owner: 10,000 ready jobs of Acme, all older than anything else.
-    match t.kind {
+both!(
+    one_org_with_ten_thousand_jobs_does_not_starve_another,
+    |t: TestDb| async move {
+        let db = &t.db;
+        let d = Demo::load(db).await;
+        let b = d.bob_in_globex(db).await;
+        let acme = d.acme;
+        // Bulk insert, as the owner: 10,000 ready jobs of Acme, all older than anything else.
+        match t.kind {
         BackendKind::Postgres => {
             t.owner_exec(&format!(
                 "INSERT INTO jobs (id, org_id, kind, payload, status, attempts, max_attempts, run_at, created_at, updated_at)
@@ -301,102 +349,123 @@ both!(one_org_with_ten_thousand_jobs_does_not_starve_another, |t: TestDb| async 
             .await
         }
     }
-    assert_eq!(
-        t.owner_count("job_queues", &format!("queue = '{acme}' AND pending = 10000")).await,
-        1,
-        "the trigger counted the bulk insert"
-    );
-    let lease = Duration::from_secs(30);
-    // A worker with two slots is busy with Acme's backlog.
-    let first = jobs::claim(db, lease).await.unwrap().unwrap();
-    assert_eq!(first.org_id, Some(acme));
-    // Globex enqueues one job, newer than all of Acme's.
-    let mine = enqueue(db, &b, "test.noop", json!({})).await;
-    // The very next claim (the worker's other slot) takes it.
-    let next = jobs::claim(db, lease).await.unwrap().unwrap();
-    assert_eq!(next.id, mine, "Globex's job waits for no more than one claim");
-    // Then Acme again, and a second Globex job is again next in line after one Acme job.
-    let again = jobs::claim(db, lease).await.unwrap().unwrap();
-    assert_eq!(again.org_id, Some(acme));
-    let mine2 = enqueue(db, &b, "test.noop", json!({})).await;
-    let c = jobs::claim(db, lease).await.unwrap().unwrap();
-    assert_eq!(c.id, mine2);
-    // What a claim costs with 10,000 queued jobs of one org.
-    let n = 50;
-    let start = Instant::now();
-    for _ in 0..n {
+        assert_eq!(
+            t.owner_count(
+                "job_queues",
+                &format!("queue = '{acme}' AND pending = 10000")
+            )
+            .await,
+            1,
+            "the trigger counted the bulk insert"
+        );
+        let lease = Duration::from_secs(30);
+        // A worker with two slots is busy with Acme's backlog.
+        let first = jobs::claim(db, lease).await.unwrap().unwrap();
+        assert_eq!(first.org_id, Some(acme));
+        // Globex enqueues one job, newer than all of Acme's.
+        let mine = enqueue(db, &b, "test.noop", json!({})).await;
+        // The very next claim (the worker's other slot) takes it.
+        let next = jobs::claim(db, lease).await.unwrap().unwrap();
+        assert_eq!(
+            next.id, mine,
+            "Globex's job waits for no more than one claim"
+        );
+        // Then Acme again, and a second Globex job is again next in line after one Acme job.
+        let again = jobs::claim(db, lease).await.unwrap().unwrap();
+        assert_eq!(again.org_id, Some(acme));
+        let mine2 = enqueue(db, &b, "test.noop", json!({})).await;
         let c = jobs::claim(db, lease).await.unwrap().unwrap();
-        assert_eq!(c.org_id, Some(acme));
+        assert_eq!(c.id, mine2);
+        // What a claim costs with 10,000 queued jobs of one org.
+        let n = 50;
+        let start = Instant::now();
+        for _ in 0..n {
+            let c = jobs::claim(db, lease).await.unwrap().unwrap();
+            assert_eq!(c.org_id, Some(acme));
+        }
+        let per = start.elapsed() / n;
+        eprintln!(
+            "{:?}: claim with ~10,000 queued jobs: {per:?} per claim",
+            t.kind
+        );
+        assert!(per < Duration::from_millis(250), "a claim took {per:?}");
     }
-    let per = start.elapsed() / n;
-    eprintln!("{:?}: claim with ~10,000 queued jobs: {per:?} per claim", t.kind);
-    assert!(per < Duration::from_millis(250), "a claim took {per:?}");
-});
+);
 
-both!(a_dead_workers_job_is_reclaimed_and_done_once, |t: TestDb| async move {
-    let db = &t.db;
-    let d = Demo::load(db).await;
-    let a = d.alice_in_acme(db).await;
-    let e = env(db);
-    let note = NoteId::new();
-    // `test.once` writes one note with a fixed id, idempotently (at-least-once delivery).
-    let reg = Registry::empty().tenant(
-        "test.once",
-        |ctx: JobCtx, scope: OrgScope, job: JobInfo| async move {
-            let note: NoteId = serde_json::from_value(job.payload["note"].clone())
-                .map_err(|e| JobError::Fatal(e.to_string()))?;
-            let mut tx = ctx.db.write(&scope).await?;
-            let org = scope.org_id();
-            let there = tx
-                .query_opt(
-                    "SELECT 1 FROM notes WHERE org_id = $1 AND id = $2",
-                    params![org, note],
-                )
-                .await?;
-            if there.is_none() {
-                tx.execute(
-                    "INSERT INTO notes (org_id, id, title, body, created_at, updated_at)
+both!(
+    a_dead_workers_job_is_reclaimed_and_done_once,
+    |t: TestDb| async move {
+        let db = &t.db;
+        let d = Demo::load(db).await;
+        let a = d.alice_in_acme(db).await;
+        let e = env(db);
+        let note = NoteId::new();
+        // `test.once` writes one note with a fixed id, idempotently (at-least-once delivery).
+        let reg = Registry::empty().tenant(
+            "test.once",
+            |ctx: JobCtx, scope: OrgScope, job: JobInfo| async move {
+                let note: NoteId = serde_json::from_value(job.payload["note"].clone())
+                    .map_err(|e| JobError::Fatal(e.to_string()))?;
+                let mut tx = ctx.db.write(&scope).await?;
+                let org = scope.org_id();
+                let there = tx
+                    .query_opt(
+                        "SELECT 1 FROM notes WHERE org_id = $1 AND id = $2",
+                        params![org, note],
+                    )
+                    .await?;
+                if there.is_none() {
+                    tx.execute(
+                        "INSERT INTO notes (org_id, id, title, body, created_at, updated_at)
                      VALUES ($1, $2, 'once', '', $3, $3)",
-                    params![org, note, orgwall_store::value::now()],
-                )
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        },
-    );
-    let id = enqueue(db, &a, "test.once", json!({ "note": note })).await;
-    // A worker claims it with a short lease, does the work, and dies before recording it.
-    let lost: Claimed = jobs::claim(db, Duration::from_millis(300)).await.unwrap().unwrap();
-    assert_eq!(lost.id, id);
-    assert_eq!(lost.attempt, 1);
-    {
-        let mut tx = db.write(&a).await.unwrap();
-        tx.execute(
+                        params![org, note, orgwall_store::value::now()],
+                    )
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            },
+        );
+        let id = enqueue(db, &a, "test.once", json!({ "note": note })).await;
+        // A worker claims it with a short lease, does the work, and dies before recording it.
+        let lost: Claimed = jobs::claim(db, Duration::from_millis(300))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(lost.id, id);
+        assert_eq!(lost.attempt, 1);
+        {
+            let mut tx = db.write(&a).await.unwrap();
+            tx.execute(
             "INSERT INTO notes (org_id, id, title, body, created_at, updated_at) VALUES ($1, $2, 'once', '', $3, $3)",
             params![d.acme, note, orgwall_store::value::now()],
         )
         .await
         .unwrap();
-        tx.commit().await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        drop(lost.clone());
+        // While the lease holds, nobody else gets it.
+        let w = Worker::new(e.ctx.clone(), reg, fast());
+        assert!(w.run_until_idle().await.is_empty());
+        assert_eq!(jobs::get(db, id).await.unwrap().status, "running");
+        // After the lease, it is reclaimed and completes.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let out = w.run_until_idle().await;
+        assert_eq!(out, vec![(id, Outcome::Done)]);
+        let job = jobs::get(db, id).await.unwrap();
+        assert_eq!((job.status.as_str(), job.attempts), ("done", 2));
+        assert_eq!(
+            t.owner_count("notes", &format!("id = '{note}'")).await,
+            1,
+            "done once in effect"
+        );
+        // The dead worker's late answer is ignored (fenced by the attempt number).
+        assert!(!jobs::complete(db, &lost).await.unwrap());
+        assert!(!jobs::fail(db, &lost, "late", None).await.unwrap());
+        assert_eq!(jobs::get(db, id).await.unwrap().status, "done");
     }
-    drop(lost.clone());
-    // While the lease holds, nobody else gets it.
-    let w = Worker::new(e.ctx.clone(), reg, fast());
-    assert!(w.run_until_idle().await.is_empty());
-    assert_eq!(jobs::get(db, id).await.unwrap().status, "running");
-    // After the lease, it is reclaimed and completes.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let out = w.run_until_idle().await;
-    assert_eq!(out, vec![(id, Outcome::Done)]);
-    let job = jobs::get(db, id).await.unwrap();
-    assert_eq!((job.status.as_str(), job.attempts), ("done", 2));
-    assert_eq!(t.owner_count("notes", &format!("id = '{note}'")).await, 1, "done once in effect");
-    // The dead worker's late answer is ignored (fenced by the attempt number).
-    assert!(!jobs::complete(db, &lost).await.unwrap());
-    assert!(!jobs::fail(db, &lost, "late", None).await.unwrap());
-    assert_eq!(jobs::get(db, id).await.unwrap().status, "done");
-});
+);
 
 both!(retries_back_off_then_die_visibly, |t: TestDb| async move {
     let db = &t.db;
@@ -411,7 +480,10 @@ both!(retries_back_off_then_die_visibly, |t: TestDb| async move {
             let seen = seen.clone();
             async move {
                 seen.lock().unwrap().push(Instant::now());
-                Err(JobError::Retry(format!("upstream said no (attempt {})", job.attempt)))
+                Err(JobError::Retry(format!(
+                    "upstream said no (attempt {})",
+                    job.attempt
+                )))
             }
         },
     );
@@ -450,7 +522,11 @@ both!(retries_back_off_then_die_visibly, |t: TestDb| async move {
         if job.status == "queued" {
             // Retrying: not before its backoff.
             assert!(job.run_at > job.updated_at, "scheduled later: {job:?}");
-            assert!(job.last_error.as_deref().unwrap().contains("upstream said no"));
+            assert!(job
+                .last_error
+                .as_deref()
+                .unwrap()
+                .contains("upstream said no"));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -465,7 +541,10 @@ both!(retries_back_off_then_die_visibly, |t: TestDb| async move {
     }
     let job = jobs::get(db, id).await.unwrap();
     assert_eq!((job.status.as_str(), job.attempts), ("dead", 4));
-    assert_eq!(job.last_error.as_deref(), Some("upstream said no (attempt 4)"));
+    assert_eq!(
+        job.last_error.as_deref(),
+        Some("upstream said no (attempt 4)")
+    );
     // The operator's view lists it; retry queues it again, cancel takes it out.
     let dead = jobs::list(
         db,
@@ -481,55 +560,68 @@ both!(retries_back_off_then_die_visibly, |t: TestDb| async move {
     assert_eq!(dead.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
     let j = jobs::retry(db, id).await.unwrap();
     assert_eq!((j.status.as_str(), j.attempts), ("queued", 0));
-    assert!(matches!(jobs::retry(db, id).await, Err(Error::Conflict(..))));
+    assert!(matches!(
+        jobs::retry(db, id).await,
+        Err(Error::Conflict(..))
+    ));
     let j = jobs::cancel(db, id).await.unwrap();
     assert_eq!(j.status, "cancelled");
-    assert!(w.run_until_idle().await.is_empty(), "a cancelled job does not run");
+    assert!(
+        w.run_until_idle().await.is_empty(),
+        "a cancelled job does not run"
+    );
 });
 
-both!(shutdown_finishes_running_jobs_and_releases_the_rest, |t: TestDb| async move {
-    let db = &t.db;
-    let d = Demo::load(db).await;
-    let a = d.alice_in_acme(db).await;
-    let e = env(db);
-    let reg = Registry::empty().tenant(
-        "test.sleep",
-        |_ctx: JobCtx, _scope: OrgScope, job: JobInfo| async move {
-            let ms = job.payload["ms"].as_u64().unwrap_or(0);
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            Ok(())
-        },
-    );
-    let quick = enqueue(db, &a, "test.sleep", json!({"ms": 100})).await;
-    let slow = enqueue(db, &a, "test.sleep", json!({"ms": 60_000})).await;
-    let w = Worker::new(
-        e.ctx.clone(),
-        reg,
-        WorkerConfig {
-            slots: 2,
-            grace: Duration::from_millis(500),
-            ..fast()
-        },
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(w.run(async move {
-        let _ = stopped.await;
-    }));
-    // Both are running.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while jobs::get(db, slow).await.unwrap().status != "running" {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
+both!(
+    shutdown_finishes_running_jobs_and_releases_the_rest,
+    |t: TestDb| async move {
+        let db = &t.db;
+        let d = Demo::load(db).await;
+        let a = d.alice_in_acme(db).await;
+        let e = env(db);
+        let reg = Registry::empty().tenant(
+            "test.sleep",
+            |_ctx: JobCtx, _scope: OrgScope, job: JobInfo| async move {
+                let ms = job.payload["ms"].as_u64().unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok(())
+            },
+        );
+        let quick = enqueue(db, &a, "test.sleep", json!({"ms": 100})).await;
+        let slow = enqueue(db, &a, "test.sleep", json!({"ms": 60_000})).await;
+        let w = Worker::new(
+            e.ctx.clone(),
+            reg,
+            WorkerConfig {
+                slots: 2,
+                grace: Duration::from_millis(500),
+                ..fast()
+            },
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(w.run(async move {
+            let _ = stopped.await;
+        }));
+        // Both are running.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while jobs::get(db, slow).await.unwrap().status != "running" {
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(jobs::get(db, quick).await.unwrap().status, "done");
+        let s = jobs::get(db, slow).await.unwrap();
+        assert_eq!(
+            (s.status.as_str(), s.attempts, s.locked_until),
+            ("queued", 0, None),
+            "released"
+        );
     }
-    stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(jobs::get(db, quick).await.unwrap().status, "done");
-    let s = jobs::get(db, slow).await.unwrap();
-    assert_eq!((s.status.as_str(), s.attempts, s.locked_until), ("queued", 0, None), "released");
-});
+);
 
 /// A mailer that fails the first `fail` sends, then records what it sends.
 #[derive(Debug, Default)]
@@ -573,15 +665,23 @@ both!(the_outbox_is_delivered_by_jobs, |t: TestDb| async move {
         .unwrap();
         tx.commit().await.unwrap();
     }
-    let pending = outbox::list(db, Some("pending"), Some("dora@example.test"), 10).await.unwrap();
+    let pending = outbox::list(db, Some("pending"), Some("dora@example.test"), 10)
+        .await
+        .unwrap();
     assert_eq!(pending.len(), 1);
     let links = pending[0].links();
     assert_eq!(links.len(), 1);
-    assert!(links[0].starts_with("http://127.0.0.1:8080/accept?token="), "{links:?}");
+    assert!(
+        links[0].starts_with("http://127.0.0.1:8080/accept?token="),
+        "{links:?}"
+    );
     let w = Worker::new(e.ctx.clone(), Registry::builtin(), fast());
     // First attempt: the server refuses; retried after a backoff, error visible.
     let out = w.run_until_idle().await;
-    assert!(matches!(out.as_slice(), [(_, Outcome::Retrying(err))] if err.contains("421")), "{out:?}");
+    assert!(
+        matches!(out.as_slice(), [(_, Outcome::Retrying(err))] if err.contains("421")),
+        "{out:?}"
+    );
     let m = outbox::get(db, pending[0].id).await.unwrap().unwrap();
     assert_eq!((m.status.as_str(), m.attempts), ("pending", 1));
     assert!(m.last_error.unwrap().contains("421"));
@@ -589,30 +689,51 @@ both!(the_outbox_is_delivered_by_jobs, |t: TestDb| async move {
     let out = w.run_until_idle().await;
     assert!(matches!(out.as_slice(), [(_, Outcome::Done)]), "{out:?}");
     let m = outbox::get(db, pending[0].id).await.unwrap().unwrap();
-    assert_eq!((m.status.as_str(), m.attempts, m.last_error), ("sent", 2, None));
+    assert_eq!(
+        (m.status.as_str(), m.attempts, m.last_error),
+        ("sent", 2, None)
+    );
     let sent = flaky.sent.lock().unwrap().clone();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].to, "dora@example.test");
     assert!(sent[0].body.contains(links[0]));
     // Running the delivery again (at least once) sends nothing more.
-    let job = jobs::list(db, &jobs::ListFilter { kind: Some(jobs::OUTBOX_DELIVER.into()), ..Default::default() }, 10)
-        .await
-        .unwrap();
+    let job = jobs::list(
+        db,
+        &jobs::ListFilter {
+            kind: Some(jobs::OUTBOX_DELIVER.into()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await
+    .unwrap();
     assert_eq!(job.len(), 1);
     jobs::cancel(db, job[0].id).await.unwrap_err();
     {
         let mut tx = db.global(Mode::Write).await.unwrap();
-        tx.execute("UPDATE jobs SET status = 'queued' WHERE id = $1", params![job[0].id]).await.unwrap();
+        tx.execute(
+            "UPDATE jobs SET status = 'queued' WHERE id = $1",
+            params![job[0].id],
+        )
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
     }
-    assert!(matches!(w.run_until_idle().await.as_slice(), [(_, Outcome::Done)]));
+    assert!(matches!(
+        w.run_until_idle().await.as_slice(),
+        [(_, Outcome::Done)]
+    ));
     assert_eq!(flaky.sent.lock().unwrap().len(), 1);
 });
 
 async fn counts(t: &TestDb, org: OrgId) -> Vec<(&'static str, i64)> {
     let mut v = Vec::new();
     for table in TENANT_TABLES {
-        v.push((*table, t.owner_count(table, &format!("org_id = '{org}'")).await));
+        v.push((
+            *table,
+            t.owner_count(table, &format!("org_id = '{org}'")).await,
+        ));
     }
     v
 }
@@ -624,7 +745,9 @@ async fn fill(db: &Db, scope: &OrgScope, files_store: &dyn BlobStore) {
     invitations::create(&mut tx, &who, "viewer", |t| format!("http://x.test/{t}"))
         .await
         .unwrap();
-    api_keys::create(&mut tx, "ci", "viewer", None).await.unwrap();
+    api_keys::create(&mut tx, "ci", "viewer", None)
+        .await
+        .unwrap();
     let p = projects::create(&mut tx, "JOB", "Jobs", "").await.unwrap();
     let tk = tickets::create(
         &mut tx,
@@ -683,14 +806,25 @@ both!(the_purge_removes_exactly_one_org, |t: TestDb| async move {
         assert!(*n > 0, "{table} has rows in both orgs before the purge");
     }
     // A job of Acme's that must never run once the org is gone.
-    let acme_job = enqueue(db, &a, "test.note", json!({"title": "late", "expect_org": d.acme})).await;
+    let acme_job = enqueue(
+        db,
+        &a,
+        "test.note",
+        json!({"title": "late", "expect_org": d.acme}),
+    )
+    .await;
 
     // A purge refuses an org that is not marked for deletion.
     let early = {
         let mut tx = db.global(Mode::Write).await.unwrap();
-        let id = jobs::enqueue_system(&mut tx, jobs::ORG_PURGE, json!({"org_id": d.acme}), jobs::Options::default())
-            .await
-            .unwrap();
+        let id = jobs::enqueue_system(
+            &mut tx,
+            jobs::ORG_PURGE,
+            json!({"org_id": d.acme}),
+            jobs::Options::default(),
+        )
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
         id
     };
@@ -698,7 +832,9 @@ both!(the_purge_removes_exactly_one_org, |t: TestDb| async move {
     // (Drain everything else first: invitation emails, exports, the note job.)
     jobs::cancel(db, acme_job).await.unwrap();
     let out = w.run_until_idle().await;
-    let Outcome::Dead(err) = outcome_of(&out, early) else { panic!("{out:?}") };
+    let Outcome::Dead(err) = outcome_of(&out, early) else {
+        panic!("{out:?}")
+    };
     assert!(err.contains("not marked for deletion"), "{err}");
     let acme_before = counts(&t, d.acme).await;
     let globex_before = counts(&t, d.globex).await;
@@ -713,29 +849,66 @@ both!(the_purge_removes_exactly_one_org, |t: TestDb| async move {
     assert!(out.iter().all(|(_, o)| *o == Outcome::Done), "{out:?}");
     let zero: Vec<(&str, i64)> = TENANT_TABLES.iter().map(|t| (*t, 0)).collect();
     assert_eq!(counts(&t, d.acme).await, zero, "every row of Acme is gone");
-    assert_eq!(counts(&t, d.globex).await, globex_before, "Globex is untouched");
-    assert_eq!(t.owner_count("orgs", &format!("id = '{}'", d.acme)).await, 0);
-    assert_eq!(t.owner_count("jobs", &format!("org_id = '{}'", d.acme)).await, 0);
-    assert_eq!(t.owner_count("outbox", &format!("org_id = '{}'", d.acme)).await, 0);
-    assert_eq!(t.owner_count("job_queues", &format!("queue = '{}'", d.acme)).await, 0);
+    assert_eq!(
+        counts(&t, d.globex).await,
+        globex_before,
+        "Globex is untouched"
+    );
+    assert_eq!(
+        t.owner_count("orgs", &format!("id = '{}'", d.acme)).await,
+        0
+    );
+    assert_eq!(
+        t.owner_count("jobs", &format!("org_id = '{}'", d.acme))
+            .await,
+        0
+    );
+    assert_eq!(
+        t.owner_count("outbox", &format!("org_id = '{}'", d.acme))
+            .await,
+        0
+    );
+    assert_eq!(
+        t.owner_count("job_queues", &format!("queue = '{}'", d.acme))
+            .await,
+        0
+    );
     assert!(!e.dir.path().join("files").join(d.acme.to_string()).exists());
     assert!(!e.ctx.exports.org_dir(d.acme).exists());
-    assert!(e.dir.path().join("files").join(d.globex.to_string()).exists());
+    assert!(e
+        .dir
+        .path()
+        .join("files")
+        .join(d.globex.to_string())
+        .exists());
     assert!(e.ctx.exports.org_dir(d.globex).join("old.tar.gz").exists());
     assert!(acme_before.iter().all(|(_, n)| *n > 0));
     // The purge was audited in the org before it disappeared, and recorded in its job.
-    let purge = jobs::list(db, &jobs::ListFilter { kind: Some(jobs::ORG_PURGE.into()), status: Some("done".into()), ..Default::default() }, 10)
-        .await
-        .unwrap();
+    let purge = jobs::list(
+        db,
+        &jobs::ListFilter {
+            kind: Some(jobs::ORG_PURGE.into()),
+            status: Some("done".into()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await
+    .unwrap();
     assert_eq!(purge.len(), 1);
     assert_eq!(purge[0].payload["org_id"], json!(d.acme));
 
     // Idempotent: a second purge of the same org is done at once.
     let again = {
         let mut tx = db.global(Mode::Write).await.unwrap();
-        let id = jobs::enqueue_system(&mut tx, jobs::ORG_PURGE, json!({"org_id": d.acme}), jobs::Options::default())
-            .await
-            .unwrap();
+        let id = jobs::enqueue_system(
+            &mut tx,
+            jobs::ORG_PURGE,
+            json!({"org_id": d.acme}),
+            jobs::Options::default(),
+        )
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
         id
     };
@@ -747,3 +920,46 @@ both!(the_purge_removes_exactly_one_org, |t: TestDb| async move {
     notes::create(&mut tx, "still here", "").await.unwrap();
     tx.commit().await.unwrap();
 });
+
+both!(
+    concurrent_claims_never_share_a_job,
+    |t: TestDb| async move {
+        let db = &t.db;
+        let d = Demo::load(db).await;
+        let (a, b) = (d.alice_in_acme(db).await, d.bob_in_globex(db).await);
+        for scope in [&a, &b] {
+            let mut tx = db.write(scope).await.unwrap();
+            for _ in 0..100 {
+                jobs::enqueue(&mut tx, "test.noop", json!({}))
+                    .await
+                    .unwrap();
+            }
+            tx.commit().await.unwrap();
+        }
+        // Four claimers at once (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: one writer).
+        let claimers = (0..4).map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                while let Some(c) = jobs::claim(&db, Duration::from_secs(30)).await.unwrap() {
+                    got.push(c.id);
+                }
+                got
+            })
+        });
+        let mut all: Vec<JobId> = Vec::new();
+        for h in claimers {
+            all.extend(h.await.unwrap());
+        }
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!((n, all.len()), (200, 200), "every job claimed exactly once");
+        assert_eq!(
+            t.owner_count("job_queues", "pending = 200 OR pending = 100")
+                .await,
+            2,
+            "running jobs still count as pending"
+        );
+    }
+);

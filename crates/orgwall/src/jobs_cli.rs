@@ -87,7 +87,12 @@ pub struct OutboxArgs {
     pub base_url: Option<String>,
 }
 
-fn ctx(db: Db, files: Arc<dyn BlobStore>, exports: ExportFiles, args: &WorkerArgs) -> anyhow::Result<JobCtx> {
+fn ctx(
+    db: Db,
+    files: Arc<dyn BlobStore>,
+    exports: ExportFiles,
+    args: &WorkerArgs,
+) -> anyhow::Result<JobCtx> {
     let mailer = mail::mailer(args.smtp_url.as_deref(), Some(&args.smtp_from))?;
     tracing::info!(mailer = ?mailer, "email delivery");
     Ok(JobCtx {
@@ -127,7 +132,11 @@ pub fn start(
     exports: ExportFiles,
     args: &WorkerArgs,
 ) -> anyhow::Result<Running> {
-    let w = Worker::new(ctx(db, files, exports, args)?, Registry::builtin(), config(args));
+    let w = Worker::new(
+        ctx(db, files, exports, args)?,
+        Registry::builtin(),
+        config(args),
+    );
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(w.run(async move {
         let _ = stopped.wait_for(|s| *s).await;
@@ -149,7 +158,11 @@ pub async fn run_alone(
         db.kind(),
         args.worker_slots
     );
-    let w = Worker::new(ctx(db, files, exports, args)?, Registry::builtin(), config(args));
+    let w = Worker::new(
+        ctx(db, files, exports, args)?,
+        Registry::builtin(),
+        config(args),
+    );
     w.run(shutdown).await;
     Ok(())
 }
@@ -185,7 +198,9 @@ fn print_job(j: &jobs::Job) {
         id = j.id,
         status = j.status,
         kind = j.kind,
-        org = j.org_id.map_or_else(|| "(system)".to_string(), |o| o.to_string()),
+        org = j
+            .org_id
+            .map_or_else(|| "(system)".to_string(), |o| o.to_string()),
         a = j.attempts,
         m = j.max_attempts,
         run = j.run_at.to_rfc3339(),

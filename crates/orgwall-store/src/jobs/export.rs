@@ -119,7 +119,10 @@ impl<W: Write> Write for Capped<W> {
             if u64::try_from(buf.len()).unwrap_or(u64::MAX) > left {
                 return Err(io::Error::new(
                     io::ErrorKind::StorageFull,
-                    format!("no space left for the archive (exports are limited to {} bytes)", self.cap),
+                    format!(
+                        "no space left for the archive (exports are limited to {} bytes)",
+                        self.cap
+                    ),
                 ));
             }
         }
@@ -222,7 +225,9 @@ async fn build(ctx: &JobCtx, scope: &OrgScope, id: ExportId) -> Result<u64, JobE
         tx.commit().await?;
         t
     };
-    let steps = i64::try_from(tables.len()).unwrap_or(i64::MAX).saturating_add(1);
+    let steps = i64::try_from(tables.len())
+        .unwrap_or(i64::MAX)
+        .saturating_add(1);
     let mut manifest_tables = Vec::new();
     let mut left_out = Vec::new();
     for (i, table) in tables.iter().enumerate() {
@@ -255,7 +260,8 @@ async fn build(ctx: &JobCtx, scope: &OrgScope, id: ExportId) -> Result<u64, JobE
         match ctx.files.open(org, key).await {
             Ok(blob) => {
                 copy_blob(blob, &part_path).await?;
-                ar.append(format!("files/{file}"), part_path.clone()).await?;
+                ar.append(format!("files/{file}"), part_path.clone())
+                    .await?;
             }
             Err(crate::files::BlobError::NotFound) => missing.push(file.to_string()),
             Err(e) => return Err(io_err(&format!("reading file {file}"), e)),
@@ -273,7 +279,8 @@ async fn build(ctx: &JobCtx, scope: &OrgScope, id: ExportId) -> Result<u64, JobE
         "missing_files": missing,
         "columns_left_out": left_out,
     });
-    let text = serde_json::to_vec_pretty(&manifest).map_err(|e| io_err("writing the manifest", e))?;
+    let text =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| io_err("writing the manifest", e))?;
     tokio::fs::write(&part_path, text)
         .await
         .map_err(|e| io_err("writing the manifest", e))?;
@@ -451,7 +458,9 @@ async fn dump_table(
         }
     }
     tx.commit().await?;
-    out.flush().await.map_err(|e| io_err("staging a table", e))?;
+    out.flush()
+        .await
+        .map_err(|e| io_err("staging a table", e))?;
     Ok((count, skipped))
 }
 

@@ -161,7 +161,10 @@ pub const DEFAULT_FROM: &str = "orgwall <no-reply@orgwall.localhost>";
 /// The mailer for a configuration: SMTP when `smtp_url` is set, else the log.
 pub fn mailer(smtp_url: Option<&str>, from: Option<&str>) -> Result<Arc<dyn Mailer>> {
     match smtp_url.map(str::trim).filter(|u| !u.is_empty()) {
-        Some(url) => Ok(Arc::new(SmtpMailer::new(url, from.unwrap_or(DEFAULT_FROM))?)),
+        Some(url) => Ok(Arc::new(SmtpMailer::new(
+            url,
+            from.unwrap_or(DEFAULT_FROM),
+        )?)),
         None => Ok(Arc::new(LogMailer)),
     }
 }
@@ -195,7 +198,10 @@ pub(crate) async fn deliver(ctx: JobCtx, job: JobInfo) -> std::result::Result<()
         }
         Err(e) => {
             outbox::mark_failed(&ctx.db, m.id, &e, job.is_last_attempt()).await?;
-            Err(JobError::Retry(format!("delivering outbox message {}: {e}", m.id)))
+            Err(JobError::Retry(format!(
+                "delivering outbox message {}: {e}",
+                m.id
+            )))
         }
     }
 }

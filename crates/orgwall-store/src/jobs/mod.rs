@@ -487,7 +487,10 @@ pub async fn retry(db: &Db, id: JobId) -> Result<Job> {
     if n == 0 {
         return Err(Error::Conflict(
             "job_not_retryable",
-            format!("job {id} is {}: only dead or cancelled jobs can be retried", job.status),
+            format!(
+                "job {id} is {}: only dead or cancelled jobs can be retried",
+                job.status
+            ),
         ));
     }
     Ok(job)
@@ -510,7 +513,10 @@ pub async fn cancel(db: &Db, id: JobId) -> Result<Job> {
     if n == 0 {
         return Err(Error::Conflict(
             "job_not_cancellable",
-            format!("job {id} is {}: only queued or running jobs can be cancelled", job.status),
+            format!(
+                "job {id} is {}: only queued or running jobs can be cancelled",
+                job.status
+            ),
         ));
     }
     Ok(job)
@@ -527,9 +533,15 @@ mod tests {
         for attempt in 1..40 {
             let d = backoff(attempt, base, max);
             let full = base
-                .saturating_mul(2u32.saturating_pow(u32::try_from(attempt - 1).unwrap_or(30).min(30)))
+                .saturating_mul(
+                    2u32.saturating_pow(u32::try_from(attempt - 1).unwrap_or(30).min(30)),
+                )
                 .min(max);
-            assert!(d >= full / 2 && d <= full, "{attempt}: {d:?} not in [{:?}, {full:?}]", full / 2);
+            assert!(
+                d >= full / 2 && d <= full,
+                "{attempt}: {d:?} not in [{:?}, {full:?}]",
+                full / 2
+            );
         }
         assert!(backoff(1, base, max) <= Duration::from_secs(2));
         assert!(backoff(3, base, max) >= Duration::from_secs(4));

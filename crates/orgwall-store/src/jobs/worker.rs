@@ -81,9 +81,8 @@ impl JobInfo {
 
     /// The payload as `T`; a payload that does not parse is [`JobError::Fatal`].
     pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, JobError> {
-        serde_json::from_value(self.payload.clone()).map_err(|e| {
-            JobError::Fatal(format!("malformed payload for {}: {e}", self.kind))
-        })
+        serde_json::from_value(self.payload.clone())
+            .map_err(|e| JobError::Fatal(format!("malformed payload for {}: {e}", self.kind)))
     }
 }
 
@@ -109,9 +108,11 @@ impl From<Error> for JobError {
     }
 }
 
-type TenantFn =
-    Arc<dyn Fn(JobCtx, OrgScope, JobInfo) -> BoxFuture<'static, Result<(), JobError>> + Send + Sync>;
-type SystemFn = Arc<dyn Fn(JobCtx, JobInfo) -> BoxFuture<'static, Result<(), JobError>> + Send + Sync>;
+type TenantFn = Arc<
+    dyn Fn(JobCtx, OrgScope, JobInfo) -> BoxFuture<'static, Result<(), JobError>> + Send + Sync,
+>;
+type SystemFn =
+    Arc<dyn Fn(JobCtx, JobInfo) -> BoxFuture<'static, Result<(), JobError>> + Send + Sync>;
 
 #[derive(Clone)]
 struct TenantHandler {
@@ -162,14 +163,8 @@ impl Registry {
         Fut: Future<Output = Result<(), JobError>> + Send + 'static,
     {
         let run: TenantFn = Arc::new(move |ctx, scope, job| f(ctx, scope, job).boxed());
-        self.tenant.insert(
-            kind,
-            TenantHandler {
-                kind,
-                audited,
-                run,
-            },
-        );
+        self.tenant
+            .insert(kind, TenantHandler { kind, audited, run });
         self
     }
 
@@ -291,7 +286,11 @@ impl Worker {
     /// Runs until `shutdown` completes, then drains (see the module documentation).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
         let cfg = self.inner.cfg;
-        tracing::info!(slots = cfg.slots, lease_s = cfg.lease.as_secs(), "job worker started");
+        tracing::info!(
+            slots = cfg.slots,
+            lease_s = cfg.lease.as_secs(),
+            "job worker started"
+        );
         let mut running: JoinSet<()> = JoinSet::new();
         let mut claimed: HashMap<tokio::task::Id, Claimed> = HashMap::new();
         let mut last_reap: Option<Instant> = None;
@@ -332,7 +331,11 @@ impl Worker {
                 () = tokio::time::sleep(cfg.poll) => {}
             }
         }
-        tracing::info!(running = running.len(), grace_s = cfg.grace.as_secs(), "job worker stopping");
+        tracing::info!(
+            running = running.len(),
+            grace_s = cfg.grace.as_secs(),
+            "job worker stopping"
+        );
         let deadline = tokio::time::sleep(cfg.grace);
         tokio::pin!(deadline);
         loop {
@@ -370,8 +373,12 @@ impl Worker {
                 };
                 if e.is_cancelled() {
                     match super::release(self.db(), &c).await {
-                        Ok(_) => tracing::info!(job_id = %c.id, kind = %c.kind, "released unfinished job"),
-                        Err(err) => tracing::error!(job_id = %c.id, error = %err, "releasing a job failed; its lease will expire"),
+                        Ok(_) => {
+                            tracing::info!(job_id = %c.id, kind = %c.kind, "released unfinished job")
+                        }
+                        Err(err) => {
+                            tracing::error!(job_id = %c.id, error = %err, "releasing a job failed; its lease will expire")
+                        }
                     }
                 } else {
                     self.record(&c, Err(JobError::Retry("the job handler panicked".into())))
@@ -417,7 +424,7 @@ impl Worker {
             let lease = self.inner.cfg.lease;
             let work = self.dispatch(&c);
             tokio::pin!(work);
-            let mut beat = tokio::time::interval(lease / 3);
+            let mut beat = tokio::time::interval((lease / 3).max(Duration::from_millis(10)));
             beat.tick().await;
             let result = loop {
                 tokio::select! {

@@ -170,7 +170,13 @@ pub(crate) async fn set_done(
         "UPDATE exports SET status = 'done', progress = 100, storage_key = $3, size_bytes = $4,
                             error = NULL, finished_at = $5
          WHERE org_id = $1 AND id = $2",
-        params![org, id, storage_key, i64::try_from(size_bytes).unwrap_or(i64::MAX), now()],
+        params![
+            org,
+            id,
+            storage_key,
+            i64::try_from(size_bytes).unwrap_or(i64::MAX),
+            now()
+        ],
     )
     .await?;
     Ok(())

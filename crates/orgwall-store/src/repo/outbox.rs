@@ -125,7 +125,10 @@ pub async fn list(
         sql.push_str(&format!(" AND lower(recipient) = ${}", p.len()));
     }
     p.push(limit.clamp(1, 10_000).into());
-    sql.push_str(&format!(" ORDER BY created_at DESC, id DESC LIMIT ${}", p.len()));
+    sql.push_str(&format!(
+        " ORDER BY created_at DESC, id DESC LIMIT ${}",
+        p.len()
+    ));
     let mut tx = db.global(Mode::Read).await?;
     let rows = tx.query(&sql, &p).await?;
     tx.commit().await?;
@@ -177,10 +180,14 @@ pub(crate) async fn mark_failed(db: &Db, id: Uuid, error: &str, dead: bool) -> R
 mod tests {
     #[test]
     fn links_are_found() {
-        let body = "Open:\nhttp://127.0.0.1:8080/invite?token=owi_abc.\nor <https://x.test/a>, done";
+        let body =
+            "Open:\nhttp://127.0.0.1:8080/invite?token=owi_abc.\nor <https://x.test/a>, done";
         assert_eq!(
             super::links(body),
-            vec!["http://127.0.0.1:8080/invite?token=owi_abc", "https://x.test/a"]
+            vec![
+                "http://127.0.0.1:8080/invite?token=owi_abc",
+                "https://x.test/a"
+            ]
         );
         let body = "opening:\n/verify-email?token=owv_1\n\nor POST /v1/auth/verify-email with {}.";
         assert_eq!(super::links(body), vec!["/verify-email?token=owv_1"]);
