@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 /// Words of ticket titles and bodies; searches ask for one of them.
 pub const WORDS: [&str; 16] = [
-    "login", "billing", "export", "timeout", "database", "invoice", "search", "upload",
-    "report", "network", "cache", "deploy", "email", "password", "latency", "backup",
+    "login", "billing", "export", "timeout", "database", "invoice", "search", "upload", "report",
+    "network", "cache", "deploy", "email", "password", "latency", "backup",
 ];
 
 /// The `i`-th word, cycling.
@@ -67,7 +67,11 @@ impl Spec {
         if self.orgs <= 1 {
             return self.tickets;
         }
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
         let large = (self.tickets as f64 * self.large_share.clamp(0.0, 1.0)) as u64;
         large.min(self.tickets)
     }
@@ -224,7 +228,10 @@ pub fn for_each_ticket<E>(
                     .unwrap_or_default(),
                 title: &title,
                 body: &body,
-                status: STATUSES.get(rng.below(STATUSES.len())).copied().unwrap_or("open"),
+                status: STATUSES
+                    .get(rng.below(STATUSES.len()))
+                    .copied()
+                    .unwrap_or("open"),
                 assignee,
             };
             f(&t)?;

@@ -54,7 +54,7 @@ impl Workload {
 pub struct Target {
     prefix: String,
     auth: HeaderValue,
-    tickets: Vec<String>,
+    tickets: Vec<uuid::Uuid>,
 }
 
 /// The driver's view of the data set.
@@ -64,7 +64,7 @@ pub fn targets(orgs: &[Org]) -> Result<Arc<Vec<Target>>> {
             Ok(Target {
                 prefix: format!("/v1/orgs/{}", o.id.hyphenated()),
                 auth: HeaderValue::from_str(&format!("Bearer {}", o.key))?,
-                tickets: o.sample.iter().map(|t| t.hyphenated().to_string()).collect(),
+                tickets: o.sample.clone(),
             })
         })
         .collect::<Result<Vec<_>>>()
@@ -171,7 +171,11 @@ fn request(
     };
     let (method, uri, body) = match w {
         Workload::Detail => match rng.pick(&t.tickets) {
-            Some(id) => (Method::GET, format!("{}/tickets/{id}", t.prefix), None),
+            Some(id) => (
+                Method::GET,
+                format!("{}/tickets/{}", t.prefix, id.hyphenated()),
+                None,
+            ),
             None => (Method::GET, format!("{}/tickets?limit=50", t.prefix), None),
         },
         Workload::List | Workload::Mixed => {

@@ -165,7 +165,7 @@ async fn copy_chunks(
     let sink = client
         .copy_in::<_, Bytes>(sql)
         .await
-        .with_context(|| format!("{sql}"))?;
+        .with_context(|| sql.to_owned())?;
     futures::pin_mut!(sink);
     for c in chunks {
         sink.send(c).await.with_context(|| sql.to_owned())?;
@@ -207,12 +207,17 @@ pub fn redact(url: &str) -> String {
 /// Creates database `name` afresh (dropping an old one) on the admin URL's server.
 pub async fn pg_recreate(admin_url: &str, name: &str) -> Result<String> {
     let admin = pg_connect(admin_url).await?;
-    admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"
-        ))
-        .await
-        .with_context(|| format!("cannot create database {name}"))?;
+    // Two statements: DROP DATABASE refuses to run in the implicit transaction of a
+    // multi-statement query.
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        admin
+            .batch_execute(&sql)
+            .await
+            .with_context(|| format!("cannot create database {name}"))?;
+    }
     pg_db_url(admin_url, name)
 }
 
@@ -412,7 +417,10 @@ pub async fn postgres(url: &str, app_role: &str, spec: &Spec) -> Result<Seeded> 
     });
     let copy = async {
         let sql = "COPY tickets (org_id, id, project_id, title, body, status, assignee_id, created_by, created_at, updated_at) FROM STDIN";
-        let sink = client.copy_in::<_, Bytes>(sql).await.context("COPY tickets")?;
+        let sink = client
+            .copy_in::<_, Bytes>(sql)
+            .await
+            .context("COPY tickets")?;
         futures::pin_mut!(sink);
         while let Some(chunk) = rx.recv().await {
             sink.send(chunk).await.context("COPY tickets")?;
@@ -423,7 +431,10 @@ pub async fn postgres(url: &str, app_role: &str, spec: &Spec) -> Result<Seeded> 
     let orgs = generator.await??;
     copied?;
     for (_, def) in &indexes {
-        client.batch_execute(def).await.with_context(|| def.clone())?;
+        client
+            .batch_execute(def)
+            .await
+            .with_context(|| def.clone())?;
     }
     client.batch_execute("ANALYZE").await?;
     Ok(Seeded {
@@ -470,9 +481,7 @@ fn sqlite_load(path: &Path, spec: &Spec, hash: &str) -> Result<Vec<Org>> {
         Ok(cur.lock().ok().and_then(|c| c.clone()))
     })?;
     for name in ["app_user", "app_lookup"] {
-        conn.create_scalar_function(name, 0, FunctionFlags::SQLITE_UTF8, |_| {
-            Ok(None::<String>)
-        })?;
+        conn.create_scalar_function(name, 0, FunctionFlags::SQLITE_UTF8, |_| Ok(None::<String>))?;
     }
     conn.execute_batch(
         "PRAGMA synchronous = OFF; PRAGMA cache_size = -262144; PRAGMA temp_store = MEMORY;",
@@ -516,8 +525,20 @@ fn sqlite_load(path: &Path, spec: &Spec, hash: &str) -> Result<Vec<Org>> {
         )?;
         let s = |u: Uuid| u.hyphenated().to_string();
         for (i, o) in orgs.iter().enumerate() {
-            user.execute(rusqlite::params![s(o.owner), owner_email(i), "Bench Owner", hash, t])?;
-            user.execute(rusqlite::params![s(o.member), member_email(i), "Bench Member", hash, t])?;
+            user.execute(rusqlite::params![
+                s(o.owner),
+                owner_email(i),
+                "Bench Owner",
+                hash,
+                t
+            ])?;
+            user.execute(rusqlite::params![
+                s(o.member),
+                member_email(i),
+                "Bench Member",
+                hash,
+                t
+            ])?;
             org.execute(rusqlite::params![
                 s(o.id),
                 o.slug,
@@ -536,8 +557,18 @@ fn sqlite_load(path: &Path, spec: &Spec, hash: &str) -> Result<Vec<Org>> {
                     t
                 ])?;
             }
-            member.execute(rusqlite::params![s(o.id), s(o.owner), s(o.role(SystemRole::Owner)), t])?;
-            member.execute(rusqlite::params![s(o.id), s(o.member), s(o.role(SystemRole::Member)), t])?;
+            member.execute(rusqlite::params![
+                s(o.id),
+                s(o.owner),
+                s(o.role(SystemRole::Owner)),
+                t
+            ])?;
+            member.execute(rusqlite::params![
+                s(o.id),
+                s(o.member),
+                s(o.role(SystemRole::Member)),
+                t
+            ])?;
             key.execute(rusqlite::params![
                 s(o.id),
                 s(o.key_id),
@@ -558,7 +589,14 @@ fn sqlite_load(path: &Path, spec: &Spec, hash: &str) -> Result<Vec<Org>> {
                 ])?;
             }
             for (id, title, body) in dataset::notes(spec, i) {
-                note.execute(rusqlite::params![s(o.id), s(id), title, body, s(o.owner), t])?;
+                note.execute(rusqlite::params![
+                    s(o.id),
+                    s(id),
+                    title,
+                    body,
+                    s(o.owner),
+                    t
+                ])?;
             }
         }
         let mut ticket = tx.prepare(

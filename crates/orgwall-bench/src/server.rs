@@ -58,7 +58,10 @@ impl Server {
                 cmd.arg("--data-dir").arg(dir).env_remove("DATABASE_URL");
             }
             Backend::Postgres(url, dir) => {
-                cmd.arg("--data-dir").arg(dir).arg("--database-url").arg(url);
+                cmd.arg("--data-dir")
+                    .arg(dir)
+                    .arg("--database-url")
+                    .arg(url);
             }
         }
         cmd.env("ORGWALL_LOG", "warn")
@@ -79,7 +82,8 @@ impl Server {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.strip_prefix("orgwall listening on http://") {
-                    if let Some(addr) = rest.split_whitespace().next().and_then(|a| a.parse().ok()) {
+                    if let Some(addr) = rest.split_whitespace().next().and_then(|a| a.parse().ok())
+                    {
                         let _ = tx.send(addr);
                     }
                 }
@@ -97,8 +101,13 @@ impl Server {
                 return Ok(Server { child, addr, log });
             }
             if let Some(status) = child.try_wait()? {
-                let tail = log.lock().map(|l| l.iter().cloned().collect::<Vec<_>>().join("\n"));
-                bail!("orgwall serve exited ({status}):\n{}", tail.unwrap_or_default());
+                let tail = log
+                    .lock()
+                    .map(|l| l.iter().cloned().collect::<Vec<_>>().join("\n"));
+                bail!(
+                    "orgwall serve exited ({status}):\n{}",
+                    tail.unwrap_or_default()
+                );
             }
             if Instant::now() > deadline {
                 let _ = child.kill();

@@ -217,7 +217,12 @@ async fn signup(
     ClientIp(ip): ClientIp,
     Body(b): Body<Signup>,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
-    limits::check(&state.limits, &format!("ip:{ip}"), state.limits.config.login_per_ip).await?;
+    limits::check(
+        &state.limits,
+        &format!("ip:{ip}"),
+        state.limits.config.login_per_ip,
+    )
+    .await?;
     let email = parse_email(&b.email)?;
     check_password(&b.password, email.as_str())?;
     let password_hash = hash(b.password).await?;
@@ -251,7 +256,12 @@ async fn login(
     ClientIp(ip): ClientIp,
     Body(b): Body<Login>,
 ) -> Result<axum::response::Response, Problem> {
-    limits::check(&state.limits, &format!("ip:{ip}"), state.limits.config.login_per_ip).await?;
+    limits::check(
+        &state.limits,
+        &format!("ip:{ip}"),
+        state.limits.config.login_per_ip,
+    )
+    .await?;
     let denied = || {
         Problem::new(
             StatusCode::UNAUTHORIZED,
@@ -262,7 +272,12 @@ async fn login(
     let Ok(email) = Email::parse(&b.email) else {
         return Err(denied());
     };
-    limits::check(&state.limits, &format!("account:{}", email.as_str()), state.limits.config.login_per_account).await?;
+    limits::check(
+        &state.limits,
+        &format!("account:{}", email.as_str()),
+        state.limits.config.login_per_account,
+    )
+    .await?;
     if b.password.len() > MAX_PASSWORD_BYTES {
         return Err(denied());
     }

@@ -17,8 +17,8 @@ pub mod files;
 pub mod health;
 pub mod invitations;
 pub mod limits;
-pub mod metrics;
 pub mod members;
+pub mod metrics;
 pub mod notes;
 pub mod openapi;
 pub mod orgs;
@@ -118,7 +118,10 @@ fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
 /// The whole application.
 pub fn app(state: AppState) -> Router {
     routes::install(&state, routes::all())
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::measure))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::measure,
+        ))
         .fallback(problem::not_found_fallback)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body::MAX_JSON_BYTES))

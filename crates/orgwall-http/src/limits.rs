@@ -57,8 +57,9 @@ pub struct Decision {
 
 /// GCRA parameters: one request every `interval`, bursts up to `limit`.
 fn params(limit_per_minute: u32) -> (u64, u64) {
-    let limit = u64::from(limit_per_minute.max(1));
-    let interval = 60_000_000 / limit; // microseconds
+    // Microsecond resolution: above 60 million a minute the interval would be zero.
+    let limit = u64::from(limit_per_minute.clamp(1, 60_000_000));
+    let interval = 60_000_000 / limit; // microseconds, >= 1
     (interval, interval * limit)
 }
 
@@ -77,7 +78,12 @@ impl Local {
     fn check(&self, key: &str, limit: u32, now: u64) -> Decision {
         let (interval, tolerance) = params(limit);
         let Ok(mut map) = self.tat.lock() else {
-            return Decision { allowed: true, limit, remaining: 0, reset_secs: 0 };
+            return Decision {
+                allowed: true,
+                limit,
+                remaining: 0,
+                reset_secs: 0,
+            };
         };
         // Forget idle keys now and then, so the map stays the size of the active set.
         if self.calls.fetch_add(1, Ordering::Relaxed) % 10_000 == 9_999 {
@@ -87,7 +93,12 @@ impl Local {
         let new_tat = tat + interval;
         let allow_at = new_tat.saturating_sub(tolerance);
         if allow_at > now {
-            return Decision { allowed: false, limit, remaining: 0, reset_secs: (allow_at - now).div_ceil(1_000_000) };
+            return Decision {
+                allowed: false,
+                limit,
+                remaining: 0,
+                reset_secs: (allow_at - now).div_ceil(1_000_000),
+            };
         }
         map.insert(key.to_owned(), new_tat);
         Decision {
@@ -148,7 +159,12 @@ impl Limits {
             .set_response_timeout(Duration::from_millis(250))
             .set_number_of_retries(1);
         let mut me = Limits::new(config);
-        match tokio::time::timeout(Duration::from_secs(2), redis::aio::ConnectionManager::new_with_config(client, cfg)).await {
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            redis::aio::ConnectionManager::new_with_config(client, cfg),
+        )
+        .await
+        {
             Ok(Ok(conn)) => me.redis = Some(conn),
             Ok(Err(e)) => return Err(format!("cannot connect to Redis at {url}: {e}")),
             Err(_) => return Err(format!("cannot connect to Redis at {url}: timed out")),
@@ -162,10 +178,20 @@ impl Limits {
     }
 
     fn warn(&self, e: &str) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let last = self.last_warning.load(Ordering::Relaxed);
-        if now >= last + 60 && self.last_warning.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-            tracing::warn!(error = e, "Redis rate limiter unavailable; using the in-process limiter");
+        if now >= last + 60
+            && self
+                .last_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                error = e,
+                "Redis rate limiter unavailable; using the in-process limiter"
+            );
         }
     }
 
@@ -217,11 +243,15 @@ pub fn headers(d: &Decision, h: &mut HeaderMap) {
 
 /// 429 for a denied decision.
 pub fn refuse(d: &Decision) -> Problem {
-    Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "Too many requests; try again later.")
-        .with_header("retry-after", d.reset_secs.max(1).to_string())
-        .with_header("ratelimit-limit", d.limit.to_string())
-        .with_header("ratelimit-remaining", "0".to_string())
-        .with_header("ratelimit-reset", d.reset_secs.max(1).to_string())
+    Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "Too many requests; try again later.",
+    )
+    .with_header("retry-after", d.reset_secs.max(1).to_string())
+    .with_header("ratelimit-limit", d.limit.to_string())
+    .with_header("ratelimit-remaining", "0".to_string())
+    .with_header("ratelimit-reset", d.reset_secs.max(1).to_string())
 }
 
 /// Checks one key; `Err` is the 429 to answer.
@@ -255,5 +285,15 @@ mod tests {
         assert!(!l.check("k", 10, t).allowed);
         // Keys are independent.
         assert!(l.check("other", 10, t).allowed);
+    }
+
+    // Regression: a limit above 60 million a minute made the interval zero and the
+    // remaining-count division panic.
+    #[test]
+    fn huge_limits_do_not_divide_by_zero() {
+        let l = Local::default();
+        for limit in [60_000_000, 100_000_000, u32::MAX] {
+            assert!(l.check(&format!("k{limit}"), limit, 0).allowed);
+        }
     }
 }

@@ -15,7 +15,9 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use std::time::Instant;
 
 /// The registry and the series the server updates.
@@ -44,27 +46,50 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("orgwall_http_requests_total", "HTTP requests by route template and status"),
+            Opts::new(
+                "orgwall_http_requests_total",
+                "HTTP requests by route template and status",
+            ),
             &["method", "route", "status"],
         )
         .expect("valid metric definition");
         let duration = HistogramVec::new(
-            HistogramOpts::new("orgwall_http_request_duration_seconds", "HTTP request latency by route template")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
+            HistogramOpts::new(
+                "orgwall_http_request_duration_seconds",
+                "HTTP request latency by route template",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
             &["method", "route"],
         )
         .expect("valid metric definition");
-        let rate_limited = IntCounterVec::new(Opts::new("orgwall_rate_limited_total", "Requests refused by a rate limit"), &["scope"])
-            .expect("valid metric definition");
-        let jobs = IntGaugeVec::new(Opts::new("orgwall_jobs", "Jobs in the queue by status"), &["status"])
-            .expect("valid metric definition");
-        let jobs_age = IntGaugeVec::new(
-            Opts::new("orgwall_jobs_oldest_age_seconds", "Age of the oldest job by status"),
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "orgwall_rate_limited_total",
+                "Requests refused by a rate limit",
+            ),
+            &["scope"],
+        )
+        .expect("valid metric definition");
+        let jobs = IntGaugeVec::new(
+            Opts::new("orgwall_jobs", "Jobs in the queue by status"),
             &["status"],
         )
         .expect("valid metric definition");
-        let pool = IntGaugeVec::new(Opts::new("orgwall_db_pool_connections", "Database pool connections"), &["state"])
-            .expect("valid metric definition");
+        let jobs_age = IntGaugeVec::new(
+            Opts::new(
+                "orgwall_jobs_oldest_age_seconds",
+                "Age of the oldest job by status",
+            ),
+            &["status"],
+        )
+        .expect("valid metric definition");
+        let pool = IntGaugeVec::new(
+            Opts::new("orgwall_db_pool_connections", "Database pool connections"),
+            &["state"],
+        )
+        .expect("valid metric definition");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -75,7 +100,15 @@ impl Metrics {
         ] {
             let _ = registry.register(c);
         }
-        Metrics { registry, requests, duration, rate_limited, jobs, jobs_age, pool }
+        Metrics {
+            registry,
+            requests,
+            duration,
+            rate_limited,
+            jobs,
+            jobs_age,
+            pool,
+        }
     }
 }
 
@@ -89,8 +122,12 @@ pub async fn measure(State(state): State<AppState>, req: Request, next: Next) ->
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let res = next.run(req).await;
     let m = &state.metrics;
-    m.requests.with_label_values(&[&method, &route, res.status().as_str()]).inc();
-    m.duration.with_label_values(&[&method, &route]).observe(start.elapsed().as_secs_f64());
+    m.requests
+        .with_label_values(&[&method, &route, res.status().as_str()])
+        .inc();
+    m.duration
+        .with_label_values(&[&method, &route])
+        .observe(start.elapsed().as_secs_f64());
     res
 }
 
@@ -112,8 +149,12 @@ pub fn routes() -> Vec<Route> {
 async fn scrape(State(state): State<AppState>) -> Response {
     let m = &state.metrics;
     let (size, in_use) = state.db.pool_status();
-    m.pool.with_label_values(&["max"]).set(i64::try_from(size).unwrap_or(i64::MAX));
-    m.pool.with_label_values(&["in_use"]).set(i64::try_from(in_use).unwrap_or(i64::MAX));
+    m.pool
+        .with_label_values(&["max"])
+        .set(i64::try_from(size).unwrap_or(i64::MAX));
+    m.pool
+        .with_label_values(&["in_use"])
+        .set(i64::try_from(in_use).unwrap_or(i64::MAX));
     if let Ok(depth) = queue_depth(&state).await {
         for (status, count, age) in depth {
             m.jobs.with_label_values(&[&status]).set(count);
@@ -121,7 +162,10 @@ async fn scrape(State(state): State<AppState>) -> Response {
         }
     }
     let mut buf = Vec::new();
-    if TextEncoder::new().encode(&m.registry.gather(), &mut buf).is_err() {
+    if TextEncoder::new()
+        .encode(&m.registry.gather(), &mut buf)
+        .is_err()
+    {
         return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], buf).into_response()

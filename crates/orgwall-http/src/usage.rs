@@ -14,7 +14,8 @@ static USAGE: RouteSpec = RouteSpec {
     method: "GET",
     path: "/usage",
     access: Access::Org(Some(Permission::UsageRead)),
-    summary: "The plan's quotas (members, projects, tickets, storage bytes), current use and rate limit",
+    summary:
+        "The plan's quotas (members, projects, tickets, storage bytes), current use and rate limit",
     ids: &[],
     body: None,
     status: 200,
@@ -25,7 +26,10 @@ pub fn routes() -> Vec<Route> {
     vec![route(&USAGE, get(usage))]
 }
 
-async fn usage(State(state): State<AppState>, Scoped(scope): Scoped) -> Result<Json<Usage>, Problem> {
+async fn usage(
+    State(state): State<AppState>,
+    Scoped(scope): Scoped,
+) -> Result<Json<Usage>, Problem> {
     let mut tx = state.db.read(&scope).await?;
     let u = quota::usage(&mut tx).await?;
     tx.commit().await?;

@@ -245,7 +245,10 @@ async fn org_wall(
     }
     let span = tracing::Span::current();
     span.record("org_id", tracing::field::display(scope.org_id()));
-    span.record("user_id", tracing::field::display(principal_label(scope.principal())));
+    span.record(
+        "user_id",
+        tracing::field::display(principal_label(scope.principal())),
+    );
     let decision = rate_limit(state, &scope).await?;
     parts.extensions.insert(Scoped(Arc::new(scope)));
     Ok(Some(decision))
@@ -317,9 +320,13 @@ async fn rate_limit(state: &AppState, scope: &OrgScope) -> Result<limits::Decisi
     let o = limits::check(&state.limits, &format!("org:{org}"), org_limit)
         .await
         .map_err(counted("org"))?;
-    let u = limits::check(&state.limits, &format!("org:{org}:{who}"), state.limits.config.user_per_minute)
-        .await
-        .map_err(counted("user"))?;
+    let u = limits::check(
+        &state.limits,
+        &format!("org:{org}:{who}"),
+        state.limits.config.user_per_minute,
+    )
+    .await
+    .map_err(counted("user"))?;
     Ok(if u.remaining < o.remaining { u } else { o })
 }
 

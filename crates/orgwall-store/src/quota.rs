@@ -56,7 +56,11 @@ const USED: &str = "SELECT
     (SELECT CAST(coalesce(sum(size_bytes), 0) AS BIGINT) FROM files WHERE org_id = $1)";
 
 async fn limits(tx: &mut Tx, org: OrgId, lock: bool) -> Result<(String, Counts, i64)> {
-    let lock = if lock && tx.kind() == BackendKind::Postgres { " FOR UPDATE OF o" } else { "" };
+    let lock = if lock && tx.kind() == BackendKind::Postgres {
+        " FOR UPDATE OF o"
+    } else {
+        ""
+    };
     let row = tx
         .query_one(
             &format!(
@@ -69,14 +73,24 @@ async fn limits(tx: &mut Tx, org: OrgId, lock: bool) -> Result<(String, Counts, 
         .await?;
     Ok((
         row.get(0)?,
-        Counts { members: row.get(1)?, projects: row.get(2)?, tickets: row.get(3)?, storage_bytes: row.get(4)? },
+        Counts {
+            members: row.get(1)?,
+            projects: row.get(2)?,
+            tickets: row.get(3)?,
+            storage_bytes: row.get(4)?,
+        },
         row.get(5)?,
     ))
 }
 
 async fn used(tx: &mut Tx, org: OrgId) -> Result<Counts> {
     let r = tx.query_one(USED, params![org]).await?;
-    Ok(Counts { members: r.get(0)?, projects: r.get(1)?, tickets: r.get(2)?, storage_bytes: r.get(3)? })
+    Ok(Counts {
+        members: r.get(0)?,
+        projects: r.get(1)?,
+        tickets: r.get(2)?,
+        storage_bytes: r.get(3)?,
+    })
 }
 
 /// Refuses with 403 `quota_exceeded` when `q` would exceed the org's plan. Call it in the
@@ -111,17 +125,29 @@ pub async fn usage(tx: &mut TenantTx<'_>) -> Result<Usage> {
     let org = tx.org_id();
     let (plan, limits, rate) = limits(tx.raw(), org, false).await?;
     let used = used(tx.raw(), org).await?;
-    Ok(Usage { plan, limits, used, rate_limit_per_minute: rate })
+    Ok(Usage {
+        plan,
+        limits,
+        used,
+        rate_limit_per_minute: rate,
+    })
 }
 
 /// Sets an org's plan (operator command). Unknown plans are refused.
 pub async fn set_plan(db: &Db, org: OrgId, plan: &str) -> Result<()> {
     let mut tx = db.global(Mode::Write).await?;
-    if tx.query_opt("SELECT name FROM plans WHERE name = $1", params![plan]).await?.is_none() {
+    if tx
+        .query_opt("SELECT name FROM plans WHERE name = $1", params![plan])
+        .await?
+        .is_none()
+    {
         return Err(Error::Validation(format!("unknown plan {plan:?}")));
     }
     let n = tx
-        .execute("UPDATE orgs SET plan = $2 WHERE id = $1", params![org, plan])
+        .execute(
+            "UPDATE orgs SET plan = $2 WHERE id = $1",
+            params![org, plan],
+        )
         .await?;
     tx.commit().await?;
     if n == 0 {

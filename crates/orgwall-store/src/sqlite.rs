@@ -440,7 +440,10 @@ impl SqliteDb {
     /// (connections allowed, connections in use).
     pub(crate) fn pool_status(&self) -> (usize, usize) {
         let size = self.pool.size;
-        (size, size.saturating_sub(self.pool.permits.available_permits()))
+        (
+            size,
+            size.saturating_sub(self.pool.permits.available_permits()),
+        )
     }
 
     /// A connection without the authorizer, for migrations and the doctor (the owner).

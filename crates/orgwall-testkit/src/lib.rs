@@ -307,11 +307,13 @@ impl TestServer {
     /// their own state).
     pub async fn start(db: &Db) -> TestServer {
         let mut state = orgwall_http::AppState::new(db.clone());
-        state.limits = std::sync::Arc::new(orgwall_http::limits::Limits::new(orgwall_http::limits::LimitConfig {
-            login_per_ip: 10_000,
-            user_per_minute: 1_000_000,
-            ..Default::default()
-        }));
+        state.limits = std::sync::Arc::new(orgwall_http::limits::Limits::new(
+            orgwall_http::limits::LimitConfig {
+                login_per_ip: 10_000,
+                user_per_minute: 1_000_000,
+                ..Default::default()
+            },
+        ));
         Self::with_state(state).await
     }
 

@@ -144,7 +144,8 @@ enum Command {
 }
 
 fn init_logs(format: LogFormat) {
-    let filter = orgwall_http::log_filter(&std::env::var("ORGWALL_LOG").unwrap_or_else(|_| "info".into()));
+    let filter =
+        orgwall_http::log_filter(&std::env::var("ORGWALL_LOG").unwrap_or_else(|_| "info".into()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -221,19 +222,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 user_per_minute: *rate_user_per_minute,
                 ..Default::default()
             };
-            state.limits = std::sync::Arc::new(match redis_url.as_deref().filter(|u| !u.is_empty()) {
-                None => orgwall_http::limits::Limits::new(limit_config),
-                Some(url) => match orgwall_http::limits::Limits::with_redis(limit_config.clone(), url).await {
-                    Ok(l) => {
-                        tracing::info!("rate limits shared through Redis");
-                        l
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "Redis unavailable at start; rate limits are per process");
-                        orgwall_http::limits::Limits::new(limit_config)
+            state.limits = std::sync::Arc::new(
+                match redis_url.as_deref().filter(|u| !u.is_empty()) {
+                    None => orgwall_http::limits::Limits::new(limit_config),
+                    Some(url) => {
+                        match orgwall_http::limits::Limits::with_redis(limit_config.clone(), url)
+                            .await
+                        {
+                            Ok(l) => {
+                                tracing::info!("rate limits shared through Redis");
+                                l
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "Redis unavailable at start; rate limits are per process");
+                                orgwall_http::limits::Limits::new(limit_config)
+                            }
+                        }
                     }
                 },
-            });
+            );
             state.base_domain = base_domain
                 .as_deref()
                 .map(|d| d.trim_start_matches('.').to_ascii_lowercase().into());
@@ -299,20 +306,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Probe(_) => Ok(ExitCode::SUCCESS), // handled in main, before logging starts
         Command::SetPlan { org, plan } => {
             let db = open(&cli).await?;
-            let id = orgwall_store::repo::orgs::resolve(&db, org).await.map_err(|_| anyhow::anyhow!("no organization {org:?}"))?;
+            let id = orgwall_store::repo::orgs::resolve(&db, org)
+                .await
+                .map_err(|_| anyhow::anyhow!("no organization {org:?}"))?;
             orgwall_store::quota::set_plan(&db, id, plan).await?;
             println!("{org}: plan {plan}");
             Ok(ExitCode::SUCCESS)
         }
         Command::SetRateLimit { org, per_minute } => {
             let db = open(&cli).await?;
-            let id = orgwall_store::repo::orgs::resolve(&db, org).await.map_err(|_| anyhow::anyhow!("no organization {org:?}"))?;
+            let id = orgwall_store::repo::orgs::resolve(&db, org)
+                .await
+                .map_err(|_| anyhow::anyhow!("no organization {org:?}"))?;
             let limit = match per_minute.as_str() {
                 "default" => None,
-                n => Some(n.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| anyhow::anyhow!("per-minute must be a positive integer or `default`"))?),
+                n => Some(n.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    anyhow::anyhow!("per-minute must be a positive integer or `default`")
+                })?),
             };
             orgwall_store::quota::set_rate_limit(&db, id, limit).await?;
-            println!("{org}: rate limit {}", limit.map_or("from its plan".to_string(), |n| format!("{n}/min")));
+            println!(
+                "{org}: rate limit {}",
+                limit.map_or("from its plan".to_string(), |n| format!("{n}/min"))
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor => {

@@ -127,7 +127,9 @@ impl OrgScope {
 const RATE_LIMIT: &str = "coalesce(o.rate_limit_per_minute, p.rate_limit_per_minute)";
 
 fn rate_limit(row: &crate::Row, i: usize) -> Result<Option<u32>> {
-    Ok(row.get::<Option<i64>>(i)?.and_then(|n| u32::try_from(n).ok()))
+    Ok(row
+        .get::<Option<i64>>(i)?
+        .and_then(|n| u32::try_from(n).ok()))
 }
 
 /// Verifies that `user` is a member of `org` and returns their scope there.

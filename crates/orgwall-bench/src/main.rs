@@ -1,0 +1,648 @@
+//! `orgwall-bench`: measures orgwall under load on SQLite and PostgreSQL.
+//!
+//! For each org count: seed a data set in bulk, start the release server on it, drive it
+//! over loopback with C connections (random org per request, that org's own API key),
+//! for each workload; on PostgreSQL with row-level security on and then off (a bench-only
+//! switch on the bench's own database), and pgbench on the detail read's SQL. Writes a
+//! markdown table and a JSON file under `bench/results/`. Run it through `scripts/bench`,
+//! which builds the release binaries first; see `bench/README.md`.
+//!
+//! Never a timed test: nothing in CI runs it.
+
+mod dataset;
+mod load;
+mod pgbench;
+mod report;
+mod seed;
+mod server;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use load::Workload;
+use report::{DatasetRecord, Machine, PgbenchRecord, Report, RunRecord};
+use server::{Backend, Server};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum BackendArg {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Rls {
+    /// Row-level security as `orgwall migrate` leaves it: enabled and forced.
+    On,
+    /// Disabled on every table of the bench database (bench only).
+    Off,
+}
+
+#[derive(Parser, Debug, serde::Serialize)]
+#[command(
+    name = "orgwall-bench",
+    about = "Benchmark orgwall on SQLite and PostgreSQL (see bench/README.md)"
+)]
+struct Args {
+    /// Backends to measure.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    backends: Vec<BackendArg>,
+    /// Org counts (one data set each).
+    #[arg(long, value_delimiter = ',', default_value = "10,1000")]
+    orgs: Vec<usize>,
+    /// Adds the 100,000-org data set (10 million tickets).
+    #[arg(long)]
+    full: bool,
+    /// Tickets per org on average (total capped at 10 million).
+    #[arg(long, default_value_t = 100)]
+    tickets_per_org: u64,
+    /// Share of all tickets in the one large org.
+    #[arg(long, default_value_t = 0.5)]
+    large_share: f64,
+    /// Workloads, in order (creates last keeps the reads on the seeded data).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "detail,list,search,mixed,create"
+    )]
+    workloads: Vec<Workload>,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Connections of the extra detail-read run that checks the server's RSS (0: none).
+    #[arg(long, default_value_t = 256)]
+    rss_concurrency: usize,
+    /// Seconds of warmup before each measured run.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Seconds measured per run.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// PostgreSQL variants.
+    #[arg(long, value_delimiter = ',', default_value = "on,off")]
+    rls: Vec<Rls>,
+    /// pgbench modes on the detail read's SQL.
+    #[arg(long, value_delimiter = ',', default_value = "pipeline,plain")]
+    pgbench: Vec<pgbench::Mode>,
+    /// Skip pgbench.
+    #[arg(long)]
+    no_pgbench: bool,
+    /// PostgreSQL admin URL (a superuser); the bench creates `orgwall_bench_<orgs>` there.
+    #[arg(long, env = "ORGWALL_BENCH_DATABASE_URL", hide_env_values = true)]
+    pg_url: Option<String>,
+    /// The NOLOGIN role tenant transactions switch to.
+    #[arg(long, default_value = orgwall_store::db::DEFAULT_APP_ROLE)]
+    app_role: String,
+    /// The server binary (a release build).
+    #[arg(
+        long,
+        env = "ORGWALL_BENCH_ORGWALL_BIN",
+        default_value = "target/release/orgwall"
+    )]
+    orgwall_bin: PathBuf,
+    /// Where SQLite files and server data go during the run.
+    #[arg(
+        long,
+        env = "ORGWALL_BENCH_WORK_DIR",
+        default_value = "target/bench-work"
+    )]
+    work_dir: PathBuf,
+    /// Where the results go.
+    #[arg(long, env = "ORGWALL_BENCH_OUT", default_value = "bench/results")]
+    out: PathBuf,
+    /// Measure each workload this many times (PostgreSQL: RLS on and off alternate
+    /// within each round); the targets use the median.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    /// Keep the databases and files after the run.
+    #[arg(long)]
+    keep: bool,
+    /// Threads of the load generator (the server and PostgreSQL share the rest).
+    #[arg(long, default_value_t = 1)]
+    driver_threads: usize,
+    /// Ticket ids per org the driver picks from (spread over the org's range).
+    #[arg(long, default_value_t = 1000)]
+    sample_per_org: usize,
+    /// Write no result files (print only).
+    #[arg(long)]
+    no_write: bool,
+}
+
+const MAX_TICKETS: u64 = 10_000_000;
+
+fn spec(args: &Args, orgs: usize) -> dataset::Spec {
+    dataset::Spec {
+        orgs,
+        tickets: (orgs as u64)
+            .saturating_mul(args.tickets_per_org)
+            .min(MAX_TICKETS)
+            .max(orgs as u64),
+        large_share: args.large_share,
+        projects_per_org: 5,
+        notes_per_org: 3,
+        sample_per_org: args.sample_per_org,
+    }
+}
+
+fn say(msg: impl AsRef<str>) {
+    eprintln!("[bench] {}", msg.as_ref());
+}
+
+/// Everything one backend/size needs to run workloads against a started server.
+struct Ctx<'a> {
+    args: &'a Args,
+    rt: &'a tokio::runtime::Runtime,
+    report: &'a mut Report,
+}
+
+/// One measured run's coordinates.
+struct Run<'a> {
+    server: &'a Server,
+    targets: &'a std::sync::Arc<Vec<load::Target>>,
+    orgs: usize,
+    backend: &'static str,
+    variant: &'static str,
+    round: usize,
+}
+
+impl Ctx<'_> {
+    fn measure(&mut self, run: &Run<'_>, w: Workload, c: usize) -> Result<()> {
+        let outcome = self.rt.block_on(load::run(
+            run.server.addr,
+            run.targets.clone(),
+            w,
+            c,
+            Duration::from_secs(self.args.warmup),
+            Duration::from_secs(self.args.duration.max(1)),
+            Some(run.server.pid()),
+        ))?;
+        say(format!(
+            "{} orgs, {} {}, {} c={c}{}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, errors {}{}",
+            run.orgs,
+            run.backend,
+            run.variant,
+            w.name(),
+            if self.args.rounds > 1 {
+                format!(" round {}", run.round)
+            } else {
+                String::new()
+            },
+            outcome.rps,
+            outcome.p50_ms,
+            outcome.p99_ms,
+            outcome.errors,
+            outcome
+                .peak_rss_mb
+                .map(|m| format!(", RSS {m:.1} MB"))
+                .unwrap_or_default()
+        ));
+        if let Some(e) = outcome.error_samples.first() {
+            say(format!("  first error: {e}"));
+        }
+        self.report.runs.push(RunRecord {
+            orgs: run.orgs,
+            backend: run.backend,
+            variant: run.variant,
+            workload: w,
+            concurrency: c,
+            round: run.round,
+            outcome,
+        });
+        Ok(())
+    }
+}
+
+fn bench_sqlite(ctx: &mut Ctx<'_>, orgs: usize) -> Result<()> {
+    let args = ctx.args;
+    let spec = spec(args, orgs);
+    let dir = server::fresh_dir(&args.work_dir, &format!("sqlite-{orgs}"))?;
+    say(format!(
+        "{orgs} orgs, sqlite: seeding {} tickets ({} in the large org) into {}",
+        spec.tickets,
+        spec.large_tickets(),
+        dir.display()
+    ));
+    let seeded = ctx
+        .rt
+        .block_on(seed::sqlite(&dir.join("orgwall.db"), &spec))?;
+    say(format!("seeded in {:.1} s", seeded.secs));
+    ctx.report.datasets.push(DatasetRecord {
+        orgs,
+        backend: "sqlite",
+        tickets: spec.tickets,
+        large_org_tickets: spec.large_tickets(),
+        seed_secs: seeded.secs,
+    });
+    let targets = load::targets(&seeded.orgs)?;
+    let server = Server::start(&args.orgwall_bin, &Backend::Sqlite(&dir))?;
+    say(format!("server on {} (pid {})", server.addr, server.pid()));
+    let result = (|| -> Result<()> {
+        for &w in &args.workloads {
+            for round in 1..=args.rounds.max(1) {
+                let run = Run {
+                    server: &server,
+                    targets: &targets,
+                    orgs,
+                    backend: "sqlite",
+                    variant: "-",
+                    round,
+                };
+                ctx.measure(&run, w, args.concurrency)?;
+            }
+        }
+        if args.rss_concurrency > 0 {
+            let run = Run {
+                server: &server,
+                targets: &targets,
+                orgs,
+                backend: "sqlite",
+                variant: "-",
+                round: 1,
+            };
+            ctx.measure(&run, Workload::Detail, args.rss_concurrency)?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        say(format!("server log:\n{}", server.log_tail()));
+    }
+    server.stop()?;
+    result?;
+    if !args.keep {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    Ok(())
+}
+
+/// Turns row-level security off (`on == false`: `NO FORCE`, `DISABLE`) or back on
+/// (`ENABLE`, `FORCE`) on every tenant table of the bench database (owner connection):
+/// the tables that have the `org_isolation` policy. Returns how many tables.
+async fn rls_switch(url: &str, on: bool) -> Result<usize> {
+    let client = seed::pg_connect(url).await?;
+    let tables: Vec<String> = client
+        .query(
+            "SELECT DISTINCT format('%I.%I', schemaname, tablename) FROM pg_policies
+             WHERE policyname = 'org_isolation' AND schemaname = current_schema()",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if tables.is_empty() {
+        bail!("no table has the org_isolation policy: is this an orgwall database?");
+    }
+    let sql: String = tables
+        .iter()
+        .map(|t| {
+            if on {
+                format!("ALTER TABLE {t} ENABLE ROW LEVEL SECURITY; ALTER TABLE {t} FORCE ROW LEVEL SECURITY;")
+            } else {
+                format!("ALTER TABLE {t} NO FORCE ROW LEVEL SECURITY; ALTER TABLE {t} DISABLE ROW LEVEL SECURITY;")
+            }
+        })
+        .collect();
+    client.batch_execute(&sql).await?;
+    Ok(tables.len())
+}
+
+/// Tables with row-level security enabled and forced.
+async fn rls_tables(url: &str) -> Result<i64> {
+    let client = seed::pg_connect(url).await?;
+    Ok(client
+        .query_one(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind = 'r' AND c.relrowsecurity AND c.relforcerowsecurity
+               AND n.nspname = current_schema()",
+            &[],
+        )
+        .await?
+        .get(0))
+}
+
+fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
+    let args = ctx.args;
+    let spec = spec(args, orgs);
+    let name = format!("orgwall_bench_{orgs}");
+    let url = ctx.rt.block_on(seed::pg_recreate(admin, &name))?;
+    say(format!(
+        "{orgs} orgs, postgres: seeding {} tickets ({} in the large org) into database {name}",
+        spec.tickets,
+        spec.large_tickets()
+    ));
+    let seeded = ctx
+        .rt
+        .block_on(seed::postgres(&url, &args.app_role, &spec))?;
+    say(format!("seeded in {:.1} s", seeded.secs));
+    ctx.report.datasets.push(DatasetRecord {
+        orgs,
+        backend: "postgres",
+        tickets: spec.tickets,
+        large_org_tickets: spec.large_tickets(),
+        seed_secs: seeded.secs,
+    });
+    let targets = load::targets(&seeded.orgs)?;
+    let dir = server::fresh_dir(&args.work_dir, &format!("postgres-{orgs}"))?;
+    let with_on = args.rls.contains(&Rls::On);
+    let with_off = args.rls.contains(&Rls::Off);
+    let n = ctx.rt.block_on(rls_tables(&url))?;
+    say(format!(
+        "row-level security enabled and forced on {n} tables"
+    ));
+    let result = (|| -> Result<()> {
+        let server = Server::start(&args.orgwall_bin, &Backend::Postgres(&url, &dir))?;
+        say(format!("server on {} (pid {})", server.addr, server.pid()));
+        let r = (|| -> Result<()> {
+            // RLS on and off back to back for each workload, against the same server:
+            // the switch is DDL on the bench database, which PostgreSQL's plan cache
+            // follows (prepared statements are re-planned). Odd rounds measure on first,
+            // even rounds off first.
+            for &w in &args.workloads {
+                for round in 1..=args.rounds.max(1) {
+                    let order: &[Rls] = match (with_on, with_off, round % 2 == 1) {
+                        (true, true, true) => &[Rls::On, Rls::Off],
+                        (true, true, false) => &[Rls::Off, Rls::On],
+                        (true, false, _) => &[Rls::On],
+                        (false, true, _) => &[Rls::Off],
+                        (false, false, _) => &[],
+                    };
+                    for v in order {
+                        let variant = match v {
+                            Rls::On => "rls on",
+                            Rls::Off => "rls off",
+                        };
+                        if *v == Rls::Off {
+                            let n = ctx.rt.block_on(rls_switch(&url, false))?;
+                            if !ctx.report.notes.iter().any(|n| n.starts_with("RLS off")) {
+                                ctx.report.notes.push(format!(
+                                    "RLS off: for each `rls off` run the bench ran `ALTER TABLE ... NO FORCE ROW LEVEL SECURITY; ALTER TABLE ... DISABLE ROW LEVEL SECURITY` on every table of its own database ({n} tables) as the owner, against the same running server (started with --no-migrate), and switched it back on (`ENABLE` + `FORCE`) right after; the server role then reads without policies. `orgwall migrate` re-asserted the wall at the end."
+                                ));
+                            }
+                        }
+                        let run = Run {
+                            server: &server,
+                            targets: &targets,
+                            orgs,
+                            backend: "postgres",
+                            variant,
+                            round,
+                        };
+                        let measured = ctx.measure(&run, w, args.concurrency);
+                        if *v == Rls::Off {
+                            ctx.rt.block_on(rls_switch(&url, true))?;
+                        }
+                        measured?;
+                    }
+                }
+            }
+            if args.rss_concurrency > 0 {
+                let run = Run {
+                    server: &server,
+                    targets: &targets,
+                    orgs,
+                    backend: "postgres",
+                    variant: "rls on",
+                    round: 1,
+                };
+                ctx.measure(&run, Workload::Detail, args.rss_concurrency)?;
+            }
+            Ok(())
+        })();
+        if r.is_err() {
+            say(format!("server log:\n{}", server.log_tail()));
+        }
+        server.stop()?;
+        r?;
+        if !args.no_pgbench && !args.pgbench.is_empty() {
+            run_pgbench(ctx, &url, &seeded.orgs, orgs, &dir)?;
+        }
+        Ok(())
+    })();
+    // Leave the wall as migrate makes it, whatever happened.
+    let restored = ctx.rt.block_on(restore_rls(&url, &args.app_role));
+    result?;
+    restored?;
+    let n = ctx.rt.block_on(rls_tables(&url))?;
+    say(format!(
+        "row-level security enabled and forced on {n} tables after the run"
+    ));
+    if !args.keep {
+        ctx.rt.block_on(seed::pg_drop(admin, &name))?;
+        std::fs::remove_dir_all(&dir)?;
+    }
+    Ok(())
+}
+
+async fn restore_rls(url: &str, app_role: &str) -> Result<()> {
+    let db = orgwall_store::Db::open(&orgwall_store::DbConfig::Postgres {
+        url: url.to_owned(),
+        app_role: app_role.to_owned(),
+        pool_size: 1,
+    })
+    .await?;
+    db.migrate().await?;
+    Ok(())
+}
+
+fn run_pgbench(
+    ctx: &mut Ctx<'_>,
+    url: &str,
+    seeded: &[dataset::Org],
+    orgs: usize,
+    dir: &Path,
+) -> Result<()> {
+    let args = ctx.args;
+    let pairs = ctx.rt.block_on(pgbench::load_pairs(url, seeded))?;
+    let max_conn: usize = ctx.rt.block_on(async {
+        let c = seed::pg_connect(url).await?;
+        let v: String = c.query_one("SHOW max_connections", &[]).await?.get(0);
+        anyhow::Ok(v.parse().unwrap_or(100))
+    })?;
+    let clients = args.concurrency.min(max_conn.saturating_sub(10).max(1));
+    if clients < args.concurrency {
+        ctx.report.notes.push(format!(
+            "pgbench ran {clients} clients, not {}: max_connections is {max_conn}",
+            args.concurrency
+        ));
+    }
+    let ours = ctx
+        .report
+        .median(
+            orgs,
+            "postgres",
+            "rls on",
+            Workload::Detail,
+            args.concurrency,
+        )
+        .map(|m| m.rps);
+    for mode in &args.pgbench {
+        say(format!(
+            "{orgs} orgs, pgbench {mode:?} c={clients} for {} s",
+            args.duration
+        ));
+        let run = pgbench::run(
+            url,
+            dir,
+            *mode,
+            &args.app_role,
+            clients,
+            args.duration.max(1),
+            pairs,
+        );
+        let (o, command) = match run {
+            Ok(x) => x,
+            Err(e) => {
+                say(format!("pgbench failed: {e:#}"));
+                ctx.report
+                    .notes
+                    .push(format!("pgbench {mode:?} failed at {orgs} orgs: {e}"));
+                continue;
+            }
+        };
+        let ratio = ours.map(|r| r / o.tps);
+        say(format!(
+            "pgbench {mode:?}: {:.0} tps{}",
+            o.tps,
+            ratio
+                .map(|r| format!(", ours / pgbench = {r:.2}"))
+                .unwrap_or_default()
+        ));
+        ctx.report.pgbench.push(PgbenchRecord {
+            orgs,
+            mode: *mode,
+            concurrency: clients,
+            tps: o.tps,
+            latency_avg_ms: o.latency_avg_ms,
+            ours_rps: ours,
+            ratio,
+            command,
+        });
+    }
+    ctx.rt.block_on(pgbench::drop_pairs(url))?;
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("orgwall-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
+    let mut args = Args::parse();
+    if args.full && !args.orgs.contains(&100_000) {
+        args.orgs.push(100_000);
+    }
+    args.orgs.sort_unstable();
+    args.orgs.dedup();
+    if args.orgs.iter().any(|&n| n == 0 || n > 100_000) {
+        bail!("--orgs: each count must be 1..=100000");
+    }
+    if !args.orgwall_bin.exists() {
+        bail!(
+            "{} does not exist: build it with `cargo build --release -p orgwall` (scripts/bench does)",
+            args.orgwall_bin.display()
+        );
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.driver_threads.max(1))
+        .enable_all()
+        .build()?;
+    let use_pg = args.backends.contains(&BackendArg::Postgres);
+    let admin = match (&args.pg_url, use_pg) {
+        (Some(u), true) => Some(u.clone()),
+        (None, true) => bail!(
+            "PostgreSQL needs --pg-url or ORGWALL_BENCH_DATABASE_URL (scripts/bench finds one)"
+        ),
+        (_, false) => None,
+    };
+    let pg_version = match &admin {
+        Some(a) => Some(rt.block_on(async {
+            let c = seed::pg_connect(a).await?;
+            let v: String = c.query_one("SHOW server_version", &[]).await?.get(0);
+            anyhow::Ok(v)
+        })?),
+        None => None,
+    };
+    let (commit, dirty) = report::commit();
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let mut config = serde_json::to_value(&args)?;
+    if let Some(obj) = config.as_object_mut() {
+        obj.remove("pg_url");
+        obj.insert("command".into(), command.into());
+    }
+    let mut report = Report {
+        tool: "orgwall-bench",
+        started_at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        finished_at: String::new(),
+        commit,
+        dirty,
+        machine: Machine::detect(pg_version),
+        config,
+        datasets: Vec::new(),
+        runs: Vec::new(),
+        pgbench: Vec::new(),
+        targets: Vec::new(),
+        notes: vec![format!(
+            "Load generator: {} connection(s) per run over loopback (HTTP/1.1 keep-alive, hyper), {} driver thread(s) on the same machine as the server and PostgreSQL; warmup {} s, measured {} s; random org per request with that org's own API key (role admin).",
+            args.concurrency, args.driver_threads, args.warmup, args.duration
+        )],
+    };
+    if report
+        .machine
+        .loadavg_before
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        > 0.5
+    {
+        report.notes.push(format!(
+            "The machine was not idle when the run started (load average {}): absolute numbers are noisy.",
+            report.machine.loadavg_before
+        ));
+    }
+    std::fs::create_dir_all(&args.work_dir)
+        .with_context(|| format!("cannot create {}", args.work_dir.display()))?;
+    let mut ctx = Ctx {
+        args: &args,
+        rt: &rt,
+        report: &mut report,
+    };
+    let mut failures = Vec::new();
+    for &orgs in &args.orgs {
+        for b in &args.backends {
+            let r = match (b, &admin) {
+                (BackendArg::Sqlite, _) => bench_sqlite(&mut ctx, orgs),
+                (BackendArg::Postgres, Some(a)) => bench_postgres(&mut ctx, orgs, a),
+                (BackendArg::Postgres, None) => Ok(()),
+            };
+            if let Err(e) = r {
+                say(format!("{orgs} orgs, {b:?} failed: {e:#}"));
+                ctx.report
+                    .notes
+                    .push(format!("{orgs} orgs, {b:?} failed: {e}"));
+                failures.push(format!("{orgs} orgs {b:?}"));
+            }
+        }
+    }
+    report.machine.loadavg_after = report::loadavg();
+    report.finished_at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    report.check_targets(args.concurrency, args.rss_concurrency);
+    let md = report.markdown();
+    println!("{md}");
+    if !args.no_write {
+        let (json, mdp) = report.write(&args.out)?;
+        say(format!("wrote {} and {}", json.display(), mdp.display()));
+    }
+    if !failures.is_empty() {
+        bail!("failed: {}", failures.join(", "));
+    }
+    Ok(())
+}

@@ -1,0 +1,510 @@
+//! Results: the machine, every run, pgbench, the targets of DESIGN.md section 7, as JSON
+//! and as a markdown table under `bench/results/`.
+
+use crate::load::{Outcome, Workload};
+use anyhow::Result;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The machine the numbers come from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    /// Logical CPUs.
+    pub cores: usize,
+    /// CPU model.
+    pub cpu: String,
+    /// Memory, GiB.
+    pub ram_gib: f64,
+    /// Kernel release.
+    pub kernel: String,
+    /// `rustc -V`.
+    pub rustc: String,
+    /// PostgreSQL server version (when PostgreSQL was used).
+    pub postgres: Option<String>,
+    /// `pgbench --version`.
+    pub pgbench: Option<String>,
+    /// `/proc/loadavg` before the first run: how busy the machine was.
+    pub loadavg_before: String,
+    /// `/proc/loadavg` after the last run.
+    pub loadavg_after: String,
+}
+
+fn first_line(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok()?;
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_owned()
+    })
+}
+
+/// `/proc/loadavg`, first three fields.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+impl Machine {
+    /// Reads what it can about this machine.
+    pub fn detect(postgres: Option<String>) -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let mem_kb: f64 = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix("MemTotal:"))
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|n| n.parse().ok())
+            })
+            .unwrap_or(0.0);
+        Machine {
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            cpu: cpuinfo
+                .lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+                .unwrap_or_default(),
+            ram_gib: (mem_kb / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_default(),
+            rustc: first_line("rustc", &["-V"]).unwrap_or_else(|| "unknown".into()),
+            postgres,
+            pgbench: first_line("pgbench", &["--version"]),
+            loadavg_before: loadavg(),
+            loadavg_after: String::new(),
+        }
+    }
+}
+
+/// The commit the binaries were built from, and whether tracked files had changes.
+pub fn commit() -> (String, bool) {
+    let hash =
+        first_line("git", &["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "nocommit".into());
+    let dirty = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .map(|o| !o.stdout.is_empty())
+        .unwrap_or(false);
+    (hash, dirty)
+}
+
+/// One data set as seeded.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetRecord {
+    /// Orgs.
+    pub orgs: usize,
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    /// Tickets in all.
+    pub tickets: u64,
+    /// Tickets of the large org.
+    pub large_org_tickets: u64,
+    /// Seconds the seed took (migrations and index builds included).
+    pub seed_secs: f64,
+}
+
+/// One load run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    /// Orgs in the data set.
+    pub orgs: usize,
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    /// `rls on`, `rls off` (PostgreSQL) or `-` (SQLite).
+    pub variant: &'static str,
+    /// What the requests did.
+    pub workload: Workload,
+    /// Connections.
+    pub concurrency: usize,
+    /// Which measurement of this workload (1-based; see `--rounds`).
+    pub round: usize,
+    /// The numbers.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// One pgbench run next to the matching server run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PgbenchRecord {
+    /// Orgs in the data set.
+    pub orgs: usize,
+    /// `pipeline` or `plain`.
+    pub mode: crate::pgbench::Mode,
+    /// Clients.
+    pub concurrency: usize,
+    /// Its transactions per second.
+    pub tps: f64,
+    /// Its average latency, ms.
+    pub latency_avg_ms: Option<f64>,
+    /// Our detail-read requests per second at the same concurrency (PostgreSQL, RLS on).
+    pub ours_rps: Option<f64>,
+    /// ours_rps / tps.
+    pub ratio: Option<f64>,
+    /// The command (URL left out).
+    pub command: String,
+}
+
+/// A target of DESIGN.md section 7 and what was measured for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetCheck {
+    /// What is compared.
+    pub what: String,
+    /// The target.
+    pub target: String,
+    /// The measurement.
+    pub measured: String,
+    /// Met, missed, or not measurable from this run.
+    pub met: Option<bool>,
+}
+
+/// Everything one invocation produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `orgwall-bench`.
+    pub tool: &'static str,
+    /// UTC start.
+    pub started_at: String,
+    /// UTC end.
+    pub finished_at: String,
+    /// Short commit.
+    pub commit: String,
+    /// Tracked files had uncommitted changes.
+    pub dirty: bool,
+    /// The machine.
+    pub machine: Machine,
+    /// The options of this run.
+    pub config: serde_json::Value,
+    /// The data sets.
+    pub datasets: Vec<DatasetRecord>,
+    /// The runs.
+    pub runs: Vec<RunRecord>,
+    /// pgbench.
+    pub pgbench: Vec<PgbenchRecord>,
+    /// The targets.
+    pub targets: Vec<TargetCheck>,
+    /// Remarks (what the bench changed, what was skipped).
+    pub notes: Vec<String>,
+}
+
+/// Medians over rounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Median {
+    /// Requests per second.
+    pub rps: f64,
+    /// p50, ms.
+    pub p50_ms: f64,
+    /// Rounds it is the median of.
+    pub rounds: usize,
+}
+
+fn pct(x: f64) -> String {
+    format!("{:+.1}%", x * 100.0)
+}
+
+fn rounds_note(rounds: usize) -> String {
+    if rounds > 1 {
+        format!(" (medians of {rounds})")
+    } else {
+        String::new()
+    }
+}
+
+impl Report {
+    /// Median req/s and median p50 (ms) over the rounds matching these, if any.
+    pub fn median(
+        &self,
+        orgs: usize,
+        backend: &str,
+        variant: &str,
+        workload: Workload,
+        concurrency: usize,
+    ) -> Option<Median> {
+        let runs: Vec<&RunRecord> = self
+            .runs
+            .iter()
+            .filter(|r| {
+                r.orgs == orgs
+                    && r.backend == backend
+                    && r.variant == variant
+                    && r.workload == workload
+                    && r.concurrency == concurrency
+            })
+            .collect();
+        let med = |mut v: Vec<f64>| -> Option<f64> {
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            if n == 0 {
+                return None;
+            }
+            let hi = v.get(n / 2).copied()?;
+            let lo = v.get((n - 1) / 2).copied()?;
+            Some((hi + lo) / 2.0)
+        };
+        Some(Median {
+            rps: med(runs.iter().map(|r| r.outcome.rps).collect())?,
+            p50_ms: med(runs.iter().map(|r| r.outcome.p50_ms).collect())?,
+            rounds: runs.len(),
+        })
+    }
+
+    /// Computes the target checks from the runs.
+    pub fn check_targets(&mut self, concurrency: usize, rss_concurrency: usize) {
+        let mut checks = Vec::new();
+        let mut sizes: Vec<usize> = self.runs.iter().map(|r| r.orgs).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        // RLS on vs off, per size and workload.
+        for &orgs in &sizes {
+            for w in [
+                Workload::Detail,
+                Workload::List,
+                Workload::Search,
+                Workload::Create,
+                Workload::Mixed,
+            ] {
+                let (Some(on), Some(off)) = (
+                    self.median(orgs, "postgres", "rls on", w, concurrency),
+                    self.median(orgs, "postgres", "rls off", w, concurrency),
+                ) else {
+                    continue;
+                };
+                if off.rps <= 0.0 {
+                    continue;
+                }
+                let cost = 1.0 - on.rps / off.rps;
+                checks.push(TargetCheck {
+                    what: format!("RLS cost, {} at {orgs} orgs, c={concurrency}", w.name()),
+                    target: "<= 5% fewer req/s with RLS on".into(),
+                    measured: format!(
+                        "on {:.0} req/s, off {:.0} req/s{}: {}",
+                        on.rps,
+                        off.rps,
+                        rounds_note(on.rounds),
+                        pct(cost)
+                    ),
+                    met: Some(cost <= 0.05),
+                });
+            }
+        }
+        // p50 of a detail read, smallest vs largest org count.
+        if let (Some(&small), Some(&large)) = (sizes.first(), sizes.last()) {
+            for (backend, variant) in [("sqlite", "-"), ("postgres", "rls on")] {
+                let (Some(a), Some(b)) = (
+                    self.median(small, backend, variant, Workload::Detail, concurrency),
+                    self.median(large, backend, variant, Workload::Detail, concurrency),
+                ) else {
+                    continue;
+                };
+                if small == large || a.p50_ms <= 0.0 {
+                    continue;
+                }
+                let change = b.p50_ms / a.p50_ms - 1.0;
+                checks.push(TargetCheck {
+                    what: format!("detail p50, {small} vs {large} orgs, {backend} {variant}"),
+                    target: "within 20% (DESIGN: 10 vs 100,000 orgs)".into(),
+                    measured: format!(
+                        "{:.2} ms -> {:.2} ms{}: {}",
+                        a.p50_ms,
+                        b.p50_ms,
+                        rounds_note(a.rounds),
+                        pct(change)
+                    ),
+                    met: if large >= 100_000 && small <= 10 {
+                        Some(change.abs() <= 0.20)
+                    } else {
+                        None
+                    },
+                });
+            }
+        }
+        // RSS at the high concurrency.
+        for r in self
+            .runs
+            .iter()
+            .filter(|r| r.concurrency == rss_concurrency)
+        {
+            if let Some(mb) = r.outcome.peak_rss_mb {
+                checks.push(TargetCheck {
+                    what: format!(
+                        "server RSS, {} {} at {} orgs, c={}",
+                        r.backend, r.variant, r.orgs, r.concurrency
+                    ),
+                    target: "<= 100 MB".into(),
+                    measured: format!("{mb:.1} MB peak"),
+                    met: Some(mb <= 100.0),
+                });
+            }
+        }
+        for p in &self.pgbench {
+            if let Some(ratio) = p.ratio {
+                checks.push(TargetCheck {
+                    what: format!(
+                        "ours / pgbench ({:?}), detail at {} orgs, c={}",
+                        p.mode, p.orgs, p.concurrency
+                    )
+                    .to_lowercase(),
+                    target: "report".into(),
+                    measured: format!(
+                        "{:.0} req/s / {:.0} tps = {ratio:.2}",
+                        p.ours_rps.unwrap_or(0.0),
+                        p.tps
+                    ),
+                    met: None,
+                });
+            }
+        }
+        self.targets = checks;
+    }
+
+    /// The markdown version.
+    pub fn markdown(&self) -> String {
+        let m = &self.machine;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "# orgwall bench, {} ({}{})\n",
+            self.started_at,
+            self.commit,
+            if self.dirty { ", dirty" } else { "" }
+        );
+        let _ = writeln!(
+            s,
+            "Machine: {} cores ({}), {} GiB RAM, Linux {}, {}{}. Load average before/after: {} / {}.\n",
+            m.cores,
+            m.cpu,
+            m.ram_gib,
+            m.kernel,
+            m.rustc,
+            m.postgres.as_deref().map(|p| format!(", PostgreSQL {p}")).unwrap_or_default(),
+            m.loadavg_before,
+            m.loadavg_after
+        );
+        if let Some(cmd) = self.config.get("command").and_then(|c| c.as_str()) {
+            let _ = writeln!(s, "Command: `{cmd}`\n");
+        }
+        if self.datasets.is_empty() && self.runs.is_empty() {
+            let _ = writeln!(s, "No data set was measured.\n");
+        }
+        let _ = writeln!(s, "## Data sets\n\n| orgs | backend | tickets | large org | seed s |\n| ---: | --- | ---: | ---: | ---: |");
+        for d in &self.datasets {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {:.1} |",
+                d.orgs, d.backend, d.tickets, d.large_org_tickets, d.seed_secs
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\n## Requests\n\n| orgs | backend | variant | workload | conc | req/s | p50 ms | p99 ms | errors | peak RSS MB |\n| ---: | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        );
+        let rounds = self.runs.iter().map(|r| r.round).max().unwrap_or(1);
+        for r in &self.runs {
+            let o = &r.outcome;
+            let workload = if rounds > 1 {
+                format!("{} #{}", r.workload.name(), r.round)
+            } else {
+                r.workload.name().to_owned()
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {} |",
+                r.orgs,
+                r.backend,
+                r.variant,
+                workload,
+                r.concurrency,
+                o.rps,
+                o.p50_ms,
+                o.p99_ms,
+                o.errors,
+                o.peak_rss_mb
+                    .map(|v| format!("{v:.1}"))
+                    .unwrap_or_else(|| "-".into())
+            );
+        }
+        if !self.pgbench.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n## pgbench, the detail read's SQL\n\n| orgs | mode | clients | pgbench tps | ours req/s | ours / pgbench |\n| ---: | --- | ---: | ---: | ---: | ---: |"
+            );
+            for p in &self.pgbench {
+                let _ = writeln!(
+                    s,
+                    "| {} | {:?} | {} | {:.0} | {} | {} |",
+                    p.orgs,
+                    p.mode,
+                    p.concurrency,
+                    p.tps,
+                    p.ours_rps
+                        .map(|v| format!("{v:.0}"))
+                        .unwrap_or_else(|| "-".into()),
+                    p.ratio
+                        .map(|v| format!("{v:.2}"))
+                        .unwrap_or_else(|| "-".into())
+                );
+            }
+        }
+        if !self.targets.is_empty() {
+            let _ = writeln!(s, "\n## Targets (DESIGN.md section 7)\n\n| what | target | measured | met |\n| --- | --- | --- | --- |");
+            for t in &self.targets {
+                let met = match t.met {
+                    Some(true) => "yes",
+                    Some(false) => "**no**",
+                    None => "-",
+                };
+                let _ = writeln!(s, "| {} | {} | {} | {met} |", t.what, t.target, t.measured);
+            }
+        }
+        let errors: Vec<&RunRecord> = self.runs.iter().filter(|r| r.outcome.errors > 0).collect();
+        if !errors.is_empty() {
+            let _ = writeln!(s, "\n## Errors\n");
+            for r in errors {
+                let _ = writeln!(
+                    s,
+                    "- {} orgs, {} {}, {} c={}: {} errors, statuses {:?}",
+                    r.orgs,
+                    r.backend,
+                    r.variant,
+                    r.workload.name(),
+                    r.concurrency,
+                    r.outcome.errors,
+                    r.outcome.statuses
+                );
+                for e in &r.outcome.error_samples {
+                    let _ = writeln!(s, "  - `{}`", e.replace('`', "'"));
+                }
+            }
+        }
+        if !self.notes.is_empty() {
+            let _ = writeln!(s, "\n## Notes\n");
+            for n in &self.notes {
+                let _ = writeln!(s, "- {n}");
+            }
+        }
+        s
+    }
+
+    /// Writes `<date>-<commit>.json` and `.md` into `dir`; returns the paths.
+    pub fn write(&self, dir: &Path) -> Result<(PathBuf, PathBuf)> {
+        std::fs::create_dir_all(dir)?;
+        let date = self.started_at.get(..10).unwrap_or("undated");
+        let mut stem = format!("{date}-{}", self.commit);
+        let mut n = 2;
+        while dir.join(format!("{stem}.json")).exists() {
+            stem = format!("{date}-{}-{n}", self.commit);
+            n += 1;
+        }
+        let json = dir.join(format!("{stem}.json"));
+        let md = dir.join(format!("{stem}.md"));
+        std::fs::write(&json, serde_json::to_string_pretty(self)? + "\n")?;
+        std::fs::write(&md, self.markdown())?;
+        Ok((json, md))
+    }
+}
