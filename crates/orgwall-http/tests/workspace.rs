@@ -408,3 +408,161 @@ both!(
         }
     }
 );
+
+both!(
+    comments_are_deleted_by_their_author_or_with_tickets_delete,
+    |t: TestDb| async move {
+        Demo::load(&t.db).await;
+        let s = TestServer::start(&t.db).await;
+        let alice = s.demo_login("alice@acme.test").await;
+        let carol = s.demo_login("carol@example.test").await;
+        let tid = ids(&s.get("/v1/orgs/acme/tickets", &alice).await.body)[0].clone();
+        let base = format!("/v1/orgs/acme/tickets/{tid}/comments");
+        let mine = s
+            .call(
+                "POST",
+                &base,
+                Some(&carol),
+                &[],
+                Some(json!({"body": "carol's"})),
+            )
+            .await;
+        assert_eq!(mine.status, 201);
+        let theirs = s
+            .call(
+                "POST",
+                &base,
+                Some(&alice),
+                &[],
+                Some(json!({"body": "alice's"})),
+            )
+            .await;
+        assert_eq!(theirs.status, 201);
+        let (mine, theirs) = (
+            mine.body["id"].as_str().unwrap().to_owned(),
+            theirs.body["id"].as_str().unwrap().to_owned(),
+        );
+        // A member (no tickets:delete) cannot delete someone else's comment, but can delete her own.
+        let r = s
+            .call(
+                "DELETE",
+                &format!("{base}/{theirs}"),
+                Some(&carol),
+                &[],
+                None,
+            )
+            .await;
+        assert_eq!((r.status, r.code()), (403, "permission_denied"));
+        assert_eq!(
+            s.call("DELETE", &format!("{base}/{mine}"), Some(&carol), &[], None)
+                .await
+                .status,
+            204
+        );
+        // The owner holds tickets:delete.
+        assert_eq!(
+            s.call(
+                "DELETE",
+                &format!("{base}/{theirs}"),
+                Some(&alice),
+                &[],
+                None
+            )
+            .await
+            .status,
+            204
+        );
+        let r = s.get(&base, &alice).await;
+        assert!(!r.body.to_string().contains("carol's") && !r.body.to_string().contains("alice's"));
+        // Gone is gone.
+        assert_eq!(
+            s.call("DELETE", &format!("{base}/{mine}"), Some(&carol), &[], None)
+                .await
+                .status,
+            404
+        );
+        // Use after delete on notes and projects too.
+        let n = s
+            .call(
+                "POST",
+                "/v1/orgs/acme/notes",
+                Some(&alice),
+                &[],
+                Some(json!({"title": "tmp"})),
+            )
+            .await
+            .body["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            s.call(
+                "DELETE",
+                &format!("/v1/orgs/acme/notes/{n}"),
+                Some(&alice),
+                &[],
+                None
+            )
+            .await
+            .status,
+            204
+        );
+        for m in ["GET", "PATCH", "DELETE"] {
+            let body = (m == "PATCH").then(|| json!({"title": "x"}));
+            assert_eq!(
+                s.call(
+                    m,
+                    &format!("/v1/orgs/acme/notes/{n}"),
+                    Some(&alice),
+                    &[],
+                    body
+                )
+                .await
+                .status,
+                404,
+                "{m}"
+            );
+        }
+        let p = s
+            .call(
+                "POST",
+                "/v1/orgs/acme/projects",
+                Some(&alice),
+                &[],
+                Some(json!({"key": "TMP", "name": "tmp"})),
+            )
+            .await
+            .body["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            s.call(
+                "DELETE",
+                &format!("/v1/orgs/acme/projects/{p}"),
+                Some(&alice),
+                &[],
+                None
+            )
+            .await
+            .status,
+            204
+        );
+        assert_eq!(
+            s.get(&format!("/v1/orgs/acme/projects/{p}"), &alice)
+                .await
+                .status,
+            404
+        );
+        let r = s
+            .call(
+                "POST",
+                "/v1/orgs/acme/tickets",
+                Some(&alice),
+                &[],
+                Some(json!({"project_id": p, "title": "orphan"})),
+            )
+            .await;
+        assert_eq!(r.status, 422, "a deleted project cannot take tickets");
+    }
+);

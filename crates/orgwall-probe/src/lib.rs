@@ -944,6 +944,19 @@ pub async fn run(cfg: &Config) -> Result<Report, RunError> {
             "no ids were discovered for A or B: check the credentials and tenant values".into(),
         );
     }
+    // A's credentials must work too, or every attack is "denied" for the wrong reason.
+    if a_before.is_empty()
+        && p.ops.iter().any(|o| {
+            o.method == "GET"
+                && !o.public
+                && (o.org_path_param().is_some() || o.org_header().is_some())
+        })
+    {
+        p.report.credentials_failed = true;
+        p.report.notes.push(
+            "A's credentials were refused on every tenant read: the attacks prove nothing".into(),
+        );
+    }
     if b_seen.all_ids().is_empty() {
         p.report.credentials_failed = true;
         p.report.notes.push(

@@ -541,6 +541,25 @@ async fn could_not_run_is_not_a_clean_bill_of_health() {
     };
     let r = orgwall_probe::run(&cfg).await.unwrap();
     assert!(!r.complete(), "{}", r.table());
+    // Only A's credentials are wrong: still no verdict (every "denial" would be a 401).
+    let (base, dir2) = serve(Bug::UnscopedDetail).await;
+    let cfg2 = Config {
+        spec: dir2.path().join("openapi.json").display().to_string(),
+        base_url: base,
+        a: Principal {
+            name: "A".into(),
+            headers: vec![("Authorization".into(), "Bearer nope".into())],
+            org: Some("t1".into()),
+        },
+        b: Principal {
+            name: "B".into(),
+            headers: vec![("Authorization".into(), "Bearer tok-b".into())],
+            org: Some("t2".into()),
+        },
+        ..Config::default()
+    };
+    let r2 = orgwall_probe::run(&cfg2).await.unwrap();
+    assert!(!r2.complete(), "{}", r2.table());
     // An unsupported document.
     std::fs::write(
         dir.path().join("swagger.json"),
