@@ -344,6 +344,20 @@ async fn upload(
     if declared_len.is_some_and(|n| n > cap) {
         return Err(too_large(max));
     }
+    // An org with no storage left is refused before a byte is read or written (the
+    // insert checks the quota again, exactly, in its own transaction).
+    {
+        let mut tx = state.db.read(&scope).await?;
+        let usage = orgwall_store::quota::usage(&mut tx).await?;
+        tx.commit().await?;
+        if usage.used.storage_bytes >= usage.limits.storage_bytes {
+            return Err(Error::Refused(
+                "quota_exceeded",
+                format!("the {} plan's storage is used up", usage.plan),
+            )
+            .into());
+        }
+    }
     let hit = Arc::new(AtomicBool::new(false));
     let req = req.map(|b| capped(b, cap, hit.clone()));
     let mut mp = Multipart::from_request(req, &state)
