@@ -4,15 +4,13 @@
 //! its own org, with its role's permissions, and stops working on the request after its
 //! revocation.
 
-use crate::body::{Body, Params};
-use crate::invitations::path_id;
+use crate::body::{Body, Params, PathParams};
 use crate::page::{paged, PageQuery, Paged};
 use crate::problem::Problem;
 use crate::routes::{route, schema, Access, Route, RouteSpec};
 use crate::wall::Scoped;
 use crate::AppState;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::Json;
@@ -21,7 +19,6 @@ use orgwall_core::{ApiKeyId, Error, Permission};
 use orgwall_store::repo::api_keys;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -113,9 +110,9 @@ async fn list(
 async fn revoke(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    params: Result<Path<HashMap<String, String>>, PathRejection>,
+    params: PathParams,
 ) -> Result<StatusCode, Problem> {
-    let id: ApiKeyId = path_id(params)?;
+    let id: ApiKeyId = params.id("id")?;
     let mut tx = state.db.write(&scope).await?;
     api_keys::revoke(&mut tx, id).await?;
     tx.commit().await?;

@@ -103,3 +103,13 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts
             .map_err(|_| Problem::from(orgwall_core::Error::NotFound))
     }
 }
+
+/// Path parameters by name, for handlers that look ids up with [`PathParams::id`].
+pub type PathParams = PathOf<std::collections::HashMap<String, String>>;
+
+impl PathParams {
+    /// The path parameter `name` as a resource id; missing or malformed is 404.
+    pub fn id<T: std::str::FromStr>(&self, name: &str) -> Result<T, Problem> {
+        crate::wall::id(self.0.get(name).map_or("", String::as_str))
+    }
+}

@@ -3,14 +3,13 @@
 //! Accepting is a user-session route outside any org: the org and the role come from the
 //! invitation the token names, never from the request (the body is only `{token}`).
 
-use crate::body::{Body, Params};
+use crate::body::{Body, Params, PathParams};
 use crate::page::{paged, PageQuery, Paged};
 use crate::problem::Problem;
 use crate::routes::{route, schema, Access, Route, RouteSpec};
 use crate::wall::{Caller, Scoped};
 use crate::AppState;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::Json;
@@ -19,7 +18,6 @@ use orgwall_store::access;
 use orgwall_store::repo::invitations;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -89,16 +87,6 @@ fn accept_link(token: &str) -> String {
     format!("/invitations/accept?token={token}")
 }
 
-/// The `{id}` path parameter as a resource id; a malformed one is simply not found.
-pub(crate) fn path_id<T: std::str::FromStr>(
-    params: Result<Path<HashMap<String, String>>, PathRejection>,
-) -> Result<T, Problem> {
-    let Ok(Path(params)) = params else {
-        return Err(Problem::from(Error::NotFound));
-    };
-    crate::wall::id(params.get("id").map_or("", String::as_str))
-}
-
 async fn create(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
@@ -134,9 +122,9 @@ async fn list(
 async fn revoke(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    params: Result<Path<HashMap<String, String>>, PathRejection>,
+    params: PathParams,
 ) -> Result<StatusCode, Problem> {
-    let id: InvitationId = path_id(params)?;
+    let id: InvitationId = params.id("id")?;
     let mut tx = state.db.write(&scope).await?;
     invitations::revoke(&mut tx, id).await?;
     tx.commit().await?;

@@ -8,18 +8,17 @@
 //! owner) is enforced in `orgwall_store::repo::memberships`, inside the transaction that
 //! makes the change.
 
-use crate::body::Body;
+use crate::body::{Body, Params, PathParams};
 use crate::page::{paged, PageQuery, Paged};
 use crate::problem::Problem;
 use crate::routes::{route, schema, Access, Route, RouteSpec};
 use crate::wall::Scoped;
 use crate::AppState;
-use axum::extract::rejection::{QueryRejection, RawPathParamsRejection};
-use axum::extract::{Query, RawPathParams, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch};
 use axum::Json;
-use orgwall_core::{Error, Permission, UserId};
+use orgwall_core::{Permission, UserId};
 use orgwall_store::repo::memberships::{self, Member};
 use serde::Deserialize;
 
@@ -77,33 +76,12 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// The validated page of a list route's query string (422 for a bad limit or cursor).
-pub(crate) fn page_of(
-    q: Result<Query<PageQuery>, QueryRejection>,
-) -> Result<crate::page::Page, Problem> {
-    let Query(q) = q.map_err(|e| Problem::from(Error::Validation(e.body_text())))?;
-    q.page()
-}
-
-/// A path parameter that is an org-scoped id: missing or malformed is 404.
-pub(crate) fn path_id<T: std::str::FromStr>(
-    params: &Result<RawPathParams, RawPathParamsRejection>,
-    name: &str,
-) -> Result<T, Problem> {
-    let raw = params
-        .as_ref()
-        .ok()
-        .and_then(|p| p.iter().find(|(k, _)| *k == name).map(|(_, v)| v))
-        .ok_or_else(|| Problem::from(Error::NotFound))?;
-    crate::wall::id(raw)
-}
-
 async fn list(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    q: Result<Query<PageQuery>, QueryRejection>,
+    Params(q): Params<PageQuery>,
 ) -> Result<Json<Paged<Member>>, Problem> {
-    let page = page_of(q)?;
+    let page = q.page()?;
     let mut tx = state.db.read(&scope).await?;
     let rows =
         memberships::list_page(&mut tx, page.limit + 1, page.after.map(UserId::from_uuid)).await?;
@@ -114,9 +92,9 @@ async fn list(
 async fn get_member(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    params: Result<RawPathParams, RawPathParamsRejection>,
+    params: PathParams,
 ) -> Result<Json<Member>, Problem> {
-    let user: UserId = path_id(&params, "user_id")?;
+    let user: UserId = params.id("user_id")?;
     let mut tx = state.db.read(&scope).await?;
     let m = memberships::get(&mut tx, user).await?;
     tx.commit().await?;
@@ -126,10 +104,10 @@ async fn get_member(
 async fn update(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    params: Result<RawPathParams, RawPathParamsRejection>,
+    params: PathParams,
     Body(b): Body<UpdateMember>,
 ) -> Result<Json<Member>, Problem> {
-    let user: UserId = path_id(&params, "user_id")?;
+    let user: UserId = params.id("user_id")?;
     let mut tx = state.db.write(&scope).await?;
     let m = memberships::change_role(&mut tx, user, &b.role).await?;
     tx.commit().await?;
@@ -139,9 +117,9 @@ async fn update(
 async fn remove(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    params: Result<RawPathParams, RawPathParamsRejection>,
+    params: PathParams,
 ) -> Result<StatusCode, Problem> {
-    let user: UserId = path_id(&params, "user_id")?;
+    let user: UserId = params.id("user_id")?;
     let mut tx = state.db.write(&scope).await?;
     memberships::remove(&mut tx, user).await?;
     tx.commit().await?;

@@ -1,10 +1,10 @@
 //! Notes: list (with `q`), create, get, update, delete.
 
-use crate::body::{Body, Params, PathOf};
+use crate::body::{Body, Params, PathParams};
 use crate::page::{paged, PageQuery, Paged};
 use crate::problem::Problem;
 use crate::routes::{route, schema, Access, Route, RouteSpec};
-use crate::wall::{id, Scoped};
+use crate::wall::Scoped;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -35,11 +35,6 @@ struct ListQuery {
     q: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct NotePath {
-    id: String,
 }
 
 const IDS: &[(&str, &str)] = &[("id", "note")];
@@ -137,9 +132,9 @@ async fn create(
 async fn get_one(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    PathOf(p): PathOf<NotePath>,
+    params: PathParams,
 ) -> Result<Json<Note>, Problem> {
-    let nid: NoteId = id(&p.id)?;
+    let nid: NoteId = params.id("id")?;
     let mut tx = state.db.read(&scope).await?;
     let n = notes::get(&mut tx, nid).await?;
     tx.commit().await?;
@@ -149,10 +144,10 @@ async fn get_one(
 async fn update(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    PathOf(p): PathOf<NotePath>,
+    params: PathParams,
     Body(b): Body<UpdateNote>,
 ) -> Result<Json<Note>, Problem> {
-    let nid: NoteId = id(&p.id)?;
+    let nid: NoteId = params.id("id")?;
     let mut tx = state.db.write(&scope).await?;
     let n = notes::update(&mut tx, nid, b.title.as_deref(), b.body.as_deref()).await?;
     tx.commit().await?;
@@ -162,9 +157,9 @@ async fn update(
 async fn remove(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    PathOf(p): PathOf<NotePath>,
+    params: PathParams,
 ) -> Result<StatusCode, Problem> {
-    let nid: NoteId = id(&p.id)?;
+    let nid: NoteId = params.id("id")?;
     let mut tx = state.db.write(&scope).await?;
     notes::delete(&mut tx, nid).await?;
     tx.commit().await?;

@@ -1,11 +1,11 @@
 //! Projects: list, create, get, update, delete.
 
-use crate::body::{Body, Params, PathOf};
+use crate::body::{Body, Params, PathParams};
 use crate::page::{paged, PageQuery, Paged};
 
 use crate::problem::Problem;
 use crate::routes::{route, schema, Access, Route, RouteSpec};
-use crate::wall::{id, Scoped};
+use crate::wall::Scoped;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -30,11 +30,6 @@ struct UpdateProject {
     key: Option<String>,
     name: Option<String>,
     description: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ProjectPath {
-    id: String,
 }
 
 const IDS: &[(&str, &str)] = &[("id", "project")];
@@ -122,9 +117,9 @@ async fn create(
 async fn get_one(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    PathOf(p): PathOf<ProjectPath>,
+    params: PathParams,
 ) -> Result<Json<Project>, Problem> {
-    let pid: ProjectId = id(&p.id)?;
+    let pid: ProjectId = params.id("id")?;
     let mut tx = state.db.read(&scope).await?;
     let project = projects::get(&mut tx, pid).await?;
     tx.commit().await?;
@@ -134,10 +129,10 @@ async fn get_one(
 async fn update(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    PathOf(p): PathOf<ProjectPath>,
+    params: PathParams,
     Body(b): Body<UpdateProject>,
 ) -> Result<Json<Project>, Problem> {
-    let pid: ProjectId = id(&p.id)?;
+    let pid: ProjectId = params.id("id")?;
     let mut tx = state.db.write(&scope).await?;
     let project = projects::update(
         &mut tx,
@@ -154,9 +149,9 @@ async fn update(
 async fn remove(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    PathOf(p): PathOf<ProjectPath>,
+    params: PathParams,
 ) -> Result<StatusCode, Problem> {
-    let pid: ProjectId = id(&p.id)?;
+    let pid: ProjectId = params.id("id")?;
     let mut tx = state.db.write(&scope).await?;
     projects::delete(&mut tx, pid).await?;
     tx.commit().await?;

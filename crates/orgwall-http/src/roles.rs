@@ -3,15 +3,13 @@
 //! immutable. Rules (granting no more than one holds, system roles immutable, roles in use
 //! kept) are enforced in `orgwall_store::repo::roles`, inside the changing transaction.
 
-use crate::body::Body;
-use crate::members::{page_of, path_id};
+use crate::body::{Body, Params, PathParams};
 use crate::page::{paged, PageQuery, Paged};
 use crate::problem::Problem;
 use crate::routes::{route, schema, Access, Route, RouteSpec};
 use crate::wall::Scoped;
 use crate::AppState;
-use axum::extract::rejection::{QueryRejection, RawPathParamsRejection};
-use axum::extract::{Query, RawPathParams, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use axum::Json;
@@ -159,9 +157,9 @@ async fn catalogue() -> Json<Value> {
 async fn list(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    q: Result<Query<PageQuery>, QueryRejection>,
+    Params(q): Params<PageQuery>,
 ) -> Result<Json<Paged<Role>>, Problem> {
-    let page = page_of(q)?;
+    let page = q.page()?;
     let mut tx = state.db.read(&scope).await?;
     let rows = roles::list(&mut tx, page.limit + 1, page.after.map(RoleId::from_uuid)).await?;
     tx.commit().await?;
@@ -171,9 +169,9 @@ async fn list(
 async fn get_role(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    params: Result<RawPathParams, RawPathParamsRejection>,
+    params: PathParams,
 ) -> Result<Json<Role>, Problem> {
-    let id: RoleId = path_id(&params, "role_id")?;
+    let id: RoleId = params.id("role_id")?;
     let mut tx = state.db.read(&scope).await?;
     let role = roles::get(&mut tx, id).await?;
     tx.commit().await?;
@@ -195,10 +193,10 @@ async fn create(
 async fn update(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    params: Result<RawPathParams, RawPathParamsRejection>,
+    params: PathParams,
     Body(b): Body<UpdateRole>,
 ) -> Result<Json<Role>, Problem> {
-    let id: RoleId = path_id(&params, "role_id")?;
+    let id: RoleId = params.id("role_id")?;
     let patch = RolePatch {
         key: b.key,
         name: b.name,
@@ -217,9 +215,9 @@ async fn update(
 async fn delete_role(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    params: Result<RawPathParams, RawPathParamsRejection>,
+    params: PathParams,
 ) -> Result<StatusCode, Problem> {
-    let id: RoleId = path_id(&params, "role_id")?;
+    let id: RoleId = params.id("role_id")?;
     let mut tx = state.db.write(&scope).await?;
     roles::delete(&mut tx, id).await?;
     tx.commit().await?;

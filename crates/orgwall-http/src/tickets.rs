@@ -1,10 +1,10 @@
 //! Tickets (with filters, search, workflow and assignment) and their comments.
 
-use crate::body::{Body, Params, PathOf};
+use crate::body::{Body, Params, PathParams};
 use crate::page::{paged, PageQuery, Paged};
 use crate::problem::Problem;
 use crate::routes::{route, schema, Access, Route, RouteSpec};
-use crate::wall::{id, Scoped};
+use crate::wall::Scoped;
 use crate::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -61,17 +61,6 @@ struct ListQuery {
     q: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct TicketPath {
-    id: String,
-}
-
-#[derive(Deserialize)]
-struct CommentPath {
-    id: String,
-    comment_id: String,
 }
 
 #[derive(Serialize)]
@@ -246,9 +235,9 @@ async fn create(
 async fn get_one(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    PathOf(p): PathOf<TicketPath>,
+    params: PathParams,
 ) -> Result<Json<TicketDetail>, Problem> {
-    let tid: TicketId = id(&p.id)?;
+    let tid: TicketId = params.id("id")?;
     let mut tx = state.db.read(&scope).await?;
     let ticket = tickets::get(&mut tx, tid).await?;
     let history = tickets::history(&mut tx, tid).await?;
@@ -259,10 +248,10 @@ async fn get_one(
 async fn update(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    PathOf(p): PathOf<TicketPath>,
+    params: PathParams,
     Body(b): Body<UpdateTicket>,
 ) -> Result<Json<Ticket>, Problem> {
-    let tid: TicketId = id(&p.id)?;
+    let tid: TicketId = params.id("id")?;
     let assignee_id = match b.assignee_id {
         None => None,
         Some(None) => Some(None),
@@ -292,9 +281,9 @@ async fn update(
 async fn remove(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    PathOf(p): PathOf<TicketPath>,
+    params: PathParams,
 ) -> Result<StatusCode, Problem> {
-    let tid: TicketId = id(&p.id)?;
+    let tid: TicketId = params.id("id")?;
     let mut tx = state.db.write(&scope).await?;
     tickets::delete(&mut tx, tid).await?;
     tx.commit().await?;
@@ -304,9 +293,9 @@ async fn remove(
 async fn list_comments(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    PathOf(p): PathOf<TicketPath>,
+    params: PathParams,
 ) -> Result<Json<Paged<Comment>>, Problem> {
-    let tid: TicketId = id(&p.id)?;
+    let tid: TicketId = params.id("id")?;
     let mut tx = state.db.read(&scope).await?;
     let items = comments::list(&mut tx, tid).await?;
     tx.commit().await?;
@@ -319,10 +308,10 @@ async fn list_comments(
 async fn add_comment(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    PathOf(p): PathOf<TicketPath>,
+    params: PathParams,
     Body(b): Body<CreateComment>,
 ) -> Result<(StatusCode, Json<Comment>), Problem> {
-    let tid: TicketId = id(&p.id)?;
+    let tid: TicketId = params.id("id")?;
     let mut tx = state.db.write(&scope).await?;
     let c = comments::add(&mut tx, tid, &b.body).await?;
     tx.commit().await?;
@@ -332,10 +321,10 @@ async fn add_comment(
 async fn delete_comment(
     State(state): State<AppState>,
     Scoped(scope): Scoped,
-    PathOf(p): PathOf<CommentPath>,
+    params: PathParams,
 ) -> Result<StatusCode, Problem> {
-    let tid: TicketId = id(&p.id)?;
-    let cid: CommentId = id(&p.comment_id)?;
+    let tid: TicketId = params.id("id")?;
+    let cid: CommentId = params.id("comment_id")?;
     let mut tx = state.db.write(&scope).await?;
     comments::delete(&mut tx, tid, cid).await?;
     tx.commit().await?;
