@@ -464,7 +464,10 @@ s3_try_env() {
 
 # Start moto's server with PYTHON on a free port of 127.0.0.1; stopped at exit.
 s3_start_with() {
-    local py="$1" dir port attempt pid i
+    local py dir port attempt pid i
+    # The interpreter itself, not a wrapper (a pyenv shim) whose pid would be the one
+    # killed at exit while the server lives on.
+    py="$("$1" -c 'import sys; print(sys.executable)')" || return 1
     dir="$(mktemp -d "${TMPDIR:-/tmp}/orgwall-s3.XXXXXX")" || return 1
     services_at_exit "$(printf 'rm -rf %q' "$dir")"
     for attempt in 1 2 3 4 5; do
