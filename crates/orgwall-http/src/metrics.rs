@@ -4,7 +4,8 @@
 //! `orgwall_http_request_duration_seconds{method,route}`,
 //! `orgwall_rate_limited_total{scope}`, `orgwall_jobs{status}` and
 //! `orgwall_jobs_oldest_age_seconds{status}` (read from the queue at scrape time),
-//! `orgwall_db_pool_connections{state}`. Routes are labelled by their template
+//! `orgwall_db_pool_connections{state}`, `orgwall_access_cache_total{event}` (hits,
+//! misses and invalidations of the access cache). Routes are labelled by their template
 //! (`/v1/orgs/{org}/tickets/{id}`), never by concrete ids, so the series stay few and
 //! carry no tenant data.
 
@@ -30,6 +31,7 @@ pub struct Metrics {
     jobs: IntGaugeVec,
     jobs_age: IntGaugeVec,
     pool: IntGaugeVec,
+    cache: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -90,8 +92,17 @@ impl Metrics {
             &["state"],
         )
         .expect("valid metric definition");
+        let cache = IntCounterVec::new(
+            Opts::new(
+                "orgwall_access_cache_total",
+                "Access cache (sessions, API keys, memberships, slugs) hits, misses and invalidations",
+            ),
+            &["event"],
+        )
+        .expect("valid metric definition");
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(cache.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(requests.clone()),
             Box::new(duration.clone()),
             Box::new(rate_limited.clone()),
             Box::new(jobs.clone()),
@@ -108,6 +119,7 @@ impl Metrics {
             jobs,
             jobs_age,
             pool,
+            cache,
         }
     }
 }
@@ -155,6 +167,15 @@ async fn scrape(State(state): State<AppState>) -> Response {
     m.pool
         .with_label_values(&["in_use"])
         .set(i64::try_from(in_use).unwrap_or(i64::MAX));
+    let c = state.db.access_cache_stats();
+    for (event, now) in [
+        ("hit", c.hits),
+        ("miss", c.misses),
+        ("invalidation", c.invalidations),
+    ] {
+        let counter = m.cache.with_label_values(&[event]);
+        counter.inc_by(now.saturating_sub(counter.get()));
+    }
     if let Ok(depth) = queue_depth(&state).await {
         for (status, count, age) in depth {
             m.jobs.with_label_values(&[&status]).set(count);

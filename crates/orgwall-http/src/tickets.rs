@@ -239,8 +239,7 @@ async fn get_one(
 ) -> Result<Json<TicketDetail>, Problem> {
     let tid: TicketId = params.id("id")?;
     let mut tx = state.db.read(&scope).await?;
-    let ticket = tickets::get(&mut tx, tid).await?;
-    let history = tickets::history(&mut tx, tid).await?;
+    let (ticket, history) = tickets::get_with_history(&mut tx, tid).await?;
     tx.commit().await?;
     Ok(Json(TicketDetail { ticket, history }))
 }

@@ -10,6 +10,7 @@
 //! Tenant transactions ([`TenantTx`]) can only be opened from an [`OrgScope`]; the scope
 //! settings of a transaction can only be chosen inside this crate (the access module).
 
+use crate::access::cache::{AccessCache, CacheStats, Dep};
 use crate::access::OrgScope;
 use crate::value::{Row, Val};
 use crate::{pg, sqlite};
@@ -130,10 +131,12 @@ pub(crate) enum Backend {
     Sqlite(sqlite::SqliteDb),
 }
 
-/// A handle to the database (cheap to clone; pooled inside).
+/// A handle to the database (cheap to clone; pooled inside). Clones share one access
+/// cache (see [`crate::access::cache`]).
 #[derive(Clone)]
 pub struct Db {
     backend: Backend,
+    cache: std::sync::Arc<AccessCache>,
 }
 
 impl Db {
@@ -149,7 +152,33 @@ impl Db {
                 Backend::Sqlite(sqlite::SqliteDb::open(path, *pool_size).await?)
             }
         };
-        Ok(Db { backend })
+        let cache = AccessCache::new(match &backend {
+            Backend::Pg(p) => Some(p.url()),
+            Backend::Sqlite(_) => None,
+        });
+        Ok(Db { backend, cache })
+    }
+
+    /// The access cache (access module and repositories that announce changes).
+    pub(crate) fn cache(&self) -> &std::sync::Arc<AccessCache> {
+        &self.cache
+    }
+
+    /// Turns the access cache off (every request reads sessions, keys and memberships
+    /// from the database) or on. For benchmarks and operators; on by default.
+    pub fn set_access_cache(&self, on: bool) {
+        self.cache.set_enabled(on);
+    }
+
+    /// The last change announcement this handle's access cache heard from PostgreSQL
+    /// (diagnostics; announcements arrive in commit order, so tests use one as a barrier).
+    pub fn access_cache_last_heard(&self) -> Option<String> {
+        self.cache.last_heard()
+    }
+
+    /// Hits, misses and invalidations of the access cache.
+    pub fn access_cache_stats(&self) -> CacheStats {
+        self.cache.stats()
     }
 
     /// Which backend this is.
@@ -199,12 +228,18 @@ impl Db {
         &self.backend
     }
 
-    pub(crate) async fn begin_on(backend: &Backend, mode: Mode, settings: Settings) -> Result<Tx> {
+    async fn begin_on(&self, backend: &Backend, mode: Mode, settings: Settings) -> Result<Tx> {
+        let org = settings.org;
         let inner = match backend {
             Backend::Pg(p) => TxInner::Pg(p.begin(mode, settings).await?),
             Backend::Sqlite(s) => TxInner::Sqlite(s.begin(mode, settings).await?),
         };
-        Ok(Tx { inner })
+        Ok(Tx {
+            inner,
+            cache: self.cache.clone(),
+            org,
+            announce: Announce::Nothing,
+        })
     }
 
     /// Opens a transaction with exactly `settings` as its scope (access module only).
@@ -213,7 +248,7 @@ impl Db {
             Some(org) => self.placement(org),
             None => &self.backend,
         };
-        Self::begin_on(backend, mode, settings).await
+        self.begin_on(backend, mode, settings).await
     }
 
     /// A transaction over global tables (users, sessions, orgs, jobs). Tenant tables are
@@ -243,9 +278,25 @@ pub(crate) enum TxInner {
     Sqlite(sqlite::SqliteTx),
 }
 
+/// What a transaction's commit announces to the access cache.
+#[derive(Debug)]
+enum Announce {
+    Nothing,
+    Some(Vec<Dep>),
+    All,
+}
+
 /// A database transaction. Dropping it without [`Tx::commit`] rolls it back.
+///
+/// A transaction that writes an access table (orgs, memberships, roles, API keys, plans)
+/// announces the change to this process's access cache when it commits: the org of its
+/// scope, or everything when it has none. (Other processes hear it from the database.)
 pub struct Tx {
     inner: TxInner,
+    cache: std::sync::Arc<AccessCache>,
+    /// The org of the current scope.
+    org: Option<OrgId>,
+    announce: Announce,
 }
 
 impl Tx {
@@ -257,16 +308,54 @@ impl Tx {
         }
     }
 
+    /// Records that the commit must announce `dep` (crate only: session changes).
+    pub(crate) fn announce(&mut self, dep: Dep) {
+        match &mut self.announce {
+            Announce::All => {}
+            Announce::Some(v) => v.push(dep),
+            a @ Announce::Nothing => *a = Announce::Some(vec![dep]),
+        }
+    }
+
+    fn note_write(&mut self, sql: &str) {
+        if crate::access::cache::writes_access(sql) {
+            match self.org {
+                Some(o) => self.announce(Dep::Org(o)),
+                None => self.announce = Announce::All,
+            }
+        }
+    }
+
     /// Runs a statement written with `$1, $2, ...` placeholders and returns its rows.
     pub async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>> {
+        self.note_write(sql);
         match &mut self.inner {
             TxInner::Pg(t) => t.query(sql, params).await,
             TxInner::Sqlite(t) => t.query(sql, params).await,
         }
     }
 
+    /// Runs independent read statements together and returns each one's rows, in order.
+    /// On PostgreSQL they are pipelined: one network round trip for all of them.
+    pub async fn query_many(&mut self, stmts: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>> {
+        for (sql, _) in stmts {
+            self.note_write(sql);
+        }
+        match &mut self.inner {
+            TxInner::Pg(t) => t.query_many(stmts).await,
+            TxInner::Sqlite(t) => {
+                let mut out = Vec::with_capacity(stmts.len());
+                for (sql, params) in stmts {
+                    out.push(t.query(sql, params).await?);
+                }
+                Ok(out)
+            }
+        }
+    }
+
     /// Runs a statement and returns the number of rows it changed.
     pub async fn execute(&mut self, sql: &str, params: &[Val]) -> Result<u64> {
+        self.note_write(sql);
         match &mut self.inner {
             TxInner::Pg(t) => t.execute(sql, params).await,
             TxInner::Sqlite(t) => t.execute(sql, params).await,
@@ -283,12 +372,18 @@ impl Tx {
         self.query_opt(sql, params).await?.ok_or(Error::NotFound)
     }
 
-    /// Commits.
+    /// Commits, then announces any access change it made.
     pub async fn commit(self) -> Result<()> {
         match self.inner {
-            TxInner::Pg(t) => t.commit().await,
-            TxInner::Sqlite(t) => t.commit().await,
+            TxInner::Pg(t) => t.commit().await?,
+            TxInner::Sqlite(t) => t.commit().await?,
         }
+        match self.announce {
+            Announce::Nothing => {}
+            Announce::Some(deps) => deps.into_iter().for_each(|d| self.cache.invalidate(d)),
+            Announce::All => self.cache.invalidate_all(),
+        }
+        Ok(())
     }
 
     /// Rolls back (dropping does the same, without waiting).
@@ -318,6 +413,7 @@ impl Tx {
     /// path: called only by `access::jobs::purge_rows`, with a purge scope. On SQLite the
     /// cascade needs the authorizer's purge phase (see `sqlite::SqliteTx::purge_org`).
     pub(crate) async fn purge_org_row(&mut self, org: OrgId) -> Result<u64> {
+        self.announce(Dep::Org(org));
         match &mut self.inner {
             TxInner::Pg(t) => {
                 t.execute(
@@ -334,6 +430,7 @@ impl Tx {
     /// Changes the scope inside an open transaction (access module only: creating an org
     /// writes its global row, then its tenant rows, in one transaction).
     pub(crate) async fn rescope(&mut self, settings: Settings) -> Result<()> {
+        self.org = settings.org;
         match &mut self.inner {
             TxInner::Pg(t) => t.rescope(settings).await,
             TxInner::Sqlite(t) => t.rescope(settings).await,
@@ -373,6 +470,11 @@ impl<'s> TenantTx<'s> {
     /// See [`Tx::execute`].
     pub async fn execute(&mut self, sql: &str, params: &[Val]) -> Result<u64> {
         self.tx.execute(sql, params).await
+    }
+
+    /// See [`Tx::query_many`].
+    pub async fn query_many(&mut self, stmts: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>> {
+        self.tx.query_many(stmts).await
     }
 
     /// See [`Tx::query_opt`].

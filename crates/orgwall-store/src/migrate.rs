@@ -50,6 +50,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "jobs",
         sql: include_str!("../migrations/postgres/0004_jobs.sql"),
     },
+    Migration {
+        version: 5,
+        name: "access_notify",
+        sql: include_str!("../migrations/postgres/0005_access_notify.sql"),
+    },
 ];
 
 /// SQLite migrations.

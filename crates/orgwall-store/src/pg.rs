@@ -99,6 +99,11 @@ impl PgDb {
         })
     }
 
+    /// The login URL (the access cache's listener connects with it).
+    pub(crate) fn url(&self) -> Arc<str> {
+        self.url.clone()
+    }
+
     /// (connections allowed, connections in use).
     pub(crate) fn pool_status(&self) -> (usize, usize) {
         let st = self.pool.status();
@@ -127,6 +132,7 @@ impl PgDb {
         Ok(PgTx {
             obj: Some(obj),
             pending: Some((mode, settings)),
+            mode,
             role: self.app_role.clone(),
             done: false,
         })
@@ -158,6 +164,7 @@ pub(crate) struct PgTx {
     obj: Option<Object>,
     /// BEGIN and the scope prelude not yet sent: they go out with the first statement.
     pending: Option<(Mode, Settings)>,
+    mode: Mode,
     role: Arc<str>,
     done: bool,
 }
@@ -182,6 +189,39 @@ impl PgTx {
             .ok_or_else(|| Error::Internal("transaction already finished".into()))
     }
 
+    /// Runs `main` (futures over this connection's client, not yet polled), preceded by
+    /// BEGIN and the scope prelude if they are still pending: all written back to back
+    /// and answered in one round trip.
+    async fn flight<T>(
+        obj: &Object,
+        role: &str,
+        pending: Option<(Mode, Settings)>,
+        main: impl std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
+    ) -> Result<T> {
+        let Some((mode, settings)) = pending else {
+            return main.await.map_err(map_err);
+        };
+        let begin_sql = match mode {
+            Mode::Read => "BEGIN READ ONLY",
+            Mode::Write => "BEGIN",
+        };
+        let begin = obj.prepare_cached(begin_sql).await.map_err(map_err)?;
+        let prelude = obj.prepare_cached(PRELUDE).await.map_err(map_err)?;
+        let pp = prelude_params(role, &settings);
+        let pr: Vec<&(dyn ToSql + Sync)> = pp.iter().map(|s| s as &(dyn ToSql + Sync)).collect();
+        let client: &tokio_postgres::Client = obj;
+        // futures::join! polls in argument order: BEGIN, the prelude and the statements
+        // are written back to back and answered in one round trip.
+        let (b, s, q) = futures::join!(
+            client.execute(&begin, &[]),
+            client.execute(&prelude, &pr),
+            main
+        );
+        b.map_err(map_err)?;
+        s.map_err(map_err)?;
+        q.map_err(map_err)
+    }
+
     async fn run(&mut self, sql: &str, params: &[Val], op: Op) -> Result<Out> {
         let pending = self.pending.take();
         let obj = self.obj()?;
@@ -194,30 +234,35 @@ impl PgTx {
                 Op::Execute => client.execute(&stmt, &p).await.map(Out::Count),
             }
         };
-        match pending {
-            None => main.await.map_err(map_err),
-            Some((mode, settings)) => {
-                let begin_sql = match mode {
-                    Mode::Read => "BEGIN READ ONLY",
-                    Mode::Write => "BEGIN",
-                };
-                let begin = obj.prepare_cached(begin_sql).await.map_err(map_err)?;
-                let prelude = obj.prepare_cached(PRELUDE).await.map_err(map_err)?;
-                let pp = prelude_params(&self.role, &settings);
-                let pr: Vec<&(dyn ToSql + Sync)> =
-                    pp.iter().map(|s| s as &(dyn ToSql + Sync)).collect();
-                // futures::join! polls in argument order: BEGIN, the prelude and the
-                // statement are written back to back and answered in one round trip.
-                let (b, s, q) = futures::join!(
-                    client.execute(&begin, &[]),
-                    client.execute(&prelude, &pr),
-                    main
-                );
-                b.map_err(map_err)?;
-                s.map_err(map_err)?;
-                q.map_err(map_err)
-            }
+        Self::flight(obj, &self.role, pending, main).await
+    }
+
+    /// Runs several independent queries pipelined: one round trip for all of them (and
+    /// for BEGIN and the prelude, if this is the transaction's first flight).
+    pub(crate) async fn query_many(&mut self, stmts: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>> {
+        let pending = self.pending.take();
+        let obj = self.obj()?;
+        let mut prepared = Vec::with_capacity(stmts.len());
+        for (sql, _) in stmts {
+            prepared.push(obj.prepare_cached(sql).await.map_err(map_err)?);
         }
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = stmts.iter().map(|(_, p)| refs(p)).collect();
+        let client: &tokio_postgres::Client = obj;
+        let main = async {
+            let all = futures::future::join_all(
+                prepared
+                    .iter()
+                    .zip(&params)
+                    .map(|(s, p)| client.query(s, p)),
+            )
+            .await;
+            all.into_iter().collect::<std::result::Result<Vec<_>, _>>()
+        };
+        let results = Self::flight(obj, &self.role, pending, main).await?;
+        results
+            .iter()
+            .map(|rows| rows.iter().map(pg_row).collect())
+            .collect()
     }
 
     pub(crate) async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>> {
@@ -265,6 +310,15 @@ impl PgTx {
         }
         let obj = self.obj()?;
         let stmt = obj.prepare_cached("COMMIT").await.map_err(map_err)?;
+        if self.mode == Mode::Read {
+            // A READ ONLY transaction has nothing to make durable: its COMMIT is queued on
+            // the connection (the first poll writes it) and not waited for. The next
+            // borrower's BEGIN follows it on the wire and is answered after it, so a
+            // scoped read costs one round trip. A lost connection shows up to that
+            // borrower, never as a lost write.
+            let _ = obj.execute(&stmt, &[]).now_or_never();
+            return Ok(());
+        }
         obj.execute(&stmt, &[]).await.map_err(map_err)?;
         Ok(())
     }

@@ -8,11 +8,13 @@
 //! network round trip.
 //! Each turn records how many requests it carried.
 //!
-//! Today a scoped read is two turns: `BEGIN READ ONLY`, the scope prelude and the query
-//! pipelined (three requests, one turn), then `COMMIT` (one request, one turn). If
-//! `PgTx` ever awaits `BEGIN` (or the prelude) on its own, the first turn splits and this
-//! test fails. If `COMMIT` is pipelined too (the fast path), update [`SCOPED_READ`] to
-//! `[4]`.
+//! A warm scoped read is one round trip: `BEGIN READ ONLY`, the scope prelude and the
+//! query pipelined (three requests, one turn); its `COMMIT` is then written without
+//! waiting for the answer (a read-only transaction has nothing to make durable), which
+//! the test proves by withholding that answer: the read still completes. A write takes
+//! two turns, and its `COMMIT` is awaited: withheld, the commit does not return. If
+//! `PgTx` ever awaits `BEGIN` (or the prelude) on its own, the first turn splits and the
+//! test fails.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -29,8 +31,9 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Requests per turn of a warm scoped read (`db.read` + one query + `commit`): BEGIN,
-/// prelude and query in one round trip, then COMMIT.
+/// Requests per turn of a warm scoped read or single-statement write (`db.read` + one
+/// query + `commit`): BEGIN, prelude and query in one round trip, then COMMIT (awaited for
+/// a write, queued for a read).
 const SCOPED_READ: &[usize] = &[3, 1];
 
 /// What the proxy saw, over every connection it carried.
@@ -45,6 +48,33 @@ struct Wire {
 }
 
 type Shared = Arc<Mutex<Wire>>;
+
+/// Holds the server's answers back from the client while closed.
+#[derive(Default)]
+struct Gate {
+    closed: std::sync::atomic::AtomicBool,
+    opened: tokio::sync::Notify,
+}
+
+impl Gate {
+    fn close(&self) {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn open(&self) {
+        self.closed
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.opened.notify_waiters();
+    }
+    async fn wait_open(&self) {
+        loop {
+            let opened = self.opened.notified();
+            if !self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            opened.await;
+        }
+    }
+}
 
 /// Splits complete protocol messages off the front of `buf`: (type byte, whole message
 /// length). `typed` is false only for the startup message, which has no type byte.
@@ -96,11 +126,13 @@ async fn client_to_server(
     }
 }
 
-/// Server -> client: counts answers (`ReadyForQuery`), then forwards.
+/// Server -> client: counts answers (`ReadyForQuery`), then forwards them once the gate
+/// is open.
 async fn server_to_client(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     wire: Shared,
+    gate: Arc<Gate>,
 ) {
     let mut pending = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
@@ -122,6 +154,9 @@ async fn server_to_client(
                 pending.drain(..len);
             }
         }
+        // Counted as answered when the server answered; held back from the client while
+        // the gate is closed.
+        gate.wait_open().await;
         if to.write_all(&chunk[..n]).await.is_err() {
             return;
         }
@@ -129,7 +164,7 @@ async fn server_to_client(
 }
 
 /// Starts the proxy in front of `upstream` (host:port); returns its address.
-async fn proxy(upstream: String, wire: Shared) -> std::net::SocketAddr {
+async fn proxy(upstream: String, wire: Shared, gate: Arc<Gate>) -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -140,7 +175,7 @@ async fn proxy(upstream: String, wire: Shared) -> std::net::SocketAddr {
             let (cr, cw) = client.into_split();
             let (sr, sw) = server.into_split();
             tokio::spawn(client_to_server(cr, sw, wire.clone()));
-            tokio::spawn(server_to_client(sr, cw, wire.clone()));
+            tokio::spawn(server_to_client(sr, cw, wire.clone(), gate.clone()));
         }
     });
     addr
@@ -148,7 +183,7 @@ async fn proxy(upstream: String, wire: Shared) -> std::net::SocketAddr {
 
 /// A fresh PostgreSQL database with the demo data, and a pool of one connection to it
 /// through the counting proxy.
-async fn proxied() -> (TestDb, Db, Shared) {
+async fn proxied() -> (TestDb, Db, Shared, Arc<Gate>) {
     let t = TestDb::new(BackendKind::Postgres).await;
     let mut url = url::Url::parse(&t.url).unwrap();
     let upstream = format!(
@@ -157,7 +192,8 @@ async fn proxied() -> (TestDb, Db, Shared) {
         url.port().unwrap_or(5432)
     );
     let wire = Shared::default();
-    let addr = proxy(upstream, wire.clone()).await;
+    let gate = Arc::new(Gate::default());
+    let addr = proxy(upstream, wire.clone(), gate.clone()).await;
     url.set_host(Some("127.0.0.1")).unwrap();
     url.set_port(Some(addr.port())).unwrap();
     url.query_pairs_mut().append_pair("sslmode", "disable");
@@ -168,7 +204,10 @@ async fn proxied() -> (TestDb, Db, Shared) {
     })
     .await
     .unwrap();
-    (t, db, wire)
+    // The access cache's listener would open a second connection through the proxy;
+    // these tests count the transaction protocol alone.
+    db.set_access_cache(false);
+    (t, db, wire, gate)
 }
 
 /// The turns taken by `f`, which must leave nothing outstanding.
@@ -179,33 +218,64 @@ async fn turns_of<F: std::future::Future<Output = ()>>(wire: &Shared, f: F) -> V
         w.turns.len()
     };
     f.await;
+    // A read's COMMIT is queued, not awaited: let the connection task write it (else it
+    // would go out with the next transaction's first flight, which is fine for the server
+    // but would blur the count), then wait (bounded) for every answer.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    for _ in 0..500 {
+        if wire.lock().unwrap().outstanding == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let w = wire.lock().unwrap();
-    assert_eq!(w.outstanding, 0, "a request was still in flight after");
+    assert_eq!(w.outstanding, 0, "a request was still unanswered after");
     w.turns[before..].to_vec()
 }
 
-async fn detail_read(db: &Db, scope: &OrgScope, ticket: TicketId) {
+/// Commits `tx` with the server's answers held back: a read's commit must return anyway
+/// (it does not wait for COMMIT's answer); a write's must not return until released.
+async fn commit_withheld(tx: orgwall_store::TenantTx<'_>, gate: &Gate, durable: bool) {
+    gate.close();
+    let mut commit = Box::pin(tx.commit());
+    let early = tokio::time::timeout(std::time::Duration::from_millis(300), &mut commit).await;
+    if durable {
+        assert!(
+            early.is_err(),
+            "a write's COMMIT must be awaited: it returned while its answer was withheld"
+        );
+        gate.open();
+        commit.await.unwrap();
+    } else {
+        gate.open();
+        early
+            .expect("a read must not wait for its COMMIT's answer")
+            .unwrap();
+    }
+}
+
+async fn detail_read(db: &Db, scope: &OrgScope, ticket: TicketId, gate: &Gate) {
     let mut tx = db.read(scope).await.unwrap();
     let got = tickets::get(&mut tx, ticket).await.unwrap();
     assert_eq!(got.id, ticket);
-    tx.commit().await.unwrap();
+    commit_withheld(tx, gate, false).await;
 }
 
-async fn note_write(db: &Db, scope: &OrgScope) {
+async fn note_write(db: &Db, scope: &OrgScope, gate: &Gate) {
     let mut tx = db.write(scope).await.unwrap();
     notes::create(&mut tx, "round trip", "counted")
         .await
         .unwrap();
-    tx.commit().await.unwrap();
+    commit_withheld(tx, gate, true).await;
 }
 
-async fn two_statements(db: &Db, scope: &OrgScope) {
+async fn two_statements(db: &Db, scope: &OrgScope, gate: &Gate) {
     let mut tx = db.read(scope).await.unwrap();
     tx.query("SELECT count(*) FROM notes", &[]).await.unwrap();
     tx.query("SELECT count(*) FROM projects", &[])
         .await
         .unwrap();
-    tx.commit().await.unwrap();
+    commit_withheld(tx, gate, false).await;
 }
 
 // current_thread, on purpose: the transaction's task queues BEGIN, the prelude and the
@@ -215,8 +285,8 @@ async fn two_statements(db: &Db, scope: &OrgScope) {
 // still does not wait for it, but the proxy cannot tell that apart from a separate
 // round trip (the answer to BEGIN can overtake the next write), so it would be flaky.
 #[tokio::test]
-async fn a_scoped_read_is_one_round_trip_plus_commit() {
-    let (t, db, wire) = proxied().await;
+async fn a_scoped_read_is_one_round_trip() {
+    let (t, db, wire, gate) = proxied().await;
     let d = Demo::load(&t.db).await;
     let ticket: TicketId = {
         let scope = d.alice_in_acme(&t.db).await;
@@ -227,15 +297,15 @@ async fn a_scoped_read_is_one_round_trip_plus_commit() {
     let scope = access::verify_member(&db, d.alice, d.acme).await.unwrap();
 
     // Cold: statements are prepared on this connection first (extra turns, once).
-    let cold = turns_of(&wire, detail_read(&db, &scope, ticket)).await;
+    let cold = turns_of(&wire, detail_read(&db, &scope, ticket, &gate)).await;
     assert!(cold.len() >= SCOPED_READ.len(), "cold read: {cold:?}");
     // Warm: every statement is cached on the connection.
     for _ in 0..3 {
-        let warm = turns_of(&wire, detail_read(&db, &scope, ticket)).await;
+        let warm = turns_of(&wire, detail_read(&db, &scope, ticket, &gate)).await;
         assert_eq!(
             warm, SCOPED_READ,
             "a warm scoped read must pipeline BEGIN, the prelude and the query in one \
-             round trip, then COMMIT (requests per round trip: expected {SCOPED_READ:?}, \
+             round trip, then queue COMMIT (requests per turn: expected {SCOPED_READ:?}, \
              got {warm:?})"
         );
     }
@@ -243,21 +313,21 @@ async fn a_scoped_read_is_one_round_trip_plus_commit() {
 
 #[tokio::test]
 async fn a_scoped_write_and_a_second_statement_count_as_expected() {
-    let (t, db, wire) = proxied().await;
+    let (t, db, wire, gate) = proxied().await;
     let d = Demo::load(&t.db).await;
     let scope = access::verify_member(&db, d.alice, d.acme).await.unwrap();
 
-    turns_of(&wire, note_write(&db, &scope)).await;
+    turns_of(&wire, note_write(&db, &scope, &gate)).await;
     assert_eq!(
-        turns_of(&wire, note_write(&db, &scope)).await,
+        turns_of(&wire, note_write(&db, &scope, &gate)).await,
         SCOPED_READ,
         "a scoped write with one statement takes the same turns as a read"
     );
 
     // A second statement in the transaction is one more round trip of one request: the
     // counter sees the difference (the proxy is not just counting transactions).
-    turns_of(&wire, two_statements(&db, &scope)).await;
-    let got = turns_of(&wire, two_statements(&db, &scope)).await;
+    turns_of(&wire, two_statements(&db, &scope, &gate)).await;
+    let got = turns_of(&wire, two_statements(&db, &scope, &gate)).await;
     let mut expected = vec![SCOPED_READ[0], 1];
     expected.extend_from_slice(&SCOPED_READ[1..]);
     assert_eq!(got, expected);
@@ -273,4 +343,46 @@ fn the_framing_reader_splits_messages() {
     let buf = [b'S', 0, 0, 0, 4, b'B', 0, 0];
     assert_eq!(next_message(&buf, true), Some((b'S', 5)));
     assert_eq!(next_message(&buf[5..], true), None);
+}
+
+#[tokio::test]
+async fn a_warm_access_check_costs_no_round_trip() {
+    let (t, db, wire, _gate) = proxied().await;
+    db.set_access_cache(true);
+    let d = Demo::load(&t.db).await;
+    // The first lookup starts the cache's change listener (its own connection, counted by
+    // the proxy like any other); wait until it listens, then fill the cache.
+    for _ in 0..500 {
+        orgwall_store::repo::orgs::resolve(&db, "acme")
+            .await
+            .unwrap();
+        if db.access_cache_stats().live && wire.lock().unwrap().outstanding == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(db.access_cache_stats().live);
+    let cold = turns_of(&wire, async {
+        access::verify_member(&db, d.alice, d.acme).await.unwrap();
+    })
+    .await;
+    assert!(
+        !cold.is_empty(),
+        "the first membership check reads the database"
+    );
+
+    let hits = db.access_cache_stats().hits;
+    let turns = turns_of(&wire, async {
+        access::verify_member(&db, d.alice, d.acme).await.unwrap();
+        orgwall_store::repo::orgs::resolve(&db, "acme")
+            .await
+            .unwrap();
+    })
+    .await;
+    assert_eq!(
+        turns,
+        Vec::<usize>::new(),
+        "a warm org resolution and membership check must not reach the database"
+    );
+    assert_eq!(db.access_cache_stats().hits, hits + 2);
 }

@@ -99,6 +99,10 @@ enum Command {
         /// Login attempts per minute per account.
         #[arg(long, env = "ORGWALL_RATE_LOGIN_PER_ACCOUNT", default_value_t = 10)]
         rate_login_per_account: u32,
+        /// Read sessions, API keys and memberships from the database on every request
+        /// instead of the invalidated in-memory cache (for measuring; the cache is exact).
+        #[arg(long, env = "ORGWALL_NO_ACCESS_CACHE")]
+        no_access_cache: bool,
         #[command(flatten)]
         files: files_cli::FileStoreArgs,
         #[command(flatten)]
@@ -203,11 +207,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rate_login_per_ip,
             rate_login_per_account,
             files,
+            no_access_cache,
             worker,
         } => {
             // The file store first: a bad S3 setting stops the start before any database work.
             let files = files.open(&cli.data_dir).await?;
             let db = open(&cli).await?;
+            if *no_access_cache {
+                db.set_access_cache(false);
+            }
             if !no_migrate {
                 let r = db.migrate().await?;
                 tracing::info!(version = r.version, applied = ?r.applied, "database migrated");

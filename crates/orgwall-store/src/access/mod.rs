@@ -39,6 +39,8 @@
 //! }
 //! ```
 
+pub(crate) mod cache;
+pub use cache::{CacheStats, LISTENER_NAME, TTL as ACCESS_CACHE_TTL};
 mod invite;
 pub use invite::*;
 pub(crate) mod jobs;
@@ -138,6 +140,11 @@ fn rate_limit(row: &crate::Row, i: usize) -> Result<Option<u32>> {
 /// a user who is not a member (or an org that does not exist, or is being deleted) reads
 /// zero rows.
 pub async fn verify_member(db: &Db, user: UserId, org: OrgId) -> Result<OrgScope> {
+    let cache = db.cache();
+    if let Some(g) = cache.get::<cache::Grant>(&(org, user)) {
+        return Ok(cache::scope(org, Principal::User(user), &g));
+    }
+    let stamp = cache.stamp();
     let mut tx = db.begin(Mode::Read, Settings::org(org)).await?;
     let row = tx
         .query_opt(
@@ -152,12 +159,17 @@ pub async fn verify_member(db: &Db, user: UserId, org: OrgId) -> Result<OrgScope
         .await?;
     tx.commit().await?;
     let row = row.ok_or(Error::NotAMember)?;
+    let grant = grant(&row)?;
+    cache.put(stamp, (org, user), cache::Dep::Org(org), grant.clone());
+    Ok(cache::scope(org, Principal::User(user), &grant))
+}
+
+/// Permissions (column 0) and the effective rate limit (column 1) of a row.
+fn grant(row: &crate::Row) -> Result<cache::Grant> {
     let perms: String = row.get(0)?;
-    Ok(OrgScope {
-        org_id: org,
-        principal: Principal::User(user),
+    Ok(cache::Grant {
         permissions: PermissionSet::parse_list(&perms).map_err(Error::internal)?,
-        rate_limit_per_minute: rate_limit(&row, 1)?,
+        rate_limit_per_minute: rate_limit(row, 1)?,
     })
 }
 
@@ -334,6 +346,18 @@ pub const API_KEY_PREFIX: &str = "owk_";
 pub async fn authenticate_api_key(db: &Db, token: &str) -> Result<Option<OrgScope>> {
     let hash = crate::crypto::token_hash(token);
     let t = now();
+    let cache = db.cache();
+    if let Some(k) = cache.get::<cache::KeyGrant>(&hash) {
+        if k.expires_at.is_none_or(|e| e > t) {
+            return Ok(Some(cache::scope(
+                k.org,
+                Principal::ApiKey(k.key),
+                &k.grant,
+            )));
+        }
+        return Ok(None);
+    }
+    let stamp = cache.stamp();
     let mut tx = db
         .begin(
             Mode::Read,
@@ -345,15 +369,16 @@ pub async fn authenticate_api_key(db: &Db, token: &str) -> Result<Option<OrgScop
         .await?;
     let row = tx
         .query_opt(
-            "SELECT k.org_id, k.id, k.role_id FROM api_keys k JOIN orgs o ON o.id = k.org_id
+            "SELECT k.org_id, k.id, k.role_id, k.expires_at FROM api_keys k JOIN orgs o ON o.id = k.org_id
              WHERE k.key_hash = $1 AND k.revoked_at IS NULL
                AND (k.expires_at IS NULL OR k.expires_at > $2) AND o.deleting_at IS NULL",
-            params![hash, t],
+            params![hash.as_str(), t],
         )
         .await?;
     tx.commit().await?;
     let Some(row) = row else { return Ok(None) };
     let (org, key, role): (OrgId, ApiKeyId, RoleId) = (row.get(0)?, row.get(1)?, row.get(2)?);
+    let expires_at = row.get(3)?;
     let mut tx = db.begin(Mode::Read, Settings::org(org)).await?;
     let row = tx
         .query_opt(
@@ -367,11 +392,13 @@ pub async fn authenticate_api_key(db: &Db, token: &str) -> Result<Option<OrgScop
         .await?;
     tx.commit().await?;
     let Some(row) = row else { return Ok(None) };
-    let perms: String = row.get(0)?;
-    Ok(Some(OrgScope {
-        org_id: org,
-        principal: Principal::ApiKey(key),
-        permissions: PermissionSet::parse_list(&perms).map_err(Error::internal)?,
-        rate_limit_per_minute: rate_limit(&row, 1)?,
-    }))
+    let k = cache::KeyGrant {
+        org,
+        key,
+        expires_at,
+        grant: grant(&row)?,
+    };
+    let scope = cache::scope(org, Principal::ApiKey(key), &k.grant);
+    cache.put(stamp, hash, cache::Dep::Org(org), k);
+    Ok(Some(scope))
 }

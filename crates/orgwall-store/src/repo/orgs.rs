@@ -33,9 +33,15 @@ fn from_row(r: &Row) -> Result<Org> {
 
 /// Resolves an org claim (id or slug) to an id. An unknown org answers
 /// [`Error::NotAMember`], exactly like an org the caller does not belong to, so the
-/// answer is no existence oracle.
+/// answer is no existence oracle. Served from the access cache when warm (a slug change
+/// or a deletion is announced by the org's own transaction).
 pub async fn resolve(db: &Db, claim: &str) -> Result<OrgId> {
     let claim = claim.trim();
+    let cache = db.cache();
+    if let Some(id) = cache.get::<OrgId>(&claim.to_owned()) {
+        return Ok(id);
+    }
+    let stamp = cache.stamp();
     let mut tx = db.global(Mode::Read).await?;
     let row = match claim.parse::<OrgId>() {
         Ok(id) => {
@@ -54,7 +60,14 @@ pub async fn resolve(db: &Db, claim: &str) -> Result<OrgId> {
         }
     };
     tx.commit().await?;
-    row.ok_or(Error::NotAMember)?.get(0)
+    let id: OrgId = row.ok_or(Error::NotAMember)?.get(0)?;
+    cache.put(
+        stamp,
+        claim.to_owned(),
+        crate::access::cache::Dep::Org(id),
+        id,
+    );
+    Ok(id)
 }
 
 /// Gets an organization by id.

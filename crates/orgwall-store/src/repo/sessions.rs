@@ -2,6 +2,7 @@
 //! SHA-256 is stored. A session ends at its absolute expiry, after an idle period, on
 //! logout, and (all of a user's sessions) on password change.
 
+use crate::access::cache::{Dep, SessionEntry};
 use crate::crypto::{new_token, token_hash};
 use crate::db::{Db, Mode};
 use crate::params;
@@ -62,59 +63,99 @@ pub async fn create(db: &Db, user: UserId) -> Result<NewSession> {
     })
 }
 
-/// Finds the live session a token names, recording its use.
+/// Finds the live session a token names, recording its use (at most every minute).
+/// Served from the access cache when warm; a revoked session or a changed active org is
+/// announced by the functions below, so the cache never outlives them.
 pub async fn authenticate(db: &Db, token: &str) -> Result<Option<Session>> {
     let t = now();
-    let mut tx = db.global(Mode::Read).await?;
-    let row = tx
-        .query_opt(
-            "SELECT id, user_id, active_org_id, last_seen_at FROM sessions
-             WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2 AND idle_expires_at > $2",
-            params![token_hash(token), t],
-        )
-        .await?;
-    tx.commit().await?;
-    let Some(row) = row else { return Ok(None) };
-    let session = Session {
-        id: row.get(0)?,
-        user_id: row.get(1)?,
-        active_org_id: row.get(2)?,
+    let hash = token_hash(token);
+    let cache = db.cache();
+    let entry = match cache.get::<SessionEntry>(&hash) {
+        Some(e) => e,
+        None => {
+            let stamp = cache.stamp();
+            let mut tx = db.global(Mode::Read).await?;
+            let row = tx
+                .query_opt(
+                    "SELECT id, user_id, active_org_id, last_seen_at, expires_at, idle_expires_at FROM sessions
+                     WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2 AND idle_expires_at > $2",
+                    params![hash.as_str(), t],
+                )
+                .await?;
+            tx.commit().await?;
+            let Some(row) = row else { return Ok(None) };
+            let e = SessionEntry {
+                id: row.get(0)?,
+                user_id: row.get(1)?,
+                active_org_id: row.get(2)?,
+                last_seen_at: row.get(3)?,
+                expires_at: row.get(4)?,
+                idle_expires_at: row.get(5)?,
+            };
+            cache.put(stamp, hash.clone(), Dep::User(e.user_id), e.clone());
+            e
+        }
     };
-    let last_seen: DateTime<Utc> = row.get(3)?;
-    if t - last_seen > TOUCH_EVERY {
+    if expired(&entry, t) {
+        return Ok(None);
+    }
+    if t - entry.last_seen_at > TOUCH_EVERY {
         let mut tx = db.global(Mode::Write).await?;
         tx.execute(
             "UPDATE sessions SET last_seen_at = $2, idle_expires_at = $3 WHERE id = $1",
-            params![session.id, t, t + IDLE_TTL],
+            params![entry.id, t, t + IDLE_TTL],
         )
         .await?;
         tx.commit().await?;
+        cache.refresh::<SessionEntry>(&hash, |s| {
+            s.last_seen_at = t;
+            s.idle_expires_at = t + IDLE_TTL;
+        });
     }
-    Ok(Some(session))
+    Ok(Some(Session {
+        id: entry.id,
+        user_id: entry.user_id,
+        active_org_id: entry.active_org_id,
+    }))
+}
+
+fn expired(e: &SessionEntry, t: DateTime<Utc>) -> bool {
+    e.expires_at <= t || e.idle_expires_at <= t
 }
 
 /// Ends one session.
 pub async fn revoke(db: &Db, id: SessionId) -> Result<()> {
     let mut tx = db.global(Mode::Write).await?;
-    tx.execute(
-        "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-        params![id, now()],
-    )
-    .await?;
+    let rows = tx
+        .query(
+            "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING user_id",
+            params![id, now()],
+        )
+        .await?;
+    announce_users(&mut tx, &rows)?;
     tx.commit().await
+}
+
+/// Announces (at commit) that the sessions of the users in column 0 of `rows` changed.
+fn announce_users(tx: &mut crate::Tx, rows: &[crate::Row]) -> Result<()> {
+    for r in rows {
+        tx.announce(Dep::User(r.get(0)?));
+    }
+    Ok(())
 }
 
 /// Sets (or clears) the session's active org.
 pub async fn set_active_org(db: &Db, id: SessionId, org: Option<OrgId>) -> Result<()> {
     let mut tx = db.global(Mode::Write).await?;
-    let n = tx
-        .execute(
-            "UPDATE sessions SET active_org_id = $2 WHERE id = $1",
+    let rows = tx
+        .query(
+            "UPDATE sessions SET active_org_id = $2 WHERE id = $1 RETURNING user_id",
             params![id, org],
         )
         .await?;
+    announce_users(&mut tx, &rows)?;
     tx.commit().await?;
-    if n == 0 {
+    if rows.is_empty() {
         return Err(Error::NotFound);
     }
     Ok(())
@@ -129,6 +170,7 @@ pub async fn change_password(
 ) -> Result<()> {
     let t = now();
     let mut tx = db.global(Mode::Write).await?;
+    tx.announce(Dep::User(user));
     tx.execute(
         "UPDATE users SET password_hash = $2, password_changed_at = $3, updated_at = $3 WHERE id = $1",
         params![user, new_hash, t],

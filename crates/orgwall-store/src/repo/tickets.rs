@@ -169,24 +169,44 @@ pub struct TicketEvent {
 /// A ticket's history, oldest first.
 pub async fn history(tx: &mut TenantTx<'_>, id: TicketId) -> Result<Vec<TicketEvent>> {
     let org = tx.org_id();
-    let rows = tx
-        .query(
-            "SELECT actor_id, field, from_value, to_value, created_at FROM ticket_events
-             WHERE org_id = $1 AND ticket_id = $2 ORDER BY id",
-            params![org, id],
-        )
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(TicketEvent {
-                actor_id: r.get(0)?,
-                field: r.get(1)?,
-                from: r.get(2)?,
-                to: r.get(3)?,
-                at: r.get(4)?,
-            })
-        })
-        .collect()
+    let rows = tx.query(HISTORY, params![org, id]).await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+const HISTORY: &str = "SELECT actor_id, field, from_value, to_value, created_at FROM ticket_events
+     WHERE org_id = $1 AND ticket_id = $2 ORDER BY id";
+
+fn event_from_row(r: &crate::Row) -> Result<TicketEvent> {
+    Ok(TicketEvent {
+        actor_id: r.get(0)?,
+        field: r.get(1)?,
+        from: r.get(2)?,
+        to: r.get(3)?,
+        at: r.get(4)?,
+    })
+}
+
+/// A ticket and its history, read together (one round trip on PostgreSQL).
+pub async fn get_with_history(
+    tx: &mut TenantTx<'_>,
+    id: TicketId,
+) -> Result<(Ticket, Vec<TicketEvent>)> {
+    let org = tx.org_id();
+    let p = params![org, id];
+    let get = format!("SELECT {COLS} FROM tickets WHERE org_id = $1 AND id = $2");
+    let mut both = tx
+        .query_many(&[(&get, &p), (HISTORY, &p)])
+        .await?
+        .into_iter();
+    let ticket = both
+        .next()
+        .and_then(|rows| rows.into_iter().next())
+        .ok_or(Error::NotFound)?;
+    let events = both.next().unwrap_or_default();
+    Ok((
+        from_row(&ticket)?,
+        events.iter().map(event_from_row).collect::<Result<_>>()?,
+    ))
 }
 
 async fn record(

@@ -1,0 +1,336 @@
+//! The access cache: warm checks are served from memory, and every change of access data
+//! is seen by the very next check in the process that made it, by other instances
+//! through PostgreSQL LISTEN/NOTIFY, and after a lost listener only once it is back.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use orgwall_core::{Error, OrgId, Permission, Slug, UserId};
+use orgwall_store::access::{self, OrgScope};
+use orgwall_store::repo::{api_keys, memberships, orgs, sessions};
+use orgwall_store::{quota, BackendKind, Db, DbConfig};
+use orgwall_testkit::{both, Demo, TestDb};
+use std::time::Duration;
+
+/// Checks `user` in `org` twice and asserts the second check was served from memory.
+async fn warm(db: &Db, user: UserId, org: OrgId) -> OrgScope {
+    access::verify_member(db, user, org).await.unwrap();
+    let before = db.access_cache_stats().hits;
+    let scope = access::verify_member(db, user, org).await.unwrap();
+    assert_eq!(
+        db.access_cache_stats().hits,
+        before + 1,
+        "a warm membership check must be a cache hit"
+    );
+    scope
+}
+
+/// Waits (bounded) until the cache serves (PostgreSQL: its listener is connected) and,
+/// on PostgreSQL, has heard every announcement committed so far (the seed's): a barrier
+/// announcement is sent and awaited, since announcements arrive in commit order.
+async fn wait_live(t: &TestDb, db: &Db) {
+    for _ in 0..500 {
+        // Any lookup starts the listener if it is not running yet.
+        let _ = orgs::resolve(db, "acme").await;
+        if db.access_cache_stats().live {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        db.access_cache_stats().live,
+        "the access cache did not become live"
+    );
+    if t.kind == BackendKind::Postgres {
+        let barrier = format!("user:{}", UserId::new());
+        t.owner_exec(&format!("NOTIFY orgwall_access, '{barrier}'"))
+            .await;
+        for _ in 0..500 {
+            if db.access_cache_last_heard().as_deref() == Some(barrier.as_str()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the barrier announcement was not heard");
+    }
+}
+
+async fn is_member(db: &Db, user: UserId, org: OrgId) -> bool {
+    match access::verify_member(db, user, org).await {
+        Ok(_) => true,
+        Err(Error::NotAMember) => false,
+        Err(e) => panic!("unexpected {e:?}"),
+    }
+}
+
+both!(
+    changes_in_this_process_are_seen_by_the_next_check,
+    |t: TestDb| async move {
+        let db = &t.db;
+        let d = Demo::load(db).await;
+        wait_live(&t, db).await;
+        let alice = warm(db, d.alice, d.acme).await;
+
+        // A role change: the next check has the new permissions.
+        let carol = warm(db, d.carol, d.acme).await;
+        assert!(carol.permissions().contains(Permission::TicketsWrite));
+        let mut tx = db.write(&alice).await.unwrap();
+        memberships::change_role(&mut tx, d.carol, "viewer")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let carol = access::verify_member(db, d.carol, d.acme).await.unwrap();
+        assert!(!carol.permissions().contains(Permission::TicketsWrite));
+        // Globex's entry for carol was not touched by Acme's change.
+        warm(db, d.carol, d.globex).await;
+
+        // A removal: the next check refuses.
+        let mut tx = db.write(&alice).await.unwrap();
+        memberships::remove(&mut tx, d.carol).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(!is_member(db, d.carol, d.acme).await);
+        assert!(is_member(db, d.carol, d.globex).await);
+
+        // An API key: served warm, refused the moment it is revoked.
+        let mut tx = db.write(&alice).await.unwrap();
+        let (key, token) = api_keys::create(&mut tx, "ci", "member", None)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert!(access::authenticate_api_key(db, &token)
+            .await
+            .unwrap()
+            .is_some());
+        let hits = db.access_cache_stats().hits;
+        assert!(access::authenticate_api_key(db, &token)
+            .await
+            .unwrap()
+            .is_some());
+        assert_eq!(db.access_cache_stats().hits, hits + 1);
+        let mut tx = db.write(&alice).await.unwrap();
+        api_keys::revoke(&mut tx, key.id).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(access::authenticate_api_key(db, &token)
+            .await
+            .unwrap()
+            .is_none());
+
+        // A session: its active org change and its revocation are seen at once.
+        let s = sessions::create(db, d.alice).await.unwrap();
+        let got = sessions::authenticate(db, &s.token).await.unwrap().unwrap();
+        assert_eq!(got.active_org_id, None);
+        sessions::authenticate(db, &s.token).await.unwrap().unwrap();
+        sessions::set_active_org(db, s.id, Some(d.acme))
+            .await
+            .unwrap();
+        let got = sessions::authenticate(db, &s.token).await.unwrap().unwrap();
+        assert_eq!(got.active_org_id, Some(d.acme));
+        sessions::revoke(db, s.id).await.unwrap();
+        assert!(sessions::authenticate(db, &s.token)
+            .await
+            .unwrap()
+            .is_none());
+        // A password change ends every session of the user.
+        let s = sessions::create(db, d.alice).await.unwrap();
+        sessions::authenticate(db, &s.token).await.unwrap().unwrap();
+        sessions::change_password(db, d.alice, "$argon2id$v=19$m=19456,t=2,p=1$x$y", None)
+            .await
+            .unwrap();
+        assert!(sessions::authenticate(db, &s.token)
+            .await
+            .unwrap()
+            .is_none());
+
+        // A slug change: the old slug stops resolving, the new one resolves.
+        assert_eq!(orgs::resolve(db, "acme").await.unwrap(), d.acme);
+        let mut tx = db.write(&alice).await.unwrap();
+        orgs::update(&mut tx, None, Some(&Slug::parse("acme-two").unwrap()))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert!(matches!(
+            orgs::resolve(db, "acme").await,
+            Err(Error::NotAMember)
+        ));
+        assert_eq!(orgs::resolve(db, "acme-two").await.unwrap(), d.acme);
+
+        // A plan change (a global write): the rate limit read with the membership follows.
+        quota::set_rate_limit(db, d.acme, None).await.unwrap();
+        // (Not `warm`: this process's own announcement of that write may still arrive.)
+        access::verify_member(db, d.alice, d.acme).await.unwrap();
+        let before = access::verify_member(db, d.alice, d.acme)
+            .await
+            .unwrap()
+            .rate_limit_per_minute();
+        quota::set_plan(db, d.acme, "enterprise").await.unwrap();
+        let after = access::verify_member(db, d.alice, d.acme)
+            .await
+            .unwrap()
+            .rate_limit_per_minute();
+        assert_ne!(before, after, "the plan's rate limit must be read again");
+
+        // Deletion: the org stops resolving and nobody is a member any more.
+        let mut tx = db.write(&alice).await.unwrap();
+        orgs::schedule_deletion(&mut tx).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(!is_member(db, d.alice, d.acme).await);
+        assert!(orgs::resolve(db, "acme-two").await.is_err());
+    }
+);
+
+both!(a_disabled_cache_serves_nothing, |t: TestDb| async move {
+    let db = &t.db;
+    let d = Demo::load(db).await;
+    db.set_access_cache(false);
+    let hits = db.access_cache_stats().hits;
+    for _ in 0..3 {
+        access::verify_member(db, d.alice, d.acme).await.unwrap();
+    }
+    assert_eq!(db.access_cache_stats().hits, hits);
+    assert!(!db.access_cache_stats().live);
+});
+
+/// A second handle on the same PostgreSQL database: another server instance.
+async fn second_instance(t: &TestDb) -> Db {
+    Db::open(&DbConfig::from_url(Some(&t.url), std::path::Path::new(".")).unwrap())
+        .await
+        .unwrap()
+}
+
+/// Polls `f` until it is true (at most 5 s: far below the cache's TTL of 60 s, so a pass
+/// means the change was announced, not that an entry aged out).
+async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    assert!(access::ACCESS_CACHE_TTL > Duration::from_secs(30));
+    for _ in 0..500 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what}: not seen within 5 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_instances_hear_changes_through_notify() {
+    let t = TestDb::new(BackendKind::Postgres).await;
+    let d = Demo::load(&t.db).await;
+    let other = second_instance(&t).await;
+    wait_live(&t, &other).await;
+
+    // A membership removed by the first instance: the second stops honouring it.
+    warm(&other, d.carol, d.acme).await;
+    warm(&other, d.carol, d.globex).await;
+    let alice = d.alice_in_acme(&t.db).await;
+    let mut tx = t.db.write(&alice).await.unwrap();
+    memberships::remove(&mut tx, d.carol).await.unwrap();
+    tx.commit().await.unwrap();
+    eventually("membership removal on the other instance", || async {
+        !is_member(&other, d.carol, d.acme).await
+    })
+    .await;
+    // Globex's entry was not dropped by Acme's announcement.
+    let hits = other.access_cache_stats().hits;
+    assert!(is_member(&other, d.carol, d.globex).await);
+    assert_eq!(other.access_cache_stats().hits, hits + 1);
+
+    // A session revoked by the first instance.
+    let s = sessions::create(&t.db, d.alice).await.unwrap();
+    sessions::authenticate(&other, &s.token)
+        .await
+        .unwrap()
+        .unwrap();
+    sessions::authenticate(&other, &s.token)
+        .await
+        .unwrap()
+        .unwrap();
+    sessions::revoke(&t.db, s.id).await.unwrap();
+    eventually("session revocation on the other instance", || async {
+        sessions::authenticate(&other, &s.token)
+            .await
+            .unwrap()
+            .is_none()
+    })
+    .await;
+
+    // A change made with plain SQL by another program (the triggers announce it too).
+    warm(&other, d.alice, d.acme).await;
+    t.owner_exec(&format!(
+        "UPDATE roles SET permissions = 'tickets:read' WHERE org_id = '{}' AND key = 'owner'",
+        d.acme
+    ))
+    .await;
+    eventually("a role edited by SQL", || async {
+        !access::verify_member(&other, d.alice, d.acme)
+            .await
+            .unwrap()
+            .permissions()
+            .contains(Permission::TicketsWrite)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_listener_serves_nothing_until_it_is_back() {
+    let t = TestDb::new(BackendKind::Postgres).await;
+    let d = Demo::load(&t.db).await;
+    let other = second_instance(&t).await;
+    wait_live(&t, &other).await;
+    warm(&other, d.carol, d.acme).await;
+    let name = url::Url::parse(&t.url)
+        .unwrap()
+        .path()
+        .trim_start_matches('/')
+        .to_owned();
+
+    // Keep it from reconnecting, then cut the listener's connection.
+    let (admin, conn) =
+        tokio_postgres::connect(&orgwall_testkit::admin_url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    admin
+        .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        .await
+        .unwrap();
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = $1 AND application_name = $2",
+            &[&name, &access::LISTENER_NAME],
+        )
+        .await
+        .unwrap();
+    eventually("the cache noticing its listener is gone", || async {
+        !other.access_cache_stats().live
+    })
+    .await;
+
+    // Not listening: nothing is served from memory (every check reads the database) ...
+    let hits = other.access_cache_stats().hits;
+    assert!(is_member(&other, d.carol, d.acme).await);
+    assert!(is_member(&other, d.carol, d.acme).await);
+    assert_eq!(other.access_cache_stats().hits, hits);
+    // ... and a change made meanwhile elsewhere (unheard) ...
+    let alice = d.alice_in_acme(&t.db).await;
+    let mut tx = t.db.write(&alice).await.unwrap();
+    memberships::remove(&mut tx, d.carol).await.unwrap();
+    tx.commit().await.unwrap();
+
+    // ... is honoured once the listener is back.
+    admin
+        .batch_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await
+        .unwrap();
+    eventually("the listener reconnecting", || async {
+        other.access_cache_stats().live
+    })
+    .await;
+    assert!(!is_member(&other, d.carol, d.acme).await);
+}
