@@ -8,6 +8,9 @@
 #                     returns 1 with a message if no PostgreSQL can be found or started.
 #   ensure_redis      sets SERVICES_REDIS_URL and SERVICES_REDIS_DESC; returns 1 if
 #                     no Redis can be found or started (callers decide if that is fatal).
+#   ensure_s3         sets SERVICES_S3_URL (an S3-compatible server that accepts any
+#                     credentials: moto) and SERVICES_S3_DESC; returns 1 with a message
+#                     if none can be found, installed or started.
 #   pg_url_with_db URL NAME
 #                     prints URL with its database name replaced by NAME.
 #   services_at_exit COMMAND
@@ -30,9 +33,17 @@
 #   0. ORGWALL_TEST_REDIS_URL;  a. REDIS_URL;  b. 127.0.0.1:6379;
 #   c. redis-server started on 127.0.0.1:6379 (left running);
 #   d. apt-get install redis-server, then b and c again.
+# S3 (moto), first that works:
+#   0. ORGWALL_TEST_S3_URL, if set and listening;
+#   a. moto's server from python3 on the PATH, if it can import it, started on
+#      127.0.0.1 on a free port and stopped when the shell exits;
+#   b. the same from a venv under ${XDG_CACHE_HOME:-~/.cache}/orgwall/moto-venv;
+#   c. pip install 'moto[server]' into that venv (apt-get install python3-venv first if
+#      python3 cannot make one), then b.
 #
-# Only coreutils, bash, psql/pg_isready, redis-cli and apt-get are used (plus the
-# PostgreSQL server programs pg_ctlcluster, initdb and pg_ctl when starting one).
+# Only coreutils, bash, psql/pg_isready, redis-cli, python3 and apt-get are used (plus
+# the PostgreSQL server programs pg_ctlcluster, initdb and pg_ctl when starting one,
+# and pip from PyPI when moto must be installed).
 
 PG_DEFAULT_URL="postgres://postgres@127.0.0.1:5432/postgres"
 REDIS_DEFAULT_URL="redis://127.0.0.1:6379"
@@ -416,5 +427,110 @@ ensure_redis() {
     fi
     svc_log "no Redis available (tried \$ORGWALL_TEST_REDIS_URL, \$REDIS_URL, 127.0.0.1:6379,"
     svc_log "  starting redis-server and apt-get install redis-server)"
+    return 1
+}
+
+# ---------------------------------------------------------------------------
+# S3 (moto)
+# ---------------------------------------------------------------------------
+
+# moto 5 serves every AWS API from one process; S3 is all the tests use.
+MOTO_REQUIREMENT='moto[server]>=5,<6'
+MOTO_VENV="${XDG_CACHE_HOME:-$HOME/.cache}/orgwall/moto-venv"
+
+_s3_use() {
+    SERVICES_S3_URL="$1"
+    SERVICES_S3_DESC="$2"
+}
+
+# True if PYTHON can run moto's server.
+s3_python_ok() {
+    [[ -x "$1" ]] || have "$1" || return 1
+    "$1" -c 'import moto.server' >/dev/null 2>&1
+}
+
+# 0: a URL from the environment (http://HOST:PORT), if something listens there.
+s3_try_env() {
+    local url="${ORGWALL_TEST_S3_URL:-}"
+    [[ -n "$url" ]] || return 1
+    if [[ "$url" =~ ^https?://([^/:]+):([0-9]+)/?$ ]] &&
+        port_open "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"; then
+        _s3_use "$url" "\$ORGWALL_TEST_S3_URL"
+        return 0
+    fi
+    svc_log "\$ORGWALL_TEST_S3_URL is set but nothing listens at $url; looking further"
+    return 1
+}
+
+# Start moto's server with PYTHON on a free port of 127.0.0.1; stopped at exit.
+s3_start_with() {
+    local py dir port attempt pid i
+    # The interpreter itself, not a wrapper (a pyenv shim) whose pid would be the one
+    # killed at exit while the server lives on.
+    py="$("$1" -c 'import sys; print(sys.executable)')" || return 1
+    dir="$(mktemp -d "${TMPDIR:-/tmp}/orgwall-s3.XXXXXX")" || return 1
+    services_at_exit "$(printf 'rm -rf %q' "$dir")"
+    for attempt in 1 2 3 4 5; do
+        port=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+        port_open 127.0.0.1 "$port" && continue
+        svc_log "starting moto on 127.0.0.1:$port ($py)"
+        "$py" -m moto.server -H 127.0.0.1 -p "$port" </dev/null >"$dir/moto.log" 2>&1 &
+        pid=$!
+        services_at_exit "kill $pid 2>/dev/null || true"
+        for ((i = 0; i < SERVICES_WAIT_SECS * 5; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            if port_open 127.0.0.1 "$port"; then
+                _s3_use "http://127.0.0.1:$port" "moto on 127.0.0.1:$port"
+                return 0
+            fi
+            sleep 0.2
+        done
+        kill "$pid" 2>/dev/null || true
+        svc_log "moto did not start on port $port (attempt $attempt)"
+    done
+    svc_log "moto log:"
+    cat "$dir/moto.log" >&2 || true
+    return 1
+}
+
+# a: python3 on the PATH already has moto.
+s3_try_path() {
+    s3_python_ok python3 || return 1
+    s3_start_with "$(command -v python3)"
+}
+
+# b: our venv has it.
+s3_try_venv() {
+    s3_python_ok "$MOTO_VENV/bin/python" || return 1
+    s3_start_with "$MOTO_VENV/bin/python"
+}
+
+# c: make the venv and install moto into it from PyPI.
+s3_try_install() {
+    have python3 || apt_install python3 || return 1
+    rm -rf "$MOTO_VENV"
+    mkdir -p "$(dirname "$MOTO_VENV")" || return 1
+    if ! python3 -m venv "$MOTO_VENV" >/dev/null 2>&1; then
+        # Debian's python3 makes venvs only with python3-venv (ensurepip) installed.
+        rm -rf "$MOTO_VENV"
+        apt_install python3-venv || return 1
+        python3 -m venv "$MOTO_VENV" >&2 || return 1
+    fi
+    svc_log "pip install '$MOTO_REQUIREMENT' into $MOTO_VENV"
+    "$MOTO_VENV/bin/python" -m pip install -q --disable-pip-version-check \
+        "$MOTO_REQUIREMENT" >&2 || return 1
+    s3_try_venv
+}
+
+# Find or provide an S3-compatible server; returns 1 (after a message) if impossible.
+ensure_s3() {
+    SERVICES_S3_URL=""
+    SERVICES_S3_DESC=""
+    if s3_try_env || s3_try_path || s3_try_venv || s3_try_install; then
+        return 0
+    fi
+    svc_log "ERROR: no S3-compatible server available. Tried \$ORGWALL_TEST_S3_URL, moto"
+    svc_log "  from python3 and from $MOTO_VENV, and pip install '$MOTO_REQUIREMENT'"
+    svc_log "  into that venv. Install moto[server] or set ORGWALL_TEST_S3_URL."
     return 1
 }

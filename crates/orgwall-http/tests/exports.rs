@@ -8,16 +8,12 @@
     clippy::indexing_slicing
 )]
 
-use bytes::Bytes;
 use orgwall_core::{FileId, OrgId};
 use orgwall_http::AppState;
 use orgwall_store::access::OrgScope;
 use orgwall_store::jobs::{self, mail, JobCtx, Registry, Worker, WorkerConfig};
-use orgwall_store::repo::files;
-use orgwall_testkit::{both, Demo, TestDb, TestServer};
+use orgwall_testkit::{both, store_file, untar, Demo, TestDb, TestServer};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -100,28 +96,7 @@ async fn drain(state: &AppState) {
 }
 
 async fn add_file(state: &AppState, scope: &OrgScope, bytes: &'static [u8]) -> FileId {
-    let f = FileId::new();
-    let st = state
-        .files
-        .put_bytes(scope.org_id(), f, Bytes::from_static(bytes))
-        .await
-        .unwrap();
-    let mut tx = state.db.write(scope).await.unwrap();
-    files::insert(
-        &mut tx,
-        files::NewFile {
-            id: f,
-            name: "report.txt",
-            content_type: "text/plain",
-            size_bytes: st.size_bytes,
-            storage_key: &st.key,
-            sha256: &st.sha256,
-        },
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    f
+    store_file(&state.db, scope, state.files.as_ref(), "report.txt", bytes).await
 }
 
 async fn download(
@@ -139,20 +114,6 @@ async fn download(
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     (status, headers, r.bytes().await.unwrap().to_vec())
-}
-
-/// The archive's entries: name -> bytes.
-fn untar(gz: &[u8]) -> BTreeMap<String, Vec<u8>> {
-    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(gz));
-    let mut out = BTreeMap::new();
-    for e in ar.entries().unwrap() {
-        let mut e = e.unwrap();
-        let name = e.path().unwrap().display().to_string();
-        let mut b = Vec::new();
-        e.read_to_end(&mut b).unwrap();
-        out.insert(name, b);
-    }
-    out
 }
 
 async fn counts(t: &TestDb, org: OrgId) -> Vec<i64> {

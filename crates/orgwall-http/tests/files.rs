@@ -217,6 +217,37 @@ async fn file_count(t: &TestDb, org: OrgId) -> i64 {
     t.owner_count("files", &format!("org_id = '{org}'")).await
 }
 
+/// Rewrites the storage key of acme's file `id` to `key`, as the owner, below every wall
+/// (what a bug or a tampered row would do).
+async fn forge_storage_key(t: &TestDb, acme: OrgId, id: &str, key: &str) {
+    match t.kind {
+        BackendKind::Postgres => {
+            t.owner_exec(&format!(
+                "UPDATE files SET storage_key = '{key}' WHERE id = '{id}'"
+            ))
+            .await
+        }
+        BackendKind::Sqlite => {
+            let c = rusqlite::Connection::open(&t.url).unwrap();
+            let acme = acme.to_string();
+            c.create_scalar_function(
+                "app_org",
+                0,
+                rusqlite::functions::FunctionFlags::SQLITE_UTF8,
+                move |_| Ok(acme.clone()),
+            )
+            .unwrap();
+            let n = c
+                .execute(
+                    "UPDATE files_rows SET storage_key = ?1 WHERE id = ?2",
+                    [key, id],
+                )
+                .unwrap();
+            assert_eq!(n, 1);
+        }
+    }
+}
+
 /// A user holding `role` in acme, with a session.
 async fn acme_user(t: &TestDb, d: &Demo, email: &str, role: &str) -> String {
     let u = users::create(&t.db, &Email::parse(email).unwrap(), "Test", "x", true)
@@ -668,32 +699,7 @@ both!(
         // Second wall: even a row of acme rewritten (as the owner, below every wall) to name
         // globex's blob cannot make the store read it.
         let forged = format!("{}/{gid}", e.d.globex);
-        match t.kind {
-            BackendKind::Postgres => {
-                t.owner_exec(&format!(
-                    "UPDATE files SET storage_key = '{forged}' WHERE id = '{aid}'"
-                ))
-                .await
-            }
-            BackendKind::Sqlite => {
-                let c = rusqlite::Connection::open(&t.url).unwrap();
-                let acme = e.d.acme.to_string();
-                c.create_scalar_function(
-                    "app_org",
-                    0,
-                    rusqlite::functions::FunctionFlags::SQLITE_UTF8,
-                    move |_| Ok(acme.clone()),
-                )
-                .unwrap();
-                let n = c
-                    .execute(
-                        "UPDATE files_rows SET storage_key = ?1 WHERE id = ?2",
-                        [&forged, &aid],
-                    )
-                    .unwrap();
-                assert_eq!(n, 1);
-            }
-        }
+        forge_storage_key(&t, e.d.acme, &aid, &forged).await;
         e.store.opened.lock().unwrap().clear();
         let (st, _, bytes) =
             download(s, &format!("/v1/orgs/acme/files/{aid}/content"), &alice).await;
@@ -704,6 +710,95 @@ both!(
             vec![(e.d.acme, forged)],
             "refused by the store"
         );
+    }
+);
+
+both!(
+    the_s3_store_serves_files_over_http,
+    |t: TestDb| async move {
+        let Some(bucket) = orgwall_testkit::s3::TestBucket::create().await else {
+            return;
+        };
+        let d = Demo::load(&t.db).await;
+        let mut state = AppState::new(t.db.clone());
+        state.files = Arc::new(bucket.store(Some("files")));
+        state.max_upload_bytes = 1024 * 1024;
+        let s = &TestServer::with_state(state).await;
+        let alice = s.demo_login("alice@acme.test").await;
+        let bob = s.demo_login("bob@globex.test").await;
+
+        let text = b"hello, bucket\n";
+        let r = upload(s, &alice, "acme", "hello.txt", "text/plain", text).await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        assert_eq!(r.body["sha256"], sha256_hex(text));
+        let aid = r.body["id"].as_str().unwrap().to_owned();
+        let r = upload(s, &bob, "globex", "g.txt", "text/plain", b"globex only").await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        let gid = r.body["id"].as_str().unwrap().to_owned();
+        let mut both_objects = vec![
+            format!("files/{}/{aid}", d.acme),
+            format!("files/{}/{gid}", d.globex),
+        ];
+        both_objects.sort();
+        assert_eq!(bucket.names().await, both_objects);
+
+        let (st, h, bytes) =
+            download(s, &format!("/v1/orgs/acme/files/{aid}/content"), &alice).await;
+        assert_eq!((st, bytes.as_slice()), (200, text.as_slice()));
+        assert_eq!(header(&h, "content-length"), text.len().to_string());
+
+        // Too large: refused, nothing more in the bucket.
+        let big = vec![b'x'; 1024 * 1024 + 1];
+        let r = upload(
+            s,
+            &alice,
+            "acme",
+            "big.bin",
+            "application/octet-stream",
+            &big,
+        )
+        .await;
+        assert_eq!((r.status, r.code()), (413, "payload_too_large"));
+        assert_eq!(bucket.names().await, both_objects);
+
+        // A row of acme forged to name globex's object cannot make the store read it.
+        let forged = format!("{}/{gid}", d.globex);
+        forge_storage_key(&t, d.acme, &aid, &forged).await;
+        let (st, _, bytes) =
+            download(s, &format!("/v1/orgs/acme/files/{aid}/content"), &alice).await;
+        assert_eq!(st, 404, "{}", String::from_utf8_lossy(&bytes));
+        assert!(!String::from_utf8_lossy(&bytes).contains("globex only"));
+        forge_storage_key(&t, d.acme, &aid, &format!("{}/{aid}", d.acme)).await;
+
+        let r = s
+            .call(
+                "DELETE",
+                &format!("/v1/orgs/acme/files/{aid}"),
+                Some(&alice),
+                &[],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 204, "{:?}", r.body);
+        assert_eq!(
+            bucket.names().await,
+            vec![format!("files/{}/{gid}", d.globex)]
+        );
+        let (st, _, bytes) =
+            download(s, &format!("/v1/orgs/globex/files/{gid}/content"), &bob).await;
+        assert_eq!((st, bytes.as_slice()), (200, b"globex only".as_slice()));
+        let r = s
+            .call(
+                "DELETE",
+                &format!("/v1/orgs/globex/files/{gid}"),
+                Some(&bob),
+                &[],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 204, "{:?}", r.body);
+        assert_eq!(bucket.names().await, Vec::<String>::new());
+        bucket.remove().await;
     }
 );
 

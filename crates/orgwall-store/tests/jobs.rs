@@ -8,10 +8,9 @@
     clippy::indexing_slicing
 )]
 
-use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use orgwall_core::{Email, Error, FileId, JobId, NoteId, OrgId, TicketStatus};
+use orgwall_core::{Email, Error, JobId, NoteId, OrgId, TicketStatus};
 use orgwall_store::access::{OrgScope, Principal};
 use orgwall_store::files::{BlobStore, LocalFiles};
 use orgwall_store::jobs::mail::{self, Mailer};
@@ -20,10 +19,10 @@ use orgwall_store::jobs::{
 };
 use orgwall_store::repo::exports::ExportFiles;
 use orgwall_store::repo::{
-    api_keys, comments, exports, files, invitations, notes, orgs, outbox, projects, tickets,
+    api_keys, comments, exports, invitations, notes, orgs, outbox, projects, tickets,
 };
 use orgwall_store::{params, BackendKind, Db, Mode};
-use orgwall_testkit::{both, Demo, TestDb};
+use orgwall_testkit::{both, store_file, Demo, TestDb};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -765,26 +764,9 @@ async fn fill(db: &Db, scope: &OrgScope, files_store: &dyn BlobStore) {
         .unwrap();
     comments::add(&mut tx, tk.id, "a comment").await.unwrap();
     notes::create(&mut tx, "a note", "").await.unwrap();
-    let f = FileId::new();
-    let st = files_store
-        .put_bytes(scope.org_id(), f, Bytes::from_static(b"file bytes"))
-        .await
-        .unwrap();
-    files::insert(
-        &mut tx,
-        files::NewFile {
-            id: f,
-            name: "a.txt",
-            content_type: "text/plain",
-            size_bytes: st.size_bytes,
-            storage_key: &st.key,
-            sha256: &st.sha256,
-        },
-    )
-    .await
-    .unwrap();
     exports::create(&mut tx).await.unwrap();
     tx.commit().await.unwrap();
+    store_file(db, scope, files_store, "a.txt", b"file bytes").await;
 }
 
 both!(the_purge_removes_exactly_one_org, |t: TestDb| async move {

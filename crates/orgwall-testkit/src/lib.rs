@@ -4,7 +4,9 @@
 //!   `ORGWALL_TEST_DATABASE_URL`, created and dropped per test; SQLite in a temp dir);
 //! - [`Demo`]: the seeded Acme/Globex world with ids and scopes at hand;
 //! - [`TestServer`]: the real application on 127.0.0.1:0, with a small JSON client;
-//! - [`both!`]: one test body, run once per backend.
+//! - [`both!`]: one test body, run once per backend;
+//! - [`s3::TestBucket`]: a bucket of its own on the S3-compatible test server; file
+//!   helpers: [`store_file`], [`foreign_keys`], [`untar`].
 //!
 //! Test logs stay silent unless `TEST_LOG` is set.
 #![allow(
@@ -13,6 +15,8 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
+
+pub mod s3;
 
 use orgwall_core::{OrgId, UserId};
 use orgwall_store::access::{self, OrgScope};
@@ -401,4 +405,72 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Stores `bytes` as a file named `name` in `scope`'s org: the blob in `store`, the row
+/// in the database.
+pub async fn store_file(
+    db: &Db,
+    scope: &OrgScope,
+    store: &dyn orgwall_store::files::BlobStore,
+    name: &str,
+    bytes: &'static [u8],
+) -> orgwall_core::FileId {
+    use orgwall_store::repo::files;
+    let f = orgwall_core::FileId::new();
+    let st = store
+        .put_bytes(scope.org_id(), f, bytes::Bytes::from_static(bytes))
+        .await
+        .unwrap();
+    let mut tx = db.write(scope).await.unwrap();
+    files::insert(
+        &mut tx,
+        files::NewFile {
+            id: f,
+            name,
+            content_type: "text/plain",
+            size_bytes: st.size_bytes,
+            storage_key: &st.key,
+            sha256: &st.sha256,
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    f
+}
+
+/// Storage keys that a blob store acting for `acting` must refuse without touching
+/// storage: `other`'s, traversals, extra or missing segments, non-canonical ids.
+pub fn foreign_keys(acting: OrgId, other: OrgId) -> Vec<String> {
+    let (a, b, f) = (acting, other, orgwall_core::FileId::new());
+    vec![
+        format!("{b}/{f}"),
+        format!("{a}/../{b}/{f}"),
+        format!("{a}/{f}/x"),
+        format!("{a}/{}", f.uuid().simple()),
+        format!("{a}/{}", f.to_string().to_uppercase()),
+        format!("{a}//{f}"),
+        format!("/{a}/{f}"),
+        format!("files/{a}/{f}"),
+        format!("{a}/../../etc/passwd"),
+        format!("{}/{f}", a.to_string().to_uppercase()),
+        String::new(),
+        f.to_string(),
+    ]
+}
+
+/// The entries of a `.tar.gz` archive: name -> bytes.
+pub fn untar(gz: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read;
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(gz));
+    let mut out = std::collections::BTreeMap::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().display().to_string();
+        let mut b = Vec::new();
+        e.read_to_end(&mut b).unwrap();
+        out.insert(name, b);
+    }
+    out
 }

@@ -2,7 +2,7 @@
 //! `orgwall jobs list|retry|cancel` and `orgwall outbox`.
 
 use orgwall_core::{JobId, OrgId};
-use orgwall_store::files::{BlobStore, LocalFiles};
+use orgwall_store::files::BlobStore;
 use orgwall_store::jobs::{self, mail, JobCtx, Registry, Worker, WorkerConfig};
 use orgwall_store::repo::exports::ExportFiles;
 use orgwall_store::repo::outbox;
@@ -144,14 +144,14 @@ pub fn start(
     Ok(Running { stop, task })
 }
 
-/// `orgwall worker`: runs jobs until `shutdown`.
+/// `orgwall worker`: runs jobs until `shutdown`, over the file store `files`.
 pub async fn run_alone(
     db: Db,
+    files: Arc<dyn BlobStore>,
     data_dir: &Path,
     args: &WorkerArgs,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    let files: Arc<dyn BlobStore> = Arc::new(LocalFiles::new(data_dir.join("files")));
     let exports = ExportFiles::new(data_dir.join("exports"));
     eprintln!(
         "orgwall worker running ({:?}, {} slots)",

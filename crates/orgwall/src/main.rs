@@ -11,7 +11,8 @@
 //! ```
 //!
 //! Every flag has an `ORGWALL_*` environment equivalent (`DATABASE_URL` for the
-//! database). With no configuration, data lives in SQLite under `./orgwall-data/`.
+//! database). With no configuration, data lives in SQLite under `./orgwall-data/` and
+//! file bytes under `./orgwall-data/files/` (`--s3-bucket` puts them in S3 instead).
 
 use clap::{Parser, Subcommand};
 use orgwall_store::{Db, DbConfig};
@@ -19,6 +20,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod files_cli;
 mod jobs_cli;
 
 #[derive(Parser, Debug)]
@@ -82,7 +84,7 @@ enum Command {
         /// Base domain for org subdomains: `{slug}.{base}` names an org on org-less routes.
         #[arg(long, env = "ORGWALL_BASE_DOMAIN")]
         base_domain: Option<String>,
-        /// Largest file upload accepted, in bytes (files are stored under DATA_DIR/files).
+        /// Largest file upload accepted, in bytes.
         #[arg(long, env = "ORGWALL_MAX_UPLOAD_BYTES", default_value_t = orgwall_http::files::DEFAULT_MAX_UPLOAD_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
         max_upload_bytes: u64,
         /// Redis URL: rate limits are shared by every instance using it (else per process).
@@ -102,10 +104,14 @@ enum Command {
         #[arg(long, env = "ORGWALL_NO_ACCESS_CACHE")]
         no_access_cache: bool,
         #[command(flatten)]
+        files: files_cli::FileStoreArgs,
+        #[command(flatten)]
         worker: jobs_cli::ServeWorkerArgs,
     },
     /// Run only the background job worker (org purges, exports, email), until stopped.
     Worker {
+        #[command(flatten)]
+        files: files_cli::FileStoreArgs,
         #[command(flatten)]
         worker: jobs_cli::WorkerArgs,
     },
@@ -148,8 +154,10 @@ enum Command {
 }
 
 fn init_logs(format: LogFormat) {
-    let filter =
-        orgwall_http::log_filter(&std::env::var("ORGWALL_LOG").unwrap_or_else(|_| "info".into()));
+    // object_store says each retry at info; its final error is ours to report.
+    let filter = orgwall_http::log_filter(
+        &std::env::var("ORGWALL_LOG").unwrap_or_else(|_| "info,object_store=warn".into()),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -198,9 +206,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rate_user_per_minute,
             rate_login_per_ip,
             rate_login_per_account,
+            files,
             no_access_cache,
             worker,
         } => {
+            // The file store first: a bad S3 setting stops the start before any database work.
+            let files = files.open(&cli.data_dir).await?;
             let db = open(&cli).await?;
             if *no_access_cache {
                 db.set_access_cache(false);
@@ -213,16 +224,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let s = orgwall_store::seed::demo(&db).await?;
                 tracing::info!(result = ?s, "demo data");
             }
-            let files_dir = cli.data_dir.join("files");
-            std::fs::create_dir_all(&files_dir)
-                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", files_dir.display()))?;
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
             let addr = listener.local_addr()?;
             tracing::info!(%addr, backend = ?db.kind(), "orgwall listening");
             eprintln!("orgwall listening on http://{addr} ({:?})", db.kind());
-            let mut state = orgwall_http::AppState::with_files(db, files_dir);
+            let mut state = orgwall_http::AppState::with_files(db, cli.data_dir.join("files"));
+            state.files = files;
             state.max_upload_bytes = *max_upload_bytes;
             let limit_config = orgwall_http::limits::LimitConfig {
                 login_per_ip: *rate_login_per_ip,
@@ -276,9 +285,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Worker { worker } => {
+        Command::Worker { files, worker } => {
+            let files = files.open(&cli.data_dir).await?;
             let db = open(&cli).await?;
-            jobs_cli::run_alone(db, &cli.data_dir, worker, shutdown_signal()).await?;
+            jobs_cli::run_alone(db, files, &cli.data_dir, worker, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Jobs { cmd } => {

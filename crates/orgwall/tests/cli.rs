@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 
 fn orgwall() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_orgwall"));
-    c.env_remove("DATABASE_URL").env_remove("ORGWALL_DATA_DIR");
+    c.env_remove("DATABASE_URL")
+        .env_remove("ORGWALL_DATA_DIR")
+        .env_remove("ORGWALL_S3_BUCKET");
     c
 }
 
@@ -64,6 +66,41 @@ fn an_unusable_data_dir_is_named() {
         &["migrate", "--data-dir", bad.to_str().unwrap()],
         "cannot create data directory",
     );
+}
+
+#[test]
+fn bad_s3_settings_are_named_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    for cmd in ["serve", "worker"] {
+        let with = |extra: &[&'static str]| {
+            let mut v = vec![cmd, "--data-dir", data, "--s3-bucket", "b"];
+            v.extend_from_slice(extra);
+            v
+        };
+        assert_one_error_line(
+            &with(&["--s3-endpoint", "127.0.0.1:9000"]),
+            "S3 file store: the endpoint \"127.0.0.1:9000\" is not an http(s) URL",
+        );
+        let nowhere = [
+            "--s3-endpoint",
+            "http://127.0.0.1:1",
+            "--s3-access-key-id",
+            "k",
+        ];
+        assert_one_error_line(
+            &with(&nowhere),
+            "the access key id and the secret access key go together",
+        );
+        // Nothing answers there: one line naming the bucket and the endpoint.
+        assert_one_error_line(
+            &with(&[&nowhere[..], &["--s3-secret-access-key", "s"]].concat()),
+            "S3 bucket \"b\" at http://127.0.0.1:1 is not usable",
+        );
+    }
+    // No database was touched.
+    assert!(!dir.path().join("data").exists());
 }
 
 #[test]
