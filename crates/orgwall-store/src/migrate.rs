@@ -53,7 +53,7 @@ pub const POSTGRES: &[Migration] = &[
     Migration {
         version: 5,
         name: "access_notify",
-        sql: include_str!("../migrations/postgres/0005_access_notify.sql"),
+        sql: include_str!("../migrations/postgres/0006_access_notify.sql"),
     },
 ];
 
