@@ -4,7 +4,9 @@
 //!   `ORGWALL_TEST_DATABASE_URL`, created and dropped per test; SQLite in a temp dir);
 //! - [`Demo`]: the seeded Acme/Globex world with ids and scopes at hand;
 //! - [`TestServer`]: the real application on 127.0.0.1:0, with a small JSON client;
-//! - [`both!`]: one test body, run once per backend.
+//! - [`both!`]: one test body, run once per backend;
+//! - [`smtp::SmtpSink`]: an SMTP server that keeps what it accepts and can hold a
+//!   message mid-delivery.
 //!
 //! Test logs stay silent unless `TEST_LOG` is set.
 #![allow(
@@ -13,6 +15,8 @@
     clippy::panic,
     clippy::indexing_slicing
 )]
+
+pub mod smtp;
 
 use orgwall_core::{OrgId, UserId};
 use orgwall_store::access::{self, OrgScope};

@@ -27,6 +27,10 @@ pub struct WorkerArgs {
     /// Largest export archive written, in bytes (none: no limit but the disk).
     #[arg(long, env = "ORGWALL_EXPORT_MAX_BYTES")]
     pub export_max_bytes: Option<u64>,
+    /// Seconds a running job stays leased without a heartbeat (renewed every third of
+    /// it): the job of a worker that died runs again this long after its last heartbeat.
+    #[arg(long, env = "ORGWALL_WORKER_LEASE_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub worker_lease_secs: u64,
 }
 
 /// `serve`'s worker flags.
@@ -106,6 +110,7 @@ fn ctx(
 fn config(args: &WorkerArgs) -> WorkerConfig {
     WorkerConfig {
         slots: usize::from(args.worker_slots),
+        lease: std::time::Duration::from_secs(args.worker_lease_secs),
         ..WorkerConfig::default()
     }
 }
