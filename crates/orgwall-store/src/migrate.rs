@@ -50,6 +50,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "jobs",
         sql: include_str!("../migrations/postgres/0004_jobs.sql"),
     },
+    Migration {
+        version: 5,
+        name: "export_expiry",
+        sql: include_str!("../migrations/postgres/0005_export_expiry.sql"),
+    },
 ];
 
 /// SQLite migrations.
@@ -73,6 +78,11 @@ pub const SQLITE: &[Migration] = &[
         version: 4,
         name: "jobs",
         sql: include_str!("../migrations/sqlite/0004_jobs.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "export_expiry",
+        sql: include_str!("../migrations/sqlite/0005_export_expiry.sql"),
     },
 ];
 

@@ -27,6 +27,10 @@ pub struct WorkerArgs {
     /// Largest export archive written, in bytes (none: no limit but the disk).
     #[arg(long, env = "ORGWALL_EXPORT_MAX_BYTES")]
     pub export_max_bytes: Option<u64>,
+    /// Hours a finished export archive is kept: from then on its download answers 410
+    /// `export_expired`, and the archive is deleted.
+    #[arg(long, env = "ORGWALL_EXPORT_TTL_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..=87_600))]
+    pub export_ttl_hours: u64,
     /// Seconds a running job stays leased without a heartbeat (renewed every third of
     /// it): the job of a worker that died runs again this long after its last heartbeat.
     #[arg(long, env = "ORGWALL_WORKER_LEASE_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -102,7 +106,9 @@ fn ctx(
     Ok(JobCtx {
         db,
         files,
-        exports: exports.with_max_bytes(args.export_max_bytes),
+        exports: exports
+            .with_max_bytes(args.export_max_bytes)
+            .with_ttl(std::time::Duration::from_secs(args.export_ttl_hours * 3600)),
         mailer,
     })
 }
