@@ -5,7 +5,7 @@ use orgwall_core::{JobId, OrgId};
 use orgwall_store::files::{BlobStore, LocalFiles};
 use orgwall_store::jobs::{self, mail, JobCtx, Registry, Worker, WorkerConfig};
 use orgwall_store::repo::exports::ExportFiles;
-use orgwall_store::repo::outbox;
+use orgwall_store::repo::outbox::{self, PublicUrl};
 use orgwall_store::Db;
 use std::path::Path;
 use std::process::ExitCode;
@@ -35,6 +35,18 @@ pub struct WorkerArgs {
     /// it): the job of a worker that died runs again this long after its last heartbeat.
     #[arg(long, env = "ORGWALL_WORKER_LEASE_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub worker_lease_secs: u64,
+    /// The server's public base URL (http or https, no query), e.g.
+    /// `https://app.example.com`: links in invitation and verification email are made
+    /// absolute with it. Without it they are server-relative (`/verify-email?token=...`).
+    #[arg(long, env = "ORGWALL_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<PublicUrl>,
+}
+
+fn parse_public_url(raw: &str) -> Result<PublicUrl, String> {
+    PublicUrl::parse(raw).map_err(|e| match e {
+        orgwall_core::Error::Validation(why) => why,
+        other => other.to_string(),
+    })
 }
 
 /// `serve`'s worker flags.
@@ -101,7 +113,10 @@ fn ctx(
     exports: ExportFiles,
     args: &WorkerArgs,
 ) -> anyhow::Result<JobCtx> {
-    let mailer = mail::mailer(args.smtp_url.as_deref(), Some(&args.smtp_from))?;
+    let mailer = mail::with_public_url(
+        mail::mailer(args.smtp_url.as_deref(), Some(&args.smtp_from))?,
+        args.public_url.clone(),
+    );
     tracing::info!(mailer = ?mailer, "email delivery");
     Ok(JobCtx {
         db,

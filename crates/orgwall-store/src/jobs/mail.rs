@@ -155,6 +155,41 @@ impl Mailer for SmtpMailer {
     }
 }
 
+/// Sends through another mailer with every server-relative link of the body made
+/// absolute under the public base URL (for messages written without one).
+#[derive(Debug)]
+struct AbsoluteLinks {
+    base: outbox::PublicUrl,
+    inner: Arc<dyn Mailer>,
+}
+
+impl Mailer for AbsoluteLinks {
+    fn send<'a>(&'a self, email: &'a Email) -> BoxFuture<'a, std::result::Result<(), String>> {
+        async move {
+            let email = Email {
+                body: outbox::absolute_links(&email.body, &self.base),
+                ..email.clone()
+            };
+            self.inner.send(&email).await
+        }
+        .boxed()
+    }
+}
+
+/// `mailer`, making server-relative links absolute under `public_url` when there is one.
+pub fn with_public_url(
+    mailer: Arc<dyn Mailer>,
+    public_url: Option<outbox::PublicUrl>,
+) -> Arc<dyn Mailer> {
+    match public_url {
+        Some(base) => Arc::new(AbsoluteLinks {
+            base,
+            inner: mailer,
+        }),
+        None => mailer,
+    }
+}
+
 /// The default sender address.
 pub const DEFAULT_FROM: &str = "orgwall <no-reply@orgwall.localhost>";
 
@@ -209,6 +244,40 @@ pub(crate) async fn deliver(ctx: JobCtx, job: JobInfo) -> std::result::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Debug, Default)]
+    struct Recorder(Mutex<Vec<Email>>);
+
+    impl Mailer for Recorder {
+        fn send<'a>(&'a self, email: &'a Email) -> BoxFuture<'a, std::result::Result<(), String>> {
+            self.0.lock().map(|mut v| v.push(email.clone())).ok();
+            async { Ok(()) }.boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_worker_with_a_public_url_sends_absolute_links() {
+        let rec = Arc::new(Recorder::default());
+        let email = Email {
+            to: "a@example.test".into(),
+            subject: "Verify".into(),
+            body: "open:\n/verify-email?token=owv_1\n".into(),
+        };
+        let base = outbox::PublicUrl::parse("https://app.example.test").ok();
+        with_public_url(rec.clone(), base).send(&email).await.ok();
+        with_public_url(rec.clone(), None).send(&email).await.ok();
+        let sent = rec.0.lock().map(|v| v.clone()).unwrap_or_default();
+        let bodies: Vec<&str> = sent.iter().map(|e| e.body.as_str()).collect();
+        assert_eq!(
+            bodies,
+            vec![
+                "open:\nhttps://app.example.test/verify-email?token=owv_1\n",
+                "open:\n/verify-email?token=owv_1\n"
+            ]
+        );
+        assert_eq!(sent.first().map(|e| e.to.as_str()), Some("a@example.test"));
+    }
 
     #[test]
     fn smtp_urls() {
