@@ -3,6 +3,10 @@
 //! them in full (never answering the final `250`), so a test can catch a sender
 //! mid-delivery and kill it. A message counts as delivered only once the sink has
 //! answered `250` to its data, as in real SMTP.
+//!
+//! It speaks plain SMTP, or offers STARTTLS, or speaks TLS from the first byte
+//! ([`SinkTls`]), with a certificate for `localhost` issued by a CA made for the sink
+//! ([`SmtpSink::ca_pem`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +26,19 @@ pub struct Received {
     pub data: String,
     /// The `AUTH PLAIN` identity used, if any: (user, password).
     pub auth: Option<(String, String)>,
+    /// Whether the message came over TLS.
+    pub tls: bool,
+}
+
+/// How the sink protects its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkTls {
+    /// Plain SMTP, no STARTTLS offered.
+    None,
+    /// Plain SMTP that offers STARTTLS.
+    StartTls,
+    /// TLS from the first byte (as on port 465).
+    Implicit,
 }
 
 #[derive(Default)]
@@ -37,6 +54,10 @@ struct State {
 pub struct SmtpSink {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// How it protects connections.
+    pub tls: SinkTls,
+    /// The PEM certificate of the CA that issued its `localhost` certificate.
+    pub ca_pem: String,
     state: Arc<State>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -46,10 +67,16 @@ pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 impl SmtpSink {
-    /// Starts a sink that accepts every message.
+    /// Starts a plain sink that accepts every message.
     pub async fn start() -> SmtpSink {
+        Self::start_with(SinkTls::None).await
+    }
+
+    /// Starts a sink that protects connections as `tls` says.
+    pub async fn start_with(tls: SinkTls) -> SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let (ca_pem, acceptor) = tls_acceptor();
         let state = Arc::new(State::default());
         let st = state.clone();
         let task = tokio::spawn(async move {
@@ -57,17 +84,38 @@ impl SmtpSink {
                 st.connections.fetch_add(1, Ordering::SeqCst);
                 st.changed.notify_waiters();
                 let st = st.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let _ = session(Box::new(sock), st).await;
+                    let io: Box<dyn Io> = Box::new(sock);
+                    let _ = match tls {
+                        SinkTls::Implicit => match acceptor.accept(io).await {
+                            Ok(s) => session(Box::new(s), st, None, true).await,
+                            Err(_) => Ok(()),
+                        },
+                        SinkTls::StartTls => session(io, st, Some(acceptor), false).await,
+                        SinkTls::None => session(io, st, None, false).await,
+                    };
                 });
             }
         });
-        SmtpSink { addr, state, task }
+        SmtpSink {
+            addr,
+            tls,
+            ca_pem,
+            state,
+            task,
+        }
     }
 
-    /// `smtp://127.0.0.1:PORT`.
+    /// The URL that reaches it: `smtp://127.0.0.1:PORT`, or by the name its certificate
+    /// carries, `smtp://localhost:PORT?tls=starttls` or `smtps://localhost:PORT`.
     pub fn url(&self) -> String {
-        format!("smtp://{}", self.addr)
+        let port = self.addr.port();
+        match self.tls {
+            SinkTls::None => format!("smtp://{}", self.addr),
+            SinkTls::StartTls => format!("smtp://localhost:{port}?tls=starttls"),
+            SinkTls::Implicit => format!("smtps://localhost:{port}"),
+        }
     }
 
     /// The next `n` messages are read in full and then held: never answered, never
@@ -115,6 +163,32 @@ impl Drop for SmtpSink {
     }
 }
 
+/// A CA and a `localhost` certificate it issued; returns the CA's PEM and an acceptor
+/// serving the certificate.
+fn tls_acceptor() -> (String, tokio_rustls::TlsAcceptor) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    (ca.pem(), tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
 fn plain_auth(b64: &str) -> Option<(String, String)> {
     use base64::Engine;
     let raw = base64::engine::general_purpose::STANDARD
@@ -139,7 +213,13 @@ fn addr_of(arg: &str) -> String {
     a.trim_start_matches('<').trim_end_matches('>').to_owned()
 }
 
-async fn session(io: Box<dyn Io>, st: Arc<State>) -> std::io::Result<()> {
+/// One SMTP session; `secure` if it is TLS already, `starttls` offered until used.
+async fn session(
+    io: Box<dyn Io>,
+    st: Arc<State>,
+    mut starttls: Option<tokio_rustls::TlsAcceptor>,
+    mut secure: bool,
+) -> std::io::Result<()> {
     let mut s = BufReader::new(io);
     reply(&mut s, "220 orgwall-test-sink ESMTP").await?;
     let (mut from, mut to, mut auth) = (String::new(), Vec::new(), None);
@@ -153,8 +233,21 @@ async fn session(io: Box<dyn Io>, st: Arc<State>) -> std::io::Result<()> {
         let upper = cmd.to_ascii_uppercase();
         if upper.starts_with("EHLO") || upper.starts_with("HELO") {
             reply(&mut s, "250-orgwall-test-sink").await?;
+            if starttls.is_some() {
+                reply(&mut s, "250-STARTTLS").await?;
+            }
             reply(&mut s, "250-AUTH PLAIN").await?;
             reply(&mut s, "250 8BITMIME").await?;
+        } else if upper == "STARTTLS" {
+            let Some(acceptor) = starttls.take() else {
+                reply(&mut s, "502 5.5.1 STARTTLS not offered").await?;
+                continue;
+            };
+            reply(&mut s, "220 2.0.0 ready to start TLS").await?;
+            let tls = acceptor.accept(s.into_inner()).await?;
+            s = BufReader::new(Box::new(tls));
+            secure = true;
+            (from, to, auth) = (String::new(), Vec::new(), None);
         } else if let Some(rest) = upper.strip_prefix("AUTH PLAIN") {
             let arg = cmd.get(cmd.len() - rest.len()..).unwrap_or("").trim();
             auth = plain_auth(arg);
@@ -196,6 +289,7 @@ async fn session(io: Box<dyn Io>, st: Arc<State>) -> std::io::Result<()> {
                 to: to.clone(),
                 data,
                 auth: auth.clone(),
+                tls: secure,
             });
             st.changed.notify_waiters();
             reply(&mut s, "250 2.0.0 queued").await?;

@@ -17,8 +17,11 @@ pub struct WorkerArgs {
     /// Jobs the worker runs at once.
     #[arg(long, env = "ORGWALL_WORKER_SLOTS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub worker_slots: u16,
-    /// SMTP server for outgoing email, `smtp://[user:password@]host[:port]`. Without it,
-    /// email is written to the log (recipient and subject) and shown by `orgwall outbox`.
+    /// SMTP server for outgoing email: `smtp://[user:password@]host[:port]` (plain, port
+    /// 25), `smtp://...?tls=starttls` (STARTTLS required, port 587) or `smtps://...`
+    /// (implicit TLS, port 465); certificates are checked against the Mozilla roots.
+    /// Without it, email is written to the log (recipient and subject) and shown by
+    /// `orgwall outbox`.
     #[arg(long, env = "ORGWALL_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
     /// The sender of outgoing email.
