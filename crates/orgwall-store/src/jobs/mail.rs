@@ -65,8 +65,8 @@ pub enum SmtpSecurity {
     /// None (`smtp://host`): local relays and development catchers.
     Plain,
     /// STARTTLS, required (`smtp://host?tls=starttls`, or lettre's `tls=required`): a
-    /// server that does not offer it,
-    /// or whose certificate does not verify, gets nothing, never a message in clear.
+    /// server that does not offer it, or whose certificate does not verify, gets nothing,
+    /// never a message in clear.
     StartTls,
     /// TLS from the first byte (`smtps://host`).
     Implicit,
