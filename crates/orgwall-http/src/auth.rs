@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use orgwall_core::{Email, Error, OrgId, PermissionSet};
 use orgwall_store::access;
 use orgwall_store::crypto;
-use orgwall_store::repo::{orgs, sessions, users, verifications};
+use orgwall_store::repo::{orgs, outbox, sessions, users, verifications};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -226,8 +226,9 @@ async fn signup(
     let email = parse_email(&b.email)?;
     check_password(&b.password, email.as_str())?;
     let password_hash = hash(b.password).await?;
+    let base = state.public_url.as_ref();
     let user = users::signup(&state.db, &email, &b.name, &password_hash, |t| {
-        format!("/verify-email?token={t}")
+        outbox::link(base, &format!("/verify-email?token={t}"))
     })
     .await?;
     Ok((StatusCode::CREATED, Json(json!({ "user": user }))))

@@ -2,9 +2,10 @@
 //!
 //! `GET /exports` lists the org's exports (newest first). `POST /exports` answers 202 with the export's id and status; a job builds the archive
 //! (see `orgwall_store::jobs::export`). `GET /exports/{id}` shows its status and progress
-//! (0-100); `GET /exports/{id}/download` streams the `.tar.gz` once it is done (409
-//! `export_not_ready` before). All three need `exports:create`: an export holds the whole
-//! org. The archive is read from the org's own prefix, by a path built from the scope's
+//! (0-100) and, once done, when it expires (`expires_at`); `GET /exports/{id}/download`
+//! streams the `.tar.gz` once it is done (409 `export_not_ready` before, 410
+//! `export_expired` from `expires_at` on, when the archive is deleted). All of them need
+//! `exports:create`: an export holds the whole org. The archive is read from the org's own prefix, by a path built from the scope's
 //! org id and the export id.
 
 use crate::body::{Params, PathOf};
@@ -143,6 +144,17 @@ async fn download(
     let mut tx = state.db.read(&scope).await?;
     let e = exports::get(&mut tx, eid).await?;
     tx.commit().await?;
+    if e.is_expired() {
+        return Err(Error::Refused(
+            "export_expired",
+            format!(
+                "the export expired at {} and its archive is deleted; ask for a new export",
+                e.expires_at
+                    .map_or_else(|| "an earlier time".to_string(), |t| t.to_rfc3339())
+            ),
+        )
+        .into());
+    }
     if e.status != "done" {
         return Err(Error::Conflict(
             "export_not_ready",

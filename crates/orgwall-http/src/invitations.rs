@@ -16,6 +16,7 @@ use axum::Json;
 use orgwall_core::{Email, Error, InvitationId, Permission};
 use orgwall_store::access;
 use orgwall_store::repo::invitations;
+use orgwall_store::repo::outbox::{self, PublicUrl};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -82,9 +83,9 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// The link mailed with an invitation.
-fn accept_link(token: &str) -> String {
-    format!("/invitations/accept?token={token}")
+/// The link mailed with an invitation (absolute under the public URL, if there is one).
+fn accept_link(base: Option<&PublicUrl>, token: &str) -> String {
+    outbox::link(base, &format!("/invitations/accept?token={token}"))
 }
 
 async fn create(
@@ -94,7 +95,10 @@ async fn create(
 ) -> Result<(StatusCode, Json<Value>), Problem> {
     let email = Email::parse(&b.email).map_err(|e| Problem::from(Error::Validation(e)))?;
     let mut tx = state.db.write(&scope).await?;
-    let (invitation, token) = invitations::create(&mut tx, &email, &b.role, accept_link).await?;
+    let (invitation, token) = invitations::create(&mut tx, &email, &b.role, |t| {
+        accept_link(state.public_url.as_ref(), t)
+    })
+    .await?;
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,

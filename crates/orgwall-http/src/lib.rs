@@ -55,6 +55,8 @@ pub struct AppState {
     pub exports: orgwall_store::repo::exports::ExportFiles,
     /// Prometheus metrics.
     pub metrics: Arc<metrics::Metrics>,
+    /// `ORGWALL_PUBLIC_URL`: links in email are absolute under it (else server-relative).
+    pub public_url: Option<orgwall_store::repo::outbox::PublicUrl>,
 }
 
 impl AppState {
@@ -75,6 +77,7 @@ impl AppState {
             files: Arc::new(orgwall_store::files::LocalFiles::new(root)),
             max_upload_bytes: files::DEFAULT_MAX_UPLOAD_BYTES,
             metrics: Arc::new(metrics::Metrics::new()),
+            public_url: None,
         }
     }
 }

@@ -66,7 +66,7 @@ fn status_for(code: &str) -> StatusCode {
     match code {
         "invalid_transition" | "assignee_not_member" => StatusCode::UNPROCESSABLE_ENTITY,
         "invitation_invalid" | "verification_invalid" => StatusCode::NOT_FOUND,
-        "invitation_expired" | "verification_expired" => StatusCode::GONE,
+        "invitation_expired" | "verification_expired" | "export_expired" => StatusCode::GONE,
         "invitation_email_mismatch"
         | "email_unverified"
         | "quota_exceeded"

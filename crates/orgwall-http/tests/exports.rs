@@ -8,10 +8,11 @@
     clippy::indexing_slicing
 )]
 
-use orgwall_core::{FileId, OrgId};
+use orgwall_core::{ExportId, FileId, OrgId};
 use orgwall_http::AppState;
 use orgwall_store::access::OrgScope;
 use orgwall_store::jobs::{self, mail, JobCtx, Registry, Worker, WorkerConfig};
+use orgwall_store::{params, Mode};
 use orgwall_testkit::{both, store_file, untar, Demo, TestDb, TestServer};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -76,16 +77,19 @@ fn worker(state: &AppState) -> Worker {
     )
 }
 
-/// Runs the worker until no job is queued or running any more.
+/// Runs the worker until no job is queued or running any more, but for archive expiries
+/// not yet due (they wait for their time).
 async fn drain(state: &AppState) {
     let w = worker(state);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         w.run_until_idle().await;
+        let now = orgwall_store::value::now();
         let busy = jobs::list(&state.db, &jobs::ListFilter::default(), 10_000)
             .await
             .unwrap()
             .into_iter()
+            .filter(|j| j.kind != jobs::EXPORT_EXPIRE || j.run_at <= now)
             .any(|j| j.status == "queued" || j.status == "running");
         if !busy {
             return;
@@ -309,6 +313,159 @@ both!(
                 "{action}"
             );
         }
+    }
+);
+
+/// Asks for an export of `org` and builds it; returns its id.
+async fn built_export(e: &Env, org: &str, token: &str) -> String {
+    let r =
+        e.s.call(
+            "POST",
+            &format!("/v1/orgs/{org}/exports"),
+            Some(token),
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    drain(&e.state).await;
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
+both!(
+    an_expired_export_is_refused_then_deleted_in_its_own_org,
+    |t: TestDb| async move {
+        let e = env(&t, None).await;
+        let (s, d) = (&e.s, &e.d);
+        let alice = s.demo_login("alice@acme.test").await;
+        let bob = s.demo_login("bob@globex.test").await;
+        let id = built_export(&e, "acme", &alice).await;
+        let gid = built_export(&e, "globex", &bob).await;
+        let eid: ExportId = id.parse().unwrap();
+        let r = s.get(&format!("/v1/orgs/acme/exports/{id}"), &alice).await;
+        assert_eq!(r.body["status"], "done", "{:?}", r.body);
+        // Kept for the default 7 days.
+        let at = |k: &str| {
+            chrono::DateTime::parse_from_rfc3339(r.body[k].as_str().unwrap())
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+        };
+        let kept = at("expires_at") - at("finished_at");
+        assert!(
+            kept <= chrono::Duration::days(7)
+                && kept > chrono::Duration::days(7) - chrono::Duration::seconds(60),
+            "{kept:?}"
+        );
+        let archive = e.state.exports.path_of(d.acme, eid);
+        let (st, _, _) = download(s, &format!("/v1/orgs/acme/exports/{id}/download"), &alice).await;
+        assert_eq!(st, 200);
+        // Each archive's expiry is a job of its own org, waiting for its time.
+        let expiries = jobs::list(
+            &t.db,
+            &jobs::ListFilter {
+                kind: Some(jobs::EXPORT_EXPIRE.into()),
+                ..jobs::ListFilter::default()
+            },
+            10,
+        )
+        .await
+        .unwrap();
+        let mut orgs: Vec<_> = expiries
+            .iter()
+            .map(|j| (j.org_id, j.status.clone()))
+            .collect();
+        orgs.sort();
+        let mut want = vec![
+            (Some(d.acme), "queued".to_string()),
+            (Some(d.globex), "queued".to_string()),
+        ];
+        want.sort();
+        assert_eq!(orgs, want);
+        assert!(expiries
+            .iter()
+            .all(|j| j.run_at > orgwall_store::value::now() + chrono::Duration::days(6)));
+
+        // Time passes for acme's archive: its expiry (and its job's) moves into the past.
+        let past = orgwall_store::value::now() - chrono::Duration::seconds(1);
+        let a = d.alice_in_acme(&t.db).await;
+        let mut tx = t.db.write(&a).await.unwrap();
+        tx.execute(
+            "UPDATE exports SET expires_at = $3 WHERE org_id = $1 AND id = $2",
+            params![d.acme, eid, past],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        // Refused from that moment on, before any job has run.
+        let r = s.get(&format!("/v1/orgs/acme/exports/{id}"), &alice).await;
+        assert_eq!(r.body["status"], "expired", "{:?}", r.body);
+        let r = s
+            .get(&format!("/v1/orgs/acme/exports/{id}/download"), &alice)
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (410, "export_expired"),
+            "{:?}",
+            r.body
+        );
+        assert_eq!(r.headers["content-type"], "application/problem+json");
+        assert!(archive.exists(), "the bytes wait for the job");
+
+        let mut tx = t.db.global(Mode::Write).await.unwrap();
+        tx.execute(
+            "UPDATE jobs SET run_at = $1 WHERE kind = 'export.expire' AND org_id = $2",
+            params![past, d.acme],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        drain(&e.state).await;
+        assert!(!archive.exists(), "the expired archive is deleted");
+        assert!(files_under(&e.root.join("exports").join(d.acme.to_string())).is_empty());
+        let r = s
+            .get(&format!("/v1/orgs/acme/exports/{id}/download"), &alice)
+            .await;
+        assert_eq!((r.status, r.code()), (410, "export_expired"));
+        // Inside acme's own scope, audited there; globex's archive is untouched.
+        let acme = d.acme;
+        assert_eq!(
+            t.owner_count(
+                "audit_events",
+                &format!("org_id = '{acme}' AND action = 'export.expired'")
+            )
+            .await,
+            1
+        );
+        assert_eq!(
+            t.owner_count(
+                "audit_events",
+                &format!("org_id = '{acme}' AND action = 'system.scope_entered'")
+            )
+            .await,
+            2,
+            "the build and the expiry each entered acme"
+        );
+        let globex = d.globex;
+        assert_eq!(
+            t.owner_count(
+                "audit_events",
+                &format!("org_id = '{globex}' AND action = 'export.expired'")
+            )
+            .await,
+            0
+        );
+        let (st, _, _) =
+            download(s, &format!("/v1/orgs/globex/exports/{gid}/download"), &bob).await;
+        assert_eq!(st, 200);
+        // A new export can be asked for.
+        let again = built_export(&e, "acme", &alice).await;
+        let (st, _, _) = download(
+            s,
+            &format!("/v1/orgs/acme/exports/{again}/download"),
+            &alice,
+        )
+        .await;
+        assert_eq!(st, 200);
     }
 );
 

@@ -7,7 +7,7 @@
 )]
 
 use orgwall_core::{Email, OrgId, UserId};
-use orgwall_store::repo::{memberships, users};
+use orgwall_store::repo::{memberships, outbox, users};
 use orgwall_store::{crypto, params, Mode};
 use orgwall_testkit::{both, Demo, TestDb, TestServer};
 use serde_json::{json, Value};
@@ -102,6 +102,57 @@ fn assert_no_secret_fields(v: &Value) {
         _ => {}
     }
 }
+
+both!(
+    email_links_are_absolute_under_the_public_url,
+    |t: TestDb| async move {
+        Demo::load(&t.db).await;
+        // Without a public URL, links are server-relative.
+        let s = TestServer::start(&t.db).await;
+        let alice = s.demo_login("alice@acme.test").await;
+        let token = token_of(&invite(&s, &alice, "acme", "rel@example.test", "viewer").await);
+        let mail = outbox_for(&t, "rel@example.test").await;
+        assert!(
+            mail[0]
+                .1
+                .contains(&format!("\n/invitations/accept?token={token}\n")),
+            "{}",
+            mail[0].1
+        );
+        // With one, the invitation and the verification links are absolute under it.
+        let mut state = orgwall_http::AppState::new(t.db.clone());
+        state.public_url =
+            Some(outbox::PublicUrl::parse("https://app.example.test/orgwall/").unwrap());
+        let s = TestServer::with_state(state).await;
+        let alice = s.demo_login("alice@acme.test").await;
+        let token = token_of(&invite(&s, &alice, "acme", "abs@example.test", "viewer").await);
+        let mail = outbox_for(&t, "abs@example.test").await;
+        let want = format!("https://app.example.test/orgwall/invitations/accept?token={token}");
+        assert_eq!(
+            outbox::links(&mail[0].1),
+            vec![want.as_str()],
+            "{}",
+            mail[0].1
+        );
+        let r = s
+            .call(
+                "POST",
+                "/v1/auth/signup",
+                None,
+                &[],
+                Some(json!({"email": "new@example.test", "password": PW, "name": "New"})),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        let mail = outbox_for(&t, "new@example.test").await;
+        let links = outbox::links(&mail[0].1);
+        assert_eq!(links.len(), 1, "{}", mail[0].1);
+        assert!(
+            links[0].starts_with("https://app.example.test/orgwall/verify-email?token=owv_"),
+            "{links:?}"
+        );
+    }
+);
 
 both!(invite_then_accept, |t: TestDb| async move {
     let d = Demo::load(&t.db).await;

@@ -52,6 +52,11 @@ pub const POSTGRES: &[Migration] = &[
     },
     Migration {
         version: 5,
+        name: "export_expiry",
+        sql: include_str!("../migrations/postgres/0005_export_expiry.sql"),
+    },
+    Migration {
+        version: 6,
         name: "access_notify",
         sql: include_str!("../migrations/postgres/0006_access_notify.sql"),
     },
@@ -78,6 +83,11 @@ pub const SQLITE: &[Migration] = &[
         version: 4,
         name: "jobs",
         sql: include_str!("../migrations/sqlite/0004_jobs.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "export_expiry",
+        sql: include_str!("../migrations/sqlite/0005_export_expiry.sql"),
     },
 ];
 

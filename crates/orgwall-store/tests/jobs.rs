@@ -22,6 +22,7 @@ use orgwall_store::repo::{
     api_keys, comments, exports, invitations, notes, orgs, outbox, projects, tickets,
 };
 use orgwall_store::{params, BackendKind, Db, Mode};
+use orgwall_testkit::smtp::{SinkTls, SmtpSink};
 use orgwall_testkit::{both, store_file, Demo, TestDb};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -725,6 +726,98 @@ both!(the_outbox_is_delivered_by_jobs, |t: TestDb| async move {
     ));
     assert_eq!(flaky.sent.lock().unwrap().len(), 1);
 });
+
+/// Runs the worker until `id` is done or dead (retries back off for a few milliseconds).
+async fn settle(w: &Worker, db: &Db, id: JobId) -> jobs::Job {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        w.run_until_idle().await;
+        let job = jobs::get(db, id).await.unwrap();
+        if job.status == "done" || job.status == "dead" {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job did not settle: {job:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+both!(
+    required_starttls_never_sends_in_clear,
+    |t: TestDb| async move {
+        let db = &t.db;
+        // A server without STARTTLS, and one whose certificate nobody trusts.
+        let plain = SmtpSink::start().await;
+        let untrusted = SmtpSink::start_with(SinkTls::StartTls).await;
+        for (sink, url, why) in [
+            (
+                &plain,
+                format!("smtp://localhost:{}?tls=starttls", plain.addr.port()),
+                "STARTTLS is not supported",
+            ),
+            (&untrusted, untrusted.url(), "certificate"),
+        ] {
+            let mut e = env(db);
+            e.ctx.mailer = Arc::new(mail::SmtpMailer::new(&url, mail::DEFAULT_FROM).unwrap());
+            let to = format!("secret{}@example.test", sink.addr.port());
+            let mut tx = db.global(Mode::Write).await.unwrap();
+            outbox::enqueue(&mut tx, None, &to, "token inside", "owv_secret")
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            let job = jobs::list(db, &jobs::ListFilter::default(), 1)
+                .await
+                .unwrap()[0]
+                .clone();
+            let w = Worker::new(e.ctx.clone(), Registry::builtin(), fast());
+            let job = settle(&w, db, job.id).await;
+            // Tried every time (the server was reached), refused every time, then dead.
+            assert_eq!(
+                (job.status.as_str(), job.attempts),
+                ("dead", outbox::MAX_ATTEMPTS),
+                "{url}"
+            );
+            assert!(sink.connections() >= outbox::MAX_ATTEMPTS as usize, "{url}");
+            assert!(sink.accepted().is_empty(), "{url}: nothing sent in clear");
+            let m = outbox::list(db, None, Some(&to), 1).await.unwrap()[0].clone();
+            assert_eq!(m.status, "dead");
+            let err = m.last_error.unwrap();
+            assert!(err.contains(why), "{url}: {err}");
+        }
+    }
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_delivery_is_encrypted_and_verified() {
+    let email = mail::Email {
+        to: "dora@example.test".into(),
+        subject: "Over TLS".into(),
+        body: "a token: owv_1".into(),
+    };
+    for mode in [SinkTls::StartTls, SinkTls::Implicit] {
+        let sink = SmtpSink::start_with(mode).await;
+        let url = sink.url().replacen("://", "://ops%40x:p%2Fw@", 1);
+        // Checked against the Mozilla roots only, the sink's private CA is not trusted.
+        let strict = mail::SmtpMailer::new(&url, mail::DEFAULT_FROM).unwrap();
+        let err = strict.send(&email).await.unwrap_err();
+        assert!(
+            err.contains("certificate") || err.contains("UnknownIssuer"),
+            "{mode:?}: {err}"
+        );
+        assert!(sink.accepted().is_empty());
+        // Trusting it, the message goes through encrypted, with the credentials.
+        let m = mail::SmtpMailer::with_root(&url, mail::DEFAULT_FROM, Some(sink.ca_pem.as_bytes()))
+            .unwrap();
+        m.send(&email)
+            .await
+            .unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+        let got = sink.accepted();
+        assert_eq!(got.len(), 1, "{mode:?}");
+        assert!(got[0].tls, "{mode:?}: sent over TLS");
+        assert_eq!(got[0].to, vec!["dora@example.test".to_string()]);
+        assert_eq!(got[0].auth, Some(("ops@x".to_string(), "p/w".to_string())));
+        assert!(got[0].data.contains("a token: owv_1"));
+    }
+}
 
 async fn counts(t: &TestDb, org: OrgId) -> Vec<(&'static str, i64)> {
     let mut v = Vec::new();

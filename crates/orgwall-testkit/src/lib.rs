@@ -7,6 +7,8 @@
 //! - [`both!`]: one test body, run once per backend;
 //! - [`s3::TestBucket`]: a bucket of its own on the S3-compatible test server; file
 //!   helpers: [`store_file`], [`foreign_keys`], [`untar`].
+//! - [`smtp::SmtpSink`]: an SMTP server that keeps what it accepts and can hold a
+//!   message mid-delivery.
 //!
 //! Test logs stay silent unless `TEST_LOG` is set.
 #![allow(
@@ -17,6 +19,7 @@
 )]
 
 pub mod s3;
+pub mod smtp;
 
 use orgwall_core::{OrgId, UserId};
 use orgwall_store::access::{self, OrgScope};

@@ -5,7 +5,7 @@ use orgwall_core::{JobId, OrgId};
 use orgwall_store::files::BlobStore;
 use orgwall_store::jobs::{self, mail, JobCtx, Registry, Worker, WorkerConfig};
 use orgwall_store::repo::exports::ExportFiles;
-use orgwall_store::repo::outbox;
+use orgwall_store::repo::outbox::{self, PublicUrl};
 use orgwall_store::Db;
 use std::path::Path;
 use std::process::ExitCode;
@@ -17,8 +17,11 @@ pub struct WorkerArgs {
     /// Jobs the worker runs at once.
     #[arg(long, env = "ORGWALL_WORKER_SLOTS", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub worker_slots: u16,
-    /// SMTP server for outgoing email, `smtp://[user:password@]host[:port]`. Without it,
-    /// email is written to the log (recipient and subject) and shown by `orgwall outbox`.
+    /// SMTP server for outgoing email: `smtp://[user:password@]host[:port]` (plain, port
+    /// 25), `smtp://...?tls=starttls` (STARTTLS required, port 587) or `smtps://...`
+    /// (implicit TLS, port 465); certificates are checked against the Mozilla roots.
+    /// Without it, email is written to the log (recipient and subject) and shown by
+    /// `orgwall outbox`.
     #[arg(long, env = "ORGWALL_SMTP_URL", hide_env_values = true)]
     pub smtp_url: Option<String>,
     /// The sender of outgoing email.
@@ -27,6 +30,26 @@ pub struct WorkerArgs {
     /// Largest export archive written, in bytes (none: no limit but the disk).
     #[arg(long, env = "ORGWALL_EXPORT_MAX_BYTES")]
     pub export_max_bytes: Option<u64>,
+    /// Hours a finished export archive is kept: from then on its download answers 410
+    /// `export_expired`, and the archive is deleted.
+    #[arg(long, env = "ORGWALL_EXPORT_TTL_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(1..=87_600))]
+    pub export_ttl_hours: u64,
+    /// Seconds a running job stays leased without a heartbeat (renewed every third of
+    /// it): the job of a worker that died runs again this long after its last heartbeat.
+    #[arg(long, env = "ORGWALL_WORKER_LEASE_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub worker_lease_secs: u64,
+    /// The server's public base URL (http or https, no query), e.g.
+    /// `https://app.example.com`: links in invitation and verification email are made
+    /// absolute with it. Without it they are server-relative (`/verify-email?token=...`).
+    #[arg(long, env = "ORGWALL_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<PublicUrl>,
+}
+
+fn parse_public_url(raw: &str) -> Result<PublicUrl, String> {
+    PublicUrl::parse(raw).map_err(|e| match e {
+        orgwall_core::Error::Validation(why) => why,
+        other => other.to_string(),
+    })
 }
 
 /// `serve`'s worker flags.
@@ -93,12 +116,17 @@ fn ctx(
     exports: ExportFiles,
     args: &WorkerArgs,
 ) -> anyhow::Result<JobCtx> {
-    let mailer = mail::mailer(args.smtp_url.as_deref(), Some(&args.smtp_from))?;
+    let mailer = mail::with_public_url(
+        mail::mailer(args.smtp_url.as_deref(), Some(&args.smtp_from))?,
+        args.public_url.clone(),
+    );
     tracing::info!(mailer = ?mailer, "email delivery");
     Ok(JobCtx {
         db,
         files,
-        exports: exports.with_max_bytes(args.export_max_bytes),
+        exports: exports
+            .with_max_bytes(args.export_max_bytes)
+            .with_ttl(std::time::Duration::from_secs(args.export_ttl_hours * 3600)),
         mailer,
     })
 }
@@ -106,6 +134,7 @@ fn ctx(
 fn config(args: &WorkerArgs) -> WorkerConfig {
     WorkerConfig {
         slots: usize::from(args.worker_slots),
+        lease: std::time::Duration::from_secs(args.worker_lease_secs),
         ..WorkerConfig::default()
     }
 }

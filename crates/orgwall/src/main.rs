@@ -263,6 +263,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(|d| d.trim_start_matches('.').to_ascii_lowercase().into());
             state.exports =
                 orgwall_store::repo::exports::ExportFiles::new(cli.data_dir.join("exports"));
+            state.public_url.clone_from(&worker.worker.public_url);
             let running = if worker.no_worker {
                 None
             } else {

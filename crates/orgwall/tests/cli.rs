@@ -57,6 +57,32 @@ fn bad_database_urls_are_named() {
 }
 
 #[test]
+fn a_bad_public_url_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    for (cmd, url, why) in [
+        ("worker", "ftp://mail.example.test", "http:// or https://"),
+        ("serve", "https://app.example.test/?next=1", "query"),
+        ("worker", "app.example.test", "relative URL"),
+    ] {
+        let out = orgwall()
+            .args([cmd, "--public-url", url])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{cmd} --public-url {url}");
+        assert!(
+            err.contains("--public-url") && err.contains("invalid public URL") && err.contains(why),
+            "{err}"
+        );
+    }
+    assert!(
+        !dir.path().join("orgwall-data").exists(),
+        "nothing was created"
+    );
+}
+
+#[test]
 fn an_unusable_data_dir_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("plain-file");

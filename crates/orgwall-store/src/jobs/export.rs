@@ -13,6 +13,14 @@
 //! absent: any failure (a full disk, a broken blob, the database) removes the partial
 //! file, marks the export `failed` with the error (or queued again, if the job has
 //! attempts left) and fails the job.
+//!
+//! A finished archive is kept for [`ExportFiles::ttl`]: marking it done also queues an
+//! `export.expire` job ([`expire`], tenant, audited: it enters the org's scope, writing
+//! `system.scope_entered`) to run when it expires. That job deletes the bytes of every
+//! archive of its org whose time is up (its own, and any a failed earlier run left) and
+//! records each as expired, with an `export.expired` audit event. The bytes go first, so
+//! a failure leaves the row to retry with; the download refuses an expired export from
+//! `expires_at` on, whether or not the job has run yet.
 
 use super::worker::{JobCtx, JobError, JobInfo};
 use crate::access::OrgScope;
@@ -62,8 +70,10 @@ pub(crate) async fn run(ctx: JobCtx, scope: OrgScope, job: JobInfo) -> Result<()
 
     match build(&ctx, &scope, id).await {
         Ok(size) => {
+            let expires_at = crate::value::now()
+                + chrono::Duration::from_std(ctx.exports.ttl()).unwrap_or(chrono::Duration::MAX);
             let mut tx = ctx.db.write(&scope).await?;
-            exports::set_done(&mut tx, id, &ExportFiles::key(org, id), size).await?;
+            exports::set_done(&mut tx, id, &ExportFiles::key(org, id), size, expires_at).await?;
             audit::record(
                 &mut tx,
                 AuditEntry::new("export.completed")
@@ -93,6 +103,31 @@ pub(crate) async fn run(ctx: JobCtx, scope: OrgScope, job: JobInfo) -> Result<()
             Err(err)
         }
     }
+}
+
+/// The `export.expire` handler: deletes the bytes of this org's expired archives and
+/// marks them expired (see the module documentation).
+pub(crate) async fn expire(ctx: JobCtx, scope: OrgScope, job: JobInfo) -> Result<(), JobError> {
+    let _: Payload = job.parse()?;
+    let org = scope.org_id();
+    let due = {
+        let mut tx = ctx.db.read(&scope).await?;
+        let due = exports::due_for_expiry(&mut tx).await?;
+        tx.commit().await?;
+        due
+    };
+    for id in due {
+        ctx.exports
+            .remove(org, id)
+            .await
+            .map_err(|e| io_err(&format!("deleting the archive of export {id}"), e))?;
+        let mut tx = ctx.db.write(&scope).await?;
+        if exports::set_expired(&mut tx, id).await? {
+            tracing::info!(export_id = %id, "expired export archive deleted");
+        }
+        tx.commit().await?;
+    }
+    Ok(())
 }
 
 /// Removes a file when dropped, unless disarmed.

@@ -31,8 +31,8 @@
 //! ## Running
 //! [`Worker`] runs the jobs (inside `orgwall serve`, or alone with `orgwall worker`):
 //! see [`worker`] for slots, leases and graceful shutdown, and for how a tenant job enters
-//! its org. Built-in kinds: `org.purge` ([`purge`]), `outbox.deliver` ([`mail`]) and
-//! `export.build` ([`export`]).
+//! its org. Built-in kinds: `org.purge` ([`purge`]), `outbox.deliver` ([`mail`]),
+//! `export.build` and `export.expire` ([`export`]).
 
 pub mod export;
 pub mod mail;
@@ -55,6 +55,9 @@ pub const ORG_PURGE: &str = "org.purge";
 pub const OUTBOX_DELIVER: &str = "outbox.deliver";
 /// Builds an org's export archive (tenant): `{"export_id": ...}`.
 pub const EXPORT_BUILD: &str = "export.build";
+/// Deletes an org's expired export archives (tenant), queued to run when
+/// `{"export_id": ...}` expires.
+pub const EXPORT_EXPIRE: &str = "export.expire";
 
 /// The kinds that may run without an org. Nothing else may: a job without an org and
 /// with any other kind is refused at enqueue and fails closed in the worker.

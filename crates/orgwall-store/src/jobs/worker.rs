@@ -148,13 +148,14 @@ impl Registry {
         Registry::default()
     }
 
-    /// The built-in kinds: `org.purge` and `outbox.deliver` (system), `export.build`
-    /// (tenant, audited).
+    /// The built-in kinds: `org.purge` and `outbox.deliver` (system), `export.build` and
+    /// `export.expire` (tenant, audited).
     pub fn builtin() -> Self {
         Registry::empty()
             .system(ORG_PURGE, super::purge::run)
             .system(OUTBOX_DELIVER, super::mail::deliver)
             .tenant_audited(super::EXPORT_BUILD, super::export::run)
+            .tenant_audited(super::EXPORT_EXPIRE, super::export::expire)
     }
 
     fn add_tenant<F, Fut>(mut self, kind: &'static str, audited: bool, f: F) -> Self

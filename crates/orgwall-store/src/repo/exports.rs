@@ -1,6 +1,12 @@
 //! Exports (tenant table): an archive of one org's data, built by the `export.build` job
 //! ([`crate::jobs::export`]) and stored by [`ExportFiles`] under the org's own prefix,
 //! `<root>/<org_id>/<export_id>.tar.gz`, a path the server builds from the two ids.
+//!
+//! An archive expires ([`ExportFiles::ttl`] after it is done, 7 days by default): from
+//! `expires_at` on, the export reads `expired` and its download answers 410
+//! `export_expired`, and the `export.expire` job, queued with the finished archive to run
+//! at that moment, deletes the bytes inside the org's own scope (see
+//! [`crate::jobs::export::expire`]).
 
 use crate::db::TenantTx;
 use crate::files::{Blob, BlobError};
@@ -13,6 +19,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use orgwall_core::{Error, ExportId, OrgId, Result, UserId};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 /// An export.
@@ -20,7 +27,7 @@ use tokio::io::AsyncReadExt;
 pub struct Export {
     /// Its id.
     pub id: ExportId,
-    /// `queued`, `running`, `done` or `failed`.
+    /// `queued`, `running`, `done`, `failed` or `expired` (done, and past `expires_at`).
     pub status: String,
     /// 0-100.
     pub progress: i64,
@@ -34,20 +41,37 @@ pub struct Export {
     pub created_at: DateTime<Utc>,
     /// When it was done or failed.
     pub finished_at: Option<DateTime<Utc>>,
+    /// Once done: when the archive expires (it is deleted then, and no longer served).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
-const COLS: &str = "id, status, progress, size_bytes, error, created_by, created_at, finished_at";
+impl Export {
+    /// Whether the archive may no longer be served.
+    pub fn is_expired(&self) -> bool {
+        self.status == "expired"
+    }
+}
+
+const COLS: &str =
+    "id, status, progress, size_bytes, error, created_by, created_at, finished_at, expires_at, expired_at";
 
 fn from_row(r: &Row) -> Result<Export> {
+    let expires_at: Option<DateTime<Utc>> = r.get(8)?;
+    let expired_at: Option<DateTime<Utc>> = r.get(9)?;
+    let mut status: String = r.get(1)?;
+    if status == "done" && (expired_at.is_some() || expires_at.is_some_and(|t| t <= now())) {
+        status = "expired".into();
+    }
     Ok(Export {
         id: r.get(0)?,
-        status: r.get(1)?,
+        status,
         progress: r.get(2)?,
         size_bytes: r.get(3)?,
         error: r.get(4)?,
         created_by: r.get(5)?,
         created_at: r.get(6)?,
         finished_at: r.get(7)?,
+        expires_at,
     })
 }
 
@@ -158,28 +182,76 @@ pub(crate) async fn set_progress(tx: &mut TenantTx<'_>, id: ExportId, progress: 
     Ok(())
 }
 
-/// The archive is in place.
+/// The archive is in place, until `expires_at`: the export is done, and its
+/// `export.expire` job is queued to run then.
 pub(crate) async fn set_done(
     tx: &mut TenantTx<'_>,
     id: ExportId,
     storage_key: &str,
     size_bytes: u64,
+    expires_at: DateTime<Utc>,
 ) -> Result<()> {
     let org = tx.org_id();
     tx.execute(
         "UPDATE exports SET status = 'done', progress = 100, storage_key = $3, size_bytes = $4,
-                            error = NULL, finished_at = $5
+                            error = NULL, finished_at = $5, expires_at = $6, expired_at = NULL
          WHERE org_id = $1 AND id = $2",
         params![
             org,
             id,
             storage_key,
             i64::try_from(size_bytes).unwrap_or(i64::MAX),
-            now()
+            now(),
+            expires_at
         ],
     )
     .await?;
+    jobs::enqueue_with(
+        tx,
+        jobs::EXPORT_EXPIRE,
+        serde_json::json!({ "export_id": id }),
+        jobs::Options {
+            run_at: Some(expires_at),
+            ..jobs::Options::default()
+        },
+    )
+    .await?;
     Ok(())
+}
+
+/// This org's archives whose time is up and whose bytes are not yet deleted.
+pub(crate) async fn due_for_expiry(tx: &mut TenantTx<'_>) -> Result<Vec<ExportId>> {
+    let org = tx.org_id();
+    let rows = tx
+        .query(
+            "SELECT id FROM exports
+             WHERE org_id = $1 AND status = 'done' AND expired_at IS NULL AND expires_at <= $2
+             ORDER BY id",
+            params![org, now()],
+        )
+        .await?;
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+/// Records that an archive's bytes are gone (with an `export.expired` audit event).
+/// `false` if that was recorded already.
+pub(crate) async fn set_expired(tx: &mut TenantTx<'_>, id: ExportId) -> Result<bool> {
+    let org = tx.org_id();
+    let n = tx
+        .execute(
+            "UPDATE exports SET expired_at = $3, storage_key = NULL
+             WHERE org_id = $1 AND id = $2 AND status = 'done' AND expired_at IS NULL",
+            params![org, id, now()],
+        )
+        .await?;
+    if n > 0 {
+        audit::record(
+            tx,
+            AuditEntry::new("export.expired").target("export", id.uuid()),
+        )
+        .await?;
+    }
+    Ok(n > 0)
 }
 
 /// The build failed: `failed` for good, or queued again (`retrying`) with the error.
@@ -215,7 +287,11 @@ pub(crate) async fn set_failed(
 pub struct ExportFiles {
     root: PathBuf,
     max_bytes: Option<u64>,
+    ttl: Duration,
 }
+
+/// How long a finished archive is kept unless configured otherwise: 7 days.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl ExportFiles {
     /// Archives under `root` (`<data_dir>/exports` for `serve`).
@@ -223,6 +299,7 @@ impl ExportFiles {
         ExportFiles {
             root: root.into(),
             max_bytes: None,
+            ttl: DEFAULT_TTL,
         }
     }
 
@@ -243,6 +320,17 @@ impl ExportFiles {
     pub fn with_max_bytes(mut self, max_bytes: Option<u64>) -> Self {
         self.max_bytes = max_bytes;
         self
+    }
+
+    /// Keeps a finished archive for `ttl` (then it expires and is deleted).
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long a finished archive is kept.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     /// The root directory.
@@ -293,6 +381,14 @@ impl ExportFiles {
         })
         .boxed();
         Ok(Blob { len, stream })
+    }
+
+    /// Deletes one archive of `org`. Already gone is fine.
+    pub async fn remove(&self, org: OrgId, id: ExportId) -> std::io::Result<()> {
+        match tokio::fs::remove_file(self.path_of(org, id)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Deletes every archive of `org` (the org purge). Already gone is fine.

@@ -2,13 +2,19 @@
 //! change that causes them, each with its `outbox.deliver` job, and delivered by that job
 //! (SMTP, or the log; see [`crate::jobs::mail`]). `orgwall outbox` prints them with their
 //! links for a developer without SMTP.
+//!
+//! Links in email are server-relative (`/verify-email?token=...`) unless the server has a
+//! public base URL ([`PublicUrl`], `--public-url`): then [`link`] makes them absolute when
+//! the message is written, and a worker that has one makes any relative link left in a
+//! message absolute when it sends it ([`absolute_links`], through
+//! [`crate::jobs::mail::with_public_url`]).
 
 use crate::db::{Db, Mode, Tx};
 use crate::jobs::{self, OUTBOX_DELIVER};
 use crate::params;
 use crate::value::{now, Row, Val};
 use chrono::{DateTime, Utc};
-use orgwall_core::{OrgId, Result};
+use orgwall_core::{Error, OrgId, Result};
 use uuid::Uuid;
 
 /// Attempts a message gets before it is `dead`.
@@ -74,18 +80,81 @@ impl Message {
     }
 }
 
+/// The server's public base URL (`--public-url`): `http(s)://host[:port][/path]`, without
+/// query, fragment or credentials, kept without a trailing slash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl(String);
+
+impl PublicUrl {
+    /// Parses and checks a base URL.
+    pub fn parse(raw: &str) -> Result<PublicUrl> {
+        let bad = |why: &str| Error::Validation(format!("invalid public URL {raw:?}: {why}"));
+        let u = url::Url::parse(raw.trim()).map_err(|e| bad(&e.to_string()))?;
+        if !matches!(u.scheme(), "http" | "https") {
+            return Err(bad("it must start with http:// or https://"));
+        }
+        if u.host_str().is_none_or(str::is_empty) {
+            return Err(bad("it names no host"));
+        }
+        if u.query().is_some() || u.fragment().is_some() {
+            return Err(bad("it must not have a query (?...) or a fragment (#...)"));
+        }
+        if !u.username().is_empty() || u.password().is_some() {
+            return Err(bad("it must not carry credentials"));
+        }
+        Ok(PublicUrl(u.as_str().trim_end_matches('/').to_owned()))
+    }
+
+    /// The base, without a trailing slash.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The link to a server-relative `path` (`/verify-email?token=...`): absolute under `base`
+/// when there is one, else as it is.
+pub fn link(base: Option<&PublicUrl>, path: &str) -> String {
+    match base {
+        Some(b) => format!("{}{path}", b.as_str()),
+        None => path.to_owned(),
+    }
+}
+
+fn is_separator(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '<' | '>' | '"' | '\'')
+}
+
+fn trim_word(w: &str) -> &str {
+    w.trim_end_matches(['.', ',', ';', ')', ']'])
+}
+
+/// A server-relative link as the server writes it: a path with a query.
+fn is_relative_link(w: &str) -> bool {
+    w.starts_with('/') && !w.starts_with("//") && w.len() > 1 && w.contains('?')
+}
+
 /// The links in a text, in order: `http://` and `https://` URLs, and the server-relative
 /// links the server writes when it has no public base URL (`/verify-email?token=...`: a
 /// path with a query).
 pub fn links(text: &str) -> Vec<&str> {
-    text.split(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '\''))
-        .map(|w| w.trim_end_matches(['.', ',', ';', ')', ']']))
-        .filter(|w| {
-            w.starts_with("http://")
-                || w.starts_with("https://")
-                || (w.starts_with('/') && w.len() > 1 && w.contains('?'))
-        })
+    text.split(is_separator)
+        .map(trim_word)
+        .filter(|w| w.starts_with("http://") || w.starts_with("https://") || is_relative_link(w))
         .collect()
+}
+
+/// `text` with every server-relative link (as [`links`] finds them) made absolute under
+/// `base`; everything else is kept as it is.
+pub fn absolute_links(text: &str, base: &PublicUrl) -> String {
+    let mut out = String::with_capacity(text.len() + 64);
+    for piece in text.split_inclusive(is_separator) {
+        let word = piece.strip_suffix(is_separator).unwrap_or(piece);
+        if is_relative_link(trim_word(word)) {
+            out.push_str(base.as_str());
+        }
+        out.push_str(piece);
+    }
+    out
 }
 
 const COLS: &str =
@@ -191,5 +260,63 @@ mod tests {
         );
         let body = "opening:\n/verify-email?token=owv_1\n\nor POST /v1/auth/verify-email with {}.";
         assert_eq!(super::links(body), vec!["/verify-email?token=owv_1"]);
+    }
+
+    #[test]
+    fn public_urls_are_checked() {
+        use super::PublicUrl;
+        for (raw, want) in [
+            ("https://app.example.test", "https://app.example.test"),
+            ("http://127.0.0.1:8080/", "http://127.0.0.1:8080"),
+            (" https://Example.test/app/ ", "https://example.test/app"),
+        ] {
+            assert_eq!(PublicUrl::parse(raw).unwrap().as_str(), want, "{raw}");
+        }
+        for (raw, why) in [
+            ("ftp://example.test", "http:// or https://"),
+            ("example.test", "relative URL"),
+            ("https://example.test/?a=1", "query"),
+            ("https://example.test/?", "query"),
+            ("https://example.test/#x", "fragment"),
+            ("https://u:p@example.test", "credentials"),
+            ("mailto:x@example.test", "http:// or https://"),
+        ] {
+            let e = PublicUrl::parse(raw).unwrap_err().to_string();
+            assert!(
+                e.contains("invalid public URL") && e.contains(why),
+                "{raw}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn relative_links_become_absolute_and_nothing_else_changes() {
+        let base = super::PublicUrl::parse("https://app.example.test/base/").unwrap();
+        assert_eq!(
+            super::link(Some(&base), "/verify-email?token=owv_1"),
+            "https://app.example.test/base/verify-email?token=owv_1"
+        );
+        assert_eq!(
+            super::link(None, "/verify-email?token=owv_1"),
+            "/verify-email?token=owv_1"
+        );
+        let body = "Hi,\nopen:\n/invitations/accept?token=owi_1.\n\nor POST /v1/invitations/accept with {\"token\": \"owi_1\"}.\nSee <https://x.test/a?b> and //evil.test/?x\n";
+        let out = super::absolute_links(body, &base);
+        assert_eq!(
+            out,
+            body.replace(
+                "\n/invitations/accept",
+                "\nhttps://app.example.test/base/invitations/accept"
+            )
+        );
+        assert_eq!(
+            super::links(&out),
+            vec![
+                "https://app.example.test/base/invitations/accept?token=owi_1",
+                "https://x.test/a?b"
+            ]
+        );
+        // Already absolute: unchanged.
+        assert_eq!(super::absolute_links(&out, &base), out);
     }
 }
