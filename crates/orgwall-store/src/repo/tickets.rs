@@ -195,7 +195,7 @@ pub async fn get_with_history(
     let p = params![org, id];
     let get = format!("SELECT {COLS} FROM tickets WHERE org_id = $1 AND id = $2");
     let mut both = tx
-        .query_many(&[(&get, &p), (HISTORY, &p)])
+        .query_many(&[(&get, p), (HISTORY, p)])
         .await?
         .into_iter();
     let ticket = both
