@@ -574,4 +574,75 @@ mod tests {
         c.apply("garbage");
         assert!(c.get::<Grant>(&key).is_none());
     }
+
+    /// One step of a random interleaving of loads, stores, lookups and announcements.
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// A request starts a database read of key `k` (takes a stamp, reads the truth).
+        Load(usize),
+        /// The `i`-th load in flight (mod their number) stores what it read.
+        Store(usize),
+        /// A lookup of key `k`.
+        Get(usize),
+        /// A change of org `o` is announced.
+        Change(usize),
+        /// Everything is dropped (a lost listener, an unknown announcement).
+        All,
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..6usize).prop_map(Step::Load),
+            (0..8usize).prop_map(Step::Store),
+            (0..6usize).prop_map(Step::Get),
+            (0..3usize).prop_map(Step::Change),
+            Just(Step::All),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the interleaving, a lookup never returns what was read before the
+        /// latest change of its org: the cache answers either nothing or the truth.
+        #[test]
+        fn a_lookup_never_serves_a_value_older_than_the_last_change(
+            steps in proptest::collection::vec(step(), 1..200)
+        ) {
+            let c = AccessCache::new(None);
+            let orgs: Vec<OrgId> = (0..3).map(|_| OrgId::new()).collect();
+            let users: Vec<UserId> = (0..2).map(|_| UserId::new()).collect();
+            // Key k is (org k % 3, user k % 2); the "truth" of an org is its change count.
+            let key = |k: usize| (orgs[k % 3], users[k % 2]);
+            let mut truth = [0u32; 3];
+            let mut in_flight: Vec<(Option<Stamp>, usize, u32)> = Vec::new();
+            for s in steps {
+                match s {
+                    Step::Load(k) => {
+                        let stamp = c.stamp();
+                        in_flight.push((stamp, k, truth[k % 3]));
+                    }
+                    Step::Store(i) => {
+                        if !in_flight.is_empty() {
+                            let (stamp, k, seen) = in_flight.remove(i % in_flight.len());
+                            let g = Grant {
+                                permissions: PermissionSet::EMPTY,
+                                rate_limit_per_minute: Some(seen),
+                            };
+                            c.put(stamp, key(k), Dep::Org(orgs[k % 3]), g);
+                        }
+                    }
+                    Step::Get(k) => {
+                        if let Some(g) = c.get::<Grant>(&key(k)) {
+                            proptest::prop_assert_eq!(g.rate_limit_per_minute, Some(truth[k % 3]));
+                        }
+                    }
+                    Step::Change(o) => {
+                        truth[o] += 1;
+                        c.invalidate(Dep::Org(orgs[o]));
+                    }
+                    Step::All => c.invalidate_all(),
+                }
+            }
+        }
+    }
 }

@@ -194,10 +194,7 @@ pub async fn get_with_history(
     let org = tx.org_id();
     let p = params![org, id];
     let get = format!("SELECT {COLS} FROM tickets WHERE org_id = $1 AND id = $2");
-    let mut both = tx
-        .query_many(&[(&get, p), (HISTORY, p)])
-        .await?
-        .into_iter();
+    let mut both = tx.query_many(&[(&get, p), (HISTORY, p)]).await?.into_iter();
     let ticket = both
         .next()
         .and_then(|rows| rows.into_iter().next())
