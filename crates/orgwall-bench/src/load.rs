@@ -272,6 +272,43 @@ async fn worker(
     Ok(stats)
 }
 
+/// Sends one detail read to every org (each with its own key), `concurrency` at a time:
+/// afterwards every org's credentials are in the server's access cache. Returns the
+/// seconds it took and the number of failed requests.
+pub async fn touch_all(
+    addr: SocketAddr,
+    targets: Arc<Vec<Target>>,
+    concurrency: usize,
+) -> Result<(f64, u64)> {
+    let start = Instant::now();
+    let c = concurrency.max(1);
+    let workers: Vec<_> = (0..c)
+        .map(|n| {
+            let targets = targets.clone();
+            tokio::spawn(async move {
+                let host = HeaderValue::from_str(&addr.to_string())?;
+                let mut rng = Rng::new(0x70C4_u64.wrapping_add(n as u64));
+                let mut sender = connect(addr).await?;
+                let mut failed = 0u64;
+                for t in targets.iter().skip(n).step_by(c) {
+                    let req = request(Workload::Detail, t, &mut rng, &host)?;
+                    sender.ready().await?;
+                    let resp = sender.send_request(req).await?;
+                    let ok = resp.status().is_success();
+                    resp.into_body().collect().await?;
+                    failed += u64::from(!ok);
+                }
+                Ok::<u64, anyhow::Error>(failed)
+            })
+        })
+        .collect();
+    let mut failed = 0;
+    for w in workers {
+        failed += w.await??;
+    }
+    Ok((start.elapsed().as_secs_f64(), failed))
+}
+
 /// Runs `workload` at `concurrency` against `addr`: `warmup`, then `duration` measured.
 /// Samples the RSS of `pid` during the measured window.
 pub async fn run(

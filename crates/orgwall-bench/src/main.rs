@@ -74,6 +74,11 @@ struct Args {
     /// Connections of the extra detail-read run that checks the server's RSS (0: none).
     #[arg(long, default_value_t = 256)]
     rss_concurrency: usize,
+    /// Before the workloads, send one request to every org (so that every org's
+    /// credentials are in the server's access cache: a warm-cache measurement at any
+    /// org count). Without it, at 100,000 orgs most requests meet a cold cache.
+    #[arg(long)]
+    touch_all_orgs: bool,
     /// Seconds of warmup before each measured run.
     #[arg(long, default_value_t = 2)]
     warmup: u64,
@@ -168,6 +173,23 @@ struct Run<'a> {
 }
 
 impl Ctx<'_> {
+    /// `--touch-all-orgs`: one request per org before the workloads.
+    fn touch(&self, server: &Server, targets: &std::sync::Arc<Vec<load::Target>>) -> Result<()> {
+        if !self.args.touch_all_orgs {
+            return Ok(());
+        }
+        let (secs, failed) = self.rt.block_on(load::touch_all(
+            server.addr,
+            targets.clone(),
+            self.args.concurrency,
+        ))?;
+        say(format!(
+            "touched {} orgs in {secs:.1} s ({failed} failed)",
+            targets.len()
+        ));
+        Ok(())
+    }
+
     fn measure(&mut self, run: &Run<'_>, w: Workload, c: usize) -> Result<()> {
         let outcome = self.rt.block_on(load::run(
             run.server.addr,
@@ -238,6 +260,7 @@ fn bench_sqlite(ctx: &mut Ctx<'_>, orgs: usize) -> Result<()> {
     let targets = load::targets(&seeded.orgs)?;
     let server = Server::start(&args.orgwall_bin, &Backend::Sqlite(&dir))?;
     say(format!("server on {} (pid {})", server.addr, server.pid()));
+    ctx.touch(&server, &targets)?;
     let result = (|| -> Result<()> {
         for &w in &args.workloads {
             for round in 1..=args.rounds.max(1) {
@@ -354,6 +377,7 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
     let result = (|| -> Result<()> {
         let server = Server::start(&args.orgwall_bin, &Backend::Postgres(&url, &dir))?;
         say(format!("server on {} (pid {})", server.addr, server.pid()));
+        ctx.touch(&server, &targets)?;
         let r = (|| -> Result<()> {
             // RLS on and off back to back for each workload, against the same server:
             // the switch is DDL on the bench database, which PostgreSQL's plan cache
@@ -590,8 +614,9 @@ fn real_main() -> Result<()> {
         pgbench: Vec::new(),
         targets: Vec::new(),
         notes: vec![format!(
-            "Load generator: {} connection(s) per run over loopback (HTTP/1.1 keep-alive, hyper), {} driver thread(s) on the same machine as the server and PostgreSQL; warmup {} s, measured {} s; random org per request with that org's own API key (role admin).",
-            args.concurrency, args.driver_threads, args.warmup, args.duration
+            "Load generator: {} connection(s) per run over loopback (HTTP/1.1 keep-alive, hyper), {} driver thread(s) on the same machine as the server and PostgreSQL; warmup {} s, measured {} s; random org per request with that org's own API key (role admin){}.",
+            args.concurrency, args.driver_threads, args.warmup, args.duration,
+            if args.touch_all_orgs { "; every org was sent one request before the workloads (warm access cache)" } else { "" }
         )],
     };
     if report

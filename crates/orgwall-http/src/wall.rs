@@ -171,7 +171,14 @@ fn subdomain_claim(state: &AppState, headers: &HeaderMap) -> Option<String> {
     (!label.is_empty() && !label.contains('.')).then(|| label.to_owned())
 }
 
+/// An org claim's id. An id is taken as it is, without a lookup: whatever follows (the
+/// membership read in that org's scope, or the API key's own org) answers 403
+/// `not_a_member` for an org that does not exist or is being deleted, exactly as a lookup
+/// would. A slug is looked up (from the access cache when warm).
 async fn resolve(state: &AppState, claim: &str) -> Result<OrgId, Problem> {
+    if let Ok(id) = claim.trim().parse::<OrgId>() {
+        return Ok(id);
+    }
     orgs::resolve(&state.db, claim).await.map_err(Problem::from)
 }
 

@@ -45,8 +45,9 @@ pub const CHANNEL: &str = "orgwall_access";
 /// The `application_name` of the listener's connection (visible in `pg_stat_activity`).
 pub const LISTENER_NAME: &str = "orgwall-access-listener";
 
-/// Entries per map: beyond this the least useful are evicted (not a correctness matter).
-const CAPACITY: usize = 100_000;
+/// Entries per map: beyond this the least useful are evicted (not a correctness matter;
+/// a few hundred bytes each, so tens of MB at most when every map is full).
+const CAPACITY: usize = 200_000;
 
 /// What an entry depends on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
