@@ -480,11 +480,13 @@ const ACCESS_TABLES: [&str; 5] = ["orgs", "memberships", "roles", "api_keys", "p
 /// `DELETE FROM t`). Conservative in what counts, exact about the table name.
 pub(crate) fn writes_access(sql: &str) -> bool {
     let mut words = sql.split_whitespace();
-    let table = match words.next().map(str::to_ascii_uppercase).as_deref() {
-        Some("INSERT") => words.nth(1),
-        Some("UPDATE") => words.next(),
-        Some("DELETE") => words.nth(1),
-        _ => return false,
+    let first = words.next().unwrap_or("");
+    let table = if first.eq_ignore_ascii_case("INSERT") || first.eq_ignore_ascii_case("DELETE") {
+        words.nth(1)
+    } else if first.eq_ignore_ascii_case("UPDATE") {
+        words.next()
+    } else {
+        return false;
     };
     table.is_some_and(|t| {
         let t = t.split('(').next().unwrap_or(t).trim_matches('"');

@@ -285,7 +285,8 @@ pub(crate) async fn set_failed(
 /// from an org id and an export id, never from text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExportFiles {
-    root: PathBuf,
+    /// Shared, so cloning the server's state allocates nothing.
+    root: std::sync::Arc<Path>,
     max_bytes: Option<u64>,
     ttl: Duration,
 }
@@ -297,7 +298,7 @@ impl ExportFiles {
     /// Archives under `root` (`<data_dir>/exports` for `serve`).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         ExportFiles {
-            root: root.into(),
+            root: std::sync::Arc::from(root.into()),
             max_bytes: None,
             ttl: DEFAULT_TTL,
         }
