@@ -523,15 +523,19 @@ mod tests {
         assert!(!writes_access("UPDATE orgs_archive SET x = 1"));
     }
 
-    #[test]
-    fn a_read_that_raced_a_change_is_never_served() {
-        let c = AccessCache::new(None);
+    /// A cache, an org, a membership key in it and a grant to store.
+    fn fixture() -> (Arc<AccessCache>, OrgId, (OrgId, UserId), Grant) {
         let org = OrgId::new();
-        let key = (org, UserId::new());
         let g = Grant {
             permissions: PermissionSet::EMPTY,
             rate_limit_per_minute: None,
         };
+        (AccessCache::new(None), org, (org, UserId::new()), g)
+    }
+
+    #[test]
+    fn a_read_that_raced_a_change_is_never_served() {
+        let (c, org, key, g) = fixture();
         // Stamp, then the change is announced, then the (old) value is stored.
         let s = c.stamp();
         c.invalidate(Dep::Org(org));
@@ -559,13 +563,7 @@ mod tests {
 
     #[test]
     fn announcements_parse_and_unknown_ones_drop_everything() {
-        let c = AccessCache::new(None);
-        let org = OrgId::new();
-        let key = (org, UserId::new());
-        let g = Grant {
-            permissions: PermissionSet::EMPTY,
-            rate_limit_per_minute: None,
-        };
+        let (c, org, key, g) = fixture();
         let s = c.stamp();
         c.put(s, key, Dep::Org(org), g.clone());
         c.apply(&format!("user:{}", UserId::new()));
