@@ -20,6 +20,7 @@
 
 pub mod s3;
 pub mod smtp;
+pub mod wire;
 
 use orgwall_core::{OrgId, UserId};
 use orgwall_store::access::{self, OrgScope};

@@ -1,0 +1,65 @@
+//! A whole warm HTTP request costs PostgreSQL one round trip, asserted structurally with
+//! the counting proxy of `orgwall_testkit::wire` (not timed): the session, the org slug in
+//! the path, the membership and its permissions come from the access cache; the handler's
+//! transaction sends `BEGIN READ ONLY`, the scope prelude, the ticket and its history in
+//! one flight (one turn of four requests), then queues `COMMIT` (a turn of one request that
+//! nobody waits for: the store's round-trip test proves it by withholding its answer).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use orgwall_http::AppState;
+use orgwall_testkit::wire::{proxied, turns_of};
+use orgwall_testkit::{Demo, TestServer};
+use std::time::Duration;
+
+#[tokio::test]
+async fn a_warm_scoped_request_is_one_round_trip() {
+    let (t, db, wire, _gate) = proxied().await;
+    db.set_access_cache(true);
+    Demo::load(&t.db).await;
+    let server = TestServer::with_state(AppState::new(db.clone())).await;
+    let token = server.demo_login("alice@acme.test").await;
+    let list = server.get("/v1/orgs/acme/tickets?limit=1", &token).await;
+    assert_eq!(list.status, 200, "{:?}", list.body);
+    let id = list.body["items"][0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/orgs/acme/tickets/{id}");
+
+    // The first lookups start the cache's change listener; wait until it listens.
+    for _ in 0..500 {
+        assert_eq!(server.get(&path, &token).await.status, 200);
+        if db.access_cache_stats().live {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(db.access_cache_stats().live);
+    // Fill the cache and the connection's prepared statements.
+    for _ in 0..2 {
+        turns_of(&wire, async {
+            assert_eq!(server.get(&path, &token).await.status, 200);
+        })
+        .await;
+    }
+
+    let hits = db.access_cache_stats().hits;
+    let turns = turns_of(&wire, async {
+        let r = server.get(&path, &token).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body["id"].as_str(), Some(id.as_str()));
+    })
+    .await;
+    assert_eq!(
+        turns,
+        vec![4, 1],
+        "a warm detail request must be one round trip (BEGIN, prelude, ticket, history), \
+         then the queued COMMIT"
+    );
+    assert!(
+        db.access_cache_stats().hits >= hits + 3,
+        "session, org slug and membership must come from the cache"
+    );
+}
