@@ -131,7 +131,7 @@ impl PgDb {
             .map_err(|e| connect_error(&self.url, e))?;
         Ok(PgTx {
             obj: Some(obj),
-            pending: Some((mode, settings)),
+            pending: Some(settings),
             mode,
             role: self.app_role.clone(),
             done: false,
@@ -163,7 +163,8 @@ enum Out {
 pub(crate) struct PgTx {
     obj: Option<Object>,
     /// BEGIN and the scope prelude not yet sent: they go out with the first statement.
-    pending: Option<(Mode, Settings)>,
+    pending: Option<Settings>,
+    /// READ ONLY or read-write (BEGIN says which; a read's COMMIT is not awaited).
     mode: Mode,
     role: Arc<str>,
     done: bool,
@@ -195,10 +196,11 @@ impl PgTx {
     async fn flight<T>(
         obj: &Object,
         role: &str,
-        pending: Option<(Mode, Settings)>,
+        mode: Mode,
+        pending: Option<Settings>,
         main: impl std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
     ) -> Result<T> {
-        let Some((mode, settings)) = pending else {
+        let Some(settings) = pending else {
             return main.await.map_err(map_err);
         };
         let begin_sql = match mode {
@@ -234,7 +236,7 @@ impl PgTx {
                 Op::Execute => client.execute(&stmt, &p).await.map(Out::Count),
             }
         };
-        Self::flight(obj, &self.role, pending, main).await
+        Self::flight(obj, &self.role, self.mode, pending, main).await
     }
 
     /// Runs several independent queries pipelined: one round trip for all of them (and
@@ -258,7 +260,7 @@ impl PgTx {
             .await;
             all.into_iter().collect::<std::result::Result<Vec<_>, _>>()
         };
-        let results = Self::flight(obj, &self.role, pending, main).await?;
+        let results = Self::flight(obj, &self.role, self.mode, pending, main).await?;
         results
             .iter()
             .map(|rows| rows.iter().map(pg_row).collect())
@@ -291,8 +293,8 @@ impl PgTx {
     }
 
     pub(crate) async fn rescope(&mut self, settings: Settings) -> Result<()> {
-        if let Some((mode, _)) = self.pending.take() {
-            self.pending = Some((mode, settings));
+        if self.pending.is_some() {
+            self.pending = Some(settings);
             return Ok(());
         }
         let pp = prelude_params(&self.role, &settings);
