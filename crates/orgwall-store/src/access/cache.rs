@@ -282,6 +282,26 @@ impl AccessCache {
         }
     }
 
+    /// The value under `key`: from memory if still valid, else from `load` (a database
+    /// read, not started yet: the stamp is taken first, so a change announced while it
+    /// runs keeps its result from being served). `load` answers the value and what it
+    /// depends on, or `None` (nothing is stored for an absent value).
+    pub(crate) async fn get_or_load<V: Slot>(
+        self: &Arc<Self>,
+        key: V::Key,
+        load: impl std::future::Future<Output = orgwall_core::Result<Option<(Dep, V)>>>,
+    ) -> orgwall_core::Result<Option<V>> {
+        if let Some(v) = self.get::<V>(&key) {
+            return Ok(Some(v));
+        }
+        let stamp = self.stamp();
+        let Some((dep, v)) = load.await? else {
+            return Ok(None);
+        };
+        self.put(stamp, key, dep, v.clone());
+        Ok(Some(v))
+    }
+
     /// Stores a value read from the database after `stamp` was taken.
     pub(crate) fn put<V: Slot>(&self, stamp: Option<Stamp>, key: V::Key, dep: Dep, value: V) {
         let Some(stamp) = stamp else { return };

@@ -140,28 +140,29 @@ fn rate_limit(row: &crate::Row, i: usize) -> Result<Option<u32>> {
 /// a user who is not a member (or an org that does not exist, or is being deleted) reads
 /// zero rows.
 pub async fn verify_member(db: &Db, user: UserId, org: OrgId) -> Result<OrgScope> {
-    let cache = db.cache();
-    if let Some(g) = cache.get::<cache::Grant>(&(org, user)) {
-        return Ok(cache::scope(org, Principal::User(user), &g));
-    }
-    let stamp = cache.stamp();
-    let mut tx = db.begin(Mode::Read, Settings::org(org)).await?;
-    let row = tx
-        .query_opt(
-            &format!(
-                "SELECT r.permissions, {RATE_LIMIT} FROM memberships m
-                 JOIN roles r ON r.org_id = m.org_id AND r.id = m.role_id
-                 JOIN orgs o ON o.id = m.org_id JOIN plans p ON p.name = o.plan
-                 WHERE m.org_id = $1 AND m.user_id = $2 AND o.deleting_at IS NULL"
-            ),
-            params![org, user],
-        )
-        .await?;
-    tx.commit().await?;
-    let row = row.ok_or(Error::NotAMember)?;
-    let grant = grant(&row)?;
-    cache.put(stamp, (org, user), cache::Dep::Org(org), grant.clone());
-    Ok(cache::scope(org, Principal::User(user), &grant))
+    let load = async {
+        let mut tx = db.begin(Mode::Read, Settings::org(org)).await?;
+        let row = tx
+            .query_opt(
+                &format!(
+                    "SELECT r.permissions, {RATE_LIMIT} FROM memberships m
+                     JOIN roles r ON r.org_id = m.org_id AND r.id = m.role_id
+                     JOIN orgs o ON o.id = m.org_id JOIN plans p ON p.name = o.plan
+                     WHERE m.org_id = $1 AND m.user_id = $2 AND o.deleting_at IS NULL"
+                ),
+                params![org, user],
+            )
+            .await?;
+        tx.commit().await?;
+        row.map(|r| Ok((cache::Dep::Org(org), grant(&r)?)))
+            .transpose()
+    };
+    let g = db
+        .cache()
+        .get_or_load((org, user), load)
+        .await?
+        .ok_or(Error::NotAMember)?;
+    Ok(cache::scope(org, Principal::User(user), &g))
 }
 
 /// Permissions (column 0) and the effective rate limit (column 1) of a row.
@@ -346,59 +347,52 @@ pub const API_KEY_PREFIX: &str = "owk_";
 pub async fn authenticate_api_key(db: &Db, token: &str) -> Result<Option<OrgScope>> {
     let hash = crate::crypto::token_hash(token);
     let t = now();
-    let cache = db.cache();
-    if let Some(k) = cache.get::<cache::KeyGrant>(&hash) {
-        if k.expires_at.is_none_or(|e| e > t) {
-            return Ok(Some(cache::scope(
-                k.org,
-                Principal::ApiKey(k.key),
-                &k.grant,
-            )));
-        }
-        return Ok(None);
-    }
-    let stamp = cache.stamp();
-    let mut tx = db
-        .begin(
-            Mode::Read,
-            Settings {
-                lookup: Some(hash.clone()),
-                ..Settings::default()
-            },
-        )
-        .await?;
-    let row = tx
-        .query_opt(
-            "SELECT k.org_id, k.id, k.role_id, k.expires_at FROM api_keys k JOIN orgs o ON o.id = k.org_id
-             WHERE k.key_hash = $1 AND k.revoked_at IS NULL
-               AND (k.expires_at IS NULL OR k.expires_at > $2) AND o.deleting_at IS NULL",
-            params![hash.as_str(), t],
-        )
-        .await?;
-    tx.commit().await?;
-    let Some(row) = row else { return Ok(None) };
-    let (org, key, role): (OrgId, ApiKeyId, RoleId) = (row.get(0)?, row.get(1)?, row.get(2)?);
-    let expires_at = row.get(3)?;
-    let mut tx = db.begin(Mode::Read, Settings::org(org)).await?;
-    let row = tx
-        .query_opt(
-            &format!(
-                "SELECT r.permissions, {RATE_LIMIT} FROM roles r
-                 JOIN orgs o ON o.id = r.org_id JOIN plans p ON p.name = o.plan
-                 WHERE r.org_id = $1 AND r.id = $2"
-            ),
-            params![org, role],
-        )
-        .await?;
-    tx.commit().await?;
-    let Some(row) = row else { return Ok(None) };
-    let k = cache::KeyGrant {
-        org,
-        key,
-        expires_at,
-        grant: grant(&row)?,
+    let load = async {
+        let mut tx = db
+            .begin(
+                Mode::Read,
+                Settings {
+                    lookup: Some(hash.clone()),
+                    ..Settings::default()
+                },
+            )
+            .await?;
+        let row = tx
+            .query_opt(
+                "SELECT k.org_id, k.id, k.role_id, k.expires_at FROM api_keys k JOIN orgs o ON o.id = k.org_id
+                 WHERE k.key_hash = $1 AND k.revoked_at IS NULL
+                   AND (k.expires_at IS NULL OR k.expires_at > $2) AND o.deleting_at IS NULL",
+                params![hash.as_str(), t],
+            )
+            .await?;
+        tx.commit().await?;
+        let Some(row) = row else { return Ok(None) };
+        let (org, key, role): (OrgId, ApiKeyId, RoleId) = (row.get(0)?, row.get(1)?, row.get(2)?);
+        let expires_at = row.get(3)?;
+        let mut tx = db.begin(Mode::Read, Settings::org(org)).await?;
+        let row = tx
+            .query_opt(
+                &format!(
+                    "SELECT r.permissions, {RATE_LIMIT} FROM roles r
+                     JOIN orgs o ON o.id = r.org_id JOIN plans p ON p.name = o.plan
+                     WHERE r.org_id = $1 AND r.id = $2"
+                ),
+                params![org, role],
+            )
+            .await?;
+        tx.commit().await?;
+        let Some(row) = row else { return Ok(None) };
+        let k = cache::KeyGrant {
+            org,
+            key,
+            expires_at,
+            grant: grant(&row)?,
+        };
+        Ok(Some((cache::Dep::Org(org), k)))
     };
-    let scope = cache::scope(org, Principal::ApiKey(key), &k.grant);
-    cache.put(stamp, hash, cache::Dep::Org(org), k);
-    Ok(Some(scope))
+    let key = db.cache().get_or_load(hash.clone(), load).await?;
+    // A cached key may have expired since it was read.
+    Ok(key
+        .filter(|k| k.expires_at.is_none_or(|e| e > t))
+        .map(|k| cache::scope(k.org, Principal::ApiKey(k.key), &k.grant)))
 }

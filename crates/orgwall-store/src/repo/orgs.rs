@@ -37,37 +37,32 @@ fn from_row(r: &Row) -> Result<Org> {
 /// or a deletion is announced by the org's own transaction).
 pub async fn resolve(db: &Db, claim: &str) -> Result<OrgId> {
     let claim = claim.trim();
-    let cache = db.cache();
-    if let Some(id) = cache.get::<OrgId>(&claim.to_owned()) {
-        return Ok(id);
-    }
-    let stamp = cache.stamp();
-    let mut tx = db.global(Mode::Read).await?;
-    let row = match claim.parse::<OrgId>() {
-        Ok(id) => {
-            tx.query_opt(
-                "SELECT id FROM orgs WHERE id = $1 AND deleting_at IS NULL",
-                params![id],
-            )
-            .await?
-        }
-        Err(_) => {
-            tx.query_opt(
-                "SELECT id FROM orgs WHERE slug = $1 AND deleting_at IS NULL",
-                params![claim],
-            )
-            .await?
-        }
+    let load = async {
+        let mut tx = db.global(Mode::Read).await?;
+        let row = match claim.parse::<OrgId>() {
+            Ok(id) => {
+                tx.query_opt(
+                    "SELECT id FROM orgs WHERE id = $1 AND deleting_at IS NULL",
+                    params![id],
+                )
+                .await?
+            }
+            Err(_) => {
+                tx.query_opt(
+                    "SELECT id FROM orgs WHERE slug = $1 AND deleting_at IS NULL",
+                    params![claim],
+                )
+                .await?
+            }
+        };
+        tx.commit().await?;
+        row.map(|r| r.get(0).map(|id| (crate::access::cache::Dep::Org(id), id)))
+            .transpose()
     };
-    tx.commit().await?;
-    let id: OrgId = row.ok_or(Error::NotAMember)?.get(0)?;
-    cache.put(
-        stamp,
-        claim.to_owned(),
-        crate::access::cache::Dep::Org(id),
-        id,
-    );
-    Ok(id)
+    db.cache()
+        .get_or_load(claim.to_owned(), load)
+        .await?
+        .ok_or(Error::NotAMember)
 }
 
 /// Gets an organization by id.

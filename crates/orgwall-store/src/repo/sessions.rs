@@ -70,31 +70,29 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Option<Session>> {
     let t = now();
     let hash = token_hash(token);
     let cache = db.cache();
-    let entry = match cache.get::<SessionEntry>(&hash) {
-        Some(e) => e,
-        None => {
-            let stamp = cache.stamp();
-            let mut tx = db.global(Mode::Read).await?;
-            let row = tx
-                .query_opt(
-                    "SELECT id, user_id, active_org_id, last_seen_at, expires_at, idle_expires_at FROM sessions
-                     WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2 AND idle_expires_at > $2",
-                    params![hash.as_str(), t],
-                )
-                .await?;
-            tx.commit().await?;
-            let Some(row) = row else { return Ok(None) };
-            let e = SessionEntry {
-                id: row.get(0)?,
-                user_id: row.get(1)?,
-                active_org_id: row.get(2)?,
-                last_seen_at: row.get(3)?,
-                expires_at: row.get(4)?,
-                idle_expires_at: row.get(5)?,
-            };
-            cache.put(stamp, hash.clone(), Dep::User(e.user_id), e.clone());
-            e
-        }
+    let load = async {
+        let mut tx = db.global(Mode::Read).await?;
+        let row = tx
+            .query_opt(
+                "SELECT id, user_id, active_org_id, last_seen_at, expires_at, idle_expires_at FROM sessions
+                 WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2 AND idle_expires_at > $2",
+                params![hash.as_str(), t],
+            )
+            .await?;
+        tx.commit().await?;
+        let Some(row) = row else { return Ok(None) };
+        let e = SessionEntry {
+            id: row.get(0)?,
+            user_id: row.get(1)?,
+            active_org_id: row.get(2)?,
+            last_seen_at: row.get(3)?,
+            expires_at: row.get(4)?,
+            idle_expires_at: row.get(5)?,
+        };
+        Ok(Some((Dep::User(e.user_id), e)))
+    };
+    let Some(entry) = cache.get_or_load(hash.clone(), load).await? else {
+        return Ok(None);
     };
     if expired(&entry, t) {
         return Ok(None);
