@@ -55,6 +55,14 @@ impl Settings {
         }
     }
 
+    /// Lets a secret's hash find the one row it names (`app.lookup`), nothing else.
+    pub(crate) fn lookup(hash: String) -> Self {
+        Settings {
+            lookup: Some(hash),
+            ..Settings::default()
+        }
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.org.is_none() && self.user.is_none() && self.lookup.is_none()
     }

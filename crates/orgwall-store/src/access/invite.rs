@@ -115,13 +115,7 @@ pub async fn accept_invitation(db: &Db, user: UserId, token: &str) -> Result<Joi
     let hash = token_hash(token);
     let t = now();
     let mut tx = db
-        .begin(
-            Mode::Write,
-            Settings {
-                lookup: Some(hash.clone()),
-                ..Settings::default()
-            },
-        )
+        .begin(Mode::Write, Settings::lookup(hash.clone()))
         .await?;
     let row = tx
         .query_opt(

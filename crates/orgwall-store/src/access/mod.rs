@@ -348,15 +348,7 @@ pub async fn authenticate_api_key(db: &Db, token: &str) -> Result<Option<OrgScop
     let hash = crate::crypto::token_hash(token);
     let t = now();
     let load = async {
-        let mut tx = db
-            .begin(
-                Mode::Read,
-                Settings {
-                    lookup: Some(hash.clone()),
-                    ..Settings::default()
-                },
-            )
-            .await?;
+        let mut tx = db.begin(Mode::Read, Settings::lookup(hash.clone())).await?;
         let row = tx
             .query_opt(
                 "SELECT k.org_id, k.id, k.role_id, k.expires_at FROM api_keys k JOIN orgs o ON o.id = k.org_id
