@@ -14,7 +14,8 @@ use std::time::Duration;
 #[derive(Parser, Debug, Clone)]
 #[command(name = "orgwall-probe", version)]
 pub struct Args {
-    /// OpenAPI 3.x document (JSON): a URL or a file. Default: <base-url>/v1/openapi.json.
+    /// OpenAPI 3.x document (JSON or YAML): a URL or a file. Default:
+    /// <base-url>/v1/openapi.json.
     #[arg(long, env = "PROBE_SPEC")]
     pub spec: Option<String>,
     /// Base URL of the API.

@@ -97,9 +97,9 @@ impl std::fmt::Display for RunError {
     }
 }
 
-/// Loads the document from a URL or a file.
+/// Loads the document (JSON or YAML) from a URL or a file.
 pub async fn load_spec(source: &str, timeout: Duration) -> Result<Vec<Operation>, RunError> {
-    let text = if source.starts_with("http://") || source.starts_with("https://") {
+    let (text, format) = if source.starts_with("http://") || source.starts_with("https://") {
         let c = reqwest::Client::builder()
             .timeout(timeout)
             .build()
@@ -114,14 +114,23 @@ pub async fn load_spec(source: &str, timeout: Duration) -> Result<Vec<Operation>
                 r.status()
             )));
         }
-        r.text()
+        let ct = r
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = r
+            .text()
             .await
-            .map_err(|e| RunError(format!("cannot read the OpenAPI document: {e}")))?
+            .map_err(|e| RunError(format!("cannot read the OpenAPI document: {e}")))?;
+        (text, spec::Format::guess(source, ct.as_deref()))
     } else {
-        std::fs::read_to_string(source)
-            .map_err(|e| RunError(format!("cannot read the OpenAPI document {source}: {e}")))?
+        let text = std::fs::read_to_string(source)
+            .map_err(|e| RunError(format!("cannot read the OpenAPI document {source}: {e}")))?;
+        (text, spec::Format::guess(source, None))
     };
-    spec::parse(&text).map_err(|e| RunError(format!("invalid OpenAPI document {source}: {e}")))
+    spec::parse_as(&text, format)
+        .map_err(|e| RunError(format!("invalid OpenAPI document {source}: {e}")))
 }
 
 /// What one principal can see.

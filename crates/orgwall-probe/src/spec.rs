@@ -168,16 +168,109 @@ fn inline(doc: &Value, v: &Value, depth: usize) -> Value {
     }
 }
 
-/// Parses a document (JSON text).
-pub fn parse(text: &str) -> Result<Vec<Operation>, SpecError> {
-    let doc: Value = serde_json::from_str(text).map_err(|e| {
-        let t = text.trim_start();
-        if t.starts_with("openapi:") || t.starts_with("swagger:") || t.starts_with("---") {
-            SpecError("the document is YAML; the probe reads JSON OpenAPI documents (convert it, e.g. with `yq -o=json`)".into())
+/// How a document is written, when the file name or the content type says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// JSON (`.json`, `application/json`).
+    Json,
+    /// YAML (`.yaml`, `.yml`, `application/yaml`).
+    Yaml,
+    /// Unknown: JSON is tried, then YAML.
+    Unknown,
+}
+
+impl Format {
+    /// The format a file name or URL and a content type (if any) suggest.
+    pub fn guess(source: &str, content_type: Option<&str>) -> Format {
+        let ct = content_type.unwrap_or("").to_ascii_lowercase();
+        let path = source
+            .split(['?', '#'])
+            .next()
+            .unwrap_or(source)
+            .to_ascii_lowercase();
+        if ct.contains("yaml") || path.ends_with(".yaml") || path.ends_with(".yml") {
+            Format::Yaml
+        } else if ct.contains("json") || path.ends_with(".json") {
+            Format::Json
         } else {
-            SpecError(format!("the document is not valid JSON: {e}"))
+            Format::Unknown
         }
-    })?;
+    }
+}
+
+/// YAML's data model into JSON's: keys become strings (`200:` is the key `"200"`), tags
+/// are dropped, merge keys (`<<`) are applied.
+fn yaml_to_json(v: serde_norway::Value) -> Value {
+    use serde_norway::Value as Y;
+    match v {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                n.as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .map_or(Value::Null, Value::Number)
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(a) => Value::Array(a.into_iter().map(yaml_to_json).collect()),
+        Y::Mapping(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let key = match yaml_to_json(k) {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (key, yaml_to_json(v))
+                })
+                .collect(),
+        ),
+        Y::Tagged(t) => yaml_to_json(t.value),
+    }
+}
+
+fn parse_yaml(text: &str) -> Result<Value, String> {
+    let mut y: serde_norway::Value = serde_norway::from_str(text).map_err(|e| e.to_string())?;
+    y.apply_merge().map_err(|e| e.to_string())?;
+    Ok(yaml_to_json(y))
+}
+
+/// Reads a document's text as JSON or YAML.
+pub fn read_document(text: &str, format: Format) -> Result<Value, SpecError> {
+    let looks_json = text.trim_start().starts_with('{');
+    match format {
+        Format::Yaml => {
+            parse_yaml(text).map_err(|e| SpecError(format!("the document is not valid YAML: {e}")))
+        }
+        Format::Json | Format::Unknown => match serde_json::from_str(text) {
+            Ok(v) => Ok(v),
+            Err(e) if looks_json => Err(SpecError(format!("the document is not valid JSON: {e}"))),
+            Err(e) => parse_yaml(text).map_err(|y| {
+                SpecError(format!(
+                    "the document is neither valid JSON ({e}) nor valid YAML ({y})"
+                ))
+            }),
+        },
+    }
+}
+
+/// Parses a document (JSON or YAML text).
+pub fn parse(text: &str) -> Result<Vec<Operation>, SpecError> {
+    parse_as(text, Format::Unknown)
+}
+
+/// Parses a document whose format is known (or [`Format::Unknown`]).
+pub fn parse_as(text: &str, format: Format) -> Result<Vec<Operation>, SpecError> {
+    let doc = read_document(text, format)?;
+    if !doc.is_object() {
+        return Err(SpecError(
+            "the document is not an OpenAPI document (not a mapping)".into(),
+        ));
+    }
     let version = doc.get("openapi").and_then(Value::as_str).unwrap_or("");
     if !version.starts_with("3.") {
         let found = doc.get("swagger").and_then(Value::as_str).map_or_else(
@@ -328,7 +421,15 @@ mod tests {
         assert!(parse("openapi: 3.0.0\npaths: {}")
             .unwrap_err()
             .0
-            .contains("YAML"));
+            .contains("no operations"));
+        assert!(parse_as("openapi: [", Format::Yaml)
+            .unwrap_err()
+            .0
+            .contains("not valid YAML"));
+        assert!(parse("just words")
+            .unwrap_err()
+            .0
+            .contains("not an OpenAPI document"));
         assert!(parse(r#"{"swagger":"2.0","paths":{}}"#)
             .unwrap_err()
             .0
@@ -338,6 +439,26 @@ mod tests {
             .unwrap_err()
             .0
             .contains("no operations"));
+    }
+
+    #[test]
+    fn yaml_documents_are_read() {
+        let doc = "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n  /orgs/{org}/projects:\n    get:\n      parameters:\n        - &org {name: org, in: path, required: true}\n      responses:\n        200: {description: ok}\n    post:\n      parameters: [*org]\n";
+        let ops = parse(doc).unwrap();
+        assert_eq!(ops.len(), 2);
+        assert!(ops.iter().all(|o| o.org_path_param().is_some()));
+        // The same document, told it is YAML, and as JSON.
+        assert_eq!(parse_as(doc, Format::Yaml).unwrap().len(), 2);
+        assert_eq!(Format::guess("api.yml", None), Format::Yaml);
+        assert_eq!(
+            Format::guess("http://x/openapi", Some("application/yaml; charset=utf-8")),
+            Format::Yaml
+        );
+        assert_eq!(
+            Format::guess("http://x/openapi.json?v=1", None),
+            Format::Json
+        );
+        assert_eq!(Format::guess("http://x/spec", None), Format::Unknown);
     }
 
     #[test]
