@@ -1028,6 +1028,8 @@ impl Probe<'_> {
                         }
                     }
                     if let Some(bo) = b_org.clone() {
+                        let mut accepted = Vec::new();
+                        let mut status = 0;
                         for f in MASS_FIELDS
                             .iter()
                             .filter(|f| !props.iter().any(|p| p == *f))
@@ -1041,9 +1043,21 @@ impl Probe<'_> {
                             {
                                 self.count(i, !r.ok());
                                 if r.ok() {
-                                    self.finding(i, FindingKind::Warning, format!("mass assignment: unknown field {f} accepted ({}); checking B's data", r.status), &base);
+                                    accepted.push(*f);
+                                    status = r.status;
                                 }
                             }
+                        }
+                        if !accepted.is_empty() {
+                            self.finding(
+                                i,
+                                FindingKind::Warning,
+                                format!(
+                                    "mass assignment: unknown field(s) {} accepted ({status}); checking B's data",
+                                    accepted.join(", ")
+                                ),
+                                &base,
+                            );
                         }
                     }
                 }
