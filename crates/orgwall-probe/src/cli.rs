@@ -15,7 +15,7 @@ use std::time::Duration;
 #[command(name = "orgwall-probe", version)]
 pub struct Args {
     /// OpenAPI 3.x document (JSON or YAML): a URL or a file. Default:
-    /// <base-url>/v1/openapi.json.
+    /// `<base-url>/v1/openapi.json`.
     #[arg(long, env = "PROBE_SPEC")]
     pub spec: Option<String>,
     /// Base URL of the API.

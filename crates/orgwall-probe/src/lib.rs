@@ -1262,6 +1262,39 @@ fn placeholder_values(op: &Operation) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// What the run took for the tenant, and flags that named nothing.
+fn tenancy_notes(ops: &[Operation], t: &spec::Tenancy) -> Vec<String> {
+    let names = |loc: Location| -> BTreeSet<&str> {
+        ops.iter()
+            .flat_map(|o| &o.params)
+            .filter(|p| p.is_org && p.location == loc)
+            .map(|p| p.name.as_str())
+            .collect()
+    };
+    let (params, headers) = (names(Location::Path), names(Location::Header));
+    let mut notes = Vec::new();
+    if let Some(n) = &t.param {
+        if !params.iter().any(|p| p.eq_ignore_ascii_case(n)) {
+            notes.push(format!(
+                "--tenant-param {n} names no path parameter of the document"
+            ));
+        }
+    }
+    if params.is_empty() && headers.is_empty() {
+        notes.push("no tenant path parameter or header found in the document: if the API has one, name it with --tenant-param or --tenant-header".into());
+    } else {
+        let list = |s: &BTreeSet<&str>, f: &dyn Fn(&str) -> String| {
+            s.iter().map(|x| f(x)).collect::<Vec<_>>().join(", ")
+        };
+        notes.push(format!(
+            "tenant: path parameter(s) [{}], header(s) [{}]",
+            list(&params, &|x| format!("{{{x}}}")),
+            list(&headers, &str::to_owned)
+        ));
+    }
+    notes
+}
+
 /// Runs the probe.
 pub async fn run(cfg: &Config) -> Result<Report, RunError> {
     let tenancy = spec::Tenancy {
@@ -1279,6 +1312,7 @@ pub async fn run(cfg: &Config) -> Result<Report, RunError> {
     .map_err(RunError)?;
     let mut report = Report::new(&cfg.base_url, &ops);
     report.spec = cfg.spec.clone();
+    report.notes.extend(tenancy_notes(&ops, &tenancy));
     let mut p = Probe {
         cfg,
         client,

@@ -594,6 +594,13 @@ const DOC: &str = "/workspaces/{workspace}/documents/{documentId}";
 async fn path_api_clean_with_the_tenant_and_ids_inferred() {
     let r = probe_path_api(Bug::None).await;
     assert_clean(&r, 5);
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n == "tenant: path parameter(s) [{workspace}], header(s) []"),
+        "{}",
+        r.table()
+    );
     // The upload was exercised as B (its file canary is B's) and attacked as A.
     let upload = r
         .ops
@@ -627,6 +634,13 @@ async fn path_api_clean_without_tenant_values_uses_the_discovered_workspaces() {
 async fn header_api_clean_with_the_tenant_header_inferred() {
     let r = probe_header_api(Bug::None).await;
     assert_clean(&r, 6);
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n == "tenant: path parameter(s) [], header(s) [X-Account-Id]"),
+        "{}",
+        r.table()
+    );
     for (m, p) in [("GET", "/docs/{doc_id}"), ("GET", "/attachments/{uuid}")] {
         let o = r.ops.iter().find(|o| o.method == m && o.path == p).unwrap();
         // B's ids, an id that exists nowhere, B's account, no credentials: all denied;
@@ -771,6 +785,10 @@ async fn explicit_tenant_flags() {
     let spec = f.header_spec(None);
     let (code, report) = cli_run(&f, &spec, (ALPHA, BETA), &[]).await;
     assert_eq!(code, ExitCode::from(2), "{report}");
+    assert!(
+        report["notes"].to_string().contains("--tenant-header"),
+        "{report}"
+    );
     // ...with it, every operation is exercised and the API is clean.
     let (code, report) = cli_run(&f, &spec, (ALPHA, BETA), &["--tenant-header", "X-Context"]).await;
     assert_eq!(code, ExitCode::SUCCESS, "{report}");
