@@ -17,6 +17,7 @@ pub use orgwall_tenancy::{access, crypto, db, doctor, migrate, value};
 
 pub mod files;
 pub mod jobs;
+pub mod perms;
 pub mod quota;
 pub mod repo;
 pub mod seed;
@@ -116,6 +117,14 @@ pub static MODULE: Module = Module {
             child: "ticket_events",
             column: "ticket_id",
         },
+    ],
+    permissions: perms::DEFINITIONS,
+    error_codes: &[
+        ("invalid_transition", 422),
+        ("assignee_not_member", 422),
+        ("verification_invalid", 404),
+        ("verification_expired", 410),
+        ("export_expired", 410),
     ],
 };
 

@@ -8,7 +8,7 @@
     clippy::indexing_slicing
 )]
 
-use orgwall_core::{Error, OrgId, Permission, Slug, UserId};
+use orgwall_core::{Error, OrgId, Slug, UserId};
 use orgwall_store::access::{self, OrgScope};
 use orgwall_store::repo::{api_keys, memberships, orgs, sessions};
 use orgwall_store::{quota, BackendKind, Db, DbConfig};
@@ -76,14 +76,18 @@ both!(
 
         // A role change: the next check has the new permissions.
         let carol = warm(db, d.carol, d.acme).await;
-        assert!(carol.permissions().contains(Permission::TicketsWrite));
+        assert!(carol
+            .permissions()
+            .contains(orgwall_store::perms::TICKETS_WRITE));
         let mut tx = db.write(&alice).await.unwrap();
         memberships::change_role(&mut tx, d.carol, "viewer")
             .await
             .unwrap();
         tx.commit().await.unwrap();
         let carol = access::verify_member(db, d.carol, d.acme).await.unwrap();
-        assert!(!carol.permissions().contains(Permission::TicketsWrite));
+        assert!(!carol
+            .permissions()
+            .contains(orgwall_store::perms::TICKETS_WRITE));
         // Globex's entry for carol was not touched by Acme's change.
         warm(db, d.carol, d.globex).await;
 
@@ -274,7 +278,7 @@ async fn other_instances_hear_changes_through_notify() {
             .await
             .unwrap()
             .permissions()
-            .contains(Permission::TicketsWrite)
+            .contains(orgwall_store::perms::TICKETS_WRITE)
     })
     .await;
 }

@@ -81,8 +81,7 @@ pub async fn delete(tx: &mut TenantTx<'_>, ticket_id: TicketId, id: CommentId) -
     let author: Option<UserId> = row.get(0)?;
     let is_author = author.is_some() && author == tx.scope().user_id();
     if !is_author {
-        tx.scope()
-            .require(orgwall_core::Permission::TicketsDelete)?;
+        tx.scope().require(crate::perms::TICKETS_DELETE)?;
     }
     tx.execute(
         "DELETE FROM ticket_comments WHERE org_id = $1 AND ticket_id = $2 AND id = $3",

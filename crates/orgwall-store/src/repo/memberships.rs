@@ -224,10 +224,10 @@ fn owner_refusal(detail: &str) -> Error {
 /// demoted (`last_owner`, race-safe: see [`roles`]). An unknown member is
 /// [`Error::NotFound`]; an unknown role a validation error.
 pub async fn change_role(tx: &mut TenantTx<'_>, user: UserId, role: &str) -> Result<Member> {
-    tx.scope().require(Permission::MembersUpdate)?;
+    tx.scope().require(Permission::MEMBERS_UPDATE)?;
     let owner = roles::lock_owners(tx).await?;
     let me = roles::actor(tx).await?;
-    me.require(Permission::MembersUpdate)?;
+    me.require(Permission::MEMBERS_UPDATE)?;
     let current = get(tx, user).await?;
     let new = roles::find(tx, role)
         .await?
@@ -289,12 +289,12 @@ pub enum Departure {
 pub async fn remove(tx: &mut TenantTx<'_>, user: UserId) -> Result<Departure> {
     let leaving = tx.scope().user_id() == Some(user);
     if !leaving {
-        tx.scope().require(Permission::MembersRemove)?;
+        tx.scope().require(Permission::MEMBERS_REMOVE)?;
     }
     let owner = roles::lock_owners(tx).await?;
     let me = roles::actor(tx).await?;
     if !leaving {
-        me.require(Permission::MembersRemove)?;
+        me.require(Permission::MEMBERS_REMOVE)?;
     }
     let current = get(tx, user).await?;
     if !leaving && current.role_id == owner && !me.is_owner {

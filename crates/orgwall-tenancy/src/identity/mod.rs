@@ -34,6 +34,18 @@ pub static MODULE: Module = Module {
         ("api_keys", "key_hash"),
     ],
     cascades: NO_CASCADES,
+    permissions: orgwall_core::perm::KERNEL_PERMISSIONS,
+    error_codes: &[
+        ("invitation_invalid", 404),
+        ("invitation_expired", 410),
+        ("invitation_email_mismatch", 403),
+        ("email_unverified", 403),
+        ("quota_exceeded", 403),
+        ("owner_required", 403),
+        ("cannot_act_on_owner", 403),
+        ("grant_exceeds_own", 403),
+        ("system_role_immutable", 403),
+    ],
 };
 
 const NO_CASCADES: &[Cascade] = &[];
