@@ -5,6 +5,11 @@
 //! check, an API key, an invitation and a scope-entry audit read and write; a service's
 //! own tables go in modules of its own (see [`crate::module`]).
 //!
+//! Its migrations (`migrations/{postgres,sqlite}/0001_identity.sql` in this crate) create
+//! exactly these tables, the plans' seed rows, the documented cross-org reads (PostgreSQL:
+//! SELECT policies on `app.user_id` / `app.lookup`; SQLite: the hand-written views) and,
+//! on PostgreSQL, the triggers that announce access changes on `orgwall_access`.
+//!
 //! This module holds the reads the wall itself needs ([`sessions`], [`orgs`]) and the
 //! audit log every scope entry writes to ([`audit`]).
 
@@ -12,14 +17,23 @@ pub mod audit;
 pub mod orgs;
 pub mod sessions;
 
+use crate::migrate::Migration;
 use crate::module::{Cascade, Module};
 use orgwall_core::{Error, Result};
 
 /// The kernel's module, always registered first (see [`crate::module::Catalog::new`]).
 pub static MODULE: Module = Module {
     name: "tenancy",
-    postgres: &[],
-    sqlite: &[],
+    postgres: &[Migration {
+        version: 1,
+        name: "identity",
+        sql: include_str!("../../migrations/postgres/0001_identity.sql"),
+    }],
+    sqlite: &[Migration {
+        version: 1,
+        name: "identity",
+        sql: include_str!("../../migrations/sqlite/0001_identity.sql"),
+    }],
     tenant_tables: &[
         "roles",
         "memberships",
