@@ -384,7 +384,7 @@ fn ticket_view(p: &OrgPage, d: &TicketPage, err: Option<&FormErr>) -> Markup {
                     form method="post" action={ (base) "/comments" } {
                         (csrf(&p.viewer))
                         (form_error(FormErr::general(err, "comment")))
-                        (textarea("Add a comment", "body", "", FormErr::on(err, "comment", "body")))
+                        (textarea("Add a comment", "comment", "", FormErr::on(err, "comment", "body")))
                         button type="submit" { "Comment" }
                     }
                 }
@@ -498,7 +498,7 @@ async fn comment(
     Path((_, raw)): Path<(String, String)>,
     form: Form,
 ) -> Result<Response, Fail> {
-    let body = json!({ "body": form.get("body") });
+    let body = json!({ "body": form.get("comment") });
     change(
         &p,
         &form,

@@ -1,6 +1,12 @@
 //! The console tests' server: the whole app (console and API) on an ephemeral port, with
 //! email links absolute under it, and a small cookie-keeping client.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use orgwall_store::Db;
 
