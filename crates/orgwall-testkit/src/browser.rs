@@ -192,6 +192,35 @@ impl Browser {
         .await
     }
 
+    /// Runs an asynchronous script (its last argument is the callback to call with the
+    /// result) and returns the result.
+    pub async fn script_async(&self, script: &str, args: Value) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/async",
+            Some(json!({ "script": script, "args": args })),
+        )
+        .await
+    }
+
+    /// Fetches `path` from the page, with the browser's cookies, and returns
+    /// `[status, body text]` (a download as the browser makes it).
+    pub async fn fetch(&self, path: &str) -> (u16, String) {
+        let v = self
+            .script_async(
+                "const done = arguments[arguments.length - 1]; \
+                 fetch(arguments[0], { credentials: 'same-origin' }) \
+                   .then(r => r.text().then(t => done([r.status, t]))) \
+                   .catch(e => done([0, String(e)]));",
+                json!([path]),
+            )
+            .await;
+        (
+            v[0].as_u64().unwrap_or(0) as u16,
+            v[1].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
     /// The first element matching `css`, if there is one now.
     pub async fn try_find(&self, css: &str) -> Option<El> {
         let v = self
@@ -279,6 +308,21 @@ impl Browser {
             .await;
         if let Some(err) = Self::failed(&v) {
             panic!("fill {css}: {err}");
+        }
+    }
+
+    /// Chooses a local file for the file input matching `css`.
+    pub async fn set_file(&self, css: &str, path: &Path) {
+        let e = self.find(css).await;
+        let v = self
+            .cmd(
+                reqwest::Method::POST,
+                &format!("/element/{}/value", e.0),
+                Some(json!({ "text": path.display().to_string() })),
+            )
+            .await;
+        if let Some(err) = Self::failed(&v) {
+            panic!("set_file {css}: {err}");
         }
     }
 

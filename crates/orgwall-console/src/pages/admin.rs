@@ -64,7 +64,11 @@ fn keys_view(
     new: &[(String, String)],
     err: Option<&FormErr>,
 ) -> Markup {
-    let v = |k: &str| new.iter().find(|(n, _)| n == k).map_or("", |(_, v)| v.as_str());
+    let v = |k: &str| {
+        new.iter()
+            .find(|(n, _)| n == k)
+            .map_or("", |(_, v)| v.as_str())
+    };
     page(
         p,
         "API keys",
@@ -150,7 +154,8 @@ async fn create_key(p: OrgPage, form: Form) -> Result<Response, Fail> {
             }
         }
     };
-    let body = json!({ "name": form.get("name"), "role": form.get("role"), "expires_at": expires_at });
+    let body =
+        json!({ "name": form.get("name"), "role": form.get("role"), "expires_at": expires_at });
     let res = Api::new(&p.c, Some(&form.viewer.token), None)
         .send(Method::POST, &p.api("/api-keys"), Some(body))
         .await;
@@ -164,7 +169,11 @@ async fn create_key(p: OrgPage, form: Form) -> Result<Response, Fail> {
             )
                 .into_response())
         }
-        Err(r) if r.status == StatusCode::UNPROCESSABLE_ENTITY || r.status == StatusCode::CONFLICT || r.code == "grant_exceeds_own" => {
+        Err(r)
+            if r.status == StatusCode::UNPROCESSABLE_ENTITY
+                || r.status == StatusCode::CONFLICT
+                || r.code == "grant_exceeds_own" =>
+        {
             let err = form_err("new", &["name", "role", "expires_at"], &r);
             Ok((r.status, keys_view(&p, &d, None, &form.fields, Some(&err))).into_response())
         }
@@ -224,21 +233,40 @@ fn day(s: &Option<String>) -> Result<Option<chrono::DateTime<Utc>>, Fail> {
             .ok()
             .and_then(|d| d.and_hms_opt(0, 0, 0))
             .map(|t| Some(Utc.from_utc_datetime(&t)))
-            .ok_or_else(|| Fail::Page(StatusCode::UNPROCESSABLE_ENTITY, "Dates look like 2027-01-31.".into())),
+            .ok_or_else(|| {
+                Fail::Page(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Dates look like 2027-01-31.".into(),
+                )
+            }),
     }
 }
 
 async fn audit_page(p: OrgPage, Query(q): Query<AuditQuery>) -> Result<Markup, Fail> {
     p.require(Permission::AuditRead)?;
-    let trim = |s: &Option<String>| s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
-    let bad = || Fail::Page(StatusCode::UNPROCESSABLE_ENTITY, "The filter is not valid.".into());
+    let trim = |s: &Option<String>| {
+        s.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let bad = || {
+        Fail::Page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "The filter is not valid.".into(),
+        )
+    };
     let filter = AuditFilter {
         action: trim(&q.action).map(|a| a.chars().take(100).collect()),
-        actor: trim(&q.actor).map(|a| a.parse().map_err(|_| bad())).transpose()?,
+        actor: trim(&q.actor)
+            .map(|a| a.parse().map_err(|_| bad()))
+            .transpose()?,
         since: day(&q.since)?,
         until: day(&q.until)?,
     };
-    let before = trim(&q.before).map(|b| b.parse().map_err(|_| bad())).transpose()?;
+    let before = trim(&q.before)
+        .map(|b| b.parse().map_err(|_| bad()))
+        .transpose()?;
     let mut tx = p.read().await?;
     let mut rows = audit::search(&mut tx, &filter, 51, before).await?;
     tx.commit().await?;
@@ -246,7 +274,12 @@ async fn audit_page(p: OrgPage, Query(q): Query<AuditQuery>) -> Result<Markup, F
     rows.truncate(50);
     let next = more.then(|| {
         let mut u = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [("action", &q.action), ("actor", &q.actor), ("since", &q.since), ("until", &q.until)] {
+        for (k, v) in [
+            ("action", &q.action),
+            ("actor", &q.actor),
+            ("since", &q.since),
+            ("until", &q.until),
+        ] {
             if let Some(v) = trim(v) {
                 u.append_pair(k, &v);
             }
@@ -293,7 +326,11 @@ async fn audit_page(p: OrgPage, Query(q): Query<AuditQuery>) -> Result<Markup, F
 // ---- usage ----
 
 fn meter(label: &str, used: i64, limit: i64, fmt: fn(i64) -> String) -> Markup {
-    let pct = if limit > 0 { (used.saturating_mul(100) / limit).clamp(0, 100) } else { 100 };
+    let pct = if limit > 0 {
+        (used.saturating_mul(100) / limit).clamp(0, 100)
+    } else {
+        100
+    };
     html! {
         div.field {
             label { (label) ": " (fmt(used)) " of " (fmt(limit)) }
@@ -329,7 +366,11 @@ async fn usage_page(p: OrgPage) -> Result<Markup, Fail> {
 
 // ---- settings, exports, deletion ----
 
-async fn settings_view(p: &OrgPage, new: &[(String, String)], err: Option<&FormErr>) -> Result<Markup, Fail> {
+async fn settings_view(
+    p: &OrgPage,
+    new: &[(String, String)],
+    err: Option<&FormErr>,
+) -> Result<Markup, Fail> {
     let org = orgs::get(&p.c.state.db, p.scope.org_id()).await?;
     let exports: Vec<Export> = if p.can(Permission::ExportsCreate) {
         let mut tx = p.read().await?;
@@ -412,7 +453,9 @@ async fn update_org(p: OrgPage, form: Form) -> Result<Response, Fail> {
     p.c.switcher.forget(form.viewer.user_id);
     match res {
         Ok(a) => Ok(Redirect::to(&format!("/o/{}/settings", a.text("/slug"))).into_response()),
-        Err(r) if r.status == StatusCode::UNPROCESSABLE_ENTITY || r.status == StatusCode::CONFLICT => {
+        Err(r)
+            if r.status == StatusCode::UNPROCESSABLE_ENTITY || r.status == StatusCode::CONFLICT =>
+        {
             let mut err = form_err("org", &["name", "slug"], &r);
             if r.code == "slug_taken" {
                 err.field = Some("slug");

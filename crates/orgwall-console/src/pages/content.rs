@@ -20,7 +20,10 @@ use serde_json::json;
 pub(crate) fn routes() -> Router<Console> {
     Router::new()
         .route("/o/{org}/projects", get(projects_page).post(create_project))
-        .route("/o/{org}/projects/{id}", get(project_page).post(edit_project))
+        .route(
+            "/o/{org}/projects/{id}",
+            get(project_page).post(edit_project),
+        )
         .route("/o/{org}/projects/{id}/delete", post(delete_project))
         .route("/o/{org}/notes", get(notes_page).post(create_note))
         .route("/o/{org}/notes/{id}", get(note_page).post(edit_note))
@@ -146,7 +149,11 @@ async fn create_project(p: OrgPage, form: Form) -> Result<Response, Fail> {
         Err(r) if shown_on_form(&r) => {
             let rows = load_projects(&p, "").await?;
             let err = form_err("new", PROJECT_FIELDS, &r);
-            Ok((r.status, projects_view(&p, "", &rows, &form.fields, Some(&err))).into_response())
+            Ok((
+                r.status,
+                projects_view(&p, "", &rows, &form.fields, Some(&err)),
+            )
+                .into_response())
         }
         Err(r) => Err(r.into()),
     }
@@ -206,7 +213,11 @@ async fn edit_project(
     let pid: ProjectId = id(&raw)?;
     let body = json!({ "key": form.get("key"), "name": form.get("name"), "description": form.get("description") });
     match Api::new(&p.c, Some(&form.viewer.token), None)
-        .send(Method::PATCH, &p.api(&format!("/projects/{pid}")), Some(body))
+        .send(
+            Method::PATCH,
+            &p.api(&format!("/projects/{pid}")),
+            Some(body),
+        )
         .await
     {
         Ok(_) => Ok(Redirect::to(&p.href(&format!("/projects/{pid}"))).into_response()),
@@ -300,7 +311,11 @@ async fn create_note(p: OrgPage, form: Form) -> Result<Response, Fail> {
         Err(r) if shown_on_form(&r) => {
             let rows = load_notes(&p, "").await?;
             let err = form_err("new", &["title", "body"], &r);
-            Ok((r.status, notes_view(&p, "", &rows, &form.fields, Some(&err))).into_response())
+            Ok((
+                r.status,
+                notes_view(&p, "", &rows, &form.fields, Some(&err)),
+            )
+                .into_response())
         }
         Err(r) => Err(r.into()),
     }

@@ -79,12 +79,7 @@ fn role_form(p: &OrgPage, m: &Member, roles: &[Role]) -> Markup {
     }
 }
 
-fn members_view(
-    p: &OrgPage,
-    d: &Data,
-    new: &[(String, String)],
-    err: Option<&FormErr>,
-) -> Markup {
+fn members_view(p: &OrgPage, d: &Data, new: &[(String, String)], err: Option<&FormErr>) -> Markup {
     let me = p.viewer.user_id;
     let owner = p.role() == roles::OWNER;
     let pending: Vec<&Invitation> = d
@@ -228,9 +223,11 @@ async fn members_change(
         Err(r) if answerable(&r) => {
             let d = load(p).await?;
             let err = form_err(which, fields, &r);
-            Ok(Err(
-                (r.status, members_view(p, &d, &form.fields, Some(&err))).into_response()
-            ))
+            Ok(Err((
+                r.status,
+                members_view(p, &d, &form.fields, Some(&err)),
+            )
+                .into_response()))
         }
         Err(r) => Err(r.into()),
     }
@@ -253,7 +250,17 @@ async fn change_role(
     let uid: UserId = id(&raw)?;
     let body = json!({ "role": form.get("role") });
     Ok(
-        match members_change(&p, &form, Method::PATCH, &format!("/members/{uid}"), Some(body), "members", &[]).await? {
+        match members_change(
+            &p,
+            &form,
+            Method::PATCH,
+            &format!("/members/{uid}"),
+            Some(body),
+            "members",
+            &[],
+        )
+        .await?
+        {
             Ok(_) => Redirect::to(&p.href("/members")).into_response(),
             Err(page) => page,
         },
@@ -267,7 +274,17 @@ async fn remove(
 ) -> Result<Response, Fail> {
     let uid: UserId = id(&raw)?;
     Ok(
-        match members_change(&p, &form, Method::DELETE, &format!("/members/{uid}"), None, "members", &[]).await? {
+        match members_change(
+            &p,
+            &form,
+            Method::DELETE,
+            &format!("/members/{uid}"),
+            None,
+            "members",
+            &[],
+        )
+        .await?
+        {
             Ok(_) if uid == form.viewer.user_id => Redirect::to("/").into_response(),
             Ok(_) => Redirect::to(&p.href("/members")).into_response(),
             Err(page) => page,
@@ -278,7 +295,17 @@ async fn remove(
 async fn transfer(p: OrgPage, form: Form) -> Result<Response, Fail> {
     let body = json!({ "user_id": form.get("user_id") });
     Ok(
-        match members_change(&p, &form, Method::POST, "/transfer-ownership", Some(body), "transfer", &[]).await? {
+        match members_change(
+            &p,
+            &form,
+            Method::POST,
+            "/transfer-ownership",
+            Some(body),
+            "transfer",
+            &[],
+        )
+        .await?
+        {
             Ok(_) => Redirect::to(&p.href("/members")).into_response(),
             Err(page) => page,
         },
@@ -288,7 +315,17 @@ async fn transfer(p: OrgPage, form: Form) -> Result<Response, Fail> {
 async fn invite(p: OrgPage, form: Form) -> Result<Response, Fail> {
     let body = json!({ "email": form.get("email"), "role": form.get("role") });
     Ok(
-        match members_change(&p, &form, Method::POST, "/invitations", Some(body), "invite", &["email", "role"]).await? {
+        match members_change(
+            &p,
+            &form,
+            Method::POST,
+            "/invitations",
+            Some(body),
+            "invite",
+            &["email", "role"],
+        )
+        .await?
+        {
             Ok(_) => Redirect::to(&p.href("/members")).into_response(),
             Err(page) => page,
         },
@@ -350,8 +387,17 @@ fn perm_boxes(held: PermissionSet, err: Option<String>) -> Markup {
     }
 }
 
-fn roles_view(p: &OrgPage, roles: &[Role], new: &[(String, String)], err: Option<&FormErr>) -> Markup {
-    let v = |k: &str| new.iter().find(|(n, _)| n == k).map_or("", |(_, v)| v.as_str());
+fn roles_view(
+    p: &OrgPage,
+    roles: &[Role],
+    new: &[(String, String)],
+    err: Option<&FormErr>,
+) -> Markup {
+    let v = |k: &str| {
+        new.iter()
+            .find(|(n, _)| n == k)
+            .map_or("", |(_, v)| v.as_str())
+    };
     page(
         p,
         "Roles",

@@ -183,3 +183,140 @@ impl Drop for Server {
         self.task.abort();
     }
 }
+
+/// Globex's resources (made by Bob) whose ids Alice will put in Acme's console URLs, and
+/// the texts that must never appear on her pages.
+pub struct Globex {
+    pub ticket: String,
+    pub project: String,
+    pub note: String,
+    pub file: String,
+    pub member: String,
+    pub invitation: String,
+    pub key: String,
+    pub export: String,
+    pub role: String,
+    pub comment: String,
+    pub secrets: Vec<String>,
+}
+
+pub async fn globex_ids(s: &Server, demo: &orgwall_testkit::Demo) -> Globex {
+    use orgwall_store::repo::{
+        api_keys, comments, exports, invitations, notes, projects, roles, tickets,
+    };
+    let db = &s.db;
+    let scope = demo.bob_in_globex(db).await;
+    let store = orgwall_store::files::LocalFiles::new(orgwall_http::files::scratch_root());
+    let file = orgwall_testkit::store_file(
+        db,
+        &scope,
+        &store,
+        "globex-canary-file.txt",
+        b"globex canary bytes",
+    )
+    .await;
+    let mut tx = db.write(&scope).await.unwrap();
+    let project = projects::create(&mut tx, "GLXCAN", "Globex canary project", "globex canary")
+        .await
+        .unwrap();
+    let ticket = tickets::create(
+        &mut tx,
+        tickets::NewTicket {
+            project_id: project.id,
+            title: "Globex canary ticket",
+            body: "globex canary body",
+            assignee_id: None,
+        },
+    )
+    .await
+    .unwrap();
+    let comment = comments::add(&mut tx, ticket.id, "Globex canary comment")
+        .await
+        .unwrap();
+    let note = notes::create(&mut tx, "Globex canary note", "globex canary")
+        .await
+        .unwrap();
+    let email = orgwall_core::Email::parse("canary-invitee@globex.test").unwrap();
+    let (invitation, _) = invitations::create(&mut tx, &email, "member", |t| {
+        format!("/invitations/accept?token={t}")
+    })
+    .await
+    .unwrap();
+    let (key, _) = api_keys::create(&mut tx, "Globex canary key", "member", None)
+        .await
+        .unwrap();
+    let export = exports::create(&mut tx).await.unwrap();
+    let role = roles::create(
+        &mut tx,
+        "glxcanary",
+        "Globex canary role",
+        orgwall_core::PermissionSet::default(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    Globex {
+        ticket: ticket.id.to_string(),
+        project: project.id.to_string(),
+        note: note.id.to_string(),
+        file: file.to_string(),
+        member: demo.bob.to_string(),
+        invitation: invitation.id.to_string(),
+        key: key.id.to_string(),
+        export: export.id.to_string(),
+        role: role.id.to_string(),
+        comment: comment.id.to_string(),
+        secrets: vec![
+            "Globex".into(),
+            "globex canary".into(),
+            "bob@globex.test".into(),
+            "Bob".into(),
+            "canary-invitee".into(),
+        ],
+    }
+}
+
+/// Every console page URL of `org` that takes an id, filled with Globex's ids.
+pub fn foreign_urls(org: &str, g: &Globex) -> Vec<String> {
+    [
+        format!("/tickets/{}", g.ticket),
+        format!("/projects/{}", g.project),
+        format!("/notes/{}", g.note),
+        format!("/files/{}/download", g.file),
+        format!("/members/{}", g.member),
+        format!("/invitations/{}", g.invitation),
+        format!("/api-keys/{}", g.key),
+        format!("/exports/{}", g.export),
+        format!("/exports/{}/download", g.export),
+        format!("/roles/{}", g.role),
+    ]
+    .into_iter()
+    .map(|p| format!("/o/{org}{p}"))
+    .collect()
+}
+
+/// Every console form action of `org` that takes an id, filled with Globex's ids.
+pub fn foreign_actions(org: &str, g: &Globex) -> Vec<String> {
+    [
+        format!("/tickets/{}", g.ticket),
+        format!("/tickets/{}/status", g.ticket),
+        format!("/tickets/{}/assign", g.ticket),
+        format!("/tickets/{}/comments", g.ticket),
+        format!("/tickets/{}/comments/{}/delete", g.ticket, g.comment),
+        format!("/tickets/{}/delete", g.ticket),
+        format!("/projects/{}", g.project),
+        format!("/projects/{}/delete", g.project),
+        format!("/notes/{}", g.note),
+        format!("/notes/{}/delete", g.note),
+        format!("/files/{}/delete", g.file),
+        format!("/members/{}/role", g.member),
+        format!("/members/{}/remove", g.member),
+        format!("/invitations/{}/revoke", g.invitation),
+        format!("/api-keys/{}/revoke", g.key),
+        format!("/roles/{}", g.role),
+        format!("/roles/{}/delete", g.role),
+    ]
+    .into_iter()
+    .map(|p| format!("/o/{org}{p}"))
+    .collect()
+}
