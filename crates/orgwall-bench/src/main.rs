@@ -460,11 +460,14 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
 }
 
 async fn restore_rls(url: &str, app_role: &str) -> Result<()> {
-    let db = orgwall_store::Db::open(&orgwall_store::DbConfig::Postgres {
-        url: url.to_owned(),
-        app_role: app_role.to_owned(),
-        pool_size: 1,
-    })
+    let db = orgwall_store::Db::open(
+        &orgwall_store::DbConfig::Postgres {
+            url: url.to_owned(),
+            app_role: app_role.to_owned(),
+            pool_size: 1,
+        },
+        orgwall_store::catalog(),
+    )
     .await?;
     db.migrate().await?;
     Ok(())

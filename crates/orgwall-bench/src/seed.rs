@@ -234,11 +234,14 @@ pub async fn pg_drop(admin_url: &str, name: &str) -> Result<()> {
 /// Migrates the database at `url` and loads the data set into it.
 pub async fn postgres(url: &str, app_role: &str, spec: &Spec) -> Result<Seeded> {
     let started = Instant::now();
-    let db = Db::open(&DbConfig::Postgres {
-        url: url.to_owned(),
-        app_role: app_role.to_owned(),
-        pool_size: 1,
-    })
+    let db = Db::open(
+        &DbConfig::Postgres {
+            url: url.to_owned(),
+            app_role: app_role.to_owned(),
+            pool_size: 1,
+        },
+        orgwall_store::catalog(),
+    )
     .await?;
     db.migrate().await?;
     drop(db);
@@ -450,10 +453,13 @@ pub async fn postgres(url: &str, app_role: &str, spec: &Spec) -> Result<Seeded> 
 /// Migrates the SQLite file at `path` and loads the data set into it.
 pub async fn sqlite(path: &Path, spec: &Spec) -> Result<Seeded> {
     let started = Instant::now();
-    let db = Db::open(&DbConfig::Sqlite {
-        path: path.to_owned(),
-        pool_size: 1,
-    })
+    let db = Db::open(
+        &DbConfig::Sqlite {
+            path: path.to_owned(),
+            pool_size: 1,
+        },
+        orgwall_store::catalog(),
+    )
     .await?;
     db.migrate().await?;
     drop(db);

@@ -68,6 +68,8 @@ async fn exec_in(t: &TestDb, user: UserId, org: OrgId, sql: &str, p: &[orgwall_s
         .await
         .unwrap();
     let mut tx = t.db.write(&scope).await.unwrap();
+    // Raw SQL that changes access data says so, as the repositories do.
+    tx.access_changed();
     tx.execute(sql, p).await.unwrap();
     tx.commit().await.unwrap();
 }

@@ -14,7 +14,8 @@ use std::time::Duration;
 #[derive(Parser, Debug, Clone)]
 #[command(name = "orgwall-probe", version)]
 pub struct Args {
-    /// OpenAPI 3.x document (JSON): a URL or a file. Default: <base-url>/v1/openapi.json.
+    /// OpenAPI 3.x document (JSON or YAML): a URL or a file. Default:
+    /// `<base-url>/v1/openapi.json`.
     #[arg(long, env = "PROBE_SPEC")]
     pub spec: Option<String>,
     /// Base URL of the API.
@@ -32,6 +33,15 @@ pub struct Args {
     /// B's tenant.
     #[arg(long = "b-org")]
     pub b_org: Option<String>,
+    /// The tenant path parameter's name (e.g. `workspace`), when the probe does not infer
+    /// it: a parameter named like a tenant, else the one that prefixes every collection.
+    #[arg(long, value_name = "NAME")]
+    pub tenant_param: Option<String>,
+    /// The tenant header's name (e.g. `X-Account-Id`), when the probe does not infer it
+    /// from a header named like a tenant. Sent on every operation with no tenant path
+    /// parameter.
+    #[arg(long, value_name = "NAME")]
+    pub tenant_header: Option<String>,
     /// Create resources as B to plant canaries (writes to B's tenant).
     #[arg(long)]
     pub write: bool,
@@ -110,6 +120,8 @@ pub fn config(a: &Args) -> Result<Config, String> {
         timeout: Duration::from_secs(a.timeout.max(1)),
         ids_per_kind: 2,
         progress: !a.quiet,
+        tenant_param: a.tenant_param.clone(),
+        tenant_header: a.tenant_header.clone(),
     })
 }
 

@@ -17,6 +17,52 @@ pub struct Principal {
     pub org: Option<String>,
 }
 
+/// A request body.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    /// Sent as `application/json`.
+    Json(&'a Value),
+    /// Sent as `multipart/form-data`: each field of the object is a part; the fields
+    /// named in the list are files (a small text file whose name and content carry the
+    /// field's value, a canary).
+    Multipart(&'a Value, &'a [String]),
+}
+
+/// The multipart form for an object: arrays give one part per element, `null`s none.
+pub fn form(fields: &Value, files: &[String]) -> reqwest::multipart::Form {
+    let mut f = reqwest::multipart::Form::new();
+    let Some(m) = fields.as_object() else {
+        return f;
+    };
+    for (k, v) in m {
+        let items: Vec<&Value> = match v {
+            Value::Array(a) => a.iter().collect(),
+            v => vec![v],
+        };
+        for x in items {
+            let text = match x {
+                Value::Null => continue,
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if files.contains(k) {
+                let part = reqwest::multipart::Part::bytes(
+                    format!("orgwall-probe upload {text}\n").into_bytes(),
+                )
+                .file_name(format!("{text}.txt"));
+                let part = match part.mime_str("text/plain") {
+                    Ok(p) => p,
+                    Err(_) => continue,
+                };
+                f = f.part(k.clone(), part);
+            } else {
+                f = f.text(k.clone(), text);
+            }
+        }
+    }
+    f
+}
+
 /// A response.
 #[derive(Debug, Clone)]
 pub struct Reply {
@@ -98,7 +144,7 @@ impl Client {
         method: &str,
         path: &str,
         extra_headers: &[(String, String)],
-        body: Option<&Value>,
+        body: Option<Payload<'_>>,
     ) -> Result<Reply, SendError> {
         let n = self.sent.fetch_add(1, Ordering::Relaxed);
         if n >= self.max_requests {
@@ -121,11 +167,20 @@ impl Client {
         let m = Method::from_bytes(method.as_bytes())
             .map_err(|e| SendError::Transport(e.to_string()))?;
         let mut rb = self.http.request(m, format!("{}{}", self.base, path));
-        for (k, v) in who.headers.iter().chain(extra_headers) {
+        // An operation's own headers (the tenant header) replace the principal's.
+        let overridden = |k: &str| extra_headers.iter().any(|(e, _)| e.eq_ignore_ascii_case(k));
+        for (k, v) in who
+            .headers
+            .iter()
+            .filter(|(k, _)| !overridden(k))
+            .chain(extra_headers)
+        {
             rb = rb.header(k.as_str(), v.as_str());
         }
-        if let Some(b) = body {
-            rb = rb.json(b);
+        match body {
+            Some(Payload::Json(b)) => rb = rb.json(b),
+            Some(Payload::Multipart(b, files)) => rb = rb.multipart(form(b, files)),
+            None => {}
         }
         let r = rb
             .send()

@@ -1,23 +1,29 @@
 //! # orgwall-probe: prove that no endpoint leaks across tenants
 //!
-//! Given an OpenAPI 3.x document, a base URL and two principals (A and B, each a set of
-//! headers plus the value of the tenant path parameter), the probe:
+//! Given an OpenAPI 3.x document (JSON or YAML), a base URL and two principals (A and B,
+//! each a set of headers plus the value of the tenant path parameter or header), the
+//! probe:
 //!
 //! 1. **discovers** as A and as B: walks every collection read (following `next_cursor`
 //!    pagination) and, with `write`, creates resources as B with unique canary strings in
-//!    its text fields, collecting each principal's ids by resource kind;
+//!    its text fields and uploaded files (JSON and `multipart/form-data` bodies are
+//!    synthesized from the document), collecting each principal's ids by resource kind;
 //! 2. **attacks** as A, operation by operation: B's ids in every id position (path,
 //!    query, body references), B's tenant in the path, the tenant header and the body,
 //!    tenant-ish fields added to A's writes (mass assignment), and every operation without
-//!    credentials;
+//!    credentials; where B's id is refused, an id of the same shape that exists nowhere
+//!    too (a different answer is an existence oracle);
 //! 3. **judges**: a detail, nested or write route must deny (401/403/404 by default), a
 //!    response to A must never contain one of B's ids (that A cannot see itself) or
-//!    canaries, a write referencing B's ids must be refused, and B's data must be
-//!    unchanged afterwards (re-read as B).
+//!    canaries, a write referencing B's ids must be refused, B's id must be refused just as
+//!    an id that exists nowhere is, and B's data must be unchanged afterwards (re-read as B).
 //!
-//! It works against any HTTP API; orgwall's hints (`x-org` on the tenant parameter,
-//! `x-org-scoped-id` on id parameters, `x-permission`) make it more precise but are not
-//! required. The result is a [`Report`] (human table, JSON, JUnit XML).
+//! It works against any HTTP API: the tenant parameter and header are given
+//! ([`Config::tenant_param`], [`Config::tenant_header`]) or inferred ([`spec::Tenancy`]),
+//! ids are recognized in any case style (`{documentId}`, `{doc_id}`, `{uuid}`). orgwall's
+//! hints (`x-org` on the tenant parameter, `x-org-scoped-id` on id parameters,
+//! `x-permission`) make it more precise but are not required. The result is a [`Report`]
+//! (human table, JSON, JUnit XML).
 #![forbid(unsafe_code)]
 
 pub mod cli;
@@ -25,9 +31,9 @@ pub mod client;
 pub mod report;
 pub mod spec;
 
-use client::{Client, Principal, Reply, SendError};
+use client::{Client, Payload, Principal, Reply, SendError};
 use serde_json::{json, Map, Value};
-use spec::{Location, Operation};
+use spec::{Location, Media, Operation};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -60,6 +66,10 @@ pub struct Config {
     pub ids_per_kind: usize,
     /// Progress lines on stderr.
     pub progress: bool,
+    /// The tenant path parameter's name, when the probe should not infer it.
+    pub tenant_param: Option<String>,
+    /// The tenant header's name, when the probe should not infer it.
+    pub tenant_header: Option<String>,
 }
 
 impl Default for Config {
@@ -83,6 +93,8 @@ impl Default for Config {
             timeout: Duration::from_secs(10),
             ids_per_kind: 2,
             progress: false,
+            tenant_param: None,
+            tenant_header: None,
         }
     }
 }
@@ -97,9 +109,13 @@ impl std::fmt::Display for RunError {
     }
 }
 
-/// Loads the document from a URL or a file.
-pub async fn load_spec(source: &str, timeout: Duration) -> Result<Vec<Operation>, RunError> {
-    let text = if source.starts_with("http://") || source.starts_with("https://") {
+/// Loads the document (JSON or YAML) from a URL or a file.
+pub async fn load_spec(
+    source: &str,
+    timeout: Duration,
+    tenancy: &spec::Tenancy,
+) -> Result<Vec<Operation>, RunError> {
+    let (text, format) = if source.starts_with("http://") || source.starts_with("https://") {
         let c = reqwest::Client::builder()
             .timeout(timeout)
             .build()
@@ -114,14 +130,23 @@ pub async fn load_spec(source: &str, timeout: Duration) -> Result<Vec<Operation>
                 r.status()
             )));
         }
-        r.text()
+        let ct = r
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let text = r
+            .text()
             .await
-            .map_err(|e| RunError(format!("cannot read the OpenAPI document: {e}")))?
+            .map_err(|e| RunError(format!("cannot read the OpenAPI document: {e}")))?;
+        (text, spec::Format::guess(source, ct.as_deref()))
     } else {
-        std::fs::read_to_string(source)
-            .map_err(|e| RunError(format!("cannot read the OpenAPI document {source}: {e}")))?
+        let text = std::fs::read_to_string(source)
+            .map_err(|e| RunError(format!("cannot read the OpenAPI document {source}: {e}")))?;
+        (text, spec::Format::guess(source, None))
     };
-    spec::parse(&text).map_err(|e| RunError(format!("invalid OpenAPI document {source}: {e}")))
+    spec::parse_with(&text, format, tenancy)
+        .map_err(|e| RunError(format!("invalid OpenAPI document {source}: {e}")))
 }
 
 /// What one principal can see.
@@ -140,8 +165,19 @@ impl Seen {
         self.ids.values().flatten().collect()
     }
 
+    /// The ids of a kind, or of a kind it abbreviates or that abbreviates it (`doc` and
+    /// `document`).
+    fn of_kind(&self, kind: &str) -> Option<&BTreeSet<String>> {
+        self.ids.get(kind).or_else(|| {
+            self.ids
+                .iter()
+                .find(|(k, _)| spec::same_kind(kind, k))
+                .map(|(_, v)| v)
+        })
+    }
+
     fn first(&self, kind: &str) -> Option<&String> {
-        self.ids.get(kind).and_then(|s| s.iter().next())
+        self.of_kind(kind).and_then(|s| s.iter().next())
     }
 
     fn add(&mut self, kind: &str, id: &str) {
@@ -170,16 +206,36 @@ fn path_kind(path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The kind an id field names, in any case style: `id`, `uuid`, `ID` -> the enclosing
+/// kind; `project_id`, `projectId`, `ProjectID`, `project-uuid` -> `project`.
+fn id_field_kind(key: &str, kind: &str) -> Option<String> {
+    let (stem, had) = spec::id_stem(key, spec::FIELD_ID_WORDS);
+    match (had, stem.is_empty()) {
+        (false, _) => None,
+        (true, true) => Some(kind.to_owned()),
+        (true, false) => Some(stem),
+    }
+}
+
+/// Keys that wrap the payload without naming a kind.
+fn is_wrapper(key: &str) -> bool {
+    matches!(
+        key,
+        "items" | "data" | "results" | "result" | "records" | "page" | "payload"
+    )
+}
+
 fn collect(v: &Value, kind: &str, seen: &mut Seen) {
     match v {
         Value::Object(m) => {
             for (k, x) in m {
-                match (k.as_str(), x) {
-                    ("id", Value::String(s)) => seen.add(kind, s),
-                    (k, Value::String(s)) if k.ends_with("_id") => {
-                        seen.add(&spec::singular(k.trim_end_matches("_id")), s)
+                match x {
+                    Value::String(s) => {
+                        if let Some(k) = id_field_kind(k, kind) {
+                            seen.add(&k, s);
+                        }
                     }
-                    (k, Value::Object(_)) if k != "items" => collect(x, &spec::singular(k), seen),
+                    Value::Object(_) if !is_wrapper(k) => collect(x, &spec::singular(k), seen),
                     _ => collect(x, kind, seen),
                 }
             }
@@ -221,11 +277,13 @@ fn canary() -> String {
     format!("probecanary{:016x}", rand::random::<u64>())
 }
 
-/// A plausible value for a body field.
+/// A plausible value for a body field. `tenant` names fields that name the tenant beyond
+/// those named like one (`--tenant-param`, `--tenant-header`); they are left out.
 fn synth(
     name: &str,
     schema: &Value,
     own: &Seen,
+    tenant: &[String],
     canaries: &mut BTreeSet<String>,
     depth: usize,
 ) -> Option<Value> {
@@ -244,12 +302,23 @@ fn synth(
     {
         return Some(e.clone());
     }
-    let lname = name.to_ascii_lowercase();
+    let mut planted = || {
+        let c = canary();
+        canaries.insert(c.clone());
+        c
+    };
+    // File content (a multipart file part, or base64 in JSON): a canary.
+    if spec::is_binary(schema) {
+        return Some(json!(planted()));
+    }
+    if types.contains(&"array") && schema.get("items").is_some_and(spec::is_binary) {
+        return Some(json!([planted()]));
+    }
     if types.contains(&"object") || schema.get("properties").is_some() {
         let props = schema.get("properties").and_then(Value::as_object)?;
         let mut m = Map::new();
         for (k, s) in props {
-            if let Some(v) = synth(k, s, own, canaries, depth + 1) {
+            if let Some(v) = synth(k, s, own, tenant, canaries, depth + 1) {
                 m.insert(k.clone(), v);
             }
         }
@@ -265,11 +334,16 @@ fn synth(
         return Some(json!(false));
     }
     // Strings (or untyped).
-    if let Some(stem) = lname.strip_suffix("_id") {
-        return own.first(&spec::singular(stem)).map(|id| json!(id));
+    if is_org_field(name, tenant) {
+        return None;
     }
+    let (stem, is_id) = spec::id_stem(name, spec::FIELD_ID_WORDS);
+    if is_id && !stem.is_empty() {
+        return own.first(&stem).map(|id| json!(id));
+    }
+    let snake = spec::words(name).join("_");
     let r = rand::random::<u32>();
-    let v = match lname.as_str() {
+    let v = match snake.as_str() {
         "email" => format!("probe{r}@example.test"),
         "key" => format!("P{}", r % 1_000_000),
         "slug" => format!("probe-{r}"),
@@ -278,28 +352,15 @@ fn synth(
         "token" => format!("probe-token-{r}"),
         "status" | "cursor" => return None,
         n if n.ends_with("_at") => "2099-01-01T00:00:00Z".into(),
-        n if is_org_field(n) => return None,
-        _ => {
-            let c = canary();
-            canaries.insert(c.clone());
-            c
-        }
+        _ => planted(),
     };
     Some(json!(v))
 }
 
-fn is_org_field(name: &str) -> bool {
-    matches!(
-        name.to_ascii_lowercase().as_str(),
-        "org"
-            | "org_id"
-            | "organization"
-            | "organization_id"
-            | "tenant"
-            | "tenant_id"
-            | "workspace_id"
-            | "account_id"
-    )
+/// Whether a body field names the tenant: named like one (`org_id`, `workspaceId`,
+/// `account`), or named as the tenant parameter or header given.
+fn is_org_field(name: &str, tenant: &[String]) -> bool {
+    spec::is_tenant_name(name) || tenant.iter().any(|t| t.eq_ignore_ascii_case(name))
 }
 
 /// Fields a mass-assignment attempt adds to a write.
@@ -309,6 +370,11 @@ const MASS_FIELDS: &[&str] = &[
     "organization_id",
     "owner_id",
     "created_by",
+    "orgId",
+    "tenantId",
+    "workspaceId",
+    "accountId",
+    "ownerId",
 ];
 
 struct Probe<'c> {
@@ -319,6 +385,8 @@ struct Probe<'c> {
     transport_errors: usize,
     /// Canaries A planted in its own writes (they must never show up in B's data).
     a_canaries: BTreeSet<String>,
+    /// The tenant parameter and header names given (body fields so named are the tenant).
+    tenant_names: Vec<String>,
 }
 
 impl Probe<'_> {
@@ -334,12 +402,16 @@ impl Probe<'_> {
         headers: &[(String, String)],
         body: Option<&Value>,
     ) -> Option<Reply> {
-        let method = self
+        let (method, media, files) = self
             .ops
             .get(op_index)
-            .map(|o| o.method.clone())
+            .map(|o| (o.method.clone(), o.media, o.files.clone()))
             .unwrap_or_default();
-        match self.client.send(who, &method, path, headers, body).await {
+        let payload = body.map(|b| match media {
+            Media::Json => Payload::Json(b),
+            Media::Multipart => Payload::Multipart(b, &files),
+        });
+        match self.client.send(who, &method, path, headers, payload).await {
             Ok(r) => Some(r),
             Err(SendError::Budget) => {
                 self.report.budget_exhausted = true;
@@ -360,7 +432,11 @@ impl Probe<'_> {
         let mut v = BTreeMap::new();
         for p in op.params.iter().filter(|p| p.location == Location::Path) {
             if p.is_org {
-                if let Some(o) = self.org_of(who) {
+                // The tenant given, else one this principal discovered (`GET /workspaces`).
+                let o = self
+                    .org_of(who)
+                    .or_else(|| p.kind.as_deref().and_then(|k| seen.first(k)).cloned());
+                if let Some(o) = o {
                     v.insert(p.name.clone(), o);
                 }
             } else if let Some(id) = p.kind.as_deref().and_then(|k| seen.first(k)) {
@@ -438,6 +514,7 @@ impl Probe<'_> {
                         }
                         match j
                             .get("next_cursor")
+                            .or_else(|| j.get("nextCursor"))
                             .or_else(|| j.get("next"))
                             .and_then(Value::as_str)
                         {
@@ -459,7 +536,7 @@ impl Probe<'_> {
                     let body = op
                         .body
                         .as_ref()
-                        .and_then(|s| synth("", s, &seen, &mut canaries, 0));
+                        .and_then(|s| synth("", s, &seen, &self.tenant_names, &mut canaries, 0));
                     let headers = self.org_headers(&op, who);
                     if let Some(r) = self.send(i, who, &path, &headers, body.as_ref()).await {
                         if r.ok() {
@@ -519,7 +596,7 @@ impl Probe<'_> {
         }
     }
 
-    /// One attack request: expects a denial when `must_deny`.
+    /// One attack request: expects a denial when `must_deny`. Returns the answer.
     #[allow(clippy::too_many_arguments)]
     async fn attempt(
         &mut self,
@@ -530,11 +607,9 @@ impl Probe<'_> {
         body: Option<&Value>,
         must_deny: bool,
         secrets: &[String],
-    ) {
+    ) -> Option<Reply> {
         let a = self.cfg.a.clone();
-        let Some(r) = self.send(i, &a, path, headers, body).await else {
-            return;
-        };
+        let r = self.send(i, &a, path, headers, body).await?;
         let denied = self.cfg.deny.contains(&r.status);
         self.count(i, denied);
         let sent = format!(
@@ -560,6 +635,65 @@ impl Probe<'_> {
                 path,
             );
         }
+        Some(r)
+    }
+
+    /// After A was denied B's id `bid` in `{name}` (answer `to_b`), A asks for an id of
+    /// the same shape that exists nowhere: a different answer (status, problem code or
+    /// body shape) tells A that B's id exists. A second nowhere-id must be answered like
+    /// the first, so an answer that varies anyway is not taken for an oracle.
+    #[allow(clippy::too_many_arguments)]
+    async fn existence_oracle(
+        &mut self,
+        i: usize,
+        template: &str,
+        values: &BTreeMap<String, String>,
+        name: &str,
+        bid: &str,
+        to_b: &Reply,
+        headers: &[(String, String)],
+        body: Option<&Value>,
+    ) {
+        let a = self.cfg.a.clone();
+        let mut ghosts = Vec::new();
+        for _ in 0..2 {
+            let ghost = nowhere_like(bid);
+            let mut v = values.clone();
+            v.insert(name.to_owned(), ghost);
+            let Some(path) = fill(template, &v) else {
+                return;
+            };
+            let Some(r) = self.send(i, &a, &path, headers, body).await else {
+                return;
+            };
+            self.count(i, self.cfg.deny.contains(&r.status));
+            if !oracle_comparable(&r) {
+                return;
+            }
+            match ghosts.first() {
+                None => {
+                    if difference(to_b, &r).is_none() {
+                        return; // B's id is answered like an id that exists nowhere
+                    }
+                }
+                Some(first) => {
+                    if difference(first, &r).is_some() {
+                        return; // the answers to ids that exist nowhere vary
+                    }
+                }
+            }
+            ghosts.push(r);
+        }
+        let (Some(ghost), Some(b_path)) = (ghosts.first(), fill(template, values)) else {
+            return;
+        };
+        let what = difference(to_b, ghost).unwrap_or_default();
+        self.finding(
+            i,
+            FindingKind::ExistenceOracle,
+            format!("B's id in {{{name}}}: {what}; A learns that the id exists in another tenant"),
+            &b_path,
+        );
     }
 
     async fn attack(&mut self, a_seen: &Seen, b_seen: &Seen) {
@@ -582,8 +716,7 @@ impl Probe<'_> {
         }
         let b_only = |kind: &str| -> Vec<String> {
             b_seen
-                .ids
-                .get(kind)
+                .of_kind(kind)
                 .map(|s| {
                     s.iter()
                         .filter(|id| !a_ids.contains(id))
@@ -667,7 +800,7 @@ impl Probe<'_> {
                 let body = op
                     .body
                     .as_ref()
-                    .and_then(|s| synth("", s, &Seen::default(), &mut c, 0));
+                    .and_then(|s| synth("", s, &Seen::default(), &self.tenant_names, &mut c, 0));
                 let anon = Principal::default();
                 if let Some(r) = self.send(i, &anon, &path, &[], body.as_ref()).await {
                     self.count(i, false);
@@ -681,10 +814,18 @@ impl Probe<'_> {
             let own_body = op
                 .body
                 .as_ref()
-                .and_then(|s| synth("", s, a_seen, &mut c, 0));
+                .and_then(|s| synth("", s, a_seen, &self.tenant_names, &mut c, 0));
             self.a_canaries.extend(c);
             // B's tenant in the path.
-            if let (Some(p), Some(bo)) = (op.org_path_param(), b_org.clone()) {
+            let b_tenant = op.org_path_param().and_then(|p| {
+                b_org.clone().or_else(|| {
+                    p.kind
+                        .as_deref()
+                        .map(&b_only)
+                        .and_then(|x| x.into_iter().next())
+                })
+            });
+            if let (Some(p), Some(bo)) = (op.org_path_param(), b_tenant) {
                 let mut v = own.clone();
                 v.insert(p.name.clone(), bo);
                 for ip in op.id_params() {
@@ -717,6 +858,8 @@ impl Probe<'_> {
                         v.entry(ip.name.clone()).or_insert_with(placeholder_id);
                     }
                     if let Some(path) = fill(&op.path, &v) {
+                        // A header the document does not declare for this operation may be
+                        // ignored by it: then only B's data in the answer is a leak.
                         let headers = vec![(h.name.clone(), bo)];
                         self.attempt(
                             i,
@@ -724,7 +867,7 @@ impl Probe<'_> {
                             &path,
                             &headers,
                             own_body.as_ref(),
-                            true,
+                            h.declared,
                             &secrets,
                         )
                         .await;
@@ -740,6 +883,7 @@ impl Probe<'_> {
                     .map(&b_only)
                     .filter(|v| !v.is_empty())
                     .unwrap_or_else(|| any_b.clone());
+                let mut oracle_checked = false;
                 for bid in candidates {
                     let mut v = own.clone();
                     for other in &id_params {
@@ -747,9 +891,12 @@ impl Probe<'_> {
                             v.entry(other.name.clone()).or_insert_with(placeholder_id);
                         }
                     }
-                    v.insert(p.name.clone(), bid);
-                    if let Some(path) = fill(&op.path, &v) {
-                        self.attempt(
+                    v.insert(p.name.clone(), bid.clone());
+                    let Some(path) = fill(&op.path, &v) else {
+                        continue;
+                    };
+                    let r = self
+                        .attempt(
                             i,
                             &format!("B's id in {{{}}}", p.name),
                             &path,
@@ -757,6 +904,21 @@ impl Probe<'_> {
                             own_body.as_ref(),
                             true,
                             &secrets,
+                        )
+                        .await;
+                    if let Some(r) =
+                        r.filter(|r| !oracle_checked && !r.ok() && oracle_comparable(r))
+                    {
+                        oracle_checked = true;
+                        self.existence_oracle(
+                            i,
+                            &op.path,
+                            &v,
+                            &p.name,
+                            &bid,
+                            &r,
+                            &own_headers,
+                            own_body.as_ref(),
                         )
                         .await;
                     }
@@ -836,11 +998,12 @@ impl Probe<'_> {
                         .and_then(Value::as_object)
                         .map(|m| m.keys().cloned().collect())
                         .unwrap_or_default();
-                    for f in &props {
-                        let target = if is_org_field(f) {
+                    for f in props.iter().filter(|f| !op.files.contains(f)) {
+                        let (stem, is_id) = spec::id_stem(f, spec::FIELD_ID_WORDS);
+                        let target = if is_org_field(f, &self.tenant_names) {
                             b_org.clone().into_iter().collect::<Vec<_>>()
-                        } else if let Some(stem) = f.strip_suffix("_id") {
-                            let v = b_only(&spec::singular(stem));
+                        } else if is_id && !stem.is_empty() {
+                            let v = b_only(&stem);
                             if v.is_empty() {
                                 any_b.clone()
                             } else {
@@ -865,6 +1028,8 @@ impl Probe<'_> {
                         }
                     }
                     if let Some(bo) = b_org.clone() {
+                        let mut accepted = Vec::new();
+                        let mut status = 0;
                         for f in MASS_FIELDS
                             .iter()
                             .filter(|f| !props.iter().any(|p| p == *f))
@@ -878,9 +1043,21 @@ impl Probe<'_> {
                             {
                                 self.count(i, !r.ok());
                                 if r.ok() {
-                                    self.finding(i, FindingKind::Warning, format!("mass assignment: unknown field {f} accepted ({}); checking B's data", r.status), &base);
+                                    accepted.push(*f);
+                                    status = r.status;
                                 }
                             }
+                        }
+                        if !accepted.is_empty() {
+                            self.finding(
+                                i,
+                                FindingKind::Warning,
+                                format!(
+                                    "mass assignment: unknown field(s) {} accepted ({status}); checking B's data",
+                                    accepted.join(", ")
+                                ),
+                                &base,
+                            );
                         }
                     }
                 }
@@ -895,6 +1072,184 @@ impl Probe<'_> {
     }
 }
 
+/// Whether an answer can be compared for an existence oracle: a refusal that is not about
+/// credentials, rate or the server's health.
+fn oracle_comparable(r: &Reply) -> bool {
+    (400..500).contains(&r.status) && !matches!(r.status, 401 | 408 | 429)
+}
+
+/// The fields of an error body that classify it (problem `code`, `type`, `title`...).
+fn error_class(v: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for k in [
+        "code",
+        "error",
+        "type",
+        "title",
+        "error_code",
+        "errorCode",
+        "reason",
+        "status",
+    ] {
+        match v.get(k) {
+            Some(Value::String(s)) => out.push(format!("{k}={s}")),
+            Some(Value::Number(n)) => out.push(format!("{k}={n}")),
+            Some(Value::Object(o)) => {
+                for (kk, x) in o {
+                    if matches!(kk.as_str(), "code" | "type" | "status") {
+                        out.push(format!("{k}.{kk}={x}"));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The shape of a JSON body: its key paths and value types, values left out.
+fn shape(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                shape(x, &format!("{prefix}/{k}"), out);
+            }
+        }
+        Value::Array(a) => {
+            for x in a {
+                shape(x, &format!("{prefix}[]"), out);
+            }
+            out.insert(format!("{prefix}:array"));
+        }
+        Value::Null => {
+            out.insert(format!("{prefix}:null"));
+        }
+        Value::Bool(_) => {
+            out.insert(format!("{prefix}:bool"));
+        }
+        Value::Number(_) => {
+            out.insert(format!("{prefix}:number"));
+        }
+        Value::String(_) => {
+            out.insert(format!("{prefix}:string"));
+        }
+    }
+}
+
+/// How two refusals differ, if they do: status, then error class, then body shape.
+/// Messages (which may quote the id) are not compared.
+fn difference(b: &Reply, ghost: &Reply) -> Option<String> {
+    if b.status != ghost.status {
+        return Some(format!(
+            "answered {}, an id that exists nowhere {}",
+            b.status, ghost.status
+        ));
+    }
+    let (Some(jb), Some(jg)) = (b.json(), ghost.json()) else {
+        return (b.json().is_some() != ghost.json().is_some()).then(|| {
+            format!(
+                "answered {} with a {} body, an id that exists nowhere with a {} body",
+                b.status,
+                if b.json().is_some() {
+                    "JSON"
+                } else {
+                    "non-JSON"
+                },
+                if ghost.json().is_some() {
+                    "JSON"
+                } else {
+                    "non-JSON"
+                }
+            )
+        });
+    };
+    let (cb, cg) = (error_class(&jb), error_class(&jg));
+    if cb != cg {
+        return Some(format!(
+            "answered {} [{}], an id that exists nowhere {} [{}]",
+            b.status,
+            cb.join(", "),
+            ghost.status,
+            cg.join(", ")
+        ));
+    }
+    let (mut sb, mut sg) = (BTreeSet::new(), BTreeSet::new());
+    shape(&jb, "", &mut sb);
+    shape(&jg, "", &mut sg);
+    (sb != sg).then(|| {
+        format!(
+            "answered {} with a body shaped differently from the answer to an id that exists nowhere ({})",
+            b.status,
+            sb.symmetric_difference(&sg)
+                .take(4)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    })
+}
+
+/// A fresh id shaped like `id` that exists nowhere: a UUID keeps its version and variant,
+/// a prefixed id its prefix (`doc_`, `acct-`) and first character, and every other
+/// character is replaced by a random one of its class (digit, hex, lower, upper).
+fn nowhere_like(id: &str) -> String {
+    let chars: Vec<char> = id.chars().collect();
+    let is_uuid = chars.len() == 36
+        && chars.iter().enumerate().all(|(i, c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                *c == '-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        });
+    let hexish = chars
+        .iter()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .all(char::is_ascii_hexdigit);
+    let prefix = if is_uuid {
+        0
+    } else {
+        match chars.iter().position(|c| *c == '_' || *c == '-') {
+            Some(at) if chars.iter().take(at).all(char::is_ascii_alphabetic) => at + 1,
+            _ => 0,
+        }
+    };
+    let pick = |set: &[u8]| -> char {
+        let n = set.len().max(1);
+        set.get(rand::random::<usize>() % n)
+            .map_or('0', |b| char::from(*b))
+    };
+    for _ in 0..8 {
+        let out: String = chars
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| {
+                let keep = i < prefix
+                    || !c.is_ascii_alphanumeric()
+                    || (is_uuid && (i == 14 || i == 19))
+                    || (!is_uuid && i == prefix);
+                if keep {
+                    c
+                } else if c.is_ascii_digit() {
+                    pick(b"0123456789")
+                } else if hexish && c.is_ascii_lowercase() {
+                    pick(b"0123456789abcdef")
+                } else if hexish {
+                    pick(b"0123456789ABCDEF")
+                } else if c.is_ascii_lowercase() {
+                    pick(b"abcdefghijklmnopqrstuvwxyz")
+                } else {
+                    pick(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+                }
+            })
+            .collect();
+        if out != id {
+            return out;
+        }
+    }
+    format!("{id}0")
+}
+
 fn placeholder_id() -> String {
     "00000000-0000-7000-8000-000000000000".into()
 }
@@ -907,9 +1262,46 @@ fn placeholder_values(op: &Operation) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// What the run took for the tenant, and flags that named nothing.
+fn tenancy_notes(ops: &[Operation], t: &spec::Tenancy) -> Vec<String> {
+    let names = |loc: Location| -> BTreeSet<&str> {
+        ops.iter()
+            .flat_map(|o| &o.params)
+            .filter(|p| p.is_org && p.location == loc)
+            .map(|p| p.name.as_str())
+            .collect()
+    };
+    let (params, headers) = (names(Location::Path), names(Location::Header));
+    let mut notes = Vec::new();
+    if let Some(n) = &t.param {
+        if !params.iter().any(|p| p.eq_ignore_ascii_case(n)) {
+            notes.push(format!(
+                "--tenant-param {n} names no path parameter of the document"
+            ));
+        }
+    }
+    if params.is_empty() && headers.is_empty() {
+        notes.push("no tenant path parameter or header found in the document: if the API has one, name it with --tenant-param or --tenant-header".into());
+    } else {
+        let list = |s: &BTreeSet<&str>, f: &dyn Fn(&str) -> String| {
+            s.iter().map(|x| f(x)).collect::<Vec<_>>().join(", ")
+        };
+        notes.push(format!(
+            "tenant: path parameter(s) [{}], header(s) [{}]",
+            list(&params, &|x| format!("{{{x}}}")),
+            list(&headers, &str::to_owned)
+        ));
+    }
+    notes
+}
+
 /// Runs the probe.
 pub async fn run(cfg: &Config) -> Result<Report, RunError> {
-    let ops = load_spec(&cfg.spec, cfg.timeout).await?;
+    let tenancy = spec::Tenancy {
+        param: cfg.tenant_param.clone().filter(|s| !s.is_empty()),
+        header: cfg.tenant_header.clone().filter(|s| !s.is_empty()),
+    };
+    let ops = load_spec(&cfg.spec, cfg.timeout, &tenancy).await?;
     let client = Client::new(
         &cfg.base_url,
         cfg.timeout,
@@ -920,6 +1312,7 @@ pub async fn run(cfg: &Config) -> Result<Report, RunError> {
     .map_err(RunError)?;
     let mut report = Report::new(&cfg.base_url, &ops);
     report.spec = cfg.spec.clone();
+    report.notes.extend(tenancy_notes(&ops, &tenancy));
     let mut p = Probe {
         cfg,
         client,
@@ -927,6 +1320,10 @@ pub async fn run(cfg: &Config) -> Result<Report, RunError> {
         report,
         transport_errors: 0,
         a_canaries: BTreeSet::new(),
+        tenant_names: [cfg.tenant_param.clone(), cfg.tenant_header.clone()]
+            .into_iter()
+            .flatten()
+            .collect(),
     };
 
     // Can we reach the server and do the credentials work?
@@ -1027,4 +1424,116 @@ pub async fn run(cfg: &Config) -> Result<Report, RunError> {
     p.report.requests = p.client.sent();
     p.report.transport_errors = p.transport_errors;
     Ok(p.report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: u16, body: &str) -> Reply {
+        Reply {
+            status,
+            text: body.into(),
+        }
+    }
+
+    #[test]
+    fn ids_that_exist_nowhere_keep_the_shape() {
+        let uuid = "0192f0c4-7a1b-7c3d-9e4f-0123456789ab";
+        let g = nowhere_like(uuid);
+        assert_ne!(g, uuid);
+        assert_eq!(g.len(), uuid.len());
+        assert_eq!(g.chars().nth(14), Some('7'));
+        assert_eq!(g.chars().nth(19), Some('9'));
+        assert!(g
+            .chars()
+            .enumerate()
+            .all(|(i, c)| if matches!(i, 8 | 13 | 18 | 23) {
+                c == '-'
+            } else {
+                c.is_ascii_hexdigit() && !c.is_ascii_uppercase()
+            }));
+        let g = nowhere_like("doc_01HZX3K9QW");
+        assert!(g.starts_with("doc_0") && g.len() == 14 && g != "doc_01HZX3K9QW");
+        assert!(g
+            .chars()
+            .skip(4)
+            .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase()));
+        let g = nowhere_like("123456789");
+        assert!(g.len() == 9 && g.starts_with('1') && g.chars().all(|c| c.is_ascii_digit()));
+    }
+
+    #[test]
+    fn refusals_are_compared_without_their_messages() {
+        let f = reply(403, r#"{"code":"forbidden","detail":"not yours: abc"}"#);
+        let n = reply(404, r#"{"code":"not_found","detail":"no abc"}"#);
+        assert!(difference(&f, &n).unwrap().contains("403"));
+        // Same status, different problem code.
+        let a = reply(404, r#"{"code":"not_in_workspace","detail":"x"}"#);
+        let b = reply(404, r#"{"code":"not_found","detail":"y"}"#);
+        assert!(difference(&a, &b).unwrap().contains("not_in_workspace"));
+        // Same status and code, different shape.
+        let a = reply(404, r#"{"code":"not_found","owner":{"id":"x"}}"#);
+        let b = reply(404, r#"{"code":"not_found"}"#);
+        assert!(difference(&a, &b).is_some());
+        // Only the message differs (it quotes the id): the same answer.
+        let a = reply(
+            404,
+            r#"{"code":"not_found","detail":"document 1 not found"}"#,
+        );
+        let b = reply(
+            404,
+            r#"{"code":"not_found","detail":"document 2 not found"}"#,
+        );
+        assert!(difference(&a, &b).is_none());
+        assert!(difference(&reply(404, "gone 1"), &reply(404, "gone 2")).is_none());
+        assert!(!oracle_comparable(&reply(429, "")) && !oracle_comparable(&reply(500, "")));
+        assert!(oracle_comparable(&reply(403, "")));
+    }
+
+    #[test]
+    fn ids_are_collected_in_any_case_style() {
+        let mut seen = Seen::default();
+        let body = json!({"data": [
+            {"documentId": "doc-aaaaaaaa", "workspaceId": "ws-bbbbbbbb", "uuid": "cccccccc-1"},
+            {"doc_id": "doc-dddddddd", "ParentID": "eeeeeeee-2", "valid": "ffffffffff"}
+        ], "nextCursor": null});
+        collect(&body, "document", &mut seen);
+        let ids = |k: &str| seen.ids.get(k).cloned().unwrap_or_default();
+        assert!(ids("document").contains("doc-aaaaaaaa"));
+        assert!(ids("document").contains("cccccccc-1"));
+        assert!(ids("workspace").contains("ws-bbbbbbbb"));
+        assert!(ids("doc").contains("doc-dddddddd"));
+        assert!(ids("parent").contains("eeeeeeee-2"));
+        assert!(!seen.all_ids().contains(&"ffffffffff".to_string()));
+        // `doc` and `document` name the same kind when one of them is missing.
+        assert_eq!(
+            seen.of_kind("ws").map(|s| s.len()),
+            Some(1),
+            "{:?}",
+            seen.ids
+        );
+    }
+
+    #[test]
+    fn synthesized_bodies_fill_files_and_leave_the_tenant_out() {
+        let mut own = Seen::default();
+        own.add("folder", "folder-11111111");
+        let schema = json!({"type": "object", "properties": {
+            "file": {"type": "string", "format": "binary"},
+            "title": {"type": "string"},
+            "folderId": {"type": "string"},
+            "workspaceId": {"type": "string"},
+            "ctx": {"type": "string"},
+            "expiresAt": {"type": "string"}
+        }});
+        let mut c = BTreeSet::new();
+        let v = synth("", &schema, &own, &["ctx".into()], &mut c, 0).unwrap();
+        assert!(v["file"].as_str().unwrap().starts_with("probecanary"));
+        assert!(v["title"].as_str().unwrap().starts_with("probecanary"));
+        assert_eq!(v["folderId"], "folder-11111111");
+        assert!(v.get("workspaceId").is_none() && v.get("ctx").is_none());
+        assert_eq!(v["expiresAt"], "2099-01-01T00:00:00Z");
+        assert_eq!(c.len(), 2);
+    }
 }

@@ -11,6 +11,16 @@ pub enum FindingKind {
     Leak,
     /// Suspicious but not a leak (a 5xx instead of a denial, an unknown field accepted).
     Warning,
+    /// An existence oracle: A is answered differently for B's id than for an id that
+    /// exists nowhere (403 versus 404), so A learns that B's id exists. Counted as a leak.
+    ExistenceOracle,
+}
+
+impl FindingKind {
+    /// Whether it counts as a leak (fails the run).
+    pub fn is_leak(self) -> bool {
+        matches!(self, FindingKind::Leak | FindingKind::ExistenceOracle)
+    }
 }
 
 /// One finding.
@@ -46,12 +56,9 @@ pub struct OpReport {
 }
 
 impl OpReport {
-    /// Leaks found on this operation.
+    /// Leaks found on this operation (existence oracles included).
     pub fn leaks(&self) -> usize {
-        self.findings
-            .iter()
-            .filter(|f| f.kind == FindingKind::Leak)
-            .count()
+        self.findings.iter().filter(|f| f.kind.is_leak()).count()
     }
 }
 
@@ -120,7 +127,16 @@ impl Report {
         self.ops.iter().map(|o| o.tried).sum()
     }
 
-    /// Leaks found (operations and integrity checks).
+    /// Existence oracles found (they are counted among the leaks too).
+    pub fn oracles(&self) -> usize {
+        self.ops
+            .iter()
+            .flat_map(|o| &o.findings)
+            .filter(|f| f.kind == FindingKind::ExistenceOracle)
+            .count()
+    }
+
+    /// Leaks found (operations and integrity checks; existence oracles included).
     pub fn leaks(&self) -> usize {
         self.ops.iter().map(OpReport::leaks).sum::<usize>() + self.integrity.len()
     }
@@ -168,6 +184,7 @@ impl Report {
             for f in &o.findings {
                 let tag = match f.kind {
                     FindingKind::Leak => "LEAK",
+                    FindingKind::ExistenceOracle => "LEAK (existence oracle)",
                     FindingKind::Warning => "warn",
                 };
                 s.push_str(&format!("    {tag}: {} [{}]\n", f.detail, f.request));
@@ -197,6 +214,7 @@ impl Report {
         if let Some(m) = v.as_object_mut() {
             m.insert("probes".into(), self.probes().into());
             m.insert("leaks".into(), self.leaks().into());
+            m.insert("existence_oracles".into(), self.oracles().into());
         }
         serde_json::to_string_pretty(&v).unwrap_or_default()
     }
@@ -221,9 +239,13 @@ impl Report {
                 "  <testcase classname=\"isolation\" name=\"{}\">\n",
                 esc(&format!("{} {}", o.method, o.path))
             ));
-            for f in o.findings.iter().filter(|f| f.kind == FindingKind::Leak) {
+            for f in o.findings.iter().filter(|f| f.kind.is_leak()) {
+                let kind = match f.kind {
+                    FindingKind::ExistenceOracle => "existence_oracle",
+                    _ => "leak",
+                };
                 s.push_str(&format!(
-                    "    <failure message=\"{}\">{}</failure>\n",
+                    "    <failure type=\"{kind}\" message=\"{}\">{}</failure>\n",
                     esc(&f.detail),
                     esc(&f.request)
                 ));

@@ -100,9 +100,8 @@ pub async fn check(tx: &mut TenantTx<'_>, q: Quota) -> Result<()> {
     check_in(tx.raw(), org, q).await
 }
 
-/// [`check`] inside a transaction already scoped to `org` (access module: accepting an
-/// invitation adds a member before the new member has a scope of their own).
-pub(crate) async fn check_in(tx: &mut Tx, org: OrgId, q: Quota) -> Result<()> {
+/// [`check`] inside a transaction already scoped to `org`.
+async fn check_in(tx: &mut Tx, org: OrgId, q: Quota) -> Result<()> {
     let (plan, max, _) = limits(tx, org, true).await?;
     let used = used(tx, org).await?;
     let (name, have, add, limit) = match q {
@@ -112,9 +111,8 @@ pub(crate) async fn check_in(tx: &mut Tx, org: OrgId, q: Quota) -> Result<()> {
         Quota::StorageBytes(n) => ("storage bytes", used.storage_bytes, n, max.storage_bytes),
     };
     if have.saturating_add(add) > limit {
-        return Err(Error::Refused(
-            "quota_exceeded",
-            format!("the {plan} plan allows {limit} {name}; this organization has {have}"),
+        return Err(orgwall_tenancy::access::quota_exceeded(
+            &plan, limit, name, have,
         ));
     }
     Ok(())
@@ -143,6 +141,7 @@ pub async fn set_plan(db: &Db, org: OrgId, plan: &str) -> Result<()> {
     {
         return Err(Error::Validation(format!("unknown plan {plan:?}")));
     }
+    tx.access_changed();
     let n = tx
         .execute(
             "UPDATE orgs SET plan = $2 WHERE id = $1",
@@ -159,6 +158,7 @@ pub async fn set_plan(db: &Db, org: OrgId, plan: &str) -> Result<()> {
 /// Sets (or clears) an org's own rate limit, overriding its plan's.
 pub async fn set_rate_limit(db: &Db, org: OrgId, per_minute: Option<u32>) -> Result<()> {
     let mut tx = db.global(Mode::Write).await?;
+    tx.access_changed();
     let n = tx
         .execute(
             "UPDATE orgs SET rate_limit_per_minute = $2 WHERE id = $1",

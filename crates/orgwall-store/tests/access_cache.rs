@@ -195,9 +195,12 @@ both!(a_disabled_cache_serves_nothing, |t: TestDb| async move {
 
 /// A second handle on the same PostgreSQL database: another server instance.
 async fn second_instance(t: &TestDb) -> Db {
-    Db::open(&DbConfig::from_url(Some(&t.url), std::path::Path::new(".")).unwrap())
-        .await
-        .unwrap()
+    Db::open(
+        &DbConfig::from_url(Some(&t.url), std::path::Path::new(".")).unwrap(),
+        orgwall_store::catalog(),
+    )
+    .await
+    .unwrap()
 }
 
 /// Polls `f` until it is true (at most 5 s: far below the cache's TTL of 60 s, so a pass

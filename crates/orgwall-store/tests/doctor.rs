@@ -152,7 +152,26 @@ async fn sqlite_doctor_catches_each_broken_table() {
     assert!(!t2.db.doctor().await.unwrap().is_empty());
     t2.db.migrate().await.unwrap();
     let v = t2.db.doctor().await.unwrap();
+    assert_only_unregistered(&v, "widgets");
+    let v = with_widgets(&t2).await.doctor().await.unwrap();
     assert!(v.is_empty(), "{v:?}");
+}
+
+static WIDGETS: orgwall_store::Module = orgwall_store::Module {
+    name: "widgets",
+    tenant_tables: &["widgets"],
+    ..orgwall_store::Module::EMPTY
+};
+
+/// The same database, opened by a service that registers `widgets`.
+async fn with_widgets(t: &TestDb) -> orgwall_store::Db {
+    reopen(t, orgwall_store::catalog().with(&WIDGETS)).await
+}
+
+/// The walls are in place; the one thing wrong is that no module declares the table.
+fn assert_only_unregistered(v: &[orgwall_store::doctor::Violation], table: &str) {
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_flagged(v, table, "not registered by any module");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,6 +188,8 @@ async fn postgres_new_tenant_table_inherits_the_wall_on_migrate() {
         .any(|p| p.contains("not enabled")));
     t.db.migrate().await.unwrap();
     let v = t.db.doctor().await.unwrap();
+    assert_only_unregistered(&v, "widgets");
+    let v = with_widgets(&t).await.doctor().await.unwrap();
     assert!(v.is_empty(), "{v:?}");
 }
 
@@ -217,20 +238,96 @@ both!(
     a_database_from_a_newer_version_is_refused,
     |t: TestDb| async move {
         t.owner_exec(match t.kind {
-        BackendKind::Postgres => "INSERT INTO schema_migrations (version, name, checksum) VALUES (999, 'future', 'x')",
-        BackendKind::Sqlite => "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (999, 'future', 'x', 0)",
+        BackendKind::Postgres => "INSERT INTO schema_migrations (module, version, name, checksum) VALUES ('orgwall', 999, 'future', 'x')",
+        BackendKind::Sqlite => "INSERT INTO schema_migrations (module, version, name, checksum, applied_at) VALUES ('orgwall', 999, 'future', 'x', 0)",
     })
     .await;
         let err = t.db.migrate().await.unwrap_err().to_string();
         let latest = match t.kind {
-            BackendKind::Postgres => orgwall_store::migrate::POSTGRES.len(),
-            BackendKind::Sqlite => orgwall_store::migrate::SQLITE.len(),
+            BackendKind::Postgres => orgwall_store::MODULE.postgres.len(),
+            BackendKind::Sqlite => orgwall_store::MODULE.sqlite.len(),
         };
         assert!(
             err.contains(&format!(
-                "version 999, newer than this orgwall supports ({latest})"
+                "module orgwall: database schema is at version 999, newer than this build supports ({latest})"
             )),
             "{err}"
         );
     }
 );
+
+static PARTS: orgwall_store::Module = orgwall_store::Module {
+    name: "parts",
+    tenant_tables: &["bins", "parts"],
+    cascades: &[orgwall_store::Cascade {
+        parent: "bins",
+        child: "parts",
+        column: "bin_id",
+    }],
+    ..orgwall_store::Module::EMPTY
+};
+
+both!(half_registered_tables_are_named, |t: TestDb| async move {
+    // A global table nobody declared, and a cascade between tenant tables.
+    t.owner_exec(match t.kind {
+            BackendKind::Postgres => {
+                "CREATE TABLE settings (key text PRIMARY KEY, value text);
+                 CREATE TABLE bins (org_id uuid NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+                                    id uuid NOT NULL, PRIMARY KEY (org_id, id));
+                 CREATE TABLE parts (org_id uuid NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+                                     id uuid NOT NULL, bin_id uuid NOT NULL, PRIMARY KEY (org_id, id),
+                                     FOREIGN KEY (org_id, bin_id) REFERENCES bins (org_id, id) ON DELETE CASCADE);
+                 CREATE INDEX parts_bin ON parts (org_id, bin_id);"
+            }
+            BackendKind::Sqlite => {
+                "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT);
+                 CREATE TABLE bins_rows (org_id TEXT NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+                                         id TEXT NOT NULL, PRIMARY KEY (org_id, id));
+                 CREATE TABLE parts_rows (org_id TEXT NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+                                          id TEXT NOT NULL, bin_id TEXT NOT NULL, PRIMARY KEY (org_id, id),
+                                          FOREIGN KEY (org_id, bin_id) REFERENCES bins_rows (org_id, id));
+                 CREATE INDEX parts_bin ON parts_rows (org_id, bin_id);"
+            }
+        })
+        .await;
+    t.db.migrate().await.unwrap();
+    let v = t.db.doctor().await.unwrap();
+    assert_flagged(&v, "settings", "not registered by any module");
+    assert_flagged(&v, "bins", "not registered by any module");
+    if t.kind == BackendKind::Postgres {
+        // Registered as tables but without the cascade: SQLite would refuse the delete.
+        static NO_CASCADE: orgwall_store::Module = orgwall_store::Module {
+            name: "parts",
+            tenant_tables: &["bins", "parts"],
+            ..orgwall_store::Module::EMPTY
+        };
+        let db = reopen(&t, orgwall_store::catalog().with(&NO_CASCADE)).await;
+        let v = db.doctor().await.unwrap();
+        assert_flagged(&v, "parts", "is not declared as a Cascade");
+    }
+    // Registered with the cascade: on SQLite the trigger only exists after a migrate
+    // by the registering service.
+    let db = reopen(&t, orgwall_store::catalog().with(&PARTS)).await;
+    if t.kind == BackendKind::Sqlite {
+        let v = db.doctor().await.unwrap();
+        assert_flagged(
+            &v,
+            "bins_rows",
+            "missing cascade trigger orgwall_cascade_bins_parts_bin_id",
+        );
+        db.migrate().await.unwrap();
+    }
+    let v = db.doctor().await.unwrap();
+    // What is left is the undeclared table, treated as a tenant table without walls.
+    assert_flagged(&v, "settings", "not registered by any module");
+    assert!(v.iter().all(|x| x.object == "settings"), "{v:?}");
+});
+
+async fn reopen(t: &TestDb, catalog: orgwall_store::Catalog) -> orgwall_store::Db {
+    let url = match t.kind {
+        BackendKind::Postgres => t.url.clone(),
+        BackendKind::Sqlite => format!("sqlite:{}", t.url),
+    };
+    let cfg = orgwall_store::DbConfig::from_url(Some(&url), std::path::Path::new(".")).unwrap();
+    orgwall_store::Db::open(&cfg, catalog).await.unwrap()
+}

@@ -368,6 +368,17 @@ impl Browser {
         }
     }
 
+    /// Waits until `script` returns true.
+    pub async fn wait_until(&self, script: &str) {
+        let deadline = Instant::now() + WAIT;
+        while self.script(script, json!([])).await != json!(true) {
+            if Instant::now() > deadline {
+                panic!("never true on {}: {script}", self.url().await);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Resizes the window (CSS pixels).
     pub async fn resize(&self, width: u32, height: u32) {
         self.cmd(

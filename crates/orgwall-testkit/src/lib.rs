@@ -78,10 +78,13 @@ impl TestDb {
             BackendKind::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let path: PathBuf = dir.path().join("test.db");
-                let db = Db::open(&DbConfig::Sqlite {
-                    path: path.clone(),
-                    pool_size,
-                })
+                let db = Db::open(
+                    &DbConfig::Sqlite {
+                        path: path.clone(),
+                        pool_size,
+                    },
+                    orgwall_store::catalog(),
+                )
                 .await
                 .unwrap();
                 TestDb {
@@ -96,11 +99,14 @@ impl TestDb {
                 let name = format!("orgwall_t_{}", uuid::Uuid::now_v7().simple());
                 admin_exec(&format!("CREATE DATABASE {name}")).await;
                 let url = with_db_name(&admin_url(), &name);
-                let db = Db::open(&DbConfig::Postgres {
-                    url: url.clone(),
-                    app_role: orgwall_store::db::DEFAULT_APP_ROLE.into(),
-                    pool_size,
-                })
+                let db = Db::open(
+                    &DbConfig::Postgres {
+                        url: url.clone(),
+                        app_role: orgwall_store::db::DEFAULT_APP_ROLE.into(),
+                        pool_size,
+                    },
+                    orgwall_store::catalog(),
+                )
                 .await
                 .unwrap();
                 TestDb {
@@ -152,7 +158,7 @@ impl TestDb {
             }
             BackendKind::Sqlite => {
                 let c = rusqlite::Connection::open(&self.url).unwrap();
-                let base = if orgwall_store::doctor::GLOBAL_TABLES.contains(&table) {
+                let base = if self.db.catalog().is_global(table) {
                     table.to_string()
                 } else {
                     format!("{table}_rows")

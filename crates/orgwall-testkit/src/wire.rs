@@ -169,11 +169,14 @@ pub async fn proxied() -> (TestDb, Db, Shared, Arc<Gate>) {
     url.set_host(Some("127.0.0.1")).unwrap();
     url.set_port(Some(addr.port())).unwrap();
     url.query_pairs_mut().append_pair("sslmode", "disable");
-    let db = Db::open(&DbConfig::Postgres {
-        url: url.to_string(),
-        app_role: "orgwall_app".into(),
-        pool_size: 1,
-    })
+    let db = Db::open(
+        &DbConfig::Postgres {
+            url: url.to_string(),
+            app_role: "orgwall_app".into(),
+            pool_size: 1,
+        },
+        orgwall_store::catalog(),
+    )
     .await
     .unwrap();
     // The access cache's listener would open a second connection through the proxy;

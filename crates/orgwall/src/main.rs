@@ -172,7 +172,7 @@ async fn open(cli: &Cli) -> anyhow::Result<Db> {
     if let DbConfig::Postgres { app_role, .. } = &mut cfg {
         app_role.clone_from(&cli.db_app_role);
     }
-    Ok(Db::open(&cfg).await?)
+    Ok(Db::open(&cfg, orgwall_store::catalog()).await?)
 }
 
 async fn shutdown_signal() {
@@ -218,7 +218,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if !no_migrate {
                 let r = db.migrate().await?;
-                tracing::info!(version = r.version, applied = ?r.applied, "database migrated");
+                tracing::info!(versions = ?r.versions, applied = ?r.applied, "database migrated");
             }
             if *demo {
                 let s = orgwall_store::seed::demo(&db).await?;
@@ -304,9 +304,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate => {
             let db = open(&cli).await?;
             let r = db.migrate().await?;
+            let versions: Vec<String> =
+                r.versions.iter().map(|(m, v)| format!("{m} {v}")).collect();
             println!(
-                "migrated: schema version {} ({} applied now)",
-                r.version,
+                "migrated: {} ({} applied now)",
+                versions.join(", "),
                 r.applied.len()
             );
             Ok(ExitCode::SUCCESS)

@@ -135,16 +135,21 @@ fn a_newer_database_is_refused_and_left_alone() {
     let d = dir.path().to_str().unwrap();
     assert!(run(&["migrate", "--data-dir", d]).0);
     let c = rusqlite::Connection::open(dir.path().join("orgwall.db")).unwrap();
-    c.execute("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (7, 'x', 'y', 0)", [])
+    c.execute("INSERT INTO schema_migrations (module, version, name, checksum, applied_at) VALUES ('orgwall', 77, 'x', 'y', 0)", [])
         .unwrap();
     assert_one_error_line(
         &["migrate", "--data-dir", d],
-        "schema is at version 7, newer than this orgwall supports",
+        "schema is at version 77, newer than this build supports",
     );
     let n: i64 = c
         .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(n, orgwall_store::migrate::SQLITE.len() as i64 + 1);
+    let registered: usize = orgwall_store::catalog()
+        .modules()
+        .iter()
+        .map(|m| m.sqlite.len())
+        .sum();
+    assert_eq!(n, registered as i64 + 1);
 }
 
 #[test]

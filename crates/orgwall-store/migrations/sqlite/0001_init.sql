@@ -270,17 +270,8 @@ CREATE TABLE exports_rows (
     PRIMARY KEY (org_id, id)
 );
 
--- Cascades between tenant tables are named triggers, not foreign-key actions: SQLite
--- runs foreign-key actions as anonymous programs, which the authorizer cannot tell apart
--- from top-level SQL, so it would refuse them. Inside these triggers every read is
--- attributed to the trigger, and the guard triggers still check every deleted row.
-CREATE TRIGGER orgwall_cascade_projects_tickets AFTER DELETE ON projects_rows BEGIN
-    DELETE FROM tickets_rows WHERE org_id = OLD.org_id AND project_id = OLD.id;
-END;
-CREATE TRIGGER orgwall_cascade_tickets_children AFTER DELETE ON tickets_rows BEGIN
-    DELETE FROM ticket_comments_rows WHERE org_id = OLD.org_id AND ticket_id = OLD.id;
-    DELETE FROM ticket_events_rows WHERE org_id = OLD.org_id AND ticket_id = OLD.id;
-END;
+-- Cascades between tenant tables (projects -> tickets, tickets -> comments and events)
+-- are declared by the module; the runner generates their named triggers.
 
 -- Documented cross-org reads (reads only: writes still pass the guard triggers).
 CREATE VIEW memberships AS SELECT * FROM memberships_rows

@@ -24,11 +24,9 @@
 
 use super::worker::{JobCtx, JobError, JobInfo};
 use crate::access::OrgScope;
-use crate::db::TenantTx;
-use crate::doctor::GLOBAL_TABLES;
 use crate::repo::audit::{self, AuditEntry};
 use crate::repo::exports::{self, ExportFiles};
-use crate::value::{Row, Val};
+use crate::value::Val;
 use crate::BackendKind;
 use chrono::{TimeZone, Utc};
 use flate2::write::GzEncoder;
@@ -254,12 +252,9 @@ async fn build(ctx: &JobCtx, scope: &OrgScope, id: ExportId) -> Result<u64, JobE
     let _part = Scratch(Some(part_path.clone()));
     let mut ar = Archive::create(tmp_path.clone(), ctx.exports.max_bytes()).await?;
 
-    let tables = {
-        let mut tx = ctx.db.read(scope).await?;
-        let t = tenant_tables(&mut tx).await?;
-        tx.commit().await?;
-        t
-    };
+    // Every tenant table the service registered, by name.
+    let mut tables: Vec<&'static str> = ctx.db.catalog().tenant_tables().collect();
+    tables.sort_unstable();
     let steps = i64::try_from(tables.len())
         .unwrap_or(i64::MAX)
         .saturating_add(1);
@@ -356,44 +351,6 @@ async fn copy_blob(blob: crate::files::Blob, to: &Path) -> Result<(), JobError> 
             .map_err(|e| io_err("staging a file", e))?;
     }
     out.flush().await.map_err(|e| io_err("staging a file", e))
-}
-
-/// Every tenant table, from the catalog, by name.
-async fn tenant_tables(tx: &mut TenantTx<'_>) -> Result<Vec<String>, JobError> {
-    let rows: Vec<Row> = match tx.kind() {
-        BackendKind::Postgres => {
-            tx.query(
-                "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                 WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
-                   AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
-                               AND a.attname = 'org_id' AND NOT a.attisdropped)
-                 ORDER BY 1",
-                &[],
-            )
-            .await?
-        }
-        BackendKind::Sqlite => {
-            tx.query(
-                "SELECT substr(name, 1, length(name) - 5) FROM sqlite_master
-                 WHERE type = 'table' AND name LIKE '%\\_rows' ESCAPE '\\'
-                   AND sql NOT LIKE 'CREATE VIRTUAL TABLE%'
-                 ORDER BY 1",
-                &[],
-            )
-            .await?
-        }
-    };
-    let mut out = Vec::new();
-    for r in &rows {
-        let name: String = r.get(0)?;
-        let plain = name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if plain && !GLOBAL_TABLES.contains(&name.as_str()) {
-            out.push(name);
-        }
-    }
-    Ok(out)
 }
 
 fn quote(ident: &str) -> String {

@@ -82,6 +82,7 @@ pub async fn create(
     let key = new_token(API_KEY_PREFIX);
     let prefix: String = key.chars().take(DISPLAY_PREFIX_CHARS).collect();
     let created_by = tx.scope().user_id();
+    tx.access_changed();
     tx.execute(
         "INSERT INTO api_keys (org_id, id, name, role_id, key_hash, prefix, created_by, expires_at, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -171,6 +172,7 @@ pub async fn get(tx: &mut TenantTx<'_>, id: ApiKeyId) -> Result<ApiKey> {
 pub async fn revoke(tx: &mut TenantTx<'_>, id: ApiKeyId) -> Result<()> {
     tx.scope().require(Permission::ApiKeysManage)?;
     let org = tx.org_id();
+    tx.access_changed();
     let n = tx
         .execute(
             "UPDATE api_keys SET revoked_at = $3 WHERE org_id = $1 AND id = $2 AND revoked_at IS NULL",

@@ -13,8 +13,7 @@ use crate::value::{now, Row};
 use chrono::{DateTime, Duration, Utc};
 use orgwall_core::{Email, Error, InvitationId, Permission, PermissionSet, Result, RoleId, UserId};
 
-/// Prefix of invitation tokens.
-pub const INVITATION_PREFIX: &str = "owi_";
+pub use orgwall_tenancy::access::INVITATION_PREFIX;
 
 /// How long an invitation stays valid.
 pub const INVITATION_TTL: Duration = Duration::days(7);

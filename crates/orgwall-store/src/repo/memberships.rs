@@ -52,6 +52,7 @@ pub async fn add(tx: &mut TenantTx<'_>, user: UserId, role: &str) -> Result<()> 
     crate::quota::check(tx, crate::quota::Quota::Members).await?;
     let org = tx.org_id();
     let t = now();
+    tx.access_changed();
     tx.execute(
         "INSERT INTO memberships (org_id, user_id, role_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
         params![org, user, role, t],
@@ -128,6 +129,7 @@ pub async fn transfer_ownership(tx: &mut TenantTx<'_>, to: UserId) -> Result<()>
     let admin = role_id(tx, "admin").await?;
     let org = tx.org_id();
     let t = now();
+    tx.access_changed();
     tx.execute(
         "UPDATE memberships SET role_id = $3, updated_at = $4 WHERE org_id = $1 AND user_id = $2",
         params![org, to, owner, t],
@@ -242,6 +244,7 @@ pub async fn change_role(tx: &mut TenantTx<'_>, user: UserId, role: &str) -> Res
         return Ok(current);
     }
     let org = tx.org_id();
+    tx.access_changed();
     tx.execute(
         "UPDATE memberships SET role_id = $3, updated_at = $4 WHERE org_id = $1 AND user_id = $2",
         params![org, user, new.id, now()],
@@ -323,6 +326,7 @@ pub async fn remove(tx: &mut TenantTx<'_>, user: UserId) -> Result<Departure> {
             .await?;
         }
     }
+    tx.access_changed();
     tx.execute(
         "DELETE FROM memberships WHERE org_id = $1 AND user_id = $2",
         params![org, user],

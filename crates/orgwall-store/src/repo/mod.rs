@@ -18,43 +18,22 @@
 //! 4. Run `orgwall doctor`: it fails, naming the rule, if any wall is missing.
 
 pub mod api_keys;
-pub mod audit;
+pub use orgwall_tenancy::identity::audit;
 pub mod comments;
 pub mod exports;
 pub mod files;
 pub mod invitations;
 pub mod memberships;
 pub mod notes;
-pub mod orgs;
+pub use orgwall_tenancy::identity::orgs;
 pub mod outbox;
 pub mod projects;
 pub mod roles;
 mod search;
-pub mod sessions;
+pub use orgwall_tenancy::identity::sessions;
 pub mod stats;
 pub mod tickets;
 pub mod users;
 pub mod verifications;
 
-use orgwall_core::{Error, Result};
-
-/// Checks a required text field's length (in characters) after trimming.
-pub(crate) fn text(field: &str, value: &str, max: usize) -> Result<String> {
-    let v = value.trim();
-    if v.is_empty() || v.chars().count() > max {
-        return Err(Error::Validation(format!(
-            "{field} must be 1-{max} characters"
-        )));
-    }
-    Ok(v.to_owned())
-}
-
-/// Checks an optional long text field's length.
-pub(crate) fn long_text(field: &str, value: &str, max: usize) -> Result<String> {
-    if value.chars().count() > max {
-        return Err(Error::Validation(format!(
-            "{field} must be at most {max} characters"
-        )));
-    }
-    Ok(value.to_owned())
-}
+pub(crate) use orgwall_tenancy::identity::{long_text, text};

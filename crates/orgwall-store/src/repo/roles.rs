@@ -311,6 +311,7 @@ pub async fn create(
     let org = tx.org_id();
     let id = RoleId::new();
     let t = now();
+    tx.access_changed();
     tx.execute(
         "INSERT INTO roles (org_id, id, key, name, permissions, is_system, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
@@ -377,6 +378,7 @@ pub async fn update(tx: &mut TenantTx<'_>, id: RoleId, patch: RolePatch) -> Resu
         return Ok(old);
     }
     let org = tx.org_id();
+    tx.access_changed();
     tx.execute(
         "UPDATE roles SET key = $3, name = $4, permissions = $5, updated_at = $6
          WHERE org_id = $1 AND id = $2",
@@ -446,6 +448,7 @@ pub async fn delete(tx: &mut TenantTx<'_>, id: RoleId) -> Result<()> {
     if uses > 0 {
         return Err(in_use());
     }
+    tx.access_changed();
     tx.execute(
         "DELETE FROM roles WHERE org_id = $1 AND id = $2",
         params![org, id],

@@ -88,6 +88,7 @@ pub async fn update(
     let org = tx.org_id();
     let name = name.map(|n| super::text("name", n, 100)).transpose()?;
     let t = crate::value::now();
+    tx.access_changed();
     tx.execute(
         "UPDATE orgs SET name = coalesce($2, name), slug = coalesce($3, slug), updated_at = $4 WHERE id = $1",
         params![org, name.as_deref(), slug.map(|s| s.as_str()), t],
@@ -118,6 +119,7 @@ pub async fn update(
 pub async fn schedule_deletion(tx: &mut crate::TenantTx<'_>) -> Result<()> {
     let org = tx.org_id();
     let t = crate::value::now();
+    tx.access_changed();
     tx.execute(
         "UPDATE orgs SET deleting_at = $2, updated_at = $2 WHERE id = $1 AND deleting_at IS NULL",
         params![org, t],

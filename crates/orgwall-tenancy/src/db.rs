@@ -12,8 +12,10 @@
 
 use crate::access::cache::{AccessCache, CacheStats, Dep};
 use crate::access::OrgScope;
+use crate::module::Catalog;
+use crate::postgres as pg;
+use crate::sqlite;
 use crate::value::{Row, Val};
-use crate::{pg, sqlite};
 use orgwall_core::{Error, OrgId, Result, UserId};
 use std::path::PathBuf;
 
@@ -145,11 +147,13 @@ pub(crate) enum Backend {
 pub struct Db {
     backend: Backend,
     cache: std::sync::Arc<AccessCache>,
+    catalog: std::sync::Arc<Catalog>,
 }
 
 impl Db {
-    /// Connects (and checks the connection) without migrating.
-    pub async fn open(cfg: &DbConfig) -> Result<Db> {
+    /// Connects (and checks the connection) without migrating. `catalog` is the service's
+    /// registered modules: what [`Db::migrate`] applies and [`Db::doctor`] checks.
+    pub async fn open(cfg: &DbConfig, catalog: Catalog) -> Result<Db> {
         let backend = match cfg {
             DbConfig::Postgres {
                 url,
@@ -164,7 +168,11 @@ impl Db {
             Backend::Pg(p) => Some(p.url()),
             Backend::Sqlite(_) => None,
         });
-        Ok(Db { backend, cache })
+        Ok(Db {
+            backend,
+            cache,
+            catalog: std::sync::Arc::new(catalog),
+        })
     }
 
     /// The access cache (access module and repositories that announce changes).
@@ -189,6 +197,11 @@ impl Db {
         self.cache.stats()
     }
 
+    /// The registered modules.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
     /// Which backend this is.
     pub fn kind(&self) -> BackendKind {
         match &self.backend {
@@ -201,16 +214,16 @@ impl Db {
     /// tenant table. All in one transaction: either everything applies or nothing does.
     pub async fn migrate(&self) -> Result<crate::migrate::Report> {
         match &self.backend {
-            Backend::Pg(p) => p.migrate().await,
-            Backend::Sqlite(s) => s.migrate().await,
+            Backend::Pg(p) => p.migrate(&self.catalog).await,
+            Backend::Sqlite(s) => s.migrate(&self.catalog).await,
         }
     }
 
     /// Checks the walls against the live catalog.
     pub async fn doctor(&self) -> Result<Vec<crate::doctor::Violation>> {
         match &self.backend {
-            Backend::Pg(p) => p.doctor().await,
-            Backend::Sqlite(s) => s.doctor().await,
+            Backend::Pg(p) => p.doctor(&self.catalog).await,
+            Backend::Sqlite(s) => s.doctor(&self.catalog).await,
         }
     }
 
@@ -296,9 +309,8 @@ enum Announce {
 
 /// A database transaction. Dropping it without [`Tx::commit`] rolls it back.
 ///
-/// A transaction that writes an access table (orgs, memberships, roles, API keys, plans)
-/// announces the change to this process's access cache when it commits: the org of its
-/// scope, or everything when it has none. (Other processes hear it from the database.)
+/// A transaction whose code declared an access change ([`Tx::access_changed`]) announces
+/// it to this process's access cache when it commits.
 pub struct Tx {
     inner: TxInner,
     cache: std::sync::Arc<AccessCache>,
@@ -325,18 +337,20 @@ impl Tx {
         }
     }
 
-    fn note_write(&mut self, sql: &str) {
-        if crate::access::cache::writes_access(sql) {
-            match self.org {
-                Some(o) => self.announce(Dep::Org(o)),
-                None => self.announce = Announce::All,
-            }
+    /// Declares that this transaction changes access data (an org's row or plan, its
+    /// memberships, roles or API keys, or a plan): when it commits, this process's access
+    /// cache forgets the org of its scope, or everything when it has none. Every
+    /// repository that writes those tables calls it; other processes hear the change from
+    /// the database (PostgreSQL `NOTIFY` triggers on the same tables).
+    pub fn access_changed(&mut self) {
+        match self.org {
+            Some(o) => self.announce(Dep::Org(o)),
+            None => self.announce = Announce::All,
         }
     }
 
     /// Runs a statement written with `$1, $2, ...` placeholders and returns its rows.
     pub async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>> {
-        self.note_write(sql);
         match &mut self.inner {
             TxInner::Pg(t) => t.query(sql, params).await,
             TxInner::Sqlite(t) => t.query(sql, params).await,
@@ -346,9 +360,6 @@ impl Tx {
     /// Runs independent read statements together and returns each one's rows, in order.
     /// On PostgreSQL they are pipelined: one network round trip for all of them.
     pub async fn query_many(&mut self, stmts: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>> {
-        for (sql, _) in stmts {
-            self.note_write(sql);
-        }
         match &mut self.inner {
             TxInner::Pg(t) => t.query_many(stmts).await,
             TxInner::Sqlite(t) => {
@@ -363,7 +374,6 @@ impl Tx {
 
     /// Runs a statement and returns the number of rows it changed.
     pub async fn execute(&mut self, sql: &str, params: &[Val]) -> Result<u64> {
-        self.note_write(sql);
         match &mut self.inner {
             TxInner::Pg(t) => t.execute(sql, params).await,
             TxInner::Sqlite(t) => t.execute(sql, params).await,
@@ -402,9 +412,9 @@ impl Tx {
         }
     }
 
-    /// The columns a statement returns, each with whether its values can be read (crate
-    /// only: the export names each row's fields). The statement is compiled, not run.
-    pub(crate) async fn columns(&mut self, sql: &str) -> Result<Vec<(String, bool)>> {
+    /// The columns a statement returns, each with whether its values can be read (the
+    /// export names each row's fields). The statement is compiled, not run.
+    pub async fn columns(&mut self, sql: &str) -> Result<Vec<(String, bool)>> {
         match &mut self.inner {
             TxInner::Pg(t) => t.columns(sql).await,
             TxInner::Sqlite(t) => Ok(t
@@ -464,9 +474,9 @@ impl<'s> TenantTx<'s> {
         self.scope
     }
 
-    /// The transaction itself (crate-internal helpers that serve both scoped and
-    /// creation-time transactions).
-    pub(crate) fn raw(&mut self) -> &mut Tx {
+    /// The transaction itself, with the same scope (helpers that serve both scoped and
+    /// creation-time transactions take a `&mut Tx`).
+    pub fn raw(&mut self) -> &mut Tx {
         &mut self.tx
     }
 
@@ -498,6 +508,11 @@ impl<'s> TenantTx<'s> {
     /// See [`Tx::kind`].
     pub fn kind(&self) -> BackendKind {
         self.tx.kind()
+    }
+
+    /// See [`Tx::access_changed`]: the commit invalidates this org's cached access.
+    pub fn access_changed(&mut self) {
+        self.tx.access_changed()
     }
 
     /// Commits.

@@ -14,27 +14,27 @@
 //!
 //! ```compile_fail,E0451
 //! // A struct literal does not compile outside the access module: the fields are private.
-//! let scope = orgwall_store::access::OrgScope {
+//! let scope = orgwall_tenancy::access::OrgScope {
 //!     org_id: orgwall_core::OrgId::new(),
-//!     principal: orgwall_store::access::Principal::System { name: "forged" },
+//!     principal: orgwall_tenancy::access::Principal::System { name: "forged" },
 //!     permissions: orgwall_core::PermissionSet::all(),
 //! };
 //! ```
 //!
 //! ```compile_fail,E0599
 //! // Nor is there any constructor function to call.
-//! let scope = orgwall_store::access::OrgScope::new(orgwall_core::OrgId::new());
+//! let scope = orgwall_tenancy::access::OrgScope::new(orgwall_core::OrgId::new());
 //! ```
 //!
 //! ```compile_fail,E0277
 //! // Nor can a scope be conjured from Default or cloned into a different org.
-//! let scope: orgwall_store::access::OrgScope = Default::default();
+//! let scope: orgwall_tenancy::access::OrgScope = Default::default();
 //! ```
 //!
 //! The public accessors, on the other hand, are usable anywhere:
 //!
 //! ```
-//! fn describe(scope: &orgwall_store::access::OrgScope) -> String {
+//! fn describe(scope: &orgwall_tenancy::access::OrgScope) -> String {
 //!     format!("{} as {:?}", scope.org_id(), scope.principal())
 //! }
 //! ```
@@ -43,11 +43,11 @@ pub(crate) mod cache;
 pub use cache::{CacheStats, LISTENER_NAME, TTL as ACCESS_CACHE_TTL};
 mod invite;
 pub use invite::*;
-pub(crate) mod jobs;
+pub mod jobs;
 
 use crate::db::{Db, Mode, Settings};
+use crate::identity::audit::{self, AuditEntry};
 use crate::params;
-use crate::repo::audit::{self, AuditEntry};
 use crate::value::now;
 use orgwall_core::{
     ApiKeyId, Error, OrgId, Permission, PermissionSet, Result, RoleId, Slug, SystemRole, UserId,
@@ -229,6 +229,7 @@ pub async fn create_org(
     let org = OrgId::new();
     let t = now();
     let mut tx = db.begin(Mode::Write, Settings::default()).await?;
+    tx.access_changed();
     tx.execute(
         "INSERT INTO orgs (id, slug, name, plan, created_at, updated_at) VALUES ($1, $2, $3, 'free', $4, $4)",
         params![org, slug.as_str(), name, t],

@@ -15,13 +15,13 @@
 
 use super::{OrgScope, Principal};
 use crate::db::{Db, Mode, Settings};
+use crate::identity::audit::{self, AuditEntry};
 use crate::params;
-use crate::repo::audit::{self, AuditEntry};
 use chrono::{DateTime, Utc};
 use orgwall_core::{Error, JobId, OrgId, PermissionSet, Result};
 
 /// The kind of the org purge job (a declared system kind).
-pub(crate) const PURGE_KIND: &str = "org.purge";
+pub const PURGE_KIND: &str = "org.purge";
 
 fn job_scope(kind: &'static str, job: JobId, org: OrgId) -> OrgScope {
     OrgScope {
@@ -35,7 +35,7 @@ fn job_scope(kind: &'static str, job: JobId, org: OrgId) -> OrgScope {
 /// Enters `org` for tenant job `job` of `kind`. Refuses an org that is gone or being
 /// deleted (its jobs must not run any more). With `audited`, writes
 /// `system.scope_entered` into the org's audit log first.
-pub(crate) async fn enter(
+pub async fn enter(
     db: &Db,
     kind: &'static str,
     job: JobId,
@@ -82,7 +82,7 @@ pub(crate) async fn enter(
 /// (a purge that ran before: nothing left to enter). Refuses an org that is not marked
 /// for deletion. Writes `system.scope_entered` into the org's audit log (the last event
 /// it gets) and logs the entry.
-pub(crate) async fn enter_for_purge(db: &Db, job: JobId, org: OrgId) -> Result<Option<OrgScope>> {
+pub async fn enter_for_purge(db: &Db, job: JobId, org: OrgId) -> Result<Option<OrgScope>> {
     let mut tx = db.begin(Mode::Write, Settings::org(org)).await?;
     let row = tx
         .query_opt("SELECT deleting_at FROM orgs WHERE id = $1", params![org])
@@ -118,7 +118,7 @@ pub(crate) async fn enter_for_purge(db: &Db, job: JobId, org: OrgId) -> Result<O
 /// Deletes the org row of a purge scope, and with it every tenant row of that org, in
 /// one transaction inside the org's own scope. Only a scope made by [`enter_for_purge`]
 /// may do this. Returns the number of rows deleted (0 if the org was already gone).
-pub(crate) async fn purge_rows(db: &Db, scope: &OrgScope) -> Result<u64> {
+pub async fn purge_rows(db: &Db, scope: &OrgScope) -> Result<u64> {
     if !matches!(scope.principal(), Principal::Job { kind, .. } if *kind == PURGE_KIND) {
         return Err(Error::ScopeViolation);
     }

@@ -10,9 +10,8 @@
 use super::{OrgScope, Principal};
 use crate::crypto::token_hash;
 use crate::db::{Db, Mode, Settings, Tx};
+use crate::identity::audit::{self, AuditEntry};
 use crate::params;
-use crate::repo::audit::{self, AuditEntry};
-use crate::repo::invitations::INVITATION_PREFIX;
 use crate::value::now;
 use chrono::{DateTime, Utc};
 use orgwall_core::{ApiKeyId, Error, InvitationId, OrgId, PermissionSet, Result, RoleId, UserId};
@@ -211,7 +210,8 @@ pub async fn accept_invitation(db: &Db, user: UserId, token: &str) -> Result<Joi
     if member.is_some() {
         return Err(already_member());
     }
-    crate::quota::check_in(&mut tx, org, crate::quota::Quota::Members).await?;
+    member_quota(&mut tx, org).await?;
+    tx.access_changed();
     tx.execute(
         "INSERT INTO memberships (org_id, user_id, role_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
         params![org, user, role_id, t],
@@ -256,6 +256,49 @@ pub async fn accept_invitation(db: &Db, user: UserId, token: &str) -> Result<Joi
     };
     tx.commit().await?;
     Ok(joined)
+}
+
+/// Prefix of invitation tokens.
+pub const INVITATION_PREFIX: &str = "owi_";
+
+/// Refuses with `quota_exceeded` when one more member would exceed the org's plan
+/// (`plans.max_members`), after locking the org's row (PostgreSQL) so concurrent joins at
+/// the limit cannot both pass. Runs inside a transaction scoped to `org`.
+pub async fn member_quota(tx: &mut Tx, org: OrgId) -> Result<()> {
+    let lock = if tx.kind() == crate::BackendKind::Postgres {
+        " FOR UPDATE OF o"
+    } else {
+        ""
+    };
+    let row = tx
+        .query_one(
+            &format!(
+                "SELECT o.plan, p.max_members FROM orgs o JOIN plans p ON p.name = o.plan
+                 WHERE o.id = $1{lock}"
+            ),
+            params![org],
+        )
+        .await?;
+    let (plan, limit): (String, i64) = (row.get(0)?, row.get(1)?);
+    let have: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM memberships WHERE org_id = $1",
+            params![org],
+        )
+        .await?
+        .get(0)?;
+    if have.saturating_add(1) > limit {
+        return Err(quota_exceeded(&plan, limit, "members", have));
+    }
+    Ok(())
+}
+
+/// The refusal of a create that would exceed a plan's quota.
+pub fn quota_exceeded(plan: &str, limit: i64, what: &str, have: i64) -> Error {
+    Error::Refused(
+        "quota_exceeded",
+        format!("the {plan} plan allows {limit} {what}; this organization has {have}"),
+    )
 }
 
 fn already_member() -> Error {

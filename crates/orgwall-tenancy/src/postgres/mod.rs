@@ -6,7 +6,11 @@
 //! (tokio-postgres pipelines requests issued concurrently on one connection). Statements
 //! are prepared once per connection and reused.
 
+mod doctor;
+mod walls;
+
 use crate::db::{Mode, Settings};
+use crate::module::Catalog;
 use crate::value::{Row, Val};
 use bytes::BytesMut;
 use chrono::{DateTime, Utc};
@@ -138,14 +142,14 @@ impl PgDb {
         })
     }
 
-    pub(crate) async fn migrate(&self) -> Result<crate::migrate::Report> {
+    pub(crate) async fn migrate(&self, catalog: &Catalog) -> Result<crate::migrate::Report> {
         let mut client = self.owner_client().await?;
-        crate::migrate::postgres(&mut client, &self.app_role).await
+        walls::migrate(&mut client, &self.app_role, catalog).await
     }
 
-    pub(crate) async fn doctor(&self) -> Result<Vec<crate::doctor::Violation>> {
+    pub(crate) async fn doctor(&self, catalog: &Catalog) -> Result<Vec<crate::doctor::Violation>> {
         let client = self.owner_client().await?;
-        crate::doctor::postgres(&client, &self.app_role).await
+        doctor::check(&client, &self.app_role, catalog).await
     }
 }
 

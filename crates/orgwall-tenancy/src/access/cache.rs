@@ -494,25 +494,6 @@ async fn listen(
 }
 
 /// Which statements announce an access change: writes to these tables.
-const ACCESS_TABLES: [&str; 5] = ["orgs", "memberships", "roles", "api_keys", "plans"];
-
-/// Whether `sql` writes one of the access tables (`INSERT INTO t`, `UPDATE t`,
-/// `DELETE FROM t`). Conservative in what counts, exact about the table name.
-pub(crate) fn writes_access(sql: &str) -> bool {
-    let mut words = sql.split_whitespace();
-    let first = words.next().unwrap_or("");
-    let table = if first.eq_ignore_ascii_case("INSERT") || first.eq_ignore_ascii_case("DELETE") {
-        words.nth(1)
-    } else if first.eq_ignore_ascii_case("UPDATE") {
-        words.next()
-    } else {
-        return false;
-    };
-    table.is_some_and(|t| {
-        let t = t.split('(').next().unwrap_or(t).trim_matches('"');
-        ACCESS_TABLES.iter().any(|a| a.eq_ignore_ascii_case(t))
-    })
-}
 
 /// The principal a cached grant stands for (keeps scope building in one place).
 pub(crate) fn scope(org: OrgId, principal: Principal, g: &Grant) -> super::OrgScope {
@@ -527,21 +508,6 @@ pub(crate) fn scope(org: OrgId, principal: Principal, g: &Grant) -> super::OrgSc
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn access_writes_are_recognized() {
-        assert!(writes_access(
-            "INSERT INTO memberships (org_id) VALUES ($1)"
-        ));
-        assert!(writes_access("  update roles SET key = $1"));
-        assert!(writes_access("DELETE FROM api_keys WHERE id = $1"));
-        assert!(writes_access("UPDATE orgs SET plan = $2 WHERE id = $1"));
-        assert!(writes_access("INSERT INTO plans(name) VALUES ('x')"));
-        assert!(!writes_access("SELECT * FROM memberships"));
-        assert!(!writes_access("INSERT INTO tickets (org_id) VALUES ($1)"));
-        assert!(!writes_access("UPDATE sessions SET last_seen_at = $2"));
-        assert!(!writes_access("UPDATE orgs_archive SET x = 1"));
-    }
 
     /// A cache, an org, a membership key in it and a grant to store.
     fn fixture() -> (Arc<AccessCache>, OrgId, (OrgId, UserId), Grant) {

@@ -1,0 +1,155 @@
+//! Registration: a service describes itself as [`Module`]s, and the [`Catalog`] of those
+//! modules is what the migration runner applies, what the doctor checks against, and
+//! what tests walk.
+//!
+//! A module declares:
+//! - its migrations, one list per backend, versioned per module (`schema_migrations`
+//!   records `(module, version)`), applied by the runner in the same transaction as the
+//!   walls, so no table ever exists without them;
+//! - its tenant tables and its global tables (the doctor names any table that no module
+//!   declares, and any declared table that is missing);
+//! - its cross-org indexes (the documented lookups that do not lead with `org_id`);
+//! - its cascades between tenant tables: on PostgreSQL they are ordinary composite
+//!   foreign keys `ON DELETE CASCADE`; on SQLite the runner generates the named
+//!   `AFTER DELETE` trigger for each (SQLite's own cascade would read base tables outside
+//!   the scoped views, which the authorizer refuses), and the doctor checks it exists.
+//!
+//! The kernel registers its own module first ([`crate::identity::MODULE`]: users,
+//! sessions, orgs, plans, roles, memberships, invitations, API keys, audit events);
+//! modules are applied in the order they are registered, so a module may reference the
+//! tables of any module before it.
+
+use crate::migrate::Migration;
+
+/// A deleted parent row deletes its children (SQLite: generated as a named trigger).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cascade {
+    /// The parent tenant table (logical name, e.g. `tickets`).
+    pub parent: &'static str,
+    /// The child tenant table (logical name, e.g. `ticket_comments`).
+    pub child: &'static str,
+    /// The child's column that holds the parent's `id` (`org_id` is paired implicitly).
+    pub column: &'static str,
+}
+
+impl Cascade {
+    /// The name of the SQLite trigger that carries it out.
+    pub fn trigger_name(&self) -> String {
+        format!(
+            "orgwall_cascade_{}_{}_{}",
+            self.parent, self.child, self.column
+        )
+    }
+}
+
+/// One registered part of a service.
+#[derive(Debug, Clone, Copy)]
+pub struct Module {
+    /// Its name, unique in the catalog (recorded with each applied migration).
+    pub name: &'static str,
+    /// PostgreSQL migrations, numbered from 1 without gaps.
+    pub postgres: &'static [Migration],
+    /// SQLite migrations, numbered from 1 without gaps. Tenant tables are created as
+    /// `<t>_rows`; the runner generates the scoped view `<t>` and its triggers.
+    pub sqlite: &'static [Migration],
+    /// Tenant tables it creates (logical names: `<t>`, not `<t>_rows`).
+    pub tenant_tables: &'static [&'static str],
+    /// Global tables it creates (no `org_id` wall; the documented allowlist).
+    pub global_tables: &'static [&'static str],
+    /// Indexes that serve a documented cross-org read: (table, leading column).
+    pub cross_org_indexes: &'static [(&'static str, &'static str)],
+    /// Cascading deletes between its tenant tables.
+    pub cascades: &'static [Cascade],
+}
+
+impl Module {
+    /// A module with nothing in it, for struct update syntax:
+    /// `Module { name: "courses", ..Module::EMPTY }`.
+    pub const EMPTY: Module = Module {
+        name: "",
+        postgres: &[],
+        sqlite: &[],
+        tenant_tables: &[],
+        global_tables: &[],
+        cross_org_indexes: &[],
+        cascades: &[],
+    };
+}
+
+/// The modules of one service, kernel first, in the order they are applied.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    modules: Vec<&'static Module>,
+}
+
+impl Default for Catalog {
+    fn default() -> Self {
+        Catalog::new()
+    }
+}
+
+impl Catalog {
+    /// The kernel's own module alone.
+    pub fn new() -> Self {
+        Catalog {
+            modules: vec![&crate::identity::MODULE],
+        }
+    }
+
+    /// Adds a module after those already registered (registering one twice is a no-op).
+    pub fn with(mut self, module: &'static Module) -> Self {
+        if !self.modules.iter().any(|m| m.name == module.name) {
+            self.modules.push(module);
+        }
+        self
+    }
+
+    /// The modules, in order.
+    pub fn modules(&self) -> &[&'static Module] {
+        &self.modules
+    }
+
+    /// Every declared tenant table (logical names).
+    pub fn tenant_tables(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.modules
+            .iter()
+            .flat_map(|m| m.tenant_tables.iter().copied())
+    }
+
+    /// Every declared global table, with the runner's own `schema_migrations`.
+    pub fn global_tables(&self) -> impl Iterator<Item = &'static str> + '_ {
+        std::iter::once("schema_migrations").chain(
+            self.modules
+                .iter()
+                .flat_map(|m| m.global_tables.iter().copied()),
+        )
+    }
+
+    /// Whether `table` (a logical name) is a declared global table.
+    pub fn is_global(&self, table: &str) -> bool {
+        self.global_tables().any(|t| t == table)
+    }
+
+    /// Whether `table` (a logical name) is a declared tenant table.
+    pub fn is_tenant(&self, table: &str) -> bool {
+        self.tenant_tables().any(|t| t == table)
+    }
+
+    /// Whether `(table, column)` is a declared cross-org index.
+    pub fn is_cross_org_index(&self, table: &str, leading: &str) -> bool {
+        self.modules
+            .iter()
+            .flat_map(|m| m.cross_org_indexes.iter())
+            .any(|(t, c)| *t == table && *c == leading)
+    }
+
+    /// Every declared cascade.
+    pub fn cascades(&self) -> impl Iterator<Item = &'static Cascade> + '_ {
+        self.modules.iter().flat_map(|m| m.cascades.iter())
+    }
+
+    /// Every global table name as a `Vec` (for SQL `= ANY($1)`).
+    pub(crate) fn global_list(&self) -> Vec<String> {
+        self.global_tables().map(str::to_owned).collect()
+    }
+}

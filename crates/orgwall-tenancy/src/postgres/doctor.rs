@@ -1,0 +1,169 @@
+//! The doctor on PostgreSQL (see [`crate::doctor`] for the rules).
+
+use crate::doctor::{check_shape, Backend, Findings, TableShape, Violation};
+use crate::module::Catalog;
+use orgwall_core::Result;
+
+/// Checks a PostgreSQL database (current schema) as seen by the connected login.
+pub(crate) async fn check(
+    client: &tokio_postgres::Client,
+    app_role: &str,
+    catalog: &Catalog,
+) -> Result<Vec<Violation>> {
+    let e = super::map_err;
+    let mut f = Findings::new(catalog);
+
+    let role = client
+        .query_opt(
+            "SELECT oid, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1",
+            &[&app_role],
+        )
+        .await
+        .map_err(e)?;
+    let role_oid: Option<u32> = match role {
+        None => {
+            f.add(
+                app_role,
+                "the server role does not exist (run orgwall migrate)",
+            );
+            None
+        }
+        Some(r) => {
+            if r.get::<_, bool>(1) {
+                f.add(app_role, "the server role is a superuser");
+            }
+            if r.get::<_, bool>(2) {
+                f.add(app_role, "the server role has BYPASSRLS");
+            }
+            Some(r.get(0))
+        }
+    };
+
+    let tables = client
+        .query(
+            "SELECT c.oid, c.relname::text, c.relrowsecurity, c.relforcerowsecurity, c.relowner
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
+             ORDER BY c.relname",
+            &[],
+        )
+        .await
+        .map_err(e)?;
+    let present: Vec<String> = tables.iter().map(|t| t.get(1)).collect();
+    f.registration(&present);
+    for t in &tables {
+        let oid: u32 = t.get(0);
+        let name: String = t.get(1);
+        if role_oid == Some(t.get::<_, u32>(4)) {
+            f.add(&name, format!("owned by the server role {app_role} (owners bypass policies unless forced, and can alter them)"));
+        }
+        if f.is_global(&name) {
+            continue;
+        }
+        let org_col = client
+            .query_opt(
+                "SELECT attnotnull FROM pg_attribute WHERE attrelid = $1 AND attname = 'org_id' AND NOT attisdropped",
+                &[&oid],
+            )
+            .await
+            .map_err(e)?
+            .map(|r| r.get::<_, bool>(0));
+        let fks = client
+            .query(
+                "SELECT ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(n, i)
+                              JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n ORDER BY k.i),
+                        r.relname::text,
+                        ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY k(n, i)
+                              JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.n ORDER BY k.i),
+                        c.confdeltype = 'c'
+                 FROM pg_constraint c JOIN pg_class r ON r.oid = c.confrelid
+                 WHERE c.conrelid = $1 AND c.contype = 'f'",
+                &[&oid],
+            )
+            .await
+            .map_err(e)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect();
+        let indexes = client
+            .query(
+                "SELECT ci.relname::text,
+                        ARRAY(SELECT coalesce(a.attname::text, '(expression)')
+                              FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
+                              LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
+                              ORDER BY k.o),
+                        i.indisunique
+                 FROM pg_index i JOIN pg_class ci ON ci.oid = i.indexrelid
+                 WHERE i.indrelid = $1",
+                &[&oid],
+            )
+            .await
+            .map_err(e)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        check_shape(
+            &TableShape {
+                logical: name.clone(),
+                name: name.clone(),
+                org_id_not_null: org_col,
+                fks,
+                indexes,
+            },
+            Backend::Postgres,
+            &mut f,
+        );
+        if !t.get::<_, bool>(2) {
+            f.add(&name, "row-level security is not enabled");
+        }
+        if !t.get::<_, bool>(3) {
+            f.add(
+                &name,
+                "row-level security is not forced (FORCE ROW LEVEL SECURITY)",
+            );
+        }
+        let policy = client
+            .query(
+                "SELECT 1 FROM pg_policy WHERE polrelid = $1 AND polcmd = '*' AND polpermissive
+                   AND pg_get_expr(polqual, polrelid) LIKE '%app.org_id%'
+                   AND pg_get_expr(polwithcheck, polrelid) LIKE '%app.org_id%'",
+                &[&oid],
+            )
+            .await
+            .map_err(e)?;
+        if policy.is_empty() {
+            f.add(&name, "no policy for all commands comparing org_id with app.org_id in USING and WITH CHECK");
+        }
+    }
+
+    for v in client
+        .query(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = current_schema() AND c.relkind IN ('v', 'm')
+               AND NOT coalesce('security_invoker=true' = ANY(c.reloptions), false)
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(e)?
+    {
+        let name: String = v.get(0);
+        f.add(&name, "view without security_invoker (it would read with its owner's rights, past row-level security)");
+    }
+    for p in client
+        .query(
+            "SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname = current_schema() AND p.prosecdef
+               AND (p.proacl IS NULL OR EXISTS (
+                   SELECT 1 FROM aclexplode(p.proacl) x WHERE x.grantee = 0 AND x.privilege_type = 'EXECUTE'))
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(e)?
+    {
+        let name: String = p.get(0);
+        f.add(&name, "SECURITY DEFINER function executable by PUBLIC");
+    }
+    Ok(f.found)
+}

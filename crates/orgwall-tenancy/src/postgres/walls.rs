@@ -1,0 +1,140 @@
+//! PostgreSQL: the migration runner and the database wall it asserts (forced row-level
+//! security, the `org_isolation` policy, the server role and its grants).
+
+use crate::migrate::{checksum, plan_all, quote_ident, Report, Side, ORG_PREDICATE};
+use crate::module::Catalog;
+use orgwall_core::{Error, Result};
+
+/// Runs every registered module's PostgreSQL migrations as the connected login, then
+/// asserts the wall on every tenant table, all in one transaction.
+pub(crate) async fn migrate(
+    client: &mut tokio_postgres::Client,
+    app_role: &str,
+    catalog: &Catalog,
+) -> Result<Report> {
+    use super::map_err;
+    super::check_role_name(app_role)?;
+    let tx = client.transaction().await.map_err(map_err)?;
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(7270001);
+         CREATE TABLE IF NOT EXISTS schema_migrations (
+             module text NOT NULL,
+             version bigint NOT NULL,
+             name text NOT NULL,
+             checksum text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now(),
+             PRIMARY KEY (module, version))",
+    )
+    .await
+    .map_err(map_err)?;
+    let has_module = tx
+        .query_opt(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+               AND table_name = 'schema_migrations' AND column_name = 'module'",
+            &[],
+        )
+        .await
+        .map_err(map_err)?
+        .is_some();
+    if !has_module {
+        return Err(crate::migrate::legacy_layout());
+    }
+    let applied: Vec<(String, i64, String)> = tx
+        .query(
+            "SELECT module, version, checksum FROM schema_migrations ORDER BY module, version",
+            &[],
+        )
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let mut report = Report::default();
+    let todo = plan_all(catalog, Side::Postgres, &applied, &mut report)?;
+    for step in &todo {
+        let m = step.migration;
+        tx.batch_execute(m.sql).await.map_err(|e| {
+            Error::Internal(format!(
+                "module {} migration {} ({}) failed: {}",
+                step.module,
+                m.version,
+                m.name,
+                map_err(e)
+            ))
+        })?;
+        tx.execute(
+            "INSERT INTO schema_migrations (module, version, name, checksum) VALUES ($1, $2, $3, $4)",
+            &[&step.module, &m.version, &m.name, &checksum(m.sql)],
+        )
+        .await
+        .map_err(map_err)?;
+        report.applied(step);
+    }
+
+    // The server role: NOLOGIN, no superuser, no BYPASSRLS, owns nothing. Roles are
+    // cluster-wide, so another database may create it concurrently: tolerate that.
+    let role = app_role;
+    tx.batch_execute(&format!(
+        "DO $$ BEGIN
+            IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
+                CREATE ROLE {role} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+            END IF;
+         EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+         END $$;
+         DO $$ BEGIN
+            IF NOT pg_has_role(current_user, '{role}', 'MEMBER') THEN
+                EXECUTE 'GRANT {role} TO ' || quote_ident(current_user);
+            END IF;
+         END $$;"
+    ))
+    .await
+    .map_err(map_err)?;
+
+    let tenant_tables: Vec<String> = tx
+        .query(
+            "SELECT c.relname::text FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
+               AND NOT (c.relname = ANY($1))
+               AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
+                           AND a.attname = 'org_id' AND NOT a.attisdropped)
+             ORDER BY 1",
+            &[&catalog.global_list()],
+        )
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for t in &tenant_tables {
+        let q = quote_ident(t);
+        let has_policy = !tx
+            .query(
+                "SELECT 1 FROM pg_policies WHERE schemaname = current_schema()
+                 AND tablename = $1 AND policyname = 'org_isolation'",
+                &[t],
+            )
+            .await
+            .map_err(map_err)?
+            .is_empty();
+        let mut sql = format!(
+            "ALTER TABLE {q} ENABLE ROW LEVEL SECURITY; ALTER TABLE {q} FORCE ROW LEVEL SECURITY;"
+        );
+        if !has_policy {
+            sql.push_str(&format!(
+                "CREATE POLICY org_isolation ON {q} USING ({ORG_PREDICATE}) WITH CHECK ({ORG_PREDICATE});"
+            ));
+        }
+        tx.batch_execute(&sql).await.map_err(map_err)?;
+    }
+    tx.batch_execute(&format!(
+        "DO $$ BEGIN EXECUTE 'GRANT USAGE ON SCHEMA ' || quote_ident(current_schema()) || ' TO {role}';
+           EXECUTE 'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ' || quote_ident(current_schema()) || ' TO {role}';
+         END $$;
+         REVOKE ALL ON schema_migrations FROM {role};"
+    ))
+    .await
+    .map_err(map_err)?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(report)
+}

@@ -1,0 +1,252 @@
+//! The doctor on SQLite (see [`crate::doctor`] for the rules).
+
+use crate::doctor::{check_shape, Backend, Findings, TableShape, Violation, FTS5_SHADOW_TABLES};
+use crate::module::Catalog;
+use orgwall_core::{Error, Result};
+
+/// Checks a SQLite database.
+pub(crate) fn check(conn: &rusqlite::Connection, catalog: &Catalog) -> Result<Vec<Violation>> {
+    let e = |e: rusqlite::Error| Error::Internal(format!("doctor: {e}"));
+    let mut f = Findings::new(catalog);
+    let objects: Vec<(String, String, String, String)> = {
+        let mut st = conn
+            .prepare(
+                "SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master ORDER BY name",
+            )
+            .map_err(e)?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .map_err(e)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(e)?
+    };
+    let has = |kind: &str, name: &str, must_contain: &str| {
+        objects
+            .iter()
+            .any(|(k, n, _, sql)| k == kind && n == name && sql.contains(must_contain))
+    };
+    let logical = |t: &str| t.strip_suffix("_rows").unwrap_or(t).to_owned();
+    let virtuals: Vec<&str> = objects
+        .iter()
+        .filter(|(k, n, _, sql)| {
+            k == "table"
+                && !f.is_global(n)
+                && sql
+                    .trim_start()
+                    .to_ascii_uppercase()
+                    .starts_with("CREATE VIRTUAL TABLE")
+        })
+        .map(|(_, n, _, _)| n.as_str())
+        .collect();
+    let shadow = |t: &str| {
+        virtuals.iter().any(|v| {
+            super::is_fts_index(v)
+                && t.strip_prefix(v)
+                    .and_then(|r| r.strip_prefix('_'))
+                    .is_some_and(|s| FTS5_SHADOW_TABLES.contains(&s))
+        })
+    };
+    let present: Vec<String> = objects
+        .iter()
+        .filter(|(k, n, _, _)| {
+            k == "table"
+                && !n.starts_with("sqlite_")
+                && !virtuals.contains(&n.as_str())
+                && !shadow(n)
+        })
+        .map(|(_, n, _, _)| logical(n))
+        .collect();
+    f.registration(&present);
+    for c in catalog.cascades() {
+        let parent = format!("{}_rows", c.parent);
+        let trigger = c.trigger_name();
+        let generated = objects.iter().any(|(k, n, t, sql)| {
+            k == "trigger" && *n == trigger && *t == parent && sql.contains("AFTER DELETE")
+        });
+        if !generated {
+            f.add(
+                &parent,
+                format!("missing cascade trigger {trigger} (run migrate: the runner generates it)"),
+            );
+        }
+    }
+    for vt in &virtuals {
+        sqlite_fts_index(conn, &objects, vt, &mut f).map_err(e)?;
+    }
+    for (kind, name, _, _) in &objects {
+        if kind != "table" || name.starts_with("sqlite_") || f.is_global(name) {
+            continue;
+        }
+        if virtuals.contains(&name.as_str()) || shadow(name) {
+            continue; // checked above
+        }
+        let base = name.as_str();
+        let view = logical(base);
+        if !base.ends_with("_rows") {
+            f.add(base, format!("tenant table is not behind a scoped view: name it {base}_rows and let the migration runner generate the view {base}"));
+        }
+        let org_col: Option<bool> = conn
+            .query_row(
+                "SELECT \"notnull\" FROM pragma_table_info(?1) WHERE name = 'org_id'",
+                [base],
+                |r| r.get::<_, i64>(0).map(|n| n != 0),
+            )
+            .ok();
+        let mut fks: Vec<(Vec<String>, String, Vec<String>, bool)> = Vec::new();
+        {
+            let mut st = conn
+                .prepare("SELECT id, \"table\", \"from\", \"to\", on_delete FROM pragma_foreign_key_list(?1) ORDER BY id, seq")
+                .map_err(e)?;
+            let rows = st
+                .query_map([base], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                })
+                .map_err(e)?;
+            let mut last = -1;
+            for row in rows {
+                let (id, table, from, to, on_delete) = row.map_err(e)?;
+                if id != last {
+                    fks.push((
+                        Vec::new(),
+                        logical(&table),
+                        Vec::new(),
+                        on_delete == "CASCADE",
+                    ));
+                    last = id;
+                }
+                if let Some(fk) = fks.last_mut() {
+                    fk.0.push(from);
+                    fk.2.push(to.unwrap_or_else(|| "(primary key)".into()));
+                }
+            }
+        }
+        let mut indexes = Vec::new();
+        {
+            let mut st = conn
+                .prepare("SELECT name, \"unique\" FROM pragma_index_list(?1)")
+                .map_err(e)?;
+            let list: Vec<(String, bool)> = st
+                .query_map([base], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0)))
+                .map_err(e)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(e)?;
+            for (idx, unique) in list {
+                let mut st = conn
+                    .prepare("SELECT coalesce(name, '(expression)') FROM pragma_index_info(?1) ORDER BY seqno")
+                    .map_err(e)?;
+                let cols: Vec<String> = st
+                    .query_map([&idx], |r| r.get(0))
+                    .map_err(e)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(e)?;
+                indexes.push((idx, cols, unique));
+            }
+        }
+        check_shape(
+            &TableShape {
+                name: base.to_owned(),
+                logical: view.clone(),
+                org_id_not_null: org_col,
+                fks,
+                indexes,
+            },
+            Backend::Sqlite,
+            &mut f,
+        );
+        if base.ends_with("_rows") {
+            if !has("view", &view, "app_org()") {
+                f.add(
+                    base,
+                    format!("no scoped view {view} filtering on app_org()"),
+                );
+            }
+            for s in ["ins", "upd", "del"] {
+                if !has("trigger", &format!("{view}_{s}"), "INSTEAD OF") {
+                    f.add(base, format!("missing INSTEAD OF trigger {view}_{s}"));
+                }
+                if !has("trigger", &format!("orgwall_guard_{base}_{s}"), "app_org()") {
+                    f.add(
+                        base,
+                        format!("missing guard trigger orgwall_guard_{base}_{s}"),
+                    );
+                }
+            }
+        }
+    }
+    Ok(f.found)
+}
+
+/// Checks one virtual table: it must be a full-text index as documented at the top.
+fn sqlite_fts_index(
+    conn: &rusqlite::Connection,
+    objects: &[(String, String, String, String)],
+    vt: &str,
+    f: &mut Findings,
+) -> rusqlite::Result<()> {
+    let Some(source) = vt
+        .strip_suffix("_fts_rows")
+        .filter(|s| !s.is_empty() && super::is_fts_index(vt))
+    else {
+        f.add(vt, "virtual table is not a full-text index named <t>_fts_rows over <t>_rows (the authorizer guards only those)");
+        return Ok(());
+    };
+    let sql = objects
+        .iter()
+        .find(|(k, n, _, _)| k == "table" && n == vt)
+        .map(|(_, _, _, sql)| sql.to_ascii_lowercase())
+        .unwrap_or_default();
+    if !sql.contains("using fts5") {
+        f.add(vt, "full-text index is not an FTS5 table");
+    }
+    let has_org: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = 'org_id'",
+        [vt],
+        |r| r.get(0),
+    )?;
+    if !has_org {
+        f.add(vt, "full-text index has no org_id column");
+    }
+    let view = format!("{source}_fts");
+    let scoped = objects.iter().any(|(k, n, _, sql)| {
+        k == "view" && *n == view && sql.contains("app_org()") && sql.contains(vt)
+    });
+    if !scoped {
+        f.add(
+            vt,
+            format!("no scoped view {view} over {vt} filtering on app_org()"),
+        );
+    }
+    let base = format!("{source}_rows");
+    if !objects
+        .iter()
+        .any(|(k, n, _, _)| k == "table" && *n == base)
+    {
+        f.add(vt, format!("indexes {base}, which does not exist"));
+    }
+    for (s, event) in [
+        ("ins", "AFTER INSERT"),
+        ("upd", "AFTER UPDATE"),
+        ("del", "AFTER DELETE"),
+    ] {
+        let name = format!("orgwall_fts_{base}_{s}");
+        let ok = objects.iter().any(|(k, n, tbl, sql)| {
+            k == "trigger"
+                && *n == name
+                && *tbl == base
+                && sql.to_ascii_uppercase().contains(event)
+                && sql.contains(vt)
+        });
+        if !ok {
+            f.add(
+                vt,
+                format!("missing sync trigger {name} ({event} ON {base}, writing {vt})"),
+            );
+        }
+    }
+    Ok(())
+}
