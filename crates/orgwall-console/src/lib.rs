@@ -75,6 +75,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use orgwall_http::AppState;
 use std::sync::Arc;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 
 /// The Content-Security-Policy of every console response.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'";
@@ -124,6 +126,24 @@ pub fn router(state: AppState, api: Router) -> Router {
         .merge(assets::routes())
         .with_state(console)
         .layer(axum::middleware::map_response(secure_headers))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// The span of one console request: the request id and the route template, never the
+/// URI (queries carry search text and tokens).
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |m| m.as_str());
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!("console", method = %req.method(), route, request_id)
 }
 
 async fn secure_headers(mut res: Response) -> Response {

@@ -26,7 +26,8 @@ async fn shoot(b: &Browser, dir: &std::path::Path, name: &str, width: u32) {
         .await
         .as_u64()
         .unwrap_or(800);
-    b.resize(width, u32::try_from(h).unwrap_or(800).clamp(400, 2400)).await;
+    b.resize(width, u32::try_from(h).unwrap_or(800).clamp(400, 2400))
+        .await;
     b.screenshot_to(&dir.join(format!("{name}.png"))).await;
 }
 
@@ -54,8 +55,13 @@ async fn main_pages() {
     shoot(&b, &dir, "tickets", 1100).await;
     b.click("table a").await;
     b.wait_text("History").await;
-    b.fill("#f-comment", "Profiling shows the session lookup; looking into it.").await;
-    b.click("form[method=post][action$='/comments'] button").await;
+    b.fill(
+        "#f-comment",
+        "Profiling shows the session lookup; looking into it.",
+    )
+    .await;
+    b.click("form[method=post][action$='/comments'] button")
+        .await;
     b.wait_text("Profiling shows").await;
     shoot(&b, &dir, "ticket", 1100).await;
     shoot(&b, &dir, "ticket-phone", 390).await;
@@ -67,7 +73,8 @@ async fn main_pages() {
     shoot(&b, &dir, "roles", 1100).await;
     b.goto(&s.url("/o/acme/api-keys")).await;
     b.fill("#f-name", "CI deploys").await;
-    b.click("form[method=post][action='/o/acme/api-keys'] button").await;
+    b.click("form[method=post][action='/o/acme/api-keys'] button")
+        .await;
     b.wait_text("shown only once").await;
     shoot(&b, &dir, "api-keys", 1100).await;
 
@@ -85,7 +92,8 @@ async fn main_pages() {
     shoot(&b, &dir, "audit", 1100).await;
     b.goto(&s.url("/o/acme/settings")).await;
     shoot(&b, &dir, "settings", 1100).await;
-    b.goto(&s.url(&format!("/o/acme/tickets/{}", uuid_like()))).await;
+    b.goto(&s.url(&format!("/o/acme/tickets/{}", uuid_like())))
+        .await;
     shoot(&b, &dir, "not-found", 1100).await;
 }
 
