@@ -207,3 +207,25 @@ fn internal(e: &dyn std::fmt::Display) -> Refusal {
         detail: "Something went wrong on our side.".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_names_the_field_its_detail_starts_with() {
+        let r = |d: &str| Refusal {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "validation_failed".into(),
+            detail: d.into(),
+        };
+        let fields = &["title", "body"];
+        assert_eq!(
+            r("title must be 1-200 characters").field(fields),
+            Some("title")
+        );
+        assert_eq!(r("body: too long").field(fields), Some("body"));
+        assert_eq!(r("titles are hard").field(fields), None);
+        assert_eq!(r("project_id is not valid").field(fields), None);
+    }
+}

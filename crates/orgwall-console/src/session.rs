@@ -250,6 +250,11 @@ impl FromRequestParts<Console> for OrgPage {
         }
         let org = orgs::resolve(&c.state.db, &slug).await?;
         let scope = access::verify_member(&c.state.db, viewer.user_id, org).await?;
+        // A page view counts against the org's and the user's rate limits like an API
+        // request (a form post is counted by the API request it becomes).
+        if parts.method == Method::GET {
+            rate_limit(c, &scope, viewer.user_id).await?;
+        }
         let me = c
             .switcher
             .get(
@@ -270,6 +275,31 @@ impl FromRequestParts<Console> for OrgPage {
             me,
         })
     }
+}
+
+async fn rate_limit(c: &Console, scope: &OrgScope, user: UserId) -> Result<(), Fail> {
+    let limits = &c.state.limits;
+    let org = scope.org_id();
+    let org_limit = scope
+        .rate_limit_per_minute()
+        .unwrap_or(limits.config.org_default_per_minute);
+    let too_many = |_| {
+        Fail::Page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests for this organization right now. Wait a moment and reload.".into(),
+        )
+    };
+    orgwall_http::limits::check(limits, &format!("org:{org}"), org_limit)
+        .await
+        .map_err(too_many)?;
+    orgwall_http::limits::check(
+        limits,
+        &format!("org:{org}:user:{user}"),
+        limits.config.user_per_minute,
+    )
+    .await
+    .map_err(too_many)?;
+    Ok(())
 }
 
 /// A form post: the viewer, the CSRF token checked (constant time) before anything
@@ -358,5 +388,45 @@ pub fn same_origin(headers: &HeaderMap) -> Result<(), Fail> {
                 Err(Fail::csrf())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csrf_comparison_needs_the_whole_token() {
+        assert!(same("abc", "abc"));
+        assert!(!same("abc", "abd"));
+        assert!(!same("ab", "abc"));
+        assert!(!same("", "abc"));
+    }
+
+    #[test]
+    fn cookie_token_reads_only_the_session_cookie() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            "a=b; orgwall_session=ows_123; c=d".parse().unwrap(),
+        );
+        assert_eq!(cookie_token(&h).as_deref(), Some("ows_123"));
+        h.insert(header::COOKIE, "orgwall_session=owk_123".parse().unwrap());
+        assert_eq!(cookie_token(&h), None, "an API key is not a session");
+    }
+
+    #[test]
+    fn cross_site_forms_are_refused() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, "127.0.0.1:8080".parse().unwrap());
+        assert!(same_origin(&h).is_ok(), "no Origin: not a browser form");
+        h.insert(header::ORIGIN, "http://127.0.0.1:8080".parse().unwrap());
+        assert!(same_origin(&h).is_ok());
+        h.insert(header::ORIGIN, "https://evil.test".parse().unwrap());
+        assert!(same_origin(&h).is_err());
+        h.insert("sec-fetch-site", "cross-site".parse().unwrap());
+        assert!(same_origin(&h).is_err());
+        h.insert("sec-fetch-site", "same-origin".parse().unwrap());
+        assert!(same_origin(&h).is_ok());
     }
 }

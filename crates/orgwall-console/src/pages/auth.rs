@@ -491,3 +491,26 @@ pub(crate) async fn create_org(State(c): State<Console>, form: Form) -> Result<R
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn after_login_only_paths_of_this_site() {
+        for ok in ["/", "/o/acme/tickets", "/invitations/accept?token=owi_1"] {
+            assert_eq!(safe_next(Some(ok)), ok);
+        }
+        for bad in [
+            "https://evil.test/",
+            "//evil.test/x",
+            "/\\evil.test",
+            "javascript:alert(1)",
+            "",
+            "/a\nb",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
+}

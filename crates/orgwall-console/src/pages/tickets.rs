@@ -125,13 +125,18 @@ async fn load_list(p: &OrgPage, q: &ListQuery) -> Result<ListData, Fail> {
     })
 }
 
-fn member_options(members: &[Member], none: &str) -> Vec<(String, String)> {
+/// Assignee choices: names, and emails only for those who may read the member list.
+fn member_options(p: &OrgPage, members: &[Member], none: &str) -> Vec<(String, String)> {
+    let emails = p.can(Permission::MembersRead);
     std::iter::once((String::new(), none.to_owned()))
-        .chain(
-            members
-                .iter()
-                .map(|m| (m.user_id.to_string(), format!("{} ({})", m.name, m.email))),
-        )
+        .chain(members.iter().map(|m| {
+            let label = if emails {
+                format!("{} ({})", m.name, m.email)
+            } else {
+                m.name.clone()
+            };
+            (m.user_id.to_string(), label)
+        }))
         .collect()
 }
 
@@ -194,7 +199,7 @@ fn list_view(
                     input #f-q type="search" name="q" value=(nonempty(&q.q).unwrap_or("")) placeholder="Words in title or text";
                 }
                 (select("Status", "status", &statuses, nonempty(&q.status).unwrap_or(""), None))
-                (select("Assignee", "assignee", &member_options(&d.members, "Anyone"), nonempty(&q.assignee).unwrap_or(""), None))
+                (select("Assignee", "assignee", &member_options(p, &d.members, "Anyone"), nonempty(&q.assignee).unwrap_or(""), None))
                 @if p.can(Permission::ProjectsRead) {
                     (select("Project", "project", &project_options(&d.projects, Some("Any project")), nonempty(&q.project).unwrap_or(""), None))
                 }
@@ -230,7 +235,7 @@ fn list_view(
                             (select("Project", "project_id", &project_options(&d.projects, None), val("project_id"), FormErr::on(err, "new", "project_id")))
                             (input("Title", "title", "text", val("title"), FormErr::on(err, "new", "title"), true))
                             (textarea("Description", "body", val("body"), FormErr::on(err, "new", "body")))
-                            (select("Assignee", "assignee_id", &member_options(&d.members, "Unassigned"), val("assignee_id"), FormErr::on(err, "new", "assignee_id")))
+                            (select("Assignee", "assignee_id", &member_options(p, &d.members, "Unassigned"), val("assignee_id"), FormErr::on(err, "new", "assignee_id")))
                             button type="submit" { "Create ticket" }
                         }
                     }
@@ -337,7 +342,7 @@ fn ticket_view(p: &OrgPage, d: &TicketPage, err: Option<&FormErr>) -> Markup {
                     }
                     form method="post" action={ (base) "/assign" } {
                         (csrf(&p.viewer))
-                        (select("Assignee", "assignee_id", &member_options(&d.members, "Unassigned"),
+                        (select("Assignee", "assignee_id", &member_options(p, &d.members, "Unassigned"),
                             &t.assignee_id.map(|u| u.to_string()).unwrap_or_default(), FormErr::on(err, "assign", "assignee_id")))
                         button.secondary type="submit" { "Assign" }
                     }
