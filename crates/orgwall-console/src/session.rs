@@ -244,8 +244,11 @@ impl FromRequestParts<Console> for OrgPage {
             .find(|(k, _)| *k == "org")
             .map(|(_, v)| v.to_owned())
             .ok_or_else(Fail::not_found)?;
-        // Slugs only: an org id in the org position is not a console URL.
-        if slug.parse::<OrgId>().is_ok() || slug.len() > 64 {
+        // Canonical slugs only (an org id, or a slug with spaces or capitals that the
+        // lookup would tidy, is not a console URL): the slug goes into links and into the
+        // API paths of the page's forms as it is.
+        let canonical = orgwall_core::Slug::parse(&slug).is_ok_and(|s| s.as_str() == slug);
+        if !canonical || slug.parse::<OrgId>().is_ok() {
             return Err(Error::NotAMember.into());
         }
         let org = orgs::resolve(&c.state.db, &slug).await?;

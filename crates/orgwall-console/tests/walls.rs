@@ -175,7 +175,10 @@ both!(another_orgs_ids_are_404_pages, |t: TestDb| async move {
         .any(|m| m.user_id == demo.bob && m.role == "owner"));
     tx.commit().await.unwrap();
 
-    // Globex by slug, or by id: refused without naming it.
+    // Globex by slug, or by id, and Acme by a slug the lookup would tidy: refused,
+    // without naming the org.
+    assert_html_page(&v.get("/o/%20acme/tickets").await, 403, "untidy slug");
+    assert_html_page(&v.get("/o/ACME/tickets").await, 403, "untidy slug");
     for path in ["/o/globex/tickets", &format!("/o/{}/tickets", demo.globex)] {
         let r = v.get(path).await;
         assert_html_page(&r, 403, path);
