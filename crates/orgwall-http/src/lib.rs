@@ -1,35 +1,33 @@
-//! # orgwall-http: the HTTP layer
+//! # orgwall-http: orgwall's product routes
 //!
 //! Every route is declared once in a feature module as a [`routes::RouteSpec`] (method,
 //! path, who may call it, the permission it needs, which path parameters are org-scoped
-//! ids). [`routes::install`] puts the HTTP wall ([`wall`]) in front of each handler from
-//! that declaration, and [`openapi`] documents the same declarations, so what is enforced
-//! and what is documented cannot drift. Errors leave as RFC 9457 problem+json through
-//! [`problem::Problem`], mapped from the domain error in one place.
+//! ids) and installed behind the kernel's HTTP wall (`orgwall-tenancy-http`), exactly as
+//! an outside service's routes are; [`openapi`] documents the same declarations, so what
+//! is enforced and what is documented cannot drift. The wall's modules are re-exported
+//! here under their old names ([`wall`], [`routes`], [`problem`], [`body`], [`page`],
+//! [`limits`]).
 #![forbid(unsafe_code)]
 
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
-pub mod body;
 pub mod exports;
 pub mod files;
 pub mod health;
 pub mod invitations;
-pub mod limits;
 pub mod members;
 pub mod metrics;
 pub mod notes;
 pub mod openapi;
 pub mod orgs;
-pub mod page;
-pub mod problem;
 pub mod projects;
 pub mod roles;
 pub mod routes;
 pub mod tickets;
 pub mod usage;
-pub mod wall;
+
+pub use orgwall_tenancy_http::{body, limits, page, problem, wall};
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -118,9 +116,24 @@ fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
     )
 }
 
+impl AppState {
+    /// The kernel's HTTP wall over this state (rate-limit refusals counted in metrics).
+    pub fn kernel(&self) -> orgwall_tenancy_http::Kernel {
+        let metrics = self.metrics.clone();
+        orgwall_tenancy_http::Kernel {
+            db: self.db.clone(),
+            base_domain: self.base_domain.clone(),
+            limits: self.limits.clone(),
+            on_rate_limited: Some(Arc::new(move |scope: &'static str| {
+                metrics.rate_limited.with_label_values(&[scope]).inc();
+            })),
+        }
+    }
+}
+
 /// The whole application.
 pub fn app(state: AppState) -> Router {
-    routes::install(&state, routes::all())
+    routes::install(&state.kernel(), routes::all())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::measure,

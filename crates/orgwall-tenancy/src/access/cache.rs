@@ -493,8 +493,6 @@ async fn listen(
     }
 }
 
-/// Which statements announce an access change: writes to these tables.
-
 /// The principal a cached grant stands for (keeps scope building in one place).
 pub(crate) fn scope(org: OrgId, principal: Principal, g: &Grant) -> super::OrgScope {
     super::OrgScope {

@@ -16,7 +16,7 @@
 use crate::limits;
 use crate::problem::Problem;
 use crate::routes::{Access, RouteSpec};
-use crate::AppState;
+use crate::Kernel;
 use axum::extract::{FromRequestParts, RawPathParams, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -24,8 +24,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use orgwall_core::{Error, OrgId, SessionId, UserId};
-use orgwall_store::access::{self, OrgScope, API_KEY_PREFIX};
-use orgwall_store::repo::{orgs, sessions};
+use orgwall_tenancy::access::{self, OrgScope, API_KEY_PREFIX};
+use orgwall_tenancy::identity::{orgs, sessions};
 use std::sync::Arc;
 
 /// The header naming the org on org-less routes.
@@ -76,7 +76,7 @@ pub fn clear_session_cookie() -> String {
 /// The CSRF token of a cookie session: derived from the session token (which page
 /// scripts cannot read), so it needs no storage and dies with the session.
 pub fn csrf_token(session_token: &str) -> String {
-    orgwall_store::crypto::token_hash(&format!("orgwall-csrf:{session_token}"))
+    orgwall_tenancy::crypto::token_hash(&format!("orgwall-csrf:{session_token}"))
 }
 
 fn cookie_token(headers: &HeaderMap) -> Option<String> {
@@ -99,7 +99,7 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
-async fn session(state: &AppState, token: &str) -> Result<Authn, Problem> {
+async fn session(state: &Kernel, token: &str) -> Result<Authn, Problem> {
     let s = sessions::authenticate(&state.db, token)
         .await
         .map_err(Problem::from)?
@@ -112,7 +112,7 @@ async fn session(state: &AppState, token: &str) -> Result<Authn, Problem> {
 }
 
 async fn authenticate(
-    state: &AppState,
+    state: &Kernel,
     headers: &HeaderMap,
     method: &axum::http::Method,
 ) -> Result<Option<Authn>, Problem> {
@@ -160,7 +160,7 @@ async fn authenticate(
 }
 
 /// The org claim of the subdomain, if a base domain is configured and the host is under it.
-fn subdomain_claim(state: &AppState, headers: &HeaderMap) -> Option<String> {
+fn subdomain_claim(state: &Kernel, headers: &HeaderMap) -> Option<String> {
     let base = state.base_domain.as_deref()?;
     let host = headers.get(header::HOST)?.to_str().ok()?;
     let host = host
@@ -175,7 +175,7 @@ fn subdomain_claim(state: &AppState, headers: &HeaderMap) -> Option<String> {
 /// membership read in that org's scope, or the API key's own org) answers 403
 /// `not_a_member` for an org that does not exist or is being deleted, exactly as a lookup
 /// would. A slug is looked up (from the access cache when warm).
-async fn resolve(state: &AppState, claim: &str) -> Result<OrgId, Problem> {
+async fn resolve(state: &Kernel, claim: &str) -> Result<OrgId, Problem> {
     if let Ok(id) = claim.trim().parse::<OrgId>() {
         return Ok(id);
     }
@@ -183,7 +183,7 @@ async fn resolve(state: &AppState, claim: &str) -> Result<OrgId, Problem> {
 }
 
 async fn org_wall(
-    state: &AppState,
+    state: &Kernel,
     parts: &mut Parts,
     authn: Authn,
     spec: &'static RouteSpec,
@@ -261,7 +261,7 @@ async fn org_wall(
     Ok(Some(decision))
 }
 
-async fn run(spec: &'static RouteSpec, state: AppState, req: Request, next: Next) -> Response {
+async fn run(spec: &'static RouteSpec, state: Kernel, req: Request, next: Next) -> Response {
     if spec.access == Access::Public {
         return next.run(req).await;
     }
@@ -305,7 +305,7 @@ fn principal_label(p: &access::Principal) -> String {
 }
 
 /// The org's and the caller's rate limits; the tighter decision is reported.
-async fn rate_limit(state: &AppState, scope: &OrgScope) -> Result<limits::Decision, Problem> {
+async fn rate_limit(state: &Kernel, scope: &OrgScope) -> Result<limits::Decision, Problem> {
     let org = scope.org_id();
     let org_limit = scope
         .rate_limit_per_minute()
@@ -316,11 +316,12 @@ async fn rate_limit(state: &AppState, scope: &OrgScope) -> Result<limits::Decisi
         access::Principal::System { name } => format!("system:{name}"),
         access::Principal::Job { kind, id } => format!("job:{kind}:{id}"),
     };
-    let counted = |scope: &str| {
-        let m = state.metrics.clone();
-        let scope = scope.to_owned();
+    let counted = |scope: &'static str| {
+        let hook = state.on_rate_limited.clone();
         move |p: Problem| {
-            m.rate_limited.with_label_values(&[&scope]).inc();
+            if let Some(h) = &hook {
+                h(scope);
+            }
             p
         }
     };
@@ -341,12 +342,9 @@ async fn rate_limit(state: &AppState, scope: &OrgScope) -> Result<limits::Decisi
 #[allow(clippy::type_complexity)]
 pub fn guard(
     spec: &'static RouteSpec,
-) -> impl Fn(State<AppState>, Request, Next) -> BoxFuture<'static, Response>
-       + Clone
-       + Send
-       + Sync
-       + 'static {
-    move |State(state): State<AppState>, req: Request, next: Next| {
+) -> impl Fn(State<Kernel>, Request, Next) -> BoxFuture<'static, Response> + Clone + Send + Sync + 'static
+{
+    move |State(state): State<Kernel>, req: Request, next: Next| {
         Box::pin(run(spec, state, req, next))
     }
 }
