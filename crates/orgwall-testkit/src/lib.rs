@@ -18,6 +18,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod browser;
 pub mod s3;
 pub mod smtp;
 pub mod wire;

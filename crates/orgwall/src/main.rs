@@ -274,7 +274,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     &worker.worker,
                 )?)
             };
-            let app = orgwall_http::app(state);
+            // The console at `/` and the API under `/v1`, on one origin.
+            let app = orgwall_console::app(state);
             axum::serve(
                 listener,
                 app.into_make_service_with_connect_info::<SocketAddr>(),

@@ -157,12 +157,13 @@ use super::roles;
 use crate::value::Row;
 use orgwall_core::Permission;
 
-const MEMBER_SELECT: &str = "SELECT m.user_id, u.email, u.name, m.role_id, r.key, m.created_at
+pub(crate) const MEMBER_SELECT: &str =
+    "SELECT m.user_id, u.email, u.name, m.role_id, r.key, m.created_at
      FROM memberships m
      JOIN users u ON u.id = m.user_id
      JOIN roles r ON r.org_id = m.org_id AND r.id = m.role_id";
 
-fn member_from_row(r: &Row) -> Result<Member> {
+pub(crate) fn member_from_row(r: &Row) -> Result<Member> {
     Ok(Member {
         user_id: r.get(0)?,
         email: r.get(1)?,
