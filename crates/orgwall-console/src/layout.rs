@@ -105,16 +105,16 @@ fn user_menu(v: &Viewer, me: &Me) -> Markup {
 
 /// The navigation entries: (path, label, permission needed to see it).
 const NAV: &[(&str, &str, Permission)] = &[
-    ("/tickets", "Tickets", Permission::TicketsRead),
-    ("/projects", "Projects", Permission::ProjectsRead),
-    ("/notes", "Notes", Permission::NotesRead),
-    ("/files", "Files", Permission::FilesRead),
-    ("/members", "Members", Permission::MembersRead),
-    ("/roles", "Roles", Permission::RolesRead),
-    ("/api-keys", "API keys", Permission::ApiKeysManage),
-    ("/audit", "Audit log", Permission::AuditRead),
-    ("/usage", "Usage", Permission::UsageRead),
-    ("/settings", "Settings", Permission::OrgRead),
+    ("/tickets", "Tickets", orgwall_store::perms::TICKETS_READ),
+    ("/projects", "Projects", orgwall_store::perms::PROJECTS_READ),
+    ("/notes", "Notes", orgwall_store::perms::NOTES_READ),
+    ("/files", "Files", orgwall_store::perms::FILES_READ),
+    ("/members", "Members", Permission::MEMBERS_READ),
+    ("/roles", "Roles", Permission::ROLES_READ),
+    ("/api-keys", "API keys", Permission::API_KEYS_MANAGE),
+    ("/audit", "Audit log", Permission::AUDIT_READ),
+    ("/usage", "Usage", orgwall_store::perms::USAGE_READ),
+    ("/settings", "Settings", Permission::ORG_READ),
 ];
 
 /// A page of an org: header with the switcher, the org's navigation, then `body`.

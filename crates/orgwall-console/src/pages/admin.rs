@@ -124,7 +124,7 @@ fn keys_view(
 }
 
 async fn keys_page(p: OrgPage) -> Result<Markup, Fail> {
-    p.require(Permission::ApiKeysManage)?;
+    p.require(Permission::API_KEYS_MANAGE)?;
     let d = load_keys(&p).await?;
     Ok(keys_view(&p, &d, None, &[], None))
 }
@@ -182,7 +182,7 @@ async fn create_key(p: OrgPage, form: Form) -> Result<Response, Fail> {
 }
 
 async fn key_page(p: OrgPage, Path((_, raw)): Path<(String, String)>) -> Result<Markup, Fail> {
-    p.require(Permission::ApiKeysManage)?;
+    p.require(Permission::API_KEYS_MANAGE)?;
     let kid: ApiKeyId = id(&raw)?;
     let mut tx = p.read().await?;
     let k = api_keys::get(&mut tx, kid).await?;
@@ -243,7 +243,7 @@ fn day(s: &Option<String>) -> Result<Option<chrono::DateTime<Utc>>, Fail> {
 }
 
 async fn audit_page(p: OrgPage, Query(q): Query<AuditQuery>) -> Result<Markup, Fail> {
-    p.require(Permission::AuditRead)?;
+    p.require(Permission::AUDIT_READ)?;
     let trim = |s: &Option<String>| {
         s.as_deref()
             .map(str::trim)
@@ -342,7 +342,7 @@ fn meter(label: &str, used: i64, limit: i64, fmt: fn(i64) -> String) -> Markup {
 }
 
 async fn usage_page(p: OrgPage) -> Result<Markup, Fail> {
-    p.require(Permission::UsageRead)?;
+    p.require(orgwall_store::perms::USAGE_READ)?;
     let mut tx = p.read().await?;
     let u = quota::usage(&mut tx).await?;
     tx.commit().await?;
@@ -372,7 +372,7 @@ async fn settings_view(
     err: Option<&FormErr>,
 ) -> Result<Markup, Fail> {
     let org = orgs::get(&p.c.state.db, p.scope.org_id()).await?;
-    let exports: Vec<Export> = if p.can(Permission::ExportsCreate) {
+    let exports: Vec<Export> = if p.can(orgwall_store::perms::EXPORTS_CREATE) {
         let mut tx = p.read().await?;
         let e = exports::list(&mut tx, 20, None).await?;
         tx.commit().await?;
@@ -394,7 +394,7 @@ async fn settings_view(
             section.card {
                 h2 { "Organization" }
                 p.muted { "Plan: " (org.plan) " · created " (when(&org.created_at)) }
-                @if p.can(Permission::OrgUpdate) {
+                @if p.can(Permission::ORG_UPDATE) {
                     form method="post" action=(p.href("/settings")) {
                         (csrf(&p.viewer))
                         (form_error(FormErr::general(err, "org")))
@@ -406,7 +406,7 @@ async fn settings_view(
                     p { (org.name) " (" (org.slug) ")" }
                 }
             }
-            @if p.can(Permission::ExportsCreate) {
+            @if p.can(orgwall_store::perms::EXPORTS_CREATE) {
                 section.card {
                     h2 { "Export" }
                     p.muted { "An archive of all the organization's data and files, built in the background." }
@@ -425,7 +425,7 @@ async fn settings_view(
                     }
                 }
             }
-            @if p.can(Permission::OrgDelete) {
+            @if p.can(Permission::ORG_DELETE) {
                 section.card {
                     h2 { "Delete the organization" }
                     p { "Deletes every project, ticket, note, file and membership. This cannot be undone." }
@@ -441,7 +441,7 @@ async fn settings_view(
 }
 
 async fn settings_page(p: OrgPage) -> Result<Markup, Fail> {
-    p.require(Permission::OrgRead)?;
+    p.require(Permission::ORG_READ)?;
     settings_view(&p, &[], None).await
 }
 
@@ -494,7 +494,7 @@ async fn start_export(p: OrgPage, form: Form) -> Result<Response, Fail> {
 }
 
 async fn export_page(p: OrgPage, Path((_, raw)): Path<(String, String)>) -> Result<Markup, Fail> {
-    p.require(Permission::ExportsCreate)?;
+    p.require(orgwall_store::perms::EXPORTS_CREATE)?;
     let eid: ExportId = id(&raw)?;
     let mut tx = p.read().await?;
     let e = exports::get(&mut tx, eid).await?;
@@ -521,7 +521,7 @@ async fn download_export(
     p: OrgPage,
     Path((_, raw)): Path<(String, String)>,
 ) -> Result<Response, Fail> {
-    p.require(Permission::ExportsCreate)?;
+    p.require(orgwall_store::perms::EXPORTS_CREATE)?;
     let eid: ExportId = id(&raw)?;
     Ok(Api::new(&p.c, Some(&p.viewer.token), None)
         .stream(&p.api(&format!("/exports/{eid}/download")))

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use maud::{html, Markup};
-use orgwall_core::{NoteId, Permission, ProjectId};
+use orgwall_core::{NoteId, ProjectId};
 use orgwall_store::repo::notes::{self, Note};
 use orgwall_store::repo::projects::{self, Project};
 use serde::Deserialize;
@@ -114,7 +114,7 @@ fn projects_view(
                     }
                 }
             }
-            @if p.can(Permission::ProjectsWrite) {
+            @if p.can(orgwall_store::perms::PROJECTS_WRITE) {
                 section.card {
                     h2 { "New project" }
                     form method="post" action=(p.href("/projects")) {
@@ -132,7 +132,7 @@ fn projects_view(
 }
 
 async fn projects_page(p: OrgPage, Query(s): Query<Search>) -> Result<Markup, Fail> {
-    p.require(Permission::ProjectsRead)?;
+    p.require(orgwall_store::perms::PROJECTS_READ)?;
     let rows = load_projects(&p, s.text()).await?;
     Ok(projects_view(&p, s.text(), &rows, &[], None))
 }
@@ -170,7 +170,7 @@ fn project_view(p: &OrgPage, pr: &Project, err: Option<&FormErr>) -> Markup {
             h1 { (pr.name) }
             p { (pr.description) }
             p { a href=(p.href(&format!("/tickets?project={}", pr.id))) { "Tickets of this project" } " · created " (when(&pr.created_at)) }
-            @if p.can(Permission::ProjectsWrite) {
+            @if p.can(orgwall_store::perms::PROJECTS_WRITE) {
                 section.card {
                     h2 { "Edit" }
                     form method="post" action=(base) {
@@ -200,7 +200,7 @@ async fn load_project(p: &OrgPage, raw: &str) -> Result<Project, Fail> {
 }
 
 async fn project_page(p: OrgPage, Path((_, raw)): Path<(String, String)>) -> Result<Markup, Fail> {
-    p.require(Permission::ProjectsRead)?;
+    p.require(orgwall_store::perms::PROJECTS_READ)?;
     let pr = load_project(&p, &raw).await?;
     Ok(project_view(&p, &pr, None))
 }
@@ -279,7 +279,7 @@ fn notes_view(
                     }
                 }
             }
-            @if p.can(Permission::NotesWrite) {
+            @if p.can(orgwall_store::perms::NOTES_WRITE) {
                 section.card {
                     h2 { "New note" }
                     form method="post" action=(p.href("/notes")) {
@@ -296,7 +296,7 @@ fn notes_view(
 }
 
 async fn notes_page(p: OrgPage, Query(s): Query<Search>) -> Result<Markup, Fail> {
-    p.require(Permission::NotesRead)?;
+    p.require(orgwall_store::perms::NOTES_READ)?;
     let rows = load_notes(&p, s.text()).await?;
     Ok(notes_view(&p, s.text(), &rows, &[], None))
 }
@@ -331,7 +331,7 @@ fn note_view(p: &OrgPage, n: &Note, err: Option<&FormErr>) -> Markup {
             p.muted { a href=(p.href("/notes")) { "Notes" } }
             h1 { (n.title) }
             section.card { p.body { (n.body) } p.muted { "Created " (when(&n.created_at)) } }
-            @if p.can(Permission::NotesWrite) {
+            @if p.can(orgwall_store::perms::NOTES_WRITE) {
                 section.card {
                     h2 { "Edit" }
                     form method="post" action=(base) {
@@ -343,7 +343,7 @@ fn note_view(p: &OrgPage, n: &Note, err: Option<&FormErr>) -> Markup {
                     }
                 }
             }
-            @if p.can(Permission::NotesDelete) {
+            @if p.can(orgwall_store::perms::NOTES_DELETE) {
                 section.card {
                     h2 { "Delete" }
                     (layout::button_form(&p.viewer, &format!("{base}/delete"), "Delete note", Some("Delete this note?")))
@@ -362,7 +362,7 @@ async fn load_note(p: &OrgPage, raw: &str) -> Result<Note, Fail> {
 }
 
 async fn note_page(p: OrgPage, Path((_, raw)): Path<(String, String)>) -> Result<Markup, Fail> {
-    p.require(Permission::NotesRead)?;
+    p.require(orgwall_store::perms::NOTES_READ)?;
     let n = load_note(&p, &raw).await?;
     Ok(note_view(&p, &n, None))
 }

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use maud::{html, Markup};
-use orgwall_core::{FileId, Permission};
+use orgwall_core::FileId;
 use orgwall_store::quota::{self, Usage};
 use orgwall_store::repo::files::{self, FileMeta};
 use serde::Deserialize;
@@ -51,7 +51,7 @@ fn view(p: &OrgPage, rows: &[FileMeta], usage: &Usage, err: Option<&FormErr>) ->
             p #storage {
                 "Storage: " (size(used)) " of " (size(limit)) " used (" (usage.plan) " plan). Largest upload: " (size(max)) "."
             }
-            @if p.can(Permission::FilesWrite) {
+            @if p.can(orgwall_store::perms::FILES_WRITE) {
                 section.card {
                     h2 { "Upload" }
                     form method="post" enctype="multipart/form-data"
@@ -76,7 +76,7 @@ fn view(p: &OrgPage, rows: &[FileMeta], usage: &Usage, err: Option<&FormErr>) ->
                                 td { (f.content_type) }
                                 td { (when(&f.created_at)) }
                                 td {
-                                    @if p.can(Permission::FilesDelete) {
+                                    @if p.can(orgwall_store::perms::FILES_DELETE) {
                                         (layout::button_form(&p.viewer, &p.href(&format!("/files/{}/delete", f.id)), "Delete", Some("Delete this file?")))
                                     }
                                 }
@@ -90,7 +90,7 @@ fn view(p: &OrgPage, rows: &[FileMeta], usage: &Usage, err: Option<&FormErr>) ->
 }
 
 async fn list(p: OrgPage) -> Result<Markup, Fail> {
-    p.require(Permission::FilesRead)?;
+    p.require(orgwall_store::perms::FILES_READ)?;
     let (rows, usage) = load(&p).await?;
     Ok(view(&p, &rows, &usage, None))
 }
@@ -141,7 +141,7 @@ async fn upload(p: OrgPage, Query(q): Query<Csrf>, req: Request) -> Result<Respo
 }
 
 async fn download(p: OrgPage, Path((_, raw)): Path<(String, String)>) -> Result<Response, Fail> {
-    p.require(Permission::FilesRead)?;
+    p.require(orgwall_store::perms::FILES_READ)?;
     let fid: FileId = id(&raw)?;
     Ok(Api::new(&p.c, Some(&p.viewer.token), None)
         .stream(&p.api(&format!("/files/{fid}/content")))

@@ -43,7 +43,7 @@ async fn load(p: &OrgPage) -> Result<Data, Fail> {
     let mut tx = p.read().await?;
     let members = memberships::list(&mut tx).await?;
     let invitations = invitations::list(&mut tx, 200, None).await?;
-    let roles = if p.can(Permission::RolesRead) || p.can(Permission::MembersInvite) {
+    let roles = if p.can(Permission::ROLES_READ) || p.can(Permission::MEMBERS_INVITE) {
         roles::list(&mut tx, 200, None).await?
     } else {
         Vec::new()
@@ -106,7 +106,7 @@ fn members_view(p: &OrgPage, d: &Data, new: &[(String, String)], err: Option<&Fo
                             td { a href=(p.href(&format!("/members/{}", m.user_id))) { (m.name) } }
                             td { (m.email) }
                             td {
-                                @if p.can(Permission::MembersUpdate) && m.user_id != me && m.role != roles::OWNER && !d.roles.is_empty() {
+                                @if p.can(Permission::MEMBERS_UPDATE) && m.user_id != me && m.role != roles::OWNER && !d.roles.is_empty() {
                                     (role_form(p, m, &d.roles))
                                 } @else {
                                     span.role { (m.role) }
@@ -118,7 +118,7 @@ fn members_view(p: &OrgPage, d: &Data, new: &[(String, String)], err: Option<&Fo
                                     @if m.role != roles::OWNER {
                                         (layout::button_form(&p.viewer, &p.href(&format!("/members/{}/remove", m.user_id)), "Leave organization", Some("Leave this organization?")))
                                     }
-                                } @else if p.can(Permission::MembersRemove) && m.role != roles::OWNER {
+                                } @else if p.can(Permission::MEMBERS_REMOVE) && m.role != roles::OWNER {
                                     (layout::button_form(&p.viewer, &p.href(&format!("/members/{}/remove", m.user_id)), "Remove", Some("Remove this member?")))
                                 }
                             }
@@ -126,7 +126,7 @@ fn members_view(p: &OrgPage, d: &Data, new: &[(String, String)], err: Option<&Fo
                     }
                 }
             }
-            @if p.can(Permission::MembersInvite) {
+            @if p.can(Permission::MEMBERS_INVITE) {
                 section.card {
                     h2 { "Invite" }
                     form method="post" action=(p.href("/invitations")) {
@@ -146,7 +146,7 @@ fn members_view(p: &OrgPage, d: &Data, new: &[(String, String)], err: Option<&Fo
                         li {
                             a href=(p.href(&format!("/invitations/{}", i.id))) { (i.email) } " "
                             span.role { (i.role) } " · expires " (when(&i.expires_at)) " "
-                            @if p.can(Permission::MembersInvite) {
+                            @if p.can(Permission::MEMBERS_INVITE) {
                                 (layout::button_form(&p.viewer, &p.href(&format!("/invitations/{}/revoke", i.id)), "Revoke", Some("Revoke this invitation?")))
                             }
                         }
@@ -173,17 +173,17 @@ fn members_view(p: &OrgPage, d: &Data, new: &[(String, String)], err: Option<&Fo
 }
 
 async fn members_page(p: OrgPage) -> Result<Markup, Fail> {
-    p.require(Permission::MembersRead)?;
+    p.require(Permission::MEMBERS_READ)?;
     let d = load(&p).await?;
     Ok(members_view(&p, &d, &[], None))
 }
 
 async fn member_page(p: OrgPage, Path((_, raw)): Path<(String, String)>) -> Result<Markup, Fail> {
-    p.require(Permission::MembersRead)?;
+    p.require(Permission::MEMBERS_READ)?;
     let uid: UserId = id(&raw)?;
     let mut tx = p.read().await?;
     let m = memberships::get(&mut tx, uid).await?;
-    let roles = if p.can(Permission::MembersUpdate) {
+    let roles = if p.can(Permission::MEMBERS_UPDATE) {
         roles::list(&mut tx, 200, None).await?
     } else {
         Vec::new()
@@ -336,7 +336,7 @@ async fn invitation_page(
     p: OrgPage,
     Path((_, raw)): Path<(String, String)>,
 ) -> Result<Markup, Fail> {
-    p.require(Permission::MembersRead)?;
+    p.require(Permission::MEMBERS_READ)?;
     let iid: InvitationId = id(&raw)?;
     let mut tx = p.read().await?;
     let i = invitations::get(&mut tx, iid).await?;
@@ -349,7 +349,7 @@ async fn invitation_page(
             p.muted { a href=(p.href("/members")) { "Members" } }
             h1 { "Invitation for " (i.email) }
             p { span.role { (i.role) } " · " (i.status) " · sent " (when(&i.created_at)) " · expires " (when(&i.expires_at)) }
-            @if i.status == "pending" && p.can(Permission::MembersInvite) {
+            @if i.status == "pending" && p.can(Permission::MEMBERS_INVITE) {
                 (layout::button_form(&p.viewer, &p.href(&format!("/invitations/{}/revoke", i.id)), "Revoke", Some("Revoke this invitation?")))
             }
         },
@@ -375,10 +375,10 @@ fn perm_boxes(held: PermissionSet, err: Option<String>) -> Markup {
         fieldset.field.invalid[err.is_some()] {
             legend { "Permissions" }
             div.perms {
-                @for perm in Permission::ALL {
-                    label {
-                        input type="checkbox" name="permissions" value=(perm.as_str()) checked[held.contains(*perm)];
-                        " " (perm.as_str())
+                @for def in orgwall_core::perm::catalogue() {
+                    label title=(def.description) {
+                        input type="checkbox" name="permissions" value=(def.permission.as_str()) checked[held.contains(def.permission)];
+                        " " (def.permission.as_str())
                     }
                 }
             }
@@ -419,7 +419,7 @@ fn roles_view(
                     }
                 }
             }
-            @if p.can(Permission::RolesManage) {
+            @if p.can(Permission::ROLES_MANAGE) {
                 section.card {
                     h2 { "New custom role" }
                     form method="post" action=(p.href("/roles")) {
@@ -444,7 +444,7 @@ async fn load_roles(p: &OrgPage) -> Result<Vec<Role>, Fail> {
 }
 
 async fn roles_page(p: OrgPage) -> Result<Markup, Fail> {
-    p.require(Permission::RolesRead)?;
+    p.require(Permission::ROLES_READ)?;
     let roles = load_roles(&p).await?;
     Ok(roles_view(&p, &roles, &[], None))
 }
@@ -476,7 +476,7 @@ fn role_view(p: &OrgPage, r: &Role, err: Option<&FormErr>) -> Markup {
         html! {
             p.muted { a href=(p.href("/roles")) { "Roles" } }
             h1 { (r.name) }
-            @if p.can(Permission::RolesManage) && !r.is_system {
+            @if p.can(Permission::ROLES_MANAGE) && !r.is_system {
                 section.card {
                     form method="post" action=(base) {
                         (csrf(&p.viewer))
@@ -506,7 +506,7 @@ async fn load_role(p: &OrgPage, raw: &str) -> Result<Role, Fail> {
 }
 
 async fn role_page(p: OrgPage, Path((_, raw)): Path<(String, String)>) -> Result<Markup, Fail> {
-    p.require(Permission::RolesRead)?;
+    p.require(Permission::ROLES_READ)?;
     let r = load_role(&p, &raw).await?;
     Ok(role_view(&p, &r, None))
 }

@@ -109,7 +109,7 @@ async fn load_list(p: &OrgPage, q: &ListQuery) -> Result<ListData, Fail> {
     let mut tx = p.read().await?;
     let mut rows = tickets::list(&mut tx, &filter, PAGE + 1, after).await?;
     let members = memberships::list(&mut tx).await?;
-    let projects = if p.can(Permission::ProjectsRead) {
+    let projects = if p.can(orgwall_store::perms::PROJECTS_READ) {
         projects::list(&mut tx, 200, None).await?
     } else {
         Vec::new()
@@ -127,7 +127,7 @@ async fn load_list(p: &OrgPage, q: &ListQuery) -> Result<ListData, Fail> {
 
 /// Assignee choices: names, and emails only for those who may read the member list.
 fn member_options(p: &OrgPage, members: &[Member], none: &str) -> Vec<(String, String)> {
-    let emails = p.can(Permission::MembersRead);
+    let emails = p.can(Permission::MEMBERS_READ);
     std::iter::once((String::new(), none.to_owned()))
         .chain(members.iter().map(|m| {
             let label = if emails {
@@ -200,7 +200,7 @@ fn list_view(
                 }
                 (select("Status", "status", &statuses, nonempty(&q.status).unwrap_or(""), None))
                 (select("Assignee", "assignee", &member_options(p, &d.members, "Anyone"), nonempty(&q.assignee).unwrap_or(""), None))
-                @if p.can(Permission::ProjectsRead) {
+                @if p.can(orgwall_store::perms::PROJECTS_READ) {
                     (select("Project", "project", &project_options(&d.projects, Some("Any project")), nonempty(&q.project).unwrap_or(""), None))
                 }
                 button.secondary type="submit" { "Filter" }
@@ -223,7 +223,7 @@ fn list_view(
                 }
             }
             @if let Some(n) = next { p.pager { a href=(n) rel="next" { "Next page" } } }
-            @if p.can(Permission::TicketsWrite) {
+            @if p.can(orgwall_store::perms::TICKETS_WRITE) {
                 section.card {
                     h2 #new-ticket { "New ticket" }
                     @if d.projects.is_empty() {
@@ -246,7 +246,7 @@ fn list_view(
 }
 
 async fn list(p: OrgPage, Query(q): Query<ListQuery>) -> Result<Markup, Fail> {
-    p.require(Permission::TicketsRead)?;
+    p.require(orgwall_store::perms::TICKETS_READ)?;
     let d = load_list(&p, &q).await?;
     Ok(list_view(&p, &q, &d, &[], None))
 }
@@ -322,7 +322,7 @@ fn ticket_view(p: &OrgPage, d: &TicketPage, err: Option<&FormErr>) -> Markup {
                 span.muted { "Created " (when(&t.created_at)) }
             }
             @if !t.body.is_empty() { section.card { p.body { (t.body) } } }
-            @if p.can(Permission::TicketsWrite) {
+            @if p.can(orgwall_store::perms::TICKETS_WRITE) {
                 section.card {
                     h2 { "Workflow" }
                     (form_error(FormErr::general(err, "status")))
@@ -379,13 +379,13 @@ fn ticket_view(p: &OrgPage, d: &TicketPage, err: Option<&FormErr>) -> Markup {
                         li {
                             p.muted { (name_of(&d.members, c.author_id)) " · " (when(&c.created_at)) }
                             p.body { (c.body) }
-                            @if p.can(Permission::CommentsWrite) && (c.author_id == Some(me) || p.can(Permission::TicketsDelete)) {
+                            @if p.can(orgwall_store::perms::COMMENTS_WRITE) && (c.author_id == Some(me) || p.can(orgwall_store::perms::TICKETS_DELETE)) {
                                 (layout::button_form(&p.viewer, &format!("{base}/comments/{}/delete", c.id), "Delete comment", Some("Delete this comment?")))
                             }
                         }
                     }
                 }
-                @if p.can(Permission::CommentsWrite) {
+                @if p.can(orgwall_store::perms::COMMENTS_WRITE) {
                     form method="post" action={ (base) "/comments" } {
                         (csrf(&p.viewer))
                         (form_error(FormErr::general(err, "comment")))
@@ -394,7 +394,7 @@ fn ticket_view(p: &OrgPage, d: &TicketPage, err: Option<&FormErr>) -> Markup {
                     }
                 }
             }
-            @if p.can(Permission::TicketsDelete) {
+            @if p.can(orgwall_store::perms::TICKETS_DELETE) {
                 section.card {
                     h2 { "Delete" }
                     (layout::button_form(&p.viewer, &format!("{base}/delete"), "Delete ticket", Some("Delete this ticket and its comments?")))
@@ -405,7 +405,7 @@ fn ticket_view(p: &OrgPage, d: &TicketPage, err: Option<&FormErr>) -> Markup {
 }
 
 async fn show(p: OrgPage, Path((_, raw)): Path<(String, String)>) -> Result<Markup, Fail> {
-    p.require(Permission::TicketsRead)?;
+    p.require(orgwall_store::perms::TICKETS_READ)?;
     let d = load(&p, &raw).await?;
     Ok(ticket_view(&p, &d, None))
 }
