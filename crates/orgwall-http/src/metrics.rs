@@ -195,7 +195,10 @@ async fn scrape(State(state): State<AppState>) -> Response {
 /// (status, count, age of the oldest in seconds) of queued and running jobs.
 async fn queue_depth(state: &AppState) -> orgwall_core::Result<Vec<(String, i64, i64)>> {
     let now = orgwall_store::value::now();
-    let mut tx = state.db.global(orgwall_store::Mode::Read).await?;
+    let mut tx = state
+        .db
+        .system(orgwall_store::jobs::SYSTEM_TABLE, orgwall_store::Mode::Read)
+        .await?;
     let rows = tx
         .query(
             "SELECT status, count(*), min(created_at) FROM jobs WHERE status IN ('queued', 'running') GROUP BY status",

@@ -414,7 +414,7 @@ both!(
                 orgwall_store::BackendKind::Sqlite => rusqlite::Connection::open(&t.url)
                     .unwrap()
                     .query_row(
-                        "SELECT body FROM outbox WHERE recipient = 'eve@example.test'",
+                        "SELECT body FROM outbox_rows WHERE recipient = 'eve@example.test'",
                         [],
                         |r| r.get::<_, String>(0),
                     )

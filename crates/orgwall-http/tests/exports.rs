@@ -411,7 +411,7 @@ both!(
         assert_eq!(r.headers["content-type"], "application/problem+json");
         assert!(archive.exists(), "the bytes wait for the job");
 
-        let mut tx = t.db.global(Mode::Write).await.unwrap();
+        let mut tx = t.db.system("jobs", Mode::Write).await.unwrap();
         tx.execute(
             "UPDATE jobs SET run_at = $1 WHERE kind = 'export.expire' AND org_id = $2",
             params![past, d.acme],

@@ -75,7 +75,7 @@ async fn exec_in(t: &TestDb, user: UserId, org: OrgId, sql: &str, p: &[orgwall_s
 }
 
 async fn outbox_for(t: &TestDb, to: &str) -> Vec<(Option<uuid::Uuid>, String)> {
-    let mut tx = t.db.global(Mode::Read).await.unwrap();
+    let mut tx = t.db.system("outbox", Mode::Read).await.unwrap();
     let rows = tx
         .query(
             "SELECT org_id, body FROM outbox WHERE recipient = $1 ORDER BY id",

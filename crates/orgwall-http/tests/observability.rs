@@ -44,7 +44,10 @@ fn capture() -> &'static Capture {
 }
 
 async fn outbox_token(t: &TestDb, prefix: &str, to: &str) -> String {
-    let mut tx = t.db.global(orgwall_store::Mode::Read).await.unwrap();
+    let mut tx =
+        t.db.system("outbox", orgwall_store::Mode::Read)
+            .await
+            .unwrap();
     let row = tx
         .query_one(
             "SELECT body FROM outbox WHERE recipient = $1 ORDER BY id DESC LIMIT 1",

@@ -84,6 +84,11 @@ pub static MODULE: Module = Module {
             name: "exports",
             sql: include_str!("../migrations/sqlite/0005_exports.sql"),
         },
+        Migration {
+            version: 6,
+            name: "system_walls",
+            sql: include_str!("../migrations/sqlite/0006_system_walls.sql"),
+        },
     ],
     tenant_tables: &[
         "projects",
@@ -94,7 +99,8 @@ pub static MODULE: Module = Module {
         "files",
         "exports",
     ],
-    global_tables: &["email_verifications", "jobs", "job_queues", "outbox"],
+    global_tables: &["email_verifications", "job_queues"],
+    system_tables: &[jobs::SYSTEM_TABLE, repo::outbox::SYSTEM_TABLE],
     cross_org_indexes: &[],
     cascades: &[
         Cascade {
@@ -162,6 +168,7 @@ mod tests {
                 .tenant_tables
                 .iter()
                 .chain(m.global_tables)
+                .chain(m.system_tables)
                 .map(|t| (*t).to_owned())
                 .collect();
             assert_eq!(

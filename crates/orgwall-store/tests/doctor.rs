@@ -334,3 +334,44 @@ async fn reopen(t: &TestDb, catalog: orgwall_store::Catalog) -> orgwall_store::D
     let cfg = orgwall_store::DbConfig::from_url(Some(&url), std::path::Path::new(".")).unwrap();
     orgwall_store::Db::open(&cfg, catalog).await.unwrap()
 }
+
+// Issue 15 item 6: the system tables (job queue, outbox) are checked too: forced RLS and
+// the org-or-system policy on PostgreSQL, the view and guard triggers on SQLite.
+both!(
+    the_doctor_checks_the_wall_of_system_tables,
+    |t: TestDb| async move {
+        match t.kind {
+            BackendKind::Postgres => {
+                t.owner_exec(
+                    "ALTER TABLE outbox NO FORCE ROW LEVEL SECURITY;
+                     DROP POLICY org_isolation ON jobs;
+                     CREATE POLICY everything ON jobs USING (true);",
+                )
+                .await;
+                let v = t.db.doctor().await.unwrap();
+                assert_flagged(&v, "outbox", "row-level security enabled and forced");
+                assert_flagged(&v, "jobs", "app.system = 'jobs'");
+                assert_flagged(&v, "jobs", "another permissive policy everything");
+            }
+            BackendKind::Sqlite => {
+                t.owner_exec(
+                    "DROP TRIGGER orgwall_guard_outbox_rows_upd;
+                     DROP VIEW jobs; CREATE VIEW jobs AS SELECT * FROM jobs_rows;",
+                )
+                .await;
+                let v = t.db.doctor().await.unwrap();
+                assert_flagged(&v, "outbox_rows", "orgwall_guard_outbox_rows_upd");
+                assert_flagged(&v, "jobs_rows", "no view jobs filtering");
+            }
+        }
+        // Migrating again puts the wall back.
+        if t.kind == BackendKind::Postgres {
+            t.owner_exec("DROP POLICY everything ON jobs;").await;
+        } else {
+            t.owner_exec("DROP VIEW jobs;").await;
+        }
+        t.db.migrate().await.unwrap();
+        let v = t.db.doctor().await.unwrap();
+        assert!(v.is_empty(), "{v:#?}");
+    }
+);

@@ -595,3 +595,136 @@ both!(
         assert_eq!(globex_before, globex_after);
     }
 );
+
+// Issue 15 item 6: the system tables that carry `org_id` (the job queue and the outbox,
+// which holds every org's invitation tokens) are inside the database wall too: raw SQL in
+// a tenant transaction sees only its own org's rows, never another org's and never the
+// org-less (system) ones, and cannot change them.
+both!(
+    system_tables_show_a_tenant_only_its_own_rows,
+    |t: TestDb| async move {
+        use orgwall_store::jobs;
+        use orgwall_store::repo::outbox;
+        let db = &t.db;
+        let d = Demo::load(db).await;
+        let alice = d.alice_in_acme(db).await;
+        let bob = d.bob_in_globex(db).await;
+        // One tenant job and one email per org, and an org-less email (a signup's).
+        for scope in [&alice, &bob] {
+            let mut tx = db.write(scope).await.unwrap();
+            let org = tx.org_id();
+            jobs::enqueue(&mut tx, "test.noop", serde_json::json!({}))
+                .await
+                .unwrap();
+            outbox::enqueue(
+                tx.raw(),
+                Some(org),
+                "x@example.test",
+                "secret",
+                &format!("owi_{org}"),
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+        }
+        let mut tx = db.global(Mode::Write).await.unwrap();
+        outbox::enqueue(&mut tx, None, "y@example.test", "verify", "owv_orgless")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let globex = format!("org_id = '{}'", d.globex);
+        let (globex_jobs, globex_mail) = (
+            t.owner_count("jobs", &globex).await,
+            t.owner_count("outbox", &globex).await,
+        );
+        assert!(globex_jobs >= 1 && globex_mail >= 1);
+
+        let mut tx = db.write(&alice).await.unwrap();
+        for table in ["jobs", "outbox"] {
+            let rows = tx
+                .query(&format!("SELECT org_id FROM {table}"), &[])
+                .await
+                .unwrap();
+            assert!(!rows.is_empty(), "{table}: Acme sees its own rows");
+            for r in &rows {
+                assert_eq!(
+                    r.get::<Option<uuid::Uuid>>(0).unwrap(),
+                    Some(d.acme.uuid()),
+                    "{table} leaked a row of another org or of the system to Acme"
+                );
+            }
+            let n: i64 = tx
+                .query_one(
+                    &format!("SELECT count(*) FROM {table} WHERE org_id = $1 OR org_id IS NULL"),
+                    params![d.globex],
+                )
+                .await
+                .unwrap()
+                .get(0)
+                .unwrap();
+            assert_eq!(n, 0, "{table}: Globex's or org-less rows visible to Acme");
+        }
+        let bodies = tx.query("SELECT body FROM outbox", &[]).await.unwrap();
+        for b in &bodies {
+            let body: String = b.get(0).unwrap();
+            assert!(!body.contains(&d.globex.to_string()) && !body.contains("owv_"));
+        }
+        // Writes aimed at other orgs' rows change nothing.
+        for sql in [
+            "UPDATE outbox SET recipient = 'attacker@example.test' WHERE org_id IS DISTINCT FROM $1",
+            "DELETE FROM jobs WHERE org_id IS DISTINCT FROM $1",
+            "DELETE FROM outbox WHERE org_id IS DISTINCT FROM $1",
+        ] {
+            let n = tx.execute(sql, params![d.acme]).await;
+            assert!(matches!(n, Ok(0) | Err(Error::ScopeViolation)), "{sql}: {n:?}");
+        }
+        drop(tx);
+        // Without a scope: nothing (PostgreSQL) or refused (SQLite), as for tenant tables.
+        for table in ["jobs", "outbox"] {
+            let mut tx = db.global(Mode::Read).await.unwrap();
+            let r = tx.query(&format!("SELECT org_id FROM {table}"), &[]).await;
+            match t.kind {
+                BackendKind::Postgres => assert!(r.unwrap().is_empty(), "{table}"),
+                BackendKind::Sqlite => assert_eq!(r.unwrap_err(), Error::ScopeViolation),
+            }
+        }
+        // The named system transaction of each table reaches every row of it, and no
+        // other system table's rows.
+        let mut tx = db.system("outbox", Mode::Read).await.unwrap();
+        let orgs: Vec<Option<uuid::Uuid>> = tx
+            .query("SELECT org_id FROM outbox", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0).unwrap())
+            .collect();
+        for o in [Some(d.acme.uuid()), Some(d.globex.uuid()), None] {
+            assert!(orgs.contains(&o), "the outbox system sees {o:?}");
+        }
+        let r = tx.query("SELECT org_id FROM jobs", &[]).await.unwrap();
+        assert!(r.is_empty(), "the outbox system sees no job");
+        drop(tx);
+        let mut tx = db.system("jobs", Mode::Read).await.unwrap();
+        let n: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM jobs WHERE org_id = $1",
+                params![d.globex],
+            )
+            .await
+            .unwrap()
+            .get(0)
+            .unwrap();
+        assert_eq!(n, globex_jobs);
+        drop(tx);
+        // Only declared system tables have a system transaction.
+        assert!(db.system("notes", Mode::Read).await.is_err());
+        assert!(db.system("users", Mode::Read).await.is_err());
+        assert_eq!(t.owner_count("jobs", &globex).await, globex_jobs);
+        assert_eq!(t.owner_count("outbox", &globex).await, globex_mail);
+        assert_eq!(
+            t.owner_count("outbox", "recipient = 'attacker@example.test'")
+                .await,
+            0
+        );
+    }
+);

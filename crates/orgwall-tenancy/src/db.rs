@@ -47,6 +47,9 @@ pub(crate) struct Settings {
     pub user: Option<UserId>,
     /// `app.lookup`: lets a secret's hash find the one row it names.
     pub lookup: Option<String>,
+    /// `app.system`: a named system transaction, which reaches every org's rows of the
+    /// one system table of that name (set only by [`Db::system`]).
+    pub system: Option<&'static str>,
 }
 
 impl Settings {
@@ -66,7 +69,7 @@ impl Settings {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.org.is_none() && self.user.is_none() && self.lookup.is_none()
+        self.org.is_none() && self.user.is_none() && self.lookup.is_none() && self.system.is_none()
     }
 }
 
@@ -281,6 +284,29 @@ impl Db {
     /// unreachable from it: zero rows on PostgreSQL, refused on SQLite.
     pub async fn global(&self, mode: Mode) -> Result<Tx> {
         self.begin(mode, Settings::default()).await
+    }
+
+    /// A named system transaction: it reaches every org's rows (and the org-less ones) of
+    /// the system table `table` (a job queue, an outbox) and nothing more than a global
+    /// transaction otherwise: no tenant table, no other system table's rows. `table` must
+    /// be a system table a registered module declares ([`crate::Module::system_tables`]);
+    /// anything else is refused. Each one is logged (`system` field, at debug level: the
+    /// worker opens several per job).
+    pub async fn system(&self, table: &str, mode: Mode) -> Result<Tx> {
+        let Some(name) = self.catalog.system_table(table) else {
+            return Err(Error::Validation(format!(
+                "{table:?} is not a system table any registered module declares"
+            )));
+        };
+        tracing::debug!(system = name, ?mode, "system transaction");
+        self.begin(
+            mode,
+            Settings {
+                system: Some(name),
+                ..Settings::default()
+            },
+        )
+        .await
     }
 
     /// A read-only transaction inside `scope`'s organization.

@@ -134,6 +134,15 @@ pub(crate) fn legacy_layout() -> Error {
 pub const ORG_PREDICATE: &str =
     "org_id = (SELECT nullif(current_setting('app.org_id', true), '')::uuid)";
 
+/// The PostgreSQL predicate that lets a named system transaction reach every row of the
+/// system table `table` (a checked identifier: the catalog's own name).
+pub fn system_predicate(table: &str) -> String {
+    format!(
+        "(SELECT current_setting('app.system', true)) = '{}'",
+        table.replace('\'', "''")
+    )
+}
+
 pub(crate) fn checksum(sql: &str) -> String {
     hex::encode(Sha256::digest(sql.as_bytes()))
 }

@@ -57,6 +57,15 @@ pub struct Module {
     pub tenant_tables: &'static [&'static str],
     /// Global tables it creates (no `org_id` wall; the documented allowlist).
     pub global_tables: &'static [&'static str],
+    /// System tables it creates: global tables whose rows carry an (optional) `org_id`,
+    /// such as a job queue or an outbox. They stay inside the database wall: a tenant
+    /// transaction sees and changes only its own org's rows (and may add org-less rows);
+    /// all of them are reachable only from a named system transaction
+    /// ([`crate::Db::system`]) whose name is the table's. PostgreSQL: forced row-level
+    /// security with the policies `org_isolation` (`org_id = app.org_id OR app.system =
+    /// '<t>'`) and `orgless_insert`; SQLite: `<t>_rows` behind the view `<t>` filtering on
+    /// `app_org()` or `app_system()`, with guard triggers. The runner applies both.
+    pub system_tables: &'static [&'static str],
     /// Indexes that serve a documented cross-org read: (table, leading column).
     pub cross_org_indexes: &'static [(&'static str, &'static str)],
     /// Cascading deletes between its tenant tables.
@@ -78,6 +87,7 @@ impl Module {
         sqlite: &[],
         tenant_tables: &[],
         global_tables: &[],
+        system_tables: &[],
         cross_org_indexes: &[],
         cascades: &[],
         permissions: &[],
@@ -151,13 +161,33 @@ impl Catalog {
             .flat_map(|m| m.tenant_tables.iter().copied())
     }
 
-    /// Every declared global table, with the runner's own `schema_migrations`.
+    /// Every declared global table (system tables included), with the runner's own
+    /// `schema_migrations`.
     pub fn global_tables(&self) -> impl Iterator<Item = &'static str> + '_ {
-        std::iter::once("schema_migrations").chain(
-            self.modules
+        std::iter::once("schema_migrations").chain(self.modules.iter().flat_map(|m| {
+            m.global_tables
                 .iter()
-                .flat_map(|m| m.global_tables.iter().copied()),
-        )
+                .chain(m.system_tables.iter())
+                .copied()
+        }))
+    }
+
+    /// Every declared system table (global, with `org_id` rows behind the wall).
+    pub fn system_tables(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.modules
+            .iter()
+            .flat_map(|m| m.system_tables.iter().copied())
+    }
+
+    /// The declared system table named `table`, as the `'static` name a system
+    /// transaction states.
+    pub fn system_table(&self, table: &str) -> Option<&'static str> {
+        self.system_tables().find(|t| *t == table)
+    }
+
+    /// Whether `table` (a logical name) is a declared system table.
+    pub fn is_system(&self, table: &str) -> bool {
+        self.system_table(table).is_some()
     }
 
     /// Whether `table` (a logical name) is a declared global table.

@@ -158,7 +158,8 @@ impl TestDb {
             }
             BackendKind::Sqlite => {
                 let c = rusqlite::Connection::open(&self.url).unwrap();
-                let base = if self.db.catalog().is_global(table) {
+                let cat = self.db.catalog();
+                let base = if cat.is_global(table) && !cat.is_system(table) {
                     table.to_string()
                 } else {
                     format!("{table}_rows")

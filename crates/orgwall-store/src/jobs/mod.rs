@@ -63,6 +63,15 @@ pub const EXPORT_EXPIRE: &str = "export.expire";
 /// with any other kind is refused at enqueue and fails closed in the worker.
 pub const SYSTEM_KINDS: &[&str] = &[ORG_PURGE, OUTBOX_DELIVER];
 
+/// The job queue's system table, and the name of the system transaction that reaches
+/// every org's jobs ([`Db::system`]): a tenant transaction sees only its own org's.
+pub const SYSTEM_TABLE: &str = "jobs";
+
+/// A system transaction over the job queue.
+async fn system(db: &Db, mode: Mode) -> Result<crate::Tx> {
+    db.system(SYSTEM_TABLE, mode).await
+}
+
 /// Attempts a job gets unless its enqueuer says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: i64 = 5;
 
@@ -253,19 +262,18 @@ WITH pick AS (
 )
 SELECT id, org_id, kind, payload, attempts, max_attempts FROM claimed";
 
-/// The claim on SQLite (one writer at a time: no locks to skip).
-const CLAIM_SQLITE: &str = "
-UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = $2, updated_at = $1
-WHERE id = (
-    SELECT next FROM (
-        SELECT q.last_served_at, q.queue,
-               (SELECT c.id FROM jobs c
-                WHERE c.queue = q.queue AND c.status = 'queued' AND c.run_at <= $1
-                ORDER BY c.run_at, c.id LIMIT 1) AS next
-        FROM job_queues q WHERE q.pending > 0
-        ORDER BY q.last_served_at, q.queue)
-    WHERE next IS NOT NULL LIMIT 1)
-RETURNING id, org_id, kind, payload, attempts, max_attempts, queue";
+/// The claim's pick on SQLite (one writer at a time: no locks to skip). The claim itself
+/// is an UPDATE and a read of the row (`jobs` is a view there, and RETURNING through a
+/// view's INSTEAD OF trigger does not return the row's unchanged columns).
+const PICK_SQLITE: &str = "
+SELECT next, queue FROM (
+    SELECT q.last_served_at, q.queue,
+           (SELECT c.id FROM jobs c
+            WHERE c.queue = q.queue AND c.status = 'queued' AND c.run_at <= $1
+            ORDER BY c.run_at, c.id LIMIT 1) AS next
+    FROM job_queues q WHERE q.pending > 0
+    ORDER BY q.last_served_at, q.queue)
+WHERE next IS NOT NULL LIMIT 1";
 
 fn lease_end(t: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
     t + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
@@ -276,21 +284,33 @@ fn lease_end(t: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
 pub async fn claim(db: &Db, lease: Duration) -> Result<Option<Claimed>> {
     let t = now();
     let until = lease_end(t, lease);
-    let mut tx = db.global(Mode::Write).await?;
+    let mut tx = system(db, Mode::Write).await?;
     let row = match tx.kind() {
         BackendKind::Postgres => tx.query_opt(CLAIM_PG, params![t, until]).await?,
-        BackendKind::Sqlite => {
-            let row = tx.query_opt(CLAIM_SQLITE, params![t, until]).await?;
-            if let Some(r) = &row {
-                let queue: uuid::Uuid = r.get(6)?;
+        BackendKind::Sqlite => match tx.query_opt(PICK_SQLITE, params![t]).await? {
+            None => None,
+            Some(pick) => {
+                // The id as stored (text on SQLite), not re-encoded.
+                let (id, queue): (String, String) = (pick.get(0)?, pick.get(1)?);
                 tx.execute(
-                    "UPDATE job_queues SET last_served_at = $1 WHERE queue = $2",
-                    params![t, queue],
+                    "UPDATE jobs SET status = 'running', attempts = attempts + 1,
+                                     locked_until = $2, updated_at = $1
+                     WHERE id = $3 AND status = 'queued'",
+                    params![t, until, id.as_str()],
                 )
                 .await?;
+                tx.execute(
+                    "UPDATE job_queues SET last_served_at = $1 WHERE queue = $2",
+                    params![t, queue.as_str()],
+                )
+                .await?;
+                tx.query_opt(
+                    "SELECT id, org_id, kind, payload, attempts, max_attempts FROM jobs WHERE id = $1",
+                    params![id.as_str()],
+                )
+                .await?
             }
-            row
-        }
+        },
     };
     tx.commit().await?;
     let Some(r) = row else { return Ok(None) };
@@ -305,7 +325,7 @@ pub async fn claim(db: &Db, lease: Duration) -> Result<Option<Claimed>> {
 }
 
 async fn fenced(db: &Db, sql: &str, params: &[Val]) -> Result<bool> {
-    let mut tx = db.global(Mode::Write).await?;
+    let mut tx = system(db, Mode::Write).await?;
     let n = tx.execute(sql, params).await?;
     tx.commit().await?;
     Ok(n > 0)
@@ -385,7 +405,7 @@ pub async fn heartbeat(db: &Db, c: &Claimed, lease: Duration) -> Result<bool> {
 /// again now, or `dead` if that was its last attempt. Returns how many.
 pub async fn reap(db: &Db) -> Result<u64> {
     let t = now();
-    let mut tx = db.global(Mode::Write).await?;
+    let mut tx = system(db, Mode::Write).await?;
     let n = tx
         .execute(
             "UPDATE jobs SET status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
@@ -454,7 +474,7 @@ pub async fn list(db: &Db, f: &ListFilter, limit: i64) -> Result<Vec<Job>> {
     }
     p.push(limit.clamp(1, 10_000).into());
     sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", p.len()));
-    let mut tx = db.global(Mode::Read).await?;
+    let mut tx = system(db, Mode::Read).await?;
     let rows = tx.query(&sql, &p).await?;
     tx.commit().await?;
     rows.iter().map(job_from).collect()
@@ -462,7 +482,7 @@ pub async fn list(db: &Db, f: &ListFilter, limit: i64) -> Result<Vec<Job>> {
 
 /// One job.
 pub async fn get(db: &Db, id: JobId) -> Result<Job> {
-    let mut tx = db.global(Mode::Read).await?;
+    let mut tx = system(db, Mode::Read).await?;
     let row = tx
         .query_one(
             &format!("SELECT {JOB_COLS} FROM jobs WHERE id = $1"),
@@ -476,7 +496,7 @@ pub async fn get(db: &Db, id: JobId) -> Result<Job> {
 /// Queues a `dead` or `cancelled` job again, now, with a fresh set of attempts.
 pub async fn retry(db: &Db, id: JobId) -> Result<Job> {
     let t = now();
-    let mut tx = db.global(Mode::Write).await?;
+    let mut tx = system(db, Mode::Write).await?;
     let n = tx
         .execute(
             "UPDATE jobs SET status = 'queued', attempts = 0, run_at = $2, locked_until = NULL,
@@ -503,7 +523,7 @@ pub async fn retry(db: &Db, id: JobId) -> Result<Job> {
 /// result is ignored and it is not retried).
 pub async fn cancel(db: &Db, id: JobId) -> Result<Job> {
     let t = now();
-    let mut tx = db.global(Mode::Write).await?;
+    let mut tx = system(db, Mode::Write).await?;
     let n = tx
         .execute(
             "UPDATE jobs SET status = 'cancelled', locked_until = NULL, updated_at = $2

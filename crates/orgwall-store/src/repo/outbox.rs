@@ -17,6 +17,11 @@ use chrono::{DateTime, Utc};
 use orgwall_core::{Error, OrgId, Result};
 use uuid::Uuid;
 
+/// The outbox's system table, and the name of the system transaction that reaches every
+/// org's messages ([`Db::system`]): a tenant transaction sees only its own org's (and the
+/// invitation tokens in them), never another org's or the org-less ones.
+pub const SYSTEM_TABLE: &str = "outbox";
+
 /// Attempts a message gets before it is `dead`.
 pub const MAX_ATTEMPTS: i64 = 8;
 
@@ -198,7 +203,7 @@ pub async fn list(
         " ORDER BY created_at DESC, id DESC LIMIT ${}",
         p.len()
     ));
-    let mut tx = db.global(Mode::Read).await?;
+    let mut tx = db.system(SYSTEM_TABLE, Mode::Read).await?;
     let rows = tx.query(&sql, &p).await?;
     tx.commit().await?;
     let mut out = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
@@ -208,7 +213,7 @@ pub async fn list(
 
 /// One message, if it exists.
 pub async fn get(db: &Db, id: Uuid) -> Result<Option<Message>> {
-    let mut tx = db.global(Mode::Read).await?;
+    let mut tx = db.system(SYSTEM_TABLE, Mode::Read).await?;
     let row = tx
         .query_opt(
             &format!("SELECT {COLS} FROM outbox WHERE id = $1"),
@@ -221,7 +226,7 @@ pub async fn get(db: &Db, id: Uuid) -> Result<Option<Message>> {
 
 /// Marks a pending message sent.
 pub(crate) async fn mark_sent(db: &Db, id: Uuid) -> Result<()> {
-    let mut tx = db.global(Mode::Write).await?;
+    let mut tx = db.system(SYSTEM_TABLE, Mode::Write).await?;
     tx.execute(
         "UPDATE outbox SET status = 'sent', sent_at = $2, attempts = attempts + 1, last_error = NULL
          WHERE id = $1 AND status = 'pending'",
@@ -234,7 +239,7 @@ pub(crate) async fn mark_sent(db: &Db, id: Uuid) -> Result<()> {
 /// Records a failed delivery; with `dead`, gives up on the message.
 pub(crate) async fn mark_failed(db: &Db, id: Uuid, error: &str, dead: bool) -> Result<()> {
     let error: String = error.chars().take(2000).collect();
-    let mut tx = db.global(Mode::Write).await?;
+    let mut tx = db.system(SYSTEM_TABLE, Mode::Write).await?;
     tx.execute(
         "UPDATE outbox SET attempts = attempts + 1, last_error = $2,
                            status = CASE WHEN $3 THEN 'dead' ELSE status END

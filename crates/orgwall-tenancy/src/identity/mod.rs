@@ -42,6 +42,7 @@ pub static MODULE: Module = Module {
         "audit_events",
     ],
     global_tables: &["users", "sessions", "orgs", "plans"],
+    system_tables: &[],
     cross_org_indexes: &[
         ("memberships", "user_id"),
         ("invitations", "token_hash"),

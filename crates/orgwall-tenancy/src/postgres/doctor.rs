@@ -57,6 +57,44 @@ pub(crate) async fn check(
         if role_oid == Some(t.get::<_, u32>(4)) {
             f.add(&name, format!("owned by the server role {app_role} (owners bypass policies unless forced, and can alter them)"));
         }
+        if f.catalog.is_system(&name) {
+            if !t.get::<_, bool>(2) || !t.get::<_, bool>(3) {
+                f.add(
+                    &name,
+                    "system table without row-level security enabled and forced",
+                );
+            }
+            let like = format!("%app.system%'{name}'%");
+            let policy = client
+                .query(
+                    "SELECT 1 FROM pg_policy WHERE polrelid = $1 AND polcmd = '*' AND polpermissive
+                       AND pg_get_expr(polqual, polrelid) LIKE '%app.org_id%'
+                       AND pg_get_expr(polqual, polrelid) LIKE $2
+                       AND pg_get_expr(polwithcheck, polrelid) LIKE '%app.org_id%'",
+                    &[&oid, &like],
+                )
+                .await
+                .map_err(e)?;
+            if policy.is_empty() {
+                f.add(&name, format!("system table without a policy for all commands on org_id = app.org_id or app.system = '{name}'"));
+            }
+            let others = client
+                .query(
+                    "SELECT polname::text FROM pg_policy WHERE polrelid = $1 AND polpermissive
+                       AND NOT (polcmd = '*' AND pg_get_expr(polqual, polrelid) LIKE '%app.org_id%'
+                                AND pg_get_expr(polqual, polrelid) LIKE $2)
+                       AND NOT (polname = 'orgless_insert' AND polcmd = 'a'
+                                AND pg_get_expr(polwithcheck, polrelid) = '(org_id IS NULL)')",
+                    &[&oid, &like],
+                )
+                .await
+                .map_err(e)?;
+            for p in others {
+                let pol: String = p.get(0);
+                f.add(&name, format!("system table has another permissive policy {pol} (it could widen what a tenant sees)"));
+            }
+            continue;
+        }
         if f.is_global(&name) {
             continue;
         }

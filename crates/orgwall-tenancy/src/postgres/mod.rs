@@ -23,7 +23,8 @@ use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::NoTls;
 
 const PRELUDE: &str = "SELECT set_config('role', $1, true), set_config('app.org_id', $2, true), \
-     set_config('app.user_id', $3, true), set_config('app.lookup', $4, true)";
+     set_config('app.user_id', $3, true), set_config('app.lookup', $4, true), \
+     set_config('app.system', $5, true)";
 
 #[derive(Clone)]
 pub(crate) struct PgDb {
@@ -174,12 +175,13 @@ pub(crate) struct PgTx {
     done: bool,
 }
 
-fn prelude_params(role: &str, s: &Settings) -> [String; 4] {
+fn prelude_params(role: &str, s: &Settings) -> [String; 5] {
     [
         role.to_owned(),
         s.org.map(|o| o.to_string()).unwrap_or_default(),
         s.user.map(|u| u.to_string()).unwrap_or_default(),
         s.lookup.clone().unwrap_or_default(),
+        s.system.unwrap_or_default().to_owned(),
     ]
 }
 

@@ -1,7 +1,9 @@
 //! PostgreSQL: the migration runner and the database wall it asserts (forced row-level
 //! security, the `org_isolation` policy, the server role and its grants).
 
-use crate::migrate::{checksum, plan_all, quote_ident, Report, Side, ORG_PREDICATE};
+use crate::migrate::{
+    checksum, plan_all, quote_ident, system_predicate, Report, Side, ORG_PREDICATE,
+};
 use crate::module::Catalog;
 use orgwall_core::{Error, Result};
 
@@ -123,6 +125,53 @@ pub(crate) async fn migrate(
         if !has_policy {
             sql.push_str(&format!(
                 "CREATE POLICY org_isolation ON {q} USING ({ORG_PREDICATE}) WITH CHECK ({ORG_PREDICATE});"
+            ));
+        }
+        tx.batch_execute(&sql).await.map_err(map_err)?;
+    }
+    // System tables (global, rows with an optional org_id): a tenant sees and changes only
+    // its own org's rows and may add org-less ones; the named system transaction of the
+    // table reaches every row.
+    for t in catalog.system_tables() {
+        let has_org = tx
+            .query_opt(
+                "SELECT 1 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = current_schema() AND c.relname = $1
+                   AND a.attname = 'org_id' AND NOT a.attisdropped",
+                &[&t],
+            )
+            .await
+            .map_err(map_err)?
+            .is_some();
+        if !has_org {
+            continue; // the doctor names it
+        }
+        let policies: Vec<String> = tx
+            .query(
+                "SELECT policyname::text FROM pg_policies WHERE schemaname = current_schema()
+                 AND tablename = $1",
+                &[&t],
+            )
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let q = quote_ident(t);
+        let system = system_predicate(t);
+        let mut sql = format!(
+            "ALTER TABLE {q} ENABLE ROW LEVEL SECURITY; ALTER TABLE {q} FORCE ROW LEVEL SECURITY;"
+        );
+        if !policies.iter().any(|p| p == "org_isolation") {
+            sql.push_str(&format!(
+                "CREATE POLICY org_isolation ON {q} USING ({ORG_PREDICATE} OR {system})
+                   WITH CHECK ({ORG_PREDICATE} OR {system});"
+            ));
+        }
+        if !policies.iter().any(|p| p == "orgless_insert") {
+            sql.push_str(&format!(
+                "CREATE POLICY orgless_insert ON {q} FOR INSERT WITH CHECK (org_id IS NULL);"
             ));
         }
         tx.batch_execute(&sql).await.map_err(map_err)?;

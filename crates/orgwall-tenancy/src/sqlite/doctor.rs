@@ -73,7 +73,10 @@ pub(crate) fn check(conn: &rusqlite::Connection, catalog: &Catalog) -> Result<Ve
         sqlite_fts_index(conn, &objects, vt, &mut f).map_err(e)?;
     }
     for (kind, name, _, _) in &objects {
-        if kind != "table" || name.starts_with("sqlite_") || f.is_global(name) {
+        if kind != "table"
+            || name.starts_with("sqlite_")
+            || (f.is_global(name) && !f.catalog.is_system(name))
+        {
             continue;
         }
         if virtuals.contains(&name.as_str()) || shadow(name) {
@@ -81,6 +84,32 @@ pub(crate) fn check(conn: &rusqlite::Connection, catalog: &Catalog) -> Result<Ve
         }
         let base = name.as_str();
         let view = logical(base);
+        if base.ends_with("_rows") && f.catalog.is_system(&view) {
+            let sys = format!("app_system() IS '{view}'");
+            if !has("view", &view, &sys) || !has("view", &view, "app_org()") {
+                f.add(
+                    base,
+                    format!("no view {view} filtering on {sys} or app_org()"),
+                );
+            }
+            for s in ["ins", "upd", "del"] {
+                if !has("trigger", &format!("{view}_{s}"), "INSTEAD OF") {
+                    f.add(base, format!("missing INSTEAD OF trigger {view}_{s}"));
+                }
+                let guard = format!("orgwall_guard_{base}_{s}");
+                let ok = objects.iter().any(|(k, n, _, sql)| {
+                    k == "trigger" && *n == guard && sql.contains("app_org()") && sql.contains(&sys)
+                });
+                if !ok {
+                    f.add(base, format!("missing guard trigger {guard}"));
+                }
+            }
+            continue;
+        }
+        if f.catalog.is_system(base) {
+            f.add(base, format!("system table is not behind its view: name it {base}_rows and let the migration runner generate the view {base}"));
+            continue;
+        }
         if !base.ends_with("_rows") {
             f.add(base, format!("tenant table is not behind a scoped view: name it {base}_rows and let the migration runner generate the view {base}"));
         }

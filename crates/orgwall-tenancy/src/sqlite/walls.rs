@@ -60,7 +60,7 @@ pub(crate) fn migrate(conn: &mut rusqlite::Connection, catalog: &Catalog) -> Res
         .map_err(e)?;
         report.applied(step);
     }
-    walls(&tx).map_err(e)?;
+    walls(&tx, catalog).map_err(e)?;
     cascades(&tx, catalog).map_err(e)?;
     tx.commit().map_err(e)?;
     Ok(report)
@@ -95,7 +95,7 @@ struct Column {
 
 /// Generates, for every `<t>_rows` table, the scoped view, its INSTEAD OF triggers and the
 /// guard triggers. Idempotent: triggers are recreated from the current columns.
-fn walls(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+fn walls(tx: &rusqlite::Transaction<'_>, catalog: &Catalog) -> rusqlite::Result<()> {
     let bases: Vec<String> = {
         let mut st = tx.prepare(
             // Virtual tables (the FTS5 indexes `<t>_fts_rows`) are skipped: they cannot carry
@@ -129,11 +129,34 @@ fn walls(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
             [&view],
             |r| r.get::<_, i64>(0).map(|n| n > 0),
         )?;
+        // A system table: its named system transaction reaches every row, a tenant only
+        // its own org's rows (and may add org-less ones).
+        let system = catalog
+            .system_table(&view)
+            .map(|t| format!("app_system() IS '{}'", t.replace('\'', "''")));
         if !view_exists {
+            let filter = match &system {
+                Some(sys) => format!("{sys} OR org_id = app_org()"),
+                None => "org_id = app_org()".to_owned(),
+            };
             tx.execute_batch(&format!(
-                "CREATE VIEW {qv} AS SELECT * FROM {qb} WHERE org_id = app_org();"
+                "CREATE VIEW {qv} AS SELECT * FROM {qb} WHERE {filter};"
             ))?;
         }
+        // CASE, not AND/OR: its branches are evaluated lazily, so an unscoped transaction
+        // adding an org-less row never calls app_org() (which raises without a scope).
+        let (guard_ins, guard_upd, guard_del) = match &system {
+            Some(sys) => (
+                format!("CASE WHEN NEW.org_id IS NULL OR {sys} THEN 0 ELSE NEW.org_id IS NOT app_org() END"),
+                format!("CASE WHEN {sys} THEN 0 ELSE (OLD.org_id IS NOT app_org() OR NEW.org_id IS NOT app_org()) END"),
+                format!("CASE WHEN {sys} THEN 0 ELSE OLD.org_id IS NOT app_org() END"),
+            ),
+            None => (
+                "NEW.org_id IS NOT app_org()".to_owned(),
+                "OLD.org_id IS NOT app_org() OR NEW.org_id IS NOT app_org()".to_owned(),
+                "OLD.org_id IS NOT app_org()".to_owned(),
+            ),
+        };
         let names: Vec<String> = cols.iter().map(|c| quote_ident(&c.name)).collect();
         let values: Vec<String> = cols
             .iter()
@@ -163,11 +186,11 @@ fn walls(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
              CREATE TRIGGER {del} INSTEAD OF DELETE ON {qv} BEGIN
                  DELETE FROM {qb} WHERE {key}; END;
              CREATE TRIGGER {gi} BEFORE INSERT ON {qb}
-                 WHEN NEW.org_id IS NOT app_org() BEGIN {raise}; END;
+                 WHEN {guard_ins} BEGIN {raise}; END;
              CREATE TRIGGER {gu} BEFORE UPDATE ON {qb}
-                 WHEN OLD.org_id IS NOT app_org() OR NEW.org_id IS NOT app_org() BEGIN {raise}; END;
+                 WHEN {guard_upd} BEGIN {raise}; END;
              CREATE TRIGGER {gd} BEFORE DELETE ON {qb}
-                 WHEN OLD.org_id IS NOT app_org() BEGIN {raise}; END;",
+                 WHEN {guard_del} BEGIN {raise}; END;",
             ins = t("ins"),
             upd = t("upd"),
             del = t("del"),
