@@ -268,9 +268,12 @@ async fn other_instances_hear_changes_through_notify() {
 
     // A change made with plain SQL by another program (the triggers announce it too).
     warm(&other, d.alice, d.acme).await;
+    // (A system role's permissions are computed from the registered catalogue, not read
+    // from its row: the change is a demotion, made with SQL.)
     t.owner_exec(&format!(
-        "UPDATE roles SET permissions = 'tickets:read' WHERE org_id = '{}' AND key = 'owner'",
-        d.acme
+        "UPDATE memberships SET role_id = (SELECT id FROM roles WHERE org_id = '{0}' AND key = 'viewer')
+         WHERE org_id = '{0}' AND user_id = '{1}'",
+        d.acme, d.alice
     ))
     .await;
     eventually("a role edited by SQL", || async {
@@ -339,5 +342,90 @@ async fn a_lost_listener_serves_nothing_until_it_is_back() {
         other.access_cache_stats().live
     })
     .await;
+    assert!(!is_member(&other, d.carol, d.acme).await);
+}
+
+/// Issue 15 item 1, deterministically: a change whose announcement has not reached an
+/// instance (here: made with triggers off, so no NOTIFY is ever sent, and only the access
+/// generation bumped, as the trigger does) is still caught by that instance's very next
+/// tenant transaction, in its own flight: the cached scope is verified again before any
+/// row is returned or anything committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_not_yet_announced_is_caught_by_the_next_transaction() {
+    let t = TestDb::new(BackendKind::Postgres).await;
+    let d = Demo::load(&t.db).await;
+    // A pool of one: verifying a stale scope again must not wait for the connection its
+    // own transaction holds.
+    let other = Db::open(
+        &DbConfig::Postgres {
+            url: t.url.clone(),
+            app_role: orgwall_store::db::DEFAULT_APP_ROLE.into(),
+            pool_size: 1,
+        },
+        orgwall_store::catalog(),
+    )
+    .await
+    .unwrap();
+    wait_live(&t, &other).await;
+    let silently = |sql: String| {
+        format!(
+            "BEGIN; SET LOCAL session_replication_role = replica; {sql};
+             INSERT INTO access_generations AS g (dep, gen) VALUES ('{}', 1)
+                 ON CONFLICT (dep) DO UPDATE SET gen = g.gen + 1;
+             COMMIT;",
+            d.acme
+        )
+    };
+    let count_notes = |db: Db, scope: OrgScope| async move {
+        let mut tx = db.read(&scope).await?;
+        let n = tx.query("SELECT id FROM notes", &[]).await?.len();
+        tx.commit().await?;
+        Ok::<usize, Error>(n)
+    };
+
+    // Nothing relevant changed (only the generation): the transaction is verified again
+    // and answers as if nothing happened.
+    let carol = warm(&other, d.carol, d.acme).await;
+    t.owner_exec(&silently("SELECT 1".into())).await;
+    assert_eq!(count_notes(other.clone(), carol).await.unwrap(), 3);
+
+    // A demotion: the warm scope still holds notes:write, but its write is refused.
+    let carol = warm(&other, d.carol, d.acme).await;
+    assert!(carol
+        .permissions()
+        .contains(orgwall_store::perms::NOTES_WRITE));
+    t.owner_exec(&silently(format!(
+        "UPDATE memberships SET role_id = (SELECT id FROM roles WHERE org_id = '{0}' AND key = 'viewer')
+         WHERE org_id = '{0}' AND user_id = '{1}'",
+        d.acme, d.carol
+    )))
+    .await;
+    let mut tx = other.write(&carol).await.unwrap();
+    let r = tx
+        .execute(
+            "INSERT INTO notes (org_id, id, title, body, created_by, created_at, updated_at)
+             VALUES ($1, $2, 'demoted', '', $3, now(), now())",
+            orgwall_store::params![d.acme, uuid::Uuid::now_v7(), d.carol],
+        )
+        .await;
+    assert!(
+        matches!(r, Err(Error::PermissionDenied(_))),
+        "a demoted member's write: {r:?}"
+    );
+    drop(tx);
+    assert_eq!(t.owner_count("notes", "title = 'demoted'").await, 0);
+
+    // A removal: the warm scope's next read returns no rows, it fails.
+    let carol = warm(&other, d.carol, d.acme).await;
+    t.owner_exec(&silently(format!(
+        "DELETE FROM memberships WHERE org_id = '{}' AND user_id = '{}'",
+        d.acme, d.carol
+    )))
+    .await;
+    assert_eq!(
+        count_notes(other.clone(), carol).await.unwrap_err(),
+        Error::NotAMember
+    );
+    // The cache forgot it: the next check is refused too.
     assert!(!is_member(&other, d.carol, d.acme).await);
 }

@@ -47,7 +47,7 @@ pub struct Caller {
 pub struct Scoped(pub Arc<OrgScope>);
 
 enum Authn {
-    Session(Caller),
+    Session(Caller, sessions::Session),
     ApiKey(OrgScope),
 }
 
@@ -104,11 +104,14 @@ async fn session(state: &Kernel, token: &str) -> Result<Authn, Problem> {
         .await
         .map_err(Problem::from)?
         .ok_or_else(|| unauthenticated("The session is invalid, expired or revoked."))?;
-    Ok(Authn::Session(Caller {
-        user_id: s.user_id,
-        session_id: s.id,
-        active_org: s.active_org_id,
-    }))
+    Ok(Authn::Session(
+        Caller {
+            user_id: s.user_id,
+            session_id: s.id,
+            active_org: s.active_org_id,
+        },
+        s,
+    ))
 }
 
 async fn authenticate(
@@ -223,7 +226,7 @@ async fn org_wall(
         }
     }
     let scope = match authn {
-        Authn::Session(caller) => {
+        Authn::Session(caller, session) => {
             let org = match org.or(caller.active_org) {
                 Some(o) => o,
                 None => {
@@ -234,9 +237,12 @@ async fn org_wall(
                     ))
                 }
             };
+            // Through the session: the scope's first transaction also checks, on every
+            // instance, that the session was not revoked since it was read (the cache).
             let scope = access::verify_member(&state.db, caller.user_id, org)
                 .await
-                .map_err(Problem::from)?;
+                .map_err(Problem::from)?
+                .through_session(&session);
             parts.extensions.insert(caller);
             scope
         }
@@ -274,7 +280,7 @@ async fn run(spec: &'static RouteSpec, state: Kernel, req: Request, next: Next) 
     match spec.access {
         Access::Public => {}
         Access::User => match authn {
-            Authn::Session(caller) => {
+            Authn::Session(caller, _) => {
                 parts.extensions.insert(caller);
             }
             Authn::ApiKey(_) => {

@@ -50,6 +50,9 @@ pub(crate) struct Settings {
     /// `app.system`: a named system transaction, which reaches every org's rows of the
     /// one system table of that name (set only by [`Db::system`]).
     pub system: Option<&'static str>,
+    /// Access generations the transaction's first flight checks (PostgreSQL; see
+    /// [`crate::access::OrgScope`]'s freshness): (dependency, expected generation).
+    pub checks: Vec<(uuid::Uuid, i64)>,
 }
 
 impl Settings {
@@ -258,6 +261,16 @@ impl Db {
     }
 
     async fn begin_on(&self, backend: &Backend, mode: Mode, settings: Settings) -> Result<Tx> {
+        self.begin_checked(backend, mode, settings, None).await
+    }
+
+    async fn begin_checked(
+        &self,
+        backend: &Backend,
+        mode: Mode,
+        settings: Settings,
+        recheck: Option<Recheck>,
+    ) -> Result<Tx> {
         let org = settings.org;
         let inner = match backend {
             Backend::Pg(p) => TxInner::Pg(p.begin(mode, settings).await?),
@@ -268,6 +281,7 @@ impl Db {
             cache: self.cache.clone(),
             org,
             announce: Announce::Nothing,
+            recheck,
         })
     }
 
@@ -320,7 +334,29 @@ impl Db {
     }
 
     async fn tenant<'s>(&self, scope: &'s OrgScope, mode: Mode) -> Result<TenantTx<'s>> {
-        let tx = self.begin(mode, Settings::org(scope.org_id())).await?;
+        let mut settings = Settings::org(scope.org_id());
+        let fresh = scope.fresh();
+        // Only PostgreSQL needs the check: on SQLite (one embedded server) the changing
+        // transaction invalidates the only cache there is when it commits.
+        let recheck = match self.placement(scope.org_id()) {
+            Backend::Pg(_)
+                if !fresh.checks.is_empty()
+                    && !fresh.confirmed.load(std::sync::atomic::Ordering::SeqCst) =>
+            {
+                settings.checks = fresh.checks.clone();
+                Some(Recheck {
+                    db: self.clone(),
+                    org: scope.org_id(),
+                    principal: scope.principal().clone(),
+                    session: fresh.session,
+                    held: scope.permissions(),
+                    confirmed: fresh.confirmed.clone(),
+                })
+            }
+            _ => None,
+        };
+        let backend = self.placement(scope.org_id());
+        let tx = self.begin_checked(backend, mode, settings, recheck).await?;
         Ok(TenantTx { tx, scope })
     }
 }
@@ -329,6 +365,23 @@ pub(crate) enum TxInner {
     Pg(pg::PgTx),
     Sqlite(sqlite::SqliteTx),
 }
+
+/// How a tenant transaction opened from a scope with cached access re-verifies it when its
+/// first flight finds the access changed (see [`crate::access::OrgScope`]).
+pub(crate) struct Recheck {
+    db: Db,
+    org: OrgId,
+    principal: crate::access::Principal,
+    session: Option<orgwall_core::SessionId>,
+    held: orgwall_core::PermissionSet,
+    confirmed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The error a first flight answers when the access it checked changed (PostgreSQL).
+pub(crate) const STALE: &str = "access_stale";
+
+/// Flights of one transaction that may find its scope stale before giving up.
+const STALE_RETRIES: usize = 3;
 
 /// What a transaction's commit announces to the access cache.
 #[derive(Debug)]
@@ -348,9 +401,46 @@ pub struct Tx {
     /// The org of the current scope.
     org: Option<OrgId>,
     announce: Announce,
+    /// Set while the first flight's access check is pending.
+    recheck: Option<Recheck>,
 }
 
 impl Tx {
+    /// After an operation: a stale scope is verified again (and `true` says: send the
+    /// flight again); anything else is the answer, and confirms the scope if it succeeded.
+    async fn settle<T>(&mut self, r: &Result<T>) -> Result<bool> {
+        match r {
+            Err(Error::Refused(code, _)) if *code == STALE => {
+                let Some(rc) = &self.recheck else {
+                    return Err(Error::Internal("stale access without a scope".into()));
+                };
+                // Boxed: verifying runs transactions of its own (without checks).
+                let checks: Result<Vec<(uuid::Uuid, i64)>> = Box::pin(crate::access::reverify(
+                    &rc.db,
+                    rc.org,
+                    &rc.principal,
+                    rc.session,
+                    rc.held,
+                ))
+                .await;
+                let checks = checks?;
+                tracing::info!(org_id = %rc.org, "cached access was stale: verified again before use");
+                if let TxInner::Pg(t) = &mut self.inner {
+                    t.set_checks(checks).await?;
+                }
+                Ok(true)
+            }
+            Ok(_) => {
+                if let Some(rc) = self.recheck.take() {
+                    rc.confirmed
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                Ok(false)
+            }
+            Err(_) => Ok(false),
+        }
+    }
+
     /// Which backend runs this transaction (for the rare statement whose SQL differs).
     pub fn kind(&self) -> BackendKind {
         match &self.inner {
@@ -382,33 +472,51 @@ impl Tx {
 
     /// Runs a statement written with `$1, $2, ...` placeholders and returns its rows.
     pub async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>> {
-        match &mut self.inner {
-            TxInner::Pg(t) => t.query(sql, params).await,
-            TxInner::Sqlite(t) => t.query(sql, params).await,
+        for _ in 0..STALE_RETRIES {
+            let r = match &mut self.inner {
+                TxInner::Pg(t) => t.query(sql, params).await,
+                TxInner::Sqlite(t) => t.query(sql, params).await,
+            };
+            if !self.settle(&r).await? {
+                return r;
+            }
         }
+        Err(still_stale())
     }
 
     /// Runs independent read statements together and returns each one's rows, in order.
     /// On PostgreSQL they are pipelined: one network round trip for all of them.
     pub async fn query_many(&mut self, stmts: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>> {
-        match &mut self.inner {
-            TxInner::Pg(t) => t.query_many(stmts).await,
-            TxInner::Sqlite(t) => {
-                let mut out = Vec::with_capacity(stmts.len());
-                for (sql, params) in stmts {
-                    out.push(t.query(sql, params).await?);
+        for _ in 0..STALE_RETRIES {
+            let r = match &mut self.inner {
+                TxInner::Pg(t) => t.query_many(stmts).await,
+                TxInner::Sqlite(t) => {
+                    let mut out = Vec::with_capacity(stmts.len());
+                    for (sql, params) in stmts {
+                        out.push(t.query(sql, params).await?);
+                    }
+                    Ok(out)
                 }
-                Ok(out)
+            };
+            if !self.settle(&r).await? {
+                return r;
             }
         }
+        Err(still_stale())
     }
 
     /// Runs a statement and returns the number of rows it changed.
     pub async fn execute(&mut self, sql: &str, params: &[Val]) -> Result<u64> {
-        match &mut self.inner {
-            TxInner::Pg(t) => t.execute(sql, params).await,
-            TxInner::Sqlite(t) => t.execute(sql, params).await,
+        for _ in 0..STALE_RETRIES {
+            let r = match &mut self.inner {
+                TxInner::Pg(t) => t.execute(sql, params).await,
+                TxInner::Sqlite(t) => t.execute(sql, params).await,
+            };
+            if !self.settle(&r).await? {
+                return r;
+            }
         }
+        Err(still_stale())
     }
 
     /// The first row, or `None`.
@@ -485,6 +593,10 @@ impl Tx {
             TxInner::Sqlite(t) => t.rescope(settings).await,
         }
     }
+}
+
+fn still_stale() -> Error {
+    Error::Unavailable("access kept changing while the request was verified; retry".into())
 }
 
 /// A transaction inside one organization, opened from its [`OrgScope`]. Repository

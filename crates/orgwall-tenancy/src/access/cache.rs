@@ -78,6 +78,8 @@ pub(crate) struct Entry<V> {
 pub(crate) struct Grant {
     pub permissions: PermissionSet,
     pub rate_limit_per_minute: Option<u32>,
+    /// The org's access generation, read with the grant (0 on SQLite).
+    pub gen: i64,
 }
 
 /// A live API key and its grant.
@@ -98,6 +100,8 @@ pub(crate) struct SessionEntry {
     pub expires_at: chrono::DateTime<chrono::Utc>,
     pub idle_expires_at: chrono::DateTime<chrono::Utc>,
     pub last_seen_at: chrono::DateTime<chrono::Utc>,
+    /// The user's access generation, read with the session (0 on SQLite).
+    pub gen: i64,
 }
 
 /// Hit and miss counts (for `/metrics`).
@@ -500,6 +504,10 @@ pub(crate) fn scope(org: OrgId, principal: Principal, g: &Grant) -> super::OrgSc
         principal,
         permissions: g.permissions,
         rate_limit_per_minute: g.rate_limit_per_minute,
+        fresh: super::Fresh {
+            checks: vec![(org.uuid(), g.gen)],
+            ..super::Fresh::default()
+        },
     }
 }
 
@@ -513,6 +521,7 @@ mod tests {
         let g = Grant {
             permissions: PermissionSet::EMPTY,
             rate_limit_per_minute: None,
+            gen: 0,
         };
         (AccessCache::new(None), org, (org, UserId::new()), g)
     }
@@ -612,6 +621,7 @@ mod tests {
                             let g = Grant {
                                 permissions: PermissionSet::EMPTY,
                                 rate_limit_per_minute: Some(seen),
+                                gen: 0,
                             };
                             c.put(stamp, key(k), Dep::Org(orgs[k % 3]), g);
                         }

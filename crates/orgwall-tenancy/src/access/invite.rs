@@ -225,6 +225,7 @@ pub async fn accept_invitation(db: &Db, user: UserId, token: &str) -> Result<Joi
         principal: Principal::User(user),
         permissions,
         rate_limit_per_minute: None,
+        fresh: super::Fresh::default(),
     };
     audit::insert(
         &mut tx,

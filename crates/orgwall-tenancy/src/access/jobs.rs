@@ -29,6 +29,7 @@ fn job_scope(kind: &'static str, job: JobId, org: OrgId) -> OrgScope {
         principal: Principal::Job { kind, id: job },
         permissions: PermissionSet::all(),
         rate_limit_per_minute: None,
+        fresh: super::Fresh::default(),
     }
 }
 

@@ -84,6 +84,30 @@ pub struct OrgScope {
     /// The org's request rate limit (its override, else its plan's), read with the
     /// membership so the wall needs no extra query; `None` for system scopes.
     rate_limit_per_minute: Option<u32>,
+    /// Whether the access it was built from is still current in the database (see
+    /// [`Fresh`]): checked in the first flight of its first transaction.
+    fresh: Fresh,
+}
+
+/// What a scope built from (possibly cached) access depends on, checked against the
+/// database's access generations (`access_generations`, bumped in every transaction that
+/// changes access) in the very flight of the scope's first transaction on PostgreSQL: a
+/// column of the scope prelude, so a warm request still costs one round trip. A stale
+/// scope's transaction is rolled back before anything else is sent (a write) or its rows
+/// discarded (a read), the cache forgets the org (and user), the principal is verified
+/// again from the database, and the flight is sent again; if the access was reduced
+/// meanwhile the transaction fails (`not_a_member`, `permission_denied`, 401). So a change
+/// committed through any instance takes effect on the very next request to every other
+/// instance, whether or not its announcement (`NOTIFY`) has arrived yet.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Fresh {
+    /// (dependency id, generation it was read at): the org, and the session's user.
+    pub(crate) checks: Vec<(uuid::Uuid, i64)>,
+    /// The session the scope was reached through, if any.
+    pub(crate) session: Option<orgwall_core::SessionId>,
+    /// Set once a flight has confirmed the checks: later transactions of the same request
+    /// do not check again (the request was authorized when it started).
+    pub(crate) confirmed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl OrgScope {
@@ -116,6 +140,24 @@ impl OrgScope {
         }
     }
 
+    /// Makes this scope depend on `session` too: its first transaction also checks that
+    /// nothing of the session's user changed since the session was read (a revoked session,
+    /// logout, password change), on every instance. The HTTP guard calls it.
+    pub fn through_session(mut self, session: &crate::identity::sessions::Session) -> Self {
+        if self.user_id() == Some(session.user_id) {
+            self.fresh.session = Some(session.id);
+            self.fresh
+                .checks
+                .push((session.user_id.uuid(), session.gen));
+        }
+        self
+    }
+
+    /// What the scope's first transaction checks (db module).
+    pub(crate) fn fresh(&self) -> &Fresh {
+        &self.fresh
+    }
+
     /// The acting user, if a user acts.
     pub fn user_id(&self) -> Option<UserId> {
         match self.principal {
@@ -145,7 +187,7 @@ pub async fn verify_member(db: &Db, user: UserId, org: OrgId) -> Result<OrgScope
         let row = tx
             .query_opt(
                 &format!(
-                    "SELECT r.permissions, {RATE_LIMIT}, r.key FROM memberships m
+                    "SELECT r.permissions, {RATE_LIMIT}, r.key, {GEN} FROM memberships m
                      JOIN roles r ON r.org_id = m.org_id AND r.id = m.role_id
                      JOIN orgs o ON o.id = m.org_id JOIN plans p ON p.name = o.plan
                      WHERE m.org_id = $1 AND m.user_id = $2 AND o.deleting_at IS NULL"
@@ -165,15 +207,83 @@ pub async fn verify_member(db: &Db, user: UserId, org: OrgId) -> Result<OrgScope
     Ok(cache::scope(org, Principal::User(user), &g))
 }
 
-/// Stored permissions (column 0), the effective rate limit (column 1) and the role key
-/// (column 2) of a row.
+/// Stored permissions (column 0), the effective rate limit (column 1), the role key
+/// (column 2) and the org's access generation (column 3) of a row.
 fn grant(row: &crate::Row) -> Result<cache::Grant> {
     let perms: String = row.get(0)?;
     let key: String = row.get(2)?;
     Ok(cache::Grant {
         permissions: orgwall_core::perm::role_permissions(&key, &perms),
         rate_limit_per_minute: rate_limit(row, 1)?,
+        gen: row.get(3)?,
     })
+}
+
+/// The org's access generation, as a column of a statement that reads its access (so
+/// both come from one snapshot); `o` is the orgs row.
+const GEN: &str = "coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = o.id), 0)";
+
+/// Verifies again, from the database, the access a stale scope was built from (see
+/// [`Fresh`]), after dropping what the cache holds of it. Returns the generations to
+/// check from now on; fails if the access is gone or was reduced meanwhile.
+pub(crate) async fn reverify(
+    db: &Db,
+    org: OrgId,
+    principal: &Principal,
+    session: Option<orgwall_core::SessionId>,
+    held: PermissionSet,
+) -> Result<Vec<(uuid::Uuid, i64)>> {
+    let cache = db.cache();
+    cache.invalidate(cache::Dep::Org(org));
+    let mut checks = Vec::new();
+    let now_held = match principal {
+        Principal::User(user) => {
+            cache.invalidate(cache::Dep::User(*user));
+            if let Some(s) = session {
+                let gen = crate::identity::sessions::live_generation(db, s)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::Refused(
+                            "unauthenticated",
+                            "The session is invalid, expired or revoked.".into(),
+                        )
+                    })?;
+                checks.push((user.uuid(), gen));
+            }
+            let scope = verify_member(db, *user, org).await?;
+            checks.extend(scope.fresh.checks.iter().copied());
+            scope.permissions
+        }
+        Principal::ApiKey(key) => {
+            let mut tx = db.begin(Mode::Read, Settings::org(org)).await?;
+            let row = tx
+                .query_opt(
+                    &format!(
+                        "SELECT r.permissions, {RATE_LIMIT}, r.key, {GEN} FROM api_keys k
+                         JOIN roles r ON r.org_id = k.org_id AND r.id = k.role_id
+                         JOIN orgs o ON o.id = k.org_id JOIN plans p ON p.name = o.plan
+                         WHERE k.org_id = $1 AND k.id = $2 AND k.revoked_at IS NULL
+                           AND (k.expires_at IS NULL OR k.expires_at > $3) AND o.deleting_at IS NULL"
+                    ),
+                    params![org, *key, now()],
+                )
+                .await?;
+            tx.commit().await?;
+            let g = grant(&row.ok_or_else(|| {
+                Error::Refused(
+                    "unauthenticated",
+                    "The API key is invalid, expired or revoked.".into(),
+                )
+            })?)?;
+            checks.push((org.uuid(), g.gen));
+            g.permissions
+        }
+        Principal::System { .. } | Principal::Job { .. } => return Ok(checks),
+    };
+    if let Some(p) = held.missing_from(now_held).iter().next() {
+        return Err(Error::PermissionDenied(p));
+    }
+    Ok(checks)
 }
 
 /// Enters `org` as a named system actor. Writes `system.scope_entered` to the org's audit
@@ -189,6 +299,7 @@ pub async fn enter_system(
         principal: Principal::System { name },
         permissions: PermissionSet::all(),
         rate_limit_per_minute: None,
+        fresh: Fresh::default(),
     };
     let mut tx = db.write(&scope).await?;
     audit::record(
@@ -265,6 +376,7 @@ pub async fn create_org(
         principal: Principal::User(creator),
         permissions: SystemRole::Owner.permissions(),
         rate_limit_per_minute: None,
+        fresh: Fresh::default(),
     };
     audit::insert(
         &mut tx,
@@ -356,9 +468,9 @@ pub async fn authenticate_api_key(db: &Db, token: &str) -> Result<Option<OrgScop
         let mut tx = db.begin(Mode::Read, Settings::lookup(hash.clone())).await?;
         let row = tx
             .query_opt(
-                "SELECT k.org_id, k.id, k.role_id, k.expires_at FROM api_keys k JOIN orgs o ON o.id = k.org_id
+                &format!("SELECT k.org_id, k.id, k.role_id, k.expires_at, {GEN} FROM api_keys k JOIN orgs o ON o.id = k.org_id
                  WHERE k.key_hash = $1 AND k.revoked_at IS NULL
-                   AND (k.expires_at IS NULL OR k.expires_at > $2) AND o.deleting_at IS NULL",
+                   AND (k.expires_at IS NULL OR k.expires_at > $2) AND o.deleting_at IS NULL"),
                 params![hash.as_str(), t],
             )
             .await?;
@@ -366,11 +478,14 @@ pub async fn authenticate_api_key(db: &Db, token: &str) -> Result<Option<OrgScop
         let Some(row) = row else { return Ok(None) };
         let (org, key, role): (OrgId, ApiKeyId, RoleId) = (row.get(0)?, row.get(1)?, row.get(2)?);
         let expires_at = row.get(3)?;
+        // The generation read with the key (the earlier read): a change after it makes
+        // the entry stale, even if the role read below already saw it.
+        let gen: i64 = row.get(4)?;
         let mut tx = db.begin(Mode::Read, Settings::org(org)).await?;
         let row = tx
             .query_opt(
                 &format!(
-                    "SELECT r.permissions, {RATE_LIMIT}, r.key FROM roles r
+                    "SELECT r.permissions, {RATE_LIMIT}, r.key, {GEN} FROM roles r
                      JOIN orgs o ON o.id = r.org_id JOIN plans p ON p.name = o.plan
                      WHERE r.org_id = $1 AND r.id = $2"
                 ),
@@ -379,11 +494,13 @@ pub async fn authenticate_api_key(db: &Db, token: &str) -> Result<Option<OrgScop
             .await?;
         tx.commit().await?;
         let Some(row) = row else { return Ok(None) };
+        let mut g = grant(&row)?;
+        g.gen = gen;
         let k = cache::KeyGrant {
             org,
             key,
             expires_at,
-            grant: grant(&row)?,
+            grant: g,
         };
         Ok(Some((cache::Dep::Org(org), k)))
     };

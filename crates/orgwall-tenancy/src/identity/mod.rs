@@ -24,16 +24,30 @@ use orgwall_core::{Error, Result};
 /// The kernel's module, always registered first (see [`crate::module::Catalog::new`]).
 pub static MODULE: Module = Module {
     name: "tenancy",
-    postgres: &[Migration {
-        version: 1,
-        name: "identity",
-        sql: include_str!("../../migrations/postgres/0001_identity.sql"),
-    }],
-    sqlite: &[Migration {
-        version: 1,
-        name: "identity",
-        sql: include_str!("../../migrations/sqlite/0001_identity.sql"),
-    }],
+    postgres: &[
+        Migration {
+            version: 1,
+            name: "identity",
+            sql: include_str!("../../migrations/postgres/0001_identity.sql"),
+        },
+        Migration {
+            version: 2,
+            name: "access_generations",
+            sql: include_str!("../../migrations/postgres/0002_access_generations.sql"),
+        },
+    ],
+    sqlite: &[
+        Migration {
+            version: 1,
+            name: "identity",
+            sql: include_str!("../../migrations/sqlite/0001_identity.sql"),
+        },
+        Migration {
+            version: 2,
+            name: "access_generations",
+            sql: include_str!("../../migrations/sqlite/0002_access_generations.sql"),
+        },
+    ],
     tenant_tables: &[
         "roles",
         "memberships",
@@ -41,7 +55,7 @@ pub static MODULE: Module = Module {
         "api_keys",
         "audit_events",
     ],
-    global_tables: &["users", "sessions", "orgs", "plans"],
+    global_tables: &["users", "sessions", "orgs", "plans", "access_generations"],
     system_tables: &[],
     cross_org_indexes: &[
         ("memberships", "user_id"),
@@ -51,6 +65,7 @@ pub static MODULE: Module = Module {
     cascades: NO_CASCADES,
     permissions: orgwall_core::perm::KERNEL_PERMISSIONS,
     error_codes: &[
+        ("unauthenticated", 401),
         ("invitation_invalid", 404),
         ("invitation_expired", 410),
         ("invitation_email_mismatch", 403),

@@ -40,6 +40,26 @@ pub struct Session {
     pub user_id: UserId,
     /// The org chosen with `PUT /v1/me/active-org`.
     pub active_org_id: Option<OrgId>,
+    /// The user's access generation when the session was read (see
+    /// [`crate::access::OrgScope::through_session`]).
+    pub(crate) gen: i64,
+}
+
+/// The access generation of a live session's user, read from the database; `None` if
+/// the session is revoked or expired (re-verification of a stale scope).
+pub(crate) async fn live_generation(db: &Db, id: SessionId) -> Result<Option<i64>> {
+    let t = now();
+    let mut tx = db.global(Mode::Read).await?;
+    let row = tx
+        .query_opt(
+            "SELECT coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = s.user_id), 0)
+             FROM sessions s
+             WHERE s.id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND s.idle_expires_at > $2",
+            params![id, t],
+        )
+        .await?;
+    tx.commit().await?;
+    row.map(|r| r.get(0)).transpose()
 }
 
 /// Starts a session for `user`.
@@ -74,7 +94,9 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Option<Session>> {
         let mut tx = db.global(Mode::Read).await?;
         let row = tx
             .query_opt(
-                "SELECT id, user_id, active_org_id, last_seen_at, expires_at, idle_expires_at FROM sessions
+                "SELECT id, user_id, active_org_id, last_seen_at, expires_at, idle_expires_at,
+                        coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = sessions.user_id), 0)
+                 FROM sessions
                  WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2 AND idle_expires_at > $2",
                 params![hash.as_str(), t],
             )
@@ -88,6 +110,7 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Option<Session>> {
             last_seen_at: row.get(3)?,
             expires_at: row.get(4)?,
             idle_expires_at: row.get(5)?,
+            gen: row.get(6)?,
         };
         Ok(Some((Dep::User(e.user_id), e)))
     };
@@ -114,6 +137,7 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Option<Session>> {
         id: entry.id,
         user_id: entry.user_id,
         active_org_id: entry.active_org_id,
+        gen: entry.gen,
     }))
 }
 

@@ -22,9 +22,15 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::NoTls;
 
+/// The scope prelude. Its last column counts the access generations (`$6`, `$7`: the
+/// dependencies and the generations a cached scope was built at) that changed since: a
+/// scope's freshness is checked in the flight it already pays for, without a statement
+/// of its own (`access_generations` is a global table, readable whatever the role).
 const PRELUDE: &str = "SELECT set_config('role', $1, true), set_config('app.org_id', $2, true), \
      set_config('app.user_id', $3, true), set_config('app.lookup', $4, true), \
-     set_config('app.system', $5, true)";
+     set_config('app.system', $5, true), \
+     (SELECT count(*) FROM unnest($6::uuid[], $7::int8[]) AS e(dep, gen) \
+      WHERE coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = e.dep), 0) <> e.gen)";
 
 #[derive(Clone)]
 pub(crate) struct PgDb {
@@ -136,6 +142,7 @@ impl PgDb {
             .map_err(|e| connect_error(&self.url, e))?;
         Ok(PgTx {
             obj: Some(obj),
+            pool: self.pool.clone(),
             pending: Some(settings),
             mode,
             role: self.app_role.clone(),
@@ -167,6 +174,10 @@ enum Out {
 
 pub(crate) struct PgTx {
     obj: Option<Object>,
+    /// Where a transaction whose first flight found its scope stale borrows its next
+    /// connection (it gives its own back while the scope is verified again, so verifying
+    /// never waits for a connection it holds).
+    pool: Pool,
     /// BEGIN and the scope prelude not yet sent: they go out with the first statement.
     pending: Option<Settings>,
     /// READ ONLY or read-write (BEGIN says which; a read's COMMIT is not awaited).
@@ -183,6 +194,31 @@ fn prelude_params(role: &str, s: &Settings) -> [String; 5] {
         s.lookup.clone().unwrap_or_default(),
         s.system.unwrap_or_default().to_owned(),
     ]
+}
+
+/// The prelude's parameters as the driver takes them.
+struct PreludeParams {
+    text: [String; 5],
+    deps: Vec<uuid::Uuid>,
+    gens: Vec<i64>,
+}
+
+impl PreludeParams {
+    fn new(role: &str, s: &Settings) -> Self {
+        PreludeParams {
+            text: prelude_params(role, s),
+            deps: s.checks.iter().map(|c| c.0).collect(),
+            gens: s.checks.iter().map(|c| c.1).collect(),
+        }
+    }
+
+    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut v: Vec<&(dyn ToSql + Sync)> =
+            self.text.iter().map(|s| s as &(dyn ToSql + Sync)).collect();
+        v.push(&self.deps);
+        v.push(&self.gens);
+        v
+    }
 }
 
 fn refs(params: &[Val]) -> Vec<&(dyn ToSql + Sync)> {
@@ -215,23 +251,72 @@ impl PgTx {
         };
         let begin = obj.prepare_cached(begin_sql).await.map_err(map_err)?;
         let prelude = obj.prepare_cached(PRELUDE).await.map_err(map_err)?;
-        let pp = prelude_params(role, &settings);
-        let pr: Vec<&(dyn ToSql + Sync)> = pp.iter().map(|s| s as &(dyn ToSql + Sync)).collect();
+        let pp = PreludeParams::new(role, &settings);
+        let pr = pp.refs();
         let client: &tokio_postgres::Client = obj;
         // futures::join! polls in argument order: BEGIN, the prelude and the statements
         // are written back to back and answered in one round trip.
         let (b, s, q) = futures::join!(
             client.execute(&begin, &[]),
-            client.execute(&prelude, &pr),
+            client.query_one(&prelude, &pr),
             main
         );
         b.map_err(map_err)?;
-        s.map_err(map_err)?;
+        let stale: i64 = s.map_err(map_err)?.try_get(5).map_err(map_err)?;
+        if stale > 0 {
+            // The scope's cached access changed in the database: whatever the statements
+            // did is rolled back (queued before the connection is used again, as on drop)
+            // and their rows are never returned.
+            let _ = obj.batch_execute("ROLLBACK").now_or_never();
+            return Err(Error::Refused(
+                crate::db::STALE,
+                "the cached access of this scope changed".into(),
+            ));
+        }
         q.map_err(map_err)
+    }
+
+    /// The generations the next first flight checks (after a stale scope was verified
+    /// again; the transaction is back to nothing sent).
+    pub(crate) async fn set_checks(&mut self, checks: Vec<(uuid::Uuid, i64)>) -> Result<()> {
+        if let Some(p) = self.pending.as_mut() {
+            p.checks = checks;
+        }
+        if self.obj.is_none() {
+            let obj = self.pool.get().await;
+            self.obj = Some(obj.map_err(|e| Error::Unavailable(format!("PostgreSQL pool: {e}")))?);
+        }
+        Ok(())
+    }
+
+    /// Puts BEGIN and the prelude back in front of the next statement after a stale
+    /// first flight.
+    fn restart_if_stale<T>(&mut self, r: &Result<T>, settings: Option<Settings>) {
+        if let (Err(Error::Refused(code, _)), Some(s)) = (r, settings) {
+            if *code == crate::db::STALE {
+                self.pending = Some(s);
+                // Its ROLLBACK is queued on the connection: back to the pool with it
+                // (the next borrower's BEGIN follows it on the wire, as after a drop).
+                self.obj = None;
+            }
+        }
     }
 
     async fn run(&mut self, sql: &str, params: &[Val], op: Op) -> Result<Out> {
         let pending = self.pending.take();
+        let again = pending.clone();
+        let r = self.run_once(sql, params, op, pending).await;
+        self.restart_if_stale(&r, again);
+        r
+    }
+
+    async fn run_once(
+        &self,
+        sql: &str,
+        params: &[Val],
+        op: Op,
+        pending: Option<Settings>,
+    ) -> Result<Out> {
         let obj = self.obj()?;
         let stmt = obj.prepare_cached(sql).await.map_err(map_err)?;
         let p = refs(params);
@@ -249,6 +334,17 @@ impl PgTx {
     /// for BEGIN and the prelude, if this is the transaction's first flight).
     pub(crate) async fn query_many(&mut self, stmts: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>> {
         let pending = self.pending.take();
+        let again = pending.clone();
+        let r = self.query_many_once(stmts, pending).await;
+        self.restart_if_stale(&r, again);
+        r
+    }
+
+    async fn query_many_once(
+        &self,
+        stmts: &[(&str, &[Val])],
+        pending: Option<Settings>,
+    ) -> Result<Vec<Vec<Row>>> {
         let obj = self.obj()?;
         let mut prepared = Vec::with_capacity(stmts.len());
         for (sql, _) in stmts {
@@ -303,11 +399,10 @@ impl PgTx {
             self.pending = Some(settings);
             return Ok(());
         }
-        let pp = prelude_params(&self.role, &settings);
+        let pp = PreludeParams::new(&self.role, &settings);
         let obj = self.obj()?;
         let prelude = obj.prepare_cached(PRELUDE).await.map_err(map_err)?;
-        let pr: Vec<&(dyn ToSql + Sync)> = pp.iter().map(|s| s as &(dyn ToSql + Sync)).collect();
-        obj.execute(&prelude, &pr).await.map_err(map_err)?;
+        obj.execute(&prelude, &pp.refs()).await.map_err(map_err)?;
         Ok(())
     }
 
