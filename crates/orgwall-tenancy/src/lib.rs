@@ -45,6 +45,7 @@ pub mod doctor;
 pub mod identity;
 pub mod migrate;
 pub mod module;
+pub mod rows;
 mod postgres;
 mod sqlite;
 pub mod value;

@@ -16,6 +16,7 @@
 pub mod audit;
 pub mod orgs;
 pub mod sessions;
+pub mod users;
 
 use crate::migrate::Migration;
 use crate::module::{Cascade, Module};
