@@ -116,23 +116,63 @@ where
     let kind = R::KIND;
     vec![
         route(
-            spec("GET", R::PATH, R::READ, format!("List {kind}s"), &[], None, 200),
+            spec(
+                "GET",
+                R::PATH,
+                R::READ,
+                format!("List {kind}s"),
+                &[],
+                None,
+                200,
+            ),
             get(list::<R>),
         ),
         route(
-            spec("POST", R::PATH, R::WRITE, format!("Create a {kind}"), &[], Some(create_schema::<R>), 201),
+            spec(
+                "POST",
+                R::PATH,
+                R::WRITE,
+                format!("Create a {kind}"),
+                &[],
+                Some(create_schema::<R>),
+                201,
+            ),
             post(create::<R>),
         ),
         route(
-            spec("GET", item, R::READ, format!("Read a {kind}"), ids, None, 200),
+            spec(
+                "GET",
+                item,
+                R::READ,
+                format!("Read a {kind}"),
+                ids,
+                None,
+                200,
+            ),
             get(read::<R>),
         ),
         route(
-            spec("PATCH", item, R::WRITE, format!("Change a {kind}"), ids, Some(update_schema::<R>), 200),
+            spec(
+                "PATCH",
+                item,
+                R::WRITE,
+                format!("Change a {kind}"),
+                ids,
+                Some(update_schema::<R>),
+                200,
+            ),
             patch(update::<R>),
         ),
         route(
-            spec("DELETE", item, R::WRITE, format!("Delete a {kind}"), ids, None, 204),
+            spec(
+                "DELETE",
+                item,
+                R::WRITE,
+                format!("Delete a {kind}"),
+                ids,
+                None,
+                204,
+            ),
             delete(remove::<R>),
         ),
     ]
@@ -153,7 +193,9 @@ async fn list<R: Resource>(
         .collect::<orgwall_core::Result<Vec<_>>>()?;
     let p = paged(items, page, |(id, _)| *id);
     let items: Vec<Value> = p.items.into_iter().map(|(_, v)| v).collect();
-    Ok(Json(json!({ "items": items, "next_cursor": p.next_cursor })))
+    Ok(Json(
+        json!({ "items": items, "next_cursor": p.next_cursor }),
+    ))
 }
 
 async fn create<R: Resource>(

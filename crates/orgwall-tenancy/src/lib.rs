@@ -45,8 +45,8 @@ pub mod doctor;
 pub mod identity;
 pub mod migrate;
 pub mod module;
-pub mod rows;
 mod postgres;
+pub mod rows;
 mod sqlite;
 pub mod value;
 

@@ -94,7 +94,10 @@ impl Column {
                 Ok(Val::Text(s.to_owned()))
             }
             Kind::Int => v.as_i64().map(Val::Int).ok_or_else(|| bad("an integer")),
-            Kind::Bool => v.as_bool().map(Val::Bool).ok_or_else(|| bad("true or false")),
+            Kind::Bool => v
+                .as_bool()
+                .map(Val::Bool)
+                .ok_or_else(|| bad("true or false")),
             Kind::Ref => v
                 .as_str()
                 .and_then(|s| s.parse::<Uuid>().ok())
@@ -108,7 +111,7 @@ impl Column {
         }
     }
 
-    fn to_json(&self, row: &Row, i: usize) -> Result<Value> {
+    fn json_of(&self, row: &Row, i: usize) -> Result<Value> {
         Ok(match self.kind {
             Kind::Text => json!(row.get::<Option<String>>(i)?),
             Kind::Int => json!(row.get::<Option<i64>>(i)?),
@@ -143,14 +146,21 @@ impl Table {
     /// Inserts a row of the transaction's org; `values` are in column order. Returns it.
     pub async fn insert(&self, tx: &mut TenantTx<'_>, values: &[Val]) -> Result<Row> {
         if values.len() != self.columns.len() {
-            return Err(Error::Internal(format!("{}: wrong number of values", self.name)));
+            return Err(Error::Internal(format!(
+                "{}: wrong number of values",
+                self.name
+            )));
         }
         let id = Uuid::now_v7();
         let mut names = vec!["org_id", "id", "created_at"];
         names.extend(self.columns.iter().map(|c| c.name));
         let marks: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
         let names: Vec<String> = names.into_iter().map(quote_ident).collect();
-        let mut params = vec![tx.org_id().into(), Val::Uuid(id), Val::Time(crate::value::now())];
+        let mut params = vec![
+            tx.org_id().into(),
+            Val::Uuid(id),
+            Val::Time(crate::value::now()),
+        ];
         params.extend_from_slice(values);
         tx.execute(
             &format!(
@@ -251,7 +261,7 @@ impl Table {
         m.insert("id".into(), json!(row.get::<Uuid>(0)?));
         m.insert("created_at".into(), json!(row.get::<DateTime<Utc>>(1)?));
         for (i, c) in self.columns.iter().enumerate() {
-            m.insert(c.name.into(), c.to_json(row, i + 2)?);
+            m.insert(c.name.into(), c.json_of(row, i + 2)?);
         }
         Ok(Value::Object(m))
     }

@@ -36,13 +36,33 @@ pub static MODULE: Module = Module {
     }],
     tenant_tables: &["courses", "lessons", "enrollments", "assets"],
     cascades: &[
-        Cascade { parent: "courses", child: "lessons", column: "course_id" },
-        Cascade { parent: "courses", child: "enrollments", column: "course_id" },
-        Cascade { parent: "lessons", child: "assets", column: "lesson_id" },
+        Cascade {
+            parent: "courses",
+            child: "lessons",
+            column: "course_id",
+        },
+        Cascade {
+            parent: "courses",
+            child: "enrollments",
+            column: "course_id",
+        },
+        Cascade {
+            parent: "lessons",
+            child: "assets",
+            column: "lesson_id",
+        },
     ],
     permissions: &[
-        PermissionDef::new(COURSES_READ, SystemRole::Viewer, "Read courses and their content"),
-        PermissionDef::new(COURSES_WRITE, SystemRole::Member, "Write courses, lessons and assets"),
+        PermissionDef::new(
+            COURSES_READ,
+            SystemRole::Viewer,
+            "Read courses and their content",
+        ),
+        PermissionDef::new(
+            COURSES_WRITE,
+            SystemRole::Member,
+            "Write courses, lessons and assets",
+        ),
         PermissionDef::new(ENROLLMENTS_MANAGE, SystemRole::Admin, "Enroll learners"),
     ],
     ..Module::EMPTY
@@ -55,7 +75,10 @@ pub fn catalog() -> Catalog {
 
 static COURSES: Table = Table {
     name: "courses",
-    columns: &[Column::required("title", Kind::Text), Column::optional("summary", Kind::Text)],
+    columns: &[
+        Column::required("title", Kind::Text),
+        Column::optional("summary", Kind::Text),
+    ],
 };
 static LESSONS: Table = Table {
     name: "lessons",
@@ -95,10 +118,38 @@ macro_rules! resource {
         }
     };
 }
-resource!(Courses, COURSES, "/courses", "course", COURSES_READ, COURSES_WRITE);
-resource!(Lessons, LESSONS, "/lessons", "lesson", COURSES_READ, COURSES_WRITE);
-resource!(Enrollments, ENROLLMENTS, "/enrollments", "enrollment", COURSES_READ, ENROLLMENTS_MANAGE);
-resource!(Assets, ASSETS, "/assets", "asset", COURSES_READ, COURSES_WRITE);
+resource!(
+    Courses,
+    COURSES,
+    "/courses",
+    "course",
+    COURSES_READ,
+    COURSES_WRITE
+);
+resource!(
+    Lessons,
+    LESSONS,
+    "/lessons",
+    "lesson",
+    COURSES_READ,
+    COURSES_WRITE
+);
+resource!(
+    Enrollments,
+    ENROLLMENTS,
+    "/enrollments",
+    "enrollment",
+    COURSES_READ,
+    ENROLLMENTS_MANAGE
+);
+resource!(
+    Assets,
+    ASSETS,
+    "/assets",
+    "asset",
+    COURSES_READ,
+    COURSES_WRITE
+);
 
 const INFO: openapi::Info = openapi::Info {
     title: "courses",

@@ -52,4 +52,3 @@ pub async fn signup(
         created_at: t,
     })
 }
-
