@@ -15,7 +15,7 @@
 
 use crate::limits;
 use crate::problem::Problem;
-use crate::routes::{Access, RouteSpec};
+use crate::spec::{Access, RouteSpec};
 use crate::Kernel;
 use axum::extract::{FromRequestParts, RawPathParams, Request, State};
 use axum::http::request::Parts;

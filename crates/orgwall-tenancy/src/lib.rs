@@ -47,6 +47,8 @@ pub mod migrate;
 pub mod module;
 mod postgres;
 pub mod rows;
+pub mod scope;
+mod settings;
 mod sqlite;
 pub mod value;
 

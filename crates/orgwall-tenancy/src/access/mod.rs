@@ -21,8 +21,8 @@
 //! };
 //! ```
 //!
-//! ```compile_fail,E0599
-//! // Nor is there any constructor function to call.
+//! ```compile_fail,E0624
+//! // Nor can its constructor be called: it is private to the kernel.
 //! let scope = orgwall_tenancy::access::OrgScope::new(orgwall_core::OrgId::new());
 //! ```
 //!
@@ -40,6 +40,7 @@
 //! ```
 
 pub(crate) mod cache;
+pub use crate::scope::{OrgScope, Principal};
 pub use cache::{CacheStats, LISTENER_NAME, TTL as ACCESS_CACHE_TTL};
 mod invite;
 pub use invite::*;
@@ -50,80 +51,8 @@ use crate::identity::audit::{self, AuditEntry};
 use crate::params;
 use crate::value::now;
 use orgwall_core::{
-    ApiKeyId, Error, OrgId, Permission, PermissionSet, Result, RoleId, Slug, SystemRole, UserId,
+    ApiKeyId, Error, OrgId, PermissionSet, Result, RoleId, Slug, SystemRole, UserId,
 };
-
-/// Who acts inside a scope.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Principal {
-    /// A signed-in user (verified member).
-    User(UserId),
-    /// An organization API key.
-    ApiKey(ApiKeyId),
-    /// A named system actor (a job kind, an operator command).
-    System {
-        /// The actor's fixed name, e.g. `job:org_purge`.
-        name: &'static str,
-    },
-    /// A background job running in the org (see [`crate::jobs`]): its kind and id, so
-    /// whatever it writes (and its audit entry, for the audited kinds) names the job.
-    Job {
-        /// The job kind, e.g. `export.build`.
-        kind: &'static str,
-        /// The job.
-        id: orgwall_core::JobId,
-    },
-}
-
-/// Proof of the right to act inside one organization, with the permissions held there.
-#[derive(Debug)]
-pub struct OrgScope {
-    org_id: OrgId,
-    principal: Principal,
-    permissions: PermissionSet,
-    /// The org's request rate limit (its override, else its plan's), read with the
-    /// membership so the wall needs no extra query; `None` for system scopes.
-    rate_limit_per_minute: Option<u32>,
-}
-
-impl OrgScope {
-    /// The organization.
-    pub fn org_id(&self) -> OrgId {
-        self.org_id
-    }
-
-    /// Who acts.
-    pub fn principal(&self) -> &Principal {
-        &self.principal
-    }
-
-    /// The permissions held in this organization.
-    pub fn permissions(&self) -> PermissionSet {
-        self.permissions
-    }
-
-    /// The org's requests-per-minute limit, if this scope came from a request.
-    pub fn rate_limit_per_minute(&self) -> Option<u32> {
-        self.rate_limit_per_minute
-    }
-
-    /// Succeeds if `p` is held, else [`Error::PermissionDenied`] naming it.
-    pub fn require(&self, p: Permission) -> Result<()> {
-        if self.permissions.contains(p) {
-            Ok(())
-        } else {
-            Err(Error::PermissionDenied(p))
-        }
-    }
-
-    /// The acting user, if a user acts.
-    pub fn user_id(&self) -> Option<UserId> {
-        match self.principal {
-            Principal::User(u) => Some(u),
-            _ => None,
-        }
-    }
-}
 
 /// The org's effective rate limit: its own override, else its plan's.
 const RATE_LIMIT: &str = "coalesce(o.rate_limit_per_minute, p.rate_limit_per_minute)";
@@ -184,12 +113,7 @@ pub async fn enter_system(
     org: OrgId,
     reason: &str,
 ) -> Result<OrgScope> {
-    let scope = OrgScope {
-        org_id: org,
-        principal: Principal::System { name },
-        permissions: PermissionSet::all(),
-        rate_limit_per_minute: None,
-    };
+    let scope = OrgScope::new(org, Principal::System { name }, PermissionSet::all(), None);
     let mut tx = db.write(&scope).await?;
     audit::record(
         &mut tx,
@@ -260,12 +184,12 @@ pub async fn create_org(
         params![org, creator, owner_role, t],
     )
     .await?;
-    let scope = OrgScope {
-        org_id: org,
-        principal: Principal::User(creator),
-        permissions: SystemRole::Owner.permissions(),
-        rate_limit_per_minute: None,
-    };
+    let scope = OrgScope::new(
+        org,
+        Principal::User(creator),
+        SystemRole::Owner.permissions(),
+        None,
+    );
     audit::insert(
         &mut tx,
         &scope,

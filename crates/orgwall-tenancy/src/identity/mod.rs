@@ -19,7 +19,7 @@ pub mod sessions;
 pub mod users;
 
 use crate::migrate::Migration;
-use crate::module::{Cascade, Module};
+use crate::module::{Cascade, Catalog, Module};
 use orgwall_core::{Error, Result};
 
 /// The kernel's module, always registered first (see [`crate::module::Catalog::new`]).
@@ -64,6 +64,13 @@ pub static MODULE: Module = Module {
 };
 
 const NO_CASCADES: &[Cascade] = &[];
+
+impl Catalog {
+    /// The kernel's own module alone; add a service's modules with [`Catalog::with`].
+    pub fn new() -> Self {
+        Catalog::empty().with(&MODULE)
+    }
+}
 
 /// Checks a required text field's length (in characters) after trimming.
 pub fn text(field: &str, value: &str, max: usize) -> Result<String> {

@@ -9,8 +9,8 @@
 mod doctor;
 mod walls;
 
-use crate::db::{Mode, Settings};
 use crate::module::Catalog;
+use crate::settings::{Mode, Settings};
 use crate::value::{Row, Val};
 use bytes::BytesMut;
 use chrono::{DateTime, Utc};
