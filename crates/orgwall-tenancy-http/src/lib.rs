@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod page;
 pub mod problem;
 pub mod routes;
+pub mod serve;
 pub mod wall;
 
 use orgwall_tenancy::Db;
