@@ -11,6 +11,9 @@
 #   ensure_s3         sets SERVICES_S3_URL (an S3-compatible server that accepts any
 #                     credentials: moto) and SERVICES_S3_DESC; returns 1 with a message
 #                     if none can be found, installed or started.
+#   ensure_chromium   sets SERVICES_CHROMIUM and SERVICES_CHROMEDRIVER (a headless browser
+#                     and its WebDriver; installs Debian's chromium and chromium-driver
+#                     if missing); returns 1 with a message if impossible.
 #   ensure_schemathesis
 #                     sets SCHEMATHESIS (the path of the schemathesis CLI, an API fuzzer
 #                     from PyPI, installed into a venv under
@@ -537,6 +540,48 @@ ensure_s3() {
     svc_log "ERROR: no S3-compatible server available. Tried \$ORGWALL_TEST_S3_URL, moto"
     svc_log "  from python3 and from $MOTO_VENV, and pip install '$MOTO_REQUIREMENT'"
     svc_log "  into that venv. Install moto[server] or set ORGWALL_TEST_S3_URL."
+    return 1
+}
+
+# ---------------------------------------------------------------------------
+# Headless browser (the console's browser tests)
+# ---------------------------------------------------------------------------
+#
+# ensure_chromium   sets SERVICES_CHROMIUM and SERVICES_CHROMEDRIVER (paths); returns 1
+#                   with a message if Debian's chromium and chromium-driver are neither
+#                   installed nor installable. First that works:
+#   0. ORGWALL_TEST_CHROMIUM and ORGWALL_TEST_CHROMEDRIVER, if both are executable;
+#   a. chromium (or chromium-browser, google-chrome) and chromedriver on the PATH;
+#   b. apt-get install chromium chromium-driver, then a again.
+
+chromium_try_env() {
+    [[ -n "${ORGWALL_TEST_CHROMIUM:-}" && -x "${ORGWALL_TEST_CHROMIUM}" ]] || return 1
+    [[ -n "${ORGWALL_TEST_CHROMEDRIVER:-}" && -x "${ORGWALL_TEST_CHROMEDRIVER}" ]] || return 1
+    SERVICES_CHROMIUM="$ORGWALL_TEST_CHROMIUM"
+    SERVICES_CHROMEDRIVER="$ORGWALL_TEST_CHROMEDRIVER"
+}
+
+chromium_try_path() {
+    local browser driver
+    browser="$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)"
+    driver="$(command -v chromedriver || true)"
+    [[ -n "$browser" && -n "$driver" ]] || return 1
+    SERVICES_CHROMIUM="$browser"
+    SERVICES_CHROMEDRIVER="$driver"
+}
+
+ensure_chromium() {
+    SERVICES_CHROMIUM=""
+    SERVICES_CHROMEDRIVER=""
+    if chromium_try_env || chromium_try_path; then
+        return 0
+    fi
+    svc_log "chromium/chromedriver not found; installing Debian's chromium and chromium-driver"
+    if apt_install chromium chromium-driver && chromium_try_path; then
+        return 0
+    fi
+    svc_log "ERROR: no headless browser: install chromium and chromium-driver, or set"
+    svc_log "  ORGWALL_TEST_CHROMIUM and ORGWALL_TEST_CHROMEDRIVER."
     return 1
 }
 

@@ -20,7 +20,7 @@ pub mod text;
 
 pub use error::{Error, Result};
 pub use ids::*;
-pub use perm::{Permission, PermissionSet, SystemRole};
+pub use perm::{Permission, PermissionDef, PermissionSet, SystemRole};
 pub use text::{Email, Slug};
 pub use ticket::TicketStatus;
 pub mod ticket;

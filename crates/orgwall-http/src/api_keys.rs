@@ -34,7 +34,7 @@ struct CreateKey {
 static LIST: RouteSpec = RouteSpec {
     method: "GET",
     path: "/api-keys",
-    access: Access::Org(Some(Permission::ApiKeysManage)),
+    access: Access::Org(Some(Permission::API_KEYS_MANAGE)),
     summary: "The organization's API keys (never the keys themselves)",
     ids: &[],
     body: None,
@@ -45,7 +45,7 @@ static LIST: RouteSpec = RouteSpec {
 static CREATE: RouteSpec = RouteSpec {
     method: "POST",
     path: "/api-keys",
-    access: Access::Org(Some(Permission::ApiKeysManage)),
+    access: Access::Org(Some(Permission::API_KEYS_MANAGE)),
     summary: "Create an API key (the key is in this response, once)",
     ids: &[],
     body: Some(schema::<CreateKey>),
@@ -55,7 +55,7 @@ static CREATE: RouteSpec = RouteSpec {
 static REVOKE: RouteSpec = RouteSpec {
     method: "DELETE",
     path: "/api-keys/{id}",
-    access: Access::Org(Some(Permission::ApiKeysManage)),
+    access: Access::Org(Some(Permission::API_KEYS_MANAGE)),
     summary: "Revoke an API key (effective on the next request)",
     ids: &[("id", "api_key")],
     body: None,

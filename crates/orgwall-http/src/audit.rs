@@ -40,7 +40,7 @@ struct Query {
 static LIST: RouteSpec = RouteSpec {
     method: "GET",
     path: "/audit-events",
-    access: Access::Org(Some(Permission::AuditRead)),
+    access: Access::Org(Some(Permission::AUDIT_READ)),
     summary: "The org's audit log, newest first; filters action, actor, since, until (RFC 3339)",
     ids: &[],
     body: None,

@@ -19,7 +19,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Json;
-use orgwall_core::{Error, ExportId, Permission};
+use orgwall_core::{Error, ExportId};
 use orgwall_store::files::BlobError;
 use orgwall_store::repo::exports::{self, Export};
 use serde::Deserialize;
@@ -34,7 +34,7 @@ const IDS: &[(&str, &str)] = &[("id", "export")];
 static LIST: RouteSpec = RouteSpec {
     method: "GET",
     path: "/exports",
-    access: Access::Org(Some(Permission::ExportsCreate)),
+    access: Access::Org(Some(orgwall_store::perms::EXPORTS_CREATE)),
     summary: "The org's exports, newest first",
     ids: &[],
     body: None,
@@ -45,7 +45,7 @@ static LIST: RouteSpec = RouteSpec {
 static CREATE: RouteSpec = RouteSpec {
     method: "POST",
     path: "/exports",
-    access: Access::Org(Some(Permission::ExportsCreate)),
+    access: Access::Org(Some(orgwall_store::perms::EXPORTS_CREATE)),
     summary: "Ask for an archive of all of the org's data (202; a job builds it)",
     ids: &[],
     body: None,
@@ -55,7 +55,7 @@ static CREATE: RouteSpec = RouteSpec {
 static GET: RouteSpec = RouteSpec {
     method: "GET",
     path: "/exports/{id}",
-    access: Access::Org(Some(Permission::ExportsCreate)),
+    access: Access::Org(Some(orgwall_store::perms::EXPORTS_CREATE)),
     summary: "An export's status and progress (0-100)",
     ids: IDS,
     body: None,
@@ -65,7 +65,7 @@ static GET: RouteSpec = RouteSpec {
 static DOWNLOAD: RouteSpec = RouteSpec {
     method: "GET",
     path: "/exports/{id}/download",
-    access: Access::Org(Some(Permission::ExportsCreate)),
+    access: Access::Org(Some(orgwall_store::perms::EXPORTS_CREATE)),
     summary: "Download a finished export (.tar.gz: one JSON-lines file per table, the files)",
     ids: IDS,
     body: None,

@@ -97,7 +97,7 @@ const IDS: &[(&str, &str)] = &[("id", "file")];
 static UPLOAD: RouteSpec = RouteSpec {
     method: "POST",
     path: "/files",
-    access: Access::Org(Some(Permission::FilesWrite)),
+    access: Access::Org(Some(orgwall_store::perms::FILES_WRITE)),
     summary: "Upload a file: multipart/form-data with one part named `file`",
     ids: &[],
     body: None,
@@ -108,7 +108,7 @@ static UPLOAD: RouteSpec = RouteSpec {
 static LIST: RouteSpec = RouteSpec {
     method: "GET",
     path: "/files",
-    access: Access::Org(Some(Permission::FilesRead)),
+    access: Access::Org(Some(orgwall_store::perms::FILES_READ)),
     summary: "List files (metadata)",
     ids: &[],
     body: None,
@@ -119,7 +119,7 @@ static LIST: RouteSpec = RouteSpec {
 static GET: RouteSpec = RouteSpec {
     method: "GET",
     path: "/files/{id}",
-    access: Access::Org(Some(Permission::FilesRead)),
+    access: Access::Org(Some(orgwall_store::perms::FILES_READ)),
     summary: "Get a file's metadata",
     ids: IDS,
     body: None,
@@ -129,7 +129,7 @@ static GET: RouteSpec = RouteSpec {
 static CONTENT: RouteSpec = RouteSpec {
     method: "GET",
     path: "/files/{id}/content",
-    access: Access::Org(Some(Permission::FilesRead)),
+    access: Access::Org(Some(orgwall_store::perms::FILES_READ)),
     summary: "Download a file's bytes (as an attachment)",
     ids: IDS,
     body: None,
@@ -139,7 +139,7 @@ static CONTENT: RouteSpec = RouteSpec {
 static DELETE: RouteSpec = RouteSpec {
     method: "DELETE",
     path: "/files/{id}",
-    access: Access::Org(Some(Permission::FilesDelete)),
+    access: Access::Org(Some(orgwall_store::perms::FILES_DELETE)),
     summary: "Delete a file and its bytes",
     ids: IDS,
     body: None,
@@ -149,7 +149,7 @@ static DELETE: RouteSpec = RouteSpec {
 static STATS: RouteSpec = RouteSpec {
     method: "GET",
     path: "/stats",
-    access: Access::Org(Some(Permission::OrgRead)),
+    access: Access::Org(Some(Permission::ORG_READ)),
     summary: "Counts of this organization's data: tickets by status and project, notes, files, storage, members",
     ids: &[],
     body: None,

@@ -39,7 +39,7 @@ struct AcceptInvitation {
 static CREATE: RouteSpec = RouteSpec {
     method: "POST",
     path: "/invitations",
-    access: Access::Org(Some(Permission::MembersInvite)),
+    access: Access::Org(Some(Permission::MEMBERS_INVITE)),
     summary: "Invite someone by email (the token is in this response, once, and in the email)",
     ids: &[],
     body: Some(schema::<CreateInvitation>),
@@ -49,7 +49,7 @@ static CREATE: RouteSpec = RouteSpec {
 static LIST: RouteSpec = RouteSpec {
     method: "GET",
     path: "/invitations",
-    access: Access::Org(Some(Permission::MembersRead)),
+    access: Access::Org(Some(Permission::MEMBERS_READ)),
     summary: "The organization's invitations (never their tokens)",
     ids: &[],
     body: None,
@@ -60,7 +60,7 @@ static LIST: RouteSpec = RouteSpec {
 static REVOKE: RouteSpec = RouteSpec {
     method: "DELETE",
     path: "/invitations/{id}",
-    access: Access::Org(Some(Permission::MembersInvite)),
+    access: Access::Org(Some(Permission::MEMBERS_INVITE)),
     summary: "Revoke a pending invitation",
     ids: &[("id", "invitation")],
     body: None,

@@ -32,7 +32,7 @@ struct UpdateMember {
 static LIST: RouteSpec = RouteSpec {
     method: "GET",
     path: "/members",
-    access: Access::Org(Some(Permission::MembersRead)),
+    access: Access::Org(Some(Permission::MEMBERS_READ)),
     summary: "The organization's members (keyset-paginated by user id: ?limit=&cursor=)",
     ids: &[],
     body: None,
@@ -43,7 +43,7 @@ static LIST: RouteSpec = RouteSpec {
 static GET_ONE: RouteSpec = RouteSpec {
     method: "GET",
     path: "/members/{user_id}",
-    access: Access::Org(Some(Permission::MembersRead)),
+    access: Access::Org(Some(Permission::MEMBERS_READ)),
     summary: "One member",
     ids: &[("user_id", "member")],
     body: None,
@@ -53,7 +53,7 @@ static GET_ONE: RouteSpec = RouteSpec {
 static UPDATE: RouteSpec = RouteSpec {
     method: "PATCH",
     path: "/members/{user_id}",
-    access: Access::Org(Some(Permission::MembersUpdate)),
+    access: Access::Org(Some(Permission::MEMBERS_UPDATE)),
     summary: "Change a member's role (only roles whose permissions you hold; only owners make or act on owners; the last owner stays)",
     ids: &[("user_id", "member")],
     body: Some(schema::<UpdateMember>),

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use axum::Json;
-use orgwall_core::{NoteId, Permission};
+use orgwall_core::NoteId;
 use orgwall_store::repo::notes::{self, Note};
 use serde::Deserialize;
 
@@ -47,7 +47,7 @@ const IDS: &[(&str, &str)] = &[("id", "note")];
 static LIST: RouteSpec = RouteSpec {
     method: "GET",
     path: "/notes",
-    access: Access::Org(Some(Permission::NotesRead)),
+    access: Access::Org(Some(orgwall_store::perms::NOTES_READ)),
     summary: "List notes; `q`: full-text search, every word must appear (whole words, any case)",
     ids: &[],
     body: None,
@@ -58,7 +58,7 @@ static LIST: RouteSpec = RouteSpec {
 static CREATE: RouteSpec = RouteSpec {
     method: "POST",
     path: "/notes",
-    access: Access::Org(Some(Permission::NotesWrite)),
+    access: Access::Org(Some(orgwall_store::perms::NOTES_WRITE)),
     summary: "Create a note",
     ids: &[],
     body: Some(schema::<CreateNote>),
@@ -68,7 +68,7 @@ static CREATE: RouteSpec = RouteSpec {
 static GET: RouteSpec = RouteSpec {
     method: "GET",
     path: "/notes/{id}",
-    access: Access::Org(Some(Permission::NotesRead)),
+    access: Access::Org(Some(orgwall_store::perms::NOTES_READ)),
     summary: "Get a note",
     ids: IDS,
     body: None,
@@ -78,7 +78,7 @@ static GET: RouteSpec = RouteSpec {
 static UPDATE: RouteSpec = RouteSpec {
     method: "PATCH",
     path: "/notes/{id}",
-    access: Access::Org(Some(Permission::NotesWrite)),
+    access: Access::Org(Some(orgwall_store::perms::NOTES_WRITE)),
     summary: "Change a note",
     ids: IDS,
     body: Some(schema::<UpdateNote>),
@@ -88,7 +88,7 @@ static UPDATE: RouteSpec = RouteSpec {
 static DELETE: RouteSpec = RouteSpec {
     method: "DELETE",
     path: "/notes/{id}",
-    access: Access::Org(Some(Permission::NotesDelete)),
+    access: Access::Org(Some(orgwall_store::perms::NOTES_DELETE)),
     summary: "Delete a note",
     ids: IDS,
     body: None,

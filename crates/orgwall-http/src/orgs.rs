@@ -59,7 +59,7 @@ static LIST: RouteSpec = RouteSpec {
 static GET: RouteSpec = RouteSpec {
     method: "GET",
     path: "",
-    access: Access::Org(Some(Permission::OrgRead)),
+    access: Access::Org(Some(Permission::ORG_READ)),
     summary: "The organization",
     ids: &[],
     body: None,
@@ -69,7 +69,7 @@ static GET: RouteSpec = RouteSpec {
 static UPDATE: RouteSpec = RouteSpec {
     method: "PATCH",
     path: "",
-    access: Access::Org(Some(Permission::OrgUpdate)),
+    access: Access::Org(Some(Permission::ORG_UPDATE)),
     summary: "Rename the organization or change its slug",
     ids: &[],
     body: Some(schema::<UpdateOrg>),
@@ -79,7 +79,7 @@ static UPDATE: RouteSpec = RouteSpec {
 static DELETE: RouteSpec = RouteSpec {
     method: "DELETE",
     path: "",
-    access: Access::Org(Some(Permission::OrgDelete)),
+    access: Access::Org(Some(Permission::ORG_DELETE)),
     summary: "Delete the organization (every row and file is purged by a job)",
     ids: &[],
     body: None,

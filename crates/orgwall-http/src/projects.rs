@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use axum::Json;
-use orgwall_core::{Permission, ProjectId};
+use orgwall_core::ProjectId;
 use orgwall_store::repo::projects::{self, Project};
 use serde::Deserialize;
 
@@ -37,7 +37,7 @@ const IDS: &[(&str, &str)] = &[("id", "project")];
 static LIST: RouteSpec = RouteSpec {
     method: "GET",
     path: "/projects",
-    access: Access::Org(Some(Permission::ProjectsRead)),
+    access: Access::Org(Some(orgwall_store::perms::PROJECTS_READ)),
     summary: "List projects",
     ids: &[],
     body: None,
@@ -48,7 +48,7 @@ static LIST: RouteSpec = RouteSpec {
 static CREATE: RouteSpec = RouteSpec {
     method: "POST",
     path: "/projects",
-    access: Access::Org(Some(Permission::ProjectsWrite)),
+    access: Access::Org(Some(orgwall_store::perms::PROJECTS_WRITE)),
     summary: "Create a project (key unique in the org)",
     ids: &[],
     body: Some(schema::<CreateProject>),
@@ -58,7 +58,7 @@ static CREATE: RouteSpec = RouteSpec {
 static GET: RouteSpec = RouteSpec {
     method: "GET",
     path: "/projects/{id}",
-    access: Access::Org(Some(Permission::ProjectsRead)),
+    access: Access::Org(Some(orgwall_store::perms::PROJECTS_READ)),
     summary: "Get a project",
     ids: IDS,
     body: None,
@@ -68,7 +68,7 @@ static GET: RouteSpec = RouteSpec {
 static UPDATE: RouteSpec = RouteSpec {
     method: "PATCH",
     path: "/projects/{id}",
-    access: Access::Org(Some(Permission::ProjectsWrite)),
+    access: Access::Org(Some(orgwall_store::perms::PROJECTS_WRITE)),
     summary: "Change a project",
     ids: IDS,
     body: Some(schema::<UpdateProject>),
@@ -78,7 +78,7 @@ static UPDATE: RouteSpec = RouteSpec {
 static DELETE: RouteSpec = RouteSpec {
     method: "DELETE",
     path: "/projects/{id}",
-    access: Access::Org(Some(Permission::ProjectsWrite)),
+    access: Access::Org(Some(orgwall_store::perms::PROJECTS_WRITE)),
     summary: "Delete a project and its tickets",
     ids: IDS,
     body: None,

@@ -51,7 +51,7 @@ static PERMISSIONS: RouteSpec = RouteSpec {
 static LIST: RouteSpec = RouteSpec {
     method: "GET",
     path: "/roles",
-    access: Access::Org(Some(Permission::RolesRead)),
+    access: Access::Org(Some(Permission::ROLES_READ)),
     summary: "The organization's roles, system roles first (keyset-paginated: ?limit=&cursor=)",
     ids: &[],
     body: None,
@@ -62,7 +62,7 @@ static LIST: RouteSpec = RouteSpec {
 static GET_ONE: RouteSpec = RouteSpec {
     method: "GET",
     path: "/roles/{role_id}",
-    access: Access::Org(Some(Permission::RolesRead)),
+    access: Access::Org(Some(Permission::ROLES_READ)),
     summary: "One role",
     ids: &[("role_id", "role")],
     body: None,
@@ -72,7 +72,7 @@ static GET_ONE: RouteSpec = RouteSpec {
 static CREATE: RouteSpec = RouteSpec {
     method: "POST",
     path: "/roles",
-    access: Access::Org(Some(Permission::RolesManage)),
+    access: Access::Org(Some(Permission::ROLES_MANAGE)),
     summary: "Create a custom role (only with permissions you hold)",
     ids: &[],
     body: Some(schema::<CreateRole>),
@@ -82,7 +82,7 @@ static CREATE: RouteSpec = RouteSpec {
 static UPDATE: RouteSpec = RouteSpec {
     method: "PATCH",
     path: "/roles/{role_id}",
-    access: Access::Org(Some(Permission::RolesManage)),
+    access: Access::Org(Some(Permission::ROLES_MANAGE)),
     summary: "Change a custom role (system roles are immutable; only permissions you hold)",
     ids: &[("role_id", "role")],
     body: Some(schema::<UpdateRole>),
@@ -92,7 +92,7 @@ static UPDATE: RouteSpec = RouteSpec {
 static DELETE: RouteSpec = RouteSpec {
     method: "DELETE",
     path: "/roles/{role_id}",
-    access: Access::Org(Some(Permission::RolesManage)),
+    access: Access::Org(Some(Permission::ROLES_MANAGE)),
     summary: "Delete a custom role no member, invitation or API key holds",
     ids: &[("role_id", "role")],
     body: None,
@@ -112,41 +112,10 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// What a permission allows, for the catalogue.
-pub fn describe(p: Permission) -> &'static str {
-    match p {
-        Permission::OrgRead => "Read the organization",
-        Permission::OrgUpdate => "Rename the organization or change its slug",
-        Permission::OrgDelete => "Delete the organization and all its data",
-        Permission::MembersRead => "List members and their roles",
-        Permission::MembersInvite => "Invite people (with roles whose permissions you hold)",
-        Permission::MembersUpdate => "Change members' roles (to roles whose permissions you hold)",
-        Permission::MembersRemove => "Remove members",
-        Permission::RolesRead => "List roles",
-        Permission::RolesManage => "Create, change and delete custom roles",
-        Permission::ApiKeysManage => "Create and revoke API keys",
-        Permission::ProjectsRead => "Read projects",
-        Permission::ProjectsWrite => "Create and change projects",
-        Permission::TicketsRead => "Read tickets",
-        Permission::TicketsWrite => "Create, change and assign tickets",
-        Permission::TicketsDelete => "Delete tickets",
-        Permission::CommentsWrite => "Comment on tickets",
-        Permission::NotesRead => "Read notes",
-        Permission::NotesWrite => "Create and change notes",
-        Permission::NotesDelete => "Delete notes",
-        Permission::FilesRead => "Read and download files",
-        Permission::FilesWrite => "Upload files",
-        Permission::FilesDelete => "Delete files",
-        Permission::AuditRead => "Read the audit log",
-        Permission::ExportsCreate => "Export the organization's data",
-        Permission::UsageRead => "Read quotas and usage",
-    }
-}
-
 async fn catalogue() -> Json<Value> {
-    let permissions: Vec<Value> = Permission::ALL
+    let permissions: Vec<Value> = orgwall_core::perm::catalogue()
         .iter()
-        .map(|p| json!({ "name": p.as_str(), "description": describe(*p) }))
+        .map(|d| json!({ "name": d.permission.as_str(), "description": d.description }))
         .collect();
     let system_roles: Vec<Value> = SystemRole::ALL
         .iter()

@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, patch, post};
 use axum::Json;
-use orgwall_core::{CommentId, Error, Permission, ProjectId, TicketId, TicketStatus, UserId};
+use orgwall_core::{CommentId, Error, ProjectId, TicketId, TicketStatus, UserId};
 use orgwall_store::repo::comments::{self, Comment};
 use orgwall_store::repo::tickets::{
     self, NewTicket, Ticket, TicketEvent, TicketFilter, TicketPatch,
@@ -87,7 +87,7 @@ const COMMENT: &[(&str, &str)] = &[("id", "ticket"), ("comment_id", "comment")];
 static LIST: RouteSpec = RouteSpec {
     method: "GET",
     path: "/tickets",
-    access: Access::Org(Some(Permission::TicketsRead)),
+    access: Access::Org(Some(orgwall_store::perms::TICKETS_READ)),
     summary: "List tickets; filters status, assignee, project; `q`: full-text search, every word must appear",
     ids: &[],
     body: None,
@@ -98,7 +98,7 @@ static LIST: RouteSpec = RouteSpec {
 static CREATE: RouteSpec = RouteSpec {
     method: "POST",
     path: "/tickets",
-    access: Access::Org(Some(Permission::TicketsWrite)),
+    access: Access::Org(Some(orgwall_store::perms::TICKETS_WRITE)),
     summary: "Create a ticket in a project of this org, optionally assigned to a member",
     ids: &[],
     body: Some(schema::<CreateTicket>),
@@ -108,7 +108,7 @@ static CREATE: RouteSpec = RouteSpec {
 static GET: RouteSpec = RouteSpec {
     method: "GET",
     path: "/tickets/{id}",
-    access: Access::Org(Some(Permission::TicketsRead)),
+    access: Access::Org(Some(orgwall_store::perms::TICKETS_READ)),
     summary: "Get a ticket with its history",
     ids: TICKET,
     body: None,
@@ -118,7 +118,7 @@ static GET: RouteSpec = RouteSpec {
 static UPDATE: RouteSpec = RouteSpec {
     method: "PATCH",
     path: "/tickets/{id}",
-    access: Access::Org(Some(Permission::TicketsWrite)),
+    access: Access::Org(Some(orgwall_store::perms::TICKETS_WRITE)),
     summary: "Change a ticket: title, body, workflow status, assignee",
     ids: TICKET,
     body: Some(schema::<UpdateTicket>),
@@ -128,7 +128,7 @@ static UPDATE: RouteSpec = RouteSpec {
 static DELETE: RouteSpec = RouteSpec {
     method: "DELETE",
     path: "/tickets/{id}",
-    access: Access::Org(Some(Permission::TicketsDelete)),
+    access: Access::Org(Some(orgwall_store::perms::TICKETS_DELETE)),
     summary: "Delete a ticket",
     ids: TICKET,
     body: None,
@@ -138,7 +138,7 @@ static DELETE: RouteSpec = RouteSpec {
 static COMMENTS: RouteSpec = RouteSpec {
     method: "GET",
     path: "/tickets/{id}/comments",
-    access: Access::Org(Some(Permission::TicketsRead)),
+    access: Access::Org(Some(orgwall_store::perms::TICKETS_READ)),
     summary: "List a ticket's comments",
     ids: TICKET,
     body: None,
@@ -148,7 +148,7 @@ static COMMENTS: RouteSpec = RouteSpec {
 static ADD_COMMENT: RouteSpec = RouteSpec {
     method: "POST",
     path: "/tickets/{id}/comments",
-    access: Access::Org(Some(Permission::CommentsWrite)),
+    access: Access::Org(Some(orgwall_store::perms::COMMENTS_WRITE)),
     summary: "Comment on a ticket",
     ids: TICKET,
     body: Some(schema::<CreateComment>),
@@ -158,7 +158,7 @@ static ADD_COMMENT: RouteSpec = RouteSpec {
 static DELETE_COMMENT: RouteSpec = RouteSpec {
     method: "DELETE",
     path: "/tickets/{id}/comments/{comment_id}",
-    access: Access::Org(Some(Permission::CommentsWrite)),
+    access: Access::Org(Some(orgwall_store::perms::COMMENTS_WRITE)),
     summary: "Delete a comment (its author, or whoever holds tickets:delete)",
     ids: COMMENT,
     body: None,

@@ -7,13 +7,12 @@ use crate::AppState;
 use axum::extract::State;
 use axum::routing::get;
 use axum::Json;
-use orgwall_core::Permission;
 use orgwall_store::quota::{self, Usage};
 
 static USAGE: RouteSpec = RouteSpec {
     method: "GET",
     path: "/usage",
-    access: Access::Org(Some(Permission::UsageRead)),
+    access: Access::Org(Some(orgwall_store::perms::USAGE_READ)),
     summary:
         "The plan's quotas (members, projects, tickets, storage bytes), current use and rate limit",
     ids: &[],

@@ -44,7 +44,7 @@ struct Who {
 /// removing someone else needs `members:remove` (removing oneself is leaving).
 fn handler_permission(spec: &RouteSpec) -> Option<Permission> {
     match (spec.method, spec.path) {
-        ("DELETE", "/members/{user_id}") => Some(Permission::MembersRemove),
+        ("DELETE", "/members/{user_id}") => Some(Permission::MEMBERS_REMOVE),
         _ => None,
     }
 }

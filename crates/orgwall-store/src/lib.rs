@@ -17,6 +17,7 @@ pub use orgwall_tenancy::{access, crypto, db, doctor, migrate, value};
 
 pub mod files;
 pub mod jobs;
+pub mod perms;
 pub mod quota;
 pub mod repo;
 pub mod seed;
@@ -33,18 +34,18 @@ pub static MODULE: Module = Module {
     postgres: &[
         Migration {
             version: 1,
-            name: "init",
-            sql: include_str!("../migrations/postgres/0001_init.sql"),
+            name: "accounts",
+            sql: include_str!("../migrations/postgres/0001_accounts.sql"),
         },
         Migration {
             version: 2,
-            name: "search",
-            sql: include_str!("../migrations/postgres/0002_search.sql"),
+            name: "workspace",
+            sql: include_str!("../migrations/postgres/0002_workspace.sql"),
         },
         Migration {
             version: 3,
-            name: "plans_limits",
-            sql: include_str!("../migrations/postgres/0003_plans_limits.sql"),
+            name: "search",
+            sql: include_str!("../migrations/postgres/0003_search.sql"),
         },
         Migration {
             version: 4,
@@ -53,30 +54,25 @@ pub static MODULE: Module = Module {
         },
         Migration {
             version: 5,
-            name: "export_expiry",
-            sql: include_str!("../migrations/postgres/0005_export_expiry.sql"),
-        },
-        Migration {
-            version: 6,
-            name: "access_notify",
-            sql: include_str!("../migrations/postgres/0006_access_notify.sql"),
+            name: "exports",
+            sql: include_str!("../migrations/postgres/0005_exports.sql"),
         },
     ],
     sqlite: &[
         Migration {
             version: 1,
-            name: "init",
-            sql: include_str!("../migrations/sqlite/0001_init.sql"),
+            name: "accounts",
+            sql: include_str!("../migrations/sqlite/0001_accounts.sql"),
         },
         Migration {
             version: 2,
-            name: "search",
-            sql: include_str!("../migrations/sqlite/0002_search.sql"),
+            name: "workspace",
+            sql: include_str!("../migrations/sqlite/0002_workspace.sql"),
         },
         Migration {
             version: 3,
-            name: "plans_limits",
-            sql: include_str!("../migrations/sqlite/0003_plans_limits.sql"),
+            name: "search",
+            sql: include_str!("../migrations/sqlite/0003_search.sql"),
         },
         Migration {
             version: 4,
@@ -85,8 +81,8 @@ pub static MODULE: Module = Module {
         },
         Migration {
             version: 5,
-            name: "export_expiry",
-            sql: include_str!("../migrations/sqlite/0005_export_expiry.sql"),
+            name: "exports",
+            sql: include_str!("../migrations/sqlite/0005_exports.sql"),
         },
     ],
     tenant_tables: &[
@@ -117,9 +113,80 @@ pub static MODULE: Module = Module {
             column: "ticket_id",
         },
     ],
+    permissions: perms::DEFINITIONS,
+    error_codes: &[
+        ("invalid_transition", 422),
+        ("assignee_not_member", 422),
+        ("verification_invalid", 404),
+        ("verification_expired", 410),
+        ("export_expired", 410),
+    ],
 };
 
 /// The kernel's catalog with orgwall's product registered.
 pub fn catalog() -> Catalog {
     Catalog::new().with(&MODULE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// The tables a migration list creates (`CREATE TABLE <name>`, not virtual tables),
+    /// by logical name (`<t>_rows` is `<t>` on SQLite).
+    fn created(migrations: &[Migration], sqlite: bool) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        for m in migrations {
+            let mut rest = m.sql;
+            while let Some(at) = rest.find("CREATE TABLE ") {
+                rest = &rest[at + "CREATE TABLE ".len()..];
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let name = match name.strip_suffix("_rows") {
+                    Some(t) if sqlite => t.to_owned(),
+                    _ => name,
+                };
+                names.insert(name);
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn each_module_creates_exactly_the_tables_it_declares() {
+        for m in catalog().modules() {
+            let declared: BTreeSet<String> = m
+                .tenant_tables
+                .iter()
+                .chain(m.global_tables)
+                .map(|t| (*t).to_owned())
+                .collect();
+            assert_eq!(
+                created(m.postgres, false),
+                declared,
+                "module {} (PostgreSQL)",
+                m.name
+            );
+            assert_eq!(
+                created(m.sqlite, true),
+                declared,
+                "module {} (SQLite)",
+                m.name
+            );
+        }
+    }
+
+    #[test]
+    fn versions_are_contiguous() {
+        for m in catalog().modules() {
+            for set in [m.postgres, m.sqlite] {
+                for (i, mig) in set.iter().enumerate() {
+                    assert_eq!(mig.version, i as i64 + 1, "module {}", m.name);
+                }
+            }
+        }
+    }
 }

@@ -197,7 +197,8 @@ both!(
     a_failed_migration_leaves_nothing_behind,
     |t: TestDb| async move {
         let fresh = TestDb::unmigrated(t.kind, 1).await;
-        // A table in the way makes migration 1 fail half-way through.
+        // A table in the way makes orgwall's migration 2 fail, after the kernel's
+        // migration and orgwall's migration 1 applied in the same run.
         let blocker = match t.kind {
             BackendKind::Postgres => "CREATE TABLE projects (x int)",
             BackendKind::Sqlite => "CREATE TABLE projects_rows (x int)",
@@ -205,17 +206,19 @@ both!(
         fresh.owner_exec(blocker).await;
         let err = fresh.db.migrate().await.unwrap_err();
         assert!(
-            err.to_string().contains("migration 1 (init) failed"),
+            err.to_string()
+                .contains("module orgwall migration 2 (workspace) failed"),
             "{err}"
         );
-        // users is created before projects in the same file; it must not exist now.
+        // users (module tenancy) and email_verifications (orgwall's migration 1) were
+        // created before projects in the same transaction; they must not exist now.
         let exists = match t.kind {
             BackendKind::Postgres => {
                 let (c, conn) = tokio_postgres::connect(&fresh.url, tokio_postgres::NoTls)
                     .await
                     .unwrap();
                 tokio::spawn(conn);
-                c.query_one("SELECT to_regclass('users') IS NOT NULL OR to_regclass('schema_migrations') IS NOT NULL", &[])
+                c.query_one("SELECT to_regclass('users') IS NOT NULL OR to_regclass('email_verifications') IS NOT NULL OR to_regclass('schema_migrations') IS NOT NULL", &[])
                 .await
                 .unwrap()
                 .get::<_, bool>(0)
@@ -223,7 +226,7 @@ both!(
             BackendKind::Sqlite => {
                 let c = rusqlite::Connection::open(&fresh.url).unwrap();
                 c.query_row(
-                "SELECT count(*) > 0 FROM sqlite_master WHERE name IN ('users', 'schema_migrations')",
+                "SELECT count(*) > 0 FROM sqlite_master WHERE name IN ('users', 'email_verifications', 'schema_migrations')",
                 [],
                 |r| r.get::<_, bool>(0),
             )

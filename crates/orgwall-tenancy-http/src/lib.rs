@@ -22,6 +22,7 @@ pub mod limits;
 pub mod openapi;
 pub mod page;
 pub mod problem;
+pub mod resource;
 pub mod routes;
 pub mod serve;
 pub mod wall;

@@ -61,21 +61,37 @@ impl Problem {
     }
 }
 
-/// The status of each rule code (everything else is 409).
-fn status_for(code: &str) -> StatusCode {
-    match code {
-        "invalid_transition" | "assignee_not_member" => StatusCode::UNPROCESSABLE_ENTITY,
-        "invitation_invalid" | "verification_invalid" => StatusCode::NOT_FOUND,
-        "invitation_expired" | "verification_expired" | "export_expired" => StatusCode::GONE,
-        "invitation_email_mismatch"
-        | "email_unverified"
-        | "quota_exceeded"
-        | "owner_required"
-        | "cannot_act_on_owner"
-        | "grant_exceeds_own"
-        | "system_role_immutable" => StatusCode::FORBIDDEN,
-        _ => StatusCode::CONFLICT,
+static CODES: std::sync::RwLock<Vec<(&'static str, u16)>> = std::sync::RwLock::new(Vec::new());
+
+/// Makes the rule codes the catalog's modules declare answer with their status
+/// (called by [`crate::routes::install`]).
+pub fn register_codes(catalog: &orgwall_tenancy::Catalog) {
+    let mut codes = match CODES.write() {
+        Ok(c) => c,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    for m in catalog.modules() {
+        for (code, status) in m.error_codes {
+            if !codes.iter().any(|(c, _)| c == code) {
+                codes.push((code, *status));
+            }
+        }
     }
+}
+
+/// The status of each rule code: as its module declared it, everything else 409.
+fn status_for(code: &str) -> StatusCode {
+    let declared = match CODES.read() {
+        Ok(c) => c.iter().find(|(c, _)| *c == code).map(|(_, s)| *s),
+        Err(poisoned) => poisoned
+            .into_inner()
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, s)| *s),
+    };
+    declared
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::CONFLICT)
 }
 
 impl From<Error> for Problem {

@@ -149,6 +149,7 @@ pub fn install<S: Clone + Send + Sync + 'static>(
     kernel: &Kernel,
     routes: Vec<Route<S>>,
 ) -> Router<S> {
+    crate::problem::register_codes(kernel.db.catalog());
     let mut router = Router::new();
     for r in routes {
         let guarded = r.handler.layer(axum::middleware::from_fn_with_state(

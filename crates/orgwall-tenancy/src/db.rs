@@ -154,6 +154,11 @@ impl Db {
     /// Connects (and checks the connection) without migrating. `catalog` is the service's
     /// registered modules: what [`Db::migrate`] applies and [`Db::doctor`] checks.
     pub async fn open(cfg: &DbConfig, catalog: Catalog) -> Result<Db> {
+        if let Some(refused) = catalog.refused() {
+            return Err(Error::Validation(format!(
+                "registration refused: {refused}"
+            )));
+        }
         let backend = match cfg {
             DbConfig::Postgres {
                 url,

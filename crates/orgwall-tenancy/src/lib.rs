@@ -46,6 +46,7 @@ pub mod identity;
 pub mod migrate;
 pub mod module;
 mod postgres;
+pub mod rows;
 mod sqlite;
 pub mod value;
 

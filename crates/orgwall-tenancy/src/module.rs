@@ -20,6 +20,7 @@
 //! tables of any module before it.
 
 use crate::migrate::Migration;
+use orgwall_core::perm::{register, PermissionDef, RegisterError};
 
 /// A deleted parent row deletes its children (SQLite: generated as a named trigger).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +61,12 @@ pub struct Module {
     pub cross_org_indexes: &'static [(&'static str, &'static str)],
     /// Cascading deletes between its tenant tables.
     pub cascades: &'static [Cascade],
+    /// Its permissions, each with the least powerful system role that holds it: they join
+    /// the catalogue (`GET /v1/permissions`) and the system roles when it is registered.
+    pub permissions: &'static [PermissionDef],
+    /// Its rule codes (`Error::Refused(code, ..)`) and their HTTP status; a code that no
+    /// module declares answers 409.
+    pub error_codes: &'static [(&'static str, u16)],
 }
 
 impl Module {
@@ -73,6 +80,8 @@ impl Module {
         global_tables: &[],
         cross_org_indexes: &[],
         cascades: &[],
+        permissions: &[],
+        error_codes: &[],
     };
 }
 
@@ -80,6 +89,9 @@ impl Module {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     modules: Vec<&'static Module>,
+    /// The first registration that was refused (a bad or conflicting permission): opening
+    /// a database with this catalog fails with it.
+    refused: Option<String>,
 }
 
 impl Default for Catalog {
@@ -92,16 +104,39 @@ impl Catalog {
     /// The kernel's own module alone.
     pub fn new() -> Self {
         Catalog {
-            modules: vec![&crate::identity::MODULE],
+            modules: Vec::new(),
+            refused: None,
         }
+        .with(&crate::identity::MODULE)
     }
 
-    /// Adds a module after those already registered (registering one twice is a no-op).
+    /// Adds a module after those already registered (registering one twice is a no-op);
+    /// its permissions join the process's catalogue.
     pub fn with(mut self, module: &'static Module) -> Self {
-        if !self.modules.iter().any(|m| m.name == module.name) {
-            self.modules.push(module);
+        if self.modules.iter().any(|m| m.name == module.name) {
+            return self;
         }
+        if let Err(e) = register(module.permissions) {
+            let e: RegisterError = e;
+            self.refused
+                .get_or_insert_with(|| format!("module {}: {e}", module.name));
+        }
+        self.modules.push(module);
         self
+    }
+
+    /// The registration error, if a module was refused.
+    pub fn refused(&self) -> Option<&str> {
+        self.refused.as_deref()
+    }
+
+    /// The HTTP status a module declared for a rule code.
+    pub fn status_of(&self, code: &str) -> Option<u16> {
+        self.modules
+            .iter()
+            .flat_map(|m| m.error_codes.iter())
+            .find(|(c, _)| *c == code)
+            .map(|(_, s)| *s)
     }
 
     /// The modules, in order.

@@ -18,6 +18,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod browser;
 pub mod conformance;
 pub mod s3;
 pub mod smtp;
@@ -27,6 +28,13 @@ use orgwall_core::{OrgId, UserId};
 use orgwall_store::access::{self, OrgScope};
 use orgwall_store::{BackendKind, Db, DbConfig};
 use std::path::PathBuf;
+
+/// Every tenant table orgwall registers (the kernel's and the product's), from the
+/// catalog: a table is covered by the tests that walk this list the moment its module
+/// declares it.
+pub fn tenant_tables() -> Vec<&'static str> {
+    orgwall_store::catalog().tenant_tables().collect()
+}
 
 /// The admin URL tests create their databases through.
 pub fn admin_url() -> String {

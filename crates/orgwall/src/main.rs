@@ -355,7 +355,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_connections: usize::try_from(*max_connections).unwrap_or(usize::MAX),
                 ..Default::default()
             };
-            let app = orgwall_http::app(state);
+            // The console at `/` and the API under `/v1`, on one origin.
+            let app = orgwall_console::app(state);
             tokio::spawn(async move {
                 shutdown_signal().await;
                 let _ = stop_tx.send(true);

@@ -220,7 +220,7 @@ fn serve_demo_on_the_embedded_default() {
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["x-request-id"], "abc-123");
         let r = http
-            .get(format!("{addr}/no/such/route"))
+            .get(format!("{addr}/v1/no/such/route"))
             .send()
             .await
             .unwrap();
@@ -229,6 +229,13 @@ fn serve_demo_on_the_embedded_default() {
         let body: serde_json::Value = r.json().await.unwrap();
         assert_eq!(body["code"], "not_found");
         assert_eq!(body["status"], 404);
+        // The console answers `/` (to its login page) on the same origin.
+        let r = http.get(format!("{addr}/login")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
     });
     child.kill().unwrap();
     let _ = child.wait();

@@ -1,4 +1,5 @@
--- The job queue's scheduler (system tables, see `crate::jobs`).
+-- The job queue and its scheduler, and the email outbox (PostgreSQL; system tables, see
+-- `crate::jobs`).
 --
 -- Fairness: every job belongs to a queue, its org's (or the nil UUID for system jobs, which
 -- name no org). `queue` is generated from `org_id`, so no writer can file a job into
@@ -8,8 +9,28 @@
 -- walks the queues with pending jobs in least-recently-served order and takes the first
 -- ready job it finds (round robin): one org with a million queued jobs delays another
 -- org's next job by at most one claim.
-ALTER TABLE jobs ADD COLUMN queue uuid NOT NULL
-    GENERATED ALWAYS AS (coalesce(org_id, '00000000-0000-0000-0000-000000000000'::uuid)) STORED;
+
+-- The job queue is a system table: the scheduler must see every org's queue to be fair.
+-- A tenant job names its org in org_id; the worker enters that org's scope to run it.
+CREATE TABLE jobs (
+    id uuid PRIMARY KEY,
+    org_id uuid REFERENCES orgs (id) ON DELETE CASCADE,
+    kind text NOT NULL,
+    payload jsonb NOT NULL,
+    status text NOT NULL DEFAULT 'queued'
+        CHECK (status IN ('queued', 'running', 'done', 'dead', 'cancelled')),
+    attempts integer NOT NULL DEFAULT 0,
+    max_attempts integer NOT NULL DEFAULT 5,
+    run_at timestamptz NOT NULL,
+    locked_until timestamptz,
+    last_error text,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    queue uuid NOT NULL
+        GENERATED ALWAYS AS (coalesce(org_id, '00000000-0000-0000-0000-000000000000'::uuid)) STORED
+);
+CREATE INDEX jobs_ready_idx ON jobs (status, run_at);
+CREATE INDEX jobs_org_ready_idx ON jobs (org_id, status, run_at);
 -- The claim's probe into one queue: its ready jobs in run_at order.
 CREATE INDEX jobs_claim_idx ON jobs (queue, run_at, id) WHERE status = 'queued';
 -- The reaper: running jobs whose lease expired.
@@ -22,9 +43,6 @@ CREATE TABLE job_queues (
 );
 -- The claim's walk: queues with pending jobs, least recently served first.
 CREATE INDEX job_queues_turn_idx ON job_queues (last_served_at, queue) WHERE pending > 0;
-
-INSERT INTO job_queues (queue, pending)
-    SELECT queue, count(*) FROM jobs WHERE status IN ('queued', 'running') GROUP BY queue;
 
 CREATE FUNCTION orgwall_job_queues_ins() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -68,5 +86,19 @@ CREATE TRIGGER orgwall_job_queues_del AFTER DELETE ON jobs
     REFERENCING OLD TABLE AS old_jobs
     FOR EACH STATEMENT EXECUTE FUNCTION orgwall_job_queues_del();
 
+-- Email waiting for delivery (a system table: the worker drains every org's).
+CREATE TABLE outbox (
+    id uuid PRIMARY KEY,
+    org_id uuid REFERENCES orgs (id) ON DELETE CASCADE,
+    recipient text NOT NULL,
+    subject text NOT NULL,
+    body text NOT NULL,
+    status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'dead')),
+    attempts integer NOT NULL DEFAULT 0,
+    last_error text,
+    created_at timestamptz NOT NULL,
+    sent_at timestamptz
+);
+CREATE INDEX outbox_pending_idx ON outbox (status, created_at);
 -- Outbox messages waiting for delivery, oldest first (the CLI and the drain).
 CREATE INDEX outbox_created_idx ON outbox (created_at, id);

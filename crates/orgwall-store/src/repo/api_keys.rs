@@ -70,7 +70,7 @@ pub async fn create(
     role: &str,
     expires_at: Option<DateTime<Utc>>,
 ) -> Result<(ApiKey, String)> {
-    tx.scope().require(Permission::ApiKeysManage)?;
+    tx.scope().require(Permission::API_KEYS_MANAGE)?;
     let name = super::text("name", name, 100)?;
     let t = now();
     if expires_at.is_some_and(|e| e <= t) {
@@ -170,7 +170,7 @@ pub async fn get(tx: &mut TenantTx<'_>, id: ApiKeyId) -> Result<ApiKey> {
 /// `api_key.revoked` audit event. Unknown in this org: [`Error::NotFound`]; already
 /// revoked: nothing to do.
 pub async fn revoke(tx: &mut TenantTx<'_>, id: ApiKeyId) -> Result<()> {
-    tx.scope().require(Permission::ApiKeysManage)?;
+    tx.scope().require(Permission::API_KEYS_MANAGE)?;
     let org = tx.org_id();
     tx.access_changed();
     let n = tx

@@ -43,28 +43,27 @@ pub async fn add(tx: &mut TenantTx<'_>, ticket_id: TicketId, body: &str) -> Resu
     })
 }
 
+/// A ticket's comments, oldest first (parameters: org, ticket).
+pub(crate) const LIST: &str =
+    "SELECT id, ticket_id, author_id, body, created_at FROM ticket_comments
+     WHERE org_id = $1 AND ticket_id = $2 ORDER BY id";
+
+pub(crate) fn from_row(r: &crate::Row) -> Result<Comment> {
+    Ok(Comment {
+        id: r.get(0)?,
+        ticket_id: r.get(1)?,
+        author_id: r.get(2)?,
+        body: r.get(3)?,
+        created_at: r.get(4)?,
+    })
+}
+
 /// Lists a ticket's comments, oldest first.
 pub async fn list(tx: &mut TenantTx<'_>, ticket_id: TicketId) -> Result<Vec<Comment>> {
     super::tickets::get(tx, ticket_id).await?;
     let org = tx.org_id();
-    let rows = tx
-        .query(
-            "SELECT id, ticket_id, author_id, body, created_at FROM ticket_comments
-             WHERE org_id = $1 AND ticket_id = $2 ORDER BY id",
-            params![org, ticket_id],
-        )
-        .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Comment {
-                id: r.get(0)?,
-                ticket_id: r.get(1)?,
-                author_id: r.get(2)?,
-                body: r.get(3)?,
-                created_at: r.get(4)?,
-            })
-        })
-        .collect()
+    let rows = tx.query(LIST, params![org, ticket_id]).await?;
+    rows.iter().map(from_row).collect()
 }
 
 /// Deletes a comment of a ticket: the author may, and so may whoever holds
@@ -81,8 +80,7 @@ pub async fn delete(tx: &mut TenantTx<'_>, ticket_id: TicketId, id: CommentId) -
     let author: Option<UserId> = row.get(0)?;
     let is_author = author.is_some() && author == tx.scope().user_id();
     if !is_author {
-        tx.scope()
-            .require(orgwall_core::Permission::TicketsDelete)?;
+        tx.scope().require(crate::perms::TICKETS_DELETE)?;
     }
     tx.execute(
         "DELETE FROM ticket_comments WHERE org_id = $1 AND ticket_id = $2 AND id = $3",

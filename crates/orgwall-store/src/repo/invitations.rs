@@ -11,7 +11,7 @@ use crate::repo::audit::{self, AuditEntry};
 use crate::repo::{memberships, outbox};
 use crate::value::{now, Row};
 use chrono::{DateTime, Duration, Utc};
-use orgwall_core::{Email, Error, InvitationId, Permission, PermissionSet, Result, RoleId, UserId};
+use orgwall_core::{Email, Error, InvitationId, Permission, Result, RoleId, UserId};
 
 pub use orgwall_tenancy::access::INVITATION_PREFIX;
 
@@ -99,7 +99,7 @@ pub(crate) async fn grantable_role(tx: &mut TenantTx<'_>, role: &str) -> Result<
         )
         .await?;
     let key: String = row.get(0)?;
-    let perms = PermissionSet::parse_list(&row.get::<String>(1)?).map_err(Error::internal)?;
+    let perms = orgwall_core::perm::role_permissions(&key, &row.get::<String>(1)?);
     let is_system: bool = row.get(2)?;
     let held = tx.scope().permissions();
     if !perms.is_subset_of(held) {
@@ -138,7 +138,7 @@ pub async fn create(
     link: impl Fn(&str) -> String,
 ) -> Result<(Invitation, String)> {
     let scope = tx.scope();
-    scope.require(Permission::MembersInvite)?;
+    scope.require(Permission::MEMBERS_INVITE)?;
     let org = tx.org_id();
     let role = grantable_role(tx, role).await?;
     if role.is_owner {
@@ -288,7 +288,7 @@ pub async fn get(tx: &mut TenantTx<'_>, id: InvitationId) -> Result<Invitation> 
 /// `invitation.revoked` audit event. Unknown in this org: [`Error::NotFound`]; already
 /// revoked: nothing to do; already accepted: 409 `invitation_accepted`.
 pub async fn revoke(tx: &mut TenantTx<'_>, id: InvitationId) -> Result<()> {
-    tx.scope().require(Permission::MembersInvite)?;
+    tx.scope().require(Permission::MEMBERS_INVITE)?;
     let org = tx.org_id();
     let t = now();
     let n = tx

@@ -157,12 +157,13 @@ use super::roles;
 use crate::value::Row;
 use orgwall_core::Permission;
 
-const MEMBER_SELECT: &str = "SELECT m.user_id, u.email, u.name, m.role_id, r.key, m.created_at
+pub(crate) const MEMBER_SELECT: &str =
+    "SELECT m.user_id, u.email, u.name, m.role_id, r.key, m.created_at
      FROM memberships m
      JOIN users u ON u.id = m.user_id
      JOIN roles r ON r.org_id = m.org_id AND r.id = m.role_id";
 
-fn member_from_row(r: &Row) -> Result<Member> {
+pub(crate) fn member_from_row(r: &Row) -> Result<Member> {
     Ok(Member {
         user_id: r.get(0)?,
         email: r.get(1)?,
@@ -224,10 +225,10 @@ fn owner_refusal(detail: &str) -> Error {
 /// demoted (`last_owner`, race-safe: see [`roles`]). An unknown member is
 /// [`Error::NotFound`]; an unknown role a validation error.
 pub async fn change_role(tx: &mut TenantTx<'_>, user: UserId, role: &str) -> Result<Member> {
-    tx.scope().require(Permission::MembersUpdate)?;
+    tx.scope().require(Permission::MEMBERS_UPDATE)?;
     let owner = roles::lock_owners(tx).await?;
     let me = roles::actor(tx).await?;
-    me.require(Permission::MembersUpdate)?;
+    me.require(Permission::MEMBERS_UPDATE)?;
     let current = get(tx, user).await?;
     let new = roles::find(tx, role)
         .await?
@@ -289,12 +290,12 @@ pub enum Departure {
 pub async fn remove(tx: &mut TenantTx<'_>, user: UserId) -> Result<Departure> {
     let leaving = tx.scope().user_id() == Some(user);
     if !leaving {
-        tx.scope().require(Permission::MembersRemove)?;
+        tx.scope().require(Permission::MEMBERS_REMOVE)?;
     }
     let owner = roles::lock_owners(tx).await?;
     let me = roles::actor(tx).await?;
     if !leaving {
-        me.require(Permission::MembersRemove)?;
+        me.require(Permission::MEMBERS_REMOVE)?;
     }
     let current = get(tx, user).await?;
     if !leaving && current.role_id == owner && !me.is_owner {

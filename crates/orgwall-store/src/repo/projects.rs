@@ -21,9 +21,9 @@ pub struct Project {
     pub created_at: DateTime<Utc>,
 }
 
-const COLS: &str = "id, key, name, description, created_at";
+pub(crate) const COLS: &str = "id, key, name, description, created_at";
 
-fn from_row(r: &Row) -> Result<Project> {
+pub(crate) fn from_row(r: &Row) -> Result<Project> {
     Ok(Project {
         id: r.get(0)?,
         key: r.get(1)?,

@@ -47,11 +47,12 @@ const COLS: &str = "id, key, name, permissions, is_system, created_at, updated_a
 
 fn from_row(r: &Row) -> Result<Role> {
     let perms: String = r.get(3)?;
+    let key: String = r.get(1)?;
     Ok(Role {
         id: r.get(0)?,
-        key: r.get(1)?,
+        permissions: orgwall_core::perm::role_permissions(&key, &perms),
+        key,
         name: r.get(2)?,
-        permissions: PermissionSet::parse_list(&perms).map_err(Error::internal)?,
         is_system: r.get(4)?,
         created_at: r.get(5)?,
         updated_at: r.get(6)?,
@@ -218,7 +219,7 @@ pub(crate) async fn actor(tx: &mut TenantTx<'_>) -> Result<Actor> {
     };
     let row = row.ok_or(Error::NotAMember)?;
     let key: String = row.get(0)?;
-    let current = PermissionSet::parse_list(&row.get::<String>(1)?).map_err(Error::internal)?;
+    let current = orgwall_core::perm::role_permissions(&key, &row.get::<String>(1)?);
     let held = scope.permissions();
     Ok(Actor {
         is_owner: key == OWNER,
@@ -306,7 +307,7 @@ pub async fn create(
     let key = parse_key(key)?;
     let name = super::text("name", name, 100)?;
     let me = actor(tx).await?;
-    me.require(Permission::RolesManage)?;
+    me.require(Permission::ROLES_MANAGE)?;
     me.may_grant(permissions)?;
     let org = tx.org_id();
     let id = RoleId::new();
@@ -353,7 +354,7 @@ pub struct RolePatch {
 /// holds the role has its new permissions on their next request.
 pub async fn update(tx: &mut TenantTx<'_>, id: RoleId, patch: RolePatch) -> Result<Role> {
     let me = actor(tx).await?;
-    me.require(Permission::RolesManage)?;
+    me.require(Permission::ROLES_MANAGE)?;
     let old = get(tx, id).await?;
     if old.is_system {
         return Err(immutable(&old));
@@ -421,7 +422,7 @@ pub async fn update(tx: &mut TenantTx<'_>, id: RoleId, patch: RolePatch) -> Resu
 /// `role.deleted`.
 pub async fn delete(tx: &mut TenantTx<'_>, id: RoleId) -> Result<()> {
     let me = actor(tx).await?;
-    me.require(Permission::RolesManage)?;
+    me.require(Permission::ROLES_MANAGE)?;
     let role = get(tx, id).await?;
     if role.is_system {
         return Err(immutable(&role));

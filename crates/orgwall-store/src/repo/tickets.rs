@@ -206,6 +206,65 @@ pub async fn get_with_history(
     ))
 }
 
+/// Everything a ticket's page shows, read together (one round trip on PostgreSQL, like
+/// [`get_with_history`]): the ticket, its project, history and comments, and the org's
+/// members (names for the history and comments, choices for the assignee).
+#[derive(Debug, Clone)]
+pub struct TicketPage {
+    /// The ticket.
+    pub ticket: Ticket,
+    /// Its project.
+    pub project: super::projects::Project,
+    /// Its history, oldest first.
+    pub history: Vec<TicketEvent>,
+    /// Its comments, oldest first.
+    pub comments: Vec<super::comments::Comment>,
+    /// The org's members.
+    pub members: Vec<super::memberships::Member>,
+}
+
+/// Reads a [`TicketPage`] ([`Error::NotFound`] for a ticket not in this org).
+pub async fn page(tx: &mut TenantTx<'_>, id: TicketId) -> Result<TicketPage> {
+    let org = tx.org_id();
+    let p = params![org, id];
+    let just_org = params![org];
+    let get = format!("SELECT {COLS} FROM tickets WHERE org_id = $1 AND id = $2");
+    let project = format!(
+        "SELECT {} FROM projects WHERE org_id = $1 AND id = (SELECT project_id FROM tickets WHERE org_id = $1 AND id = $2)",
+        super::projects::COLS
+    );
+    let members = format!(
+        "{} WHERE m.org_id = $1 ORDER BY u.name, m.user_id",
+        super::memberships::MEMBER_SELECT
+    );
+    let mut all = tx
+        .query_many(&[
+            (&get, p),
+            (&project, p),
+            (HISTORY, p),
+            (super::comments::LIST, p),
+            (&members, just_org),
+        ])
+        .await?
+        .into_iter();
+    let mut next = || all.next().unwrap_or_default();
+    let ticket = next().into_iter().next().ok_or(Error::NotFound)?;
+    let project = next().into_iter().next().ok_or(Error::NotFound)?;
+    Ok(TicketPage {
+        ticket: from_row(&ticket)?,
+        project: super::projects::from_row(&project)?,
+        history: next().iter().map(event_from_row).collect::<Result<_>>()?,
+        comments: next()
+            .iter()
+            .map(super::comments::from_row)
+            .collect::<Result<_>>()?,
+        members: next()
+            .iter()
+            .map(super::memberships::member_from_row)
+            .collect::<Result<_>>()?,
+    })
+}
+
 async fn record(
     tx: &mut TenantTx<'_>,
     id: TicketId,

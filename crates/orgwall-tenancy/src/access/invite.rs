@@ -91,8 +91,8 @@ async fn inviter_now(
         }
     };
     let Some(row) = row else { return Ok(None) };
-    let perms = PermissionSet::parse_list(&row.get::<String>(0)?).map_err(Error::internal)?;
     let key: String = row.get(1)?;
+    let perms = orgwall_core::perm::role_permissions(&key, &row.get::<String>(0)?);
     let is_system: bool = row.get(2)?;
     Ok(Some((perms, is_system && key == "owner")))
 }
@@ -189,8 +189,7 @@ pub async fn accept_invitation(db: &Db, user: UserId, token: &str) -> Result<Joi
         .await?
         .ok_or_else(invalid)?;
     let role_key: String = role.get(0)?;
-    let permissions =
-        PermissionSet::parse_list(&role.get::<String>(1)?).map_err(Error::internal)?;
+    let permissions = orgwall_core::perm::role_permissions(&role_key, &role.get::<String>(1)?);
     let is_owner_role = role.get::<bool>(2)? && role_key == "owner";
     let Some((held, inviter_is_owner)) =
         inviter_now(&mut tx, org, invitation, invited_by, t).await?

@@ -145,7 +145,7 @@ pub async fn verify_member(db: &Db, user: UserId, org: OrgId) -> Result<OrgScope
         let row = tx
             .query_opt(
                 &format!(
-                    "SELECT r.permissions, {RATE_LIMIT} FROM memberships m
+                    "SELECT r.permissions, {RATE_LIMIT}, r.key FROM memberships m
                      JOIN roles r ON r.org_id = m.org_id AND r.id = m.role_id
                      JOIN orgs o ON o.id = m.org_id JOIN plans p ON p.name = o.plan
                      WHERE m.org_id = $1 AND m.user_id = $2 AND o.deleting_at IS NULL"
@@ -165,11 +165,13 @@ pub async fn verify_member(db: &Db, user: UserId, org: OrgId) -> Result<OrgScope
     Ok(cache::scope(org, Principal::User(user), &g))
 }
 
-/// Permissions (column 0) and the effective rate limit (column 1) of a row.
+/// Stored permissions (column 0), the effective rate limit (column 1) and the role key
+/// (column 2) of a row.
 fn grant(row: &crate::Row) -> Result<cache::Grant> {
     let perms: String = row.get(0)?;
+    let key: String = row.get(2)?;
     Ok(cache::Grant {
-        permissions: PermissionSet::parse_list(&perms).map_err(Error::internal)?,
+        permissions: orgwall_core::perm::role_permissions(&key, &perms),
         rate_limit_per_minute: rate_limit(row, 1)?,
     })
 }
@@ -330,8 +332,10 @@ pub async fn my_orgs(db: &Db, user: UserId) -> Result<Vec<MyOrg>> {
                 slug: r.get(1)?,
                 name: r.get(2)?,
                 role: r.get(3)?,
-                permissions: PermissionSet::parse_list(&r.get::<String>(4)?)
-                    .map_err(Error::internal)?,
+                permissions: orgwall_core::perm::role_permissions(
+                    &r.get::<String>(3)?,
+                    &r.get::<String>(4)?,
+                ),
             })
         })
         .collect()
@@ -366,7 +370,7 @@ pub async fn authenticate_api_key(db: &Db, token: &str) -> Result<Option<OrgScop
         let row = tx
             .query_opt(
                 &format!(
-                    "SELECT r.permissions, {RATE_LIMIT} FROM roles r
+                    "SELECT r.permissions, {RATE_LIMIT}, r.key FROM roles r
                      JOIN orgs o ON o.id = r.org_id JOIN plans p ON p.name = o.plan
                      WHERE r.org_id = $1 AND r.id = $2"
                 ),

@@ -5,21 +5,36 @@
 //! check, an API key, an invitation and a scope-entry audit read and write; a service's
 //! own tables go in modules of its own (see [`crate::module`]).
 //!
+//! Its migrations (`migrations/{postgres,sqlite}/0001_identity.sql` in this crate) create
+//! exactly these tables, the plans' seed rows, the documented cross-org reads (PostgreSQL:
+//! SELECT policies on `app.user_id` / `app.lookup`; SQLite: the hand-written views) and,
+//! on PostgreSQL, the triggers that announce access changes on `orgwall_access`.
+//!
 //! This module holds the reads the wall itself needs ([`sessions`], [`orgs`]) and the
 //! audit log every scope entry writes to ([`audit`]).
 
 pub mod audit;
 pub mod orgs;
 pub mod sessions;
+pub mod users;
 
+use crate::migrate::Migration;
 use crate::module::{Cascade, Module};
 use orgwall_core::{Error, Result};
 
 /// The kernel's module, always registered first (see [`crate::module::Catalog::new`]).
 pub static MODULE: Module = Module {
     name: "tenancy",
-    postgres: &[],
-    sqlite: &[],
+    postgres: &[Migration {
+        version: 1,
+        name: "identity",
+        sql: include_str!("../../migrations/postgres/0001_identity.sql"),
+    }],
+    sqlite: &[Migration {
+        version: 1,
+        name: "identity",
+        sql: include_str!("../../migrations/sqlite/0001_identity.sql"),
+    }],
     tenant_tables: &[
         "roles",
         "memberships",
@@ -34,6 +49,18 @@ pub static MODULE: Module = Module {
         ("api_keys", "key_hash"),
     ],
     cascades: NO_CASCADES,
+    permissions: orgwall_core::perm::KERNEL_PERMISSIONS,
+    error_codes: &[
+        ("invitation_invalid", 404),
+        ("invitation_expired", 410),
+        ("invitation_email_mismatch", 403),
+        ("email_unverified", 403),
+        ("quota_exceeded", 403),
+        ("owner_required", 403),
+        ("cannot_act_on_owner", 403),
+        ("grant_exceeds_own", 403),
+        ("system_role_immutable", 403),
+    ],
 };
 
 const NO_CASCADES: &[Cascade] = &[];

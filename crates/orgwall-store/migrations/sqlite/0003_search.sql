@@ -54,10 +54,6 @@ CREATE TRIGGER orgwall_fts_tickets_rows_del AFTER DELETE ON tickets_rows BEGIN
       AND org_id = OLD.org_id AND id = OLD.id;
 END;
 
-INSERT INTO tickets_fts_rows (org_id, id, org_key, doc_key, doc)
-    SELECT org_id, id, replace(org_id, '-', ''), replace(replace(id, '-', ''), '"', ''),
-           title || char(10) || body
-    FROM tickets_rows;
 INSERT INTO tickets_fts_rows (tickets_fts_rows, rank) VALUES ('secure-delete', 1);
 
 CREATE VIRTUAL TABLE notes_fts_rows USING fts5(
@@ -92,8 +88,4 @@ CREATE TRIGGER orgwall_fts_notes_rows_del AFTER DELETE ON notes_rows BEGIN
       AND org_id = OLD.org_id AND id = OLD.id;
 END;
 
-INSERT INTO notes_fts_rows (org_id, id, org_key, doc_key, doc)
-    SELECT org_id, id, replace(org_id, '-', ''), replace(replace(id, '-', ''), '"', ''),
-           title || char(10) || body
-    FROM notes_rows;
 INSERT INTO notes_fts_rows (notes_fts_rows, rank) VALUES ('secure-delete', 1);
