@@ -75,8 +75,8 @@ impl RouteSpec {
 
     /// Every error status the route can answer, ascending: from its access kind (401,
     /// 403, 400 for org resolution, 404, 429 for rate limits), its body (400 invalid JSON,
-    /// 413, 415, 422), its query (422), path ids (404), 503 (database unavailable) and
-    /// its own [`RouteSpec::errors`].
+    /// 408, 413, 415, 422), its query (422), path ids (404), 409 for writes, 503 (database
+    /// unavailable) and its own [`RouteSpec::errors`].
     pub fn error_statuses(&self) -> Vec<u16> {
         let mut s: Vec<u16> = vec![503];
         match self.access {
@@ -89,11 +89,10 @@ impl RouteSpec {
         if self.method != "GET" && self.access != Access::Public {
             s.push(409);
         }
-        if self.body.is_some() {
-            s.extend([400, 413, 415, 422]);
-        }
-        if self.multipart.is_some() {
-            s.extend([400, 413, 415, 422]);
+        // A body: invalid JSON or multipart (400), a client that stops sending it (408),
+        // too large (413), the wrong content type (415), fields that do not validate (422).
+        if self.body.is_some() || self.multipart.is_some() {
+            s.extend([400, 408, 413, 415, 422]);
         }
         if self.query.is_some() {
             s.push(422);
