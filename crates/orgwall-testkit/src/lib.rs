@@ -3,7 +3,10 @@
 //! - [`TestDb`]: a fresh database per test on either backend (PostgreSQL through
 //!   `ORGWALL_TEST_DATABASE_URL`, created and dropped per test; SQLite in a temp dir);
 //! - [`Demo`]: the seeded Acme/Globex world with ids and scopes at hand;
-//! - [`TestServer`]: the real application on 127.0.0.1:0, with a small JSON client;
+//! - [`TestServer`]: the real application on 127.0.0.1:0 (served by `orgwall_http::serve`,
+//!   as `orgwall serve` does), with a small JSON client; every answer it gives is
+//!   checked against the OpenAPI document ([`conformance`]) and the test fails on a
+//!   status the operation does not document or an error that is not problem+json;
 //! - [`both!`]: one test body, run once per backend;
 //! - [`s3::TestBucket`]: a bucket of its own on the S3-compatible test server; file
 //!   helpers: [`store_file`], [`foreign_keys`], [`untar`].
