@@ -24,6 +24,7 @@ pub mod page;
 pub mod problem;
 pub mod resource;
 pub mod routes;
+pub mod serve;
 pub mod spec;
 pub mod wall;
 

@@ -111,6 +111,9 @@ where
             ids,
             body,
             status,
+            query: (method == "GET" && path == R::PATH)
+                .then_some(crate::routes::schema::<PageQuery> as crate::routes::SchemaFn),
+            ..RouteSpec::DEFAULT
         })
     };
     let kind = R::KIND;

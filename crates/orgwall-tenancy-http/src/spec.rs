@@ -1,6 +1,6 @@
 //! A route's declaration: method, path, who may call it, the permission it needs, which
-//! path parameters are org-scoped ids, its body schema. The guard enforces it and the
-//! OpenAPI document describes it.
+//! path parameters are org-scoped ids, its body and query schemas, the errors it can
+//! answer. The guard enforces it and the OpenAPI document describes it.
 
 use orgwall_core::Permission;
 
@@ -37,6 +37,68 @@ pub struct RouteSpec {
     pub body: Option<SchemaFn>,
     /// The success status.
     pub status: u16,
+    /// The query parameters' schema (an object whose properties are the parameters), for
+    /// the document: derive it from the handler's `Params<T>` type with [`schema`].
+    pub query: Option<SchemaFn>,
+    /// A `multipart/form-data` request body's schema (uploads).
+    pub multipart: Option<SchemaFn>,
+    /// Error statuses this route can answer besides those its access kind, body and query
+    /// imply (see [`RouteSpec::error_statuses`]): e.g. 409 for a conflict, 410 for expired.
+    pub errors: &'static [u16],
+    /// What the route requires when it is not a single permission (documented as
+    /// `x-rule`; the route's own code enforces it), e.g. "members:remove, or your own
+    /// user id (leaving)".
+    pub rule: Option<&'static str>,
+}
+
+impl RouteSpec {
+    /// A declaration with every optional part empty, for `..RouteSpec::DEFAULT`.
+    pub const DEFAULT: RouteSpec = RouteSpec {
+        method: "GET",
+        path: "",
+        access: Access::Public,
+        summary: "",
+        ids: &[],
+        body: None,
+        status: 200,
+        query: None,
+        multipart: None,
+        errors: &[],
+        rule: None,
+    };
+
+    /// Every error status the route can answer, ascending: from its access kind (401,
+    /// 403, 400 for org resolution, 404, 429 for rate limits), its body (400 invalid JSON,
+    /// 408, 413, 415, 422), its query (422), path ids (404), 409 for writes, 503 (database
+    /// unavailable) and its own [`RouteSpec::errors`].
+    pub fn error_statuses(&self) -> Vec<u16> {
+        let mut s: Vec<u16> = vec![503];
+        match self.access {
+            Access::Public => {}
+            // 403: a cookie session without its CSRF token on a state-changing request.
+            Access::User => s.extend([401, 403]),
+            Access::Org(_) => s.extend([400, 401, 403, 404, 429]),
+        }
+        // A write can meet a uniqueness or state conflict (409), e.g. `in_use`.
+        if self.method != "GET" && self.access != Access::Public {
+            s.push(409);
+        }
+        // A body: invalid JSON or multipart (400), a client that stops sending it (408),
+        // too large (413), the wrong content type (415), fields that do not validate (422).
+        if self.body.is_some() || self.multipart.is_some() {
+            s.extend([400, 408, 413, 415, 422]);
+        }
+        if self.query.is_some() {
+            s.push(422);
+        }
+        if !self.ids.is_empty() {
+            s.push(404);
+        }
+        s.extend(self.errors.iter().copied());
+        s.sort_unstable();
+        s.dedup();
+        s
+    }
 }
 
 /// The schema of a request type (for [`RouteSpec::body`]).
@@ -60,4 +122,3 @@ impl RouteSpec {
         }
     }
 }
-

@@ -194,10 +194,12 @@ impl Table {
         limit: i64,
     ) -> Result<Vec<Row>> {
         let org = tx.org_id();
-        let after = after.map_or(Val::Null, Val::Uuid);
+        // The nil UUID sorts first: no cursor is "after nil". (An untyped `$2 IS NULL`
+        // does not prepare on PostgreSQL: "could not determine data type of parameter".)
+        let after = Val::Uuid(after.unwrap_or(Uuid::nil()));
         tx.query(
             &format!(
-                "{} WHERE org_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
+                "{} WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3",
                 self.select()
             ),
             &[org.into(), after, Val::Int(limit)],

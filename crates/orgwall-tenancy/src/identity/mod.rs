@@ -72,8 +72,10 @@ impl Catalog {
     }
 }
 
-/// Checks a required text field's length (in characters) after trimming.
+/// Checks a required one-line text field (a name, a title): no control characters
+/// ([`orgwall_core::text::check_line`]), 1 to `max` characters after trimming.
 pub fn text(field: &str, value: &str, max: usize) -> Result<String> {
+    orgwall_core::text::check_line(value).map_err(|e| Error::Validation(format!("{field} {e}")))?;
     let v = value.trim();
     if v.is_empty() || v.chars().count() > max {
         return Err(Error::Validation(format!(
@@ -83,8 +85,22 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<String> {
     Ok(v.to_owned())
 }
 
-/// Checks an optional long text field's length.
+/// Checks a required long text field (a comment): the long-text rule, 1 to `max`
+/// characters after trimming.
+pub fn required_long_text(field: &str, value: &str, max: usize) -> Result<String> {
+    if value.trim().is_empty() {
+        return Err(Error::Validation(format!(
+            "{field} must be 1-{max} characters"
+        )));
+    }
+    long_text(field, value.trim(), max)
+}
+
+/// Checks an optional long text field: no control characters but tab, LF and CR
+/// ([`orgwall_core::text::check_long_text`]), at most `max` characters.
 pub fn long_text(field: &str, value: &str, max: usize) -> Result<String> {
+    orgwall_core::text::check_long_text(value)
+        .map_err(|e| Error::Validation(format!("{field} {e}")))?;
     if value.chars().count() > max {
         return Err(Error::Validation(format!(
             "{field} must be at most {max} characters"
