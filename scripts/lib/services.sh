@@ -14,6 +14,11 @@
 #   ensure_chromium   sets SERVICES_CHROMIUM and SERVICES_CHROMEDRIVER (a headless browser
 #                     and its WebDriver; installs Debian's chromium and chromium-driver
 #                     if missing); returns 1 with a message if impossible.
+#   ensure_schemathesis
+#                     sets SCHEMATHESIS (the path of the schemathesis CLI, an API fuzzer
+#                     from PyPI, installed into a venv under
+#                     ${XDG_CACHE_HOME:-~/.cache}/orgwall/schemathesis-venv when needed);
+#                     returns 1 with a message if it cannot be installed.
 #   pg_url_with_db URL NAME
 #                     prints URL with its database name replaced by NAME.
 #   services_at_exit COMMAND
@@ -578,4 +583,38 @@ ensure_chromium() {
     svc_log "ERROR: no headless browser: install chromium and chromium-driver, or set"
     svc_log "  ORGWALL_TEST_CHROMIUM and ORGWALL_TEST_CHROMEDRIVER."
     return 1
+}
+
+# ---------------------------------------------------------------------------
+# schemathesis (the API fuzzer .ci/run points at the OpenAPI document)
+# ---------------------------------------------------------------------------
+
+SCHEMATHESIS_REQUIREMENT='schemathesis>=4.32,<5'
+SCHEMATHESIS_VENV="${XDG_CACHE_HOME:-$HOME/.cache}/orgwall/schemathesis-venv"
+
+schemathesis_ok() {
+    [[ -x "$SCHEMATHESIS_VENV/bin/schemathesis" ]] &&
+        "$SCHEMATHESIS_VENV/bin/python" -c 'import schemathesis' >/dev/null 2>&1
+}
+
+# Find, or install from PyPI into our venv, the schemathesis CLI; sets SCHEMATHESIS.
+ensure_schemathesis() {
+    SCHEMATHESIS=""
+    if ! schemathesis_ok; then
+        have python3 || apt_install python3 || return 1
+        rm -rf "$SCHEMATHESIS_VENV"
+        mkdir -p "$(dirname "$SCHEMATHESIS_VENV")" || return 1
+        if ! python3 -m venv "$SCHEMATHESIS_VENV" >/dev/null 2>&1; then
+            rm -rf "$SCHEMATHESIS_VENV"
+            apt_install python3-venv || return 1
+            python3 -m venv "$SCHEMATHESIS_VENV" >&2 || return 1
+        fi
+        svc_log "pip install '$SCHEMATHESIS_REQUIREMENT' into $SCHEMATHESIS_VENV"
+        if ! "$SCHEMATHESIS_VENV/bin/python" -m pip install -q --disable-pip-version-check \
+            "$SCHEMATHESIS_REQUIREMENT" >&2 || ! schemathesis_ok; then
+            svc_log "ERROR: could not install '$SCHEMATHESIS_REQUIREMENT' into $SCHEMATHESIS_VENV"
+            return 1
+        fi
+    fi
+    SCHEMATHESIS="$SCHEMATHESIS_VENV/bin/schemathesis"
 }

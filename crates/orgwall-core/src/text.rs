@@ -1,5 +1,12 @@
-//! Values parsed at the edge: slugs and emails. Parse, don't validate: once a value has
-//! one of these types, it is known good.
+//! Values parsed at the edge: slugs and emails, and the one rule for text. Parse, don't
+//! validate: once a value has one of these types, it is known good.
+//!
+//! **Text.** No text anywhere may hold NUL (PostgreSQL refuses it, SQLite would store
+//! it) or any other control character (C0, DEL, C1) except, in long text (bodies,
+//! descriptions, comments), tab, line feed and carriage return; names, titles and other
+//! one-line text hold none at all. [`check_long_text`] and [`check_line`] are the rule;
+//! the HTTP edge applies [`check_long_text`] to every string of every JSON body and query
+//! parameter (422), and the stores apply [`check_line`] to every name and title.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -112,6 +119,32 @@ impl<'de> Deserialize<'de> for Email {
     }
 }
 
+/// Why `s` cannot be long text (NUL or a control character other than tab, LF, CR).
+pub fn check_long_text(s: &str) -> Result<(), String> {
+    match s
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        None => Ok(()),
+        Some(c) => Err(format!(
+            "must not contain control characters such as U+{:04X}",
+            u32::from(c)
+        )),
+    }
+}
+
+/// Why `s` cannot be one-line text (a name, a title): any control character, tab and
+/// line breaks included.
+pub fn check_line(s: &str) -> Result<(), String> {
+    match s.chars().find(|c| c.is_control()) {
+        None => Ok(()),
+        Some(c) => Err(format!(
+            "must be one line without control characters (found U+{:04X})",
+            u32::from(c)
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +180,21 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn text_rule() {
+        for ok in ["", "plain", "tab\there", "two\nlines\r\n", "émoji 🎉"] {
+            assert!(check_long_text(ok).is_ok(), "{ok:?}");
+        }
+        for bad in ["a\0b", "\u{1b}[31m", "\u{7f}", "\u{85}", "\u{0}"] {
+            assert!(check_long_text(bad).is_err(), "{bad:?}");
+            assert!(check_line(bad).is_err(), "{bad:?}");
+        }
+        for bad in ["a\tb", "a\nb", "a\rb"] {
+            assert!(check_line(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_line("Acme Corp — été").is_ok());
     }
 
     proptest! {

@@ -39,6 +39,8 @@ static LIST: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 200,
+    query: Some(schema::<PageQuery>),
+    ..RouteSpec::DEFAULT
 };
 static CREATE: RouteSpec = RouteSpec {
     method: "POST",
@@ -48,6 +50,7 @@ static CREATE: RouteSpec = RouteSpec {
     ids: &[],
     body: Some(schema::<CreateKey>),
     status: 201,
+    ..RouteSpec::DEFAULT
 };
 static REVOKE: RouteSpec = RouteSpec {
     method: "DELETE",
@@ -57,6 +60,7 @@ static REVOKE: RouteSpec = RouteSpec {
     ids: &[("id", "api_key")],
     body: None,
     status: 204,
+    ..RouteSpec::DEFAULT
 };
 
 /// The API key routes.

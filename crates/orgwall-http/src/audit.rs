@@ -4,7 +4,7 @@
 use crate::body::Params;
 use crate::page::{paged, PageQuery, Paged};
 use crate::problem::Problem;
-use crate::routes::{route, Access, Route, RouteSpec};
+use crate::routes::{route, schema, Access, Route, RouteSpec};
 use crate::wall::Scoped;
 use crate::AppState;
 use axum::extract::State;
@@ -15,14 +15,25 @@ use orgwall_core::{Error, Permission};
 use orgwall_store::repo::audit::{self, AuditEvent, AuditFilter};
 use serde::Deserialize;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Query {
+    /// Only events with this action (e.g. `member.removed`).
+    #[schemars(length(max = 100))]
     action: Option<String>,
+    /// Only events by this actor (user or API key id).
+    #[schemars(extend("format" = "uuid"))]
     actor: Option<String>,
+    /// Only events at or after this time (RFC 3339).
+    #[schemars(extend("format" = "date-time"))]
     since: Option<String>,
+    /// Only events before this time (RFC 3339).
+    #[schemars(extend("format" = "date-time"))]
     until: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    #[schemars(with = "Option<i64>", range(min = 1, max = 200))]
     limit: Option<String>,
+    /// Opaque cursor from the previous page's `next_cursor`.
     cursor: Option<String>,
 }
 
@@ -34,6 +45,8 @@ static LIST: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 200,
+    query: Some(schema::<Query>),
+    ..RouteSpec::DEFAULT
 };
 
 /// The audit routes.

@@ -73,6 +73,8 @@ static SIGNUP: RouteSpec = RouteSpec {
     ids: &[],
     body: Some(schema::<Signup>),
     status: 201,
+    errors: &[429],
+    ..RouteSpec::DEFAULT
 };
 static LOGIN: RouteSpec = RouteSpec {
     method: "POST",
@@ -82,6 +84,8 @@ static LOGIN: RouteSpec = RouteSpec {
     ids: &[],
     body: Some(schema::<Login>),
     status: 200,
+    errors: &[401, 429],
+    ..RouteSpec::DEFAULT
 };
 static LOGOUT: RouteSpec = RouteSpec {
     method: "POST",
@@ -91,6 +95,7 @@ static LOGOUT: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 204,
+    ..RouteSpec::DEFAULT
 };
 static VERIFY: RouteSpec = RouteSpec {
     method: "POST",
@@ -100,6 +105,8 @@ static VERIFY: RouteSpec = RouteSpec {
     ids: &[],
     body: Some(schema::<TokenBody>),
     status: 204,
+    errors: &[404, 410],
+    ..RouteSpec::DEFAULT
 };
 static ME: RouteSpec = RouteSpec {
     method: "GET",
@@ -109,6 +116,7 @@ static ME: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 static ACTIVE_ORG: RouteSpec = RouteSpec {
     method: "PUT",
@@ -118,6 +126,7 @@ static ACTIVE_ORG: RouteSpec = RouteSpec {
     ids: &[],
     body: Some(schema::<ActiveOrg>),
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 static PASSWORD: RouteSpec = RouteSpec {
     method: "PUT",
@@ -127,6 +136,7 @@ static PASSWORD: RouteSpec = RouteSpec {
     ids: &[],
     body: Some(schema::<PasswordChange>),
     status: 204,
+    ..RouteSpec::DEFAULT
 };
 
 /// The account routes.

@@ -11,7 +11,7 @@
 use crate::body::{Params, PathOf};
 use crate::page::{paged, PageQuery, Paged};
 use crate::problem::Problem;
-use crate::routes::{route, Access, Route, RouteSpec};
+use crate::routes::{route, schema, Access, Route, RouteSpec};
 use crate::wall::{id, Scoped};
 use crate::AppState;
 use axum::extract::State;
@@ -39,6 +39,8 @@ static LIST: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 200,
+    query: Some(schema::<ListQuery>),
+    ..RouteSpec::DEFAULT
 };
 static CREATE: RouteSpec = RouteSpec {
     method: "POST",
@@ -48,6 +50,7 @@ static CREATE: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 202,
+    ..RouteSpec::DEFAULT
 };
 static GET: RouteSpec = RouteSpec {
     method: "GET",
@@ -57,6 +60,7 @@ static GET: RouteSpec = RouteSpec {
     ids: IDS,
     body: None,
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 static DOWNLOAD: RouteSpec = RouteSpec {
     method: "GET",
@@ -66,6 +70,8 @@ static DOWNLOAD: RouteSpec = RouteSpec {
     ids: IDS,
     body: None,
     status: 200,
+    errors: &[409, 410],
+    ..RouteSpec::DEFAULT
 };
 
 /// The export routes.
@@ -78,10 +84,13 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Page size, 1 to 200 (default 50).
+    #[schemars(with = "Option<i64>", range(min = 1, max = 200))]
     limit: Option<String>,
+    /// Opaque cursor from the previous page's `next_cursor`.
     cursor: Option<String>,
 }
 

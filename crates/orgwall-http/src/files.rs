@@ -22,7 +22,7 @@
 use crate::body::{Params, PathOf};
 use crate::page::{paged, PageQuery, Paged};
 use crate::problem::Problem;
-use crate::routes::{route, Access, Route, RouteSpec};
+use crate::routes::{route, schema, Access, Route, RouteSpec};
 use crate::wall::{id, Scoped};
 use crate::AppState;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
@@ -77,10 +77,13 @@ pub fn scratch_root() -> PathBuf {
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Page size, 1 to 200 (default 50).
+    #[schemars(with = "Option<i64>", range(min = 1, max = 200))]
     limit: Option<String>,
+    /// Opaque cursor from the previous page's `next_cursor`.
     cursor: Option<String>,
 }
 
@@ -99,6 +102,8 @@ static UPLOAD: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 201,
+    multipart: Some(upload_form),
+    ..RouteSpec::DEFAULT
 };
 static LIST: RouteSpec = RouteSpec {
     method: "GET",
@@ -108,6 +113,8 @@ static LIST: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 200,
+    query: Some(schema::<ListQuery>),
+    ..RouteSpec::DEFAULT
 };
 static GET: RouteSpec = RouteSpec {
     method: "GET",
@@ -117,6 +124,7 @@ static GET: RouteSpec = RouteSpec {
     ids: IDS,
     body: None,
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 static CONTENT: RouteSpec = RouteSpec {
     method: "GET",
@@ -126,6 +134,7 @@ static CONTENT: RouteSpec = RouteSpec {
     ids: IDS,
     body: None,
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 static DELETE: RouteSpec = RouteSpec {
     method: "DELETE",
@@ -135,6 +144,7 @@ static DELETE: RouteSpec = RouteSpec {
     ids: IDS,
     body: None,
     status: 204,
+    ..RouteSpec::DEFAULT
 };
 static STATS: RouteSpec = RouteSpec {
     method: "GET",
@@ -144,7 +154,24 @@ static STATS: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 200,
+    ..RouteSpec::DEFAULT
 };
+
+/// The upload's `multipart/form-data` body, for the document.
+fn upload_form() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "required": ["file"],
+        "additionalProperties": false,
+        "properties": {
+            "file": {
+                "type": "string",
+                "format": "binary",
+                "description": "The file's bytes; the part's filename is display text, its content type one of the accepted types (default application/octet-stream) and must agree with the bytes"
+            }
+        }
+    })
+}
 
 /// The file routes and the stats route.
 pub fn routes() -> Vec<Route> {

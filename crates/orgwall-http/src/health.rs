@@ -16,6 +16,7 @@ static HEALTHZ: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 static READYZ: RouteSpec = RouteSpec {
     method: "GET",
@@ -25,6 +26,7 @@ static READYZ: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 
 /// The health routes.

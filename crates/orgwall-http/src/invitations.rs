@@ -44,6 +44,7 @@ static CREATE: RouteSpec = RouteSpec {
     ids: &[],
     body: Some(schema::<CreateInvitation>),
     status: 201,
+    ..RouteSpec::DEFAULT
 };
 static LIST: RouteSpec = RouteSpec {
     method: "GET",
@@ -53,6 +54,8 @@ static LIST: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 200,
+    query: Some(schema::<PageQuery>),
+    ..RouteSpec::DEFAULT
 };
 static REVOKE: RouteSpec = RouteSpec {
     method: "DELETE",
@@ -62,6 +65,7 @@ static REVOKE: RouteSpec = RouteSpec {
     ids: &[("id", "invitation")],
     body: None,
     status: 204,
+    ..RouteSpec::DEFAULT
 };
 static ACCEPT: RouteSpec = RouteSpec {
     method: "POST",
@@ -71,6 +75,8 @@ static ACCEPT: RouteSpec = RouteSpec {
     ids: &[],
     body: Some(schema::<AcceptInvitation>),
     status: 200,
+    errors: &[404, 409, 410],
+    ..RouteSpec::DEFAULT
 };
 
 /// The invitation routes.

@@ -27,6 +27,7 @@ pub mod routes;
 pub mod tickets;
 pub mod usage;
 
+pub use orgwall_tenancy_http::serve::{serve, ServeConfig};
 pub use orgwall_tenancy_http::{body, limits, page, problem, wall};
 
 use axum::extract::DefaultBodyLimit;
@@ -139,8 +140,12 @@ pub fn app(state: AppState) -> Router {
             metrics::measure,
         ))
         .fallback(problem::not_found_fallback)
+        .method_not_allowed_fallback(problem::method_not_allowed)
         .with_state(state)
         .layer(DefaultBodyLimit::max(body::MAX_JSON_BYTES))
+        .layer(axum::middleware::from_fn(
+            orgwall_tenancy_http::serve::close_unread,
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

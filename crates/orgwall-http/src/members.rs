@@ -37,6 +37,8 @@ static LIST: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 200,
+    query: Some(schema::<PageQuery>),
+    ..RouteSpec::DEFAULT
 };
 static GET_ONE: RouteSpec = RouteSpec {
     method: "GET",
@@ -46,6 +48,7 @@ static GET_ONE: RouteSpec = RouteSpec {
     ids: &[("user_id", "member")],
     body: None,
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 static UPDATE: RouteSpec = RouteSpec {
     method: "PATCH",
@@ -55,6 +58,7 @@ static UPDATE: RouteSpec = RouteSpec {
     ids: &[("user_id", "member")],
     body: Some(schema::<UpdateMember>),
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 static REMOVE: RouteSpec = RouteSpec {
     method: "DELETE",
@@ -64,6 +68,8 @@ static REMOVE: RouteSpec = RouteSpec {
     ids: &[("user_id", "member")],
     body: None,
     status: 204,
+    rule: Some("members:remove to remove another member (owners only by owners); with your own user id, leaving, which membership alone allows; the last owner cannot go"),
+    ..RouteSpec::DEFAULT
 };
 
 /// The member routes.

@@ -1,4 +1,5 @@
-//! `GET /metrics` (Prometheus text format) and the layer that measures every request.
+//! `GET /metrics` (Prometheus text format) on the operator's own listener ([`router`]),
+//! and the layer that measures every request.
 //!
 //! Series: `orgwall_http_requests_total{method,route,status}`,
 //! `orgwall_http_request_duration_seconds{method,route}`,
@@ -9,7 +10,6 @@
 //! (`/v1/orgs/{org}/tickets/{id}`), never by concrete ids, so the series stay few and
 //! carry no tenant data.
 
-use crate::routes::{route, Access, Route, RouteSpec};
 use crate::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
@@ -143,19 +143,49 @@ pub async fn measure(State(state): State<AppState>, req: Request, next: Next) ->
     res
 }
 
-static METRICS: RouteSpec = RouteSpec {
-    method: "GET",
-    path: "/metrics",
-    access: Access::Public,
-    summary: "Prometheus metrics (no tenant data: routes are templates)",
-    ids: &[],
-    body: None,
-    status: 200,
-};
+/// The operator's metrics listener: `GET /metrics` only, never on the public listener
+/// (`serve --metrics-listen`). With a `token`, a scrape must send `Authorization: Bearer
+/// <token>` (401 otherwise). Its figures span every org (request counts by route
+/// template, jobs, the pool), so no tenant may read them.
+pub fn router(state: AppState, token: Option<String>) -> axum::Router {
+    let token: Option<std::sync::Arc<str>> = token.filter(|t| !t.is_empty()).map(Into::into);
+    axum::Router::new()
+        .route("/metrics", get(scrape))
+        .route_layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| {
+                let token = token.clone();
+                async move {
+                    if let Some(want) = token.as_deref() {
+                        let sent = req
+                            .headers()
+                            .get(header::AUTHORIZATION)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.strip_prefix("Bearer "))
+                            .unwrap_or("");
+                        if !same(sent.trim(), want) {
+                            return crate::problem::Problem::new(
+                                axum::http::StatusCode::UNAUTHORIZED,
+                                "unauthenticated",
+                                "The metrics listener needs its bearer token.",
+                            )
+                            .into_response();
+                        }
+                    }
+                    next.run(req).await
+                }
+            },
+        ))
+        .fallback(crate::problem::not_found_fallback)
+        .with_state(state)
+}
 
-/// The metrics route.
-pub fn routes() -> Vec<Route> {
-    vec![route(&METRICS, get(scrape))]
+/// Compares in constant time.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 async fn scrape(State(state): State<AppState>) -> Response {

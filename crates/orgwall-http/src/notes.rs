@@ -29,11 +29,16 @@ struct UpdateNote {
     body: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Full-text search: every word must appear (whole words, any case).
+    #[schemars(length(max = 200))]
     q: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    #[schemars(with = "Option<i64>", range(min = 1, max = 200))]
     limit: Option<String>,
+    /// Opaque cursor from the previous page's `next_cursor`.
     cursor: Option<String>,
 }
 
@@ -47,6 +52,8 @@ static LIST: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 200,
+    query: Some(schema::<ListQuery>),
+    ..RouteSpec::DEFAULT
 };
 static CREATE: RouteSpec = RouteSpec {
     method: "POST",
@@ -56,6 +63,7 @@ static CREATE: RouteSpec = RouteSpec {
     ids: &[],
     body: Some(schema::<CreateNote>),
     status: 201,
+    ..RouteSpec::DEFAULT
 };
 static GET: RouteSpec = RouteSpec {
     method: "GET",
@@ -65,6 +73,7 @@ static GET: RouteSpec = RouteSpec {
     ids: IDS,
     body: None,
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 static UPDATE: RouteSpec = RouteSpec {
     method: "PATCH",
@@ -74,6 +83,7 @@ static UPDATE: RouteSpec = RouteSpec {
     ids: IDS,
     body: Some(schema::<UpdateNote>),
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 static DELETE: RouteSpec = RouteSpec {
     method: "DELETE",
@@ -83,6 +93,7 @@ static DELETE: RouteSpec = RouteSpec {
     ids: IDS,
     body: None,
     status: 204,
+    ..RouteSpec::DEFAULT
 };
 
 /// The note routes.

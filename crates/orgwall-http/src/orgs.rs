@@ -44,6 +44,7 @@ static CREATE: RouteSpec = RouteSpec {
     ids: &[],
     body: Some(schema::<CreateOrg>),
     status: 201,
+    ..RouteSpec::DEFAULT
 };
 static LIST: RouteSpec = RouteSpec {
     method: "GET",
@@ -53,6 +54,7 @@ static LIST: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 static GET: RouteSpec = RouteSpec {
     method: "GET",
@@ -62,6 +64,7 @@ static GET: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 static UPDATE: RouteSpec = RouteSpec {
     method: "PATCH",
@@ -71,6 +74,7 @@ static UPDATE: RouteSpec = RouteSpec {
     ids: &[],
     body: Some(schema::<UpdateOrg>),
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 static DELETE: RouteSpec = RouteSpec {
     method: "DELETE",
@@ -80,6 +84,7 @@ static DELETE: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 202,
+    ..RouteSpec::DEFAULT
 };
 static TRANSFER: RouteSpec = RouteSpec {
     method: "POST",
@@ -89,6 +94,8 @@ static TRANSFER: RouteSpec = RouteSpec {
     ids: &[],
     body: Some(schema::<Transfer>),
     status: 204,
+    rule: Some("owner: only an owner can transfer ownership"),
+    ..RouteSpec::DEFAULT
 };
 
 /// The organization routes.

@@ -42,6 +42,8 @@ static LIST: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 200,
+    query: Some(schema::<PageQuery>),
+    ..RouteSpec::DEFAULT
 };
 static CREATE: RouteSpec = RouteSpec {
     method: "POST",
@@ -51,6 +53,7 @@ static CREATE: RouteSpec = RouteSpec {
     ids: &[],
     body: Some(schema::<CreateProject>),
     status: 201,
+    ..RouteSpec::DEFAULT
 };
 static GET: RouteSpec = RouteSpec {
     method: "GET",
@@ -60,6 +63,7 @@ static GET: RouteSpec = RouteSpec {
     ids: IDS,
     body: None,
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 static UPDATE: RouteSpec = RouteSpec {
     method: "PATCH",
@@ -69,6 +73,7 @@ static UPDATE: RouteSpec = RouteSpec {
     ids: IDS,
     body: Some(schema::<UpdateProject>),
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 static DELETE: RouteSpec = RouteSpec {
     method: "DELETE",
@@ -78,6 +83,7 @@ static DELETE: RouteSpec = RouteSpec {
     ids: IDS,
     body: None,
     status: 204,
+    ..RouteSpec::DEFAULT
 };
 
 /// The project routes.

@@ -46,6 +46,7 @@ static PERMISSIONS: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 static LIST: RouteSpec = RouteSpec {
     method: "GET",
@@ -55,6 +56,8 @@ static LIST: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 200,
+    query: Some(schema::<PageQuery>),
+    ..RouteSpec::DEFAULT
 };
 static GET_ONE: RouteSpec = RouteSpec {
     method: "GET",
@@ -64,6 +67,7 @@ static GET_ONE: RouteSpec = RouteSpec {
     ids: &[("role_id", "role")],
     body: None,
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 static CREATE: RouteSpec = RouteSpec {
     method: "POST",
@@ -73,6 +77,7 @@ static CREATE: RouteSpec = RouteSpec {
     ids: &[],
     body: Some(schema::<CreateRole>),
     status: 201,
+    ..RouteSpec::DEFAULT
 };
 static UPDATE: RouteSpec = RouteSpec {
     method: "PATCH",
@@ -82,6 +87,7 @@ static UPDATE: RouteSpec = RouteSpec {
     ids: &[("role_id", "role")],
     body: Some(schema::<UpdateRole>),
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 static DELETE: RouteSpec = RouteSpec {
     method: "DELETE",
@@ -91,6 +97,7 @@ static DELETE: RouteSpec = RouteSpec {
     ids: &[("role_id", "role")],
     body: None,
     status: 204,
+    ..RouteSpec::DEFAULT
 };
 
 /// The catalogue and role routes.

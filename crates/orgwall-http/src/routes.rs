@@ -37,7 +37,6 @@ fn features() -> Vec<Route> {
     v.extend(crate::audit::routes());
     v.extend(crate::exports::routes());
     v.extend(crate::usage::routes());
-    v.extend(crate::metrics::routes());
     v
 }
 

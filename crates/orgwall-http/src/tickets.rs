@@ -52,14 +52,25 @@ struct CreateComment {
     body: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Only tickets in this workflow status.
+    #[schemars(extend("enum" = ["open", "in_progress", "resolved", "closed"]))]
     status: Option<String>,
+    /// Only tickets assigned to this member (user id).
+    #[schemars(extend("format" = "uuid"))]
     assignee: Option<String>,
+    /// Only tickets of this project (id).
+    #[schemars(extend("format" = "uuid"))]
     project: Option<String>,
+    /// Full-text search: every word must appear (whole words, any case).
+    #[schemars(length(max = 200))]
     q: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    #[schemars(with = "Option<i64>", range(min = 1, max = 200))]
     limit: Option<String>,
+    /// Opaque cursor from the previous page's `next_cursor`.
     cursor: Option<String>,
 }
 
@@ -81,6 +92,8 @@ static LIST: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 200,
+    query: Some(schema::<ListQuery>),
+    ..RouteSpec::DEFAULT
 };
 static CREATE: RouteSpec = RouteSpec {
     method: "POST",
@@ -90,6 +103,7 @@ static CREATE: RouteSpec = RouteSpec {
     ids: &[],
     body: Some(schema::<CreateTicket>),
     status: 201,
+    ..RouteSpec::DEFAULT
 };
 static GET: RouteSpec = RouteSpec {
     method: "GET",
@@ -99,6 +113,7 @@ static GET: RouteSpec = RouteSpec {
     ids: TICKET,
     body: None,
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 static UPDATE: RouteSpec = RouteSpec {
     method: "PATCH",
@@ -108,6 +123,7 @@ static UPDATE: RouteSpec = RouteSpec {
     ids: TICKET,
     body: Some(schema::<UpdateTicket>),
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 static DELETE: RouteSpec = RouteSpec {
     method: "DELETE",
@@ -117,6 +133,7 @@ static DELETE: RouteSpec = RouteSpec {
     ids: TICKET,
     body: None,
     status: 204,
+    ..RouteSpec::DEFAULT
 };
 static COMMENTS: RouteSpec = RouteSpec {
     method: "GET",
@@ -126,6 +143,7 @@ static COMMENTS: RouteSpec = RouteSpec {
     ids: TICKET,
     body: None,
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 static ADD_COMMENT: RouteSpec = RouteSpec {
     method: "POST",
@@ -135,6 +153,7 @@ static ADD_COMMENT: RouteSpec = RouteSpec {
     ids: TICKET,
     body: Some(schema::<CreateComment>),
     status: 201,
+    ..RouteSpec::DEFAULT
 };
 static DELETE_COMMENT: RouteSpec = RouteSpec {
     method: "DELETE",
@@ -144,6 +163,7 @@ static DELETE_COMMENT: RouteSpec = RouteSpec {
     ids: COMMENT,
     body: None,
     status: 204,
+    ..RouteSpec::DEFAULT
 };
 
 /// The ticket and comment routes.

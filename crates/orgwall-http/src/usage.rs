@@ -18,6 +18,7 @@ static USAGE: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 
 /// The usage route.

@@ -13,26 +13,11 @@ use orgwall_http::AppState;
 use orgwall_store::access::OrgScope;
 use orgwall_store::jobs::{self, mail, JobCtx, Registry, Worker, WorkerConfig};
 use orgwall_store::{params, Mode};
-use orgwall_testkit::{both, store_file, untar, Demo, TestDb, TestServer};
+use orgwall_testkit::{both, store_file, tenant_tables, untar, Demo, TestDb, TestServer};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const TENANT_TABLES: &[&str] = &[
-    "memberships",
-    "roles",
-    "invitations",
-    "api_keys",
-    "projects",
-    "tickets",
-    "ticket_events",
-    "ticket_comments",
-    "notes",
-    "files",
-    "audit_events",
-    "exports",
-];
 
 struct Env {
     s: TestServer,
@@ -122,7 +107,7 @@ async fn download(
 
 async fn counts(t: &TestDb, org: OrgId) -> Vec<i64> {
     let mut v = Vec::new();
-    for tb in TENANT_TABLES {
+    for tb in tenant_tables() {
         v.push(t.owner_count(tb, &format!("org_id = '{org}'")).await);
     }
     v
@@ -256,7 +241,7 @@ both!(
         let entries = untar(&gz);
         let manifest: Value = serde_json::from_slice(&entries["manifest.json"]).unwrap();
         assert_eq!(manifest["org_id"], json!(acme));
-        for table in TENANT_TABLES {
+        for table in tenant_tables() {
             let name = format!("tables/{table}.jsonl");
             let body = entries
                 .get(&name)
@@ -272,7 +257,7 @@ both!(
                 assert!(row.get("key_hash").is_none() && row.get("token_hash").is_none());
             }
             let stored = t.owner_count(table, &format!("org_id = '{acme}'")).await;
-            if *table == "audit_events" {
+            if table == "audit_events" {
                 // The export's own completion event is written after the dump.
                 assert!(
                     rows.len() as i64 >= stored - 1 && rows.len() as i64 <= stored,
@@ -573,7 +558,7 @@ both!(
         let before_globex = counts(&t, d.globex).await;
 
         drain(&e.state).await;
-        for tb in TENANT_TABLES {
+        for tb in tenant_tables() {
             assert_eq!(
                 t.owner_count(tb, &format!("org_id = '{acme}'")).await,
                 0,

@@ -144,13 +144,10 @@ async fn scenario(t: &TestDb, secrets: &mut Vec<String>) -> String {
     s.call("POST", "/v1/auth/logout", Some(&dora), &[], None)
         .await;
 
-    let m = reqwest::get(format!("{}/metrics", s.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    m
+    // Not on the public listener: the operator's own (`serve --metrics-listen`).
+    let public = s.call("GET", "/metrics", None, &[], None).await;
+    assert_eq!((public.status, public.code()), (404, "not_found"));
+    s.metrics().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -268,15 +268,15 @@ async fn other_instances_hear_changes_through_notify() {
 
     // A change made with plain SQL by another program (the triggers announce it too).
     warm(&other, d.alice, d.acme).await;
-    // (A system role's permissions are computed from the registered catalogue, not read
-    // from its row: the change is a demotion, made with SQL.)
+    // (A system role's permissions come from the registered catalogue, so the edit moves
+    // a member to another role.)
     t.owner_exec(&format!(
         "UPDATE memberships SET role_id = (SELECT id FROM roles WHERE org_id = '{0}' AND key = 'viewer')
          WHERE org_id = '{0}' AND user_id = '{1}'",
         d.acme, d.alice
     ))
     .await;
-    eventually("a role edited by SQL", || async {
+    eventually("a membership edited by SQL", || async {
         !access::verify_member(&other, d.alice, d.acme)
             .await
             .unwrap()

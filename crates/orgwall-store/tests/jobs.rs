@@ -23,25 +23,10 @@ use orgwall_store::repo::{
 };
 use orgwall_store::{params, BackendKind, Db, Mode};
 use orgwall_testkit::smtp::{SinkTls, SmtpSink};
-use orgwall_testkit::{both, store_file, Demo, TestDb};
+use orgwall_testkit::{both, store_file, tenant_tables, Demo, TestDb};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const TENANT_TABLES: &[&str] = &[
-    "memberships",
-    "roles",
-    "invitations",
-    "api_keys",
-    "projects",
-    "tickets",
-    "ticket_events",
-    "ticket_comments",
-    "notes",
-    "files",
-    "audit_events",
-    "exports",
-];
 
 struct Env {
     ctx: JobCtx,
@@ -826,9 +811,9 @@ async fn tls_delivery_is_encrypted_and_verified() {
 
 async fn counts(t: &TestDb, org: OrgId) -> Vec<(&'static str, i64)> {
     let mut v = Vec::new();
-    for table in TENANT_TABLES {
+    for table in tenant_tables() {
         v.push((
-            *table,
+            table,
             t.owner_count(table, &format!("org_id = '{org}'")).await,
         ));
     }
@@ -927,7 +912,7 @@ both!(the_purge_removes_exactly_one_org, |t: TestDb| async move {
     }
     let out = w.run_until_idle().await;
     assert!(out.iter().all(|(_, o)| *o == Outcome::Done), "{out:?}");
-    let zero: Vec<(&str, i64)> = TENANT_TABLES.iter().map(|t| (*t, 0)).collect();
+    let zero: Vec<(&str, i64)> = tenant_tables().into_iter().map(|t| (t, 0)).collect();
     assert_eq!(counts(&t, d.acme).await, zero, "every row of Acme is gone");
     assert_eq!(
         counts(&t, d.globex).await,

@@ -10,22 +10,7 @@
 use orgwall_core::{Error, TicketId};
 use orgwall_store::repo::{projects, tickets};
 use orgwall_store::{params, BackendKind, Mode};
-use orgwall_testkit::{both, Demo, TestDb};
-
-const TENANT_TABLES: &[&str] = &[
-    "memberships",
-    "roles",
-    "invitations",
-    "api_keys",
-    "projects",
-    "tickets",
-    "ticket_events",
-    "ticket_comments",
-    "notes",
-    "files",
-    "audit_events",
-    "exports",
-];
+use orgwall_testkit::{both, tenant_tables, Demo, TestDb};
 
 both!(
     raw_sql_in_one_org_cannot_see_or_touch_another,
@@ -43,7 +28,7 @@ both!(
 
         let mut tx = db.write(&alice).await.unwrap();
         // No WHERE at all: only Acme's rows come back, from every tenant table.
-        for table in TENANT_TABLES {
+        for table in tenant_tables() {
             let rows = tx
                 .query(&format!("SELECT org_id FROM {table}"), &[])
                 .await
@@ -137,7 +122,7 @@ both!(
 both!(no_scope_sees_no_tenant_rows, |t: TestDb| async move {
     let db = &t.db;
     Demo::load(db).await;
-    for table in TENANT_TABLES {
+    for table in tenant_tables() {
         let mut tx = db.global(Mode::Read).await.unwrap();
         let r = tx
             .query(&format!("SELECT count(*) FROM {table}"), &[])

@@ -22,7 +22,10 @@ pub mod limits;
 pub mod openapi;
 pub mod page;
 pub mod problem;
+pub mod resource;
 pub mod routes;
+pub mod serve;
+pub mod spec;
 pub mod wall;
 
 use orgwall_tenancy::Db;

@@ -24,6 +24,7 @@ pub static OPENAPI: RouteSpec = RouteSpec {
     ids: &[],
     body: None,
     status: 200,
+    ..RouteSpec::DEFAULT
 };
 
 /// What the document says of the service itself.
@@ -91,15 +92,13 @@ fn operation(spec: &RouteSpec, path: &str) -> Value {
             "schema": { "type": "string" }, "x-org": true
         }));
     }
+    if let Some(query) = spec.query {
+        params.extend(query_parameters(&query()));
+    }
     let mut responses = Map::new();
     responses.insert(spec.status.to_string(), json!({ "description": "Success" }));
     let problem = json!({ "$ref": "#/components/responses/Problem" });
-    let errors: &[u16] = match spec.access {
-        Access::Public => &[400, 422, 429],
-        Access::User => &[400, 401, 422],
-        Access::Org(_) => &[400, 401, 403, 404, 409, 422],
-    };
-    for s in errors {
+    for s in spec.error_statuses() {
         responses.insert(s.to_string(), problem.clone());
     }
     let mut op = json!({
@@ -110,18 +109,81 @@ fn operation(spec: &RouteSpec, path: &str) -> Value {
         "x-access": match spec.access { Access::Public => "public", Access::User => "user", Access::Org(_) => "org" },
         "x-permission": match spec.access { Access::Org(Some(p)) => json!(p.as_str()), _ => Value::Null },
     });
+    if let Some(rule) = spec.rule {
+        op["x-rule"] = json!(rule);
+    }
     if spec.access != Access::Public {
         op["security"] = json!([{ "bearer": [] }]);
     }
     if let Some(body) = spec.body {
-        let mut schema = body();
-        if let Some(o) = schema.as_object_mut() {
-            o.remove("$schema");
-        }
-        op["requestBody"] =
-            json!({ "required": true, "content": { "application/json": { "schema": schema } } });
+        op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": clean(body()) } } });
+    } else if let Some(form) = spec.multipart {
+        op["requestBody"] = json!({ "required": true, "content": { "multipart/form-data": { "schema": clean(form()) } } });
     }
     op
+}
+
+/// A schema for embedding: without `$schema`.
+fn clean(mut schema: Value) -> Value {
+    if let Some(o) = schema.as_object_mut() {
+        o.remove("$schema");
+    }
+    schema
+}
+
+/// `["string", "null"]` -> `"string"`: a query parameter is absent, never null.
+fn not_null(mut schema: Value) -> Value {
+    if let Some(types) = schema.get("type").and_then(Value::as_array) {
+        let left: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+        if let [one] = left.as_slice() {
+            schema["type"] = one.clone();
+        } else {
+            schema["type"] = Value::Array(left);
+        }
+    }
+    if let Some(any) = schema.get("anyOf").and_then(Value::as_array) {
+        let left: Vec<Value> = any
+            .iter()
+            .filter(|s| s.get("type").and_then(Value::as_str) != Some("null"))
+            .cloned()
+            .collect();
+        if let [one] = left.as_slice() {
+            let mut out = one.clone();
+            if let (Some(o), Some(d)) = (out.as_object_mut(), schema.get("description")) {
+                o.insert("description".into(), d.clone());
+            }
+            return out;
+        }
+    }
+    schema
+}
+
+/// The query parameters described by an object schema (one per property).
+fn query_parameters(schema: &Value) -> Vec<Value> {
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    props
+        .iter()
+        .map(|(name, prop)| {
+            let mut prop = not_null(prop.clone());
+            let description = prop.as_object_mut().and_then(|o| o.remove("description"));
+            let mut p = json!({
+                "name": name, "in": "query",
+                "required": required.contains(&name.as_str()),
+                "schema": prop,
+            });
+            if let Some(d) = description {
+                p["description"] = d;
+            }
+            p
+        })
+        .collect()
 }
 
 /// Builds the document of the routes `specs`.

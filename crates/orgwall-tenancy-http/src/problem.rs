@@ -139,6 +139,7 @@ impl From<Error> for Problem {
                     "unavailable",
                     "The service is temporarily unavailable.",
                 )
+                .with_header("retry-after", "5".into())
             }
             Error::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
@@ -173,4 +174,13 @@ impl IntoResponse for Problem {
 /// The answer to a route that does not exist.
 pub async fn not_found_fallback() -> Problem {
     Problem::new(StatusCode::NOT_FOUND, "not_found", "No such route.")
+}
+
+/// The answer to a known route called with a method it does not have.
+pub async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "This route does not accept that method.",
+    )
 }

@@ -15,7 +15,7 @@
 
 use crate::limits;
 use crate::problem::Problem;
-use crate::routes::{Access, RouteSpec};
+use crate::spec::{Access, RouteSpec};
 use crate::Kernel;
 use axum::extract::{FromRequestParts, RawPathParams, Request, State};
 use axum::http::request::Parts;
@@ -199,6 +199,14 @@ async fn org_wall(
         .iter()
         .find(|(k, _)| *k == "org")
         .map(|(_, v)| v.to_owned());
+    // A path claim that is not text (NUL, control characters) names no org: the path
+    // does not exist, as for a malformed resource id.
+    if path_claim
+        .as_deref()
+        .is_some_and(|c| orgwall_core::text::check_line(c).is_err())
+    {
+        return Err(Problem::from(Error::NotFound));
+    }
     let header_claim = match parts.headers.get(ORG_HEADER) {
         None => None,
         Some(v) => Some(v.to_str().map(str::to_owned).map_err(|_| {

@@ -11,12 +11,14 @@
 //! settings of a transaction can only be chosen inside this crate (the access module).
 
 use crate::access::cache::{AccessCache, CacheStats, Dep};
-use crate::access::OrgScope;
 use crate::module::Catalog;
 use crate::postgres as pg;
+use crate::scope::OrgScope;
+pub use crate::settings::Mode;
+pub(crate) use crate::settings::Settings;
 use crate::sqlite;
 use crate::value::{Row, Val};
-use orgwall_core::{Error, OrgId, Result, UserId};
+use orgwall_core::{Error, OrgId, Result};
 use std::path::PathBuf;
 
 /// Which backend a [`Db`] talks to.
@@ -26,54 +28,6 @@ pub enum BackendKind {
     Postgres,
     /// Embedded SQLite with scoped views, an authorizer and guard triggers.
     Sqlite,
-}
-
-/// Whether a transaction may write. Read transactions are `READ ONLY` on PostgreSQL and
-/// deferred on SQLite; write transactions take SQLite's write lock up front.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Reads only.
-    Read,
-    /// Reads and writes.
-    Write,
-}
-
-/// The scope a transaction states to the database. Only this crate builds one.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Settings {
-    /// `app.org_id`: the tenant whose rows are visible and writable.
-    pub org: Option<OrgId>,
-    /// `app.user_id`: lets a user read their own memberships across orgs.
-    pub user: Option<UserId>,
-    /// `app.lookup`: lets a secret's hash find the one row it names.
-    pub lookup: Option<String>,
-    /// `app.system`: a named system transaction, which reaches every org's rows of the
-    /// one system table of that name (set only by [`Db::system`]).
-    pub system: Option<&'static str>,
-    /// Access generations the transaction's first flight checks (PostgreSQL; see
-    /// [`crate::access::OrgScope`]'s freshness): (dependency, expected generation).
-    pub checks: Vec<(uuid::Uuid, i64)>,
-}
-
-impl Settings {
-    pub(crate) fn org(org: OrgId) -> Self {
-        Settings {
-            org: Some(org),
-            ..Settings::default()
-        }
-    }
-
-    /// Lets a secret's hash find the one row it names (`app.lookup`), nothing else.
-    pub(crate) fn lookup(hash: String) -> Self {
-        Settings {
-            lookup: Some(hash),
-            ..Settings::default()
-        }
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.org.is_none() && self.user.is_none() && self.lookup.is_none() && self.system.is_none()
-    }
 }
 
 /// Where the data lives.

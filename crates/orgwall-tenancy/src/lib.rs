@@ -46,6 +46,9 @@ pub mod identity;
 pub mod migrate;
 pub mod module;
 mod postgres;
+pub mod rows;
+pub mod scope;
+mod settings;
 mod sqlite;
 pub mod value;
 

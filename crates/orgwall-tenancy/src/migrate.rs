@@ -22,16 +22,7 @@ use crate::module::{Catalog, Module};
 use orgwall_core::{Error, Result};
 use sha2::{Digest, Sha256};
 
-/// One migration file.
-#[derive(Debug)]
-pub struct Migration {
-    /// Its number (from 1, no gaps).
-    pub version: i64,
-    /// Its name.
-    pub name: &'static str,
-    /// Its SQL.
-    pub sql: &'static str,
-}
+pub use crate::module::Migration;
 
 /// What a run did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

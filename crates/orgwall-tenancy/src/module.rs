@@ -19,8 +19,18 @@
 //! modules are applied in the order they are registered, so a module may reference the
 //! tables of any module before it.
 
-use crate::migrate::Migration;
 use orgwall_core::perm::{register, PermissionDef, RegisterError};
+
+/// One migration file.
+#[derive(Debug)]
+pub struct Migration {
+    /// Its number (from 1, no gaps).
+    pub version: i64,
+    /// Its name.
+    pub name: &'static str,
+    /// Its SQL.
+    pub sql: &'static str,
+}
 
 /// A deleted parent row deletes its children (SQLite: generated as a named trigger).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,13 +121,13 @@ impl Default for Catalog {
 }
 
 impl Catalog {
-    /// The kernel's own module alone.
-    pub fn new() -> Self {
+    /// A catalog of no module at all (see `Catalog::new` in [`crate::identity`]: every
+    /// service's catalog starts with the kernel's module).
+    pub(crate) fn empty() -> Self {
         Catalog {
             modules: Vec::new(),
             refused: None,
         }
-        .with(&crate::identity::MODULE)
     }
 
     /// Adds a module after those already registered (registering one twice is a no-op);

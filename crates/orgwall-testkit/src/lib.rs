@@ -3,7 +3,10 @@
 //! - [`TestDb`]: a fresh database per test on either backend (PostgreSQL through
 //!   `ORGWALL_TEST_DATABASE_URL`, created and dropped per test; SQLite in a temp dir);
 //! - [`Demo`]: the seeded Acme/Globex world with ids and scopes at hand;
-//! - [`TestServer`]: the real application on 127.0.0.1:0, with a small JSON client;
+//! - [`TestServer`]: the real application on 127.0.0.1:0 (served by `orgwall_http::serve`,
+//!   as `orgwall serve` does), with a small JSON client; every answer it gives is
+//!   checked against the OpenAPI document ([`conformance`]) and the test fails on a
+//!   status the operation does not document or an error that is not problem+json;
 //! - [`both!`]: one test body, run once per backend;
 //! - [`s3::TestBucket`]: a bucket of its own on the S3-compatible test server; file
 //!   helpers: [`store_file`], [`foreign_keys`], [`untar`].
@@ -19,6 +22,7 @@
 )]
 
 pub mod browser;
+pub mod conformance;
 pub mod s3;
 pub mod smtp;
 pub mod wire;
@@ -27,6 +31,13 @@ use orgwall_core::{OrgId, UserId};
 use orgwall_store::access::{self, OrgScope};
 use orgwall_store::{BackendKind, Db, DbConfig};
 use std::path::PathBuf;
+
+/// Every tenant table orgwall registers (the kernel's and the product's), from the
+/// catalog: a table is covered by the tests that walk this list the moment its module
+/// declares it.
+pub fn tenant_tables() -> Vec<&'static str> {
+    orgwall_store::catalog().tenant_tables().collect()
+}
 
 /// The admin URL tests create their databases through.
 pub fn admin_url() -> String {
@@ -299,6 +310,11 @@ pub struct TestServer {
     pub db: Db,
     /// A client.
     pub http: reqwest::Client,
+    /// Every answer is checked against the OpenAPI document; the server fails its test
+    /// when dropped with violations (see [`conformance`]).
+    pub conformance: std::sync::Arc<conformance::Conformance>,
+    /// The application's state.
+    pub state: orgwall_http::AppState,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -336,21 +352,27 @@ impl TestServer {
     /// Starts the app with a custom state.
     pub async fn with_state(state: orgwall_http::AppState) -> TestServer {
         let db = state.db.clone();
+        let kept = state.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = orgwall_http::app(state);
+        let checker = conformance::Conformance::new(&orgwall_http::openapi::document());
+        let c = checker.clone();
+        let app = orgwall_http::app(state).layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                conformance::layer(c.clone(), req, next)
+            },
+        ));
         let task = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-            )
-            .await
-            .unwrap();
+            orgwall_http::serve(listener, app, Default::default(), std::future::pending())
+                .await
+                .unwrap();
         });
         TestServer {
             base: format!("http://{addr}"),
             db,
             http: reqwest::Client::new(),
+            conformance: checker,
+            state: kept,
             task,
         }
     }
@@ -387,6 +409,25 @@ impl TestServer {
         }
     }
 
+    /// The operator's metrics (`GET /metrics` of the metrics listener, which is not the
+    /// public one).
+    pub async fn metrics(&self) -> String {
+        use tower::ServiceExt;
+        let res = orgwall_http::metrics::router(self.state.clone(), None)
+            .oneshot(
+                axum::http::Request::get("/metrics")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
     /// GET with a token.
     pub async fn get(&self, path: &str, token: &str) -> Resp {
         self.call("GET", path, Some(token), &[], None).await
@@ -416,6 +457,13 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.task.abort();
+        let v = self.conformance.violations();
+        if !v.is_empty() && !std::thread::panicking() {
+            panic!(
+                "answers the OpenAPI document does not describe:\n  {}",
+                v.join("\n  ")
+            );
+        }
     }
 }
 

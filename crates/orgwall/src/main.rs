@@ -103,6 +103,26 @@ enum Command {
         /// instead of the invalidated in-memory cache (for measuring; the cache is exact).
         #[arg(long, env = "ORGWALL_NO_ACCESS_CACHE")]
         no_access_cache: bool,
+        /// Serve `GET /metrics` (Prometheus) on this separate address, for operators only;
+        /// without it there are no metrics over HTTP. Never on the public listener.
+        #[arg(long, env = "ORGWALL_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
+        /// Bearer token the metrics listener requires (`Authorization: Bearer TOKEN`).
+        #[arg(long, env = "ORGWALL_METRICS_TOKEN", hide_env_values = true)]
+        metrics_token: Option<String>,
+        /// Time from a request's first byte to the end of its headers (e.g. 10s, 500ms).
+        #[arg(long, env = "ORGWALL_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = duration)]
+        header_read_timeout: std::time::Duration,
+        /// Longest wait for the next piece of a request body being read.
+        #[arg(long, env = "ORGWALL_BODY_READ_TIMEOUT", default_value = "30s", value_parser = duration)]
+        body_read_timeout: std::time::Duration,
+        /// A connection with no request in progress and nothing received for this long
+        /// (or whose response does not move for this long) is closed.
+        #[arg(long, env = "ORGWALL_IDLE_TIMEOUT", default_value = "60s", value_parser = duration)]
+        idle_timeout: std::time::Duration,
+        /// Open connections at most; more clients wait until one closes.
+        #[arg(long, env = "ORGWALL_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+        max_connections: u32,
         #[command(flatten)]
         files: files_cli::FileStoreArgs,
         #[command(flatten)]
@@ -151,6 +171,28 @@ enum Command {
     /// Probe any API for cross-tenant leaks from its OpenAPI document and two tenants'
     /// credentials (exit 0: no leak, 1: leak, 2: could not run). See `orgwall probe --help`.
     Probe(orgwall_probe::cli::Args),
+}
+
+/// A duration: `500ms`, `10s`, `2m`, or plain seconds (`10`).
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (n, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 10s or 500ms"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{s:?}: the unit must be ms, s or m")),
+    };
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("{s:?} must be more than zero"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
 }
 
 fn init_logs(format: LogFormat) {
@@ -209,6 +251,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             files,
             no_access_cache,
             worker,
+            metrics_listen,
+            metrics_token,
+            header_read_timeout,
+            body_read_timeout,
+            idle_timeout,
+            max_connections,
         } => {
             // The file store first: a bad S3 setting stops the start before any database work.
             let files = files.open(&cli.data_dir).await?;
@@ -274,14 +322,49 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     &worker.worker,
                 )?)
             };
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let stopped = move || {
+                let mut rx = stop_rx.clone();
+                async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                }
+            };
+            let metrics = match metrics_listen {
+                None => None,
+                Some(addr) => {
+                    let l = tokio::net::TcpListener::bind(addr)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+                    let at = l.local_addr()?;
+                    tracing::info!(addr = %at, "metrics listening");
+                    eprintln!("orgwall metrics on http://{at}/metrics");
+                    let router =
+                        orgwall_http::metrics::router(state.clone(), metrics_token.clone());
+                    Some(tokio::spawn(orgwall_http::serve(
+                        l,
+                        router,
+                        orgwall_http::ServeConfig::default(),
+                        stopped(),
+                    )))
+                }
+            };
+            let config = orgwall_http::ServeConfig {
+                header_read_timeout: *header_read_timeout,
+                body_read_timeout: *body_read_timeout,
+                idle_timeout: *idle_timeout,
+                max_connections: usize::try_from(*max_connections).unwrap_or(usize::MAX),
+                ..Default::default()
+            };
             // The console at `/` and the API under `/v1`, on one origin.
             let app = orgwall_console::app(state);
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = stop_tx.send(true);
+            });
+            orgwall_http::serve(listener, app, config, stopped()).await?;
+            if let Some(m) = metrics {
+                let _ = m.await;
+            }
             if let Some(w) = running {
                 w.stop().await;
             }

@@ -23,7 +23,7 @@ pub struct Comment {
 
 /// Adds a comment to a ticket of this org.
 pub async fn add(tx: &mut TenantTx<'_>, ticket_id: TicketId, body: &str) -> Result<Comment> {
-    let body = super::text("body", body, 20_000)?;
+    let body = super::required_long_text("body", body, 20_000)?;
     super::tickets::get(tx, ticket_id).await?;
     let org = tx.org_id();
     let author = tx.scope().user_id();

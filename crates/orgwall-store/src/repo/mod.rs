@@ -36,4 +36,4 @@ pub mod tickets;
 pub mod users;
 pub mod verifications;
 
-pub(crate) use orgwall_tenancy::identity::{long_text, text};
+pub(crate) use orgwall_tenancy::identity::{long_text, required_long_text, text};

@@ -27,7 +27,7 @@
 //! - On SQLite (one embedded server) another process's changes (`orgwall set-plan` on the
 //!   same file) are seen within [`TTL`].
 
-use super::Principal;
+use crate::scope::{OrgScope, Principal};
 use orgwall_core::{ApiKeyId, OrgId, PermissionSet, SessionId, UserId};
 use quick_cache::sync::Cache;
 use std::collections::HashMap;
@@ -498,17 +498,9 @@ async fn listen(
 }
 
 /// The principal a cached grant stands for (keeps scope building in one place).
-pub(crate) fn scope(org: OrgId, principal: Principal, g: &Grant) -> super::OrgScope {
-    super::OrgScope {
-        org_id: org,
-        principal,
-        permissions: g.permissions,
-        rate_limit_per_minute: g.rate_limit_per_minute,
-        fresh: super::Fresh {
-            checks: vec![(org.uuid(), g.gen)],
-            ..super::Fresh::default()
-        },
-    }
+pub(crate) fn scope(org: OrgId, principal: Principal, g: &Grant) -> OrgScope {
+    OrgScope::new(org, principal, g.permissions, g.rate_limit_per_minute)
+        .depending_on(org.uuid(), g.gen)
 }
 
 #[cfg(test)]

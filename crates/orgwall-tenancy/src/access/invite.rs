@@ -220,13 +220,7 @@ pub async fn accept_invitation(db: &Db, user: UserId, token: &str) -> Result<Joi
         Error::Conflict(..) => already_member(),
         other => other,
     })?;
-    let scope = OrgScope {
-        org_id: org,
-        principal: Principal::User(user),
-        permissions,
-        rate_limit_per_minute: None,
-        fresh: super::Fresh::default(),
-    };
+    let scope = OrgScope::new(org, Principal::User(user), permissions, None);
     audit::insert(
         &mut tx,
         &scope,

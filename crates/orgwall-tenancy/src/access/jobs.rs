@@ -24,13 +24,12 @@ use orgwall_core::{Error, JobId, OrgId, PermissionSet, Result};
 pub const PURGE_KIND: &str = "org.purge";
 
 fn job_scope(kind: &'static str, job: JobId, org: OrgId) -> OrgScope {
-    OrgScope {
-        org_id: org,
-        principal: Principal::Job { kind, id: job },
-        permissions: PermissionSet::all(),
-        rate_limit_per_minute: None,
-        fresh: super::Fresh::default(),
-    }
+    OrgScope::new(
+        org,
+        Principal::Job { kind, id: job },
+        PermissionSet::all(),
+        None,
+    )
 }
 
 /// Enters `org` for tenant job `job` of `kind`. Refuses an org that is gone or being

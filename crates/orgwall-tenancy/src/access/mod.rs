@@ -21,8 +21,8 @@
 //! };
 //! ```
 //!
-//! ```compile_fail,E0599
-//! // Nor is there any constructor function to call.
+//! ```compile_fail,E0624
+//! // Nor can its constructor be called: it is private to the kernel.
 //! let scope = orgwall_tenancy::access::OrgScope::new(orgwall_core::OrgId::new());
 //! ```
 //!
@@ -40,6 +40,7 @@
 //! ```
 
 pub(crate) mod cache;
+pub use crate::scope::{OrgScope, Principal};
 pub use cache::{CacheStats, LISTENER_NAME, TTL as ACCESS_CACHE_TTL};
 mod invite;
 pub use invite::*;
@@ -50,122 +51,8 @@ use crate::identity::audit::{self, AuditEntry};
 use crate::params;
 use crate::value::now;
 use orgwall_core::{
-    ApiKeyId, Error, OrgId, Permission, PermissionSet, Result, RoleId, Slug, SystemRole, UserId,
+    ApiKeyId, Error, OrgId, PermissionSet, Result, RoleId, Slug, SystemRole, UserId,
 };
-
-/// Who acts inside a scope.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Principal {
-    /// A signed-in user (verified member).
-    User(UserId),
-    /// An organization API key.
-    ApiKey(ApiKeyId),
-    /// A named system actor (a job kind, an operator command).
-    System {
-        /// The actor's fixed name, e.g. `job:org_purge`.
-        name: &'static str,
-    },
-    /// A background job running in the org (see [`crate::jobs`]): its kind and id, so
-    /// whatever it writes (and its audit entry, for the audited kinds) names the job.
-    Job {
-        /// The job kind, e.g. `export.build`.
-        kind: &'static str,
-        /// The job.
-        id: orgwall_core::JobId,
-    },
-}
-
-/// Proof of the right to act inside one organization, with the permissions held there.
-#[derive(Debug)]
-pub struct OrgScope {
-    org_id: OrgId,
-    principal: Principal,
-    permissions: PermissionSet,
-    /// The org's request rate limit (its override, else its plan's), read with the
-    /// membership so the wall needs no extra query; `None` for system scopes.
-    rate_limit_per_minute: Option<u32>,
-    /// Whether the access it was built from is still current in the database (see
-    /// [`Fresh`]): checked in the first flight of its first transaction.
-    fresh: Fresh,
-}
-
-/// What a scope built from (possibly cached) access depends on, checked against the
-/// database's access generations (`access_generations`, bumped in every transaction that
-/// changes access) in the very flight of the scope's first transaction on PostgreSQL: a
-/// column of the scope prelude, so a warm request still costs one round trip. A stale
-/// scope's transaction is rolled back before anything else is sent (a write) or its rows
-/// discarded (a read), the cache forgets the org (and user), the principal is verified
-/// again from the database, and the flight is sent again; if the access was reduced
-/// meanwhile the transaction fails (`not_a_member`, `permission_denied`, 401). So a change
-/// committed through any instance takes effect on the very next request to every other
-/// instance, whether or not its announcement (`NOTIFY`) has arrived yet.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Fresh {
-    /// (dependency id, generation it was read at): the org, and the session's user.
-    pub(crate) checks: Vec<(uuid::Uuid, i64)>,
-    /// The session the scope was reached through, if any.
-    pub(crate) session: Option<orgwall_core::SessionId>,
-    /// Set once a flight has confirmed the checks: later transactions of the same request
-    /// do not check again (the request was authorized when it started).
-    pub(crate) confirmed: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl OrgScope {
-    /// The organization.
-    pub fn org_id(&self) -> OrgId {
-        self.org_id
-    }
-
-    /// Who acts.
-    pub fn principal(&self) -> &Principal {
-        &self.principal
-    }
-
-    /// The permissions held in this organization.
-    pub fn permissions(&self) -> PermissionSet {
-        self.permissions
-    }
-
-    /// The org's requests-per-minute limit, if this scope came from a request.
-    pub fn rate_limit_per_minute(&self) -> Option<u32> {
-        self.rate_limit_per_minute
-    }
-
-    /// Succeeds if `p` is held, else [`Error::PermissionDenied`] naming it.
-    pub fn require(&self, p: Permission) -> Result<()> {
-        if self.permissions.contains(p) {
-            Ok(())
-        } else {
-            Err(Error::PermissionDenied(p))
-        }
-    }
-
-    /// Makes this scope depend on `session` too: its first transaction also checks that
-    /// nothing of the session's user changed since the session was read (a revoked session,
-    /// logout, password change), on every instance. The HTTP guard calls it.
-    pub fn through_session(mut self, session: &crate::identity::sessions::Session) -> Self {
-        if self.user_id() == Some(session.user_id) {
-            self.fresh.session = Some(session.id);
-            self.fresh
-                .checks
-                .push((session.user_id.uuid(), session.gen));
-        }
-        self
-    }
-
-    /// What the scope's first transaction checks (db module).
-    pub(crate) fn fresh(&self) -> &Fresh {
-        &self.fresh
-    }
-
-    /// The acting user, if a user acts.
-    pub fn user_id(&self) -> Option<UserId> {
-        match self.principal {
-            Principal::User(u) => Some(u),
-            _ => None,
-        }
-    }
-}
 
 /// The org's effective rate limit: its own override, else its plan's.
 const RATE_LIMIT: &str = "coalesce(o.rate_limit_per_minute, p.rate_limit_per_minute)";
@@ -251,8 +138,8 @@ pub(crate) async fn reverify(
                 checks.push((user.uuid(), gen));
             }
             let scope = verify_member(db, *user, org).await?;
-            checks.extend(scope.fresh.checks.iter().copied());
-            scope.permissions
+            checks.extend(scope.fresh().checks.iter().copied());
+            scope.permissions()
         }
         Principal::ApiKey(key) => {
             let mut tx = db.begin(Mode::Read, Settings::org(org)).await?;
@@ -294,13 +181,7 @@ pub async fn enter_system(
     org: OrgId,
     reason: &str,
 ) -> Result<OrgScope> {
-    let scope = OrgScope {
-        org_id: org,
-        principal: Principal::System { name },
-        permissions: PermissionSet::all(),
-        rate_limit_per_minute: None,
-        fresh: Fresh::default(),
-    };
+    let scope = OrgScope::new(org, Principal::System { name }, PermissionSet::all(), None);
     let mut tx = db.write(&scope).await?;
     audit::record(
         &mut tx,
@@ -371,13 +252,12 @@ pub async fn create_org(
         params![org, creator, owner_role, t],
     )
     .await?;
-    let scope = OrgScope {
-        org_id: org,
-        principal: Principal::User(creator),
-        permissions: SystemRole::Owner.permissions(),
-        rate_limit_per_minute: None,
-        fresh: Fresh::default(),
-    };
+    let scope = OrgScope::new(
+        org,
+        Principal::User(creator),
+        SystemRole::Owner.permissions(),
+        None,
+    );
     audit::insert(
         &mut tx,
         &scope,

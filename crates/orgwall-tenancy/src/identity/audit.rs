@@ -1,8 +1,8 @@
 //! The audit log (tenant table `audit_events`).
 
-use crate::access::{OrgScope, Principal};
 use crate::db::{TenantTx, Tx};
 use crate::params;
+use crate::scope::{OrgScope, Principal};
 use crate::value::now;
 use chrono::{DateTime, Utc};
 use orgwall_core::{AuditEventId, Result};

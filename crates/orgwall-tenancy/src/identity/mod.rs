@@ -16,9 +16,10 @@
 pub mod audit;
 pub mod orgs;
 pub mod sessions;
+pub mod users;
 
 use crate::migrate::Migration;
-use crate::module::{Cascade, Module};
+use crate::module::{Cascade, Catalog, Module};
 use orgwall_core::{Error, Result};
 
 /// The kernel's module, always registered first (see [`crate::module::Catalog::new`]).
@@ -80,8 +81,17 @@ pub static MODULE: Module = Module {
 
 const NO_CASCADES: &[Cascade] = &[];
 
-/// Checks a required text field's length (in characters) after trimming.
+impl Catalog {
+    /// The kernel's own module alone; add a service's modules with [`Catalog::with`].
+    pub fn new() -> Self {
+        Catalog::empty().with(&MODULE)
+    }
+}
+
+/// Checks a required one-line text field (a name, a title): no control characters
+/// ([`orgwall_core::text::check_line`]), 1 to `max` characters after trimming.
 pub fn text(field: &str, value: &str, max: usize) -> Result<String> {
+    orgwall_core::text::check_line(value).map_err(|e| Error::Validation(format!("{field} {e}")))?;
     let v = value.trim();
     if v.is_empty() || v.chars().count() > max {
         return Err(Error::Validation(format!(
@@ -91,8 +101,22 @@ pub fn text(field: &str, value: &str, max: usize) -> Result<String> {
     Ok(v.to_owned())
 }
 
-/// Checks an optional long text field's length.
+/// Checks a required long text field (a comment): the long-text rule, 1 to `max`
+/// characters after trimming.
+pub fn required_long_text(field: &str, value: &str, max: usize) -> Result<String> {
+    if value.trim().is_empty() {
+        return Err(Error::Validation(format!(
+            "{field} must be 1-{max} characters"
+        )));
+    }
+    long_text(field, value.trim(), max)
+}
+
+/// Checks an optional long text field: no control characters but tab, LF and CR
+/// ([`orgwall_core::text::check_long_text`]), at most `max` characters.
 pub fn long_text(field: &str, value: &str, max: usize) -> Result<String> {
+    orgwall_core::text::check_long_text(value)
+        .map_err(|e| Error::Validation(format!("{field} {e}")))?;
     if value.chars().count() > max {
         return Err(Error::Validation(format!(
             "{field} must be at most {max} characters"

@@ -9,8 +9,8 @@
 mod doctor;
 mod walls;
 
-use crate::db::{Mode, Settings};
 use crate::module::Catalog;
+use crate::settings::{Mode, Settings};
 use crate::value::{Row, Val};
 use bytes::BytesMut;
 use chrono::{DateTime, Utc};
@@ -147,6 +147,7 @@ impl PgDb {
             mode,
             role: self.app_role.clone(),
             done: false,
+            broken: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -184,6 +185,9 @@ pub(crate) struct PgTx {
     mode: Mode,
     role: Arc<str>,
     done: bool,
+    /// The connection failed under this transaction (the server went away): it is not
+    /// given back to the pool, whose quick check could still see it open.
+    broken: std::sync::atomic::AtomicBool,
 }
 
 fn prelude_params(role: &str, s: &Settings) -> [String; 5] {
@@ -226,6 +230,15 @@ fn refs(params: &[Val]) -> Vec<&(dyn ToSql + Sync)> {
 }
 
 impl PgTx {
+    /// Notes a lost connection in `r`.
+    fn note<T>(&self, r: Result<T>) -> Result<T> {
+        if let Err(Error::Unavailable(_)) = &r {
+            self.broken
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
+    }
+
     fn obj(&self) -> Result<&Object> {
         self.obj
             .as_ref()
@@ -332,7 +345,7 @@ impl PgTx {
 
     /// Runs several independent queries pipelined: one round trip for all of them (and
     /// for BEGIN and the prelude, if this is the transaction's first flight).
-    pub(crate) async fn query_many(&mut self, stmts: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>> {
+    async fn query_many_inner(&mut self, stmts: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>> {
         let pending = self.pending.take();
         let again = pending.clone();
         let r = self.query_many_once(stmts, pending).await;
@@ -369,14 +382,14 @@ impl PgTx {
             .collect()
     }
 
-    pub(crate) async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>> {
+    async fn query_inner(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>> {
         match self.run(sql, params, Op::Query).await? {
             Out::Rows(rows) => rows.iter().map(pg_row).collect(),
             Out::Count(_) => Ok(Vec::new()),
         }
     }
 
-    pub(crate) async fn execute(&mut self, sql: &str, params: &[Val]) -> Result<u64> {
+    async fn execute_inner(&mut self, sql: &str, params: &[Val]) -> Result<u64> {
         match self.run(sql, params, Op::Execute).await? {
             Out::Count(n) => Ok(n),
             Out::Rows(rows) => Ok(rows.len() as u64),
@@ -385,7 +398,7 @@ impl PgTx {
 
     /// Column names of a statement (prepared, not run), each with whether its type can be
     /// read into a [`Val`] (a `tsvector`, for one, cannot).
-    pub(crate) async fn columns(&mut self, sql: &str) -> Result<Vec<(String, bool)>> {
+    async fn columns_inner(&mut self, sql: &str) -> Result<Vec<(String, bool)>> {
         let stmt = self.obj()?.prepare_cached(sql).await.map_err(map_err)?;
         Ok(stmt
             .columns()
@@ -394,7 +407,7 @@ impl PgTx {
             .collect())
     }
 
-    pub(crate) async fn rescope(&mut self, settings: Settings) -> Result<()> {
+    async fn rescope_inner(&mut self, settings: Settings) -> Result<()> {
         if self.pending.is_some() {
             self.pending = Some(settings);
             return Ok(());
@@ -406,7 +419,7 @@ impl PgTx {
         Ok(())
     }
 
-    pub(crate) async fn commit(mut self) -> Result<()> {
+    async fn commit_inner(&mut self) -> Result<()> {
         self.done = true;
         if self.pending.is_some() {
             return Ok(()); // nothing was sent: nothing to commit
@@ -426,7 +439,7 @@ impl PgTx {
         Ok(())
     }
 
-    pub(crate) async fn rollback(mut self) -> Result<()> {
+    async fn rollback_inner(&mut self) -> Result<()> {
         self.done = true;
         if self.pending.is_some() {
             return Ok(());
@@ -434,10 +447,56 @@ impl PgTx {
         let obj = self.obj()?;
         obj.batch_execute("ROLLBACK").await.map_err(map_err)
     }
+
+    /// Runs several independent queries pipelined: one round trip for all of them (and
+    /// for BEGIN and the prelude, if this is the transaction's first flight).
+    pub(crate) async fn query_many(&mut self, stmts: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>> {
+        let r = self.query_many_inner(stmts).await;
+        self.note(r)
+    }
+
+    pub(crate) async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>> {
+        let r = self.query_inner(sql, params).await;
+        self.note(r)
+    }
+
+    pub(crate) async fn execute(&mut self, sql: &str, params: &[Val]) -> Result<u64> {
+        let r = self.execute_inner(sql, params).await;
+        self.note(r)
+    }
+
+    /// Column names of a statement (prepared, not run), each with whether its type can be
+    /// read into a [`Val`].
+    pub(crate) async fn columns(&mut self, sql: &str) -> Result<Vec<(String, bool)>> {
+        let r = self.columns_inner(sql).await;
+        self.note(r)
+    }
+
+    pub(crate) async fn rescope(&mut self, settings: Settings) -> Result<()> {
+        let r = self.rescope_inner(settings).await;
+        self.note(r)
+    }
+
+    pub(crate) async fn commit(mut self) -> Result<()> {
+        let r = self.commit_inner().await;
+        self.note(r)
+    }
+
+    pub(crate) async fn rollback(mut self) -> Result<()> {
+        let r = self.rollback_inner().await;
+        self.note(r)
+    }
 }
 
 impl Drop for PgTx {
     fn drop(&mut self) {
+        if self.broken.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Some(obj) = self.obj.take() {
+                // Out of the pool for good: the next borrower gets a new connection.
+                drop(Object::take(obj));
+            }
+            return;
+        }
         if self.done || self.pending.is_some() {
             return;
         }
@@ -577,13 +636,28 @@ fn pg_row(r: &tokio_postgres::Row) -> Result<Row> {
 /// Maps a PostgreSQL error to the domain error.
 pub(crate) fn map_err(e: tokio_postgres::Error) -> Error {
     let Some(db) = e.as_db_error() else {
-        if e.is_closed() {
+        // The connection broke (closed, reset, timed out): the server is gone or going,
+        // not the request's fault.
+        let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+        if e.is_closed() || io {
             return Error::Unavailable(format!("PostgreSQL connection lost: {e}"));
         }
         return Error::Internal(e.to_string());
     };
     let constraint = db.constraint().unwrap_or("").to_owned();
     let code = db.code();
+    // Class 08 (connection exception), 57P01-57P03 (the server is shutting down or
+    // restarting: e.g. pg_terminate_backend, a fast shutdown), class 53 (out of
+    // connections, memory or disk): the server cannot serve now.
+    let class = code.code().get(..2).unwrap_or("");
+    if class == "08"
+        || class == "53"
+        || *code == SqlState::ADMIN_SHUTDOWN
+        || *code == SqlState::CRASH_SHUTDOWN
+        || *code == SqlState::CANNOT_CONNECT_NOW
+    {
+        return Error::Unavailable(format!("{}: {}", code.code(), db.message()));
+    }
     if *code == SqlState::UNIQUE_VIOLATION || *code == SqlState::EXCLUSION_VIOLATION {
         Error::Conflict("conflict", constraint)
     } else if *code == SqlState::FOREIGN_KEY_VIOLATION {

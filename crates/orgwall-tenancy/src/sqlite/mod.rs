@@ -34,8 +34,8 @@
 mod doctor;
 mod walls;
 
-use crate::db::{Mode, Settings};
 use crate::module::Catalog;
+use crate::settings::{Mode, Settings};
 use crate::value::{Row, Val};
 use orgwall_core::{Error, Result};
 use rusqlite::functions::FunctionFlags;
