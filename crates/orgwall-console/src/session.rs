@@ -125,6 +125,9 @@ pub struct Viewer {
     pub active_org: Option<OrgId>,
     /// The session's CSRF token, for hidden form fields.
     pub csrf: String,
+    /// The session as read (pages' scopes depend on it: a session revoked through another
+    /// instance is refused on the very next page).
+    pub session: sessions::Session,
 }
 
 fn here(parts: &Parts) -> String {
@@ -153,6 +156,7 @@ impl Viewer {
             user_id: s.user_id,
             session_id: s.id,
             active_org: s.active_org_id,
+            session: s,
         }))
     }
 }
@@ -252,7 +256,9 @@ impl FromRequestParts<Console> for OrgPage {
             return Err(Error::NotAMember.into());
         }
         let org = orgs::resolve(&c.state.db, &slug).await?;
-        let scope = access::verify_member(&c.state.db, viewer.user_id, org).await?;
+        let scope = access::verify_member(&c.state.db, viewer.user_id, org)
+            .await?
+            .through_session(&viewer.session);
         // A page view counts against the org's and the user's rate limits like an API
         // request (a form post is counted by the API request it becomes).
         if parts.method == Method::GET {
