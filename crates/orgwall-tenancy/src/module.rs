@@ -150,15 +150,6 @@ impl Catalog {
         self.refused.as_deref()
     }
 
-    /// The HTTP status a module declared for a rule code.
-    pub fn status_of(&self, code: &str) -> Option<u16> {
-        self.modules
-            .iter()
-            .flat_map(|m| m.error_codes.iter())
-            .find(|(c, _)| *c == code)
-            .map(|(_, s)| *s)
-    }
-
     /// The modules, in order.
     pub fn modules(&self) -> &[&'static Module] {
         &self.modules
