@@ -144,11 +144,18 @@ pub const MAX_PERMISSIONS: usize = 128;
 static REGISTRY: RwLock<Vec<PermissionDef>> = RwLock::new(Vec::new());
 
 fn with_registry<T>(f: impl FnOnce(&[PermissionDef]) -> T) -> T {
-    let needs_kernel = REGISTRY.read().map(|r| r.is_empty()).unwrap_or(true);
-    if needs_kernel {
-        // The kernel's own permissions are always registered, and first.
-        let _ = register(KERNEL_PERMISSIONS);
+    {
+        // The common case (every request's permission check): one read lock.
+        let r = match REGISTRY.read() {
+            Ok(r) => r,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if !r.is_empty() {
+            return f(&r);
+        }
     }
+    // The kernel's own permissions are always registered, and first.
+    let _ = register(KERNEL_PERMISSIONS);
     match REGISTRY.read() {
         Ok(r) => f(&r),
         Err(poisoned) => f(&poisoned.into_inner()),
