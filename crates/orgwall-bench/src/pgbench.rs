@@ -46,7 +46,7 @@ pub fn script(mode: Mode, app_role: &str) -> String {
          SELECT pair_org AS org, pair_ticket AS tid FROM bench_pairs WHERE n = :n \\gset\n\
          {open}\
          BEGIN READ ONLY;\n\
-         SELECT set_config('role', '{app_role}', true), set_config('app.org_id', :org, true), set_config('app.user_id', '', true), set_config('app.lookup', '', true);\n\
+         SELECT set_config('role', '{app_role}', true), set_config('app.org_id', :org, true), set_config('app.user_id', '', true), set_config('app.lookup', '', true), set_config('app.system', '', true), coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = :org::uuid), 0) <> 0 OR coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = NULL), 0) <> 0;\n\
          SELECT id, project_id, title, body, status, assignee_id, created_at FROM tickets WHERE org_id = :org AND id = :tid;\n\
          SELECT actor_id, field, from_value, to_value, created_at FROM ticket_events WHERE org_id = :org AND ticket_id = :tid ORDER BY id;\n\
          COMMIT;\n\

@@ -22,15 +22,24 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::NoTls;
 
-/// The scope prelude. Its last column counts the access generations (`$6`, `$7`: the
-/// dependencies and the generations a cached scope was built at) that changed since: a
-/// scope's freshness is checked in the flight it already pays for, without a statement
-/// of its own (`access_generations` is a global table, readable whatever the role).
+/// The scope prelude of a transaction with no access generation to check (a fresh or
+/// system scope, or a later transaction of a request whose scope was confirmed).
 const PRELUDE: &str = "SELECT set_config('role', $1, true), set_config('app.org_id', $2, true), \
      set_config('app.user_id', $3, true), set_config('app.lookup', $4, true), \
-     set_config('app.system', $5, true), \
-     (SELECT count(*) FROM unnest($6::uuid[], $7::int8[]) AS e(dep, gen) \
-      WHERE coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = e.dep), 0) <> e.gen)";
+     set_config('app.system', $5, true)";
+
+/// The scope prelude of a scope built from cached access: its last column says whether
+/// an access generation changed since the scope's access was read (`$6`/`$8`: the
+/// dependencies, the org and the session's user; `$7`/`$9`: the generations the scope was
+/// built at; an unused slot is a NULL dependency at generation 0). A scope's freshness is
+/// checked in the flight it already pays for, without a statement of its own
+/// (`access_generations` is a global table, readable whatever the role). Two primary-key
+/// probes: about a third of the cost of a join over `unnest` of the same pairs (bench/README.md).
+const PRELUDE_CHECK: &str = "SELECT set_config('role', $1, true), \
+     set_config('app.org_id', $2, true), set_config('app.user_id', $3, true), \
+     set_config('app.lookup', $4, true), set_config('app.system', $5, true), \
+     coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = $6), 0) <> $7 \
+     OR coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = $8), 0) <> $9";
 
 #[derive(Clone)]
 pub(crate) struct PgDb {
@@ -203,25 +212,52 @@ fn prelude_params(role: &str, s: &Settings) -> [String; 5] {
 /// The prelude's parameters as the driver takes them.
 struct PreludeParams {
     text: [String; 5],
-    deps: Vec<uuid::Uuid>,
-    gens: Vec<i64>,
+    /// Up to two (dependency, generation) pairs; `None` when there is nothing to check.
+    checks: Option<[(Option<uuid::Uuid>, i64); 2]>,
 }
 
 impl PreludeParams {
-    fn new(role: &str, s: &Settings) -> Self {
-        PreludeParams {
+    fn new(role: &str, s: &Settings) -> Result<Self> {
+        // A scope depends on its org and, through a session, on its user: never more (a
+        // check dropped here would serve revoked access, so more is refused, not cut).
+        if s.checks.len() > 2 {
+            return Err(Error::Internal(format!(
+                "{} access dependencies, at most 2 are checked",
+                s.checks.len()
+            )));
+        }
+        let slot = |i: usize| s.checks.get(i).map_or((None, 0), |c| (Some(c.0), c.1));
+        Ok(PreludeParams {
             text: prelude_params(role, s),
-            deps: s.checks.iter().map(|c| c.0).collect(),
-            gens: s.checks.iter().map(|c| c.1).collect(),
+            checks: (!s.checks.is_empty()).then(|| [slot(0), slot(1)]),
+        })
+    }
+
+    /// The prelude to send with these parameters.
+    fn sql(&self) -> &'static str {
+        if self.checks.is_some() {
+            PRELUDE_CHECK
+        } else {
+            PRELUDE
         }
     }
 
     fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
         let mut v: Vec<&(dyn ToSql + Sync)> =
             self.text.iter().map(|s| s as &(dyn ToSql + Sync)).collect();
-        v.push(&self.deps);
-        v.push(&self.gens);
+        for (dep, gen) in self.checks.iter().flatten() {
+            v.push(dep);
+            v.push(gen);
+        }
         v
+    }
+
+    /// Whether the prelude's answer says the scope is stale.
+    fn stale(&self, row: &tokio_postgres::Row) -> Result<bool> {
+        match self.checks {
+            Some(_) => row.try_get(5).map_err(map_err),
+            None => Ok(false),
+        }
     }
 }
 
@@ -263,8 +299,8 @@ impl PgTx {
             Mode::Write => "BEGIN",
         };
         let begin = obj.prepare_cached(begin_sql).await.map_err(map_err)?;
-        let prelude = obj.prepare_cached(PRELUDE).await.map_err(map_err)?;
-        let pp = PreludeParams::new(role, &settings);
+        let pp = PreludeParams::new(role, &settings)?;
+        let prelude = obj.prepare_cached(pp.sql()).await.map_err(map_err)?;
         let pr = pp.refs();
         let client: &tokio_postgres::Client = obj;
         // futures::join! polls in argument order: BEGIN, the prelude and the statements
@@ -275,8 +311,7 @@ impl PgTx {
             main
         );
         b.map_err(map_err)?;
-        let stale: i64 = s.map_err(map_err)?.try_get(5).map_err(map_err)?;
-        if stale > 0 {
+        if pp.stale(&s.map_err(map_err)?)? {
             // The scope's cached access changed in the database: whatever the statements
             // did is rolled back (queued before the connection is used again, as on drop)
             // and their rows are never returned.
@@ -412,9 +447,9 @@ impl PgTx {
             self.pending = Some(settings);
             return Ok(());
         }
-        let pp = PreludeParams::new(&self.role, &settings);
+        let pp = PreludeParams::new(&self.role, &settings)?;
         let obj = self.obj()?;
-        let prelude = obj.prepare_cached(PRELUDE).await.map_err(map_err)?;
+        let prelude = obj.prepare_cached(pp.sql()).await.map_err(map_err)?;
         obj.execute(&prelude, &pp.refs()).await.map_err(map_err)?;
         Ok(())
     }
