@@ -88,8 +88,15 @@ struct Args {
     /// PostgreSQL variants.
     #[arg(long, value_delimiter = ',', default_value = "on,off")]
     rls: Vec<Rls>,
-    /// pgbench modes on the detail read's SQL.
-    #[arg(long, value_delimiter = ',', default_value = "pipeline,plain")]
+    /// pgbench scripts: the detail read's SQL (`pipeline`, `plain`), the anchors
+    /// (`naive`: PostgreSQL's own naive RLS transaction; `floor`: one prepared SELECT;
+    /// `pairs`: the pair lookup every script pays) and the breakdown (`step-begin`,
+    /// `step-prelude`, `step-check`, `step-ticket`, then `pipeline`).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "pipeline,plain,naive,floor,pairs,step-begin,step-prelude,step-check,step-ticket"
+    )]
     pgbench: Vec<pgbench::Mode>,
     /// Skip pgbench.
     #[arg(long)]
@@ -482,6 +489,10 @@ fn run_pgbench(
 ) -> Result<()> {
     let args = ctx.args;
     let pairs = ctx.rt.block_on(pgbench::load_pairs(url, seeded))?;
+    if args.pgbench.iter().any(|m| m.naive_login()) {
+        ctx.rt
+            .block_on(pgbench::ensure_naive_login(url, &args.app_role))?;
+    }
     let max_conn: usize = ctx.rt.block_on(async {
         let c = seed::pg_connect(url).await?;
         let v: String = c.query_one("SHOW max_connections", &[]).await?.get(0);

@@ -25,33 +25,117 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-/// How pgbench sends the transaction.
+/// Which script pgbench runs, and how it sends it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
-    /// One pipeline (`\startpipeline` .. `\endpipeline`): one round trip.
+    /// The server's detail transaction in one pipeline (`\startpipeline` ..
+    /// `\endpipeline`): one round trip, what the server sends.
     Pipeline,
-    /// One statement at a time: a round trip each.
+    /// The server's detail transaction one statement at a time: a round trip each.
     Plain,
+    /// Issue 16's anchor, PostgreSQL's own naive RLS transaction: `BEGIN; SELECT
+    /// set_config('app.org_id', ...); SELECT the ticket; COMMIT`, one round trip each, as
+    /// a login that is neither the owner nor a superuser (a login member of the app role,
+    /// so the policies apply without a role switch).
+    Naive,
+    /// The floor of any read: the ticket's one prepared `SELECT`, as the admin (no RLS,
+    /// no transaction block).
+    Floor,
+    /// Only the pair lookup every script starts with (see [`script`]): what to subtract.
+    Pairs,
+    /// Breakdown, step 1: `BEGIN READ ONLY; COMMIT` pipelined.
+    StepBegin,
+    /// Step 2: + the scope prelude without the access check (five `set_config`).
+    StepPrelude,
+    /// Step 3: + the access-generation check column (a scope from cached access).
+    StepCheck,
+    /// Step 4: + the ticket `SELECT`; step 5 (+ the history `SELECT`) is `pipeline`.
+    StepTicket,
 }
 
-/// The pgbench script.
+impl Mode {
+    /// Whether the script runs as [`NAIVE_LOGIN`] instead of the admin URL's user.
+    pub fn naive_login(self) -> bool {
+        self == Mode::Naive
+    }
+}
+
+/// The login role the naive anchor connects as (created `IN ROLE` the app role).
+pub const NAIVE_LOGIN: &str = "orgwall_bench_login";
+
+const PAIR: &str = "\\set n random(1, :npairs)\n\
+     SELECT pair_org AS org, pair_ticket AS tid FROM bench_pairs WHERE n = :n \\gset\n";
+const TICKET: &str = "SELECT id, project_id, title, body, status, assignee_id, created_at FROM tickets WHERE org_id = :org AND id = :tid;\n";
+const HISTORY: &str = "SELECT actor_id, field, from_value, to_value, created_at FROM ticket_events WHERE org_id = :org AND ticket_id = :tid ORDER BY id;\n";
+
+/// The pgbench script. Every script first draws a random (org, ticket) pair from
+/// `bench_pairs` with `\gset`: one extra, cheap round trip per transaction that the
+/// server does not make (it has the ids from the URL), which favours the server in the
+/// ratios (`pairs` measures it alone).
 pub fn script(mode: Mode, app_role: &str) -> String {
-    let (open, close) = match mode {
-        Mode::Pipeline => ("\\startpipeline\n", "\\endpipeline\n"),
-        Mode::Plain => ("", ""),
+    let prelude = format!(
+        "SELECT set_config('role', '{app_role}', true), set_config('app.org_id', :org, true), \
+         set_config('app.user_id', '', true), set_config('app.lookup', '', true), \
+         set_config('app.system', '', true)"
+    );
+    // The server's check column for a scope built from cached access: the org's probe and
+    // an unused (NULL) slot (crates/orgwall-tenancy/src/postgres/mod.rs, PRELUDE_CHECK).
+    let check =
+        ", coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = :org::uuid), 0) <> 0 \
+         OR coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = NULL), 0) <> 0";
+    let pipelined = |body: String| format!("{PAIR}\\startpipeline\n{body}\\endpipeline\n");
+    match mode {
+        Mode::Pipeline => pipelined(format!(
+            "BEGIN READ ONLY;\n{prelude}{check};\n{TICKET}{HISTORY}COMMIT;\n"
+        )),
+        Mode::Plain => format!(
+            "{PAIR}BEGIN READ ONLY;\n{prelude}{check};\n{TICKET}{HISTORY}COMMIT;\n"
+        ),
+        Mode::Naive => format!(
+            "{PAIR}BEGIN;\nSELECT set_config('app.org_id', :org, true);\n\
+             SELECT id, project_id, title, body, status, assignee_id, created_at FROM tickets WHERE id = :tid;\n\
+             COMMIT;\n"
+        ),
+        Mode::Floor => format!("{PAIR}{TICKET}"),
+        Mode::Pairs => PAIR.to_owned(),
+        Mode::StepBegin => pipelined("BEGIN READ ONLY;\nCOMMIT;\n".to_owned()),
+        Mode::StepPrelude => pipelined(format!("BEGIN READ ONLY;\n{prelude};\nCOMMIT;\n")),
+        Mode::StepCheck => pipelined(format!("BEGIN READ ONLY;\n{prelude}{check};\nCOMMIT;\n")),
+        Mode::StepTicket => pipelined(format!(
+            "BEGIN READ ONLY;\n{prelude}{check};\n{TICKET}COMMIT;\n"
+        )),
+    }
+}
+
+/// The admin URL with the user (and password) replaced: `postgres://USER@host...`.
+pub fn with_user(url: &str, user: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
     };
-    format!(
-        "\\set n random(1, :npairs)\n\
-         SELECT pair_org AS org, pair_ticket AS tid FROM bench_pairs WHERE n = :n \\gset\n\
-         {open}\
-         BEGIN READ ONLY;\n\
-         SELECT set_config('role', '{app_role}', true), set_config('app.org_id', :org, true), set_config('app.user_id', '', true), set_config('app.lookup', '', true), set_config('app.system', '', true), coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = :org::uuid), 0) <> 0 OR coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = NULL), 0) <> 0;\n\
-         SELECT id, project_id, title, body, status, assignee_id, created_at FROM tickets WHERE org_id = :org AND id = :tid;\n\
-         SELECT actor_id, field, from_value, to_value, created_at FROM ticket_events WHERE org_id = :org AND ticket_id = :tid ORDER BY id;\n\
-         COMMIT;\n\
-         {close}"
-    )
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let host = match rest[..authority_end].rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    format!("{scheme}://{user}@{host}")
+}
+
+/// Creates [`NAIVE_LOGIN`] (a login member of `app_role`: no owner, no superuser, so
+/// row-level security applies to it) if it is missing.
+pub async fn ensure_naive_login(url: &str, app_role: &str) -> Result<()> {
+    let client = pg_connect(url).await?;
+    client
+        .batch_execute(&format!(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{NAIVE_LOGIN}') THEN
+                 CREATE ROLE {NAIVE_LOGIN} LOGIN NOSUPERUSER NOBYPASSRLS IN ROLE {app_role};
+               END IF;
+             END $$;
+             GRANT SELECT ON bench_pairs TO {NAIVE_LOGIN};"
+        ))
+        .await?;
+    Ok(())
 }
 
 /// Pairs in `bench_pairs` at most.
@@ -140,6 +224,11 @@ pub fn run(
 ) -> Result<(Outcome, String)> {
     let path = script_dir.join(format!("detail-{mode:?}.sql").to_lowercase());
     std::fs::write(&path, script(mode, app_role))?;
+    let url = if mode.naive_login() {
+        with_user(url, NAIVE_LOGIN)
+    } else {
+        url.to_owned()
+    };
     let out = Command::new("pgbench")
         .args(["-n", "-M", "prepared", "-j", "2"])
         .arg("-c")
@@ -150,7 +239,7 @@ pub fn run(
         .arg(&path)
         .arg("-D")
         .arg(format!("npairs={pairs}"))
-        .arg(url)
+        .arg(&url)
         .output()
         .context("cannot run pgbench (install postgresql-client)")?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -197,5 +286,18 @@ mod tests {
         assert!(s.contains("FROM tickets WHERE org_id = :org AND id = :tid"));
         assert!(s.ends_with("COMMIT;\n\\endpipeline\n"));
         assert!(!script(Mode::Plain, "orgwall_app").contains("pipeline"));
+        // The breakdown's last step plus the history is the server's transaction.
+        let step = script(Mode::StepTicket, "orgwall_app");
+        assert_eq!(step.replace("COMMIT;", &format!("{HISTORY}COMMIT;")), s);
+        assert!(script(Mode::Naive, "orgwall_app").contains("WHERE id = :tid"));
+    }
+
+    #[test]
+    fn the_naive_login_replaces_the_user() {
+        assert_eq!(
+            with_user("postgres://postgres:pw@127.0.0.1:5432/db?x=1", "u"),
+            "postgres://u@127.0.0.1:5432/db?x=1"
+        );
+        assert_eq!(with_user("postgres://h/db", "u"), "postgres://u@h/db");
     }
 }
