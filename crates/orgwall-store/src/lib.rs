@@ -13,7 +13,7 @@
 //! [`doctor`], [`migrate`], [`value`], [`crypto`]) for the layers above.
 #![forbid(unsafe_code)]
 
-pub use orgwall_tenancy::{access, crypto, db, doctor, migrate, value};
+pub use orgwall_tenancy::{access, crypto, db, doctor, migrate, placement, value};
 
 pub mod files;
 pub mod jobs;
@@ -26,7 +26,7 @@ pub use orgwall_tenancy::{params, BackendKind, Catalog, Db, DbConfig, Mode, Tena
 pub use orgwall_tenancy::{FromVal, Row, Val};
 
 use orgwall_tenancy::migrate::Migration;
-pub use orgwall_tenancy::{Cascade, Module};
+pub use orgwall_tenancy::{Cascade, Module, Plane};
 
 /// orgwall's product: accounts, the ticket workspace, files, jobs, email and exports.
 pub static MODULE: Module = Module {
@@ -36,26 +36,31 @@ pub static MODULE: Module = Module {
             version: 1,
             name: "accounts",
             sql: include_str!("../migrations/postgres/0001_accounts.sql"),
+            plane: Plane::Control,
         },
         Migration {
             version: 2,
             name: "workspace",
             sql: include_str!("../migrations/postgres/0002_workspace.sql"),
+            plane: Plane::Data,
         },
         Migration {
             version: 3,
             name: "search",
             sql: include_str!("../migrations/postgres/0003_search.sql"),
+            plane: Plane::Data,
         },
         Migration {
             version: 4,
             name: "jobs",
             sql: include_str!("../migrations/postgres/0004_jobs.sql"),
+            plane: Plane::Control,
         },
         Migration {
             version: 5,
             name: "exports",
             sql: include_str!("../migrations/postgres/0005_exports.sql"),
+            plane: Plane::Data,
         },
     ],
     sqlite: &[
@@ -63,31 +68,37 @@ pub static MODULE: Module = Module {
             version: 1,
             name: "accounts",
             sql: include_str!("../migrations/sqlite/0001_accounts.sql"),
+            plane: Plane::Control,
         },
         Migration {
             version: 2,
             name: "workspace",
             sql: include_str!("../migrations/sqlite/0002_workspace.sql"),
+            plane: Plane::Data,
         },
         Migration {
             version: 3,
             name: "search",
             sql: include_str!("../migrations/sqlite/0003_search.sql"),
+            plane: Plane::Data,
         },
         Migration {
             version: 4,
             name: "jobs",
             sql: include_str!("../migrations/sqlite/0004_jobs.sql"),
+            plane: Plane::Control,
         },
         Migration {
             version: 5,
             name: "exports",
             sql: include_str!("../migrations/sqlite/0005_exports.sql"),
+            plane: Plane::Data,
         },
         Migration {
             version: 6,
             name: "system_walls",
             sql: include_str!("../migrations/sqlite/0006_system_walls.sql"),
+            plane: Plane::Control,
         },
     ],
     tenant_tables: &[

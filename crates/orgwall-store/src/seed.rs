@@ -6,6 +6,7 @@
 //! the orgs. Every demo email is verified; the password is [`DEMO_PASSWORD`].
 
 use crate::access;
+use crate::placement;
 use crate::db::Db;
 use crate::repo::{comments, memberships, notes, orgs, projects, tickets, users};
 use orgwall_core::{Email, Error, Result, Slug, TicketStatus, UserId};
@@ -27,8 +28,44 @@ async fn user(db: &Db, email: &str, name: &str, hash: &str) -> Result<UserId> {
     Ok(users::create(db, &email, name, hash, true).await?.id)
 }
 
-/// Seeds the demo data unless it is already there.
+/// Seeds the demo data unless it is already there, every org shared.
 pub async fn demo(db: &Db) -> Result<Seeded> {
+    demo_placed(db, &[]).await
+}
+
+/// Where `serve --demo` places the demo orgs: Acme shared, Globex in a placement of its
+/// own where the backend has one (a schema on PostgreSQL; SQLite serves only shared).
+pub fn demo_placements(db: &Db) -> Vec<(&'static str, placement::Kind)> {
+    match db.kind() {
+        crate::BackendKind::Postgres => vec![("globex", placement::Kind::Schema)],
+        crate::BackendKind::Sqlite => Vec::new(),
+    }
+}
+
+/// Parses `slug=kind,...` (e.g. `acme=shared,globex=schema`: the tests' combinations).
+pub fn parse_placements(s: &str) -> Result<Vec<(&'static str, placement::Kind)>> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (slug, kind) = part
+            .split_once('=')
+            .ok_or_else(|| Error::Validation(format!("{part:?}: expected slug=placement")))?;
+        let slug = match slug.trim() {
+            "acme" => "acme",
+            "globex" => "globex",
+            other => {
+                return Err(Error::Validation(format!(
+                    "{other:?} is not a demo org (acme, globex)"
+                )))
+            }
+        };
+        out.push((slug, kind.trim().parse()?));
+    }
+    Ok(out)
+}
+
+/// Seeds the demo data unless it is already there, each demo org placed as `placements`
+/// says (unnamed orgs are shared), before any of its data is written.
+pub async fn demo_placed(db: &Db, placements: &[(&str, placement::Kind)]) -> Result<Seeded> {
     if orgs::resolve(db, "acme").await.is_ok() {
         return Ok(Seeded::AlreadyPresent);
     }
@@ -44,7 +81,10 @@ pub async fn demo(db: &Db) -> Result<Seeded> {
         ("globex", "Globex Corporation", bob, "Globex"),
     ] {
         let slug = Slug::parse(slug).map_err(Error::Validation)?;
-        let (_, scope) = access::create_org(db, owner, name, &slug).await?;
+        let (org, scope) = access::create_org(db, owner, name, &slug).await?;
+        if let Some((_, kind)) = placements.iter().find(|(s, _)| *s == slug.as_str()) {
+            placement::set(db, org.id, *kind).await?;
+        }
         let mut tx = db.write(&scope).await?;
         memberships::add(&mut tx, carol, "member").await?;
         let web = projects::create(

@@ -12,6 +12,7 @@
 
 use crate::access::cache::{AccessCache, CacheStats, Dep};
 use crate::module::Catalog;
+use crate::placement::Route;
 use crate::postgres as pg;
 use crate::scope::OrgScope;
 pub use crate::settings::Mode;
@@ -184,6 +185,33 @@ impl Db {
         }
     }
 
+    /// Places `org`'s data plane (see [`crate::placement::set`]); the access cache
+    /// forgets the org (other instances hear it from the directory's trigger).
+    pub(crate) async fn place(&self, org: OrgId, kind: crate::placement::Kind) -> Result<Route> {
+        let r = match &self.backend {
+            Backend::Pg(p) => p.place(&self.catalog, org, kind).await?,
+            Backend::Sqlite(_) => match kind {
+                crate::placement::Kind::Shared => Route::Shared,
+                crate::placement::Kind::Schema => {
+                    return Err(Error::Validation(
+                        "placement schema needs PostgreSQL (SQLite has no schemas); on SQLite an org is shared"
+                            .into(),
+                    ))
+                }
+            },
+        };
+        self.cache.invalidate(Dep::Org(org));
+        Ok(r)
+    }
+
+    /// The data-plane versions recorded in a placement schema (operators).
+    pub(crate) async fn placement_versions(&self, schema: &str) -> Result<Vec<(String, i64)>> {
+        match &self.backend {
+            Backend::Pg(p) => p.placement_versions(schema).await,
+            Backend::Sqlite(_) => Ok(Vec::new()),
+        }
+    }
+
     /// Checks the walls against the live catalog.
     pub async fn doctor(&self) -> Result<Vec<crate::doctor::Violation>> {
         match &self.backend {
@@ -207,11 +235,45 @@ impl Db {
         tx.commit().await
     }
 
-    /// The one place that decides which database (and, later, which schema or server)
-    /// serves an organization. Today every org lives in the same database; per-tenant
-    /// placement changes this function and nothing else.
-    pub(crate) fn placement(&self, _org: OrgId) -> &Backend {
-        &self.backend
+    /// The one place that decides which database serves an organization's data plane,
+    /// given its route (see [`crate::placement`]): the shared tables and placement
+    /// schemas live in the control database; the route's schema goes on the transaction's
+    /// search path in its prelude.
+    pub(crate) fn placement(&self, route: &Route) -> &Backend {
+        match route {
+            Route::Shared | Route::Schema(_) => &self.backend,
+        }
+    }
+
+    /// Where `scope`'s org lives: as read with its access, else from the directory (and
+    /// remembered in the scope for its next transactions).
+    async fn route(&self, scope: &OrgScope) -> Result<Route> {
+        if let Some(r) = scope.route() {
+            return Ok(r);
+        }
+        let r = self.lookup_route(scope.org_id()).await?;
+        scope.set_route(r.clone());
+        Ok(r)
+    }
+
+    /// Reads `org`'s route from the directory (an org with no entry is shared; SQLite
+    /// serves only the shared placement).
+    pub(crate) async fn lookup_route(&self, org: OrgId) -> Result<Route> {
+        if self.kind() == BackendKind::Sqlite {
+            return Ok(Route::Shared);
+        }
+        let mut tx = self.global(Mode::Read).await?;
+        let row = tx
+            .query_opt(
+                "SELECT kind, location FROM placements WHERE org_id = $1",
+                &[Val::Uuid(org.uuid())],
+            )
+            .await?;
+        tx.commit().await?;
+        match row {
+            None => Ok(Route::Shared),
+            Some(r) => Route::from_parts(&r.get::<String>(0)?, r.get(1)?),
+        }
     }
 
     async fn begin_on(&self, backend: &Backend, mode: Mode, settings: Settings) -> Result<Tx> {
@@ -239,13 +301,10 @@ impl Db {
         })
     }
 
-    /// Opens a transaction with exactly `settings` as its scope (access module only).
+    /// Opens a transaction with exactly `settings` as its scope (access module only):
+    /// on the control plane (no placement route).
     pub(crate) async fn begin(&self, mode: Mode, settings: Settings) -> Result<Tx> {
-        let backend = match settings.org {
-            Some(org) => self.placement(org),
-            None => &self.backend,
-        };
-        self.begin_on(backend, mode, settings).await
+        self.begin_on(&self.backend, mode, settings).await
     }
 
     /// A transaction over global tables (users, sessions, orgs, jobs). Tenant tables are
@@ -289,10 +348,12 @@ impl Db {
 
     async fn tenant<'s>(&self, scope: &'s OrgScope, mode: Mode) -> Result<TenantTx<'s>> {
         let mut settings = Settings::org(scope.org_id());
+        settings.route = self.route(scope).await?;
+        let backend = self.placement(&settings.route);
         let fresh = scope.fresh();
         // Only PostgreSQL needs the check: on SQLite (one embedded server) the changing
         // transaction invalidates the only cache there is when it commits.
-        let recheck = match self.placement(scope.org_id()) {
+        let recheck = match backend {
             Backend::Pg(_)
                 if !fresh.checks.is_empty()
                     && !fresh.confirmed.load(std::sync::atomic::Ordering::SeqCst) =>
@@ -305,11 +366,11 @@ impl Db {
                     session: fresh.session,
                     held: scope.permissions(),
                     confirmed: fresh.confirmed.clone(),
+                    route: scope.route_cell(),
                 })
             }
             _ => None,
         };
-        let backend = self.placement(scope.org_id());
         let tx = self.begin_checked(backend, mode, settings, recheck).await?;
         Ok(TenantTx { tx, scope })
     }
@@ -329,6 +390,9 @@ pub(crate) struct Recheck {
     session: Option<orgwall_core::SessionId>,
     held: orgwall_core::PermissionSet,
     confirmed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The scope's route: replaced by the one read when it is verified again (a placement
+    /// change bumps the org's access generation like any access change).
+    route: crate::scope::RouteCell,
 }
 
 /// The error a first flight answers when the access it checked changed (PostgreSQL).
@@ -378,9 +442,13 @@ impl Tx {
                 ))
                 .await;
                 let checks = checks?;
+                let route = Box::pin(rc.db.lookup_route(rc.org)).await?;
+                *rc.route
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(route.clone());
                 tracing::info!(org_id = %rc.org, "cached access was stale: verified again before use");
                 if let TxInner::Pg(t) = &mut self.inner {
-                    t.set_checks(checks).await?;
+                    t.set_checks(checks, route).await?;
                 }
                 Ok(true)
             }
@@ -523,16 +591,30 @@ impl Tx {
     /// tenant row of that org, if it is marked for deletion. The org purge's named system
     /// path: called only by `access::jobs::purge_rows`, with a purge scope. On SQLite the
     /// cascade needs the authorizer's purge phase (see `sqlite::SqliteTx::purge_org`).
-    pub(crate) async fn purge_org_row(&mut self, org: OrgId) -> Result<u64> {
+    ///
+    /// An org placed in a schema of its own loses the schema in the same transaction (the
+    /// clean deletion that is the point of the model): the statement runs as the login
+    /// (`SET LOCAL ROLE NONE`), which owns placement schemas (see `orgwall placement`).
+    pub(crate) async fn purge_org_row(&mut self, org: OrgId, route: Option<Route>) -> Result<u64> {
         self.announce(Dep::Org(org));
         match &mut self.inner {
             TxInner::Pg(t) => {
-                t.execute(
-                    "DELETE FROM orgs WHERE id = $1 AND deleting_at IS NOT NULL
+                let n = t
+                    .execute(
+                        "DELETE FROM orgs WHERE id = $1 AND deleting_at IS NOT NULL
                        AND id = (SELECT nullif(current_setting('app.org_id', true), '')::uuid)",
-                    &[Val::Uuid(org.uuid())],
-                )
-                .await
+                        &[Val::Uuid(org.uuid())],
+                    )
+                    .await?;
+                if let Some(Route::Schema(schema)) = route {
+                    if n > 0 && crate::placement::is_schema_name(&schema) {
+                        t.execute("SELECT set_config('role', 'none', true)", &[])
+                            .await?;
+                        t.execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"), &[])
+                            .await?;
+                    }
+                }
+                Ok(n)
             }
             TxInner::Sqlite(t) => t.purge_org(org).await,
         }

@@ -53,6 +53,9 @@ impl fmt::Display for Violation {
 pub(crate) struct Findings<'c> {
     pub(crate) catalog: &'c Catalog,
     pub(crate) found: Vec<Violation>,
+    /// The placement schema being checked (objects are named `<schema>.<table>`; only
+    /// data-plane tables belong there).
+    placement: Option<String>,
 }
 
 impl<'c> Findings<'c> {
@@ -60,7 +63,18 @@ impl<'c> Findings<'c> {
         Findings {
             catalog,
             found: Vec::new(),
+            placement: None,
         }
+    }
+
+    /// Checks a placement schema next (until [`Findings::control`]).
+    pub(crate) fn placement(&mut self, schema: &str) {
+        self.placement = Some(schema.to_owned());
+    }
+
+    /// Checks the control schema again.
+    pub(crate) fn control(&mut self) {
+        self.placement = None;
     }
 
     pub(crate) fn is_global(&self, logical: &str) -> bool {
@@ -70,6 +84,20 @@ impl<'c> Findings<'c> {
     /// Every table must be declared, every declared table must exist. `present` are the
     /// logical names of the tables found (search indexes and their shadow tables left out).
     pub(crate) fn registration(&mut self, present: &[String]) {
+        if self.placement.is_some() {
+            let catalog = self.catalog;
+            for t in present {
+                if t != "schema_migrations" && !catalog.is_data(t) {
+                    self.add(t, "table in a placement schema is not a data-plane table of any module (only the data plane follows an org)");
+                }
+            }
+            for t in catalog.data_tables() {
+                if !present.iter().any(|p| p == t) {
+                    self.add(t, "data-plane table missing from this placement (run orgwall migrate)");
+                }
+            }
+            return;
+        }
         for t in present {
             if !self.catalog.is_global(t) && !self.catalog.is_tenant(t) {
                 self.add(
@@ -95,8 +123,12 @@ impl<'c> Findings<'c> {
     }
 
     pub(crate) fn add(&mut self, object: &str, problem: impl Into<String>) {
+        let object = match &self.placement {
+            Some(schema) => format!("{schema}.{object}"),
+            None => object.to_owned(),
+        };
         self.found.push(Violation {
-            object: object.to_owned(),
+            object,
             problem: problem.into(),
         });
     }

@@ -45,6 +45,7 @@ pub mod doctor;
 pub mod identity;
 pub mod migrate;
 pub mod module;
+pub mod placement;
 mod postgres;
 pub mod rows;
 pub mod scope;
@@ -53,5 +54,5 @@ mod sqlite;
 pub mod value;
 
 pub use db::{BackendKind, Db, DbConfig, Mode, TenantTx, Tx};
-pub use module::{Cascade, Catalog, Module};
+pub use module::{Cascade, Catalog, Module, Plane};
 pub use value::{FromVal, Row, Val};

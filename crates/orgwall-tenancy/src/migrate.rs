@@ -22,7 +22,7 @@ use crate::module::{Catalog, Module};
 use orgwall_core::{Error, Result};
 use sha2::{Digest, Sha256};
 
-pub use crate::module::Migration;
+pub use crate::module::{Migration, Plane};
 
 /// What a run did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -31,6 +31,8 @@ pub struct Report {
     pub applied: Vec<(String, i64)>,
     /// Each module's version after the run, in registration order.
     pub versions: Vec<(String, i64)>,
+    /// Placements of their own (schemas) brought to the same version by this run.
+    pub placements: usize,
 }
 
 impl Report {
@@ -179,11 +181,13 @@ mod tests {
             version: 1,
             name: "one",
             sql: "SELECT 1",
+            plane: Plane::Control,
         },
         Migration {
             version: 2,
             name: "two",
             sql: "SELECT 2",
+            plane: Plane::Control,
         },
     ];
 

@@ -21,6 +21,20 @@
 
 use orgwall_core::perm::{register, PermissionDef, RegisterError};
 
+/// Which side of the split a migration belongs to (see ARCHITECTURE.md, *Placement*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plane {
+    /// Identity and access, queues, anything global: always in the control database.
+    /// Applied once, to the control schema.
+    Control,
+    /// An org's workspace data: its tables follow the org. Applied to the control schema
+    /// (the `shared` placement) and to every placement of its own, where the runner runs
+    /// it with the placement's schema first on the search path. It may create and alter
+    /// only the module's tenant tables (and their indexes, triggers and functions), and may
+    /// reference control-plane tables (`orgs`, `users`, `memberships`) by foreign key.
+    Data,
+}
+
 /// One migration file.
 #[derive(Debug)]
 pub struct Migration {
@@ -30,6 +44,8 @@ pub struct Migration {
     pub name: &'static str,
     /// Its SQL.
     pub sql: &'static str,
+    /// The control plane or the data plane.
+    pub plane: Plane,
 }
 
 /// A deleted parent row deletes its children (SQLite: generated as a named trigger).
@@ -209,6 +225,23 @@ impl Catalog {
             .any(|(t, c)| *t == table && *c == leading)
     }
 
+    /// Every data-plane table: the tenant tables created by data-plane migrations
+    /// (logical names), in registration order. These follow an org to its placement.
+    pub fn data_tables(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.modules.iter().flat_map(|m| {
+            m.tenant_tables.iter().copied().filter(move |t| {
+                m.postgres
+                    .iter()
+                    .any(|mig| mig.plane == Plane::Data && creates_table(mig.sql, t))
+            })
+        })
+    }
+
+    /// Whether `table` (a logical name) is a data-plane table.
+    pub fn is_data(&self, table: &str) -> bool {
+        self.data_tables().any(|t| t == table)
+    }
+
     /// Every declared cascade.
     pub fn cascades(&self) -> impl Iterator<Item = &'static Cascade> + '_ {
         self.modules.iter().flat_map(|m| m.cascades.iter())
@@ -218,4 +251,16 @@ impl Catalog {
     pub(crate) fn global_list(&self) -> Vec<String> {
         self.global_tables().map(str::to_owned).collect()
     }
+}
+
+/// Whether `sql` holds `CREATE TABLE <table>` (or `<table>_rows`), case-insensitively.
+pub(crate) fn creates_table(sql: &str, table: &str) -> bool {
+    let words: Vec<String> = sql
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    words.windows(3).any(|w| {
+        w[0] == "create" && w[1] == "table" && (w[2] == table || w[2] == format!("{table}_rows"))
+    })
 }

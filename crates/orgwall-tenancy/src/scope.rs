@@ -40,7 +40,14 @@ pub struct OrgScope {
     /// Whether the access it was built from is still current in the database (see
     /// [`Fresh`]): checked in the first flight of its first transaction.
     fresh: Fresh,
+    /// Where its org's data plane lives, once known: read with the access it was built
+    /// from, else looked up by its first transaction, and replaced when a stale scope is
+    /// verified again (see [`crate::placement`]).
+    route: RouteCell,
 }
+
+/// A scope's route, shared with the transactions that may learn a newer one.
+pub(crate) type RouteCell = std::sync::Arc<std::sync::RwLock<Option<crate::placement::Route>>>;
 
 /// What a scope built from (possibly cached) access depends on, checked against the
 /// database's access generations (`access_generations`, bumped in every transaction that
@@ -77,7 +84,35 @@ impl OrgScope {
             permissions,
             rate_limit_per_minute,
             fresh: Fresh::default(),
+            route: RouteCell::default(),
         }
+    }
+
+    /// Records where the org's data plane lives, as read with the scope's access.
+    pub(crate) fn routed(self, route: crate::placement::Route) -> Self {
+        self.set_route(route);
+        self
+    }
+
+    /// The org's route, if known (db module).
+    pub(crate) fn route(&self) -> Option<crate::placement::Route> {
+        self.route
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Remembers the org's route (db module, after a lookup).
+    pub(crate) fn set_route(&self, route: crate::placement::Route) {
+        *self
+            .route
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(route);
+    }
+
+    /// The cell a transaction updates when it learns a newer route (db module).
+    pub(crate) fn route_cell(&self) -> RouteCell {
+        self.route.clone()
     }
 
     /// Records that the scope was built from access read at generation `gen` of `dep`

@@ -28,6 +28,9 @@ pub(crate) struct Settings {
     /// Access generations the transaction's first flight checks (PostgreSQL; see
     /// [`crate::scope::Fresh`]): (dependency, expected generation).
     pub checks: Vec<(uuid::Uuid, i64)>,
+    /// Where the org's data plane lives (PostgreSQL: a placement schema goes first on the
+    /// transaction's search path, set in the prelude).
+    pub route: crate::placement::Route,
 }
 
 impl Settings {

@@ -224,8 +224,21 @@ pub struct Demo {
 impl Demo {
     /// Seeds the demo data. Both orgs get a rate limit high enough that ordinary tests
     /// never meet it (rate-limit tests lower it again).
+    ///
+    /// `ORGWALL_TEST_PLACEMENTS` (e.g. `globex=schema` or `acme=schema,globex=schema`)
+    /// places the demo orgs before their data is written, on PostgreSQL (SQLite serves
+    /// only the shared placement, so it is ignored there): CI runs the HTTP suite, the
+    /// matrix and the prober with each combination.
     pub async fn load(db: &Db) -> Demo {
-        orgwall_store::seed::demo(db).await.unwrap();
+        let placements = match (db.kind(), std::env::var("ORGWALL_TEST_PLACEMENTS")) {
+            (BackendKind::Postgres, Ok(s)) => {
+                orgwall_store::seed::parse_placements(&s).expect("ORGWALL_TEST_PLACEMENTS")
+            }
+            _ => Vec::new(),
+        };
+        orgwall_store::seed::demo_placed(db, &placements)
+            .await
+            .unwrap();
         let acme = orgwall_store::repo::orgs::resolve(db, "acme")
             .await
             .unwrap();

@@ -171,6 +171,46 @@ enum Command {
     /// Probe any API for cross-tenant leaks from its OpenAPI document and two tenants'
     /// credentials (exit 0: no leak, 1: leak, 2: could not run). See `orgwall probe --help`.
     Probe(orgwall_probe::cli::Args),
+    /// Where each organization's data lives: the shared tables or a schema of its own.
+    Placement {
+        #[command(subcommand)]
+        cmd: PlacementCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum PlacementCommand {
+    /// Every org with its placement and, for a placement of its own, its data-plane version.
+    List,
+    /// One org's placement.
+    Show {
+        /// The org (id or slug).
+        org: String,
+    },
+    /// Place an org that holds no data yet: `shared` (the shared tables) or `schema` (a
+    /// schema of its own, PostgreSQL). Created at the current version with every wall, in
+    /// one transaction with the directory change.
+    Set {
+        /// The org (id or slug).
+        org: String,
+        /// shared or schema.
+        placement: String,
+    },
+}
+
+fn print_placement(e: &orgwall_store::placement::Entry) {
+    let versions = e.versions.as_ref().map_or(String::new(), |v| {
+        let v: Vec<String> = v.iter().map(|(m, n)| format!("{m} {n}")).collect();
+        format!("  [{}]", v.join(", "))
+    });
+    println!(
+        "{:<24} {}  {:<8} {}{}",
+        e.slug,
+        e.org_id,
+        e.kind,
+        e.location.as_deref().unwrap_or("-"),
+        versions
+    );
 }
 
 /// A duration: `500ms`, `10s`, `2m`, or plain seconds (`10`).
@@ -269,7 +309,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tracing::info!(versions = ?r.versions, applied = ?r.applied, "database migrated");
             }
             if *demo {
-                let s = orgwall_store::seed::demo(&db).await?;
+                let s = orgwall_store::seed::demo_placed(&db, &orgwall_store::seed::demo_placements(&db)).await?;
                 tracing::info!(result = ?s, "demo data");
             }
             let listener = tokio::net::TcpListener::bind(listen)
@@ -390,16 +430,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let versions: Vec<String> =
                 r.versions.iter().map(|(m, v)| format!("{m} {v}")).collect();
             println!(
-                "migrated: {} ({} applied now)",
+                "migrated: {} ({} applied now; {} placement schema(s) at the same version)",
                 versions.join(", "),
-                r.applied.len()
+                r.applied.len(),
+                r.placements
             );
             Ok(ExitCode::SUCCESS)
         }
         Command::Seed { .. } => {
             let db = open(&cli).await?;
             db.migrate().await?;
-            match orgwall_store::seed::demo(&db).await? {
+            match orgwall_store::seed::demo_placed(&db, &orgwall_store::seed::demo_placements(&db)).await? {
                 orgwall_store::seed::Seeded::Created => println!(
                     "seeded: orgs acme and globex; users alice@acme.test, bob@globex.test, carol@example.test (password {})",
                     orgwall_store::seed::DEMO_PASSWORD
@@ -434,6 +475,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "{org}: rate limit {}",
                 limit.map_or("from its plan".to_string(), |n| format!("{n}/min"))
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Placement { cmd } => {
+            use orgwall_store::placement;
+            let db = open(&cli).await?;
+            match cmd {
+                PlacementCommand::List => {
+                    for e in placement::list(&db).await? {
+                        print_placement(&e);
+                    }
+                }
+                PlacementCommand::Show { org } => {
+                    let id = orgwall_store::repo::orgs::resolve(&db, org)
+                        .await
+                        .map_err(|_| anyhow::anyhow!("no organization {org:?}"))?;
+                    print_placement(&placement::show(&db, id).await?);
+                }
+                PlacementCommand::Set { org, placement: kind } => {
+                    let kind: placement::Kind = kind.parse()?;
+                    let id = orgwall_store::repo::orgs::resolve(&db, org)
+                        .await
+                        .map_err(|_| anyhow::anyhow!("no organization {org:?}"))?;
+                    let route = placement::set(&db, id, kind).await?;
+                    match route {
+                        placement::Route::Shared => println!("{org}: shared"),
+                        placement::Route::Schema(s) => println!("{org}: schema {s}"),
+                    }
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Doctor => {

@@ -10,7 +10,7 @@
 use orgwall_core::{Permission, PermissionDef, SystemRole};
 use orgwall_tenancy::migrate::Migration;
 use orgwall_tenancy::rows::{Column, Kind, Table};
-use orgwall_tenancy::{Cascade, Catalog, Module};
+use orgwall_tenancy::{Cascade, Catalog, Module, Plane};
 use orgwall_tenancy_http::resource::{self, Resource};
 use orgwall_tenancy_http::{openapi, problem, routes, Kernel};
 
@@ -28,11 +28,13 @@ pub static MODULE: Module = Module {
         version: 1,
         name: "courses",
         sql: include_str!("../migrations/postgres/0001_courses.sql"),
+        plane: Plane::Data,
     }],
     sqlite: &[Migration {
         version: 1,
         name: "courses",
         sql: include_str!("../migrations/sqlite/0001_courses.sql"),
+        plane: Plane::Data,
     }],
     tenant_tables: &["courses", "lessons", "enrollments", "assets"],
     cascades: &[

@@ -80,6 +80,8 @@ pub(crate) struct Grant {
     pub rate_limit_per_minute: Option<u32>,
     /// The org's access generation, read with the grant (0 on SQLite).
     pub gen: i64,
+    /// Where the org's data plane lives, read with the grant.
+    pub route: crate::placement::Route,
 }
 
 /// A live API key and its grant.
@@ -501,6 +503,7 @@ async fn listen(
 pub(crate) fn scope(org: OrgId, principal: Principal, g: &Grant) -> OrgScope {
     OrgScope::new(org, principal, g.permissions, g.rate_limit_per_minute)
         .depending_on(org.uuid(), g.gen)
+        .routed(g.route.clone())
 }
 
 #[cfg(test)]
@@ -514,6 +517,7 @@ mod tests {
             permissions: PermissionSet::EMPTY,
             rate_limit_per_minute: None,
             gen: 0,
+            route: crate::placement::Route::Shared,
         };
         (AccessCache::new(None), org, (org, UserId::new()), g)
     }
@@ -614,6 +618,7 @@ mod tests {
                                 permissions: PermissionSet::EMPTY,
                                 rate_limit_per_minute: Some(seen),
                                 gen: 0,
+                                route: crate::placement::Route::Shared,
                             };
                             c.put(stamp, key(k), Dep::Org(orgs[k % 3]), g);
                         }

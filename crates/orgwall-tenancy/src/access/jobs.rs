@@ -123,7 +123,7 @@ pub async fn purge_rows(db: &Db, scope: &OrgScope) -> Result<u64> {
         return Err(Error::ScopeViolation);
     }
     let mut tx = db.write(scope).await?;
-    let n = tx.raw().purge_org_row(scope.org_id()).await?;
+    let n = tx.raw().purge_org_row(scope.org_id(), scope.route()).await?;
     tx.commit().await?;
     Ok(n)
 }

@@ -74,9 +74,10 @@ pub async fn verify_member(db: &Db, user: UserId, org: OrgId) -> Result<OrgScope
         let row = tx
             .query_opt(
                 &format!(
-                    "SELECT r.permissions, {RATE_LIMIT}, r.key, {GEN} FROM memberships m
+                    "SELECT r.permissions, {RATE_LIMIT}, r.key, {GEN}, {PLACED} FROM memberships m
                      JOIN roles r ON r.org_id = m.org_id AND r.id = m.role_id
                      JOIN orgs o ON o.id = m.org_id JOIN plans p ON p.name = o.plan
+                     LEFT JOIN placements pl ON pl.org_id = o.id
                      WHERE m.org_id = $1 AND m.user_id = $2 AND o.deleting_at IS NULL"
                 ),
                 params![org, user],
@@ -95,7 +96,8 @@ pub async fn verify_member(db: &Db, user: UserId, org: OrgId) -> Result<OrgScope
 }
 
 /// Stored permissions (column 0), the effective rate limit (column 1), the role key
-/// (column 2) and the org's access generation (column 3) of a row.
+/// (column 2), the org's access generation (column 3) and its placement (columns 4 and
+/// 5, [`PLACED`]) of a row.
 fn grant(row: &crate::Row) -> Result<cache::Grant> {
     let perms: String = row.get(0)?;
     let key: String = row.get(2)?;
@@ -103,8 +105,13 @@ fn grant(row: &crate::Row) -> Result<cache::Grant> {
         permissions: orgwall_core::perm::role_permissions(&key, &perms),
         rate_limit_per_minute: rate_limit(row, 1)?,
         gen: row.get(3)?,
+        route: crate::placement::Route::from_row(row, 4)?,
     })
 }
+
+/// The org's placement, read with its access (`pl`: `LEFT JOIN placements pl ON
+/// pl.org_id = o.id`), so routing it costs no statement of its own.
+const PLACED: &str = crate::placement::COLUMNS;
 
 /// The org's access generation, as a column of a statement that reads its access (so
 /// both come from one snapshot); `o` is the orgs row.
@@ -146,9 +153,10 @@ pub(crate) async fn reverify(
             let row = tx
                 .query_opt(
                     &format!(
-                        "SELECT r.permissions, {RATE_LIMIT}, r.key, {GEN} FROM api_keys k
+                        "SELECT r.permissions, {RATE_LIMIT}, r.key, {GEN}, {PLACED} FROM api_keys k
                          JOIN roles r ON r.org_id = k.org_id AND r.id = k.role_id
                          JOIN orgs o ON o.id = k.org_id JOIN plans p ON p.name = o.plan
+                         LEFT JOIN placements pl ON pl.org_id = o.id
                          WHERE k.org_id = $1 AND k.id = $2 AND k.revoked_at IS NULL
                            AND (k.expires_at IS NULL OR k.expires_at > $3) AND o.deleting_at IS NULL"
                     ),
@@ -233,6 +241,12 @@ pub async fn create_org(
         Error::Conflict(..) => Error::Conflict("slug_taken", format!("slug {slug} is taken")),
         other => other,
     })?;
+    // New orgs start shared (see crate::placement; an operator places an empty org).
+    tx.execute(
+        "INSERT INTO placements (org_id, kind, created_at, updated_at) VALUES ($1, 'shared', $2, $2)",
+        params![org, t],
+    )
+    .await?;
     tx.rescope(Settings::org(org)).await?;
     let mut owner_role = RoleId::new();
     for role in SystemRole::ALL {
@@ -365,8 +379,9 @@ pub async fn authenticate_api_key(db: &Db, token: &str) -> Result<Option<OrgScop
         let row = tx
             .query_opt(
                 &format!(
-                    "SELECT r.permissions, {RATE_LIMIT}, r.key, {GEN} FROM roles r
+                    "SELECT r.permissions, {RATE_LIMIT}, r.key, {GEN}, {PLACED} FROM roles r
                      JOIN orgs o ON o.id = r.org_id JOIN plans p ON p.name = o.plan
+                     LEFT JOIN placements pl ON pl.org_id = o.id
                      WHERE r.org_id = $1 AND r.id = $2"
                 ),
                 params![org, role],

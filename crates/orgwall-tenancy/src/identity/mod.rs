@@ -19,7 +19,7 @@ pub mod sessions;
 pub mod users;
 
 use crate::migrate::Migration;
-use crate::module::{Cascade, Catalog, Module};
+use crate::module::{Cascade, Catalog, Module, Plane};
 use orgwall_core::{Error, Result};
 
 /// The kernel's module, always registered first (see [`crate::module::Catalog::new`]).
@@ -30,11 +30,19 @@ pub static MODULE: Module = Module {
             version: 1,
             name: "identity",
             sql: include_str!("../../migrations/postgres/0001_identity.sql"),
+            plane: Plane::Control,
         },
         Migration {
             version: 2,
             name: "access_generations",
             sql: include_str!("../../migrations/postgres/0002_access_generations.sql"),
+            plane: Plane::Control,
+        },
+        Migration {
+            version: 3,
+            name: "placements",
+            sql: include_str!("../../migrations/postgres/0003_placements.sql"),
+            plane: Plane::Control,
         },
     ],
     sqlite: &[
@@ -42,11 +50,19 @@ pub static MODULE: Module = Module {
             version: 1,
             name: "identity",
             sql: include_str!("../../migrations/sqlite/0001_identity.sql"),
+            plane: Plane::Control,
         },
         Migration {
             version: 2,
             name: "access_generations",
             sql: include_str!("../../migrations/sqlite/0002_access_generations.sql"),
+            plane: Plane::Control,
+        },
+        Migration {
+            version: 3,
+            name: "placements",
+            sql: include_str!("../../migrations/sqlite/0003_placements.sql"),
+            plane: Plane::Control,
         },
     ],
     tenant_tables: &[
@@ -56,7 +72,14 @@ pub static MODULE: Module = Module {
         "api_keys",
         "audit_events",
     ],
-    global_tables: &["users", "sessions", "orgs", "plans", "access_generations"],
+    global_tables: &[
+        "users",
+        "sessions",
+        "orgs",
+        "plans",
+        "access_generations",
+        "placements",
+    ],
     system_tables: &[],
     cross_org_indexes: &[
         ("memberships", "user_id"),

@@ -12,6 +12,11 @@ pub(crate) async fn check(
 ) -> Result<Vec<Violation>> {
     let e = super::map_err;
     let mut f = Findings::new(catalog);
+    let control: String = client
+        .query_one("SELECT current_schema()::text", &[])
+        .await
+        .map_err(e)?
+        .get(0);
 
     let role = client
         .query_opt(
@@ -39,6 +44,121 @@ pub(crate) async fn check(
         }
     };
 
+    schema_walls(client, app_role, role_oid, &mut f).await?;
+    directory(client, &mut f).await?;
+    for (org, schema) in super::placement::schemas(client).await? {
+        let exists = client
+            .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
+            .await
+            .map_err(e)?
+            .is_some();
+        if !exists {
+            f.add(
+                &format!("org {org}"),
+                format!("placed in schema {schema}, which does not exist"),
+            );
+            continue;
+        }
+        client
+            .batch_execute(&format!(
+                "SET search_path TO {schema}, {}",
+                crate::migrate::quote_ident(&control)
+            ))
+            .await
+            .map_err(e)?;
+        f.placement(&schema);
+        let r = schema_walls(client, app_role, role_oid, &mut f).await;
+        f.control();
+        client.batch_execute("RESET search_path").await.map_err(e)?;
+        r?;
+        // Rows of a schema-placed org in the shared tables: the org lives in two places.
+        client
+            .execute(
+                "SELECT set_config('app.org_id', $1, false)",
+                &[&org.to_string()],
+            )
+            .await
+            .map_err(e)?;
+        let mut stray = Vec::new();
+        for t in f.catalog.data_tables() {
+            let q = crate::migrate::quote_ident(t);
+            let row = client
+                .query_one(
+                    &format!("SELECT EXISTS (SELECT 1 FROM {q} WHERE org_id = $1)"),
+                    &[&org.uuid()],
+                )
+                .await
+                .map_err(e)?;
+            if row.get::<_, bool>(0) {
+                stray.push(t);
+            }
+        }
+        client
+            .execute("SELECT set_config('app.org_id', '', false)", &[])
+            .await
+            .map_err(e)?;
+        if !stray.is_empty() {
+            f.add(
+                &format!("org {org}"),
+                format!(
+                    "placed in schema {schema} but has rows in the shared tables too: {}",
+                    stray.join(", ")
+                ),
+            );
+        }
+    }
+    Ok(f.found)
+}
+
+/// The directory: every org placed exactly once, no placement schema that no org names.
+async fn directory(client: &tokio_postgres::Client, f: &mut Findings<'_>) -> Result<()> {
+    let e = super::map_err;
+    for r in client
+        .query(
+            "SELECT o.id FROM orgs o WHERE NOT EXISTS (SELECT 1 FROM placements pl WHERE pl.org_id = o.id)
+             ORDER BY o.id",
+            &[],
+        )
+        .await
+        .map_err(e)?
+    {
+        let org: uuid::Uuid = r.get(0);
+        f.add(
+            &format!("org {org}"),
+            "has no placement entry (every org is placed exactly once; run orgwall placement set ORG shared)",
+        );
+    }
+    for r in client
+        .query(
+            "SELECT n.nspname::text FROM pg_namespace n
+             WHERE n.nspname LIKE 'org\\_%'
+               AND NOT EXISTS (SELECT 1 FROM placements pl WHERE pl.kind = 'schema' AND pl.location = n.nspname)
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(e)?
+    {
+        let schema: String = r.get(0);
+        if crate::placement::is_schema_name(&schema) {
+            f.add(
+                &schema,
+                "placement schema that no org is placed in (an orphan: drop it once checked)",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Walls 2 and 3 in the current schema (the control schema, or a placement schema first on
+/// the search path).
+async fn schema_walls(
+    client: &tokio_postgres::Client,
+    app_role: &str,
+    role_oid: Option<u32>,
+    f: &mut Findings<'_>,
+) -> Result<()> {
+    let e = super::map_err;
     let tables = client
         .query(
             "SELECT c.oid, c.relname::text, c.relrowsecurity, c.relforcerowsecurity, c.relowner
@@ -149,7 +269,7 @@ pub(crate) async fn check(
                 indexes,
             },
             Backend::Postgres,
-            &mut f,
+            f,
         );
         if !t.get::<_, bool>(2) {
             f.add(&name, "row-level security is not enabled");
@@ -203,5 +323,5 @@ pub(crate) async fn check(
         let name: String = p.get(0);
         f.add(&name, "SECURITY DEFINER function executable by PUBLIC");
     }
-    Ok(f.found)
+    Ok(())
 }

@@ -7,6 +7,7 @@
 //! are prepared once per connection and reused.
 
 mod doctor;
+mod placement;
 mod walls;
 
 use crate::module::Catalog;
@@ -41,11 +42,29 @@ const PRELUDE_CHECK: &str = "SELECT set_config('role', $1, true), \
      coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = $6), 0) <> $7 \
      OR coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = $8), 0) <> $9";
 
+/// The routed preludes: the same, with the org's placement schema first on the
+/// transaction's search path (the last column; `$6`, or `$10` after a check). Only an org
+/// placed in a schema of its own sends one: the shared orgs' prelude does not change.
+const PRELUDE_ROUTED: &str = "SELECT set_config('role', $1, true), set_config('app.org_id', $2, true), \
+     set_config('app.user_id', $3, true), set_config('app.lookup', $4, true), \
+     set_config('app.system', $5, true), set_config('search_path', $6, true)";
+
+/// [`PRELUDE_CHECK`], routed (see [`PRELUDE_ROUTED`]).
+const PRELUDE_CHECK_ROUTED: &str = "SELECT set_config('role', $1, true), \
+     set_config('app.org_id', $2, true), set_config('app.user_id', $3, true), \
+     set_config('app.lookup', $4, true), set_config('app.system', $5, true), \
+     coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = $6), 0) <> $7 \
+     OR coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = $8), 0) <> $9, \
+     set_config('search_path', $10, true)";
+
 #[derive(Clone)]
 pub(crate) struct PgDb {
     pool: Pool,
     app_role: Arc<str>,
     url: Arc<str>,
+    /// The login's current schema: where the control plane (and the shared placement)
+    /// lives; a placement schema's transactions put it second on their search path.
+    control: Arc<str>,
 }
 
 /// Checks that a role name is a plain identifier (it is interpolated into DDL).
@@ -111,13 +130,20 @@ impl PgDb {
             .map_err(Error::internal)?;
         // Fail now, with a clear line, if the server is not there.
         let conn = pool.get().await.map_err(|e| connect_error(url, e))?;
+        let control: String = conn
+            .query_one("SELECT coalesce(current_schema(), 'public')::text", &[])
+            .await
+            .map_err(map_err)?
+            .get(0);
         drop(conn);
         Ok(PgDb {
             pool,
             app_role: app_role.into(),
             url: url.into(),
+            control: crate::migrate::quote_ident(&control).into(),
         })
     }
+
 
     /// The login URL (the access cache's listener connects with it).
     pub(crate) fn url(&self) -> Arc<str> {
@@ -155,6 +181,7 @@ impl PgDb {
             pending: Some(settings),
             mode,
             role: self.app_role.clone(),
+            control: self.control.clone(),
             done: false,
             broken: std::sync::atomic::AtomicBool::new(false),
         })
@@ -163,6 +190,21 @@ impl PgDb {
     pub(crate) async fn migrate(&self, catalog: &Catalog) -> Result<crate::migrate::Report> {
         let mut client = self.owner_client().await?;
         walls::migrate(&mut client, &self.app_role, catalog).await
+    }
+
+    pub(crate) async fn place(
+        &self,
+        catalog: &Catalog,
+        org: orgwall_core::OrgId,
+        kind: crate::placement::Kind,
+    ) -> Result<crate::placement::Route> {
+        let mut client = self.owner_client().await?;
+        placement::place(&mut client, &self.app_role, catalog, org, kind).await
+    }
+
+    pub(crate) async fn placement_versions(&self, schema: &str) -> Result<Vec<(String, i64)>> {
+        let client = self.owner_client().await?;
+        placement::versions(&client, schema).await
     }
 
     pub(crate) async fn doctor(&self, catalog: &Catalog) -> Result<Vec<crate::doctor::Violation>> {
@@ -193,6 +235,8 @@ pub(crate) struct PgTx {
     /// READ ONLY or read-write (BEGIN says which; a read's COMMIT is not awaited).
     mode: Mode,
     role: Arc<str>,
+    /// The control schema (quoted), second on a placement schema's search path.
+    control: Arc<str>,
     done: bool,
     /// The connection failed under this transaction (the server went away): it is not
     /// given back to the pool, whose quick check could still see it open.
@@ -214,10 +258,12 @@ struct PreludeParams {
     text: [String; 5],
     /// Up to two (dependency, generation) pairs; `None` when there is nothing to check.
     checks: Option<[(Option<uuid::Uuid>, i64); 2]>,
+    /// The search path of an org placed in a schema of its own.
+    path: Option<String>,
 }
 
 impl PreludeParams {
-    fn new(role: &str, s: &Settings) -> Result<Self> {
+    fn new(role: &str, control: &str, s: &Settings) -> Result<Self> {
         // A scope depends on its org and, through a session, on its user: never more (a
         // check dropped here would serve revoked access, so more is refused, not cut).
         if s.checks.len() > 2 {
@@ -227,18 +273,25 @@ impl PreludeParams {
             )));
         }
         let slot = |i: usize| s.checks.get(i).map_or((None, 0), |c| (Some(c.0), c.1));
+        let path = match &s.route {
+            crate::placement::Route::Shared => None,
+            // Checked when read from the directory: `org_` and 32 hex digits.
+            crate::placement::Route::Schema(schema) => Some(format!("{schema}, {control}")),
+        };
         Ok(PreludeParams {
             text: prelude_params(role, s),
             checks: (!s.checks.is_empty()).then(|| [slot(0), slot(1)]),
+            path,
         })
     }
 
     /// The prelude to send with these parameters.
     fn sql(&self) -> &'static str {
-        if self.checks.is_some() {
-            PRELUDE_CHECK
-        } else {
-            PRELUDE
+        match (self.checks.is_some(), self.path.is_some()) {
+            (false, false) => PRELUDE,
+            (true, false) => PRELUDE_CHECK,
+            (false, true) => PRELUDE_ROUTED,
+            (true, true) => PRELUDE_CHECK_ROUTED,
         }
     }
 
@@ -248,6 +301,9 @@ impl PreludeParams {
         for (dep, gen) in self.checks.iter().flatten() {
             v.push(dep);
             v.push(gen);
+        }
+        if let Some(p) = &self.path {
+            v.push(p);
         }
         v
     }
@@ -287,6 +343,7 @@ impl PgTx {
     async fn flight<T>(
         obj: &Object,
         role: &str,
+        control: &str,
         mode: Mode,
         pending: Option<Settings>,
         main: impl std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
@@ -299,7 +356,7 @@ impl PgTx {
             Mode::Write => "BEGIN",
         };
         let begin = obj.prepare_cached(begin_sql).await.map_err(map_err)?;
-        let pp = PreludeParams::new(role, &settings)?;
+        let pp = PreludeParams::new(role, control, &settings)?;
         let prelude = obj.prepare_cached(pp.sql()).await.map_err(map_err)?;
         let pr = pp.refs();
         let client: &tokio_postgres::Client = obj;
@@ -326,9 +383,14 @@ impl PgTx {
 
     /// The generations the next first flight checks (after a stale scope was verified
     /// again; the transaction is back to nothing sent).
-    pub(crate) async fn set_checks(&mut self, checks: Vec<(uuid::Uuid, i64)>) -> Result<()> {
+    pub(crate) async fn set_checks(
+        &mut self,
+        checks: Vec<(uuid::Uuid, i64)>,
+        route: crate::placement::Route,
+    ) -> Result<()> {
         if let Some(p) = self.pending.as_mut() {
             p.checks = checks;
+            p.route = route;
         }
         if self.obj.is_none() {
             let obj = self.pool.get().await;
@@ -375,7 +437,7 @@ impl PgTx {
                 Op::Execute => client.execute(&stmt, &p).await.map(Out::Count),
             }
         };
-        Self::flight(obj, &self.role, self.mode, pending, main).await
+        Self::flight(obj, &self.role, &self.control, self.mode, pending, main).await
     }
 
     /// Runs several independent queries pipelined: one round trip for all of them (and
@@ -410,7 +472,7 @@ impl PgTx {
             .await;
             all.into_iter().collect::<std::result::Result<Vec<_>, _>>()
         };
-        let results = Self::flight(obj, &self.role, self.mode, pending, main).await?;
+        let results = Self::flight(obj, &self.role, &self.control, self.mode, pending, main).await?;
         results
             .iter()
             .map(|rows| rows.iter().map(pg_row).collect())
@@ -447,7 +509,7 @@ impl PgTx {
             self.pending = Some(settings);
             return Ok(());
         }
-        let pp = PreludeParams::new(&self.role, &settings)?;
+        let pp = PreludeParams::new(&self.role, &self.control, &settings)?;
         let obj = self.obj()?;
         let prelude = obj.prepare_cached(pp.sql()).await.map_err(map_err)?;
         obj.execute(&prelude, &pp.refs()).await.map_err(map_err)?;

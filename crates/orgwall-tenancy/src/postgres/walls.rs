@@ -4,11 +4,17 @@
 use crate::migrate::{
     checksum, plan_all, quote_ident, system_predicate, Report, Side, ORG_PREDICATE,
 };
-use crate::module::Catalog;
+use crate::module::{Catalog, Plane};
 use orgwall_core::{Error, Result};
 
+/// The advisory lock every migration, placement and doctor-free schema change takes.
+pub(crate) const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7270001)";
+
 /// Runs every registered module's PostgreSQL migrations as the connected login, then
-/// asserts the wall on every tenant table, all in one transaction.
+/// asserts the wall on every tenant table, all in one transaction; then brings every
+/// placement schema to the same version, each in a transaction of its own (a failure
+/// names the placement and leaves every other one at the old or the new version; a
+/// re-run continues).
 pub(crate) async fn migrate(
     client: &mut tokio_postgres::Client,
     app_role: &str,
@@ -17,9 +23,49 @@ pub(crate) async fn migrate(
     use super::map_err;
     super::check_role_name(app_role)?;
     let tx = client.transaction().await.map_err(map_err)?;
+    tx.batch_execute(MIGRATION_LOCK).await.map_err(map_err)?;
+    let mut report = apply(&tx, app_role, catalog, Plane::Control).await?;
+    tx.commit().await.map_err(map_err)?;
+    for (org, schema) in super::placement::schemas(client).await? {
+        let tx = client.transaction().await.map_err(map_err)?;
+        tx.batch_execute(MIGRATION_LOCK).await.map_err(map_err)?;
+        let r = super::placement::enter(&tx, &schema).await;
+        let r = match r {
+            Ok(_) => apply(&tx, app_role, catalog, Plane::Data).await,
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(_) => {
+                tx.commit().await.map_err(map_err)?;
+                report.placements += 1;
+            }
+            Err(e) => {
+                return Err(Error::Internal(format!(
+                    "placement of org {org} (schema {schema}) failed to migrate: {e}; \
+                     the control schema and {} placement(s) before it are migrated, this one is \
+                     unchanged; run migrate again to continue",
+                    report.placements
+                )))
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Applies what is pending in the current schema (the first on the search path) and
+/// asserts the walls there, in `tx`: with [`Plane::Control`] every migration (the control
+/// schema, which is also the shared placement); with [`Plane::Data`] only the data-plane
+/// ones (a placement schema).
+pub(crate) async fn apply(
+    tx: &tokio_postgres::Transaction<'_>,
+    app_role: &str,
+    catalog: &Catalog,
+    part: Plane,
+) -> Result<Report> {
+    use super::map_err;
+    super::check_role_name(app_role)?;
     tx.batch_execute(
-        "SELECT pg_advisory_xact_lock(7270001);
-         CREATE TABLE IF NOT EXISTS schema_migrations (
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
              module text NOT NULL,
              version bigint NOT NULL,
              name text NOT NULL,
@@ -53,7 +99,10 @@ pub(crate) async fn migrate(
         .collect();
     let mut report = Report::default();
     let todo = plan_all(catalog, Side::Postgres, &applied, &mut report)?;
-    for step in &todo {
+    for step in todo
+        .iter()
+        .filter(|s| part == Plane::Control || s.migration.plane == Plane::Data)
+    {
         let m = step.migration;
         tx.batch_execute(m.sql).await.map_err(|e| {
             Error::Internal(format!(
@@ -184,6 +233,5 @@ pub(crate) async fn migrate(
     ))
     .await
     .map_err(map_err)?;
-    tx.commit().await.map_err(map_err)?;
     Ok(report)
 }

@@ -207,6 +207,33 @@ pub(crate) fn check(conn: &rusqlite::Connection, catalog: &Catalog) -> Result<Ve
             }
         }
     }
+    // The directory: every org placed exactly once (SQLite serves the shared placement).
+    let has_directory: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'placements'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(e)?;
+    if has_directory {
+        let mut stmt = conn
+            .prepare(
+                "SELECT o.id, pl.kind FROM orgs o LEFT JOIN placements pl ON pl.org_id = o.id
+                 WHERE pl.org_id IS NULL OR pl.kind <> 'shared' ORDER BY o.id",
+            )
+            .map_err(e)?;
+        let rows: Vec<(String, Option<String>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(e)?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(e)?;
+        for (org, kind) in rows {
+            match kind {
+                None => f.add(&format!("org {org}"), "has no placement entry (every org is placed exactly once; run orgwall placement set ORG shared)"),
+                Some(k) => f.add(&format!("org {org}"), format!("placed as {k}, which SQLite does not serve (only shared)")),
+            }
+        }
+    }
     Ok(f.found)
 }
 

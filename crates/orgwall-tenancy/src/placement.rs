@@ -1,0 +1,202 @@
+//! Per-tenant placement: where an organization's data plane lives.
+//!
+//! The control plane (identity and access: the kernel's tables, and every migration a
+//! module marks [`Plane::Control`]) always lives in the control database. The data plane
+//! (the tenant tables of [`Plane::Data`] migrations: an org's workspace) follows the org:
+//!
+//! - `shared` (the default): the control database's shared tables, walled by `org_id`,
+//!   composite keys and forced row-level security;
+//! - `schema` (PostgreSQL): a schema of the org's own in the control database
+//!   (`org_<32 hex digits of the org id>`) holding the data-plane tables, created by the
+//!   same data-plane migrations and carrying the same walls (RLS enabled and forced, the
+//!   `org_isolation` policy, grants to the server role). A tenant transaction is routed
+//!   there by its prelude (`set_config('search_path', 'org_..., <control schema>', true)`,
+//!   in the same statement as the scope settings: no extra round trip), so a wrong search
+//!   path still shows no other org's rows (RLS) and control-plane tables resolve to the
+//!   control schema, where foreign keys to `orgs`, `users` and `memberships` point.
+//!
+//! The directory is the control table `placements` (one row per org, written with the org
+//! and by [`set`]); it is read with the org's access (the same statement as a membership or
+//! API key), cached with it, and a change bumps the org's access generation like any other
+//! access change, so every instance routes an org to the same place.
+
+use crate::db::Db;
+use crate::value::Row;
+use orgwall_core::{Error, OrgId, Result};
+use std::sync::Arc;
+
+/// Where a tenant transaction of an org runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Route {
+    /// The shared tables of the control database.
+    #[default]
+    Shared,
+    /// The org's own schema in the control database (its name).
+    Schema(Arc<str>),
+}
+
+impl Route {
+    /// The route a directory row names (`kind`, `location`).
+    pub(crate) fn from_parts(kind: &str, location: Option<String>) -> Result<Route> {
+        match (kind, location) {
+            ("shared", _) => Ok(Route::Shared),
+            ("schema", Some(s)) if is_schema_name(&s) => Ok(Route::Schema(s.into())),
+            (k, l) => Err(Error::Internal(format!(
+                "placement {k} at {l:?} is not served by this build"
+            ))),
+        }
+    }
+
+    /// The route of the directory columns `i` (kind) and `i + 1` (location) of `row`; an
+    /// org with no directory row (a LEFT JOIN) is shared.
+    pub(crate) fn from_row(row: &Row, i: usize) -> Result<Route> {
+        match row.get::<Option<String>>(i)? {
+            None => Ok(Route::Shared),
+            Some(kind) => Route::from_parts(&kind, row.get(i + 1)?),
+        }
+    }
+
+    /// The kind's name (`shared`, `schema`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Route::Shared => "shared",
+            Route::Schema(_) => "schema",
+        }
+    }
+}
+
+/// The directory columns to add to a statement that reads an org `o` with `LEFT JOIN
+/// placements pl ON pl.org_id = o.id`.
+pub(crate) const COLUMNS: &str = "pl.kind, pl.location";
+
+/// The schema an org gets when placed in a schema of its own.
+pub fn schema_name(org: OrgId) -> String {
+    format!("org_{}", org.uuid().simple())
+}
+
+/// Whether `s` is a placement schema's name (`org_` and 32 lowercase hex digits): the
+/// only schema names the prelude ever states.
+pub fn is_schema_name(s: &str) -> bool {
+    s.len() == 36
+        && s.starts_with("org_")
+        && s[4..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// What an operator asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The shared tables.
+    Shared,
+    /// A schema of its own (PostgreSQL).
+    Schema,
+}
+
+impl std::str::FromStr for Kind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Kind> {
+        match s {
+            "shared" => Ok(Kind::Shared),
+            "schema" => Ok(Kind::Schema),
+            "database" => Err(Error::Validation(
+                "placement database (a database of its own) is not available yet; use shared or schema"
+                    .into(),
+            )),
+            other => Err(Error::Validation(format!(
+                "unknown placement {other:?} (use shared or schema)"
+            ))),
+        }
+    }
+}
+
+/// One org's directory entry.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Entry {
+    /// The org.
+    pub org_id: OrgId,
+    /// Its slug.
+    pub slug: String,
+    /// `shared`, `schema` or `database`.
+    pub kind: String,
+    /// The registered target server (`database` only).
+    pub target: Option<String>,
+    /// The schema or database name (`None` when shared).
+    pub location: Option<String>,
+    /// The data-plane migration version of its placement, per module (`None` when
+    /// shared: the control schema's).
+    pub versions: Option<Vec<(String, i64)>>,
+}
+
+/// Every org with its placement, by slug (operators: `orgwall placement list`).
+pub async fn list(db: &Db) -> Result<Vec<Entry>> {
+    let mut tx = db.global(crate::Mode::Read).await?;
+    let rows = tx
+        .query(
+            "SELECT o.id, o.slug, pl.kind, pl.target, pl.location FROM orgs o
+             LEFT JOIN placements pl ON pl.org_id = o.id ORDER BY o.slug",
+            &[],
+        )
+        .await?;
+    tx.commit().await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let kind: Option<String> = r.get(2)?;
+        let location: Option<String> = r.get(4)?;
+        let versions = match (&kind, &location) {
+            (Some(k), Some(l)) if k == "schema" => Some(db.placement_versions(l).await?),
+            _ => None,
+        };
+        out.push(Entry {
+            org_id: r.get(0)?,
+            slug: r.get(1)?,
+            kind: kind.unwrap_or_else(|| "(none)".into()),
+            target: r.get(3)?,
+            location,
+            versions,
+        });
+    }
+    Ok(out)
+}
+
+/// One org's entry.
+pub async fn show(db: &Db, org: OrgId) -> Result<Entry> {
+    list(db)
+        .await?
+        .into_iter()
+        .find(|e| e.org_id == org)
+        .ok_or(Error::NotFound)
+}
+
+/// Places `org` (operators: `orgwall placement set`). Only while the org holds no
+/// data-plane row (moving data is a move, not a placement): anything else is refused with
+/// nothing changed. Placing in a schema creates the schema at the current version with
+/// every wall, in one transaction with the directory change.
+pub async fn set(db: &Db, org: OrgId, kind: Kind) -> Result<Route> {
+    db.place(org, kind).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_checked() {
+        let org = OrgId::new();
+        let s = schema_name(org);
+        assert!(is_schema_name(&s), "{s}");
+        assert!(!is_schema_name("public"));
+        assert!(!is_schema_name("org_x; DROP TABLE orgs"));
+        assert!(!is_schema_name(&s.to_uppercase()));
+        assert!(Route::from_parts("schema", Some("public".into())).is_err());
+        assert_eq!(Route::from_parts("shared", None).ok(), Some(Route::Shared));
+    }
+
+    #[test]
+    fn kinds_parse_with_clear_errors() {
+        assert_eq!("schema".parse::<Kind>().ok(), Some(Kind::Schema));
+        let e = "database".parse::<Kind>().err().map(|e| e.to_string());
+        assert!(e.unwrap_or_default().contains("not available yet"));
+        assert!("elsewhere".parse::<Kind>().is_err());
+    }
+}
