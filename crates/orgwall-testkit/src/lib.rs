@@ -150,7 +150,9 @@ impl TestDb {
     }
 
     /// Counts rows as the owner, bypassing every wall (superuser on PostgreSQL; a plain
-    /// connection on the SQLite base table).
+    /// connection on the SQLite base table). On PostgreSQL a data-plane table named
+    /// without a schema is counted in every placement: the shared table and each org's
+    /// own schema.
     pub async fn owner_count(&self, table: &str, where_sql: &str) -> i64 {
         match self.kind {
             BackendKind::Postgres => {
@@ -158,11 +160,25 @@ impl TestDb {
                     .await
                     .unwrap();
                 tokio::spawn(conn);
+                let mut tables = vec![table.to_owned()];
+                if self.db.catalog().is_data(table) {
+                    for r in client
+                        .query(
+                            "SELECT location FROM placements WHERE kind = 'schema' ORDER BY 1",
+                            &[],
+                        )
+                        .await
+                        .unwrap()
+                    {
+                        tables.push(format!("{}.{table}", r.get::<_, String>(0)));
+                    }
+                }
+                let sum: Vec<String> = tables
+                    .iter()
+                    .map(|t| format!("(SELECT count(*) FROM {t} WHERE {where_sql})"))
+                    .collect();
                 let row = client
-                    .query_one(
-                        &format!("SELECT count(*) FROM {table} WHERE {where_sql}"),
-                        &[],
-                    )
+                    .query_one(&format!("SELECT {}", sum.join(" + ")), &[])
                     .await
                     .unwrap();
                 row.get(0)
