@@ -56,6 +56,7 @@ pub static MODULE: Module = Module {
         "api_keys",
         "audit_events",
     ],
+    derived_tables: &[],
     global_tables: &["users", "sessions", "orgs", "plans", "access_generations"],
     system_tables: &[],
     cross_org_indexes: &[
