@@ -13,7 +13,9 @@ use orgwall_http::AppState;
 use orgwall_store::access::OrgScope;
 use orgwall_store::jobs::{self, mail, JobCtx, Registry, Worker, WorkerConfig};
 use orgwall_store::{params, Mode};
-use orgwall_testkit::{both, store_file, tenant_tables, untar, Demo, TestDb, TestServer};
+use orgwall_testkit::{
+    both, exported_tables, is_derived, store_file, tenant_tables, untar, Demo, TestDb, TestServer,
+};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -241,7 +243,21 @@ both!(
         let entries = untar(&gz);
         let manifest: Value = serde_json::from_slice(&entries["manifest.json"]).unwrap();
         assert_eq!(manifest["org_id"], json!(acme));
-        for table in tenant_tables() {
+        // Every tenant table but the derived ones (the search terms, rebuilt from rows).
+        for table in tenant_tables().into_iter().filter(|t| is_derived(t)) {
+            let name = format!("tables/{table}.jsonl");
+            assert!(!entries.contains_key(&name), "{name} is derived data");
+        }
+        let listed: Vec<&str> = manifest["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["table"].as_str().unwrap())
+            .collect();
+        let mut want = exported_tables();
+        want.sort_unstable();
+        assert_eq!(listed, want);
+        for table in exported_tables() {
             let name = format!("tables/{table}.jsonl");
             let body = entries
                 .get(&name)

@@ -62,6 +62,12 @@ pub static MODULE: Module = Module {
             sql: include_str!("../migrations/postgres/0005_exports.sql"),
             plane: Plane::Data,
         },
+        Migration {
+            version: 6,
+            name: "search_terms",
+            sql: include_str!("../migrations/postgres/0006_search_terms.sql"),
+            plane: Plane::Data,
+        },
     ],
     sqlite: &[
         Migration {
@@ -100,6 +106,12 @@ pub static MODULE: Module = Module {
             sql: include_str!("../migrations/sqlite/0006_system_walls.sql"),
             plane: Plane::Control,
         },
+        Migration {
+            version: 7,
+            name: "search_terms",
+            sql: include_str!("../migrations/sqlite/0007_search_terms.sql"),
+            plane: Plane::Data,
+        },
     ],
     tenant_tables: &[
         "projects",
@@ -109,7 +121,12 @@ pub static MODULE: Module = Module {
         "notes",
         "files",
         "exports",
+        "ticket_terms",
+        "note_terms",
     ],
+    // The search terms (PostgreSQL's inverted index under row-level security, migration
+    // 0006): kept by triggers, not exported.
+    derived_tables: &["ticket_terms", "note_terms"],
     global_tables: &["email_verifications", "job_queues"],
     system_tables: &[jobs::SYSTEM_TABLE, repo::outbox::SYSTEM_TABLE],
     cross_org_indexes: &[],
@@ -128,6 +145,16 @@ pub static MODULE: Module = Module {
             parent: "tickets",
             child: "ticket_events",
             column: "ticket_id",
+        },
+        Cascade {
+            parent: "tickets",
+            child: "ticket_terms",
+            column: "id",
+        },
+        Cascade {
+            parent: "notes",
+            child: "note_terms",
+            column: "id",
         },
     ],
     permissions: perms::DEFINITIONS,
@@ -194,6 +221,15 @@ mod tests {
                 "module {} (SQLite)",
                 m.name
             );
+        }
+    }
+
+    #[test]
+    fn derived_tables_are_tenant_tables() {
+        for m in catalog().modules() {
+            for t in m.derived_tables {
+                assert!(m.tenant_tables.contains(t), "module {}: {t}", m.name);
+            }
         }
     }
 

@@ -6,8 +6,8 @@
 //! the orgs. Every demo email is verified; the password is [`DEMO_PASSWORD`].
 
 use crate::access;
-use crate::placement;
 use crate::db::Db;
+use crate::placement;
 use crate::repo::{comments, memberships, notes, orgs, projects, tickets, users};
 use orgwall_core::{Email, Error, Result, Slug, TicketStatus, UserId};
 

@@ -23,7 +23,7 @@ use orgwall_store::repo::{
 };
 use orgwall_store::{params, BackendKind, Db, Mode};
 use orgwall_testkit::smtp::{SinkTls, SmtpSink};
-use orgwall_testkit::{both, store_file, tenant_tables, Demo, TestDb};
+use orgwall_testkit::{both, is_derived, store_file, tenant_tables, Demo, TestDb};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -868,7 +868,12 @@ both!(the_purge_removes_exactly_one_org, |t: TestDb| async move {
     let acme_before = counts(&t, d.acme).await;
     let globex_before = counts(&t, d.globex).await;
     for (table, n) in acme_before.iter().chain(&globex_before) {
-        assert!(*n > 0, "{table} has rows in both orgs before the purge");
+        // (The search terms are derived rows that only PostgreSQL keeps.)
+        let empty_here = t.kind == BackendKind::Sqlite && is_derived(table);
+        assert!(
+            *n > 0 || empty_here,
+            "{table} has rows in both orgs before the purge"
+        );
     }
     // A job of Acme's that must never run once the org is gone.
     let acme_job = enqueue(
@@ -947,7 +952,9 @@ both!(the_purge_removes_exactly_one_org, |t: TestDb| async move {
         .join(d.globex.to_string())
         .exists());
     assert!(e.ctx.exports.org_dir(d.globex).join("old.tar.gz").exists());
-    assert!(acme_before.iter().all(|(_, n)| *n > 0));
+    assert!(acme_before
+        .iter()
+        .all(|(table, n)| *n > 0 || (t.kind == BackendKind::Sqlite && is_derived(table))));
     // The purge was audited in the org before it disappeared, and recorded in its job.
     let purge = jobs::list(
         db,

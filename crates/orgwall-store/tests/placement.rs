@@ -9,8 +9,8 @@
 )]
 
 use orgwall_core::Error;
-use orgwall_store::placement::{self, schema_name, Kind, Route};
 use orgwall_store::migrate::Migration;
+use orgwall_store::placement::{self, schema_name, Kind, Route};
 use orgwall_store::{params, BackendKind, Db, DbConfig, Module, Plane};
 use orgwall_testkit::{Demo, TestDb};
 
@@ -40,11 +40,12 @@ async fn a_schema_placed_org_lives_in_its_schema_behind_every_wall() {
         0,
         "Globex's tickets must not be in the shared table"
     );
-    assert_eq!(
-        t.owner_count(&format!("{schema}.tickets"), "true").await,
-        6
+    assert_eq!(t.owner_count(&format!("{schema}.tickets"), "true").await, 6);
+    assert!(
+        t.owner_count("tickets", &format!("org_id = '{}'", d.acme.uuid()))
+            .await
+            > 0
     );
-    assert!(t.owner_count("tickets", &format!("org_id = '{}'", d.acme.uuid())).await > 0);
     for table in db.catalog().data_tables() {
         assert_eq!(
             t.owner_count(&format!("{schema}.{table}"), &format!("org_id <> '{g}'"))
@@ -95,7 +96,10 @@ async fn a_schema_placed_org_lives_in_its_schema_behind_every_wall() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::ScopeViolation | Error::Internal(_) | Error::Conflict(..)),
+        matches!(
+            err,
+            Error::ScopeViolation | Error::Internal(_) | Error::Conflict(..)
+        ),
         "{err:?}"
     );
     drop(tx);
@@ -119,14 +123,32 @@ async fn placing_refuses_what_it_cannot_do_and_changes_nothing() {
         "{err:?}"
     );
     assert_eq!(placement::show(db, d.acme).await.unwrap().kind, "shared");
-    assert_eq!(t.owner_count("pg_namespace", &format!("nspname = '{}'", schema_name(d.acme))).await, 0);
+    assert_eq!(
+        t.owner_count(
+            "pg_namespace",
+            &format!("nspname = '{}'", schema_name(d.acme))
+        )
+        .await,
+        0
+    );
     // Globex has data in its schema: back to shared is refused too.
-    let err = placement::set(db, d.globex, Kind::Shared).await.unwrap_err();
-    assert!(matches!(&err, Error::Conflict("placement_not_empty", _)), "{err:?}");
+    let err = placement::set(db, d.globex, Kind::Shared)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Conflict("placement_not_empty", _)),
+        "{err:?}"
+    );
     let e = placement::show(db, d.globex).await.unwrap();
-    assert_eq!((e.kind.as_str(), e.location.as_deref()), ("schema", Some(schema.as_str())));
+    assert_eq!(
+        (e.kind.as_str(), e.location.as_deref()),
+        ("schema", Some(schema.as_str()))
+    );
     // Unknown placements and not-yet-served ones: a clear line.
-    for (input, says) in [("database", "not available yet"), ("moon", "unknown placement")] {
+    for (input, says) in [
+        ("database", "not available yet"),
+        ("moon", "unknown placement"),
+    ] {
         let e = input.parse::<Kind>().unwrap_err().to_string();
         assert!(e.contains(says), "{input}: {e}");
     }
@@ -140,7 +162,10 @@ async fn placing_refuses_what_it_cannot_do_and_changes_nothing() {
     let s = schema_name(org.id);
     t.owner_exec(&format!("CREATE SCHEMA {s}")).await;
     let err = placement::set(db, org.id, Kind::Schema).await.unwrap_err();
-    assert!(matches!(&err, Error::Conflict("placement_exists", _)), "{err:?}");
+    assert!(
+        matches!(&err, Error::Conflict("placement_exists", _)),
+        "{err:?}"
+    );
     assert_eq!(placement::show(db, org.id).await.unwrap().kind, "shared");
     t.owner_exec(&format!("DROP SCHEMA {s}")).await;
     assert_eq!(
@@ -148,9 +173,21 @@ async fn placing_refuses_what_it_cannot_do_and_changes_nothing() {
         Route::Schema(s.clone().into())
     );
     let e = placement::show(db, org.id).await.unwrap();
-    assert!(e.versions.as_ref().is_some_and(|v| v.iter().any(|(m, n)| m == "orgwall" && *n > 0)), "{e:?}");
-    assert_eq!(placement::set(db, org.id, Kind::Shared).await.unwrap(), Route::Shared);
-    assert_eq!(t.owner_count("pg_namespace", &format!("nspname = '{s}'")).await, 0);
+    assert!(
+        e.versions
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|(m, n)| m == "orgwall" && *n > 0)),
+        "{e:?}"
+    );
+    assert_eq!(
+        placement::set(db, org.id, Kind::Shared).await.unwrap(),
+        Route::Shared
+    );
+    assert_eq!(
+        t.owner_count("pg_namespace", &format!("nspname = '{s}'"))
+            .await,
+        0
+    );
     assert_eq!(db.doctor().await.unwrap(), vec![]);
 }
 
@@ -165,18 +202,28 @@ async fn the_doctor_names_each_placement_fault() {
     };
 
     // A placement table whose row-level security is not forced.
-    t.owner_exec(&format!("ALTER TABLE {schema}.notes NO FORCE ROW LEVEL SECURITY"))
-        .await;
+    t.owner_exec(&format!(
+        "ALTER TABLE {schema}.notes NO FORCE ROW LEVEL SECURITY"
+    ))
+    .await;
     let v = db.doctor().await.unwrap();
     assert!(found(&v, &format!("{schema}.notes"), "not forced"), "{v:?}");
-    t.owner_exec(&format!("ALTER TABLE {schema}.notes FORCE ROW LEVEL SECURITY"))
-        .await;
+    t.owner_exec(&format!(
+        "ALTER TABLE {schema}.notes FORCE ROW LEVEL SECURITY"
+    ))
+    .await;
 
     // An org without a directory entry.
-    t.owner_exec(&format!("DELETE FROM placements WHERE org_id = '{}'", d.acme.uuid()))
-        .await;
+    t.owner_exec(&format!(
+        "DELETE FROM placements WHERE org_id = '{}'",
+        d.acme.uuid()
+    ))
+    .await;
     let v = db.doctor().await.unwrap();
-    assert!(found(&v, &format!("org {}", d.acme.uuid()), "no placement entry"), "{v:?}");
+    assert!(
+        found(&v, &format!("org {}", d.acme.uuid()), "no placement entry"),
+        "{v:?}"
+    );
     t.owner_exec(&format!(
         "INSERT INTO placements (org_id, kind, created_at, updated_at) VALUES ('{}', 'shared', now(), now())",
         d.acme.uuid()
@@ -199,14 +246,31 @@ async fn the_doctor_names_each_placement_fault() {
     ))
     .await;
     let v = db.doctor().await.unwrap();
-    assert!(found(&v, &format!("org {}", d.globex.uuid()), "shared tables too: notes"), "{v:?}");
-    t.owner_exec(&format!("DELETE FROM public.notes WHERE org_id = '{}'", d.globex.uuid()))
-        .await;
+    assert!(
+        found(
+            &v,
+            &format!("org {}", d.globex.uuid()),
+            "shared tables too: notes"
+        ),
+        "{v:?}"
+    );
+    t.owner_exec(&format!(
+        "DELETE FROM public.notes WHERE org_id = '{}'",
+        d.globex.uuid()
+    ))
+    .await;
 
     // A placement missing a data-plane table.
     t.owner_exec(&format!("DROP TABLE {schema}.files")).await;
     let v = db.doctor().await.unwrap();
-    assert!(found(&v, &format!("{schema}.files"), "missing from this placement"), "{v:?}");
+    assert!(
+        found(
+            &v,
+            &format!("{schema}.files"),
+            "missing from this placement"
+        ),
+        "{v:?}"
+    );
 }
 
 /// A later data-plane migration, for the resumable-migration test.
@@ -245,7 +309,8 @@ async fn migrations_reach_every_placement_and_a_failed_one_resumes() {
     schemas.sort();
     // A table in the way in the second placement: its migration fails there.
     let blocked = &schemas[1];
-    t.owner_exec(&format!("CREATE TABLE {blocked}.widgets (x int)")).await;
+    t.owner_exec(&format!("CREATE TABLE {blocked}.widgets (x int)"))
+        .await;
 
     let later = Db::open(
         &DbConfig::Postgres {
@@ -258,21 +323,24 @@ async fn migrations_reach_every_placement_and_a_failed_one_resumes() {
     .await
     .unwrap();
     let err = later.migrate().await.unwrap_err().to_string();
-    assert!(err.contains(blocked.as_str()), "the failure names the placement: {err}");
+    assert!(
+        err.contains(blocked.as_str()),
+        "the failure names the placement: {err}"
+    );
     let has = |s: &str| {
         let t = &t;
         let s = s.to_owned();
         async move {
-            t.owner_count(
-                &format!("{s}.schema_migrations"),
-                "module = 'later'",
-            )
-            .await
+            t.owner_count(&format!("{s}.schema_migrations"), "module = 'later'")
+                .await
         }
     };
     // The control schema and the placement before it are at the new version, the failed
     // one and the one after it at the old one.
-    assert_eq!(t.owner_count("schema_migrations", "module = 'later'").await, 1);
+    assert_eq!(
+        t.owner_count("schema_migrations", "module = 'later'").await,
+        1
+    );
     assert_eq!(has(&schemas[0]).await, 1);
     assert_eq!(has(&schemas[1]).await, 0);
     assert_eq!(has(&schemas[2]).await, 0);

@@ -93,7 +93,10 @@ impl<'c> Findings<'c> {
             }
             for t in catalog.data_tables() {
                 if !present.iter().any(|p| p == t) {
-                    self.add(t, "data-plane table missing from this placement (run orgwall migrate)");
+                    self.add(
+                        t,
+                        "data-plane table missing from this placement (run orgwall migrate)",
+                    );
                 }
             }
             return;

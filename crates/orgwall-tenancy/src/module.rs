@@ -7,7 +7,9 @@
 //!   records `(module, version)`), applied by the runner in the same transaction as the
 //!   walls, so no table ever exists without them;
 //! - its tenant tables and its global tables (the doctor names any table that no module
-//!   declares, and any declared table that is missing);
+//!   declares, and any declared table that is missing); among its tenant tables, the
+//!   *derived* ones (rows computed from other tenant tables' rows, such as a search
+//!   index: walled, purged and checked like any tenant table, but left out of exports);
 //! - its cross-org indexes (the documented lookups that do not lead with `org_id`);
 //! - its cascades between tenant tables: on PostgreSQL they are ordinary composite
 //!   foreign keys `ON DELETE CASCADE`; on SQLite the runner generates the named
@@ -81,6 +83,12 @@ pub struct Module {
     pub sqlite: &'static [Migration],
     /// Tenant tables it creates (logical names: `<t>`, not `<t>_rows`).
     pub tenant_tables: &'static [&'static str],
+    /// Those of its tenant tables (each also listed in `tenant_tables`) whose rows are
+    /// derived from other tenant tables' rows and kept by triggers (orgwall's search
+    /// terms): walled, purged and checked by the doctor like every tenant table, but not
+    /// data of their own, so an export leaves them out (they are rebuilt from the rows it
+    /// holds). A backend that does not use one may leave it empty.
+    pub derived_tables: &'static [&'static str],
     /// Global tables it creates (no `org_id` wall; the documented allowlist).
     pub global_tables: &'static [&'static str],
     /// System tables it creates: global tables whose rows carry an (optional) `org_id`,
@@ -112,6 +120,7 @@ impl Module {
         postgres: &[],
         sqlite: &[],
         tenant_tables: &[],
+        derived_tables: &[],
         global_tables: &[],
         system_tables: &[],
         cross_org_indexes: &[],
@@ -176,6 +185,24 @@ impl Catalog {
         self.modules
             .iter()
             .flat_map(|m| m.tenant_tables.iter().copied())
+    }
+
+    /// Every declared derived tenant table (see [`Module::derived_tables`]).
+    pub fn derived_tables(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.modules
+            .iter()
+            .flat_map(|m| m.derived_tables.iter().copied())
+    }
+
+    /// Whether `table` (a logical name) is a declared derived tenant table.
+    pub fn is_derived(&self, table: &str) -> bool {
+        self.derived_tables().any(|t| t == table)
+    }
+
+    /// The tenant tables that hold an org's own data: every declared tenant table but the
+    /// derived ones (what an export archives).
+    pub fn exported_tables(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.tenant_tables().filter(|t| !self.is_derived(t))
     }
 
     /// Every declared global table (system tables included), with the runner's own

@@ -39,6 +39,18 @@ pub fn tenant_tables() -> Vec<&'static str> {
     orgwall_store::catalog().tenant_tables().collect()
 }
 
+/// The tenant tables that hold an org's own data: every tenant table but the derived
+/// ones (the search terms), i.e. what an export archives.
+pub fn exported_tables() -> Vec<&'static str> {
+    orgwall_store::catalog().exported_tables().collect()
+}
+
+/// Whether `table` is a derived tenant table (kept by triggers from other tables' rows;
+/// the search terms, which stay empty on SQLite).
+pub fn is_derived(table: &str) -> bool {
+    orgwall_store::catalog().is_derived(table)
+}
+
 /// The admin URL tests create their databases through.
 pub fn admin_url() -> String {
     std::env::var("ORGWALL_TEST_DATABASE_URL")

@@ -309,7 +309,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tracing::info!(versions = ?r.versions, applied = ?r.applied, "database migrated");
             }
             if *demo {
-                let s = orgwall_store::seed::demo_placed(&db, &orgwall_store::seed::demo_placements(&db)).await?;
+                let s = orgwall_store::seed::demo_placed(
+                    &db,
+                    &orgwall_store::seed::demo_placements(&db),
+                )
+                .await?;
                 tracing::info!(result = ?s, "demo data");
             }
             let listener = tokio::net::TcpListener::bind(listen)
@@ -492,7 +496,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .map_err(|_| anyhow::anyhow!("no organization {org:?}"))?;
                     print_placement(&placement::show(&db, id).await?);
                 }
-                PlacementCommand::Set { org, placement: kind } => {
+                PlacementCommand::Set {
+                    org,
+                    placement: kind,
+                } => {
                     let kind: placement::Kind = kind.parse()?;
                     let id = orgwall_store::repo::orgs::resolve(&db, org)
                         .await

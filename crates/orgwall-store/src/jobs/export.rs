@@ -1,6 +1,7 @@
 //! The `export.build` job (tenant, audited): one org's data as a `.tar.gz`.
 //!
-//! The archive holds `tables/<table>.jsonl` for every tenant table (one JSON object per
+//! The archive holds `tables/<table>.jsonl` for every tenant table but the derived ones
+//! (`Module::derived_tables`: the search terms, rebuilt from the rows) (one JSON object per
 //! row, the table's columns by name, read through the org's own scope: the database wall
 //! decides which rows there are, and every one carries the org's `org_id`), `files/<id>`
 //! for every stored file of the org (its metadata is in `tables/files.jsonl`) and
@@ -252,8 +253,9 @@ async fn build(ctx: &JobCtx, scope: &OrgScope, id: ExportId) -> Result<u64, JobE
     let _part = Scratch(Some(part_path.clone()));
     let mut ar = Archive::create(tmp_path.clone(), ctx.exports.max_bytes()).await?;
 
-    // Every tenant table the service registered, by name.
-    let mut tables: Vec<&'static str> = ctx.db.catalog().tenant_tables().collect();
+    // Every tenant table the service registered, by name, but the derived ones (search
+    // terms: computed from the rows the archive holds, not data of their own).
+    let mut tables: Vec<&'static str> = ctx.db.catalog().exported_tables().collect();
     tables.sort_unstable();
     let steps = i64::try_from(tables.len())
         .unwrap_or(i64::MAX)

@@ -84,14 +84,15 @@ pub async fn list(
             let Some(search) = super::search::Search::parse(q) else {
                 return Ok(Vec::new());
             };
-            let (cond, value) = search.condition(tx, "notes");
+            let s = search.sql(tx, super::search::Searched::Notes);
             tx.query(
                 &format!(
-                    "SELECT id, title, body, created_at FROM notes WHERE org_id = $1 AND id > $2{}
+                    "SELECT id, title, body, created_at FROM {} WHERE org_id = $1 AND id > $2{}
                      ORDER BY id LIMIT $4",
-                    cond.replace("$n", "$3")
+                    s.from.replace("$n", "$3"),
+                    s.cond.replace("$n", "$3")
                 ),
-                params![org, after, value, limit],
+                params![org, after, s.value, limit],
             )
             .await?
         }

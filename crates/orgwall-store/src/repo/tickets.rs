@@ -121,14 +121,57 @@ pub async fn list(
     limit: i64,
     after: Option<uuid::Uuid>,
 ) -> Result<Vec<Ticket>> {
+    let Some((sql, params)) = list_sql(tx, filter, limit, after) else {
+        return Ok(Vec::new());
+    };
+    let rows = tx.query(&sql, &params).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// The plan of [`list`]'s statement as this transaction would run it (PostgreSQL:
+/// `EXPLAIN (ANALYZE, COSTS OFF)`, one line per row; SQLite: `EXPLAIN QUERY PLAN`), for
+/// tests and measurement. Empty when the list reads nothing (a `q` without any word).
+pub async fn explain_list(
+    tx: &mut TenantTx<'_>,
+    filter: &TicketFilter,
+    limit: i64,
+    after: Option<uuid::Uuid>,
+) -> Result<Vec<String>> {
+    let Some((sql, params)) = list_sql(tx, filter, limit, after) else {
+        return Ok(Vec::new());
+    };
+    let (explain, col) = match tx.kind() {
+        crate::BackendKind::Postgres => ("EXPLAIN (ANALYZE, COSTS OFF) ", 0),
+        crate::BackendKind::Sqlite => ("EXPLAIN QUERY PLAN ", 3),
+    };
+    let rows = tx.query(&format!("{explain}{sql}"), &params).await?;
+    rows.iter().map(|r| r.get(col)).collect()
+}
+
+/// [`list`]'s statement and parameters, or `None` when it reads nothing.
+fn list_sql(
+    tx: &TenantTx<'_>,
+    filter: &TicketFilter,
+    limit: i64,
+    after: Option<uuid::Uuid>,
+) -> Option<(String, Vec<crate::Val>)> {
     let search = match filter.q.as_deref().map(super::search::Search::parse) {
-        Some(None) => return Ok(Vec::new()),
-        Some(Some(s)) => Some(s.condition(tx, "tickets")),
+        Some(None) => return None,
+        Some(Some(s)) => Some(s.sql(tx, super::search::Searched::Tickets)),
         None => None,
     };
     let org = tx.org_id();
-    let mut sql = format!("SELECT {COLS} FROM tickets WHERE org_id = $1 AND id > $2");
     let mut params: Vec<crate::Val> = vec![org.into(), after.unwrap_or(uuid::Uuid::nil()).into()];
+    // A search reads its candidates from its own `FROM` (see `repo::search`); its value
+    // is `$3`, in the `FROM` and in its condition.
+    let (from, search_cond) = match search {
+        Some(s) => {
+            params.push(s.value.into());
+            (s.from.replace("$n", "$3"), s.cond.replace("$n", "$3"))
+        }
+        None => ("tickets".to_owned(), String::new()),
+    };
+    let mut sql = format!("SELECT {COLS} FROM {from} WHERE org_id = $1 AND id > $2{search_cond}");
     let mut add = |cond: &str, v: crate::Val| {
         params.push(v);
         sql.push_str(&cond.replace("$n", &format!("${}", params.len())));
@@ -142,13 +185,9 @@ pub async fn list(
     if let Some(p) = filter.project {
         add(" AND project_id = $n", p.into());
     }
-    if let Some((cond, value)) = search {
-        add(&cond, value.into());
-    }
     params.push(limit.into());
     sql.push_str(&format!(" ORDER BY id LIMIT ${}", params.len()));
-    let rows = tx.query(&sql, &params).await?;
-    rows.iter().map(from_row).collect()
+    Some((sql, params))
 }
 
 /// One recorded change of a ticket.

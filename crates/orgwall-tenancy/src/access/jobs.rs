@@ -123,7 +123,10 @@ pub async fn purge_rows(db: &Db, scope: &OrgScope) -> Result<u64> {
         return Err(Error::ScopeViolation);
     }
     let mut tx = db.write(scope).await?;
-    let n = tx.raw().purge_org_row(scope.org_id(), scope.route()).await?;
+    let n = tx
+        .raw()
+        .purge_org_row(scope.org_id(), scope.route())
+        .await?;
     tx.commit().await?;
     Ok(n)
 }

@@ -72,6 +72,7 @@ pub static MODULE: Module = Module {
         "api_keys",
         "audit_events",
     ],
+    derived_tables: &[],
     global_tables: &[
         "users",
         "sessions",

@@ -45,7 +45,8 @@ const PRELUDE_CHECK: &str = "SELECT set_config('role', $1, true), \
 /// The routed preludes: the same, with the org's placement schema first on the
 /// transaction's search path (the last column; `$6`, or `$10` after a check). Only an org
 /// placed in a schema of its own sends one: the shared orgs' prelude does not change.
-const PRELUDE_ROUTED: &str = "SELECT set_config('role', $1, true), set_config('app.org_id', $2, true), \
+const PRELUDE_ROUTED: &str =
+    "SELECT set_config('role', $1, true), set_config('app.org_id', $2, true), \
      set_config('app.user_id', $3, true), set_config('app.lookup', $4, true), \
      set_config('app.system', $5, true), set_config('search_path', $6, true)";
 
@@ -143,7 +144,6 @@ impl PgDb {
             control: crate::migrate::quote_ident(&control).into(),
         })
     }
-
 
     /// The login URL (the access cache's listener connects with it).
     pub(crate) fn url(&self) -> Arc<str> {
@@ -472,7 +472,8 @@ impl PgTx {
             .await;
             all.into_iter().collect::<std::result::Result<Vec<_>, _>>()
         };
-        let results = Self::flight(obj, &self.role, &self.control, self.mode, pending, main).await?;
+        let results =
+            Self::flight(obj, &self.role, &self.control, self.mode, pending, main).await?;
         results
             .iter()
             .map(|rows| rows.iter().map(pg_row).collect())

@@ -37,7 +37,9 @@ pub(crate) async fn schemas(client: &tokio_postgres::Client) -> Result<Vec<(OrgI
 /// control schema (quoted).
 pub(crate) async fn enter(tx: &tokio_postgres::Transaction<'_>, schema: &str) -> Result<String> {
     if !is_schema_name(schema) {
-        return Err(Error::Internal(format!("{schema:?} is not a placement schema name")));
+        return Err(Error::Internal(format!(
+            "{schema:?} is not a placement schema name"
+        )));
     }
     let control: String = tx
         .query_one("SELECT current_schema()::text", &[])
@@ -195,7 +197,9 @@ pub(crate) async fn versions(
     schema: &str,
 ) -> Result<Vec<(String, i64)>> {
     if !is_schema_name(schema) {
-        return Err(Error::Internal(format!("{schema:?} is not a placement schema name")));
+        return Err(Error::Internal(format!(
+            "{schema:?} is not a placement schema name"
+        )));
     }
     let rows = client
         .query(
