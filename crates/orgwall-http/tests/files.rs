@@ -222,10 +222,13 @@ async fn file_count(t: &TestDb, org: OrgId) -> i64 {
 async fn forge_storage_key(t: &TestDb, acme: OrgId, id: &str, key: &str) {
     match t.kind {
         BackendKind::Postgres => {
-            t.owner_exec(&format!(
-                "UPDATE files SET storage_key = '{key}' WHERE id = '{id}'"
-            ))
-            .await
+            let n = t
+                .owner_exec_for(
+                    acme,
+                    &format!("UPDATE files SET storage_key = '{key}' WHERE id = '{id}'"),
+                )
+                .await;
+            assert_eq!(n, 1);
         }
         BackendKind::Sqlite => {
             let c = rusqlite::Connection::open(&t.url).unwrap();

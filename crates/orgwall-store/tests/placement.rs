@@ -33,10 +33,12 @@ async fn count(tx: &mut orgwall_store::TenantTx<'_>, sql: &str) -> i64 {
 async fn a_schema_placed_org_lives_in_its_schema_behind_every_wall() {
     let (t, d, schema) = placed().await;
     let db = &t.db;
-    // Where the rows really are (as the owner, past every wall).
+    // Where the rows really are (as the owner, past every wall; `public.` names the
+    // shared table alone, a bare name would count every placement).
     let g = d.globex.uuid();
     assert_eq!(
-        t.owner_count("tickets", &format!("org_id = '{g}'")).await,
+        t.owner_count("public.tickets", &format!("org_id = '{g}'"))
+            .await,
         0,
         "Globex's tickets must not be in the shared table"
     );

@@ -556,7 +556,8 @@ both!(
             "the three WEB tickets are gone"
         );
         assert_eq!(
-            t.owner_count(
+            t.owner_count_for(
+                d.acme,
                 "ticket_comments",
                 &format!(
                     "org_id = '{}' AND ticket_id NOT IN (SELECT id FROM {})",

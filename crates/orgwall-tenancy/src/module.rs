@@ -287,7 +287,9 @@ pub(crate) fn creates_table(sql: &str, table: &str) -> bool {
         .filter(|w| !w.is_empty())
         .map(str::to_ascii_lowercase)
         .collect();
-    words.windows(3).any(|w| {
-        w[0] == "create" && w[1] == "table" && (w[2] == table || w[2] == format!("{table}_rows"))
+    let rows = format!("{table}_rows");
+    words.windows(3).any(|w| match w {
+        [c, t, name] => c == "create" && t == "table" && (name == table || *name == rows),
+        _ => false,
     })
 }

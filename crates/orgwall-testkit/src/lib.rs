@@ -161,6 +161,57 @@ impl TestDb {
         }
     }
 
+    /// Like [`TestDb::owner_exec`], on `org`'s placement: on PostgreSQL its own schema, if
+    /// it has one, goes first on the search path (unqualified data-plane tables are then
+    /// the org's). Returns the number of rows the last statement changed (PostgreSQL).
+    pub async fn owner_exec_for(&self, org: OrgId, sql: &str) -> u64 {
+        self.owner_client_for(org)
+            .await
+            .execute(sql, &[])
+            .await
+            .unwrap()
+    }
+
+    /// Like [`TestDb::owner_count`], on `org`'s placement only (see
+    /// [`TestDb::owner_exec_for`]): a subquery in `where_sql` reads the same placement.
+    pub async fn owner_count_for(&self, org: OrgId, table: &str, where_sql: &str) -> i64 {
+        if self.kind == BackendKind::Sqlite {
+            return self.owner_count(table, where_sql).await;
+        }
+        self.owner_client_for(org)
+            .await
+            .query_one(
+                &format!("SELECT count(*) FROM {table} WHERE {where_sql}"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// A PostgreSQL owner connection whose search path starts with `org`'s placement.
+    async fn owner_client_for(&self, org: OrgId) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let schema: Option<String> = client
+            .query_opt(
+                "SELECT location FROM placements WHERE org_id = $1 AND kind = 'schema'",
+                &[&org.uuid()],
+            )
+            .await
+            .unwrap()
+            .map(|r| r.get(0));
+        if let Some(s) = schema {
+            client
+                .batch_execute(&format!("SET search_path TO {s}, public"))
+                .await
+                .unwrap();
+        }
+        client
+    }
+
     /// Counts rows as the owner, bypassing every wall (superuser on PostgreSQL; a plain
     /// connection on the SQLite base table). On PostgreSQL a data-plane table named
     /// without a schema is counted in every placement: the shared table and each org's
