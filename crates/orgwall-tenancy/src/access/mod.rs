@@ -355,45 +355,27 @@ pub const API_KEY_PREFIX: &str = "owk_";
 ///
 /// The lookup runs under `app.lookup` = the token's hash, which the database lets see
 /// exactly the one key row that hash names; the role is then read inside the key's org.
+/// On PostgreSQL both happen in one transaction and one flight (a cold key costs one
+/// round trip, not two): the lookup statement itself enters the key's org
+/// (`set_config('app.org_id', ...)` of the row it found, transaction-local), and the role
+/// statement, pipelined behind it, reads under that org's wall. An unknown hash finds no
+/// row, sets nothing, and the role statement reads under no org: zero rows.
 pub async fn authenticate_api_key(db: &Db, token: &str) -> Result<Option<OrgScope>> {
     let hash = crate::crypto::token_hash(token);
     let t = now();
     let load = async {
-        let mut tx = db.begin(Mode::Read, Settings::lookup(hash.clone())).await?;
-        let row = tx
-            .query_opt(
-                &format!("SELECT k.org_id, k.id, k.role_id, k.expires_at, {GEN} FROM api_keys k JOIN orgs o ON o.id = k.org_id
-                 WHERE k.key_hash = $1 AND k.revoked_at IS NULL
-                   AND (k.expires_at IS NULL OR k.expires_at > $2) AND o.deleting_at IS NULL"),
-                params![hash.as_str(), t],
-            )
-            .await?;
-        tx.commit().await?;
-        let Some(row) = row else { return Ok(None) };
-        let (org, key, role): (OrgId, ApiKeyId, RoleId) = (row.get(0)?, row.get(1)?, row.get(2)?);
-        let expires_at = row.get(3)?;
+        let Some((key, role)) = load_api_key(db, &hash, t).await? else {
+            return Ok(None);
+        };
+        let (org, key_id, expires_at): (OrgId, ApiKeyId, _) =
+            (key.get(0)?, key.get(1)?, key.get(3)?);
+        let mut g = grant(&role)?;
         // The generation read with the key (the earlier read): a change after it makes
-        // the entry stale, even if the role read below already saw it.
-        let gen: i64 = row.get(4)?;
-        let mut tx = db.begin(Mode::Read, Settings::org(org)).await?;
-        let row = tx
-            .query_opt(
-                &format!(
-                    "SELECT r.permissions, {RATE_LIMIT}, r.key, {GEN}, {PLACED} FROM roles r
-                     JOIN orgs o ON o.id = r.org_id JOIN plans p ON p.name = o.plan
-                     LEFT JOIN placements pl ON pl.org_id = o.id
-                     WHERE r.org_id = $1 AND r.id = $2"
-                ),
-                params![org, role],
-            )
-            .await?;
-        tx.commit().await?;
-        let Some(row) = row else { return Ok(None) };
-        let mut g = grant(&row)?;
-        g.gen = gen;
+        // the entry stale, even if the role read already saw it.
+        g.gen = key.get(4)?;
         let k = cache::KeyGrant {
             org,
-            key,
+            key: key_id,
             expires_at,
             grant: g,
         };
@@ -404,4 +386,66 @@ pub async fn authenticate_api_key(db: &Db, token: &str) -> Result<Option<OrgScop
     Ok(key
         .filter(|k| k.expires_at.is_none_or(|e| e > t))
         .map(|k| cache::scope(k.org, Principal::ApiKey(k.key), &k.grant)))
+}
+
+/// The live key row a hash names (org, id, role, expiry, the org's generation) under
+/// `app.lookup`, and its role's grant row ([`grant`]) read in the key's org.
+async fn load_api_key(
+    db: &Db,
+    hash: &str,
+    t: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<(crate::Row, crate::Row)>> {
+    const KEY: &str = "FROM api_keys k JOIN orgs o ON o.id = k.org_id
+         WHERE k.key_hash = $1 AND k.revoked_at IS NULL
+           AND (k.expires_at IS NULL OR k.expires_at > $2) AND o.deleting_at IS NULL";
+    const COLS: &str = "k.org_id, k.id, k.role_id, k.expires_at";
+    let key_sql = format!("SELECT {COLS}, {GEN} {KEY}");
+    let role_sql = |org: &str, role: &str| {
+        format!(
+            "SELECT r.permissions, {RATE_LIMIT}, r.key, {GEN}, {PLACED} FROM roles r
+             JOIN orgs o ON o.id = r.org_id JOIN plans p ON p.name = o.plan
+             LEFT JOIN placements pl ON pl.org_id = o.id
+             WHERE r.org_id = {org} AND r.id = {role}"
+        )
+    };
+    let mut tx = db
+        .begin(Mode::Read, Settings::lookup(hash.to_owned()))
+        .await?;
+    if tx.kind() == crate::db::BackendKind::Postgres {
+        // One flight: the key statement enters the key's org, the role statement reads
+        // there (its key is found again by hash, now visible under the org's wall too).
+        let enter =
+            format!("SELECT {COLS}, {GEN}, set_config('app.org_id', k.org_id::text, true) {KEY}");
+        let role = role_sql(
+            "nullif(current_setting('app.org_id', true), '')::uuid",
+            "(SELECT k2.role_id FROM api_keys k2 WHERE k2.key_hash = $1 AND k2.org_id = r.org_id)",
+        );
+        let key_params = [crate::Val::from(hash), crate::Val::from(t)];
+        let role_params = [crate::Val::from(hash)];
+        let mut rows = tx
+            .query_many(&[
+                (enter.as_str(), &key_params[..]),
+                (role.as_str(), &role_params[..]),
+            ])
+            .await?
+            .into_iter()
+            .map(|r| r.into_iter().next());
+        tx.commit().await?;
+        let (key, role) = (rows.next().flatten(), rows.next().flatten());
+        return Ok(key.zip(role));
+    }
+    // SQLite (in process: a second statement costs no round trip): the org is entered
+    // from the key row, as a new scope.
+    let Some(key) = tx.query_opt(&key_sql, params![hash, t]).await? else {
+        tx.commit().await?;
+        return Ok(None);
+    };
+    tx.commit().await?;
+    let (org, role): (OrgId, RoleId) = (key.get(0)?, key.get(2)?);
+    let mut tx = db.begin(Mode::Read, Settings::org(org)).await?;
+    let role = tx
+        .query_opt(&role_sql("$1", "$2"), params![org, role])
+        .await?;
+    tx.commit().await?;
+    Ok(role.map(|r| (key, r)))
 }
