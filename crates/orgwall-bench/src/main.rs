@@ -9,6 +9,7 @@
 //!
 //! Never a timed test: nothing in CI runs it.
 
+mod chart;
 mod dataset;
 mod load;
 mod pgbench;
@@ -79,6 +80,12 @@ struct Args {
     /// org count). Without it, at 100,000 orgs most requests meet a cold cache.
     #[arg(long)]
     touch_all_orgs: bool,
+    /// PostgreSQL: before anything else, measure the detail read against the freshly
+    /// started server (variant `cold`: every org's first request meets an empty access
+    /// cache), then send every org one request and go on warm (implies
+    /// `--touch-all-orgs`). The report checks cold p50 against warm (issue 16: within 1.5x).
+    #[arg(long)]
+    cold_first: bool,
     /// Seconds of warmup before each measured run.
     #[arg(long, default_value_t = 2)]
     warmup: u64,
@@ -91,11 +98,12 @@ struct Args {
     /// pgbench scripts: the detail read's SQL (`pipeline`, `plain`), the anchors
     /// (`naive`: PostgreSQL's own naive RLS transaction; `floor`: one prepared SELECT;
     /// `pairs`: the pair lookup every script pays) and the breakdown (`step-begin`,
-    /// `step-prelude`, `step-check`, `step-ticket`, then `pipeline`).
+    /// `step-prelude`, `step-check`, `step-ticket`, then `pipeline`), and `split` (the
+    /// detail read before its ticket and history became one statement).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "pipeline,plain,naive,floor,pairs,step-begin,step-prelude,step-check,step-ticket"
+        default_value = "pipeline,plain,naive,floor,pairs,step-begin,step-prelude,step-check,step-ticket,split"
     )]
     pgbench: Vec<pgbench::Mode>,
     /// Skip pgbench.
@@ -140,6 +148,10 @@ struct Args {
     /// Write no result files (print only).
     #[arg(long)]
     no_write: bool,
+    /// Draw the chart of an earlier results file (`bench/results/*.json`) next to it
+    /// (`.png`) and exit; nothing is measured.
+    #[arg(long, value_name = "JSON")]
+    chart_from: Option<PathBuf>,
 }
 
 const MAX_TICKETS: u64 = 10_000_000;
@@ -182,7 +194,7 @@ struct Run<'a> {
 impl Ctx<'_> {
     /// `--touch-all-orgs`: one request per org before the workloads.
     fn touch(&self, server: &Server, targets: &std::sync::Arc<Vec<load::Target>>) -> Result<()> {
-        if !self.args.touch_all_orgs {
+        if !self.args.touch_all_orgs && !self.args.cold_first {
             return Ok(());
         }
         let (secs, failed) = self.rt.block_on(load::touch_all(
@@ -384,6 +396,17 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
     let result = (|| -> Result<()> {
         let server = Server::start(&args.orgwall_bin, &Backend::Postgres(&url, &dir))?;
         say(format!("server on {} (pid {})", server.addr, server.pid()));
+        if args.cold_first && with_on {
+            let run = Run {
+                server: &server,
+                targets: &targets,
+                orgs,
+                backend: "postgres",
+                variant: "cold",
+                round: 1,
+            };
+            ctx.measure(&run, Workload::Detail, args.concurrency)?;
+        }
         ctx.touch(&server, &targets)?;
         let r = (|| -> Result<()> {
             // RLS on and off back to back for each workload, against the same server:
@@ -574,6 +597,11 @@ fn main() -> std::process::ExitCode {
 
 fn real_main() -> Result<()> {
     let mut args = Args::parse();
+    if let Some(json) = &args.chart_from {
+        let png = chart::redraw(json)?;
+        say(format!("drew {}", png.display()));
+        return Ok(());
+    }
     if args.full && !args.orgs.contains(&100_000) {
         args.orgs.push(100_000);
     }
@@ -679,6 +707,11 @@ fn real_main() -> Result<()> {
     if !args.no_write {
         let (json, mdp) = report.write(&args.out)?;
         say(format!("wrote {} and {}", json.display(), mdp.display()));
+        let png = json.with_extension("png");
+        match chart::draw(&serde_json::to_value(&report)?, &png) {
+            Ok(()) => say(format!("drew {}", png.display())),
+            Err(e) => say(format!("no chart: {e:#}")),
+        }
     }
     if !failures.is_empty() {
         bail!("failed: {}", failures.join(", "));

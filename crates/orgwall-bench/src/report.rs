@@ -324,6 +324,28 @@ impl Report {
                 });
             }
         }
+        // The cold path (--cold-first): a fresh server's first requests vs warm ones.
+        for &orgs in &sizes {
+            let (Some(cold), Some(warm)) = (
+                self.median(orgs, "postgres", "cold", Workload::Detail, concurrency),
+                self.median(orgs, "postgres", "rls on", Workload::Detail, concurrency),
+            ) else {
+                continue;
+            };
+            if warm.p50_ms <= 0.0 {
+                continue;
+            }
+            let ratio = cold.p50_ms / warm.p50_ms;
+            checks.push(TargetCheck {
+                what: format!("cold-path detail p50 at {orgs} orgs, c={concurrency}"),
+                target: "within 1.5x of warm (issue 16)".into(),
+                measured: format!(
+                    "cold {:.2} ms ({:.0} req/s), warm {:.2} ms ({:.0} req/s): {ratio:.2}x",
+                    cold.p50_ms, cold.rps, warm.p50_ms, warm.rps
+                ),
+                met: Some(ratio <= 1.5),
+            });
+        }
         // RSS at the high concurrency.
         for r in self
             .runs
