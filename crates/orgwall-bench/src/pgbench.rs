@@ -50,12 +50,8 @@ pub enum Mode {
     StepPrelude,
     /// Step 3: + the access-generation check column (a scope from cached access).
     StepCheck,
-    /// Step 4: + the ticket `SELECT` alone; step 5 (the ticket joined with its history,
-    /// one statement) is `pipeline`.
+    /// Step 4: + the ticket `SELECT`; step 5 (+ the history `SELECT`) is `pipeline`.
     StepTicket,
-    /// The detail transaction as the server sent it before issue 16's cut: the ticket and
-    /// its history as two statements, pipelined (the A/B of that cut).
-    Split,
 }
 
 impl Mode {
@@ -72,9 +68,6 @@ const PAIR: &str = "\\set n random(1, :npairs)\n\
      SELECT pair_org AS org, pair_ticket AS tid FROM bench_pairs WHERE n = :n \\gset\n";
 const TICKET: &str = "SELECT id, project_id, title, body, status, assignee_id, created_at FROM tickets WHERE org_id = :org AND id = :tid;\n";
 const HISTORY: &str = "SELECT actor_id, field, from_value, to_value, created_at FROM ticket_events WHERE org_id = :org AND ticket_id = :tid ORDER BY id;\n";
-/// The server's detail read: the ticket joined with its history, one statement
-/// (crates/orgwall-store/src/repo/tickets.rs, `WITH_HISTORY`).
-const WITH_HISTORY: &str = "SELECT t.id, t.project_id, t.title, t.body, t.status, t.assignee_id, t.created_at, e.actor_id, e.field, e.from_value, e.to_value, e.created_at, e.id FROM tickets t LEFT JOIN ticket_events e ON e.org_id = t.org_id AND e.ticket_id = t.id WHERE t.org_id = :org AND t.id = :tid ORDER BY e.id;\n";
 
 /// The pgbench script. Every script first draws a random (org, ticket) pair from
 /// `bench_pairs` with `\gset`: one extra, cheap round trip per transaction that the
@@ -94,10 +87,10 @@ pub fn script(mode: Mode, app_role: &str) -> String {
     let pipelined = |body: String| format!("{PAIR}\\startpipeline\n{body}\\endpipeline\n");
     match mode {
         Mode::Pipeline => pipelined(format!(
-            "BEGIN READ ONLY;\n{prelude}{check};\n{WITH_HISTORY}COMMIT;\n"
+            "BEGIN READ ONLY;\n{prelude}{check};\n{TICKET}{HISTORY}COMMIT;\n"
         )),
         Mode::Plain => format!(
-            "{PAIR}BEGIN READ ONLY;\n{prelude}{check};\n{WITH_HISTORY}COMMIT;\n"
+            "{PAIR}BEGIN READ ONLY;\n{prelude}{check};\n{TICKET}{HISTORY}COMMIT;\n"
         ),
         Mode::Naive => format!(
             "{PAIR}BEGIN;\nSELECT set_config('app.org_id', :org, true);\n\
@@ -111,9 +104,6 @@ pub fn script(mode: Mode, app_role: &str) -> String {
         Mode::StepCheck => pipelined(format!("BEGIN READ ONLY;\n{prelude}{check};\nCOMMIT;\n")),
         Mode::StepTicket => pipelined(format!(
             "BEGIN READ ONLY;\n{prelude}{check};\n{TICKET}COMMIT;\n"
-        )),
-        Mode::Split => pipelined(format!(
-            "BEGIN READ ONLY;\n{prelude}{check};\n{TICKET}{HISTORY}COMMIT;\n"
         )),
     }
 }
@@ -293,18 +283,12 @@ mod tests {
     fn the_script_is_the_servers_sql() {
         let s = script(Mode::Pipeline, "orgwall_app");
         assert!(s.contains("\\startpipeline\nBEGIN READ ONLY;"));
-        assert!(s.contains("LEFT JOIN ticket_events e"));
-        assert!(s.contains("WHERE t.org_id = :org AND t.id = :tid"));
+        assert!(s.contains("FROM tickets WHERE org_id = :org AND id = :tid"));
         assert!(s.ends_with("COMMIT;\n\\endpipeline\n"));
         assert!(!script(Mode::Plain, "orgwall_app").contains("pipeline"));
-        // The breakdown's last step with the ticket joined to its history is the server's
-        // transaction; with the history as a second statement it is the split form.
+        // The breakdown's last step plus the history is the server's transaction.
         let step = script(Mode::StepTicket, "orgwall_app");
-        assert_eq!(step.replace(TICKET, WITH_HISTORY), s);
-        assert_eq!(
-            step.replace("COMMIT;", &format!("{HISTORY}COMMIT;")),
-            script(Mode::Split, "orgwall_app")
-        );
+        assert_eq!(step.replace("COMMIT;", &format!("{HISTORY}COMMIT;")), s);
         assert!(script(Mode::Naive, "orgwall_app").contains("WHERE id = :tid"));
     }
 

@@ -2,7 +2,7 @@
 //! trip, then the queued COMMIT. Counted on the wire with `orgwall_testkit::wire` (not
 //! timed). The page reads more in that one flight (the ticket, its project, history,
 //! comments and the org's members: 5 statements after BEGIN and the scope prelude, where
-//! the API's detail sends 1, the ticket joined with its history); the session, the org slug and the membership come from the
+//! the API's detail sends 2); the session, the org slug and the membership come from the
 //! access cache as for the API, and the switcher's list from the console's own.
 #![allow(
     clippy::unwrap_used,
@@ -70,7 +70,7 @@ async fn a_warm_ticket_page_is_one_round_trip_like_the_api_detail() {
         assert!(r.body.contains("History"));
     })
     .await;
-    assert_eq!(api_turns, vec![3, 1], "the API's detail read");
+    assert_eq!(api_turns, vec![4, 1], "the API's detail read");
     assert_eq!(
         page_turns,
         vec![7, 1],

@@ -216,49 +216,33 @@ const HISTORY: &str = "SELECT actor_id, field, from_value, to_value, created_at 
      WHERE org_id = $1 AND ticket_id = $2 ORDER BY id";
 
 fn event_from_row(r: &crate::Row) -> Result<TicketEvent> {
-    event_at(r, 0)
-}
-
-/// The event in columns `base..base + 5` of a row ([`HISTORY`]'s columns).
-fn event_at(r: &crate::Row, base: usize) -> Result<TicketEvent> {
     Ok(TicketEvent {
-        actor_id: r.get(base)?,
-        field: r.get(base + 1)?,
-        from: r.get(base + 2)?,
-        to: r.get(base + 3)?,
-        at: r.get(base + 4)?,
+        actor_id: r.get(0)?,
+        field: r.get(1)?,
+        from: r.get(2)?,
+        to: r.get(3)?,
+        at: r.get(4)?,
     })
 }
 
-/// A ticket with its history in one statement: one row per event (the ticket's columns
-/// repeated), or one row with NULL event columns for a ticket without history. One
-/// statement, not two: each statement costs PostgreSQL as much as its index probe again
-/// (bench/README.md, the breakdown), and both tables keep their own wall (RLS, or the
-/// SQLite views).
-const WITH_HISTORY: &str =
-    "SELECT t.id, t.project_id, t.title, t.body, t.status, t.assignee_id, t.created_at,
-            e.actor_id, e.field, e.from_value, e.to_value, e.created_at, e.id
-     FROM tickets t
-     LEFT JOIN ticket_events e ON e.org_id = t.org_id AND e.ticket_id = t.id
-     WHERE t.org_id = $1 AND t.id = $2
-     ORDER BY e.id";
-
-/// A ticket and its history, read together in one statement ([`WITH_HISTORY`]).
+/// A ticket and its history, read together (one round trip on PostgreSQL).
 pub async fn get_with_history(
     tx: &mut TenantTx<'_>,
     id: TicketId,
 ) -> Result<(Ticket, Vec<TicketEvent>)> {
     let org = tx.org_id();
-    let rows = tx.query(WITH_HISTORY, params![org, id]).await?;
-    let ticket = rows.first().ok_or(Error::NotFound)?;
-    let mut events = Vec::with_capacity(rows.len());
-    for r in &rows {
-        // The event's id is NULL only on the one row of a ticket without history.
-        if r.get::<Option<uuid::Uuid>>(12)?.is_some() {
-            events.push(event_at(r, 7)?);
-        }
-    }
-    Ok((from_row(ticket)?, events))
+    let p = params![org, id];
+    let get = format!("SELECT {COLS} FROM tickets WHERE org_id = $1 AND id = $2");
+    let mut both = tx.query_many(&[(&get, p), (HISTORY, p)]).await?.into_iter();
+    let ticket = both
+        .next()
+        .and_then(|rows| rows.into_iter().next())
+        .ok_or(Error::NotFound)?;
+    let events = both.next().unwrap_or_default();
+    Ok((
+        from_row(&ticket)?,
+        events.iter().map(event_from_row).collect::<Result<_>>()?,
+    ))
 }
 
 /// Everything a ticket's page shows, read together (one round trip on PostgreSQL, like
