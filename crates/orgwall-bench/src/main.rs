@@ -98,12 +98,11 @@ struct Args {
     /// pgbench scripts: the detail read's SQL (`pipeline`, `plain`), the anchors
     /// (`naive`: PostgreSQL's own naive RLS transaction; `floor`: one prepared SELECT;
     /// `pairs`: the pair lookup every script pays) and the breakdown (`step-begin`,
-    /// `step-prelude`, `step-check`, `step-ticket`, then `pipeline`), and `split` (the
-    /// detail read before its ticket and history became one statement).
+    /// `step-prelude`, `step-check`, `step-ticket`, then `pipeline`).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "pipeline,plain,naive,floor,pairs,step-begin,step-prelude,step-check,step-ticket,split"
+        default_value = "pipeline,plain,naive,floor,pairs,step-begin,step-prelude,step-check,step-ticket"
     )]
     pgbench: Vec<pgbench::Mode>,
     /// Skip pgbench.
