@@ -57,6 +57,12 @@ impl From<Error> for Fail {
                 format!("Your role does not allow this: it needs the {p} permission."),
             ),
             Error::Validation(d) => Fail::Page(StatusCode::UNPROCESSABLE_ENTITY, d),
+            // The session itself is gone (revoked, expired, logged out on another
+            // instance: found when a stale cached scope is verified again): sign in again,
+            // as for a session this instance already knew to be gone.
+            Error::Refused("unauthenticated", _) => Fail::Login {
+                next: String::new(),
+            },
             Error::Conflict(_, d) | Error::Refused(_, d) => Fail::Page(StatusCode::CONFLICT, d),
             Error::Unavailable(detail) => {
                 tracing::error!(%detail, "database unavailable");
@@ -79,6 +85,7 @@ impl From<Error> for Fail {
 impl IntoResponse for Fail {
     fn into_response(self) -> Response {
         match self {
+            Fail::Login { next } if next.is_empty() => Redirect::to("/login").into_response(),
             Fail::Login { next } => {
                 let next: String = url::form_urlencoded::byte_serialize(next.as_bytes()).collect();
                 Redirect::to(&format!("/login?next={next}")).into_response()

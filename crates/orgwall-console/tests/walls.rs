@@ -234,3 +234,43 @@ both!(
         assert_eq!(carol.get("/o/globex/tickets").await.status, 200);
     }
 );
+
+/// A session revoked behind this instance's back (a logout through another instance whose
+/// announcement has not arrived here: only the user's access generation moved) sends the
+/// next page to the login page, like a session this instance saw revoked. The stale
+/// cached scope is caught by its transaction's check and verified again; that verification
+/// finds the session gone (it showed a 409 error page before). PostgreSQL only: SQLite has
+/// one cache per database, invalidated by the revoking transaction itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_revoked_on_another_instance_goes_to_login() {
+    orgwall_testkit::init_logs();
+    let t = TestDb::new(orgwall_store::BackendKind::Postgres).await;
+    let d = Demo::load(&t.db).await;
+    let s = Server::start(&t.db).await;
+    let v = s.demo_login("alice@acme.test").await;
+    for _ in 0..500 {
+        assert_eq!(v.get("/o/acme/tickets").await.status, 200);
+        if t.db.access_cache_stats().live {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(t.db.access_cache_stats().live);
+    assert_eq!(v.get("/o/acme/tickets").await.status, 200);
+    // What another instance's logout leaves behind, without the announcement: the
+    // session revoked and the user's generation bumped, triggers (and NOTIFY) skipped.
+    let alice = d.alice.uuid();
+    t.owner_exec(&format!(
+        "SET session_replication_role = replica;
+         UPDATE sessions SET revoked_at = now() WHERE user_id = '{alice}' AND revoked_at IS NULL;
+         INSERT INTO access_generations AS g (dep, gen) VALUES ('{alice}', 1)
+             ON CONFLICT (dep) DO UPDATE SET gen = g.gen + 1;"
+    ))
+    .await;
+    let page = v.get("/o/acme/tickets").await;
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(page.headers["location"], "/login");
+    // And the session stays gone.
+    let again = v.get("/o/acme/tickets").await;
+    assert_eq!(again.status, 303, "{}", again.body);
+}
