@@ -10,6 +10,13 @@ use plotters::prelude::*;
 use serde_json::Value;
 use std::path::Path;
 
+/// The value at `path` in `v` (`Null` where anything is missing).
+fn at<'v>(v: &'v Value, path: &[&str]) -> &'v Value {
+    path.iter()
+        .try_fold(v, |v, k| v.get(k))
+        .unwrap_or(&Value::Null)
+}
+
 /// One bar.
 struct Bar {
     label: String,
@@ -59,22 +66,25 @@ fn anchor_label(mode: &str) -> Option<&'static str> {
 
 fn bars(report: &Value) -> Vec<Bar> {
     let mut out: Vec<Bar> = Vec::new();
-    let runs = report["runs"].as_array().cloned().unwrap_or_default();
+    let runs = at(report, &["runs"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     // Medians over rounds, per (orgs, backend, variant, workload, concurrency).
     let mut keys: Vec<(String, Vec<&Value>)> = Vec::new();
     for r in &runs {
-        let variant = r["variant"].as_str().unwrap_or("-");
+        let variant = at(r, &["variant"]).as_str().unwrap_or("-");
         let key = format!(
             "{} {}{} {} orgs, c={}",
-            r["workload"].as_str().unwrap_or("?"),
-            r["backend"].as_str().unwrap_or("?"),
+            at(r, &["workload"]).as_str().unwrap_or("?"),
+            at(r, &["backend"]).as_str().unwrap_or("?"),
             if variant == "-" {
                 String::new()
             } else {
                 format!(" ({variant})")
             },
-            r["orgs"],
-            r["concurrency"],
+            at(r, &["orgs"]),
+            at(r, &["concurrency"]),
         );
         match keys.iter_mut().find(|(k, _)| *k == key) {
             Some((_, v)) => v.push(r),
@@ -83,7 +93,7 @@ fn bars(report: &Value) -> Vec<Bar> {
     }
     for (key, rs) in keys {
         let med = |field: &str| {
-            let mut v: Vec<f64> = rs.iter().filter_map(|r| r[field].as_f64()).collect();
+            let mut v: Vec<f64> = rs.iter().filter_map(|r| at(r, &[field]).as_f64()).collect();
             v.sort_by(f64::total_cmp);
             v.get(v.len() / 2).copied().unwrap_or(0.0)
         };
@@ -94,13 +104,17 @@ fn bars(report: &Value) -> Vec<Bar> {
             note: format!("p50 {:.1} / p99 {:.1} ms", med("p50_ms"), med("p99_ms")),
         });
     }
-    for p in report["pgbench"].as_array().cloned().unwrap_or_default() {
-        let Some(label) = p["mode"].as_str().and_then(anchor_label) else {
+    for p in at(report, &["pgbench"])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let Some(label) = at(&p, &["mode"]).as_str().and_then(anchor_label) else {
             continue;
         };
         out.push(Bar {
-            label: format!("{label}, c={}", p["concurrency"]),
-            value: p["tps"].as_f64().unwrap_or(0.0),
+            label: format!("{label}, c={}", at(&p, &["concurrency"])),
+            value: at(&p, &["tps"]).as_f64().unwrap_or(0.0),
             ours: false,
             note: String::new(),
         });
@@ -125,15 +139,15 @@ pub fn draw(report: &Value, png: &Path) -> Result<()> {
     let title =
         format!(
         "orgwall bench {} ({}): requests/s (HTTP) and transactions/s (pgbench), higher is better",
-        report["started_at"].as_str().unwrap_or("").get(..10).unwrap_or(""),
-        report["commit"].as_str().unwrap_or("?"),
+        at(report, &["started_at"]).as_str().unwrap_or("").get(..10).unwrap_or(""),
+        at(report, &["commit"]).as_str().unwrap_or("?"),
     );
     root.draw(&Text::new(title, (12, 14), ("sans-serif", 18).into_font()))
         .map_err(err)?;
     let machine = format!(
         "{} cores, PostgreSQL {}; server, load generator and database on one machine",
-        report["machine"]["cores"],
-        report["machine"]["postgres"]
+        at(report, &["machine", "cores"]),
+        at(report, &["machine", "postgres"])
             .as_str()
             .unwrap_or("-")
             .split_whitespace()

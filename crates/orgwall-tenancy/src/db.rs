@@ -204,6 +204,34 @@ impl Db {
         Ok(r)
     }
 
+    /// See [`crate::placement::add_target`].
+    pub(crate) async fn add_target(
+        &self,
+        name: &str,
+        url: &str,
+    ) -> Result<crate::placement::Target> {
+        match &self.backend {
+            Backend::Pg(p) => p.add_target(name, url).await,
+            Backend::Sqlite(_) => Err(no_targets()),
+        }
+    }
+
+    /// See [`crate::placement::targets`].
+    pub(crate) async fn targets(&self) -> Result<Vec<crate::placement::Target>> {
+        match &self.backend {
+            Backend::Pg(p) => p.targets().await,
+            Backend::Sqlite(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// See [`crate::placement::remove_target`].
+    pub(crate) async fn remove_target(&self, name: &str) -> Result<()> {
+        match &self.backend {
+            Backend::Pg(p) => p.remove_target(name).await,
+            Backend::Sqlite(_) => Err(no_targets()),
+        }
+    }
+
     /// The data-plane versions recorded in a placement schema (operators).
     pub(crate) async fn placement_versions(&self, schema: &str) -> Result<Vec<(String, i64)>> {
         match &self.backend {
@@ -703,4 +731,12 @@ impl<'s> TenantTx<'s> {
     pub async fn rollback(self) -> Result<()> {
         self.tx.rollback().await
     }
+}
+
+/// Target servers on SQLite: none (an org's own database there is a file).
+fn no_targets() -> Error {
+    Error::Validation(
+        "target servers are PostgreSQL servers; this database is SQLite (an org's database of its own there is a file under the data directory)"
+            .into(),
+    )
 }

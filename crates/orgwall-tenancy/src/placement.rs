@@ -168,6 +168,61 @@ pub async fn show(db: &Db, org: OrgId) -> Result<Entry> {
         .ok_or(Error::NotFound)
 }
 
+/// The kernel's tables private to the owner: the server role holds no privilege on them
+/// (the migration runner revokes it, the doctor checks). `placement_targets` holds the
+/// target servers' connection URLs, credentials included.
+pub const PRIVATE_TABLES: &[&str] = &["placement_targets"];
+
+/// A registered target server: a PostgreSQL server that orgs placed in a database of
+/// their own may live on.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Target {
+    /// Its name (`[a-z][a-z0-9-]*`, at most 40 characters).
+    pub name: String,
+    /// Where it is, without credentials: `user@host:port/database`.
+    pub shown: String,
+    /// When it was registered.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Checks a target's name: a lowercase letter, then lowercase letters, digits and
+/// hyphens, at most 40 characters (it appears in commands, listings and the directory).
+pub fn check_target_name(name: &str) -> Result<()> {
+    let ok = (1..=40).contains(&name.len())
+        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Validation(format!(
+            "target name {name:?} must be a lowercase letter, then lowercase letters, digits or hyphens (at most 40)"
+        )))
+    }
+}
+
+/// Registers a target server (operators: `orgwall placement target add NAME URL`). The
+/// URL is checked before anything is stored: it must parse and name a host, a user and a
+/// database; the server must answer within 5 seconds, run PostgreSQL 15 or newer and let
+/// that login create databases and roles (what placing an org there takes). A taken
+/// name is refused. Errors and listings never show the URL's password.
+pub async fn add_target(db: &Db, name: &str, url: &str) -> Result<Target> {
+    check_target_name(name)?;
+    db.add_target(name, url).await
+}
+
+/// The registered target servers, by name, without credentials.
+pub async fn targets(db: &Db) -> Result<Vec<Target>> {
+    db.targets().await
+}
+
+/// Removes a target server no placement names (one that does is refused).
+pub async fn remove_target(db: &Db, name: &str) -> Result<()> {
+    check_target_name(name)?;
+    db.remove_target(name).await
+}
+
 /// Places `org` (operators: `orgwall placement set`). Only while the org holds no
 /// data-plane row (moving data is a move, not a placement): anything else is refused with
 /// nothing changed. Placing in a schema creates the schema at the current version with
@@ -190,6 +245,16 @@ mod tests {
         assert!(!is_schema_name(&s.to_uppercase()));
         assert!(Route::from_parts("schema", Some("public".into())).is_err());
         assert_eq!(Route::from_parts("shared", None).ok(), Some(Route::Shared));
+    }
+
+    #[test]
+    fn target_names_are_checked() {
+        for ok in ["eu-1", "a", "us-east-2b"] {
+            assert!(check_target_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "1eu", "EU", "eu_1", "eu 1", "eu;drop", &"x".repeat(41)] {
+            assert!(check_target_name(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -196,6 +196,33 @@ enum PlacementCommand {
         /// shared or schema.
         placement: String,
     },
+    /// The PostgreSQL servers orgs placed in a database of their own may live on.
+    Target {
+        #[command(subcommand)]
+        cmd: TargetCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TargetCommand {
+    /// Register a server: checked first (reachable within 5 s, PostgreSQL 15+, a login that
+    /// may create databases and roles), then stored in the control database, private to
+    /// the owner. Its password is never printed or logged.
+    Add {
+        /// Its name: a lowercase letter, then lowercase letters, digits or hyphens.
+        name: String,
+        /// Its connection URL, postgres://user:password@host:port/database. Prefer the
+        /// environment variable: a command line is visible to every user of the machine.
+        #[arg(env = "ORGWALL_TARGET_URL", hide_env_values = true)]
+        url: String,
+    },
+    /// The registered servers (without credentials).
+    List,
+    /// Remove a server no placement uses.
+    Remove {
+        /// Its name.
+        name: String,
+    },
 }
 
 fn print_placement(e: &orgwall_store::placement::Entry) {
@@ -510,6 +537,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         placement::Route::Schema(s) => println!("{org}: schema {s}"),
                     }
                 }
+                PlacementCommand::Target { cmd } => match cmd {
+                    TargetCommand::Add { name, url } => {
+                        let t = placement::add_target(&db, name, url).await?;
+                        println!("target {} registered: {}", t.name, t.shown);
+                    }
+                    TargetCommand::List => {
+                        for t in placement::targets(&db).await? {
+                            println!(
+                                "{:<16} {}  (since {})",
+                                t.name,
+                                t.shown,
+                                t.created_at.format("%Y-%m-%d %H:%M UTC")
+                            );
+                        }
+                    }
+                    TargetCommand::Remove { name } => {
+                        placement::remove_target(&db, name)
+                            .await
+                            .map_err(|e| match e {
+                                orgwall_core::Error::NotFound => {
+                                    anyhow::anyhow!("no target named {name:?}")
+                                }
+                                other => other.into(),
+                            })?;
+                        println!("target {name} removed");
+                    }
+                },
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -44,6 +44,12 @@ pub static MODULE: Module = Module {
             sql: include_str!("../../migrations/postgres/0003_placements.sql"),
             plane: Plane::Control,
         },
+        Migration {
+            version: 4,
+            name: "placement_targets",
+            sql: include_str!("../../migrations/postgres/0004_placement_targets.sql"),
+            plane: Plane::Control,
+        },
     ],
     sqlite: &[
         Migration {
@@ -64,6 +70,12 @@ pub static MODULE: Module = Module {
             sql: include_str!("../../migrations/sqlite/0003_placements.sql"),
             plane: Plane::Control,
         },
+        Migration {
+            version: 4,
+            name: "placement_targets",
+            sql: include_str!("../../migrations/sqlite/0004_placement_targets.sql"),
+            plane: Plane::Control,
+        },
     ],
     tenant_tables: &[
         "roles",
@@ -80,6 +92,9 @@ pub static MODULE: Module = Module {
         "plans",
         "access_generations",
         "placements",
+        // Private to the owner (credentials): no privilege of the server role
+        // (crate::placement::PRIVATE_TABLES).
+        "placement_targets",
     ],
     system_tables: &[],
     cross_org_indexes: &[

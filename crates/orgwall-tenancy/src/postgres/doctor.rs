@@ -46,6 +46,9 @@ pub(crate) async fn check(
 
     schema_walls(client, app_role, role_oid, &mut f).await?;
     directory(client, &mut f).await?;
+    if role_oid.is_some() {
+        private_tables(client, app_role, &mut f).await?;
+    }
     for (org, schema) in super::placement::schemas(client).await? {
         let exists = client
             .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
@@ -111,6 +114,35 @@ pub(crate) async fn check(
 }
 
 /// The directory: every org placed exactly once, no placement schema that no org names.
+/// The kernel's private tables ([`crate::placement::PRIVATE_TABLES`]: target servers'
+/// credentials): the server role must hold no privilege on them.
+async fn private_tables(
+    client: &tokio_postgres::Client,
+    app_role: &str,
+    f: &mut Findings<'_>,
+) -> Result<()> {
+    for &t in crate::placement::PRIVATE_TABLES {
+        let granted: Option<bool> = client
+            .query_opt(
+                "SELECT has_table_privilege($1, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+                 FROM pg_class c WHERE c.relname = $2 AND c.relnamespace = current_schema()::regnamespace",
+                &[&app_role, &t],
+            )
+            .await
+            .map_err(super::map_err)?
+            .map(|r| r.get(0));
+        match granted {
+            None => f.add(t, "missing (run orgwall migrate)"),
+            Some(true) => f.add(
+                t,
+                "the server role holds a privilege on it (it keeps target servers' credentials; run orgwall migrate)",
+            ),
+            Some(false) => {}
+        }
+    }
+    Ok(())
+}
+
 async fn directory(client: &tokio_postgres::Client, f: &mut Findings<'_>) -> Result<()> {
     let e = super::map_err;
     for r in client

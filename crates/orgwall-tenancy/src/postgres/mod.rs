@@ -86,6 +86,18 @@ pub(crate) fn check_role_name(role: &str) -> Result<()> {
     }
 }
 
+/// Where `url` points, without credentials: `user@host:port/database` (or `host:port/
+/// database` without a user), for messages and listings.
+pub(crate) fn describe_login(url: &str) -> String {
+    match url.parse::<tokio_postgres::Config>() {
+        Ok(c) => match c.get_user() {
+            Some(u) => format!("{u}@{}", describe_target(url)),
+            None => describe_target(url),
+        },
+        Err(_) => "(invalid URL)".into(),
+    }
+}
+
 fn describe_target(url: &str) -> String {
     match url.parse::<tokio_postgres::Config>() {
         Ok(c) => {
@@ -200,6 +212,25 @@ impl PgDb {
     ) -> Result<crate::placement::Route> {
         let mut client = self.owner_client().await?;
         placement::place(&mut client, &self.app_role, catalog, org, kind).await
+    }
+
+    pub(crate) async fn add_target(
+        &self,
+        name: &str,
+        url: &str,
+    ) -> Result<crate::placement::Target> {
+        let client = self.owner_client().await?;
+        placement::add_target(&client, name, url).await
+    }
+
+    pub(crate) async fn targets(&self) -> Result<Vec<crate::placement::Target>> {
+        let client = self.owner_client().await?;
+        placement::targets(&client).await
+    }
+
+    pub(crate) async fn remove_target(&self, name: &str) -> Result<()> {
+        let client = self.owner_client().await?;
+        placement::remove_target(&client, name).await
     }
 
     pub(crate) async fn placement_versions(&self, schema: &str) -> Result<Vec<(String, i64)>> {

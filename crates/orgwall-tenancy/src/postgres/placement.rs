@@ -212,3 +212,120 @@ pub(crate) async fn versions(
         .map_err(map_err)?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
+
+/// How long a target server has to answer when it is registered.
+const TARGET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Registers a target server in the control database (as the owner: the table is private
+/// to it), after checking it (see [`crate::placement::add_target`]). Messages name the
+/// target by name and `user@host:port/database`, never with its password.
+pub(crate) async fn add_target(
+    client: &tokio_postgres::Client,
+    name: &str,
+    url: &str,
+) -> Result<crate::placement::Target> {
+    let bad = |why: String| Error::Validation(format!("target {name}: {why}"));
+    let cfg: tokio_postgres::Config = url
+        .parse()
+        .map_err(|_| bad("the URL is not a PostgreSQL connection URL".into()))?;
+    if cfg.get_hosts().is_empty() || cfg.get_user().is_none() || cfg.get_dbname().is_none() {
+        return Err(bad(
+            "the URL must name a host, a user and a database (postgres://user[:password]@host[:port]/database)"
+                .into(),
+        ));
+    }
+    let shown = super::describe_login(url);
+    let (target, conn) = tokio::time::timeout(TARGET_TIMEOUT, cfg.connect(tokio_postgres::NoTls))
+        .await
+        .map_err(|_| {
+            bad(format!(
+                "{shown} did not answer within {} s",
+                TARGET_TIMEOUT.as_secs()
+            ))
+        })?
+        .map_err(|e| bad(format!("cannot connect to {shown}: {e}")))?;
+    let task = tokio::spawn(conn);
+    let checked = target
+        .query_one(
+            "SELECT current_setting('server_version_num')::int,
+                    r.rolsuper OR (r.rolcreatedb AND r.rolcreaterole)
+             FROM pg_roles r WHERE r.rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(|e| bad(format!("{shown} did not answer the checks: {e}")));
+    drop(target);
+    task.abort();
+    let row = checked?;
+    let version: i32 = row.get(0);
+    if version < 150_000 {
+        return Err(bad(format!(
+            "{shown} runs PostgreSQL {}.{}; placements need 15 or newer",
+            version / 10_000,
+            version % 10_000 / 100
+        )));
+    }
+    if !row.get::<_, bool>(1) {
+        return Err(bad(format!(
+            "the login of {shown} may not create databases and roles (it needs CREATEDB and CREATEROLE, or superuser)"
+        )));
+    }
+    let created = client
+        .query_opt(
+            "INSERT INTO placement_targets (name, url, created_at) VALUES ($1, $2, now())
+             ON CONFLICT (name) DO NOTHING RETURNING created_at",
+            &[&name, &url],
+        )
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| {
+            Error::Conflict(
+                "target_exists",
+                format!("a target named {name} already exists"),
+            )
+        })?;
+    Ok(crate::placement::Target {
+        name: name.to_owned(),
+        shown,
+        created_at: created.get(0),
+    })
+}
+
+/// The registered targets, without credentials.
+pub(crate) async fn targets(
+    client: &tokio_postgres::Client,
+) -> Result<Vec<crate::placement::Target>> {
+    let rows = client
+        .query(
+            "SELECT name, url, created_at FROM placement_targets ORDER BY name",
+            &[],
+        )
+        .await
+        .map_err(map_err)?;
+    Ok(rows
+        .iter()
+        .map(|r| crate::placement::Target {
+            name: r.get(0),
+            shown: super::describe_login(r.get(1)),
+            created_at: r.get(2),
+        })
+        .collect())
+}
+
+/// Removes a target no placement names.
+pub(crate) async fn remove_target(client: &tokio_postgres::Client, name: &str) -> Result<()> {
+    match client
+        .execute("DELETE FROM placement_targets WHERE name = $1", &[&name])
+        .await
+    {
+        Ok(0) => Err(Error::NotFound),
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => {
+            Err(Error::Refused(
+                "target_in_use",
+                format!("target {name} holds placements; move them first"),
+            ))
+        }
+        Err(e) => Err(map_err(e)),
+    }
+}

@@ -229,7 +229,10 @@ pub(crate) async fn apply(
         "DO $$ BEGIN EXECUTE 'GRANT USAGE ON SCHEMA ' || quote_ident(current_schema()) || ' TO {role}';
            EXECUTE 'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ' || quote_ident(current_schema()) || ' TO {role}';
          END $$;
-         REVOKE ALL ON schema_migrations FROM {role};"
+         REVOKE ALL ON schema_migrations FROM {role};
+         DO $$ BEGIN IF to_regclass('placement_targets') IS NOT NULL THEN
+           EXECUTE 'REVOKE ALL ON placement_targets FROM {role}';
+         END IF; END $$;"
     ))
     .await
     .map_err(map_err)?;
