@@ -379,16 +379,25 @@ async fn targets_are_checked_private_and_never_show_their_password() {
     // Bad input: one clear error each, nothing stored.
     let e = placement::add_target(db, "EU", &t.url).await.unwrap_err();
     assert!(matches!(e, Error::Validation(_)), "{e}");
-    let e = msg(placement::add_target(db, "eu-1", "not a url at all").await.unwrap_err());
+    let e = msg(placement::add_target(db, "eu-1", "not a url at all")
+        .await
+        .unwrap_err());
     assert!(e.contains("not a PostgreSQL connection URL"), "{e}");
-    let e = msg(placement::add_target(db, "eu-1", "postgres://127.0.0.1:5432").await.unwrap_err());
+    let e = msg(
+        placement::add_target(db, "eu-1", "postgres://127.0.0.1:5432")
+            .await
+            .unwrap_err(),
+    );
     assert!(e.contains("must name a host, a user and a database"), "{e}");
     let e = msg(
         placement::add_target(db, "eu-1", "postgres://u:hunter2-secret@127.0.0.1:1/db")
             .await
             .unwrap_err(),
     );
-    assert!(e.contains("eu-1") && e.contains("cannot connect to u@127.0.0.1:1/db"), "{e}");
+    assert!(
+        e.contains("eu-1") && e.contains("cannot connect to u@127.0.0.1:1/db"),
+        "{e}"
+    );
     assert!(!e.contains("hunter2"), "a password in an error: {e}");
     assert!(placement::targets(db).await.unwrap().is_empty());
     assert_eq!(t.owner_count("placement_targets", "true").await, 0);
@@ -396,10 +405,14 @@ async fn targets_are_checked_private_and_never_show_their_password() {
     // A real server: this test's own, with a password in its URL (trust ignores it).
     let mut url = url::Url::parse(&t.url).unwrap();
     url.set_password(Some("s3cret-pw")).unwrap();
-    let added = placement::add_target(db, "eu-1", url.as_str()).await.unwrap();
+    let added = placement::add_target(db, "eu-1", url.as_str())
+        .await
+        .unwrap();
     assert!(!added.shown.contains("s3cret"), "{}", added.shown);
     assert!(added.shown.contains("@127.0.0.1:"), "{}", added.shown);
-    let e = placement::add_target(db, "eu-1", url.as_str()).await.unwrap_err();
+    let e = placement::add_target(db, "eu-1", url.as_str())
+        .await
+        .unwrap_err();
     assert!(matches!(e, Error::Conflict("target_exists", _)), "{e}");
     let listed = placement::targets(db).await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -408,11 +421,15 @@ async fn targets_are_checked_private_and_never_show_their_password() {
 
     // Private: the server's role reads nothing of it, even in a global transaction.
     let mut tx = db.global(orgwall_store::Mode::Read).await.unwrap();
-    let e = tx.query("SELECT url FROM placement_targets", &[]).await.unwrap_err();
+    let e = tx
+        .query("SELECT url FROM placement_targets", &[])
+        .await
+        .unwrap_err();
     assert!(!e.to_string().contains("s3cret"), "{e}");
     drop(tx);
     assert!(db.doctor().await.unwrap().is_empty());
-    t.owner_exec(&format!("GRANT SELECT ON placement_targets TO {app}")).await;
+    t.owner_exec(&format!("GRANT SELECT ON placement_targets TO {app}"))
+        .await;
     let found = db.doctor().await.unwrap();
     assert!(
         found
@@ -421,17 +438,24 @@ async fn targets_are_checked_private_and_never_show_their_password() {
         "{found:?}"
     );
     db.migrate().await.unwrap();
-    assert!(db.doctor().await.unwrap().is_empty(), "migrate revokes it again");
+    assert!(
+        db.doctor().await.unwrap().is_empty(),
+        "migrate revokes it again"
+    );
 
     // A target a placement names is not removed.
     let d = Demo::load(db).await;
     let g = d.globex.uuid();
-    t.owner_exec(&format!("UPDATE placements SET target = 'eu-1' WHERE org_id = '{g}'"))
-        .await;
+    t.owner_exec(&format!(
+        "UPDATE placements SET target = 'eu-1' WHERE org_id = '{g}'"
+    ))
+    .await;
     let e = placement::remove_target(db, "eu-1").await.unwrap_err();
     assert!(matches!(e, Error::Refused("target_in_use", _)), "{e}");
-    t.owner_exec(&format!("UPDATE placements SET target = NULL WHERE org_id = '{g}'"))
-        .await;
+    t.owner_exec(&format!(
+        "UPDATE placements SET target = NULL WHERE org_id = '{g}'"
+    ))
+    .await;
     placement::remove_target(db, "eu-1").await.unwrap();
     assert!(matches!(
         placement::remove_target(db, "eu-1").await.unwrap_err(),
@@ -441,6 +465,8 @@ async fn targets_are_checked_private_and_never_show_their_password() {
 
     // SQLite serves no target server: refused, clearly.
     let s = TestDb::new(BackendKind::Sqlite).await;
-    let e = msg(placement::add_target(&s.db, "eu-1", &t.url).await.unwrap_err());
+    let e = msg(placement::add_target(&s.db, "eu-1", &t.url)
+        .await
+        .unwrap_err());
     assert!(e.contains("SQLite"), "{e}");
 }

@@ -243,7 +243,10 @@ pub(crate) async fn add_target(
                 TARGET_TIMEOUT.as_secs()
             ))
         })?
-        .map_err(|e| bad(format!("cannot connect to {shown}: {e}")))?;
+        .map_err(|e| {
+            let cause = std::error::Error::source(&e).map_or(String::new(), |c| format!(" ({c})"));
+            bad(format!("cannot connect to {shown}: {e}{cause}"))
+        })?;
     let task = tokio::spawn(conn);
     let checked = target
         .query_one(
