@@ -636,7 +636,19 @@ fn real_main() -> Result<()> {
         None => None,
     };
     let (commit, dirty) = report::commit();
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    // The command as given, but the admin URL (it may hold a password) left out.
+    let mut words: Vec<String> = Vec::new();
+    for a in std::env::args() {
+        let after_flag = words.last().is_some_and(|w| w == "--pg-url");
+        words.push(if after_flag {
+            "URL".into()
+        } else if a.starts_with("--pg-url=") {
+            "--pg-url=URL".into()
+        } else {
+            a
+        });
+    }
+    let command = words.join(" ");
     let mut config = serde_json::to_value(&args)?;
     if let Some(obj) = config.as_object_mut() {
         obj.remove("pg_url");
