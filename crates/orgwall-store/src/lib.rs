@@ -68,6 +68,12 @@ pub static MODULE: Module = Module {
             sql: include_str!("../migrations/postgres/0006_search_terms.sql"),
             plane: Plane::Data,
         },
+        Migration {
+            version: 7,
+            name: "job_queues_wall",
+            sql: include_str!("../migrations/postgres/0007_job_queues_wall.sql"),
+            plane: Plane::Control,
+        },
     ],
     sqlite: &[
         Migration {

@@ -436,7 +436,7 @@ pub fn backoff(attempt: i64, base: Duration, max: Duration) -> Duration {
 
 /// Removes an org's (now empty) fairness queue after a purge.
 pub(crate) async fn forget_queue(db: &Db, org: OrgId) -> Result<()> {
-    let mut tx = db.global(Mode::Write).await?;
+    let mut tx = db.system("jobs", Mode::Write).await?;
     tx.execute(
         "DELETE FROM job_queues WHERE queue = $1 AND pending <= 0",
         params![org],
