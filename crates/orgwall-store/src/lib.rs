@@ -118,6 +118,12 @@ pub static MODULE: Module = Module {
             sql: include_str!("../migrations/sqlite/0007_search_terms.sql"),
             plane: Plane::Data,
         },
+        Migration {
+            version: 8,
+            name: "job_queues_wall",
+            sql: include_str!("../migrations/sqlite/0008_job_queues_wall.sql"),
+            plane: Plane::Control,
+        },
     ],
     tenant_tables: &[
         "projects",

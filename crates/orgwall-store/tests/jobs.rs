@@ -1036,76 +1036,93 @@ both!(
     }
 );
 
-/// The fairness queues answer only to the job system (issue 15, PostgreSQL migration
-/// 0007): a tenant transaction sees no org's counts, changes none and adds none, yet its
-/// own enqueued job is still counted (the counting triggers run as `job_queues` for their
-/// own duration), and the worker still claims fairly.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn job_queues_answer_only_to_the_job_system() {
-    orgwall_testkit::init_logs();
-    let t = TestDb::new(BackendKind::Postgres).await;
-    let db = &t.db;
-    let d = Demo::load(db).await;
-    let a = d.alice_in_acme(db).await;
-    let b = d.bob_in_globex(db).await;
-    enqueue(db, &a, "test.noop", json!({})).await;
-    enqueue(db, &b, "test.noop", json!({})).await;
-    let counted = |org: OrgId| format!("queue = '{org}' AND pending = 1");
-    assert_eq!(t.owner_count("job_queues", &counted(d.acme)).await, 1);
-    assert_eq!(t.owner_count("job_queues", &counted(d.globex)).await, 1);
+// The fairness queues answer only to the job system (issue 15; PostgreSQL migration
+// 0007, SQLite 0008): a tenant transaction sees no org's counts, changes none and adds
+// none, on SQLite not even around the view, yet its own enqueued job is still counted
+// and the worker still claims fairly.
+both!(
+    job_queues_answer_only_to_the_job_system,
+    |t: TestDb| async move {
+        let db = &t.db;
+        let d = Demo::load(db).await;
+        let a = d.alice_in_acme(db).await;
+        let b = d.bob_in_globex(db).await;
+        enqueue(db, &a, "test.noop", json!({})).await;
+        enqueue(db, &b, "test.noop", json!({})).await;
+        let counted = |org: OrgId| format!("queue = '{org}' AND pending = 1");
+        let table = "job_queues";
+        assert_eq!(t.owner_count(table, &counted(d.acme)).await, 1);
+        assert_eq!(t.owner_count(table, &counted(d.globex)).await, 1);
 
-    let mut tx = db.write(&a).await.unwrap();
-    let seen: i64 = tx
-        .query_one("SELECT count(*) FROM job_queues", &[])
-        .await
-        .unwrap()
-        .get(0)
-        .unwrap();
-    assert_eq!(seen, 0, "a tenant sees no queue, not even its own");
-    let changed = tx
-        .execute(
-            "UPDATE job_queues SET pending = 0, last_served_at = now()",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(changed, 0);
-    assert_eq!(tx.execute("DELETE FROM job_queues", &[]).await.unwrap(), 0);
-    let e = tx
-        .execute(
-            "INSERT INTO job_queues (queue, pending) VALUES ($1, 0)",
-            params![d.globex],
-        )
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(e, Error::ScopeViolation),
-        "refused by the policy: {e}"
-    );
-    drop(tx);
-    // A global transaction (no system name) sees none either.
-    let mut g = db.global(Mode::Read).await.unwrap();
-    let n: i64 = g
-        .query_one("SELECT count(*) FROM job_queues", &[])
-        .await
-        .unwrap()
-        .get(0)
-        .unwrap();
-    assert_eq!(n, 0);
-    drop(g);
-    // Nothing changed, and the worker still takes one job from each org in turn.
-    assert_eq!(t.owner_count("job_queues", &counted(d.acme)).await, 1);
-    assert_eq!(t.owner_count("job_queues", &counted(d.globex)).await, 1);
-    let lease = Duration::from_secs(30);
-    let first = jobs::claim(db, lease).await.unwrap().unwrap();
-    let second = jobs::claim(db, lease).await.unwrap().unwrap();
-    assert_ne!(first.org_id, second.org_id, "one job of each org");
-    let mut s = db.system("jobs", Mode::Read).await.unwrap();
-    let running: i64 = s
-        .query_one("SELECT sum(pending)::bigint FROM job_queues", &[])
-        .await
-        .unwrap()
-        .get(0)
-        .unwrap();
-    assert_eq!(running, 2, "running jobs are still pending in their queues");
-}
+        let mut tx = db.write(&a).await.unwrap();
+        let seen: i64 = tx
+            .query_one("SELECT count(*) FROM job_queues", &[])
+            .await
+            .unwrap()
+            .get(0)
+            .unwrap();
+        assert_eq!(seen, 0, "a tenant sees no queue, not even its own");
+        assert_eq!(
+            tx.execute("UPDATE job_queues SET pending = 0", &[])
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(tx.execute("DELETE FROM job_queues", &[]).await.unwrap(), 0);
+        let e = tx
+            .execute(
+                "INSERT INTO job_queues (queue, pending) VALUES ($1, 0)",
+                params![d.globex],
+            )
+            .await;
+        assert!(e.is_err(), "a tenant added a queue");
+        drop(tx);
+        // Around the view (SQLite's base table; no such table on PostgreSQL): refused.
+        for sql in [
+            "DELETE FROM job_queues_rows",
+            "UPDATE job_queues_rows SET pending = 0",
+            "SELECT count(*) FROM job_queues_rows",
+        ] {
+            let mut tx = db.write(&a).await.unwrap();
+            assert!(tx.execute(sql, &[]).await.is_err(), "{sql}");
+        }
+        // A global transaction (no system name) sees none either.
+        let mut g = db.global(Mode::Read).await.unwrap();
+        let n: i64 = g
+            .query_one("SELECT count(*) FROM job_queues", &[])
+            .await
+            .unwrap()
+            .get(0)
+            .unwrap();
+        assert_eq!(n, 0);
+        drop(g);
+        // Nothing changed, and the worker still takes one job from each org in turn.
+        assert_eq!(t.owner_count(table, &counted(d.acme)).await, 1);
+        assert_eq!(t.owner_count(table, &counted(d.globex)).await, 1);
+        let lease = Duration::from_secs(30);
+        let first = jobs::claim(db, lease).await.unwrap().unwrap();
+        let second = jobs::claim(db, lease).await.unwrap().unwrap();
+        assert_ne!(first.org_id, second.org_id, "one job of each org");
+        let mut s = db.system("jobs", Mode::Read).await.unwrap();
+        let running: i64 = s
+            .query_one("SELECT count(*) FROM job_queues WHERE pending = 1", &[])
+            .await
+            .unwrap()
+            .get(0)
+            .unwrap();
+        assert_eq!(running, 2, "running jobs are still pending in their queues");
+        drop(s);
+        // SQLite: the doctor names the base table when its view is gone.
+        if t.kind == BackendKind::Sqlite {
+            assert!(db.doctor().await.unwrap().is_empty());
+            t.owner_exec("DROP VIEW job_queues").await;
+            let found = db.doctor().await.unwrap();
+            assert!(
+                found
+                    .iter()
+                    .any(|v| v.object == "job_queues_rows" && v.problem.contains("app_system()")),
+                "{found:?}"
+            );
+        }
+    }
+);

@@ -27,6 +27,10 @@
 //! triggers `orgwall_fts_<t>_rows_{ins,upd,del}` on its base table; its guard is the
 //! authorizer, which refuses top-level reads of it and of its shadow tables, and writes to
 //! it that do not come from a trigger. Any other virtual table is a violation.
+//!
+//! A declared global table may also sit behind a view of its own on SQLite (`<g>_rows`
+//! under the view `<g>`, orgwall's `job_queues`): the view must filter on `app_system()`,
+//! and the authorizer keeps every statement off the base table itself.
 
 use crate::module::Catalog;
 use std::fmt;

@@ -106,6 +106,17 @@ pub(crate) fn check(conn: &rusqlite::Connection, catalog: &Catalog) -> Result<Ve
             }
             continue;
         }
+        // A global table kept behind a view of its own (orgwall's job_queues): its rows
+        // answer only to a named system transaction, and nothing else is asked of it.
+        if base.ends_with("_rows") && f.is_global(&view) && !f.catalog.is_system(&view) {
+            if !has("view", &view, "app_system()") {
+                f.add(
+                    base,
+                    format!("global rows behind no view {view} filtering on app_system()"),
+                );
+            }
+            continue;
+        }
         if f.catalog.is_system(base) {
             f.add(base, format!("system table is not behind its view: name it {base}_rows and let the migration runner generate the view {base}"));
             continue;

@@ -10,8 +10,9 @@
 //!    **raises** when the transaction has no scope at all.
 //! 2. Guard triggers on every base table abort any insert, update or delete whose old or
 //!    new `org_id` is not `app_org()` (`RAISE(ABORT, 'orgwall: org scope violation')`).
-//! 3. An authorizer on every server connection refuses reads of a `*_rows` table that do
-//!    not come from a view or trigger (raw SQL cannot read base tables directly), and all
+//! 3. An authorizer on every server connection refuses reads and writes of a `*_rows`
+//!    table that do not come from a view or trigger (raw SQL cannot reach base tables
+//!    directly), and all
 //!    DDL, `PRAGMA`, `ATTACH` at run time (raw SQL cannot drop a guard, create its own
 //!    view or turn foreign keys off).
 //! 4. Full-text indexes are FTS5 tables named `<table>_fts_rows`, read through the scoped
@@ -267,6 +268,18 @@ fn authorize(ctx: AuthContext<'_>) -> Authorization {
             if top
                 && (is_fts_index(table_name)
                     || (is_fts_shadow(table_name) && phase == Phase::Strict)) =>
+        {
+            Authorization::Deny
+        }
+        // A base table is written through its view (or by a trigger), never by a statement
+        // of its own: a base table without an org_id to guard (a system module's counts)
+        // has no other wall against a top-level write, e.g. a DELETE without WHERE, which
+        // reads no column. FTS shadow tables are FTS5's own business (above).
+        A::Insert { table_name } | A::Delete { table_name } | A::Update { table_name, .. }
+            if top
+                && is_tenant_base(table_name)
+                && !is_fts_shadow(table_name)
+                && phase != Phase::Purging =>
         {
             Authorization::Deny
         }
