@@ -281,3 +281,48 @@ async fn every_change_takes_effect_on_the_very_next_request_to_another_instance(
     // Instance 2 really served from its cache (the fast path is kept).
     assert!(db2.access_cache_stats().hits > 0);
 }
+
+/// A slug that another org took while this instance still maps it to the org that held it
+/// (renames through another instance, their announcements not here yet: only the orgs'
+/// access generations moved) does not act on the old holder: the stale scope is verified
+/// again, the slug resolved again, and the request answers 503 (send it again); sent
+/// again it reaches the slug's new holder. It served the old holder's rows before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slug_taken_by_another_org_meanwhile_does_not_reach_its_old_holder() {
+    orgwall_testkit::init_logs();
+    let t = TestDb::new(BackendKind::Postgres).await;
+    let d = Demo::load(&t.db).await;
+    let server = TestServer::start(&t.db).await;
+    let token = server.demo_login("alice@acme.test").await;
+    let path = "/v1/orgs/acme/tickets?limit=1";
+    for _ in 0..500 {
+        assert_eq!(server.get(path, &token).await.status, 200);
+        if t.db.access_cache_stats().live {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(server.get(path, &token).await.status, 200);
+    let (a, g) = (d.acme.uuid(), d.globex.uuid());
+    t.owner_exec(&format!(
+        "SET session_replication_role = replica;
+         UPDATE orgs SET slug = 'acme-old' WHERE id = '{a}';
+         UPDATE orgs SET slug = 'acme' WHERE id = '{g}';
+         INSERT INTO access_generations AS x (dep, gen) VALUES ('{a}', 1), ('{g}', 1)
+             ON CONFLICT (dep) DO UPDATE SET gen = x.gen + 1;"
+    ))
+    .await;
+    let r = server.get(path, &token).await;
+    assert_eq!(
+        r.status, 503,
+        "the old holder's rows were served: {:?}",
+        r.body
+    );
+    let r = server.get(path, &token).await;
+    assert_eq!(r.status, 403, "acme is Globex now: {:?}", r.body);
+    assert_eq!(r.body["code"], "not_a_member");
+    let r = server
+        .get("/v1/orgs/acme-old/tickets?limit=1", &token)
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}

@@ -220,8 +220,13 @@ async fn org_wall(
     let sub_claim = subdomain_claim(state, &parts.headers);
 
     let mut org: Option<OrgId> = None;
+    // A slug the request named the org by (checked again if the scope turns out stale).
+    let mut slug: Option<String> = None;
     for claim in [path_claim, header_claim, sub_claim].into_iter().flatten() {
         let id = resolve(state, &claim).await?;
+        if claim.trim().parse::<OrgId>().is_err() {
+            slug = Some(claim.trim().to_owned());
+        }
         match org {
             Some(prev) if prev != id => {
                 return Err(Problem::new(
@@ -260,6 +265,10 @@ async fn org_wall(
             }
             scope
         }
+    };
+    let scope = match &slug {
+        Some(s) => scope.through_slug(s),
+        None => scope,
     };
     if let Access::Org(Some(p)) = spec.access {
         scope.require(p).map_err(Problem::from)?;

@@ -392,6 +392,7 @@ impl Db {
                     org: scope.org_id(),
                     principal: scope.principal().clone(),
                     session: fresh.session,
+                    slug: fresh.slug.clone(),
                     held: scope.permissions(),
                     confirmed: fresh.confirmed.clone(),
                     route: scope.route_cell(),
@@ -416,6 +417,7 @@ pub(crate) struct Recheck {
     org: OrgId,
     principal: crate::access::Principal,
     session: Option<orgwall_core::SessionId>,
+    slug: Option<std::sync::Arc<str>>,
     held: orgwall_core::PermissionSet,
     confirmed: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The scope's route: replaced by the one read when it is verified again (a placement
@@ -470,6 +472,15 @@ impl Tx {
                 ))
                 .await;
                 let checks = checks?;
+                if let Some(slug) = &rc.slug {
+                    // `reverify` dropped the org's cache entries, the slug's among them.
+                    let now = Box::pin(crate::identity::orgs::resolve(&rc.db, slug)).await;
+                    if !matches!(now, Ok(id) if id == rc.org) {
+                        return Err(Error::Unavailable(format!(
+                            "the organization {slug} changed while the request was served; send it again"
+                        )));
+                    }
+                }
                 let route = Box::pin(rc.db.lookup_route(rc.org)).await?;
                 *rc.route
                     .write()

@@ -65,6 +65,10 @@ pub(crate) struct Fresh {
     pub(crate) checks: Vec<(uuid::Uuid, i64)>,
     /// The session the scope was reached through, if any.
     pub(crate) session: Option<orgwall_core::SessionId>,
+    /// The slug the request named the org by, if it named a slug (the access cache maps
+    /// slugs to ids): verified again with the access, so a slug that another org took
+    /// meanwhile does not act on the org that held it.
+    pub(crate) slug: Option<std::sync::Arc<str>>,
     /// Set once a flight has confirmed the checks: later transactions of the same request
     /// do not check again (the request was authorized when it started).
     pub(crate) confirmed: std::sync::Arc<std::sync::atomic::AtomicBool>,
@@ -132,6 +136,15 @@ impl OrgScope {
                 .checks
                 .push((session.user_id.uuid(), session.gen));
         }
+        self
+    }
+
+    /// Records that the request named the org by `slug` (the HTTP guard, for a slug
+    /// claim): if the scope's cached access turns out stale, the slug is resolved again
+    /// from the database and must still name this org (else the request fails with 503,
+    /// to be sent again: the slug moved to another org while it was served).
+    pub fn through_slug(mut self, slug: &str) -> Self {
+        self.fresh.slug = Some(slug.into());
         self
     }
 
