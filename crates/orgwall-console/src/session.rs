@@ -265,7 +265,8 @@ impl FromRequestParts<Console> for OrgPage {
         let org = orgs::resolve(&c.state.db, &slug).await?;
         let scope = access::verify_member(&c.state.db, viewer.user_id, org)
             .await?
-            .through_session(&viewer.session);
+            .through_session(&viewer.session)
+            .through_slug(&slug);
         // A page view counts against the org's and the user's rate limits like an API
         // request (a form post is counted by the API request it becomes).
         if parts.method == Method::GET {
