@@ -13,6 +13,13 @@ use chrono::{DateTime, Utc};
 use orgwall_core::SystemRole;
 use uuid::Uuid;
 
+/// A word in one ticket title in [`RARE_EVERY`] (the first ticket of every org has it):
+/// the `search-rare` workload's query, a rare word in a large org (issue 16: its search
+/// should cost about what a detail read does).
+pub const RARE_WORD: &str = "zephyr";
+/// See [`RARE_WORD`].
+pub const RARE_EVERY: u64 = 10_000;
+
 /// Words of ticket titles and bodies; searches ask for one of them.
 pub const WORDS: [&str; 16] = [
     "login", "billing", "export", "timeout", "database", "invoice", "search", "upload", "report",
@@ -209,6 +216,9 @@ pub fn for_each_ticket<E>(
             let (a, b, c, d) = (w(&mut rng), w(&mut rng), w(&mut rng), w(&mut rng));
             use std::fmt::Write;
             let _ = write!(title, "{a} {b} problem #{j}");
+            if j % RARE_EVERY == 0 {
+                let _ = write!(title, " {RARE_WORD}");
+            }
             let _ = write!(
                 body,
                 "Customers report {c} and {d} trouble since the last release; see ticket {j}."

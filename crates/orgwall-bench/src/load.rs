@@ -31,6 +31,9 @@ pub enum Workload {
     List,
     /// `GET /v1/orgs/{org}/tickets?q=WORD&limit=50`: full-text search, one word.
     Search,
+    /// `GET /v1/orgs/{org}/tickets?q=zephyr&limit=50`: a word in one title in 10,000
+    /// ([`crate::dataset::RARE_WORD`]).
+    SearchRare,
     /// `POST /v1/orgs/{org}/notes`: a small note.
     Create,
     /// 60% detail, 20% list, 10% search, 10% create.
@@ -44,6 +47,7 @@ impl Workload {
             Workload::Detail => "detail",
             Workload::List => "list",
             Workload::Search => "search",
+            Workload::SearchRare => "search-rare",
             Workload::Create => "create",
             Workload::Mixed => "mixed",
         }
@@ -189,6 +193,15 @@ fn request(
                 None,
             )
         }
+        Workload::SearchRare => (
+            Method::GET,
+            format!(
+                "{}/tickets?q={}&limit=50",
+                t.prefix,
+                crate::dataset::RARE_WORD
+            ),
+            None,
+        ),
         Workload::Create => (
             Method::POST,
             format!("{}/notes", t.prefix),

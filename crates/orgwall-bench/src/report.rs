@@ -266,6 +266,7 @@ impl Report {
                 Workload::Detail,
                 Workload::List,
                 Workload::Search,
+                Workload::SearchRare,
                 Workload::Create,
                 Workload::Mixed,
             ] {
@@ -321,6 +322,33 @@ impl Report {
                     } else {
                         None
                     },
+                });
+            }
+        }
+        // A rare word's search vs a detail read (issue 16: p50 at most 2x), per size and
+        // variant, when both ran.
+        for &orgs in &sizes {
+            for (backend, variant) in [("sqlite", "-"), ("postgres", "rls on")] {
+                let (Some(rare), Some(detail)) = (
+                    self.median(orgs, backend, variant, Workload::SearchRare, concurrency),
+                    self.median(orgs, backend, variant, Workload::Detail, concurrency),
+                ) else {
+                    continue;
+                };
+                if detail.p50_ms <= 0.0 {
+                    continue;
+                }
+                let ratio = rare.p50_ms / detail.p50_ms;
+                checks.push(TargetCheck {
+                    what: format!(
+                        "rare-word search p50 vs detail p50, {backend} {variant} at {orgs} orgs, c={concurrency}"
+                    ),
+                    target: "at most 2x (issue 16, in an org of 1,000,000 tickets)".into(),
+                    measured: format!(
+                        "search {:.2} ms ({:.0} req/s), detail {:.2} ms ({:.0} req/s): {ratio:.2}x",
+                        rare.p50_ms, rare.rps, detail.p50_ms, detail.rps
+                    ),
+                    met: Some(ratio <= 2.0),
                 });
             }
         }
