@@ -174,15 +174,20 @@ fn subdomain_claim(state: &Kernel, headers: &HeaderMap) -> Option<String> {
     (!label.is_empty() && !label.contains('.')).then(|| label.to_owned())
 }
 
-/// An org claim's id. An id is taken as it is, without a lookup: whatever follows (the
-/// membership read in that org's scope, or the API key's own org) answers 403
-/// `not_a_member` for an org that does not exist or is being deleted, exactly as a lookup
-/// would. A slug is looked up (from the access cache when warm).
-async fn resolve(state: &Kernel, claim: &str) -> Result<OrgId, Problem> {
-    if let Ok(id) = claim.trim().parse::<OrgId>() {
-        return Ok(id);
+/// An org claim's id, and the slug when the claim is one. An id is taken as it is,
+/// without a lookup: whatever follows (the membership read in that org's scope, or the
+/// API key's own org) answers 403 `not_a_member` for an org that does not exist or is
+/// being deleted, exactly as a lookup would. A slug is looked up (from the access cache
+/// when warm) and kept, to be checked again if the scope's cached access turns out stale.
+async fn resolve(state: &Kernel, claim: &str) -> Result<(OrgId, Option<String>), Problem> {
+    let claim = claim.trim();
+    if let Ok(id) = claim.parse::<OrgId>() {
+        return Ok((id, None));
     }
-    orgs::resolve(&state.db, claim).await.map_err(Problem::from)
+    let id = orgs::resolve(&state.db, claim)
+        .await
+        .map_err(Problem::from)?;
+    Ok((id, Some(claim.to_owned())))
 }
 
 async fn org_wall(
@@ -223,10 +228,8 @@ async fn org_wall(
     // A slug the request named the org by (checked again if the scope turns out stale).
     let mut slug: Option<String> = None;
     for claim in [path_claim, header_claim, sub_claim].into_iter().flatten() {
-        let id = resolve(state, &claim).await?;
-        if claim.trim().parse::<OrgId>().is_err() {
-            slug = Some(claim.trim().to_owned());
-        }
+        let (id, named) = resolve(state, &claim).await?;
+        slug = named.or(slug);
         match org {
             Some(prev) if prev != id => {
                 return Err(Problem::new(

@@ -75,31 +75,11 @@ pub(crate) async fn check(
         client.batch_execute("RESET search_path").await.map_err(e)?;
         r?;
         // Rows of a schema-placed org in the shared tables: the org lives in two places.
-        client
-            .execute(
-                "SELECT set_config('app.org_id', $1, false)",
-                &[&org.to_string()],
-            )
-            .await
-            .map_err(e)?;
-        let mut stray = Vec::new();
-        for t in f.catalog.data_tables() {
-            let q = crate::migrate::quote_ident(t);
-            let row = client
-                .query_one(
-                    &format!("SELECT EXISTS (SELECT 1 FROM {q} WHERE org_id = $1)"),
-                    &[&org.uuid()],
-                )
-                .await
-                .map_err(e)?;
-            if row.get::<_, bool>(0) {
-                stray.push(t);
-            }
-        }
-        client
-            .execute("SELECT set_config('app.org_id', '', false)", &[])
-            .await
-            .map_err(e)?;
+        client.batch_execute("BEGIN READ ONLY").await.map_err(e)?;
+        let stray = super::placement::tables_with_rows(client, f.catalog, org, None).await;
+        // After a failed read COMMIT rolls back; the read's own error is the answer then.
+        client.batch_execute("COMMIT").await.map_err(e)?;
+        let stray = stray?;
         if !stray.is_empty() {
             f.add(
                 &format!("org {org}"),

@@ -55,9 +55,10 @@ pub(crate) async fn enter(tx: &tokio_postgres::Transaction<'_>, schema: &str) ->
 
 /// The data-plane tables of `org` that hold rows in `schema` (the control schema when
 /// `None`), as the owner inside the org's own scope (so forced row-level security shows
-/// the org's rows to a login that is not a superuser).
-async fn tables_with_rows(
-    tx: &tokio_postgres::Transaction<'_>,
+/// the org's rows to a login that is not a superuser). `tx` must be in a transaction:
+/// the scope is set transaction-locally.
+pub(crate) async fn tables_with_rows(
+    tx: &impl tokio_postgres::GenericClient,
     catalog: &Catalog,
     org: OrgId,
     schema: Option<&str>,
