@@ -254,6 +254,37 @@ impl Report {
         })
     }
 
+    /// The check that run `a`'s median p50 is at most `max` times run `b`'s (each given
+    /// as its label, variant and workload), if both ran.
+    #[allow(clippy::too_many_arguments)]
+    fn p50_ratio(
+        &self,
+        orgs: usize,
+        backend: &str,
+        a: (&str, &str, Workload),
+        b: (&str, &str, Workload),
+        concurrency: usize,
+        max: f64,
+        what: String,
+        target: &str,
+    ) -> Option<TargetCheck> {
+        let ma = self.median(orgs, backend, a.1, a.2, concurrency)?;
+        let mb = self.median(orgs, backend, b.1, b.2, concurrency)?;
+        if mb.p50_ms <= 0.0 {
+            return None;
+        }
+        let ratio = ma.p50_ms / mb.p50_ms;
+        Some(TargetCheck {
+            what,
+            target: target.into(),
+            measured: format!(
+                "{} {:.2} ms ({:.0} req/s), {} {:.2} ms ({:.0} req/s): {ratio:.2}x",
+                a.0, ma.p50_ms, ma.rps, b.0, mb.p50_ms, mb.rps
+            ),
+            met: Some(ratio <= max),
+        })
+    }
+
     /// Computes the target checks from the runs.
     pub fn check_targets(&mut self, concurrency: usize, rss_concurrency: usize) {
         let mut checks = Vec::new();
@@ -329,50 +360,30 @@ impl Report {
         // variant, when both ran.
         for &orgs in &sizes {
             for (backend, variant) in [("sqlite", "-"), ("postgres", "rls on")] {
-                let (Some(rare), Some(detail)) = (
-                    self.median(orgs, backend, variant, Workload::SearchRare, concurrency),
-                    self.median(orgs, backend, variant, Workload::Detail, concurrency),
-                ) else {
-                    continue;
-                };
-                if detail.p50_ms <= 0.0 {
-                    continue;
-                }
-                let ratio = rare.p50_ms / detail.p50_ms;
-                checks.push(TargetCheck {
-                    what: format!(
-                        "rare-word search p50 vs detail p50, {backend} {variant} at {orgs} orgs, c={concurrency}"
-                    ),
-                    target: "at most 2x (issue 16, in an org of 1,000,000 tickets)".into(),
-                    measured: format!(
-                        "search {:.2} ms ({:.0} req/s), detail {:.2} ms ({:.0} req/s): {ratio:.2}x",
-                        rare.p50_ms, rare.rps, detail.p50_ms, detail.rps
-                    ),
-                    met: Some(ratio <= 2.0),
-                });
+                checks.extend(self.p50_ratio(
+                    orgs,
+                    backend,
+                    ("search", variant, Workload::SearchRare),
+                    ("detail", variant, Workload::Detail),
+                    concurrency,
+                    2.0,
+                    format!("rare-word search p50 vs detail p50, {backend} {variant} at {orgs} orgs, c={concurrency}"),
+                    "at most 2x (issue 16, in an org of 1,000,000 tickets)",
+                ));
             }
         }
         // The cold path (--cold-first): a fresh server's first requests vs warm ones.
         for &orgs in &sizes {
-            let (Some(cold), Some(warm)) = (
-                self.median(orgs, "postgres", "cold", Workload::Detail, concurrency),
-                self.median(orgs, "postgres", "rls on", Workload::Detail, concurrency),
-            ) else {
-                continue;
-            };
-            if warm.p50_ms <= 0.0 {
-                continue;
-            }
-            let ratio = cold.p50_ms / warm.p50_ms;
-            checks.push(TargetCheck {
-                what: format!("cold-path detail p50 at {orgs} orgs, c={concurrency}"),
-                target: "within 1.5x of warm (issue 16)".into(),
-                measured: format!(
-                    "cold {:.2} ms ({:.0} req/s), warm {:.2} ms ({:.0} req/s): {ratio:.2}x",
-                    cold.p50_ms, cold.rps, warm.p50_ms, warm.rps
-                ),
-                met: Some(ratio <= 1.5),
-            });
+            checks.extend(self.p50_ratio(
+                orgs,
+                "postgres",
+                ("cold", "cold", Workload::Detail),
+                ("warm", "rls on", Workload::Detail),
+                concurrency,
+                1.5,
+                format!("cold-path detail p50 at {orgs} orgs, c={concurrency}"),
+                "within 1.5x of warm (issue 16)",
+            ));
         }
         // RSS at the high concurrency.
         for r in self

@@ -15,7 +15,6 @@ mod common;
 
 use orgwall_testkit::wire::{proxied, turns_of};
 use orgwall_testkit::Demo;
-use std::time::Duration;
 
 #[tokio::test]
 async fn a_warm_ticket_page_is_one_round_trip_like_the_api_detail() {
@@ -46,14 +45,10 @@ async fn a_warm_ticket_page_is_one_round_trip_like_the_api_detail() {
         assert_eq!(r.status(), 200);
     };
 
-    for _ in 0..500 {
+    orgwall_testkit::until_listening(&db, || async {
         assert_eq!(v.get(&page).await.status, 200);
-        if db.access_cache_stats().live {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(db.access_cache_stats().live);
+    })
+    .await;
     // Fill the caches and both connections' prepared statements.
     for _ in 0..2 {
         turns_of(&wire, async {

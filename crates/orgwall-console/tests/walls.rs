@@ -248,14 +248,10 @@ async fn a_session_revoked_on_another_instance_goes_to_login() {
     let d = Demo::load(&t.db).await;
     let s = Server::start(&t.db).await;
     let v = s.demo_login("alice@acme.test").await;
-    for _ in 0..500 {
+    orgwall_testkit::until_listening(&t.db, || async {
         assert_eq!(v.get("/o/acme/tickets").await.status, 200);
-        if t.db.access_cache_stats().live {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(t.db.access_cache_stats().live);
+    })
+    .await;
     assert_eq!(v.get("/o/acme/tickets").await.status, 200);
     // What another instance's logout leaves behind, without the announcement: the
     // session revoked and the user's generation bumped, triggers (and NOTIFY) skipped.

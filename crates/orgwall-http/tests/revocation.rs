@@ -295,13 +295,10 @@ async fn a_slug_taken_by_another_org_meanwhile_does_not_reach_its_old_holder() {
     let server = TestServer::start(&t.db).await;
     let token = server.demo_login("alice@acme.test").await;
     let path = "/v1/orgs/acme/tickets?limit=1";
-    for _ in 0..500 {
+    orgwall_testkit::until_listening(&t.db, || async {
         assert_eq!(server.get(path, &token).await.status, 200);
-        if t.db.access_cache_stats().live {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    })
+    .await;
     assert_eq!(server.get(path, &token).await.status, 200);
     let (a, g) = (d.acme.uuid(), d.globex.uuid());
     t.owner_exec(&format!(

@@ -13,8 +13,7 @@
 
 use orgwall_http::AppState;
 use orgwall_testkit::wire::{proxied, turns_of};
-use orgwall_testkit::{Demo, TestServer};
-use std::time::Duration;
+use orgwall_testkit::{until_listening, Demo, TestServer};
 
 #[tokio::test]
 async fn a_warm_scoped_request_is_one_round_trip() {
@@ -29,14 +28,10 @@ async fn a_warm_scoped_request_is_one_round_trip() {
     let path = format!("/v1/orgs/acme/tickets/{id}");
 
     // The first lookups start the cache's change listener; wait until it listens.
-    for _ in 0..500 {
+    until_listening(&db, || async {
         assert_eq!(server.get(&path, &token).await.status, 200);
-        if db.access_cache_stats().live {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(db.access_cache_stats().live);
+    })
+    .await;
     // Fill the cache and the connection's prepared statements.
     for _ in 0..2 {
         turns_of(&wire, async {
@@ -91,13 +86,10 @@ async fn a_cold_api_key_costs_one_extra_flight() {
         tx.commit().await.unwrap();
         keys.push(k);
     }
-    for _ in 0..500 {
+    until_listening(&db, || async {
         assert_eq!(server.get(&path, &token).await.status, 200);
-        if db.access_cache_stats().live {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await;
     let last = keys.pop().unwrap();
     // Warm the slug and every connection's prepared statements with the other keys.
     for k in &keys {

@@ -1036,6 +1036,11 @@ both!(
     }
 );
 
+/// `SELECT count(*) ...`'s answer.
+async fn count(tx: &mut orgwall_store::Tx, sql: &str) -> i64 {
+    tx.query_one(sql, &[]).await.unwrap().get(0).unwrap()
+}
+
 // The fairness queues answer only to the job system (issue 15; PostgreSQL migration
 // 0007, SQLite 0008): a tenant transaction sees no org's counts, changes none and adds
 // none, on SQLite not even around the view, yet its own enqueued job is still counted
@@ -1055,12 +1060,7 @@ both!(
         assert_eq!(t.owner_count(table, &counted(d.globex)).await, 1);
 
         let mut tx = db.write(&a).await.unwrap();
-        let seen: i64 = tx
-            .query_one("SELECT count(*) FROM job_queues", &[])
-            .await
-            .unwrap()
-            .get(0)
-            .unwrap();
+        let seen = count(tx.raw(), "SELECT count(*) FROM job_queues").await;
         assert_eq!(seen, 0, "a tenant sees no queue, not even its own");
         assert_eq!(
             tx.execute("UPDATE job_queues SET pending = 0", &[])
@@ -1088,12 +1088,7 @@ both!(
         }
         // A global transaction (no system name) sees none either.
         let mut g = db.global(Mode::Read).await.unwrap();
-        let n: i64 = g
-            .query_one("SELECT count(*) FROM job_queues", &[])
-            .await
-            .unwrap()
-            .get(0)
-            .unwrap();
+        let n = count(&mut g, "SELECT count(*) FROM job_queues").await;
         assert_eq!(n, 0);
         drop(g);
         // Nothing changed, and the worker still takes one job from each org in turn.
@@ -1104,12 +1099,7 @@ both!(
         let second = jobs::claim(db, lease).await.unwrap().unwrap();
         assert_ne!(first.org_id, second.org_id, "one job of each org");
         let mut s = db.system("jobs", Mode::Read).await.unwrap();
-        let running: i64 = s
-            .query_one("SELECT count(*) FROM job_queues WHERE pending = 1", &[])
-            .await
-            .unwrap()
-            .get(0)
-            .unwrap();
+        let running = count(&mut s, "SELECT count(*) FROM job_queues WHERE pending = 1").await;
         assert_eq!(running, 2, "running jobs are still pending in their queues");
         drop(s);
         // SQLite: the doctor names the base table when its view is gone.

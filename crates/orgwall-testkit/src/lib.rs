@@ -391,6 +391,23 @@ macro_rules! both {
 }
 
 /// Test logs go nowhere unless `TEST_LOG` is set (then to the test's output).
+/// Sends `request` until `db`'s access-cache listener is live (its first lookups start
+/// it), at most 500 times, 10 ms apart; fails the test if it never listens.
+pub async fn until_listening<F, Fut>(db: &Db, mut request: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for _ in 0..500 {
+        request().await;
+        if db.access_cache_stats().live {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the access cache's change listener never started listening");
+}
+
 pub fn init_logs() {
     if let Ok(filter) = std::env::var("TEST_LOG") {
         let _ = tracing_subscriber::fmt()
