@@ -79,11 +79,10 @@ pub fn script(mode: Mode, app_role: &str) -> String {
          set_config('app.user_id', '', true), set_config('app.lookup', '', true), \
          set_config('app.system', '', true)"
     );
-    // The server's check column for a scope built from cached access: the org's probe and
-    // an unused (NULL) slot (crates/orgwall-tenancy/src/postgres/mod.rs, PRELUDE_CHECK).
+    // The server's check column for a scope built from an API key's cached access: the
+    // org's one probe (crates/orgwall-tenancy/src/postgres/mod.rs, PRELUDES).
     let check =
-        ", coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = :org::uuid), 0) <> 0 \
-         OR coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = NULL), 0) <> 0";
+        ", coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = :org::uuid), 0) <> 0";
     let pipelined = |body: String| format!("{PAIR}\\startpipeline\n{body}\\endpipeline\n");
     match mode {
         Mode::Pipeline => pipelined(format!(

@@ -23,40 +23,53 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use tokio_postgres::NoTls;
 
-/// The scope prelude of a transaction with no access generation to check (a fresh or
-/// system scope, or a later transaction of a request whose scope was confirmed).
-const PRELUDE: &str = "SELECT set_config('role', $1, true), set_config('app.org_id', $2, true), \
-     set_config('app.user_id', $3, true), set_config('app.lookup', $4, true), \
-     set_config('app.system', $5, true)";
+// The scope prelude's parts (`concat!` takes literals only, so the parts are macros).
+/// The five settings of every prelude.
+macro_rules! settings {
+    () => {
+        "SELECT set_config('role', $1, true), set_config('app.org_id', $2, true), \
+         set_config('app.user_id', $3, true), set_config('app.lookup', $4, true), \
+         set_config('app.system', $5, true)"
+    };
+}
+/// A scope built from cached access checks its dependencies' generations in the same
+/// statement (the last column says whether one changed: `$6`/`$8` the dependencies, the
+/// org and a session's user; `$7`/`$9` the generations the scope was built at). A
+/// scope's freshness is checked in the flight it already pays for, without a statement
+/// of its own (`access_generations` is a global table, readable whatever the role).
+/// Primary-key probes: about a third of the cost of a join over `unnest` of the same
+/// pairs; one probe when the scope has one dependency (an API key's), the first probe
+/// costing most (bench/README.md).
+macro_rules! check1 {
+    () => {
+        ", coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = $6), 0) <> $7"
+    };
+}
+macro_rules! check2 {
+    () => {
+        " OR coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = $8), 0) <> $9"
+    };
+}
+/// An org placed in a schema of its own puts it first on the transaction's search path
+/// (the last column, after the check if any); the shared orgs' prelude does not change.
+macro_rules! route {
+    ($n:literal) => {
+        concat!(", set_config('search_path', $", $n, ", true)")
+    };
+}
 
-/// The scope prelude of a scope built from cached access: its last column says whether
-/// an access generation changed since the scope's access was read (`$6`/`$8`: the
-/// dependencies, the org and the session's user; `$7`/`$9`: the generations the scope was
-/// built at; an unused slot is a NULL dependency at generation 0). A scope's freshness is
-/// checked in the flight it already pays for, without a statement of its own
-/// (`access_generations` is a global table, readable whatever the role). Two primary-key
-/// probes: about a third of the cost of a join over `unnest` of the same pairs (bench/README.md).
-const PRELUDE_CHECK: &str = "SELECT set_config('role', $1, true), \
-     set_config('app.org_id', $2, true), set_config('app.user_id', $3, true), \
-     set_config('app.lookup', $4, true), set_config('app.system', $5, true), \
-     coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = $6), 0) <> $7 \
-     OR coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = $8), 0) <> $9";
-
-/// The routed preludes: the same, with the org's placement schema first on the
-/// transaction's search path (the last column; `$6`, or `$10` after a check). Only an org
-/// placed in a schema of its own sends one: the shared orgs' prelude does not change.
-const PRELUDE_ROUTED: &str =
-    "SELECT set_config('role', $1, true), set_config('app.org_id', $2, true), \
-     set_config('app.user_id', $3, true), set_config('app.lookup', $4, true), \
-     set_config('app.system', $5, true), set_config('search_path', $6, true)";
-
-/// [`PRELUDE_CHECK`], routed (see [`PRELUDE_ROUTED`]).
-const PRELUDE_CHECK_ROUTED: &str = "SELECT set_config('role', $1, true), \
-     set_config('app.org_id', $2, true), set_config('app.user_id', $3, true), \
-     set_config('app.lookup', $4, true), set_config('app.system', $5, true), \
-     coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = $6), 0) <> $7 \
-     OR coalesce((SELECT g.gen FROM access_generations g WHERE g.dep = $8), 0) <> $9, \
-     set_config('search_path', $10, true)";
+/// The preludes, by the number of dependencies checked (0, 1, 2), unrouted and routed.
+const PRELUDES: [[&str; 2]; 3] = [
+    [settings!(), concat!(settings!(), route!(6))],
+    [
+        concat!(settings!(), check1!()),
+        concat!(settings!(), check1!(), route!(8)),
+    ],
+    [
+        concat!(settings!(), check1!(), check2!()),
+        concat!(settings!(), check1!(), check2!(), route!(10)),
+    ],
+];
 
 #[derive(Clone)]
 pub(crate) struct PgDb {
@@ -287,8 +300,9 @@ fn prelude_params(role: &str, s: &Settings) -> [String; 5] {
 /// The prelude's parameters as the driver takes them.
 struct PreludeParams {
     text: [String; 5],
-    /// Up to two (dependency, generation) pairs; `None` when there is nothing to check.
-    checks: Option<[(Option<uuid::Uuid>, i64); 2]>,
+    /// The (dependency, generation) pairs to check: none, the org, or the org and a
+    /// session's user.
+    checks: Vec<(uuid::Uuid, i64)>,
     /// The search path of an org placed in a schema of its own.
     path: Option<String>,
 }
@@ -297,13 +311,13 @@ impl PreludeParams {
     fn new(role: &str, control: &str, s: &Settings) -> Result<Self> {
         // A scope depends on its org and, through a session, on its user: never more (a
         // check dropped here would serve revoked access, so more is refused, not cut).
-        if s.checks.len() > 2 {
+        if s.checks.len() >= PRELUDES.len() {
             return Err(Error::Internal(format!(
-                "{} access dependencies, at most 2 are checked",
-                s.checks.len()
+                "{} access dependencies, at most {} are checked",
+                s.checks.len(),
+                PRELUDES.len() - 1
             )));
         }
-        let slot = |i: usize| s.checks.get(i).map_or((None, 0), |c| (Some(c.0), c.1));
         let path = match &s.route {
             crate::placement::Route::Shared => None,
             // Checked when read from the directory: `org_` and 32 hex digits.
@@ -311,25 +325,24 @@ impl PreludeParams {
         };
         Ok(PreludeParams {
             text: prelude_params(role, s),
-            checks: (!s.checks.is_empty()).then(|| [slot(0), slot(1)]),
+            checks: s.checks.clone(),
             path,
         })
     }
 
     /// The prelude to send with these parameters.
-    fn sql(&self) -> &'static str {
-        match (self.checks.is_some(), self.path.is_some()) {
-            (false, false) => PRELUDE,
-            (true, false) => PRELUDE_CHECK,
-            (false, true) => PRELUDE_ROUTED,
-            (true, true) => PRELUDE_CHECK_ROUTED,
-        }
+    fn sql(&self) -> Result<&'static str> {
+        PRELUDES
+            .get(self.checks.len())
+            .and_then(|by_route| by_route.get(usize::from(self.path.is_some())))
+            .copied()
+            .ok_or_else(|| Error::Internal("no prelude for these settings".into()))
     }
 
     fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
         let mut v: Vec<&(dyn ToSql + Sync)> =
             self.text.iter().map(|s| s as &(dyn ToSql + Sync)).collect();
-        for (dep, gen) in self.checks.iter().flatten() {
+        for (dep, gen) in &self.checks {
             v.push(dep);
             v.push(gen);
         }
@@ -341,10 +354,10 @@ impl PreludeParams {
 
     /// Whether the prelude's answer says the scope is stale.
     fn stale(&self, row: &tokio_postgres::Row) -> Result<bool> {
-        match self.checks {
-            Some(_) => row.try_get(5).map_err(map_err),
-            None => Ok(false),
+        if self.checks.is_empty() {
+            return Ok(false);
         }
+        row.try_get(5).map_err(map_err)
     }
 }
 
@@ -388,7 +401,7 @@ impl PgTx {
         };
         let begin = obj.prepare_cached(begin_sql).await.map_err(map_err)?;
         let pp = PreludeParams::new(role, control, &settings)?;
-        let prelude = obj.prepare_cached(pp.sql()).await.map_err(map_err)?;
+        let prelude = obj.prepare_cached(pp.sql()?).await.map_err(map_err)?;
         let pr = pp.refs();
         let client: &tokio_postgres::Client = obj;
         // futures::join! polls in argument order: BEGIN, the prelude and the statements
@@ -543,7 +556,7 @@ impl PgTx {
         }
         let pp = PreludeParams::new(&self.role, &self.control, &settings)?;
         let obj = self.obj()?;
-        let prelude = obj.prepare_cached(pp.sql()).await.map_err(map_err)?;
+        let prelude = obj.prepare_cached(pp.sql()?).await.map_err(map_err)?;
         obj.execute(&prelude, &pp.refs()).await.map_err(map_err)?;
         Ok(())
     }
