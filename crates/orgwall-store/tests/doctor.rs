@@ -375,3 +375,30 @@ both!(
         assert!(v.is_empty(), "{v:#?}");
     }
 );
+
+// Issue 15 item 6 (job queues): a global table that carries policies (job_queues: only
+// the job system's transactions) is named when its row-level security is disabled or no
+// longer forced, since its policies then bind no one. Before this check the PostgreSQL
+// doctor skipped global tables and passed both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_doctor_names_a_global_table_whose_policies_are_off() {
+    let t = TestDb::new(BackendKind::Postgres).await;
+    for (broken, mend) in [
+        (
+            "ALTER TABLE job_queues DISABLE ROW LEVEL SECURITY;",
+            "ALTER TABLE job_queues ENABLE ROW LEVEL SECURITY;",
+        ),
+        (
+            "ALTER TABLE job_queues NO FORCE ROW LEVEL SECURITY;",
+            "ALTER TABLE job_queues FORCE ROW LEVEL SECURITY;",
+        ),
+    ] {
+        t.owner_exec(broken).await;
+        let v = t.db.doctor().await.unwrap();
+        assert_flagged(&v, "job_queues", "its policies are not applied");
+        assert!(v.iter().all(|x| x.object == "job_queues"), "{v:?}");
+        t.owner_exec(mend).await;
+        let v = t.db.doctor().await.unwrap();
+        assert!(v.is_empty(), "{v:#?}");
+    }
+}

@@ -228,6 +228,21 @@ async fn schema_walls(
             continue;
         }
         if f.is_global(&name) {
+            // A global table needs no tenant wall, but one that was given policies (the job
+            // queues: only the job system's transactions) must keep them applied: policies
+            // on a table whose row-level security was disabled or unforced bind no one.
+            if !t.get::<_, bool>(2) || !t.get::<_, bool>(3) {
+                let policies = client
+                    .query("SELECT 1 FROM pg_policy WHERE polrelid = $1", &[&oid])
+                    .await
+                    .map_err(e)?;
+                if !policies.is_empty() {
+                    f.add(
+                        &name,
+                        "global table with policies but without row-level security enabled and forced (its policies are not applied)",
+                    );
+                }
+            }
             continue;
         }
         let org_col = client
