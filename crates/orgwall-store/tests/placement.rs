@@ -470,3 +470,312 @@ async fn targets_are_checked_private_and_never_show_their_password() {
         .unwrap_err());
     assert!(e.contains("SQLite"), "{e}");
 }
+
+static FAILS_IN_A_PLACEMENT_DATABASE: Module = Module {
+    name: "fails",
+    postgres: &[Migration {
+        version: 1,
+        name: "fails in a placement database",
+        sql: "DO $$ BEGIN IF current_database() LIKE 'orgwall_org_%' THEN
+                  RAISE EXCEPTION 'injected failure';
+              END IF; END $$;",
+        plane: Plane::Data,
+    }],
+    ..Module::EMPTY
+};
+
+/// An owner (superuser) connection to database `name` on the server of `admin_url`.
+async fn connect_db(admin_url: &str, name: &str) -> tokio_postgres::Client {
+    let mut cfg: tokio_postgres::Config = admin_url.parse().unwrap();
+    cfg.dbname(name);
+    let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+async fn database_exists(admin_url: &str, name: &str) -> bool {
+    let (client, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .unwrap()
+        .is_some()
+}
+
+/// What a placement database must hold, checked from inside it: the data-plane tables and
+/// no other control-plane table than the projection; forced RLS and the `org_isolation`
+/// policy on each data table; the projection (the org, its members) private to the
+/// owner; the data-plane migrations recorded exactly as in the control database; and the
+/// walls at work through the server role: the org's own scope writes, an assignee who is
+/// not a member is refused by the database, another org's scope sees and writes nothing.
+async fn check_placement_database(
+    t: &TestDb,
+    placement: &tokio_postgres::Client,
+    org: orgwall_core::OrgId,
+    other: orgwall_core::OrgId,
+    member: orgwall_core::UserId,
+    stranger: orgwall_core::UserId,
+    members: i64,
+) {
+    let tables: Vec<String> = placement
+        .query(
+            "SELECT relname::text FROM pg_class WHERE relkind = 'r'
+               AND relnamespace = 'public'::regnamespace ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let catalog = t.db.catalog();
+    for table in catalog.data_tables() {
+        assert!(
+            tables.iter().any(|x| x == table),
+            "{table} missing: {tables:?}"
+        );
+        let row = placement
+            .query_one(
+                "SELECT c.relrowsecurity AND c.relforcerowsecurity,
+                        EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = 'org_isolation'),
+                        has_table_privilege('orgwall_app', c.oid, 'SELECT, INSERT, UPDATE, DELETE')
+                 FROM pg_class c WHERE c.relname = $1 AND c.relnamespace = 'public'::regnamespace",
+                &[&table],
+            )
+            .await
+            .unwrap();
+        assert!(row.get::<_, bool>(0), "{table}: RLS not enabled and forced");
+        assert!(row.get::<_, bool>(1), "{table}: no org_isolation policy");
+        assert!(
+            row.get::<_, bool>(2),
+            "{table}: the server role cannot use it"
+        );
+    }
+    for table in &tables {
+        let allowed = catalog.is_data(table)
+            || ["orgs", "users", "memberships", "schema_migrations"].contains(&table.as_str());
+        assert!(
+            allowed,
+            "a placement database holds control-plane table {table}"
+        );
+    }
+    for projection in ["orgs", "users", "memberships"] {
+        let any: bool = placement
+            .query_one(
+                "SELECT has_table_privilege('orgwall_app', $1, 'SELECT')
+                     OR has_table_privilege('orgwall_app', $1, 'INSERT')
+                     OR has_table_privilege('orgwall_app', $1, 'UPDATE')
+                     OR has_table_privilege('orgwall_app', $1, 'DELETE')",
+                &[&projection],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            !any,
+            "the server role holds a privilege on the projection {projection}"
+        );
+    }
+    let one = |sql: &'static str| async move {
+        placement
+            .query_one(sql, &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    assert_eq!(one("SELECT count(*) FROM orgs").await, 1);
+    assert_eq!(one("SELECT count(*) FROM memberships").await, members);
+    let o: uuid::Uuid = placement
+        .query_one("SELECT id FROM orgs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(o, org.uuid());
+    // The data-plane migrations, recorded as the control database recorded them.
+    let recorded: Vec<(String, i64, String)> = placement
+        .query(
+            "SELECT module, version, checksum FROM schema_migrations ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert!(!recorded.is_empty());
+    let (control, conn) = tokio_postgres::connect(&t.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for (module, version, checksum) in &recorded {
+        let same = control
+            .query_opt(
+                "SELECT 1 FROM schema_migrations WHERE module = $1 AND version = $2 AND checksum = $3",
+                &[module, version, checksum],
+            )
+            .await
+            .unwrap();
+        assert!(
+            same.is_some(),
+            "{module} {version} differs from the control database"
+        );
+    }
+
+    // The walls at work, through the server role.
+    let scoped = |o: orgwall_core::OrgId| {
+        format!("SET ROLE orgwall_app; SELECT set_config('app.org_id', '{o}', false);")
+    };
+    placement.batch_execute(&scoped(org)).await.unwrap();
+    let project = uuid::Uuid::now_v7();
+    placement
+        .execute(
+            "INSERT INTO projects (org_id, id, key, name, created_by, created_at, updated_at)
+             VALUES ($1, $2, 'PL', 'Placed', $3, now(), now())",
+            &[&org.uuid(), &project, &member.uuid()],
+        )
+        .await
+        .unwrap();
+    let ticket = |assignee: uuid::Uuid| {
+        let sql = "INSERT INTO tickets (org_id, id, project_id, title, body, status, assignee_id, created_by, created_at, updated_at)
+                   VALUES ($1, $2, $3, 'T', '', 'open', $4, $5, now(), now())";
+        async move {
+            placement
+                .execute(
+                    sql,
+                    &[
+                        &org.uuid(),
+                        &uuid::Uuid::now_v7(),
+                        &project,
+                        &assignee,
+                        &member.uuid(),
+                    ],
+                )
+                .await
+        }
+    };
+    ticket(member.uuid()).await.unwrap();
+    let refused = ticket(stranger.uuid()).await.unwrap_err();
+    assert_eq!(
+        refused.as_db_error().and_then(|e| e.constraint()),
+        Some("tickets_assignee_fkey"),
+        "an assignee who is not a member must be refused by the placement database: {refused:?}"
+    );
+    assert!(placement
+        .query("SELECT * FROM memberships", &[])
+        .await
+        .is_err());
+    placement.batch_execute(&scoped(other)).await.unwrap();
+    assert_eq!(one("SELECT count(*) FROM projects").await, 0);
+    assert_eq!(one("SELECT count(*) FROM tickets").await, 0);
+    let written = placement
+        .execute(
+            "INSERT INTO projects (org_id, id, key, name, created_at, updated_at)
+             VALUES ($1, $2, 'SN', 'Sneaky', now(), now())",
+            &[&org.uuid(), &uuid::Uuid::now_v7()],
+        )
+        .await;
+    assert!(
+        written.is_err(),
+        "another org's scope wrote into the placement"
+    );
+    placement
+        .batch_execute("RESET ROLE; RESET app.org_id")
+        .await
+        .unwrap();
+}
+
+// Issue 12, database placement, its building block: an org's placement database, on the
+// control server and on a second server (a throwaway cluster of this test's own,
+// registered as a target), is made whole with every wall or not at all, refused when it
+// exists, and dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placement_database_is_made_whole_with_every_wall_and_dropped() {
+    let t = TestDb::new(BackendKind::Postgres).await;
+    orgwall_store::seed::demo(&t.db).await.unwrap();
+    let d = Demo::load(&t.db).await;
+    let name = placement::database_name(d.globex);
+    assert!(placement::is_database_name(&name));
+    let admin = orgwall_testkit::admin_url();
+    let members = t
+        .owner_count_for(
+            d.globex,
+            "memberships",
+            &format!("org_id = '{}'", d.globex.uuid()),
+        )
+        .await;
+    assert!(members > 0);
+
+    // On the control server.
+    let p = placement::provision_database(&t.db, d.globex, None)
+        .await
+        .unwrap();
+    assert_eq!(p.database, name);
+    assert_eq!(p.target, None);
+    assert!(!p.shown.contains("password"), "{}", p.shown);
+    assert!(database_exists(&admin, &name).await);
+    let client = connect_db(&admin, &name).await;
+    check_placement_database(&t, &client, d.globex, d.acme, d.bob, d.alice, members).await;
+    drop(client);
+    // Made again: refused, the first one untouched.
+    let again = placement::provision_database(&t.db, d.globex, None).await;
+    assert!(
+        matches!(again, Err(Error::Conflict("placement_exists", _))),
+        "{again:?}"
+    );
+    assert!(database_exists(&admin, &name).await);
+    placement::drop_database(&t.db, d.globex, None)
+        .await
+        .unwrap();
+    assert!(!database_exists(&admin, &name).await);
+    // An unknown target: refused, nothing made.
+    let unknown = placement::provision_database(&t.db, d.globex, Some("nowhere")).await;
+    assert!(matches!(unknown, Err(Error::Validation(_))), "{unknown:?}");
+    assert!(!database_exists(&admin, &name).await);
+
+    // A data-plane migration that fails inside a placement database (and only there):
+    // the half-made database is dropped again, nothing is left.
+    let failing = Db::open(
+        &DbConfig::Postgres {
+            url: t.url.clone(),
+            app_role: orgwall_store::db::DEFAULT_APP_ROLE.into(),
+            pool_size: 2,
+        },
+        orgwall_store::catalog().with(&FAILS_IN_A_PLACEMENT_DATABASE),
+    )
+    .await
+    .unwrap();
+    failing.migrate().await.unwrap();
+    let err = placement::provision_database(&failing, d.globex, None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("injected"), "{err}");
+    assert!(!database_exists(&admin, &name).await);
+
+    // On a second server, registered as a target.
+    let second = orgwall_testkit::cluster::PgCluster::start(&[]);
+    placement::add_target(&t.db, "second", &second.url)
+        .await
+        .unwrap();
+    let p = placement::provision_database(&t.db, d.globex, Some("second"))
+        .await
+        .unwrap();
+    assert_eq!(p.target.as_deref(), Some("second"));
+    assert!(
+        p.shown.contains(&format!(":{}", second.port)),
+        "{}",
+        p.shown
+    );
+    assert!(database_exists(&second.url, &name).await);
+    assert!(!database_exists(&admin, &name).await);
+    let client = connect_db(&second.url, &name).await;
+    check_placement_database(&t, &client, d.globex, d.acme, d.bob, d.alice, members).await;
+    drop(client);
+    placement::drop_database(&t.db, d.globex, Some("second"))
+        .await
+        .unwrap();
+    assert!(!database_exists(&second.url, &name).await);
+}

@@ -96,6 +96,13 @@ impl DbConfig {
     }
 }
 
+fn sqlite_has_no_database_placement() -> Error {
+    Error::Validation(
+        "a placement database is a PostgreSQL database; on SQLite (a file of its own) it is not available yet"
+            .into(),
+    )
+}
+
 #[derive(Clone)]
 pub(crate) enum Backend {
     Pg(pg::PgDb),
@@ -182,6 +189,30 @@ impl Db {
         match &self.backend {
             Backend::Pg(p) => p.migrate(&self.catalog).await,
             Backend::Sqlite(s) => s.migrate(&self.catalog).await,
+        }
+    }
+
+    /// Creates `org`'s placement database (see [`crate::placement::provision_database`]).
+    pub(crate) async fn provision_database(
+        &self,
+        org: OrgId,
+        target: Option<&str>,
+    ) -> Result<crate::placement::DatabasePlacement> {
+        match &self.backend {
+            Backend::Pg(p) => p.provision_database(&self.catalog, org, target).await,
+            Backend::Sqlite(_) => Err(sqlite_has_no_database_placement()),
+        }
+    }
+
+    /// Drops `org`'s placement database (see [`crate::placement::drop_database`]).
+    pub(crate) async fn drop_placement_database(
+        &self,
+        org: OrgId,
+        target: Option<&str>,
+    ) -> Result<()> {
+        match &self.backend {
+            Backend::Pg(p) => p.drop_placement_database(org, target).await,
+            Backend::Sqlite(_) => Err(sqlite_has_no_database_placement()),
         }
     }
 

@@ -84,6 +84,64 @@ pub fn is_schema_name(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// The database an org gets when placed in a database of its own (on the control server
+/// or a registered target): `orgwall_org_` and the 32 hex digits of its id.
+pub fn database_name(org: OrgId) -> String {
+    format!("orgwall_org_{}", org.uuid().simple())
+}
+
+/// Whether `s` is a placement database's name (see [`database_name`]): the only database
+/// names placement code creates, connects to or drops.
+pub fn is_database_name(s: &str) -> bool {
+    s.len() == 44
+        && s.starts_with("orgwall_org_")
+        && s[12..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A placement database (see [`provision_database`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DatabasePlacement {
+    /// The database's name ([`database_name`]).
+    pub database: String,
+    /// The registered target it is on (`None`: the control server).
+    pub target: Option<String>,
+    /// Where it is, without credentials: `user@host:port/database`.
+    pub shown: String,
+}
+
+/// Creates `org`'s placement database on `target` (a registered target server, or the
+/// control server when `None`) with every wall: the data-plane tables at the current
+/// version with forced row-level security and the `org_isolation` policy, the server role
+/// and its grants, and the members projection (the org, its members' user ids and its
+/// memberships: key columns only, private to the owner) that keeps the data plane's
+/// foreign keys (a ticket's assignee is a member of the ticket's org) enforced inside that
+/// database. All or nothing: on any failure the database is dropped again.
+///
+/// The building block of `orgwall placement set ORG database[:TARGET]`; the directory
+/// does not name the database yet, and no request is routed to it (issue 12: routing a
+/// tenant transaction's data-plane statements there, with the control plane's access
+/// check in the same flight, comes next). PostgreSQL only.
+pub async fn provision_database(
+    db: &Db,
+    org: OrgId,
+    target: Option<&str>,
+) -> Result<DatabasePlacement> {
+    if let Some(t) = target {
+        check_target_name(t)?;
+    }
+    db.provision_database(org, target).await
+}
+
+/// Drops `org`'s placement database on `target` (see [`provision_database`]).
+pub async fn drop_database(db: &Db, org: OrgId, target: Option<&str>) -> Result<()> {
+    if let Some(t) = target {
+        check_target_name(t)?;
+    }
+    db.drop_placement_database(org, target).await
+}
+
 /// What an operator asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {

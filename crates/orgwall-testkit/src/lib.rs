@@ -22,6 +22,7 @@
 )]
 
 pub mod browser;
+pub mod cluster;
 pub mod conformance;
 pub mod s3;
 pub mod smtp;
@@ -279,6 +280,7 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some(name) = self.pg_name.take() {
             let url = admin_url();
+            let test_url = self.url.clone();
             // Dropping needs async I/O; do it on a thread of its own, and wait for it.
             let _ = std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
@@ -286,10 +288,39 @@ impl Drop for TestDb {
                     .build()
                     .unwrap();
                 rt.block_on(async move {
+                    // Placement databases of its orgs on this server go with it, even
+                    // those a failed test left behind (they are named after the org).
+                    let mut placements = Vec::new();
+                    if let Ok((client, conn)) =
+                        tokio_postgres::connect(&test_url, tokio_postgres::NoTls).await
+                    {
+                        tokio::spawn(conn);
+                        if let Ok(rows) = client.query("SELECT id FROM orgs", &[]).await {
+                            for r in rows {
+                                let id: uuid::Uuid = r.get(0);
+                                placements.push(orgwall_store::placement::database_name(
+                                    orgwall_core::OrgId::from_uuid(id),
+                                ));
+                            }
+                        }
+                    }
                     if let Ok((client, conn)) =
                         tokio_postgres::connect(&url, tokio_postgres::NoTls).await
                     {
                         tokio::spawn(conn);
+                        let existing = client
+                            .query(
+                                "SELECT datname::text FROM pg_database WHERE datname = ANY($1)",
+                                &[&placements],
+                            )
+                            .await
+                            .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect())
+                            .unwrap_or_else(|_| Vec::new());
+                        for p in existing {
+                            let _ = client
+                                .batch_execute(&format!("DROP DATABASE IF EXISTS {p} WITH (FORCE)"))
+                                .await;
+                        }
                         let _ = client
                             .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                             .await;

@@ -227,6 +227,87 @@ impl PgDb {
         placement::place(&mut client, &self.app_role, catalog, org, kind).await
     }
 
+    /// The owner login of `target` (a registered target) or of the control server.
+    async fn server_login(
+        &self,
+        control: &tokio_postgres::Client,
+        target: Option<&str>,
+    ) -> Result<placement::Login> {
+        match target {
+            Some(t) => placement::target_login(control, t).await,
+            None => {
+                let cfg = self
+                    .url
+                    .parse()
+                    .map_err(|e| Error::Internal(format!("the login URL does not parse: {e}")))?;
+                Ok(placement::Login {
+                    cfg,
+                    shown: describe_login(&self.url),
+                })
+            }
+        }
+    }
+
+    pub(crate) async fn provision_database(
+        &self,
+        catalog: &Catalog,
+        org: orgwall_core::OrgId,
+        target: Option<&str>,
+    ) -> Result<crate::placement::DatabasePlacement> {
+        let mut control = self.owner_client().await?;
+        let server = self.server_login(&control, target).await?;
+        // The org's members, read inside its scope (forced RLS binds the owner too).
+        let tx = control.transaction().await.map_err(map_err)?;
+        tx.execute(
+            "SELECT set_config('app.org_id', $1, true)",
+            &[&org.to_string()],
+        )
+        .await
+        .map_err(map_err)?;
+        if tx
+            .query_opt("SELECT 1 FROM orgs WHERE id = $1", &[&org.uuid()])
+            .await
+            .map_err(map_err)?
+            .is_none()
+        {
+            return Err(Error::Validation(format!("no organization {org}")));
+        }
+        let members: Vec<uuid::Uuid> = tx
+            .query(
+                "SELECT user_id FROM memberships WHERE org_id = $1 ORDER BY user_id",
+                &[&org.uuid()],
+            )
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        tx.rollback().await.map_err(map_err)?;
+        let name = crate::placement::database_name(org);
+        // An org is placed while it is empty: the users its rows may name are its members.
+        let projection = placement::Projection {
+            org,
+            users: members.clone(),
+            members,
+        };
+        placement::provision_database(&server, &name, &self.app_role, catalog, &projection).await?;
+        Ok(crate::placement::DatabasePlacement {
+            database: name,
+            target: target.map(str::to_owned),
+            shown: server.shown,
+        })
+    }
+
+    pub(crate) async fn drop_placement_database(
+        &self,
+        org: orgwall_core::OrgId,
+        target: Option<&str>,
+    ) -> Result<()> {
+        let control = self.owner_client().await?;
+        let server = self.server_login(&control, target).await?;
+        placement::drop_database(&server, &crate::placement::database_name(org)).await
+    }
+
     pub(crate) async fn add_target(
         &self,
         name: &str,

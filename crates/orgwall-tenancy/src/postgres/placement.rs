@@ -333,3 +333,196 @@ pub(crate) async fn remove_target(client: &tokio_postgres::Client, name: &str) -
         Err(e) => Err(map_err(e)),
     }
 }
+
+/// The control-plane tables a placement database holds as a **projection**: only the key
+/// columns, only its org's rows (the org, the users its rows may name, its memberships),
+/// so that the data-plane migrations' foreign keys (`REFERENCES orgs (id)`, `users (id)`,
+/// `memberships (org_id, user_id)`) hold inside the placement database exactly as they do
+/// in the control one: a ticket's assignee must be a member of the ticket's org, enforced
+/// by the database that stores the ticket. The server role holds no privilege on them
+/// (data-plane statements name no control-plane table; foreign-key checks run as the
+/// owner), so a tenant transaction can neither read nor change them; they change only
+/// from the control plane, as the owner.
+pub(crate) const PROJECTION_TABLES: [&str; 3] = ["orgs", "users", "memberships"];
+
+const PROJECTION_DDL: &str = "
+CREATE TABLE orgs (id uuid PRIMARY KEY);
+CREATE TABLE users (id uuid PRIMARY KEY);
+CREATE TABLE memberships (
+    org_id uuid NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
+    user_id uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    PRIMARY KEY (org_id, user_id)
+);
+COMMENT ON TABLE orgs IS 'orgwall placement projection (control plane: key columns of this org only)';
+COMMENT ON TABLE users IS 'orgwall placement projection (control plane: key columns of this org''s users only)';
+COMMENT ON TABLE memberships IS 'orgwall placement projection (control plane: key columns of this org''s memberships only)';
+";
+
+/// Connects to `cfg` (the owner login of a placement's server or database).
+async fn connect_to(cfg: &tokio_postgres::Config, shown: &str) -> Result<tokio_postgres::Client> {
+    let (client, conn) = tokio::time::timeout(TARGET_TIMEOUT, cfg.connect(tokio_postgres::NoTls))
+        .await
+        .map_err(|_| {
+            Error::Unavailable(format!(
+                "{shown} did not answer within {} s",
+                TARGET_TIMEOUT.as_secs()
+            ))
+        })?
+        .map_err(|e| Error::Unavailable(format!("cannot connect to {shown}: {e}")))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "placement connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// The server role's privileges in a placement database after the walls: none on the
+/// projection, nothing on `schema_migrations` (the walls already revoke that).
+async fn revoke_projection(tx: &tokio_postgres::Transaction<'_>, app_role: &str) -> Result<()> {
+    super::check_role_name(app_role)?;
+    tx.batch_execute(&format!(
+        "REVOKE ALL ON {} FROM {app_role}",
+        PROJECTION_TABLES.join(", ")
+    ))
+    .await
+    .map_err(map_err)
+}
+
+/// A server's owner login, and how it is shown (`user@host:port/database`, never the
+/// password).
+pub(crate) struct Login {
+    pub(crate) cfg: tokio_postgres::Config,
+    pub(crate) shown: String,
+}
+
+/// What a placement database's projection holds for its org.
+pub(crate) struct Projection {
+    pub(crate) org: OrgId,
+    /// Every user id the org's rows may name.
+    pub(crate) users: Vec<uuid::Uuid>,
+    /// The org's members' user ids.
+    pub(crate) members: Vec<uuid::Uuid>,
+}
+
+/// Creates an org's placement database `name` on the server the login `server` reaches
+/// (any database of it: `CREATE DATABASE` works from each), then, in one transaction in
+/// the new database: the projection tables filled from `projection`, the data-plane
+/// migrations of `catalog` at the current version, the walls (forced RLS and the `org_isolation` policy
+/// on every data-plane table, the server role created if the server lacks it, its grants)
+/// and the projection made private. Anything failing after `CREATE DATABASE` drops the
+/// database again: a placement database exists whole or not at all.
+pub(crate) async fn provision_database(
+    server: &Login,
+    name: &str,
+    app_role: &str,
+    catalog: &Catalog,
+    projection: &Projection,
+) -> Result<()> {
+    let shown = server.shown.as_str();
+    if !crate::placement::is_database_name(name) {
+        return Err(Error::Internal(format!(
+            "{name:?} is not a placement database name"
+        )));
+    }
+    let admin = connect_to(&server.cfg, shown).await?;
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .map_err(map_err)?
+        .is_some();
+    if exists {
+        return Err(Error::Conflict(
+            "placement_exists",
+            format!("database {name} already exists on {shown} (an earlier placement left behind?); drop it or check it with orgwall doctor: nothing changed"),
+        ));
+    }
+    // Template 0 and UTF-8: the same encoding whatever the server's default template holds.
+    admin
+        .batch_execute(&format!(
+            "CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'"
+        ))
+        .await
+        .map_err(map_err)?;
+    let mut cfg = server.cfg.clone();
+    cfg.dbname(name);
+    let filled = async {
+        let mut client = connect_to(&cfg, &format!("{shown} (database {name})")).await?;
+        let tx = client.transaction().await.map_err(map_err)?;
+        tx.batch_execute(MIGRATION_LOCK).await.map_err(map_err)?;
+        tx.batch_execute(PROJECTION_DDL).await.map_err(map_err)?;
+        tx.execute(
+            "INSERT INTO orgs (id) VALUES ($1)",
+            &[&projection.org.uuid()],
+        )
+        .await
+        .map_err(map_err)?;
+        tx.execute(
+            "INSERT INTO users (id) SELECT DISTINCT unnest($1::uuid[])",
+            &[&projection.users],
+        )
+        .await
+        .map_err(map_err)?;
+        tx.execute(
+            "INSERT INTO memberships (org_id, user_id) SELECT $1, unnest($2::uuid[])",
+            &[&projection.org.uuid(), &projection.members],
+        )
+        .await
+        .map_err(map_err)?;
+        apply(&tx, app_role, catalog, Plane::Data).await?;
+        revoke_projection(&tx, app_role).await?;
+        tx.commit().await.map_err(map_err)
+    }
+    .await;
+    if let Err(e) = filled {
+        let dropped = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
+        if let Err(d) = dropped {
+            tracing::warn!(database = name, error = %d, "could not drop a half-made placement database");
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Drops `org`'s placement database `name` on the server `server` reaches (connections
+/// still open to it are ended: the org's data goes with it, which is the point of a
+/// dedicated placement's deletion).
+pub(crate) async fn drop_database(server: &Login, name: &str) -> Result<()> {
+    if !crate::placement::is_database_name(name) {
+        return Err(Error::Internal(format!(
+            "{name:?} is not a placement database name"
+        )));
+    }
+    connect_to(&server.cfg, &server.shown)
+        .await?
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .map_err(map_err)
+}
+
+/// The login configuration of a registered target, and how it is shown (the owner reads
+/// `placement_targets`, private to it).
+pub(crate) async fn target_login(client: &tokio_postgres::Client, name: &str) -> Result<Login> {
+    let row = client
+        .query_opt(
+            "SELECT url FROM placement_targets WHERE name = $1",
+            &[&name],
+        )
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| {
+            Error::Validation(format!(
+                "no target named {name} (see orgwall placement target list)"
+            ))
+        })?;
+    let url: String = row.get(0);
+    let cfg = url
+        .parse()
+        .map_err(|_| Error::Internal(format!("target {name}: its stored URL does not parse")))?;
+    Ok(Login {
+        cfg,
+        shown: super::describe_login(&url),
+    })
+}
