@@ -390,12 +390,13 @@ both!(
         let past = orgwall_store::value::now() - chrono::Duration::seconds(1);
         let a = d.alice_in_acme(&t.db).await;
         let mut tx = t.db.write(&a).await.unwrap();
-        tx.execute(
-            "UPDATE exports SET expires_at = $3 WHERE org_id = $1 AND id = $2",
-            params![d.acme, eid, past],
-        )
-        .await
-        .unwrap();
+        tx.data()
+            .execute(
+                "UPDATE exports SET expires_at = $3 WHERE org_id = $1 AND id = $2",
+                params![d.acme, eid, past],
+            )
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         // Refused from that moment on, before any job has run.
         let r = s.get(&format!("/v1/orgs/acme/exports/{id}"), &alice).await;

@@ -49,11 +49,13 @@ pub struct Counts {
     pub storage_bytes: i64,
 }
 
-const USED: &str = "SELECT
-    (SELECT count(*) FROM memberships WHERE org_id = $1),
+/// What counts against a plan, by plane: the workspace's rows (data plane, where the org
+/// is placed) and its members (control plane).
+const USED_DATA: &str = "SELECT
     (SELECT count(*) FROM projects WHERE org_id = $1),
     (SELECT count(*) FROM tickets WHERE org_id = $1),
     (SELECT CAST(coalesce(sum(size_bytes), 0) AS BIGINT) FROM files WHERE org_id = $1)";
+const USED_MEMBERS: &str = "SELECT count(*) FROM memberships WHERE org_id = $1";
 
 async fn limits(tx: &mut Tx, org: OrgId, lock: bool) -> Result<(String, Counts, i64)> {
     let lock = if lock && tx.kind() == BackendKind::Postgres {
@@ -84,12 +86,25 @@ async fn limits(tx: &mut Tx, org: OrgId, lock: bool) -> Result<(String, Counts, 
 }
 
 async fn used(tx: &mut Tx, org: OrgId) -> Result<Counts> {
-    let r = tx.query_one(USED, params![org]).await?;
+    let p = params![org];
+    let (data, control) = tx
+        .query_planes(&[(USED_DATA, p)], &[(USED_MEMBERS, p)])
+        .await?;
+    let d = data
+        .into_iter()
+        .next()
+        .and_then(|rows| rows.into_iter().next())
+        .ok_or(orgwall_core::Error::NotFound)?;
+    let m = control
+        .into_iter()
+        .next()
+        .and_then(|rows| rows.into_iter().next())
+        .ok_or(orgwall_core::Error::NotFound)?;
     Ok(Counts {
-        members: r.get(0)?,
-        projects: r.get(1)?,
-        tickets: r.get(2)?,
-        storage_bytes: r.get(3)?,
+        members: m.get(0)?,
+        projects: d.get(0)?,
+        tickets: d.get(1)?,
+        storage_bytes: d.get(2)?,
     })
 }
 

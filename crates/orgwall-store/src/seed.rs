@@ -83,7 +83,7 @@ pub async fn demo_placed(db: &Db, placements: &[(&str, placement::Kind)]) -> Res
         let slug = Slug::parse(slug).map_err(Error::Validation)?;
         let (org, scope) = access::create_org(db, owner, name, &slug).await?;
         if let Some((_, kind)) = placements.iter().find(|(s, _)| *s == slug.as_str()) {
-            placement::set(db, org.id, *kind).await?;
+            placement::set(db, org.id, kind.clone()).await?;
         }
         let mut tx = db.write(&scope).await?;
         memberships::add(&mut tx, carol, "member").await?;

@@ -146,10 +146,10 @@ async fn placing_refuses_what_it_cannot_do_and_changes_nothing() {
         (e.kind.as_str(), e.location.as_deref()),
         ("schema", Some(schema.as_str()))
     );
-    // Unknown placements and not-yet-served ones: a clear line.
+    // Unknown placements and bad target names: a clear line.
     for (input, says) in [
-        ("database", "not available yet"),
         ("moon", "unknown placement"),
+        ("database:EU 1", "target name"),
     ] {
         let e = input.parse::<Kind>().unwrap_err().to_string();
         assert!(e.contains(says), "{input}: {e}");
@@ -191,6 +191,66 @@ async fn placing_refuses_what_it_cannot_do_and_changes_nothing() {
         0
     );
     assert_eq!(db.doctor().await.unwrap(), vec![]);
+
+    // A database of its own: on an unknown target refused with nothing made; on the
+    // control server made, named by the directory, served; back to shared, dropped.
+    let name = placement::database_name(org.id);
+    let admin = orgwall_testkit::admin_url();
+    let err = placement::set(db, org.id, Kind::Database(Some("nowhere".into())))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Validation(m) if m.contains("no target named nowhere")),
+        "{err:?}"
+    );
+    assert_eq!(placement::show(db, org.id).await.unwrap().kind, "shared");
+    assert!(!database_exists(&admin, &name).await);
+    let route = placement::set(db, org.id, Kind::Database(None))
+        .await
+        .unwrap();
+    assert_eq!(
+        route,
+        Route::Database {
+            name: name.clone().into(),
+            target: None
+        }
+    );
+    let e = placement::show(db, org.id).await.unwrap();
+    assert_eq!(
+        (e.kind.as_str(), e.location.as_deref(), e.target.as_deref()),
+        ("database", Some(name.as_str()), None)
+    );
+    assert!(database_exists(&admin, &name).await);
+    // Carol's scope writes there, and the org is no longer empty: placing it elsewhere
+    // is refused.
+    let carol = orgwall_store::access::verify_member(db, owner, org.id)
+        .await
+        .unwrap();
+    let mut tx = db.write(&carol).await.unwrap();
+    orgwall_store::repo::notes::create(&mut tx, "placed", "in its own database")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        t.owner_count_for(org.id, "notes", "title = 'placed'").await,
+        1
+    );
+    assert_eq!(
+        t.owner_count("public.notes", &format!("org_id = '{}'", org.id))
+            .await,
+        0
+    );
+    let err = placement::set(db, org.id, Kind::Shared).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Conflict("placement_not_empty", m) if m.contains("notes")),
+        "{err:?}"
+    );
+    t.owner_exec_for(org.id, "DELETE FROM notes").await;
+    assert_eq!(
+        placement::set(db, org.id, Kind::Shared).await.unwrap(),
+        Route::Shared
+    );
+    assert!(!database_exists(&admin, &name).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

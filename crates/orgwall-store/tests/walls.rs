@@ -12,6 +12,15 @@ use orgwall_store::repo::{projects, tickets};
 use orgwall_store::{params, BackendKind, Mode};
 use orgwall_testkit::{both, tenant_tables, Demo, TestDb};
 
+/// The plane `table` lives on (the export and these tests walk tables of both).
+fn plane(db: &orgwall_store::Db, table: &str) -> orgwall_store::Plane {
+    if db.catalog().is_data(table) {
+        orgwall_store::Plane::Data
+    } else {
+        orgwall_store::Plane::Control
+    }
+}
+
 both!(
     raw_sql_in_one_org_cannot_see_or_touch_another,
     |t: TestDb| async move {
@@ -21,7 +30,11 @@ both!(
         let globex_ticket: uuid::Uuid = {
             let bob = d.bob_in_globex(db).await;
             let mut tx = db.read(&bob).await.unwrap();
-            let rows = tx.query("SELECT id FROM tickets", &[]).await.unwrap();
+            let rows = tx
+                .data()
+                .query("SELECT id FROM tickets", &[])
+                .await
+                .unwrap();
             assert_eq!(rows.len(), 6);
             rows[0].get(0).unwrap()
         };
@@ -30,6 +43,8 @@ both!(
         // No WHERE at all: only Acme's rows come back, from every tenant table.
         for table in tenant_tables() {
             let rows = tx
+                .raw()
+                .on(plane(db, table))
                 .query(&format!("SELECT org_id FROM {table}"), &[])
                 .await
                 .unwrap();
@@ -43,6 +58,7 @@ both!(
         }
         // Asking for Globex's rows by org id or by row id finds nothing.
         let n: i64 = tx
+            .data()
             .query_one(
                 "SELECT count(*) FROM tickets WHERE org_id = $1",
                 params![d.globex],
@@ -53,6 +69,7 @@ both!(
             .unwrap();
         assert_eq!(n, 0);
         assert!(tx
+            .data()
             .query_opt(
                 "SELECT title FROM tickets WHERE id = $1",
                 params![globex_ticket]
@@ -62,6 +79,7 @@ both!(
             .is_none());
         // Updates and deletes aimed at Globex change nothing.
         let changed = tx
+            .data()
             .execute(
                 "UPDATE tickets SET title = 'pwned' WHERE org_id = $1",
                 params![d.globex],
@@ -70,6 +88,7 @@ both!(
             .unwrap();
         assert_eq!(changed, 0);
         let changed = tx
+            .data()
             .execute(
                 "UPDATE tickets SET title = 'pwned' WHERE id = $1",
                 params![globex_ticket],
@@ -78,6 +97,7 @@ both!(
             .unwrap();
         assert_eq!(changed, 0);
         let deleted = tx
+            .data()
             .execute("DELETE FROM notes WHERE org_id = $1", params![d.globex])
             .await
             .unwrap();
@@ -87,6 +107,7 @@ both!(
         // Inserting a row stamped with Globex is refused by the database.
         let mut tx = db.write(&alice).await.unwrap();
         let err = tx
+        .data()
         .execute(
             "INSERT INTO notes (org_id, id, title, body, created_at, updated_at) VALUES ($1, $2, 'x', 'y', $3, $3)",
             params![d.globex, uuid::Uuid::now_v7(), orgwall_store::value::now()],
@@ -99,6 +120,7 @@ both!(
         // Moving one of Acme's rows into Globex is refused too.
         let mut tx = db.write(&alice).await.unwrap();
         let err = tx
+            .data()
             .execute("UPDATE notes SET org_id = $1", params![d.globex])
             .await
             .unwrap_err();
@@ -280,7 +302,12 @@ both!(
         let mut backends = std::collections::BTreeSet::new();
         for (scope, org) in [(&alice, d.acme), (&bob, d.globex), (&alice, d.acme)] {
             let mut tx = db.read(scope).await.unwrap();
-            let seen = orgs_seen(tx.query("SELECT org_id FROM tickets", &[]).await.unwrap());
+            let seen = orgs_seen(
+                tx.data()
+                    .query("SELECT org_id FROM tickets", &[])
+                    .await
+                    .unwrap(),
+            );
             assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![org.uuid()]);
             if t.kind == BackendKind::Postgres {
                 let pid: i64 = tx
@@ -325,8 +352,12 @@ both!(
 
         // A transaction that failed mid-way, then was dropped.
         let mut tx = db.write(&alice).await.unwrap();
-        tx.query("SELECT count(*) FROM notes", &[]).await.unwrap();
+        tx.data()
+            .query("SELECT count(*) FROM notes", &[])
+            .await
+            .unwrap();
         assert!(tx
+            .data()
             .query("SELECT no_such_column FROM notes", &[])
             .await
             .is_err());
@@ -336,6 +367,7 @@ both!(
         // A transaction dropped mid-way without error (its writes must not survive either).
         let mut tx = db.write(&alice).await.unwrap();
         let n = tx
+            .data()
             .execute("DELETE FROM ticket_comments", &[])
             .await
             .unwrap();
@@ -350,7 +382,12 @@ both!(
 
         // And a scoped read right after still sees exactly its own org.
         let mut tx = db.read(&bob).await.unwrap();
-        let seen = orgs_seen(tx.query("SELECT org_id FROM notes", &[]).await.unwrap());
+        let seen = orgs_seen(
+            tx.data()
+                .query("SELECT org_id FROM notes", &[])
+                .await
+                .unwrap(),
+        );
         assert_eq!(seen.into_iter().collect::<Vec<_>>(), vec![d.globex.uuid()]);
     }
 );

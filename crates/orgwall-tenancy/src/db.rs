@@ -19,7 +19,7 @@ pub use crate::settings::Mode;
 pub(crate) use crate::settings::Settings;
 use crate::sqlite;
 use crate::value::{Row, Val};
-use orgwall_core::{Error, OrgId, Result};
+use orgwall_core::{Error, OrgId, Result, UserId};
 use std::path::PathBuf;
 
 /// Which backend a [`Db`] talks to.
@@ -216,6 +216,31 @@ impl Db {
         }
     }
 
+    /// Keeps `org`'s members projection in step after a membership change committed by a
+    /// transaction without a data plane (accepting an invitation): in a transaction of
+    /// its own on the org's database, if it has one. A failure here leaves the member
+    /// unassignable in that database (never the reverse) and is named by the doctor.
+    pub(crate) async fn project_member(
+        &self,
+        org: OrgId,
+        user: UserId,
+        member: bool,
+    ) -> Result<()> {
+        let route = self.lookup_route(org).await?;
+        let Some(data) = self
+            .placement(&route, Mode::Write, &Settings::org(org))
+            .await?
+        else {
+            return Ok(());
+        };
+        let mut tx = self
+            .begin_on(&self.backend, Mode::Write, Settings::org(org))
+            .await?;
+        tx.data = Some(data);
+        tx.project_member(user, member).await?;
+        tx.commit().await
+    }
+
     /// Places `org`'s data plane (see [`crate::placement::set`]); the access cache
     /// forgets the org (other instances hear it from the directory's trigger).
     pub(crate) async fn place(&self, org: OrgId, kind: crate::placement::Kind) -> Result<Route> {
@@ -228,6 +253,9 @@ impl Db {
                         "placement schema needs PostgreSQL (SQLite has no schemas); on SQLite an org is shared"
                             .into(),
                     ))
+                }
+                crate::placement::Kind::Database(_) => {
+                    return Err(sqlite_has_no_database_placement())
                 }
             },
         };
@@ -296,11 +324,26 @@ impl Db {
 
     /// The one place that decides which database serves an organization's data plane,
     /// given its route (see [`crate::placement`]): the shared tables and placement
-    /// schemas live in the control database; the route's schema goes on the transaction's
-    /// search path in its prelude.
-    pub(crate) fn placement(&self, route: &Route) -> &Backend {
-        match route {
-            Route::Shared | Route::Schema(_) => &self.backend,
+    /// schemas live in the control database (the route's schema goes on the transaction's
+    /// search path in its prelude); an org's own database gets a transaction of its own
+    /// beside the control one, for the data-plane statements ([`TenantTx::data`]).
+    async fn placement(
+        &self,
+        route: &Route,
+        mode: Mode,
+        settings: &Settings,
+    ) -> Result<Option<Box<(pg::PgTx, Route)>>> {
+        match (route, &self.backend) {
+            (Route::Shared | Route::Schema(_), _) => Ok(None),
+            (Route::Database { name, target }, Backend::Pg(p)) => {
+                let tx = p
+                    .begin_placed(name, target.as_ref(), mode, settings.clone())
+                    .await?;
+                Ok(Some(Box::new((tx, route.clone()))))
+            }
+            (Route::Database { .. }, Backend::Sqlite(_)) => Err(Error::Internal(
+                "an org placed in a database of its own on SQLite".into(),
+            )),
         }
     }
 
@@ -324,14 +367,14 @@ impl Db {
         let mut tx = self.global(Mode::Read).await?;
         let row = tx
             .query_opt(
-                "SELECT kind, location FROM placements WHERE org_id = $1",
+                "SELECT kind, location, target FROM placements WHERE org_id = $1",
                 &[Val::Uuid(org.uuid())],
             )
             .await?;
         tx.commit().await?;
         match row {
             None => Ok(Route::Shared),
-            Some(r) => Route::from_parts(&r.get::<String>(0)?, r.get(1)?),
+            Some(r) => Route::from_parts(&r.get::<String>(0)?, r.get(1)?, r.get(2)?),
         }
     }
 
@@ -353,6 +396,7 @@ impl Db {
         };
         Ok(Tx {
             inner,
+            data: None,
             cache: self.cache.clone(),
             org,
             announce: Announce::Nothing,
@@ -408,7 +452,14 @@ impl Db {
     async fn tenant<'s>(&self, scope: &'s OrgScope, mode: Mode) -> Result<TenantTx<'s>> {
         let mut settings = Settings::org(scope.org_id());
         settings.route = self.route(scope).await?;
-        let backend = self.placement(&settings.route);
+        let data = match settings.route {
+            Route::Database { .. } => {
+                // Boxed: only an org in a database of its own pays for its future.
+                Box::pin(self.placement(&settings.route, mode, &settings)).await?
+            }
+            _ => None,
+        };
+        let backend = &self.backend;
         let fresh = scope.fresh();
         // Only PostgreSQL needs the check: on SQLite (one embedded server) the changing
         // transaction invalidates the only cache there is when it commits.
@@ -431,11 +482,15 @@ impl Db {
             }
             _ => None,
         };
-        let tx = self.begin_checked(backend, mode, settings, recheck).await?;
+        let mut tx = self.begin_checked(backend, mode, settings, recheck).await?;
+        tx.data = data;
         Ok(TenantTx { tx, scope })
     }
 }
 
+// Not boxed: a transaction per request, and a box would be an allocation per request for
+// a value that lives in one future.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum TxInner {
     Pg(pg::PgTx),
     Sqlite(sqlite::SqliteTx),
@@ -476,6 +531,10 @@ enum Announce {
 /// it to this process's access cache when it commits.
 pub struct Tx {
     inner: TxInner,
+    /// The transaction on the org's own database, with its route (an org placed in a
+    /// database of its own: its data-plane statements run there, see [`TenantTx::data`]).
+    /// (Boxed: only such an org pays for its size.)
+    data: Option<Box<(pg::PgTx, Route)>>,
     cache: std::sync::Arc<AccessCache>,
     /// The org of the current scope.
     org: Option<OrgId>,
@@ -489,39 +548,8 @@ impl Tx {
     /// flight again); anything else is the answer, and confirms the scope if it succeeded.
     async fn settle<T>(&mut self, r: &Result<T>) -> Result<bool> {
         match r {
-            Err(Error::Refused(code, _)) if *code == STALE => {
-                let Some(rc) = &self.recheck else {
-                    return Err(Error::Internal("stale access without a scope".into()));
-                };
-                // Boxed: verifying runs transactions of its own (without checks).
-                let checks: Result<Vec<(uuid::Uuid, i64)>> = Box::pin(crate::access::reverify(
-                    &rc.db,
-                    rc.org,
-                    &rc.principal,
-                    rc.session,
-                    rc.held,
-                ))
-                .await;
-                let checks = checks?;
-                if let Some(slug) = &rc.slug {
-                    // `reverify` dropped the org's cache entries, the slug's among them.
-                    let now = Box::pin(crate::identity::orgs::resolve(&rc.db, slug)).await;
-                    if !matches!(now, Ok(id) if id == rc.org) {
-                        return Err(Error::Unavailable(format!(
-                            "the organization {slug} changed while the request was served; send it again"
-                        )));
-                    }
-                }
-                let route = Box::pin(rc.db.lookup_route(rc.org)).await?;
-                *rc.route
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(route.clone());
-                tracing::info!(org_id = %rc.org, "cached access was stale: verified again before use");
-                if let TxInner::Pg(t) = &mut self.inner {
-                    t.set_checks(checks, route).await?;
-                }
-                Ok(true)
-            }
+            // Boxed: rare, and it keeps every statement's future small.
+            Err(Error::Refused(code, _)) if *code == STALE => Box::pin(self.verify_again()).await,
             Ok(_) => {
                 if let Some(rc) = self.recheck.take() {
                     rc.confirmed
@@ -531,6 +559,49 @@ impl Tx {
             }
             Err(_) => Ok(false),
         }
+    }
+
+    /// Verifies a stale scope again (see [`Tx::settle`]).
+    async fn verify_again(&mut self) -> Result<bool> {
+        let Some(rc) = &self.recheck else {
+            return Err(Error::Internal("stale access without a scope".into()));
+        };
+        // Boxed: verifying runs transactions of its own (without checks).
+        let checks: Result<Vec<(uuid::Uuid, i64)>> = Box::pin(crate::access::reverify(
+            &rc.db,
+            rc.org,
+            &rc.principal,
+            rc.session,
+            rc.held,
+        ))
+        .await;
+        let checks = checks?;
+        if let Some(slug) = &rc.slug {
+            // `reverify` dropped the org's cache entries, the slug's among them.
+            let now = Box::pin(crate::identity::orgs::resolve(&rc.db, slug)).await;
+            if !matches!(now, Ok(id) if id == rc.org) {
+                return Err(Error::Unavailable(format!(
+                    "the organization {slug} changed while the request was served; send it again"
+                )));
+            }
+        }
+        let route = Box::pin(rc.db.lookup_route(rc.org)).await?;
+        if let Some(data) = &self.data {
+            if data.1 != route {
+                return Err(Error::Unavailable(
+                            "the organization's placement changed while the request was served; send it again"
+                                .into(),
+                        ));
+            }
+        }
+        *rc.route
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(route.clone());
+        tracing::info!(org_id = %rc.org, "cached access was stale: verified again before use");
+        if let TxInner::Pg(t) = &mut self.inner {
+            t.set_checks(checks, route).await?;
+        }
+        Ok(true)
     }
 
     /// Which backend runs this transaction (for the rare statement whose SQL differs).
@@ -621,8 +692,15 @@ impl Tx {
         self.query_opt(sql, params).await?.ok_or(Error::NotFound)
     }
 
-    /// Commits, then announces any access change it made.
+    /// Commits, then announces any access change it made. An org in a database of its
+    /// own commits its data plane first, then the control plane: a failure between the
+    /// two leaves the data change without its control-plane side (an audit event, a
+    /// queued job), never a control change (a removed member) without the data
+    /// projection that enforces it.
     pub async fn commit(self) -> Result<()> {
+        if let Some(data) = self.data {
+            data.0.commit().await?;
+        }
         match self.inner {
             TxInner::Pg(t) => t.commit().await?,
             TxInner::Sqlite(t) => t.commit().await?,
@@ -637,6 +715,9 @@ impl Tx {
 
     /// Rolls back (dropping does the same, without waiting).
     pub async fn rollback(self) -> Result<()> {
+        if let Some(data) = self.data {
+            data.0.rollback().await?;
+        }
         match self.inner {
             TxInner::Pg(t) => t.rollback().await,
             TxInner::Sqlite(t) => t.rollback().await,
@@ -701,6 +782,135 @@ impl Tx {
     }
 }
 
+impl Tx {
+    /// Before the first data-plane statement of an org in a database of its own: a
+    /// scope built from cached access has its access checked on the control plane first
+    /// (the check rides on the control transaction's first flight), so a data read is
+    /// never served on revoked access.
+    async fn confirm_access(&mut self) -> Result<()> {
+        if self.data.is_some() && self.recheck.is_some() {
+            // Boxed: rarely run, and it keeps every data-plane statement's future small.
+            Box::pin(self.query("SELECT 1", &[])).await?;
+        }
+        Ok(())
+    }
+
+    /// The data plane of this transaction (see [`TenantTx::data`]); for a transaction
+    /// without an org of its own, the transaction itself.
+    pub fn data(&mut self) -> Data<'_> {
+        self.on(crate::module::Plane::Data)
+    }
+
+    /// The data plane or, for `Plane::Control`, the transaction itself: for code that
+    /// serves tables of either plane (the export walks every tenant table).
+    pub fn on(&mut self, plane: crate::module::Plane) -> Data<'_> {
+        Data { tx: self, plane }
+    }
+
+    /// Runs data-plane reads and control-plane reads together, each plane's rows in
+    /// order: one flight where both planes are one connection; two flights at once where
+    /// the org has a database of its own.
+    pub async fn query_planes(
+        &mut self,
+        data: &[(&str, &[Val])],
+        control: &[(&str, &[Val])],
+    ) -> Result<(Vec<Vec<Row>>, Vec<Vec<Row>>)> {
+        if self.data.is_none() {
+            let all: Vec<(&str, &[Val])> = data.iter().chain(control).copied().collect();
+            let mut rows = self.query_many(&all).await?;
+            let c = rows.split_off(data.len().min(rows.len()));
+            return Ok((rows, c));
+        }
+        self.confirm_access().await?;
+        match (self.data.as_deref_mut(), &mut self.inner) {
+            (Some((d, _)), TxInner::Pg(c)) => {
+                let (d, c) = futures::join!(d.query_many(data), c.query_many(control));
+                Ok((d?, c?))
+            }
+            _ => Err(Error::Internal("a data plane of its own on SQLite".into())),
+        }
+    }
+
+    /// Keeps the members projection of an org in a database of its own in step with a
+    /// membership change of this transaction (see [`crate::placement::provision_database`]):
+    /// `member` says whether `user` is now a member of the transaction's org. Nothing to do
+    /// for an org in the control database (the real memberships table is the foreign keys'
+    /// target there). The projection is private to the owner: its statements run as the
+    /// login, transaction-locally, and the role is switched back after them.
+    pub(crate) async fn project_member(&mut self, user: UserId, member: bool) -> Result<()> {
+        let Some(org) = self.org else {
+            return Ok(());
+        };
+        if self.data.is_none() {
+            return Ok(());
+        }
+        self.confirm_access().await?;
+        let Some(d) = self.placed() else {
+            return Ok(());
+        };
+        let role = d.role();
+        d.execute("SELECT set_config('role', 'none', true)", &[])
+            .await?;
+        if member {
+            d.execute(
+                "INSERT INTO users (id) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[Val::Uuid(user.uuid())],
+            )
+            .await?;
+            d.execute(
+                "INSERT INTO memberships (org_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[Val::Uuid(org.uuid()), Val::Uuid(user.uuid())],
+            )
+            .await?;
+        } else {
+            d.execute(
+                "DELETE FROM memberships WHERE org_id = $1 AND user_id = $2",
+                &[Val::Uuid(org.uuid()), Val::Uuid(user.uuid())],
+            )
+            .await?;
+        }
+        d.execute("SELECT set_config('role', $1, true)", &[Val::Text(role)])
+            .await?;
+        Ok(())
+    }
+
+    fn placed(&mut self) -> Option<&mut pg::PgTx> {
+        self.data.as_mut().map(|d| &mut d.0)
+    }
+
+    async fn data_query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>> {
+        self.confirm_access().await?;
+        match self.placed() {
+            Some(t) => t.query(sql, params).await,
+            None => self.query(sql, params).await,
+        }
+    }
+
+    async fn data_query_many(&mut self, stmts: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>> {
+        self.confirm_access().await?;
+        match self.placed() {
+            Some(t) => t.query_many(stmts).await,
+            None => self.query_many(stmts).await,
+        }
+    }
+
+    async fn data_execute(&mut self, sql: &str, params: &[Val]) -> Result<u64> {
+        self.confirm_access().await?;
+        match self.placed() {
+            Some(t) => t.execute(sql, params).await,
+            None => self.execute(sql, params).await,
+        }
+    }
+
+    async fn data_columns(&mut self, sql: &str) -> Result<Vec<(String, bool)>> {
+        self.confirm_access().await?;
+        match self.placed() {
+            Some(t) => t.columns(sql).await,
+            None => self.columns(sql).await,
+        }
+    }
+}
+
 fn still_stale() -> Error {
     Error::Unavailable("access kept changing while the request was verified; retry".into())
 }
@@ -759,6 +969,33 @@ impl<'s> TenantTx<'s> {
         self.tx.kind()
     }
 
+    /// The org's **data plane**: statements on its workspace tables (the tenant tables of
+    /// [`crate::Plane::Data`] migrations) go through this, and name no control-plane
+    /// table. Where the org's data lives in the control database (shared tables, a schema
+    /// of its own) this is the transaction itself; for an org in a database of its own it
+    /// is the transaction on that database, beside the control one, committed with it
+    /// ([`Tx::commit`]). Statements called on the `TenantTx` itself are the control
+    /// plane's (access, audit, jobs).
+    pub fn data(&mut self) -> Data<'_> {
+        self.tx.data()
+    }
+
+    /// See [`Tx::query_planes`].
+    pub async fn query_planes(
+        &mut self,
+        data: &[(&str, &[Val])],
+        control: &[(&str, &[Val])],
+    ) -> Result<(Vec<Vec<Row>>, Vec<Vec<Row>>)> {
+        self.tx.query_planes(data, control).await
+    }
+
+    /// See [`Tx::project_member`] (a membership change keeps an org's own database's
+    /// members projection in step, in this transaction).
+    pub async fn project_member(&mut self, user: UserId, member: bool) -> Result<()> {
+        // Boxed: a handful of statements, run on membership changes only.
+        Box::pin(self.tx.project_member(user, member)).await
+    }
+
     /// See [`Tx::access_changed`]: the commit invalidates this org's cached access.
     pub fn access_changed(&mut self) {
         self.tx.access_changed()
@@ -772,6 +1009,65 @@ impl<'s> TenantTx<'s> {
     /// Rolls back.
     pub async fn rollback(self) -> Result<()> {
         self.tx.rollback().await
+    }
+}
+
+/// The data plane of a [`TenantTx`] (see [`TenantTx::data`]).
+pub struct Data<'t> {
+    tx: &'t mut Tx,
+    plane: crate::module::Plane,
+}
+
+impl Data<'_> {
+    fn control(&self) -> bool {
+        self.plane == crate::module::Plane::Control
+    }
+
+    /// See [`Tx::query`].
+    pub async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>> {
+        if self.control() {
+            return self.tx.query(sql, params).await;
+        }
+        self.tx.data_query(sql, params).await
+    }
+
+    /// See [`Tx::query_many`].
+    pub async fn query_many(&mut self, stmts: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>> {
+        if self.control() {
+            return self.tx.query_many(stmts).await;
+        }
+        self.tx.data_query_many(stmts).await
+    }
+
+    /// See [`Tx::execute`].
+    pub async fn execute(&mut self, sql: &str, params: &[Val]) -> Result<u64> {
+        if self.control() {
+            return self.tx.execute(sql, params).await;
+        }
+        self.tx.data_execute(sql, params).await
+    }
+
+    /// See [`Tx::query_opt`].
+    pub async fn query_opt(&mut self, sql: &str, params: &[Val]) -> Result<Option<Row>> {
+        Ok(self.query(sql, params).await?.into_iter().next())
+    }
+
+    /// See [`Tx::query_one`].
+    pub async fn query_one(&mut self, sql: &str, params: &[Val]) -> Result<Row> {
+        self.query_opt(sql, params).await?.ok_or(Error::NotFound)
+    }
+
+    /// See [`Tx::columns`].
+    pub async fn columns(&mut self, sql: &str) -> Result<Vec<(String, bool)>> {
+        if self.control() {
+            return self.tx.columns(sql).await;
+        }
+        self.tx.data_columns(sql).await
+    }
+
+    /// See [`Tx::kind`].
+    pub fn kind(&self) -> BackendKind {
+        self.tx.kind()
     }
 }
 

@@ -33,41 +33,60 @@ pub enum Route {
     Shared,
     /// The org's own schema in the control database (its name).
     Schema(Arc<str>),
+    /// The org's own database (PostgreSQL): its name, on a registered target server or
+    /// (`None`) on the control server. Its data-plane statements run there; the
+    /// control-plane ones (access, audit, jobs) in the control database.
+    Database {
+        /// The database ([`database_name`]).
+        name: Arc<str>,
+        /// The registered target server holding it, or `None` for the control server.
+        target: Option<Arc<str>>,
+    },
 }
 
 impl Route {
-    /// The route a directory row names (`kind`, `location`).
-    pub(crate) fn from_parts(kind: &str, location: Option<String>) -> Result<Route> {
+    /// The route a directory row names (`kind`, `location`, `target`).
+    pub(crate) fn from_parts(
+        kind: &str,
+        location: Option<String>,
+        target: Option<String>,
+    ) -> Result<Route> {
         match (kind, location) {
             ("shared", _) => Ok(Route::Shared),
             ("schema", Some(s)) if is_schema_name(&s) => Ok(Route::Schema(s.into())),
+            ("database", Some(d)) if is_database_name(&d) => Ok(Route::Database {
+                name: d.into(),
+                target: target.map(Into::into),
+            }),
             (k, l) => Err(Error::Internal(format!(
                 "placement {k} at {l:?} is not served by this build"
             ))),
         }
     }
 
-    /// The route of the directory columns `i` (kind) and `i + 1` (location) of `row`; an
-    /// org with no directory row (a LEFT JOIN) is shared.
+    /// The route of the directory columns `i` (kind), `i + 1` (location) and `i + 2`
+    /// (target) of `row` ([`COLUMNS`]); an org with no directory row (a LEFT JOIN) is
+    /// shared.
     pub(crate) fn from_row(row: &Row, i: usize) -> Result<Route> {
         match row.get::<Option<String>>(i)? {
             None => Ok(Route::Shared),
-            Some(kind) => Route::from_parts(&kind, row.get(i + 1)?),
+            Some(kind) => Route::from_parts(&kind, row.get(i + 1)?, row.get(i + 2)?),
         }
     }
 
-    /// The kind's name (`shared`, `schema`).
+    /// The kind's name (`shared`, `schema`, `database`).
     pub fn kind(&self) -> &'static str {
         match self {
             Route::Shared => "shared",
             Route::Schema(_) => "schema",
+            Route::Database { .. } => "database",
         }
     }
 }
 
 /// The directory columns to add to a statement that reads an org `o` with `LEFT JOIN
 /// placements pl ON pl.org_id = o.id`.
-pub(crate) const COLUMNS: &str = "pl.kind, pl.location";
+pub(crate) const COLUMNS: &str = "pl.kind, pl.location, pl.target";
 
 /// The schema an org gets when placed in a schema of its own.
 pub fn schema_name(org: OrgId) -> String {
@@ -143,12 +162,15 @@ pub async fn drop_database(db: &Db, org: OrgId, target: Option<&str>) -> Result<
 }
 
 /// What an operator asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
     /// The shared tables.
     Shared,
     /// A schema of its own (PostgreSQL).
     Schema,
+    /// A database of its own (PostgreSQL), on a registered target server or (`None`) on
+    /// the control server: `database` or `database:TARGET`.
+    Database(Option<String>),
 }
 
 impl std::str::FromStr for Kind {
@@ -157,13 +179,16 @@ impl std::str::FromStr for Kind {
         match s {
             "shared" => Ok(Kind::Shared),
             "schema" => Ok(Kind::Schema),
-            "database" => Err(Error::Validation(
-                "placement database (a database of its own) is not available yet; use shared or schema"
-                    .into(),
-            )),
-            other => Err(Error::Validation(format!(
-                "unknown placement {other:?} (use shared or schema)"
-            ))),
+            "database" => Ok(Kind::Database(None)),
+            other => match other.strip_prefix("database:") {
+                Some(target) => {
+                    check_target_name(target)?;
+                    Ok(Kind::Database(Some(target.to_owned())))
+                }
+                None => Err(Error::Validation(format!(
+                    "unknown placement {other:?} (use shared, schema, database or database:TARGET)"
+                ))),
+            },
         }
     }
 }
@@ -301,8 +326,12 @@ mod tests {
         assert!(!is_schema_name("public"));
         assert!(!is_schema_name("org_x; DROP TABLE orgs"));
         assert!(!is_schema_name(&s.to_uppercase()));
-        assert!(Route::from_parts("schema", Some("public".into())).is_err());
-        assert_eq!(Route::from_parts("shared", None).ok(), Some(Route::Shared));
+        assert!(Route::from_parts("schema", Some("public".into()), None).is_err());
+        assert!(Route::from_parts("database", Some("postgres".into()), None).is_err());
+        assert_eq!(
+            Route::from_parts("shared", None, None).ok(),
+            Some(Route::Shared)
+        );
     }
 
     #[test]
@@ -318,8 +347,13 @@ mod tests {
     #[test]
     fn kinds_parse_with_clear_errors() {
         assert_eq!("schema".parse::<Kind>().ok(), Some(Kind::Schema));
-        let e = "database".parse::<Kind>().err().map(|e| e.to_string());
-        assert!(e.unwrap_or_default().contains("not available yet"));
+        assert_eq!("database".parse::<Kind>().ok(), Some(Kind::Database(None)));
+        assert_eq!(
+            "database:eu-1".parse::<Kind>().ok(),
+            Some(Kind::Database(Some("eu-1".into())))
+        );
+        assert!("database:EU 1".parse::<Kind>().is_err());
+        assert!("database:".parse::<Kind>().is_err());
         assert!("elsewhere".parse::<Kind>().is_err());
     }
 }

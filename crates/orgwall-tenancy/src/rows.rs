@@ -162,16 +162,17 @@ impl Table {
             Val::Time(crate::value::now()),
         ];
         params.extend_from_slice(values);
-        tx.execute(
-            &format!(
-                "INSERT INTO {} ({}) VALUES ({})",
-                quote_ident(self.name),
-                names.join(", "),
-                marks.join(", ")
-            ),
-            &params,
-        )
-        .await?;
+        tx.data()
+            .execute(
+                &format!(
+                    "INSERT INTO {} ({}) VALUES ({})",
+                    quote_ident(self.name),
+                    names.join(", "),
+                    marks.join(", ")
+                ),
+                &params,
+            )
+            .await?;
         self.get(tx, id).await
     }
 
@@ -179,11 +180,12 @@ impl Table {
     /// of another org's row).
     pub async fn get(&self, tx: &mut TenantTx<'_>, id: Uuid) -> Result<Row> {
         let org = tx.org_id();
-        tx.query_one(
-            &format!("{} WHERE org_id = $1 AND id = $2", self.select()),
-            &[org.into(), Val::Uuid(id)],
-        )
-        .await
+        tx.data()
+            .query_one(
+                &format!("{} WHERE org_id = $1 AND id = $2", self.select()),
+                &[org.into(), Val::Uuid(id)],
+            )
+            .await
     }
 
     /// Up to `limit` rows of the transaction's org with ids after `after`, by id.
@@ -197,14 +199,15 @@ impl Table {
         // The nil UUID sorts first: no cursor is "after nil". (An untyped `$2 IS NULL`
         // does not prepare on PostgreSQL: "could not determine data type of parameter".)
         let after = Val::Uuid(after.unwrap_or(Uuid::nil()));
-        tx.query(
-            &format!(
-                "{} WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-                self.select()
-            ),
-            &[org.into(), after, Val::Int(limit)],
-        )
-        .await
+        tx.data()
+            .query(
+                &format!(
+                    "{} WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                    self.select()
+                ),
+                &[org.into(), after, Val::Int(limit)],
+            )
+            .await
     }
 
     /// Changes the given columns of row `id`; [`Error::NotFound`] if it is not the org's.
@@ -223,6 +226,7 @@ impl Table {
             let mut params = vec![tx.org_id().into(), Val::Uuid(id)];
             params.extend(changes.iter().map(|(_, v)| v.clone()));
             let n = tx
+                .data()
                 .execute(
                     &format!(
                         "UPDATE {} SET {} WHERE org_id = $1 AND id = $2",
@@ -243,6 +247,7 @@ impl Table {
     pub async fn delete(&self, tx: &mut TenantTx<'_>, id: Uuid) -> Result<()> {
         let org = tx.org_id();
         let n = tx
+            .data()
             .execute(
                 &format!(
                     "DELETE FROM {} WHERE org_id = $1 AND id = $2",

@@ -75,6 +75,14 @@ fn with_db_name(url: &str, name: &str) -> String {
     u.to_string()
 }
 
+async fn pg_client(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    tokio::spawn(conn);
+    client
+}
+
 async fn admin_exec(sql: &str) {
     let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
         .await
@@ -190,27 +198,72 @@ impl TestDb {
             .get(0)
     }
 
-    /// A PostgreSQL owner connection whose search path starts with `org`'s placement.
+    /// A PostgreSQL owner connection to `org`'s placement: its own database if it has
+    /// one; else the control database, with its own schema, if it has one, first on the
+    /// search path.
     async fn owner_client_for(&self, org: OrgId) -> tokio_postgres::Client {
-        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let schema: Option<String> = client
+        let client = pg_client(&self.url).await;
+        let placed: Option<(String, String, Option<String>)> = client
             .query_opt(
-                "SELECT location FROM placements WHERE org_id = $1 AND kind = 'schema'",
+                "SELECT kind, location, target FROM placements WHERE org_id = $1 AND kind <> 'shared'",
                 &[&org.uuid()],
             )
             .await
             .unwrap()
-            .map(|r| r.get(0));
-        if let Some(s) = schema {
-            client
-                .batch_execute(&format!("SET search_path TO {s}, public"))
-                .await
-                .unwrap();
+            .map(|r| (r.get(0), r.get(1), r.get(2)));
+        match placed {
+            Some((kind, s, _)) if kind == "schema" => {
+                client
+                    .batch_execute(&format!("SET search_path TO {s}, public"))
+                    .await
+                    .unwrap();
+                client
+            }
+            Some((_, name, target)) => {
+                pg_client(&self.placement_url(&client, &name, target).await).await
+            }
+            None => client,
         }
-        client
+    }
+
+    /// The owner URL of placement database `name` (on `target`, or the control server).
+    async fn placement_url(
+        &self,
+        control: &tokio_postgres::Client,
+        name: &str,
+        target: Option<String>,
+    ) -> String {
+        let server = match target {
+            Some(t) => control
+                .query_one("SELECT url FROM placement_targets WHERE name = $1", &[&t])
+                .await
+                .unwrap()
+                .get(0),
+            None => self.url.clone(),
+        };
+        with_db_name(&server, name)
+    }
+
+    /// Owner connections to every placement database of this test database's orgs.
+    async fn placement_clients(
+        &self,
+        control: &tokio_postgres::Client,
+    ) -> Vec<tokio_postgres::Client> {
+        let mut out = Vec::new();
+        for r in control
+            .query(
+                "SELECT location, target FROM placements WHERE kind = 'database' ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap()
+        {
+            let url = self
+                .placement_url(control, &r.get::<_, String>(0), r.get(1))
+                .await;
+            out.push(pg_client(&url).await);
+        }
+        out
     }
 
     /// Counts rows as the owner, bypassing every wall (superuser on PostgreSQL; a plain
@@ -245,7 +298,21 @@ impl TestDb {
                     .query_one(&format!("SELECT {}", sum.join(" + ")), &[])
                     .await
                     .unwrap();
-                row.get(0)
+                let mut n: i64 = row.get(0);
+                // And in each org's database of its own.
+                if self.db.catalog().is_data(table) {
+                    for placed in self.placement_clients(&client).await {
+                        let r = placed
+                            .query_one(
+                                &format!("SELECT count(*) FROM {table} WHERE {where_sql}"),
+                                &[],
+                            )
+                            .await
+                            .unwrap();
+                        n += r.get::<_, i64>(0);
+                    }
+                }
+                n
             }
             BackendKind::Sqlite => {
                 let c = rusqlite::Connection::open(&self.url).unwrap();

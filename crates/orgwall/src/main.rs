@@ -535,6 +535,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     match route {
                         placement::Route::Shared => println!("{org}: shared"),
                         placement::Route::Schema(s) => println!("{org}: schema {s}"),
+                        placement::Route::Database { name, target } => println!(
+                            "{org}: database {name} on {}",
+                            target.as_deref().unwrap_or("the control server")
+                        ),
                     }
                 }
                 PlacementCommand::Target { cmd } => match cmd {

@@ -277,6 +277,7 @@ async fn build(ctx: &JobCtx, scope: &OrgScope, id: ExportId) -> Result<u64, JobE
     let files = {
         let mut tx = ctx.db.read(scope).await?;
         let rows = tx
+            .data()
             .query(
                 "SELECT id, storage_key FROM files WHERE org_id = $1 ORDER BY id",
                 crate::params![org],
@@ -369,8 +370,15 @@ async fn dump_table(
 ) -> Result<(u64, Vec<String>), JobError> {
     let org = scope.org_id();
     let mut tx = ctx.db.read(scope).await?;
+    // Each table from where it lives: a data-plane table from the org's placement.
+    let plane = if ctx.db.catalog().is_data(table) {
+        crate::Plane::Data
+    } else {
+        crate::Plane::Control
+    };
     let all = tx
         .raw()
+        .on(plane)
         .columns(&format!("SELECT * FROM {} WHERE 1 = 0", quote(table)))
         .await?;
     let mut cols = Vec::new();
@@ -400,7 +408,7 @@ async fn dump_table(
     loop {
         let rows = match (&key, &after) {
             (Some(k), Some(a)) => {
-                tx.query(
+                tx.raw().on(plane).query(
                     &format!(
                         "SELECT {list} FROM {t} WHERE org_id = $1 AND {k} > $2 ORDER BY {k} LIMIT $3",
                         t = quote(table),
@@ -411,7 +419,7 @@ async fn dump_table(
                 .await?
             }
             (Some(k), None) => {
-                tx.query(
+                tx.raw().on(plane).query(
                     &format!(
                         "SELECT {list} FROM {t} WHERE org_id = $1 ORDER BY {k} LIMIT $2",
                         t = quote(table),
@@ -422,7 +430,7 @@ async fn dump_table(
                 .await?
             }
             (None, _) => {
-                tx.query(
+                tx.raw().on(plane).query(
                     &format!("SELECT {list} FROM {t} WHERE org_id = $1", t = quote(table)),
                     &[org.into()],
                 )

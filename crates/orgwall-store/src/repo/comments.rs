@@ -29,7 +29,7 @@ pub async fn add(tx: &mut TenantTx<'_>, ticket_id: TicketId, body: &str) -> Resu
     let author = tx.scope().user_id();
     let id = CommentId::new();
     let t = now();
-    tx.execute(
+    tx.data().execute(
         "INSERT INTO ticket_comments (org_id, id, ticket_id, author_id, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         params![org, id, ticket_id, author, &body, t],
     )
@@ -62,7 +62,7 @@ pub(crate) fn from_row(r: &crate::Row) -> Result<Comment> {
 pub async fn list(tx: &mut TenantTx<'_>, ticket_id: TicketId) -> Result<Vec<Comment>> {
     super::tickets::get(tx, ticket_id).await?;
     let org = tx.org_id();
-    let rows = tx.query(LIST, params![org, ticket_id]).await?;
+    let rows = tx.data().query(LIST, params![org, ticket_id]).await?;
     rows.iter().map(from_row).collect()
 }
 
@@ -70,8 +70,7 @@ pub async fn list(tx: &mut TenantTx<'_>, ticket_id: TicketId) -> Result<Vec<Comm
 /// `tickets:delete`.
 pub async fn delete(tx: &mut TenantTx<'_>, ticket_id: TicketId, id: CommentId) -> Result<()> {
     let org = tx.org_id();
-    let row = tx
-        .query_opt(
+    let row = tx.data().query_opt(
             "SELECT author_id FROM ticket_comments WHERE org_id = $1 AND ticket_id = $2 AND id = $3",
             params![org, ticket_id, id],
         )
@@ -82,10 +81,11 @@ pub async fn delete(tx: &mut TenantTx<'_>, ticket_id: TicketId, id: CommentId) -
     if !is_author {
         tx.scope().require(crate::perms::TICKETS_DELETE)?;
     }
-    tx.execute(
-        "DELETE FROM ticket_comments WHERE org_id = $1 AND ticket_id = $2 AND id = $3",
-        params![org, ticket_id, id],
-    )
-    .await?;
+    tx.data()
+        .execute(
+            "DELETE FROM ticket_comments WHERE org_id = $1 AND ticket_id = $2 AND id = $3",
+            params![org, ticket_id, id],
+        )
+        .await?;
     Ok(())
 }

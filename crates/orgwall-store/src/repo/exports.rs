@@ -81,6 +81,7 @@ fn from_row(r: &Row) -> Result<Export> {
 pub async fn create(tx: &mut TenantTx<'_>) -> Result<Export> {
     let org = tx.org_id();
     let busy = tx
+        .data()
         .query_opt(
             "SELECT id FROM exports WHERE org_id = $1 AND status IN ('queued', 'running') LIMIT 1",
             params![org],
@@ -96,12 +97,13 @@ pub async fn create(tx: &mut TenantTx<'_>) -> Result<Export> {
     let id = ExportId::new();
     let by = tx.scope().user_id();
     let t = now();
-    tx.execute(
-        "INSERT INTO exports (org_id, id, status, progress, created_by, created_at)
+    tx.data()
+        .execute(
+            "INSERT INTO exports (org_id, id, status, progress, created_by, created_at)
          VALUES ($1, $2, 'queued', 0, $3, $4)",
-        params![org, id, by, t],
-    )
-    .await?;
+            params![org, id, by, t],
+        )
+        .await?;
     let job = jobs::enqueue_with(
         tx,
         jobs::EXPORT_BUILD,
@@ -126,6 +128,7 @@ pub async fn create(tx: &mut TenantTx<'_>) -> Result<Export> {
 pub async fn get(tx: &mut TenantTx<'_>, id: ExportId) -> Result<Export> {
     let org = tx.org_id();
     let row = tx
+        .data()
         .query_one(
             &format!("SELECT {COLS} FROM exports WHERE org_id = $1 AND id = $2"),
             params![org, id],
@@ -143,14 +146,14 @@ pub async fn list(
     let org = tx.org_id();
     let rows = match before {
         Some(b) => {
-            tx.query(
+            tx.data().query(
                 &format!("SELECT {COLS} FROM exports WHERE org_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"),
                 params![org, b, limit],
             )
             .await?
         }
         None => {
-            tx.query(
+            tx.data().query(
                 &format!("SELECT {COLS} FROM exports WHERE org_id = $1 ORDER BY id DESC LIMIT $2"),
                 params![org, limit],
             )
@@ -163,22 +166,24 @@ pub async fn list(
 /// The build started (again).
 pub(crate) async fn set_running(tx: &mut TenantTx<'_>, id: ExportId) -> Result<()> {
     let org = tx.org_id();
-    tx.execute(
-        "UPDATE exports SET status = 'running', progress = 0 WHERE org_id = $1 AND id = $2",
-        params![org, id],
-    )
-    .await?;
+    tx.data()
+        .execute(
+            "UPDATE exports SET status = 'running', progress = 0 WHERE org_id = $1 AND id = $2",
+            params![org, id],
+        )
+        .await?;
     Ok(())
 }
 
 /// Progress (0-99 while running).
 pub(crate) async fn set_progress(tx: &mut TenantTx<'_>, id: ExportId, progress: i64) -> Result<()> {
     let org = tx.org_id();
-    tx.execute(
-        "UPDATE exports SET progress = $3 WHERE org_id = $1 AND id = $2 AND status = 'running'",
-        params![org, id, progress.clamp(0, 99)],
-    )
-    .await?;
+    tx.data()
+        .execute(
+            "UPDATE exports SET progress = $3 WHERE org_id = $1 AND id = $2 AND status = 'running'",
+            params![org, id, progress.clamp(0, 99)],
+        )
+        .await?;
     Ok(())
 }
 
@@ -192,20 +197,21 @@ pub(crate) async fn set_done(
     expires_at: DateTime<Utc>,
 ) -> Result<()> {
     let org = tx.org_id();
-    tx.execute(
-        "UPDATE exports SET status = 'done', progress = 100, storage_key = $3, size_bytes = $4,
+    tx.data()
+        .execute(
+            "UPDATE exports SET status = 'done', progress = 100, storage_key = $3, size_bytes = $4,
                             error = NULL, finished_at = $5, expires_at = $6, expired_at = NULL
          WHERE org_id = $1 AND id = $2",
-        params![
-            org,
-            id,
-            storage_key,
-            i64::try_from(size_bytes).unwrap_or(i64::MAX),
-            now(),
-            expires_at
-        ],
-    )
-    .await?;
+            params![
+                org,
+                id,
+                storage_key,
+                i64::try_from(size_bytes).unwrap_or(i64::MAX),
+                now(),
+                expires_at
+            ],
+        )
+        .await?;
     jobs::enqueue_with(
         tx,
         jobs::EXPORT_EXPIRE,
@@ -223,6 +229,7 @@ pub(crate) async fn set_done(
 pub(crate) async fn due_for_expiry(tx: &mut TenantTx<'_>) -> Result<Vec<ExportId>> {
     let org = tx.org_id();
     let rows = tx
+        .data()
         .query(
             "SELECT id FROM exports
              WHERE org_id = $1 AND status = 'done' AND expired_at IS NULL AND expires_at <= $2
@@ -238,6 +245,7 @@ pub(crate) async fn due_for_expiry(tx: &mut TenantTx<'_>) -> Result<Vec<ExportId
 pub(crate) async fn set_expired(tx: &mut TenantTx<'_>, id: ExportId) -> Result<bool> {
     let org = tx.org_id();
     let n = tx
+        .data()
         .execute(
             "UPDATE exports SET expired_at = $3, storage_key = NULL
              WHERE org_id = $1 AND id = $2 AND status = 'done' AND expired_at IS NULL",
@@ -264,13 +272,13 @@ pub(crate) async fn set_failed(
     let org = tx.org_id();
     let error: String = error.chars().take(2000).collect();
     if retrying {
-        tx.execute(
+        tx.data().execute(
             "UPDATE exports SET status = 'queued', progress = 0, error = $3 WHERE org_id = $1 AND id = $2",
             params![org, id, format!("{error} (retrying)")],
         )
         .await?;
     } else {
-        tx.execute(
+        tx.data().execute(
             "UPDATE exports SET status = 'failed', error = $3, storage_key = NULL, size_bytes = NULL,
                                 finished_at = $4
              WHERE org_id = $1 AND id = $2",

@@ -79,7 +79,7 @@ pub async fn insert(tx: &mut TenantTx<'_>, f: NewFile<'_>) -> Result<FileMeta> {
     crate::quota::check(tx, crate::quota::Quota::StorageBytes(size_bytes)).await?;
     let by = tx.scope().user_id();
     let t = now();
-    tx.execute(
+    tx.data().execute(
         "INSERT INTO files (org_id, id, name, content_type, size_bytes, storage_key, sha256, created_by, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         params![org, f.id, &name, &content_type, size_bytes, f.storage_key, f.sha256, by, t],
@@ -108,6 +108,7 @@ pub async fn insert(tx: &mut TenantTx<'_>, f: NewFile<'_>) -> Result<FileMeta> {
 pub async fn get(tx: &mut TenantTx<'_>, id: FileId) -> Result<FileMeta> {
     let org = tx.org_id();
     let r = tx
+        .data()
         .query_one(
             &format!("SELECT {COLS} FROM files WHERE org_id = $1 AND id = $2"),
             params![org, id],
@@ -124,6 +125,7 @@ pub async fn list(
 ) -> Result<Vec<FileMeta>> {
     let org = tx.org_id();
     let rows = tx
+        .data()
         .query(
             &format!("SELECT {COLS} FROM files WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"),
             params![org, after.unwrap_or(uuid::Uuid::nil()), limit],
@@ -138,6 +140,7 @@ pub async fn delete(tx: &mut TenantTx<'_>, id: FileId) -> Result<FileMeta> {
     let f = get(tx, id).await?;
     let org = tx.org_id();
     let n = tx
+        .data()
         .execute(
             "DELETE FROM files WHERE org_id = $1 AND id = $2",
             params![org, id],
@@ -159,8 +162,7 @@ pub async fn delete(tx: &mut TenantTx<'_>, id: FileId) -> Result<FileMeta> {
 /// The number of files of this org and their total size in bytes.
 pub async fn totals(tx: &mut TenantTx<'_>) -> Result<(i64, i64)> {
     let org = tx.org_id();
-    let r = tx
-        .query_one(
+    let r = tx.data().query_one(
             "SELECT count(*), CAST(coalesce(sum(size_bytes), 0) AS bigint) FROM files WHERE org_id = $1",
             params![org],
         )

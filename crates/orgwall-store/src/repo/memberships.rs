@@ -62,6 +62,7 @@ pub async fn add(tx: &mut TenantTx<'_>, user: UserId, role: &str) -> Result<()> 
         Error::Conflict(..) => Error::Conflict("already_member", "already a member".into()),
         other => other,
     })?;
+    tx.project_member(user, true).await?;
     Ok(())
 }
 
@@ -304,13 +305,14 @@ pub async fn remove(tx: &mut TenantTx<'_>, user: UserId) -> Result<Departure> {
     let org = tx.org_id();
     let t = now();
     let assigned = tx
+        .data()
         .query(
             "SELECT id FROM tickets WHERE org_id = $1 AND assignee_id = $2 ORDER BY id",
             params![org, user],
         )
         .await?;
     if !assigned.is_empty() {
-        tx.execute(
+        tx.data().execute(
             "UPDATE tickets SET assignee_id = NULL, updated_at = $3 WHERE org_id = $1 AND assignee_id = $2",
             params![org, user, t],
         )
@@ -318,7 +320,7 @@ pub async fn remove(tx: &mut TenantTx<'_>, user: UserId) -> Result<Departure> {
         let actor = tx.scope().user_id();
         for row in &assigned {
             let ticket: uuid::Uuid = row.get(0)?;
-            tx.execute(
+            tx.data().execute(
                 "INSERT INTO ticket_events (org_id, id, ticket_id, actor_id, field, from_value, to_value, created_at)
                  VALUES ($1, $2, $3, $4, 'assignee', $5, NULL, $6)",
                 params![org, uuid::Uuid::now_v7(), ticket, actor, user.to_string(), t],
@@ -332,6 +334,7 @@ pub async fn remove(tx: &mut TenantTx<'_>, user: UserId) -> Result<Departure> {
         params![org, user],
     )
     .await?;
+    tx.project_member(user, false).await?;
     if current.role_id == owner {
         roles::ensure_owner_remains(tx, owner).await?;
     }

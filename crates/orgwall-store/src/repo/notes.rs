@@ -36,7 +36,7 @@ pub async fn create(tx: &mut TenantTx<'_>, title: &str, body: &str) -> Result<No
     let by = tx.scope().user_id();
     let id = NoteId::new();
     let t = now();
-    tx.execute(
+    tx.data().execute(
         "INSERT INTO notes (org_id, id, title, body, created_by, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)",
         params![org, id, &title, &body, by, t],
     )
@@ -53,6 +53,7 @@ pub async fn create(tx: &mut TenantTx<'_>, title: &str, body: &str) -> Result<No
 pub async fn get(tx: &mut TenantTx<'_>, id: NoteId) -> Result<Note> {
     let org = tx.org_id();
     let r = tx
+        .data()
         .query_one(
             "SELECT id, title, body, created_at FROM notes WHERE org_id = $1 AND id = $2",
             params![org, id],
@@ -74,7 +75,7 @@ pub async fn list(
     let after = after.unwrap_or(uuid::Uuid::nil());
     let rows = match q {
         None => {
-            tx.query(
+            tx.data().query(
                 "SELECT id, title, body, created_at FROM notes WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3",
                 params![org, after, limit],
             )
@@ -85,7 +86,7 @@ pub async fn list(
                 return Ok(Vec::new());
             };
             let s = search.sql(tx, super::search::Searched::Notes);
-            tx.query(
+            tx.data().query(
                 &format!(
                     "SELECT id, title, body, created_at FROM {} WHERE org_id = $1 AND id > $2{}
                      ORDER BY id LIMIT $4",
@@ -112,8 +113,7 @@ pub async fn update(
         .map(|b| super::long_text("body", b, 100_000))
         .transpose()?;
     let org = tx.org_id();
-    let n = tx
-        .execute(
+    let n = tx.data().execute(
             "UPDATE notes SET title = coalesce($3, title), body = coalesce($4, body), updated_at = $5
              WHERE org_id = $1 AND id = $2",
             params![org, id, title.as_deref(), body.as_deref(), now()],
@@ -129,6 +129,7 @@ pub async fn update(
 pub async fn delete(tx: &mut TenantTx<'_>, id: NoteId) -> Result<()> {
     let org = tx.org_id();
     let n = tx
+        .data()
         .execute(
             "DELETE FROM notes WHERE org_id = $1 AND id = $2",
             params![org, id],

@@ -64,7 +64,7 @@ pub async fn create(
     let created_by = tx.scope().user_id();
     let id = ProjectId::new();
     let t = now();
-    tx.execute(
+    tx.data().execute(
         "INSERT INTO projects (org_id, id, key, name, description, created_by, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
         params![org, id, &key, &name, &description, created_by, t],
@@ -87,6 +87,7 @@ pub async fn create(
 pub async fn get(tx: &mut TenantTx<'_>, id: ProjectId) -> Result<Project> {
     let org = tx.org_id();
     let r = tx
+        .data()
         .query_one(
             &format!("SELECT {COLS} FROM projects WHERE org_id = $1 AND id = $2"),
             params![org, id],
@@ -103,6 +104,7 @@ pub async fn list(
 ) -> Result<Vec<Project>> {
     let org = tx.org_id();
     let rows = tx
+        .data()
         .query(
             &format!(
                 "SELECT {COLS} FROM projects WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"
@@ -128,6 +130,7 @@ pub async fn update(
         .transpose()?;
     let org = tx.org_id();
     let n = tx
+        .data()
         .execute(
             "UPDATE projects SET key = coalesce($3, key), name = coalesce($4, name),
                  description = coalesce($5, description), updated_at = $6
@@ -156,6 +159,7 @@ pub async fn update(
 pub async fn delete(tx: &mut TenantTx<'_>, id: ProjectId) -> Result<()> {
     let org = tx.org_id();
     let n = tx
+        .data()
         .execute(
             "DELETE FROM projects WHERE org_id = $1 AND id = $2",
             params![org, id],

@@ -56,20 +56,29 @@ pub struct ProjectCount {
 pub async fn org_stats(tx: &mut TenantTx<'_>) -> Result<OrgStats> {
     let org = tx.org_id();
     let [s0, s1, s2, s3] = TicketStatus::ALL.map(TicketStatus::as_str);
-    let r = tx
-        .query_one(
-            "SELECT (SELECT count(*) FROM tickets WHERE org_id = $1 AND status = $2),
+    let counts = "SELECT (SELECT count(*) FROM tickets WHERE org_id = $1 AND status = $2),
                     (SELECT count(*) FROM tickets WHERE org_id = $1 AND status = $3),
                     (SELECT count(*) FROM tickets WHERE org_id = $1 AND status = $4),
                     (SELECT count(*) FROM tickets WHERE org_id = $1 AND status = $5),
                     (SELECT count(*) FROM projects WHERE org_id = $1),
                     (SELECT count(*) FROM notes WHERE org_id = $1),
                     (SELECT count(*) FROM files WHERE org_id = $1),
-                    (SELECT CAST(coalesce(sum(size_bytes), 0) AS bigint) FROM files WHERE org_id = $1),
-                    (SELECT count(*) FROM memberships WHERE org_id = $1)",
-            params![org, s0, s1, s2, s3],
+                    (SELECT CAST(coalesce(sum(size_bytes), 0) AS bigint) FROM files WHERE org_id = $1)";
+    let members = "SELECT count(*) FROM memberships WHERE org_id = $1";
+    let (data, control) = tx
+        .query_planes(
+            &[(counts, params![org, s0, s1, s2, s3])],
+            &[(members, params![org])],
         )
         .await?;
+    let first = |rows: Vec<Vec<crate::Row>>| {
+        rows.into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next())
+            .ok_or(orgwall_core::Error::NotFound)
+    };
+    let r = first(data)?;
+    let m = first(control)?;
     let mut by_status = BTreeMap::new();
     let mut total = 0i64;
     for (i, s) in [s0, s1, s2, s3].into_iter().enumerate() {
@@ -78,6 +87,7 @@ pub async fn org_stats(tx: &mut TenantTx<'_>) -> Result<OrgStats> {
         by_status.insert(s, n);
     }
     let rows = tx
+        .data()
         .query(
             "SELECT p.id, p.key, count(t.id) FROM projects p
                LEFT JOIN tickets t ON t.org_id = p.org_id AND t.project_id = p.id
@@ -111,6 +121,6 @@ pub async fn org_stats(tx: &mut TenantTx<'_>) -> Result<OrgStats> {
         notes: r.get(5)?,
         files: r.get(6)?,
         storage_bytes: r.get(7)?,
-        members: r.get(8)?,
+        members: m.get(0)?,
     })
 }

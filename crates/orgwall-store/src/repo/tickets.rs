@@ -64,7 +64,7 @@ pub async fn create(tx: &mut TenantTx<'_>, new: NewTicket<'_>) -> Result<Ticket>
     let created_by = tx.scope().user_id();
     let id = TicketId::new();
     let t = now();
-    tx.execute(
+    tx.data().execute(
         "INSERT INTO tickets (org_id, id, project_id, title, body, status, assignee_id, created_by, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, 'open', $6, $7, $8, $8)",
         params![org, id, new.project_id, &title, &body, new.assignee_id, created_by, t],
@@ -92,6 +92,7 @@ pub async fn create(tx: &mut TenantTx<'_>, new: NewTicket<'_>) -> Result<Ticket>
 pub async fn get(tx: &mut TenantTx<'_>, id: TicketId) -> Result<Ticket> {
     let org = tx.org_id();
     let r = tx
+        .data()
         .query_one(
             &format!("SELECT {COLS} FROM tickets WHERE org_id = $1 AND id = $2"),
             params![org, id],
@@ -124,7 +125,7 @@ pub async fn list(
     let Some((sql, params)) = list_sql(tx, filter, limit, after) else {
         return Ok(Vec::new());
     };
-    let rows = tx.query(&sql, &params).await?;
+    let rows = tx.data().query(&sql, &params).await?;
     rows.iter().map(from_row).collect()
 }
 
@@ -144,7 +145,7 @@ pub async fn explain_list(
         crate::BackendKind::Postgres => ("EXPLAIN (ANALYZE, COSTS OFF) ", 0),
         crate::BackendKind::Sqlite => ("EXPLAIN QUERY PLAN ", 3),
     };
-    let rows = tx.query(&format!("{explain}{sql}"), &params).await?;
+    let rows = tx.data().query(&format!("{explain}{sql}"), &params).await?;
     rows.iter().map(|r| r.get(col)).collect()
 }
 
@@ -208,7 +209,7 @@ pub struct TicketEvent {
 /// A ticket's history, oldest first.
 pub async fn history(tx: &mut TenantTx<'_>, id: TicketId) -> Result<Vec<TicketEvent>> {
     let org = tx.org_id();
-    let rows = tx.query(HISTORY, params![org, id]).await?;
+    let rows = tx.data().query(HISTORY, params![org, id]).await?;
     rows.iter().map(event_from_row).collect()
 }
 
@@ -233,7 +234,11 @@ pub async fn get_with_history(
     let org = tx.org_id();
     let p = params![org, id];
     let get = format!("SELECT {COLS} FROM tickets WHERE org_id = $1 AND id = $2");
-    let mut both = tx.query_many(&[(&get, p), (HISTORY, p)]).await?.into_iter();
+    let mut both = tx
+        .data()
+        .query_many(&[(&get, p), (HISTORY, p)])
+        .await?
+        .into_iter();
     let ticket = both
         .next()
         .and_then(|rows| rows.into_iter().next())
@@ -276,16 +281,18 @@ pub async fn page(tx: &mut TenantTx<'_>, id: TicketId) -> Result<TicketPage> {
         "{} WHERE m.org_id = $1 ORDER BY u.name, m.user_id",
         super::memberships::MEMBER_SELECT
     );
-    let mut all = tx
-        .query_many(&[
-            (&get, p),
-            (&project, p),
-            (HISTORY, p),
-            (super::comments::LIST, p),
-            (&members, just_org),
-        ])
-        .await?
-        .into_iter();
+    let (data, control) = tx
+        .query_planes(
+            &[
+                (&get, p),
+                (&project, p),
+                (HISTORY, p),
+                (super::comments::LIST, p),
+            ],
+            &[(&members, just_org)],
+        )
+        .await?;
+    let mut all = data.into_iter().chain(control);
     let mut next = || all.next().unwrap_or_default();
     let ticket = next().into_iter().next().ok_or(Error::NotFound)?;
     let project = next().into_iter().next().ok_or(Error::NotFound)?;
@@ -313,7 +320,7 @@ async fn record(
 ) -> Result<()> {
     let org = tx.org_id();
     let actor = tx.scope().user_id();
-    tx.execute(
+    tx.data().execute(
         "INSERT INTO ticket_events (org_id, id, ticket_id, actor_id, field, from_value, to_value, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         params![org, uuid::Uuid::now_v7(), id, actor, field, from, to, now()],
@@ -347,7 +354,7 @@ pub async fn update(tx: &mut TenantTx<'_>, id: TicketId, patch: TicketPatch) -> 
     let org = tx.org_id();
     if let Some(assignee) = patch.assignee_id {
         if assignee != ticket.assignee_id {
-            tx.execute(
+            tx.data().execute(
                 "UPDATE tickets SET assignee_id = $3, updated_at = $4 WHERE org_id = $1 AND id = $2",
                 params![org, id, assignee, now()],
             )
@@ -379,7 +386,7 @@ pub async fn update(tx: &mut TenantTx<'_>, id: TicketId, patch: TicketPatch) -> 
             .body
             .map(|b| super::long_text("body", &b, 50_000))
             .transpose()?;
-        tx.execute(
+        tx.data().execute(
             "UPDATE tickets SET title = coalesce($3, title), body = coalesce($4, body), updated_at = $5
              WHERE org_id = $1 AND id = $2",
             params![org, id, title.as_deref(), body.as_deref(), now()],
@@ -394,6 +401,7 @@ pub async fn update(tx: &mut TenantTx<'_>, id: TicketId, patch: TicketPatch) -> 
 pub async fn delete(tx: &mut TenantTx<'_>, id: TicketId) -> Result<()> {
     let org = tx.org_id();
     let n = tx
+        .data()
         .execute(
             "DELETE FROM tickets WHERE org_id = $1 AND id = $2",
             params![org, id],
@@ -415,11 +423,12 @@ pub async fn set_status(tx: &mut TenantTx<'_>, id: TicketId, to: TicketStatus) -
         ));
     }
     let org = tx.org_id();
-    tx.execute(
-        "UPDATE tickets SET status = $3, updated_at = $4 WHERE org_id = $1 AND id = $2",
-        params![org, id, to.as_str(), now()],
-    )
-    .await?;
+    tx.data()
+        .execute(
+            "UPDATE tickets SET status = $3, updated_at = $4 WHERE org_id = $1 AND id = $2",
+            params![org, id, to.as_str(), now()],
+        )
+        .await?;
     record(
         tx,
         id,

@@ -249,6 +249,7 @@ pub async fn accept_invitation(db: &Db, user: UserId, token: &str) -> Result<Joi
         permissions,
     };
     tx.commit().await?;
+    db.project_member(org, user, true).await?;
     Ok(joined)
 }
 

@@ -128,5 +128,16 @@ pub async fn purge_rows(db: &Db, scope: &OrgScope) -> Result<u64> {
         .purge_org_row(scope.org_id(), scope.route())
         .await?;
     tx.commit().await?;
+    // An org in a database of its own loses the database once its org row is gone (the
+    // clean deletion that is the point of the model). DROP DATABASE runs outside any
+    // transaction: a failure here leaves an orphan database, which the doctor names.
+    if let Some(crate::placement::Route::Database { target, .. }) = scope.route() {
+        if let Err(e) = db
+            .drop_placement_database(scope.org_id(), target.as_deref())
+            .await
+        {
+            tracing::error!(org_id = %scope.org_id(), error = %e, "the purged org's placement database could not be dropped");
+        }
+    }
     Ok(n)
 }

@@ -76,10 +76,23 @@ pub(crate) struct PgDb {
     pool: Pool,
     app_role: Arc<str>,
     url: Arc<str>,
+    /// The pools of placement databases, each opened on first use.
+    placed: Arc<Placed>,
     /// The login's current schema: where the control plane (and the shared placement)
     /// lives; a placement schema's transactions put it second on their search path.
     control: Arc<str>,
 }
+
+/// The pools of an instance's placement databases: one per database, opened on first use
+/// with the same login as the control database's (or the target's), `size` connections
+/// at most each. (One budget per server, idle closing: issue 12 item 5, not yet.)
+struct Placed {
+    pools: std::sync::Mutex<std::collections::HashMap<PlacedKey, (Pool, Arc<str>)>>,
+    size: usize,
+}
+
+/// A placement database: (target, database name).
+type PlacedKey = (Option<Arc<str>>, Arc<str>);
 
 /// Checks that a role name is a plain identifier (it is interpolated into DDL).
 pub(crate) fn check_role_name(role: &str) -> Result<()> {
@@ -166,6 +179,10 @@ impl PgDb {
             pool,
             app_role: app_role.into(),
             url: url.into(),
+            placed: Arc::new(Placed {
+                pools: std::sync::Mutex::default(),
+                size: pool_size.div_ceil(4).max(2),
+            }),
             control: crate::migrate::quote_ident(&control).into(),
         })
     }
@@ -212,6 +229,85 @@ impl PgDb {
         })
     }
 
+    /// The pool of placement database `name` on `target` (or the control server), and
+    /// how that database is shown (`user@host:port/name`, no password).
+    async fn placed_pool(
+        &self,
+        name: &Arc<str>,
+        target: Option<&Arc<str>>,
+    ) -> Result<(Pool, Arc<str>)> {
+        let key: PlacedKey = (target.cloned(), name.clone());
+        if let Some(p) = self
+            .placed
+            .pools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(p.clone());
+        }
+        if !crate::placement::is_database_name(name) {
+            return Err(Error::Internal(format!(
+                "{name:?} is not a placement database name"
+            )));
+        }
+        let control = self.owner_client().await?;
+        let mut login = self.server_login(&control, target.map(|t| &**t)).await?;
+        drop(control);
+        login.cfg.dbname(&**name);
+        let shown: Arc<str> = match login.shown.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}").into(),
+            None => name.clone(),
+        };
+        let mgr = Manager::from_config(
+            login.cfg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(self.placed.size)
+            .build()
+            .map_err(Error::internal)?;
+        let mut pools = self
+            .placed
+            .pools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(pools.entry(key).or_insert((pool, shown)).clone())
+    }
+
+    /// Opens a transaction on `org`'s placement database (its data plane; see
+    /// [`crate::placement::Route::Database`]): the same role and scope settings as the
+    /// control transaction beside it, without the access check (the control transaction
+    /// carries it).
+    pub(crate) async fn begin_placed(
+        &self,
+        name: &Arc<str>,
+        target: Option<&Arc<str>>,
+        mode: Mode,
+        settings: Settings,
+    ) -> Result<PgTx> {
+        let (pool, shown) = self.placed_pool(name, target).await?;
+        let obj = pool.get().await.map_err(|e| {
+            Error::Unavailable(format!("cannot connect to PostgreSQL at {shown}: {e}"))
+        })?;
+        Ok(PgTx {
+            obj: Some(obj),
+            pool,
+            pending: Some(Settings {
+                checks: Vec::new(),
+                ..settings
+            }),
+            mode,
+            role: self.app_role.clone(),
+            control: "public".into(),
+            done: false,
+            broken: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
     pub(crate) async fn migrate(&self, catalog: &Catalog) -> Result<crate::migrate::Report> {
         let mut client = self.owner_client().await?;
         walls::migrate(&mut client, &self.app_role, catalog).await
@@ -224,7 +320,7 @@ impl PgDb {
         kind: crate::placement::Kind,
     ) -> Result<crate::placement::Route> {
         let mut client = self.owner_client().await?;
-        placement::place(&mut client, &self.app_role, catalog, org, kind).await
+        placement::place(&mut client, &self.url, &self.app_role, catalog, org, kind).await
     }
 
     /// The owner login of `target` (a registered target) or of the control server.
@@ -305,7 +401,19 @@ impl PgDb {
     ) -> Result<()> {
         let control = self.owner_client().await?;
         let server = self.server_login(&control, target).await?;
-        placement::drop_database(&server, &crate::placement::database_name(org)).await
+        let name = crate::placement::database_name(org);
+        // This instance's connections to it go first (the drop ends every session).
+        let key: PlacedKey = (target.map(Into::into), name.as_str().into());
+        if let Some((pool, _)) = self
+            .placed
+            .pools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&key)
+        {
+            pool.close();
+        }
+        placement::drop_database(&server, &name).await
     }
 
     pub(crate) async fn add_target(
@@ -403,6 +511,8 @@ impl PreludeParams {
             crate::placement::Route::Shared => None,
             // Checked when read from the directory: `org_` and 32 hex digits.
             crate::placement::Route::Schema(schema) => Some(format!("{schema}, {control}")),
+            // Its own database: the data plane's tables are the database's own.
+            crate::placement::Route::Database { .. } => None,
         };
         Ok(PreludeParams {
             text: prelude_params(role, s),
@@ -460,6 +570,11 @@ impl PgTx {
         self.obj
             .as_ref()
             .ok_or_else(|| Error::Internal("transaction already finished".into()))
+    }
+
+    /// The role its tenant statements run as.
+    pub(crate) fn role(&self) -> String {
+        self.role.to_string()
     }
 
     /// Runs `main` (futures over this connection's client, not yet polled), preceded by

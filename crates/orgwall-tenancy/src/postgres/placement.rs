@@ -92,9 +92,11 @@ pub(crate) async fn tables_with_rows(
     Ok(found)
 }
 
-/// Places `org` (see [`crate::placement::set`]).
+/// Places `org` (see [`crate::placement::set`]). `control` is the login's own URL (a
+/// database placement on the control server is made with it).
 pub(crate) async fn place(
     client: &mut tokio_postgres::Client,
+    control_url: &str,
     app_role: &str,
     catalog: &Catalog,
     org: OrgId,
@@ -102,9 +104,11 @@ pub(crate) async fn place(
 ) -> Result<Route> {
     let tx = client.transaction().await.map_err(map_err)?;
     tx.batch_execute(MIGRATION_LOCK).await.map_err(map_err)?;
+    // The org row locked: memberships (whose foreign key takes a key-share lock on it)
+    // wait until the placement is decided, so the projection copied below is complete.
     let row = tx
         .query_opt(
-            "SELECT pl.kind, pl.location FROM orgs o LEFT JOIN placements pl ON pl.org_id = o.id
+            "SELECT pl.kind, pl.location, pl.target FROM orgs o LEFT JOIN placements pl ON pl.org_id = o.id
              WHERE o.id = $1 FOR UPDATE OF o",
             &[&org.uuid()],
         )
@@ -112,19 +116,45 @@ pub(crate) async fn place(
         .map_err(map_err)?
         .ok_or_else(|| Error::Validation(format!("no organization {org}")))?;
     let current = match row.get::<_, Option<String>>(0) {
-        Some(k) => Route::from_parts(&k, row.get(1))?,
+        Some(k) => Route::from_parts(&k, row.get(1), row.get(2))?,
         None => Route::Shared,
     };
-    let wanted = match kind {
+    let wanted = match &kind {
         Kind::Shared => Route::Shared,
         Kind::Schema => Route::Schema(schema_name(org).into()),
+        Kind::Database(target) => Route::Database {
+            name: crate::placement::database_name(org).into(),
+            target: target.as_deref().map(Into::into),
+        },
     };
     if current == wanted {
         return Ok(current); // nothing to do; the transaction rolls back
     }
+    let login_of = |target: Option<&str>| {
+        let tx = &tx;
+        let target = target.map(str::to_owned);
+        async move {
+            match target {
+                Some(t) => target_login(tx, &t).await,
+                None => Ok(Login {
+                    cfg: control_url
+                        .parse()
+                        .map_err(|_| Error::Internal("the login URL does not parse".into()))?,
+                    shown: super::describe_login(control_url),
+                }),
+            }
+        }
+    };
     let holding = match &current {
         Route::Shared => tables_with_rows(&tx, catalog, org, None).await?,
         Route::Schema(s) => tables_with_rows(&tx, catalog, org, Some(s)).await?,
+        Route::Database { name, target } => {
+            let mut login = login_of(target.as_deref()).await?;
+            login.cfg.dbname(&**name);
+            let mut placed = connect_to(&login.cfg, &login.shown).await?;
+            let ptx = placed.transaction().await.map_err(map_err)?;
+            tables_with_rows(&ptx, catalog, org, None).await?
+        }
     };
     if !holding.is_empty() {
         return Err(Error::Conflict(
@@ -136,7 +166,40 @@ pub(crate) async fn place(
             ),
         ));
     }
+    // Made before the directory names it; dropped again if the directory change fails.
+    let mut made: Option<(Login, String)> = None;
     match &wanted {
+        Route::Database { name, target } => {
+            let login = login_of(target.as_deref()).await?;
+            let members: Vec<uuid::Uuid> = {
+                tx.execute(
+                    "SELECT set_config('app.org_id', $1, true)",
+                    &[&org.to_string()],
+                )
+                .await
+                .map_err(map_err)?;
+                let rows = tx
+                    .query(
+                        "SELECT user_id FROM memberships WHERE org_id = $1 ORDER BY user_id",
+                        &[&org.uuid()],
+                    )
+                    .await
+                    .map_err(map_err)?;
+                tx.execute("SELECT set_config('app.org_id', '', true)", &[])
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map(|r| r.get(0)).collect()
+            };
+            // An org is placed while it is empty: the users its rows may name are its
+            // members.
+            let projection = Projection {
+                org,
+                users: members.clone(),
+                members,
+            };
+            provision_database(&login, name, app_role, catalog, &projection).await?;
+            made = Some((login, name.to_string()));
+        }
         Route::Schema(schema) => {
             let exists = tx
                 .query_opt(
@@ -163,33 +226,73 @@ pub(crate) async fn place(
         }
         Route::Shared => {}
     }
-    if let Route::Schema(old) = &current {
+    // The old dedicated database, dropped after the flip (outside any transaction).
+    let old = match &current {
+        Route::Database { name, target } => {
+            Some((login_of(target.as_deref()).await?, name.to_string()))
+        }
+        _ => None,
+    };
+    let flipped = flip(&tx, org, &wanted, &current).await;
+    let flipped = match flipped {
+        Ok(()) => tx.commit().await.map_err(map_err),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = flipped {
+        if let Some((login, name)) = made {
+            if let Err(d) = drop_database(&login, &name).await {
+                tracing::warn!(database = %name, error = %d, "could not drop a placement database the directory does not name");
+            }
+        }
+        return Err(e);
+    }
+    // The old dedicated database goes once the directory no longer names it (the org
+    // had no data-plane row there); a failure leaves an orphan the doctor names.
+    if let Some((login, name)) = old {
+        if let Err(e) = drop_database(&login, &name).await {
+            tracing::warn!(database = %name, error = %e, "the old placement database could not be dropped");
+        }
+    }
+    Ok(wanted)
+}
+
+/// The directory change of [`place`], in its transaction: drops the old schema (empty)
+/// and names the new placement.
+async fn flip(
+    tx: &tokio_postgres::Transaction<'_>,
+    org: OrgId,
+    wanted: &Route,
+    current: &Route,
+) -> Result<()> {
+    if let Route::Schema(old) = current {
         tx.batch_execute(&format!("DROP SCHEMA {old} CASCADE"))
             .await
             .map_err(map_err)?;
     }
-    let location = match &wanted {
-        Route::Shared => None,
-        Route::Schema(s) => Some(s.to_string()),
+    let (location, target) = match wanted {
+        Route::Shared => (None, None),
+        Route::Schema(s) => (Some(s.to_string()), None),
+        Route::Database { name, target } => {
+            (Some(name.to_string()), target.as_deref().map(str::to_owned))
+        }
     };
     let n = tx
         .execute(
-            "UPDATE placements SET kind = $2, location = $3, target = NULL, updated_at = now() WHERE org_id = $1",
-            &[&org.uuid(), &wanted.kind(), &location],
+            "UPDATE placements SET kind = $2, location = $3, target = $4, updated_at = now() WHERE org_id = $1",
+            &[&org.uuid(), &wanted.kind(), &location, &target],
         )
         .await
         .map_err(map_err)?;
     if n == 0 {
         tx.execute(
-            "INSERT INTO placements (org_id, kind, location, created_at, updated_at)
-             VALUES ($1, $2, $3, now(), now())",
-            &[&org.uuid(), &wanted.kind(), &location],
+            "INSERT INTO placements (org_id, kind, location, target, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, now(), now())",
+            &[&org.uuid(), &wanted.kind(), &location, &target],
         )
         .await
         .map_err(map_err)?;
     }
-    tx.commit().await.map_err(map_err)?;
-    Ok(wanted)
+    Ok(())
 }
 
 /// The data-plane versions recorded in a placement schema, per module.
@@ -504,7 +607,10 @@ pub(crate) async fn drop_database(server: &Login, name: &str) -> Result<()> {
 
 /// The login configuration of a registered target, and how it is shown (the owner reads
 /// `placement_targets`, private to it).
-pub(crate) async fn target_login(client: &tokio_postgres::Client, name: &str) -> Result<Login> {
+pub(crate) async fn target_login(
+    client: &impl tokio_postgres::GenericClient,
+    name: &str,
+) -> Result<Login> {
     let row = client
         .query_opt(
             "SELECT url FROM placement_targets WHERE name = $1",
