@@ -299,6 +299,18 @@ impl Db {
         }
     }
 
+    /// The data-plane versions recorded in placement database `name` on `target`.
+    pub(crate) async fn database_versions(
+        &self,
+        name: &str,
+        target: Option<&str>,
+    ) -> Result<Vec<(String, i64)>> {
+        match &self.backend {
+            Backend::Pg(p) => p.database_versions(name, target).await,
+            Backend::Sqlite(_) => Err(sqlite_has_no_database_placement()),
+        }
+    }
+
     /// Checks the walls against the live catalog.
     pub async fn doctor(&self) -> Result<Vec<crate::doctor::Violation>> {
         match &self.backend {

@@ -60,6 +60,9 @@ pub(crate) struct Findings<'c> {
     /// The placement schema being checked (objects are named `<schema>.<table>`; only
     /// data-plane tables belong there).
     placement: Option<String>,
+    /// The placement being checked is a database of its own (which holds the members
+    /// projection beside the data plane).
+    projection: bool,
 }
 
 impl<'c> Findings<'c> {
@@ -68,6 +71,7 @@ impl<'c> Findings<'c> {
             catalog,
             found: Vec::new(),
             placement: None,
+            projection: false,
         }
     }
 
@@ -76,9 +80,16 @@ impl<'c> Findings<'c> {
         self.placement = Some(schema.to_owned());
     }
 
+    /// Checks a placement database next (until [`Findings::control`]).
+    pub(crate) fn placement_database(&mut self, name: &str) {
+        self.placement = Some(name.to_owned());
+        self.projection = true;
+    }
+
     /// Checks the control schema again.
     pub(crate) fn control(&mut self) {
         self.placement = None;
+        self.projection = false;
     }
 
     pub(crate) fn is_global(&self, logical: &str) -> bool {
@@ -91,7 +102,9 @@ impl<'c> Findings<'c> {
         if self.placement.is_some() {
             let catalog = self.catalog;
             for t in present {
-                if t != "schema_migrations" && !catalog.is_data(t) {
+                let projected =
+                    self.projection && crate::placement::PROJECTION_TABLES.contains(&t.as_str());
+                if t != "schema_migrations" && !catalog.is_data(t) && !projected {
                     self.add(t, "table in a placement schema is not a data-plane table of any module (only the data plane follows an org)");
                 }
             }

@@ -228,6 +228,10 @@ pub async fn list(db: &Db) -> Result<Vec<Entry>> {
         let location: Option<String> = r.get(4)?;
         let versions = match (&kind, &location) {
             (Some(k), Some(l)) if k == "schema" => Some(db.placement_versions(l).await?),
+            (Some(k), Some(l)) if k == "database" => Some(
+                db.database_versions(l, r.get::<Option<String>>(3)?.as_deref())
+                    .await?,
+            ),
             _ => None,
         };
         out.push(Entry {
@@ -250,6 +254,10 @@ pub async fn show(db: &Db, org: OrgId) -> Result<Entry> {
         .find(|e| e.org_id == org)
         .ok_or(Error::NotFound)
 }
+
+/// The control-plane tables a placement database holds as a projection (key columns,
+/// its org's rows only; private to the owner): what the data plane's foreign keys point at.
+pub const PROJECTION_TABLES: [&str; 3] = ["orgs", "users", "memberships"];
 
 /// The kernel's tables private to the owner: the server role holds no privilege on them
 /// (the migration runner revokes it, the doctor checks). `placement_targets` holds the

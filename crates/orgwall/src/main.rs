@@ -171,7 +171,7 @@ enum Command {
     /// Probe any API for cross-tenant leaks from its OpenAPI document and two tenants'
     /// credentials (exit 0: no leak, 1: leak, 2: could not run). See `orgwall probe --help`.
     Probe(orgwall_probe::cli::Args),
-    /// Where each organization's data lives: the shared tables or a schema of its own.
+    /// Where each organization's data lives: the shared tables, a schema or a database of its own.
     Placement {
         #[command(subcommand)]
         cmd: PlacementCommand,
@@ -187,13 +187,14 @@ enum PlacementCommand {
         /// The org (id or slug).
         org: String,
     },
-    /// Place an org that holds no data yet: `shared` (the shared tables) or `schema` (a
-    /// schema of its own, PostgreSQL). Created at the current version with every wall, in
-    /// one transaction with the directory change.
+    /// Place an org that holds no data yet: `shared` (the shared tables), `schema` (a
+    /// schema of its own) or `database[:TARGET]` (a database of its own, on the control
+    /// server or a registered target), PostgreSQL. Created at the current version with
+    /// every wall before the directory names it; the old schema or database is dropped.
     Set {
         /// The org (id or slug).
         org: String,
-        /// shared or schema.
+        /// shared, schema, database or database:TARGET.
         placement: String,
     },
     /// The PostgreSQL servers orgs placed in a database of their own may live on.
@@ -461,7 +462,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let versions: Vec<String> =
                 r.versions.iter().map(|(m, v)| format!("{m} {v}")).collect();
             println!(
-                "migrated: {} ({} applied now; {} placement schema(s) at the same version)",
+                "migrated: {} ({} applied now; {} placement(s) of their own at the same version)",
                 versions.join(", "),
                 r.applied.len(),
                 r.placements

@@ -7,6 +7,7 @@ use orgwall_core::Result;
 /// Checks a PostgreSQL database (current schema) as seen by the connected login.
 pub(crate) async fn check(
     client: &tokio_postgres::Client,
+    control_url: &str,
     app_role: &str,
     catalog: &Catalog,
 ) -> Result<Vec<Violation>> {
@@ -74,23 +75,209 @@ pub(crate) async fn check(
         f.control();
         client.batch_execute("RESET search_path").await.map_err(e)?;
         r?;
-        // Rows of a schema-placed org in the shared tables: the org lives in two places.
-        client.batch_execute("BEGIN READ ONLY").await.map_err(e)?;
-        let stray = super::placement::tables_with_rows(client, f.catalog, org, None).await;
-        // After a failed read COMMIT rolls back; the read's own error is the answer then.
-        client.batch_execute("COMMIT").await.map_err(e)?;
-        let stray = stray?;
-        if !stray.is_empty() {
+        in_shared_tables_too(client, org, &format!("schema {schema}"), &mut f).await?;
+    }
+    for (org, name, target) in super::placement::databases(client).await? {
+        placement_database(
+            client,
+            control_url,
+            app_role,
+            org,
+            &name,
+            target.as_deref(),
+            &mut f,
+        )
+        .await?;
+    }
+    orphan_databases(client, control_url, &mut f).await?;
+    Ok(f.found)
+}
+
+/// One placement database: reachable; walls 2 and 3 there (every data-plane table, nothing
+/// of the control plane but the members projection); the projection private to the owner
+/// and in step with the control plane (the org, its members); no row of the org left in
+/// the shared tables.
+async fn placement_database(
+    control: &tokio_postgres::Client,
+    control_url: &str,
+    app_role: &str,
+    org: orgwall_core::OrgId,
+    name: &str,
+    target: Option<&str>,
+    f: &mut Findings<'_>,
+) -> Result<()> {
+    let e = super::map_err;
+    let mut login = super::placement::server_login(control, control_url, target).await?;
+    login.cfg.dbname(name);
+    let placed = match login.cfg.connect(tokio_postgres::NoTls).await {
+        Ok((c, conn)) => {
+            tokio::spawn(conn);
+            c
+        }
+        Err(err) => {
             f.add(
                 &format!("org {org}"),
                 format!(
-                    "placed in schema {schema} but has rows in the shared tables too: {}",
-                    stray.join(", ")
+                    "placed in database {name} on {}, which cannot be reached: {err}",
+                    target.unwrap_or("the control server")
                 ),
+            );
+            return Ok(());
+        }
+    };
+    let role_oid: Option<u32> = placed
+        .query_opt("SELECT oid FROM pg_roles WHERE rolname = $1", &[&app_role])
+        .await
+        .map_err(e)?
+        .map(|r| r.get(0));
+    f.placement_database(name);
+    let walls = schema_walls(&placed, app_role, role_oid, f).await;
+    let mut projection = Ok(());
+    if walls.is_ok() {
+        projection = projection_in_step(control, &placed, app_role, org, f).await;
+    }
+    f.control();
+    walls?;
+    projection?;
+    in_shared_tables_too(control, org, &format!("database {name}"), f).await
+}
+
+/// Rows of an org placed elsewhere (`placed_in`) in the control database's shared tables:
+/// the org would live in two places.
+async fn in_shared_tables_too(
+    control: &tokio_postgres::Client,
+    org: orgwall_core::OrgId,
+    placed_in: &str,
+    f: &mut Findings<'_>,
+) -> Result<()> {
+    let e = super::map_err;
+    control.batch_execute("BEGIN READ ONLY").await.map_err(e)?;
+    let stray = super::placement::tables_with_rows(control, f.catalog, org, None).await;
+    // After a failed read COMMIT rolls back; the read's own error is the answer then.
+    control.batch_execute("COMMIT").await.map_err(e)?;
+    let stray = stray?;
+    if !stray.is_empty() {
+        f.add(
+            &format!("org {org}"),
+            format!(
+                "placed in {placed_in} but has rows in the shared tables too: {}",
+                stray.join(", ")
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// The members projection of a placement database: private to the owner, holding exactly
+/// the org and its members as the control plane has them.
+async fn projection_in_step(
+    control: &tokio_postgres::Client,
+    placed: &tokio_postgres::Client,
+    app_role: &str,
+    org: orgwall_core::OrgId,
+    f: &mut Findings<'_>,
+) -> Result<()> {
+    let e = super::map_err;
+    for t in crate::placement::PROJECTION_TABLES {
+        let granted: Option<bool> = placed
+            .query_opt(
+                "SELECT has_table_privilege($1, c.oid, 'SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER')
+                 FROM pg_class c WHERE c.relname = $2 AND c.relnamespace = current_schema()::regnamespace",
+                &[&app_role, &t],
+            )
+            .await
+            .map_err(e)?
+            .map(|r| r.get(0));
+        if granted == Some(true) {
+            f.add(t, "the server role holds a privilege on the members projection (it is the owner's; run orgwall migrate)");
+        }
+    }
+    let orgs: Vec<uuid::Uuid> = placed
+        .query("SELECT id FROM orgs ORDER BY id", &[])
+        .await
+        .map_err(e)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if orgs != [org.uuid()] {
+        f.add(
+            "orgs",
+            format!("the projection must hold exactly its org {org}; it holds {orgs:?}"),
+        );
+    }
+    // The control plane's members of the org, read inside its scope (forced RLS binds
+    // the owner too), against the projection's.
+    control.batch_execute("BEGIN READ ONLY").await.map_err(e)?;
+    let want = async {
+        control
+            .execute(
+                "SELECT set_config('app.org_id', $1, true)",
+                &[&org.to_string()],
+            )
+            .await?;
+        control
+            .query(
+                "SELECT user_id FROM memberships WHERE org_id = $1 ORDER BY user_id",
+                &[&org.uuid()],
+            )
+            .await
+    }
+    .await;
+    control.batch_execute("COMMIT").await.map_err(e)?;
+    let want: Vec<uuid::Uuid> = want.map_err(e)?.iter().map(|r| r.get(0)).collect();
+    let have: Vec<uuid::Uuid> = placed
+        .query(
+            "SELECT user_id FROM memberships WHERE org_id = $1 ORDER BY user_id",
+            &[&org.uuid()],
+        )
+        .await
+        .map_err(e)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let missing: Vec<_> = want.iter().filter(|u| !have.contains(u)).collect();
+    let extra: Vec<_> = have.iter().filter(|u| !want.contains(u)).collect();
+    if !missing.is_empty() || !extra.is_empty() {
+        f.add(
+            "memberships",
+            format!(
+                "the members projection is out of step with the control plane: missing {missing:?}, not members any more {extra:?}"
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// Placement databases on the control server that no directory entry names, for orgs of
+/// this control database (a database named after an org another control database holds
+/// is not this one's to judge).
+async fn orphan_databases(
+    client: &tokio_postgres::Client,
+    _control_url: &str,
+    f: &mut Findings<'_>,
+) -> Result<()> {
+    let rows = client
+        .query(
+            "SELECT d.datname::text FROM pg_database d
+             WHERE d.datname LIKE 'orgwall\\_org\\_%'
+               AND EXISTS (SELECT 1 FROM orgs o WHERE 'orgwall_org_' || replace(o.id::text, '-', '') = d.datname)
+               AND NOT EXISTS (SELECT 1 FROM placements pl
+                               WHERE pl.kind = 'database' AND pl.target IS NULL AND pl.location = d.datname)
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(super::map_err)?;
+    for r in rows {
+        let name: String = r.get(0);
+        if crate::placement::is_database_name(&name) {
+            f.add(
+                &name,
+                "placement database that no org is placed in (an orphan: drop it once checked)",
             );
         }
     }
-    Ok(f.found)
+    Ok(())
 }
 
 /// The directory: every org placed exactly once, no placement schema that no org names.

@@ -310,7 +310,7 @@ impl PgDb {
 
     pub(crate) async fn migrate(&self, catalog: &Catalog) -> Result<crate::migrate::Report> {
         let mut client = self.owner_client().await?;
-        walls::migrate(&mut client, &self.app_role, catalog).await
+        walls::migrate(&mut client, &self.url, &self.app_role, catalog).await
     }
 
     pub(crate) async fn place(
@@ -329,19 +329,7 @@ impl PgDb {
         control: &tokio_postgres::Client,
         target: Option<&str>,
     ) -> Result<placement::Login> {
-        match target {
-            Some(t) => placement::target_login(control, t).await,
-            None => {
-                let cfg = self
-                    .url
-                    .parse()
-                    .map_err(|e| Error::Internal(format!("the login URL does not parse: {e}")))?;
-                Ok(placement::Login {
-                    cfg,
-                    shown: describe_login(&self.url),
-                })
-            }
-        }
+        placement::server_login(control, &self.url, target).await
     }
 
     pub(crate) async fn provision_database(
@@ -435,6 +423,29 @@ impl PgDb {
         placement::remove_target(&client, name).await
     }
 
+    pub(crate) async fn database_versions(
+        &self,
+        name: &str,
+        target: Option<&str>,
+    ) -> Result<Vec<(String, i64)>> {
+        let control = self.owner_client().await?;
+        let mut login = self.server_login(&control, target).await?;
+        login.cfg.dbname(name);
+        let (client, conn) =
+            login.cfg.connect(NoTls).await.map_err(|e| {
+                Error::Unavailable(format!("cannot connect to {}: {e}", login.shown))
+            })?;
+        tokio::spawn(conn);
+        let rows = client
+            .query(
+                "SELECT module, max(version) FROM schema_migrations GROUP BY module ORDER BY module",
+                &[],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     pub(crate) async fn placement_versions(&self, schema: &str) -> Result<Vec<(String, i64)>> {
         let client = self.owner_client().await?;
         placement::versions(&client, schema).await
@@ -442,7 +453,7 @@ impl PgDb {
 
     pub(crate) async fn doctor(&self, catalog: &Catalog) -> Result<Vec<crate::doctor::Violation>> {
         let client = self.owner_client().await?;
-        doctor::check(&client, &self.app_role, catalog).await
+        doctor::check(&client, &self.url, &self.app_role, catalog).await
     }
 }
 

@@ -32,6 +32,70 @@ pub(crate) async fn schemas(client: &tokio_postgres::Client) -> Result<Vec<(OrgI
     Ok(out)
 }
 
+/// Every org placed in a database of its own: (org, database, target), by database name.
+pub(crate) async fn databases(
+    client: &tokio_postgres::Client,
+) -> Result<Vec<(OrgId, String, Option<String>)>> {
+    let rows = client
+        .query(
+            "SELECT org_id, location, target FROM placements WHERE kind = 'database' ORDER BY location",
+            &[],
+        )
+        .await
+        .map_err(map_err)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let org: uuid::Uuid = r.get(0);
+        let name: String = r.get(1);
+        if !crate::placement::is_database_name(&name) {
+            return Err(Error::Internal(format!(
+                "placement of org {org} names database {name:?}, which is not a placement database name"
+            )));
+        }
+        out.push((OrgId::from_uuid(org), name, r.get(2)));
+    }
+    Ok(out)
+}
+
+/// The owner login of `target` (a registered target, read from the control database as
+/// its owner) or, for `None`, of the control server (`control_url`, the login's own URL).
+pub(crate) async fn server_login(
+    control: &impl tokio_postgres::GenericClient,
+    control_url: &str,
+    target: Option<&str>,
+) -> Result<Login> {
+    match target {
+        Some(t) => target_login(control, t).await,
+        None => Ok(Login {
+            cfg: control_url
+                .parse()
+                .map_err(|_| Error::Internal("the login URL does not parse".into()))?,
+            shown: super::describe_login(control_url),
+        }),
+    }
+}
+
+/// Brings placement database `name` (on `target`, or the control server) to the current
+/// data-plane version with its walls, in one transaction there: what `migrate` does for
+/// each database placement.
+pub(crate) async fn migrate_database(
+    control: &tokio_postgres::Client,
+    control_url: &str,
+    name: &str,
+    target: Option<&str>,
+    app_role: &str,
+    catalog: &Catalog,
+) -> Result<()> {
+    let mut login = server_login(control, control_url, target).await?;
+    login.cfg.dbname(name);
+    let mut client = connect_to(&login.cfg, &login.shown).await?;
+    let tx = client.transaction().await.map_err(map_err)?;
+    tx.batch_execute(MIGRATION_LOCK).await.map_err(map_err)?;
+    apply(&tx, app_role, catalog, Plane::Data).await?;
+    revoke_projection(&tx, app_role).await?;
+    tx.commit().await.map_err(map_err)
+}
+
 /// Puts `schema` (a checked placement schema name) first on `tx`'s search path, the
 /// control schema second: what the data-plane migrations and walls run in. Returns the
 /// control schema (quoted).
@@ -130,26 +194,11 @@ pub(crate) async fn place(
     if current == wanted {
         return Ok(current); // nothing to do; the transaction rolls back
     }
-    let login_of = |target: Option<&str>| {
-        let tx = &tx;
-        let target = target.map(str::to_owned);
-        async move {
-            match target {
-                Some(t) => target_login(tx, &t).await,
-                None => Ok(Login {
-                    cfg: control_url
-                        .parse()
-                        .map_err(|_| Error::Internal("the login URL does not parse".into()))?,
-                    shown: super::describe_login(control_url),
-                }),
-            }
-        }
-    };
     let holding = match &current {
         Route::Shared => tables_with_rows(&tx, catalog, org, None).await?,
         Route::Schema(s) => tables_with_rows(&tx, catalog, org, Some(s)).await?,
         Route::Database { name, target } => {
-            let mut login = login_of(target.as_deref()).await?;
+            let mut login = server_login(&tx, control_url, target.as_deref()).await?;
             login.cfg.dbname(&**name);
             let mut placed = connect_to(&login.cfg, &login.shown).await?;
             let ptx = placed.transaction().await.map_err(map_err)?;
@@ -170,7 +219,7 @@ pub(crate) async fn place(
     let mut made: Option<(Login, String)> = None;
     match &wanted {
         Route::Database { name, target } => {
-            let login = login_of(target.as_deref()).await?;
+            let login = server_login(&tx, control_url, target.as_deref()).await?;
             let members: Vec<uuid::Uuid> = {
                 tx.execute(
                     "SELECT set_config('app.org_id', $1, true)",
@@ -228,9 +277,10 @@ pub(crate) async fn place(
     }
     // The old dedicated database, dropped after the flip (outside any transaction).
     let old = match &current {
-        Route::Database { name, target } => {
-            Some((login_of(target.as_deref()).await?, name.to_string()))
-        }
+        Route::Database { name, target } => Some((
+            server_login(&tx, control_url, target.as_deref()).await?,
+            name.to_string(),
+        )),
         _ => None,
     };
     let flipped = flip(&tx, org, &wanted, &current).await;
@@ -446,7 +496,7 @@ pub(crate) async fn remove_target(client: &tokio_postgres::Client, name: &str) -
 /// (data-plane statements name no control-plane table; foreign-key checks run as the
 /// owner), so a tenant transaction can neither read nor change them; they change only
 /// from the control plane, as the owner.
-pub(crate) const PROJECTION_TABLES: [&str; 3] = ["orgs", "users", "memberships"];
+pub(crate) use crate::placement::PROJECTION_TABLES;
 
 const PROJECTION_DDL: &str = "
 CREATE TABLE orgs (id uuid PRIMARY KEY);

@@ -12,11 +12,13 @@ pub(crate) const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7270001)";
 
 /// Runs every registered module's PostgreSQL migrations as the connected login, then
 /// asserts the wall on every tenant table, all in one transaction; then brings every
-/// placement schema to the same version, each in a transaction of its own (a failure
+/// placement schema and placement database to the same version, each in a transaction of
+/// its own (a failure
 /// names the placement and leaves every other one at the old or the new version; a
 /// re-run continues).
 pub(crate) async fn migrate(
     client: &mut tokio_postgres::Client,
+    control_url: &str,
     app_role: &str,
     catalog: &Catalog,
 ) -> Result<Report> {
@@ -44,6 +46,32 @@ pub(crate) async fn migrate(
                     "placement of org {org} (schema {schema}) failed to migrate: {e}; \
                      the control schema and {} placement(s) before it are migrated, this one is \
                      unchanged; run migrate again to continue",
+                    report.placements
+                )))
+            }
+        }
+    }
+    // Every placement database, the same way: one transaction each, in its database.
+    for (org, name, target) in super::placement::databases(client).await? {
+        let r = super::placement::migrate_database(
+            client,
+            control_url,
+            &name,
+            target.as_deref(),
+            app_role,
+            catalog,
+        )
+        .await;
+        match r {
+            Ok(()) => report.placements += 1,
+            Err(e) => {
+                return Err(Error::Internal(format!(
+                    "placement of org {org} (database {name}{}) failed to migrate: {e}; \
+                     the control schema and {} placement(s) before it are migrated, this one is \
+                     unchanged; run migrate again to continue",
+                    target
+                        .map(|t| format!(" on target {t}"))
+                        .unwrap_or_default(),
                     report.placements
                 )))
             }
