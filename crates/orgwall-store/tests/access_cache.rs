@@ -352,7 +352,22 @@ async fn a_lost_listener_serves_nothing_until_it_is_back() {
 /// row is returned or anything committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_not_yet_announced_is_caught_by_the_next_transaction() {
+    not_yet_announced(orgwall_store::placement::Kind::Shared).await;
+}
+
+/// The same with Acme in a database of its own (issue 12): the check rides on the control
+/// transaction's flight, sent at the same time as the data statement on Acme's database,
+/// whose work is rolled back and its answer dropped when the check finds the scope stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_not_yet_announced_is_caught_for_an_org_in_its_own_database() {
+    not_yet_announced(orgwall_store::placement::Kind::Database(None)).await;
+}
+
+async fn not_yet_announced(acme_placement: orgwall_store::placement::Kind) {
     let t = TestDb::new(BackendKind::Postgres).await;
+    orgwall_store::seed::demo_placed(&t.db, &[("acme", acme_placement)])
+        .await
+        .unwrap();
     let d = Demo::load(&t.db).await;
     // A pool of one: verifying a stale scope again must not wait for the connection its
     // own transaction holds.
@@ -378,7 +393,7 @@ async fn a_change_not_yet_announced_is_caught_by_the_next_transaction() {
     };
     let count_notes = |db: Db, scope: OrgScope| async move {
         let mut tx = db.read(&scope).await?;
-        let n = tx.query("SELECT id FROM notes", &[]).await?.len();
+        let n = tx.data().query("SELECT id FROM notes", &[]).await?.len();
         tx.commit().await?;
         Ok::<usize, Error>(n)
     };
@@ -402,6 +417,7 @@ async fn a_change_not_yet_announced_is_caught_by_the_next_transaction() {
     .await;
     let mut tx = other.write(&carol).await.unwrap();
     let r = tx
+        .data()
         .execute(
             "INSERT INTO notes (org_id, id, title, body, created_by, created_at, updated_at)
              VALUES ($1, $2, 'demoted', '', $3, now(), now())",
@@ -428,4 +444,68 @@ async fn a_change_not_yet_announced_is_caught_by_the_next_transaction() {
     );
     // The cache forgot it: the next check is refused too.
     assert!(!is_member(&other, d.carol, d.acme).await);
+}
+
+/// Review finding (issue 12): a scope cached while its org was shared, whose org has
+/// since been placed in a database of its own (the announcement not heard yet: the
+/// directory changed with triggers off, only the generation bumped), must not write into
+/// the shared tables: the stale check re-reads the route, and a move into or out of a
+/// database cannot be followed inside one transaction, so the request is refused to be
+/// sent again (503), nothing written anywhere. Before the fix its data statements fell
+/// back to the control database's shared tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scope_cached_before_its_org_moved_to_a_database_writes_nowhere() {
+    let t = TestDb::new(BackendKind::Postgres).await;
+    let d = Demo::load(&t.db).await;
+    let (org, _) = access::create_org(&t.db, d.carol, "Initech", &Slug::parse("initech").unwrap())
+        .await
+        .unwrap();
+    let other = Db::open(
+        &DbConfig::Postgres {
+            url: t.url.clone(),
+            app_role: orgwall_store::db::DEFAULT_APP_ROLE.into(),
+            pool_size: 2,
+        },
+        orgwall_store::catalog(),
+    )
+    .await
+    .unwrap();
+    wait_live(&t, &other).await;
+    let carol = warm(&other, d.carol, org.id).await;
+    let p = orgwall_store::placement::provision_database(&t.db, org.id, None)
+        .await
+        .unwrap();
+    t.owner_exec(&format!(
+        "BEGIN; SET LOCAL session_replication_role = replica;
+         UPDATE placements SET kind = 'database', location = '{}', target = NULL WHERE org_id = '{o}';
+         INSERT INTO access_generations AS g (dep, gen) VALUES ('{o}', 1)
+             ON CONFLICT (dep) DO UPDATE SET gen = g.gen + 1;
+         COMMIT;",
+        p.database,
+        o = org.id
+    ))
+    .await;
+    let mut tx = other.write(&carol).await.unwrap();
+    let r = orgwall_store::repo::notes::create(&mut tx, "where", "does this go").await;
+    assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
+    drop(tx);
+    assert_eq!(t.owner_count("notes", "title = 'where'").await, 0);
+    // Sent again, it is served from the org's database.
+    let carol = access::verify_member(&other, d.carol, org.id)
+        .await
+        .unwrap();
+    let mut tx = other.write(&carol).await.unwrap();
+    orgwall_store::repo::notes::create(&mut tx, "where", "here")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        t.owner_count_for(org.id, "notes", "title = 'where'").await,
+        1
+    );
+    assert_eq!(
+        t.owner_count("public.notes", &format!("org_id = '{}'", org.id))
+            .await,
+        0
+    );
 }

@@ -928,6 +928,31 @@ both!(the_purge_removes_exactly_one_org, |t: TestDb| async move {
         t.owner_count("orgs", &format!("id = '{}'", d.acme)).await,
         0
     );
+    if t.kind == BackendKind::Postgres {
+        // Its placement of its own, if it had one (ORGWALL_TEST_PLACEMENTS), went with it.
+        assert_eq!(
+            t.owner_count(
+                "pg_namespace",
+                &format!(
+                    "nspname = '{}'",
+                    orgwall_store::placement::schema_name(d.acme)
+                )
+            )
+            .await,
+            0
+        );
+        assert_eq!(
+            t.owner_count(
+                "pg_database",
+                &format!(
+                    "datname = '{}'",
+                    orgwall_store::placement::database_name(d.acme)
+                )
+            )
+            .await,
+            0
+        );
+    }
     assert_eq!(
         t.owner_count("jobs", &format!("org_id = '{}'", d.acme))
             .await,

@@ -237,7 +237,17 @@ impl Db {
             .begin_on(&self.backend, Mode::Write, Settings::org(org))
             .await?;
         tx.data = Some(data);
-        tx.project_member(user, member).await?;
+        // The membership as the control plane has it now, key-share locked until the
+        // projection has committed (data first): a removal meanwhile waits for it, and
+        // one already committed is not undone here.
+        let present = tx
+            .query_opt(
+                "SELECT 1 FROM memberships WHERE org_id = $1 AND user_id = $2 FOR KEY SHARE",
+                &[Val::Uuid(org.uuid()), Val::Uuid(user.uuid())],
+            )
+            .await?
+            .is_some();
+        tx.project_member(user, member && present).await?;
         tx.commit().await
     }
 
@@ -344,14 +354,14 @@ impl Db {
         route: &Route,
         mode: Mode,
         settings: &Settings,
-    ) -> Result<Option<Box<(pg::PgTx, Route)>>> {
+    ) -> Result<Option<Box<(pg::PgTx, Route, Settings)>>> {
         match (route, &self.backend) {
             (Route::Shared | Route::Schema(_), _) => Ok(None),
             (Route::Database { name, target }, Backend::Pg(p)) => {
                 let tx = p
                     .begin_placed(name, target.as_ref(), mode, settings.clone())
                     .await?;
-                Ok(Some(Box::new((tx, route.clone()))))
+                Ok(Some(Box::new((tx, route.clone(), settings.clone()))))
             }
             (Route::Database { .. }, Backend::Sqlite(_)) => Err(Error::Internal(
                 "an org placed in a database of its own on SQLite".into(),
@@ -545,8 +555,9 @@ pub struct Tx {
     inner: TxInner,
     /// The transaction on the org's own database, with its route (an org placed in a
     /// database of its own: its data-plane statements run there, see [`TenantTx::data`]).
-    /// (Boxed: only such an org pays for its size.)
-    data: Option<Box<(pg::PgTx, Route)>>,
+    /// (Boxed: only such an org pays for its size.) The settings are its first flight's,
+    /// kept to start it again after a stale check.
+    data: Option<Box<(pg::PgTx, Route, Settings)>>,
     cache: std::sync::Arc<AccessCache>,
     /// The org of the current scope.
     org: Option<OrgId>,
@@ -598,13 +609,20 @@ impl Tx {
             }
         }
         let route = Box::pin(rc.db.lookup_route(rc.org)).await?;
-        if let Some(data) = &self.data {
-            if data.1 != route {
-                return Err(Error::Unavailable(
-                            "the organization's placement changed while the request was served; send it again"
-                                .into(),
-                        ));
-            }
+        // A move into or out of a database of its own cannot be followed inside one
+        // transaction (it would need another connection, or its data statements would
+        // fall back to the control database's shared tables): the request is sent again.
+        let started_in_database = self.data.is_some();
+        let now_in_database = matches!(route, Route::Database { .. });
+        let moved = match &self.data {
+            Some(data) => data.1 != route,
+            None => now_in_database,
+        };
+        if moved && (started_in_database || now_in_database) {
+            return Err(Error::Unavailable(
+                "the organization's placement changed while the request was served; send it again"
+                    .into(),
+            ));
         }
         *rc.route
             .write()
@@ -795,16 +813,69 @@ impl Tx {
 }
 
 impl Tx {
-    /// Before the first data-plane statement of an org in a database of its own: a
-    /// scope built from cached access has its access checked on the control plane first
-    /// (the check rides on the control transaction's first flight), so a data read is
-    /// never served on revoked access.
-    async fn confirm_access(&mut self) -> Result<()> {
-        if self.data.is_some() && self.recheck.is_some() {
-            // Boxed: rarely run, and it keeps every data-plane statement's future small.
-            Box::pin(self.query("SELECT 1", &[])).await?;
+    /// For an org in a database of its own: runs `op` on its database and, when the scope
+    /// was built from cached access and not confirmed yet, `control` (or a bare `SELECT 1`)
+    /// on the control transaction at the same time, whose first flight carries the access
+    /// check. If the check finds the access changed, what `op` did is rolled back and its
+    /// answer dropped, the scope is verified again, and both are sent again: a data read is
+    /// never served, nor a data write committed, on revoked access, at no extra round trip.
+    async fn both(
+        &mut self,
+        control: &[(&str, &[Val])],
+        op: DataOp<'_>,
+    ) -> Result<(Vec<Vec<Row>>, DataOut)> {
+        const BARE: &[(&str, &[Val])] = &[("SELECT 1", &[])];
+        for _ in 0..STALE_RETRIES {
+            let checking = self.recheck.is_some();
+            let sent = if checking && control.is_empty() {
+                BARE
+            } else {
+                control
+            };
+            let (c, d) = match (&mut self.inner, self.data.as_deref_mut()) {
+                (TxInner::Pg(c), Some((d, _, _))) => {
+                    // Boxed: both futures at once are large, and only such an org pays.
+                    Box::pin(async { futures::join!(c.query_many(sent), op.run(d)) }).await
+                }
+                _ => return Err(Error::Internal("no data plane of its own".into())),
+            };
+            let stale = matches!(&c, Err(Error::Refused(code, _)) if *code == STALE);
+            if stale {
+                if let Some((d, _, settings)) = self.data.as_deref_mut() {
+                    d.restart(settings.clone()).await?;
+                }
+            }
+            if !Box::pin(self.settle(&c)).await? {
+                let c = c?;
+                let c = if std::ptr::eq(sent, BARE) {
+                    Vec::new()
+                } else {
+                    c
+                };
+                return Ok((c, d?));
+            }
         }
-        Ok(())
+        Err(still_stale())
+    }
+
+    /// A data-plane operation: on the org's own database (see [`Tx::both`]), else on the
+    /// transaction itself.
+    async fn data_op(&mut self, op: DataOp<'_>) -> Result<DataOut> {
+        if self.data.is_none() {
+            return match op {
+                DataOp::Query(sql, p) => self.query(sql, p).await.map(DataOut::Rows),
+                DataOp::Many(stmts) => self.query_many(stmts).await.map(DataOut::Many),
+                DataOp::Execute(sql, p) => self.execute(sql, p).await.map(DataOut::Count),
+                DataOp::Columns(sql) => self.columns(sql).await.map(DataOut::Columns),
+            };
+        }
+        if self.recheck.is_none() {
+            return match self.placed() {
+                Some(d) => op.run(d).await,
+                None => Err(Error::Internal("no data plane of its own".into())),
+            };
+        }
+        Ok(self.both(&[], op).await?.1)
     }
 
     /// The data plane of this transaction (see [`TenantTx::data`]); for a transaction
@@ -833,13 +904,11 @@ impl Tx {
             let c = rows.split_off(data.len().min(rows.len()));
             return Ok((rows, c));
         }
-        self.confirm_access().await?;
-        match (self.data.as_deref_mut(), &mut self.inner) {
-            (Some((d, _)), TxInner::Pg(c)) => {
-                let (d, c) = futures::join!(d.query_many(data), c.query_many(control));
-                Ok((d?, c?))
-            }
-            _ => Err(Error::Internal("a data plane of its own on SQLite".into())),
+        match self.both(control, DataOp::Many(data)).await? {
+            (c, DataOut::Many(d)) => Ok((d, c)),
+            _ => Err(Error::Internal(
+                "a data plane answer of another kind".into(),
+            )),
         }
     }
 
@@ -856,7 +925,10 @@ impl Tx {
         if self.data.is_none() {
             return Ok(());
         }
-        self.confirm_access().await?;
+        if self.recheck.is_some() {
+            // The access check first (it rides on the control transaction's flight).
+            self.both(&[], DataOp::Many(&[])).await?;
+        }
         let Some(d) = self.placed() else {
             return Ok(());
         };
@@ -891,34 +963,65 @@ impl Tx {
     }
 
     async fn data_query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>> {
-        self.confirm_access().await?;
-        match self.placed() {
-            Some(t) => t.query(sql, params).await,
-            None => self.query(sql, params).await,
+        match self.data_op(DataOp::Query(sql, params)).await? {
+            DataOut::Rows(r) => Ok(r),
+            _ => Err(Error::Internal(
+                "a data plane answer of another kind".into(),
+            )),
         }
     }
 
     async fn data_query_many(&mut self, stmts: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>> {
-        self.confirm_access().await?;
-        match self.placed() {
-            Some(t) => t.query_many(stmts).await,
-            None => self.query_many(stmts).await,
+        match self.data_op(DataOp::Many(stmts)).await? {
+            DataOut::Many(r) => Ok(r),
+            _ => Err(Error::Internal(
+                "a data plane answer of another kind".into(),
+            )),
         }
     }
 
     async fn data_execute(&mut self, sql: &str, params: &[Val]) -> Result<u64> {
-        self.confirm_access().await?;
-        match self.placed() {
-            Some(t) => t.execute(sql, params).await,
-            None => self.execute(sql, params).await,
+        match self.data_op(DataOp::Execute(sql, params)).await? {
+            DataOut::Count(n) => Ok(n),
+            _ => Err(Error::Internal(
+                "a data plane answer of another kind".into(),
+            )),
         }
     }
 
     async fn data_columns(&mut self, sql: &str) -> Result<Vec<(String, bool)>> {
-        self.confirm_access().await?;
-        match self.placed() {
-            Some(t) => t.columns(sql).await,
-            None => self.columns(sql).await,
+        match self.data_op(DataOp::Columns(sql)).await? {
+            DataOut::Columns(c) => Ok(c),
+            _ => Err(Error::Internal(
+                "a data plane answer of another kind".into(),
+            )),
+        }
+    }
+}
+
+/// A data-plane operation (see [`Tx::data_op`]).
+enum DataOp<'a> {
+    Query(&'a str, &'a [Val]),
+    Many(&'a [(&'a str, &'a [Val])]),
+    Execute(&'a str, &'a [Val]),
+    Columns(&'a str),
+}
+
+/// Its answer.
+enum DataOut {
+    Rows(Vec<Row>),
+    Many(Vec<Vec<Row>>),
+    Count(u64),
+    Columns(Vec<(String, bool)>),
+}
+
+impl DataOp<'_> {
+    async fn run(&self, d: &mut pg::PgTx) -> Result<DataOut> {
+        match *self {
+            DataOp::Query(sql, p) => d.query(sql, p).await.map(DataOut::Rows),
+            DataOp::Many(stmts) => d.query_many(stmts).await.map(DataOut::Many),
+            DataOp::Execute(sql, p) => d.execute(sql, p).await.map(DataOut::Count),
+            DataOp::Columns(sql) => d.columns(sql).await.map(DataOut::Columns),
         }
     }
 }

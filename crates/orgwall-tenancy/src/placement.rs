@@ -153,10 +153,20 @@ pub async fn provision_database(
     db.provision_database(org, target).await
 }
 
-/// Drops `org`'s placement database on `target` (see [`provision_database`]).
+/// Drops `org`'s placement database on `target` (see [`provision_database`]). Refused
+/// while the directory places the org there (leaving it is `placement set`; the purge
+/// drops it with the org).
 pub async fn drop_database(db: &Db, org: OrgId, target: Option<&str>) -> Result<()> {
     if let Some(t) = target {
         check_target_name(t)?;
+    }
+    if let Route::Database { target: t, .. } = db.lookup_route(org).await? {
+        if t.as_deref() == target {
+            return Err(Error::Conflict(
+                "placement_in_use",
+                format!("organization {org} is placed in that database: nothing dropped"),
+            ));
+        }
     }
     db.drop_placement_database(org, target).await
 }

@@ -249,7 +249,12 @@ pub async fn accept_invitation(db: &Db, user: UserId, token: &str) -> Result<Joi
         permissions,
     };
     tx.commit().await?;
-    db.project_member(org, user, true).await?;
+    // The user has joined (committed): a failure to update the members projection of an
+    // org in a database of its own leaves them unassignable there until the projection is
+    // repaired, and the doctor names it; it does not undo the join.
+    if let Err(e) = db.project_member(org, user, true).await {
+        tracing::error!(org_id = %org, user_id = %user, error = %e, "the members projection of the org's database was not updated");
+    }
     Ok(joined)
 }
 

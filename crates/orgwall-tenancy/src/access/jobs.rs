@@ -122,22 +122,26 @@ pub async fn purge_rows(db: &Db, scope: &OrgScope) -> Result<u64> {
     if !matches!(scope.principal(), Principal::Job { kind, .. } if *kind == PURGE_KIND) {
         return Err(Error::ScopeViolation);
     }
-    let mut tx = db.write(scope).await?;
-    let n = tx
-        .raw()
-        .purge_org_row(scope.org_id(), scope.route())
-        .await?;
-    tx.commit().await?;
-    // An org in a database of its own loses the database once its org row is gone (the
-    // clean deletion that is the point of the model). DROP DATABASE runs outside any
-    // transaction: a failure here leaves an orphan database, which the doctor names.
-    if let Some(crate::placement::Route::Database { target, .. }) = scope.route() {
-        if let Err(e) = db
-            .drop_placement_database(scope.org_id(), target.as_deref())
-            .await
-        {
-            tracing::error!(org_id = %scope.org_id(), error = %e, "the purged org's placement database could not be dropped");
-        }
-    }
+    // An org in a database of its own loses the database first (the clean deletion that
+    // is the point of the model; DROP DATABASE runs outside any transaction), then its org
+    // row in a control transaction: a failure in between leaves the org marked for
+    // deletion, and the purge job's retry drops nothing more (IF EXISTS) and goes on.
+    let route = match scope.route() {
+        Some(r) => r,
+        None => db.lookup_route(scope.org_id()).await?,
+    };
+    let n = if let crate::placement::Route::Database { target, .. } = &route {
+        db.drop_placement_database(scope.org_id(), target.as_deref())
+            .await?;
+        let mut tx = db.begin(Mode::Write, Settings::org(scope.org_id())).await?;
+        let n = tx.purge_org_row(scope.org_id(), None).await?;
+        tx.commit().await?;
+        n
+    } else {
+        let mut tx = db.write(scope).await?;
+        let n = tx.raw().purge_org_row(scope.org_id(), Some(route)).await?;
+        tx.commit().await?;
+        n
+    };
     Ok(n)
 }

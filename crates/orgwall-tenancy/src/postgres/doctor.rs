@@ -109,11 +109,8 @@ async fn placement_database(
     let e = super::map_err;
     let mut login = super::placement::server_login(control, control_url, target).await?;
     login.cfg.dbname(name);
-    let placed = match login.cfg.connect(tokio_postgres::NoTls).await {
-        Ok((c, conn)) => {
-            tokio::spawn(conn);
-            c
-        }
+    let placed = match super::placement::connect_to(&login.cfg, &login.shown).await {
+        Ok(c) => c,
         Err(err) => {
             f.add(
                 &format!("org {org}"),
@@ -130,6 +127,12 @@ async fn placement_database(
         .await
         .map_err(e)?
         .map(|r| r.get(0));
+    if role_oid.is_none() {
+        f.add(
+            &format!("org {org}"),
+            format!("placed in database {name}, whose server has no role {app_role} (run orgwall migrate)"),
+        );
+    }
     f.placement_database(name);
     let walls = schema_walls(&placed, app_role, role_oid, f).await;
     let mut projection = Ok(());
@@ -225,16 +228,26 @@ async fn projection_in_step(
     .await;
     control.batch_execute("COMMIT").await.map_err(e)?;
     let want: Vec<uuid::Uuid> = want.map_err(e)?.iter().map(|r| r.get(0)).collect();
-    let have: Vec<uuid::Uuid> = placed
-        .query(
-            "SELECT user_id FROM memberships WHERE org_id = $1 ORDER BY user_id",
-            &[&org.uuid()],
-        )
-        .await
-        .map_err(e)?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    // The projection's, inside the org's scope too (forced RLS covers it like any table
+    // with an org_id, and binds a login that is not a superuser).
+    placed.batch_execute("BEGIN READ ONLY").await.map_err(e)?;
+    let have = async {
+        placed
+            .execute(
+                "SELECT set_config('app.org_id', $1, true)",
+                &[&org.to_string()],
+            )
+            .await?;
+        placed
+            .query(
+                "SELECT user_id FROM memberships WHERE org_id = $1 ORDER BY user_id",
+                &[&org.uuid()],
+            )
+            .await
+    }
+    .await;
+    placed.batch_execute("COMMIT").await.map_err(e)?;
+    let have: Vec<uuid::Uuid> = have.map_err(e)?.iter().map(|r| r.get(0)).collect();
     let missing: Vec<_> = want.iter().filter(|u| !have.contains(u)).collect();
     let extra: Vec<_> = have.iter().filter(|u| !want.contains(u)).collect();
     if !missing.is_empty() || !extra.is_empty() {

@@ -431,11 +431,7 @@ impl PgDb {
         let control = self.owner_client().await?;
         let mut login = self.server_login(&control, target).await?;
         login.cfg.dbname(name);
-        let (client, conn) =
-            login.cfg.connect(NoTls).await.map_err(|e| {
-                Error::Unavailable(format!("cannot connect to {}: {e}", login.shown))
-            })?;
-        tokio::spawn(conn);
+        let client = placement::connect_to(&login.cfg, &login.shown).await?;
         let rows = client
             .query(
                 "SELECT module, max(version) FROM schema_migrations GROUP BY module ORDER BY module",
@@ -643,6 +639,27 @@ impl PgTx {
             p.checks = checks;
             p.route = route;
         }
+        if self.obj.is_none() {
+            let obj = self.pool.get().await;
+            self.obj = Some(obj.map_err(|e| Error::Unavailable(format!("PostgreSQL pool: {e}")))?);
+        }
+        Ok(())
+    }
+
+    /// Starts a transaction whose first flight was sent again from nothing (a data-plane
+    /// transaction whose control check found the scope stale): its ROLLBACK is queued on
+    /// the connection, which goes back to the pool with it, and BEGIN with `settings`' prelude
+    /// goes in front of the next statement, on a connection from the pool.
+    pub(crate) async fn restart(&mut self, settings: Settings) -> Result<()> {
+        if self.pending.is_none() {
+            if let Some(obj) = self.obj.take() {
+                let _ = obj.batch_execute("ROLLBACK").now_or_never();
+            }
+        }
+        self.pending = Some(Settings {
+            checks: Vec::new(),
+            ..settings
+        });
         if self.obj.is_none() {
             let obj = self.pool.get().await;
             self.obj = Some(obj.map_err(|e| Error::Unavailable(format!("PostgreSQL pool: {e}")))?);

@@ -194,15 +194,36 @@ pub(crate) async fn place(
     if current == wanted {
         return Ok(current); // nothing to do; the transaction rolls back
     }
-    let holding = match &current {
-        Route::Shared => tables_with_rows(&tx, catalog, org, None).await?,
-        Route::Schema(s) => tables_with_rows(&tx, catalog, org, Some(s)).await?,
-        Route::Database { name, target } => {
-            let mut login = server_login(&tx, control_url, target.as_deref()).await?;
-            login.cfg.dbname(&**name);
-            let mut placed = connect_to(&login.cfg, &login.shown).await?;
-            let ptx = placed.transaction().await.map_err(map_err)?;
-            tables_with_rows(&ptx, catalog, org, None).await?
+    // Leaving a database of its own: its server login (for the drop after the flip), and
+    // a connection holding the projection's org row locked from the emptiness check until
+    // the drop, so no tenant write lands there meanwhile (their foreign keys take a
+    // key-share lock on that row).
+    let mut old: Option<(Login, String, tokio_postgres::Client)> = None;
+    if let Route::Database { name, target } = &current {
+        let login = server_login(&tx, control_url, target.as_deref()).await?;
+        let mut cfg = login.cfg.clone();
+        cfg.dbname(&**name);
+        let placed = connect_to(&cfg, &login.shown).await?;
+        old = Some((login, name.to_string(), placed));
+    }
+    let holding = match (&current, &old) {
+        (Route::Shared, _) => tables_with_rows(&tx, catalog, org, None).await?,
+        (Route::Schema(s), _) => tables_with_rows(&tx, catalog, org, Some(s)).await?,
+        (Route::Database { .. }, Some((_, _, placed))) => {
+            placed.batch_execute("BEGIN").await.map_err(map_err)?;
+            placed
+                .execute(
+                    "SELECT 1 FROM orgs WHERE id = $1 FOR UPDATE",
+                    &[&org.uuid()],
+                )
+                .await
+                .map_err(map_err)?;
+            tables_with_rows(placed, catalog, org, None).await?
+        }
+        (Route::Database { .. }, None) => {
+            return Err(Error::Internal(
+                "no connection to the old placement database".into(),
+            ))
         }
     };
     if !holding.is_empty() {
@@ -275,14 +296,6 @@ pub(crate) async fn place(
         }
         Route::Shared => {}
     }
-    // The old dedicated database, dropped after the flip (outside any transaction).
-    let old = match &current {
-        Route::Database { name, target } => Some((
-            server_login(&tx, control_url, target.as_deref()).await?,
-            name.to_string(),
-        )),
-        _ => None,
-    };
     let flipped = flip(&tx, org, &wanted, &current).await;
     let flipped = match flipped {
         Ok(()) => tx.commit().await.map_err(map_err),
@@ -298,10 +311,13 @@ pub(crate) async fn place(
     }
     // The old dedicated database goes once the directory no longer names it (the org
     // had no data-plane row there); a failure leaves an orphan the doctor names.
-    if let Some((login, name)) = old {
+    if let Some((login, name, placed)) = old {
+        // DROP ... WITH (FORCE) ends the session still holding the lock (and any write
+        // waiting on it, unacknowledged); only then is that connection let go.
         if let Err(e) = drop_database(&login, &name).await {
             tracing::warn!(database = %name, error = %e, "the old placement database could not be dropped");
         }
+        drop(placed);
     }
     Ok(wanted)
 }
@@ -512,7 +528,10 @@ COMMENT ON TABLE memberships IS 'orgwall placement projection (control plane: ke
 ";
 
 /// Connects to `cfg` (the owner login of a placement's server or database).
-async fn connect_to(cfg: &tokio_postgres::Config, shown: &str) -> Result<tokio_postgres::Client> {
+pub(crate) async fn connect_to(
+    cfg: &tokio_postgres::Config,
+    shown: &str,
+) -> Result<tokio_postgres::Client> {
     let (client, conn) = tokio::time::timeout(TARGET_TIMEOUT, cfg.connect(tokio_postgres::NoTls))
         .await
         .map_err(|_| {
