@@ -968,3 +968,100 @@ async fn the_doctor_and_migrate_reach_every_placement_database() {
     );
     assert_eq!(later.doctor().await.unwrap(), vec![]);
 }
+
+// Issue 12 item 5: one connection budget per server. Eight orgs, each in a database of
+// its own on the control server, served by one handle whose budget is 4 connections (its
+// pool size; 2 per placement database, so two databases' pools at a time), sixteen
+// concurrent workers writing and reading across all of them: every operation succeeds,
+// and PostgreSQL (pg_stat_activity) never shows more than 4 connections to those
+// databases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_budget_per_server_holds_under_load() {
+    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+    use std::sync::Arc;
+    let t = TestDb::with_pool(BackendKind::Postgres, 4).await;
+    let d = Demo::load(&t.db).await;
+    let mut orgs = Vec::new();
+    for i in 0..8 {
+        let slug = format!("budget{i}");
+        let (org, _) = orgwall_store::access::create_org(
+            &t.db,
+            d.carol,
+            &slug,
+            &orgwall_core::Slug::parse(&slug).unwrap(),
+        )
+        .await
+        .unwrap();
+        placement::set(&t.db, org.id, Kind::Database(None))
+            .await
+            .unwrap();
+        orgs.push(org.id);
+    }
+    let names: Vec<String> = orgs.iter().map(|o| placement::database_name(*o)).collect();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let most = Arc::new(AtomicI64::new(0));
+    let sampler = {
+        let (stop, most, names) = (stop.clone(), most.clone(), names.clone());
+        let admin = orgwall_testkit::admin_url();
+        tokio::spawn(async move {
+            let (c, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            while !stop.load(Ordering::SeqCst) {
+                let n: i64 = c
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1)",
+                        &[&names],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                most.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let mut workers = Vec::new();
+    for w in 0..16usize {
+        let (db, orgs, carol) = (t.db.clone(), orgs.clone(), d.carol);
+        workers.push(tokio::spawn(async move {
+            for i in 0..10usize {
+                let org = orgs[(w + i) % orgs.len()];
+                let scope = orgwall_store::access::verify_member(&db, carol, org)
+                    .await
+                    .unwrap();
+                let mut tx = db.write(&scope).await.unwrap();
+                orgwall_store::repo::notes::create(&mut tx, &format!("w{w} n{i}"), "")
+                    .await
+                    .unwrap();
+                tx.commit().await.unwrap();
+                let mut tx = db.read(&scope).await.unwrap();
+                let n = tx
+                    .data()
+                    .query("SELECT count(*) FROM notes", &[])
+                    .await
+                    .unwrap();
+                assert_eq!(n.len(), 1);
+                tx.commit().await.unwrap();
+            }
+        }));
+    }
+    for w in workers {
+        w.await.unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    sampler.await.unwrap();
+    let most = most.load(Ordering::SeqCst);
+    assert!(most > 0, "the sampler saw the placement databases in use");
+    assert!(
+        most <= 4,
+        "{most} connections to the placement databases, budget 4"
+    );
+    let mut total = 0;
+    for o in &orgs {
+        total += t.owner_count_for(*o, "notes", "true").await;
+    }
+    assert_eq!(total, 160, "every acknowledged write is there, once");
+}

@@ -85,10 +85,59 @@ pub(crate) struct PgDb {
 
 /// The pools of an instance's placement databases: one per database, opened on first use
 /// with the same login as the control database's (or the target's), `size` connections
-/// at most each. (One budget per server, idle closing: issue 12 item 5, not yet.)
+/// at most each, under **one connection budget per server**: the pools of one server
+/// never hold more than `budget` connections together. A database that needs a pool when
+/// its server's budget is taken closes that server's least recently used idle pool first,
+/// or waits (up to [`BUDGET_WAIT`], then 503) for one to go idle; pools idle for
+/// [`PLACED_IDLE`] are closed by a sweeper, so 1,000 databases do not keep 1,000 pools.
 struct Placed {
-    pools: std::sync::Mutex<std::collections::HashMap<PlacedKey, (Pool, Arc<str>)>>,
+    pools: std::sync::Mutex<std::collections::HashMap<PlacedKey, PlacedPool>>,
+    /// Server logins by target (`None`: the control server), read once.
+    logins: std::sync::Mutex<std::collections::HashMap<Option<Arc<str>>, placement::Login>>,
     size: usize,
+    budget: usize,
+}
+
+#[derive(Clone)]
+struct PlacedPool {
+    pool: Pool,
+    shown: Arc<str>,
+    last_used: std::time::Instant,
+}
+
+impl PlacedPool {
+    /// No connection of it handed out or waited for.
+    fn idle(&self) -> bool {
+        let s = self.pool.status();
+        s.available == s.size && s.waiting == 0
+    }
+}
+
+/// How long a transaction waits for room under its server's connection budget.
+const BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// A placement database's pool unused this long is closed.
+const PLACED_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Closes the pools of placement databases idle for [`PLACED_IDLE`], until the handle is
+/// gone.
+async fn sweep_placed(placed: std::sync::Weak<Placed>) {
+    loop {
+        tokio::time::sleep(PLACED_IDLE / 4).await;
+        let Some(placed) = placed.upgrade() else {
+            return;
+        };
+        let mut pools = placed
+            .pools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        pools.retain(|_, p| {
+            let keep = !p.idle() || p.last_used.elapsed() < PLACED_IDLE;
+            if !keep {
+                p.pool.close();
+            }
+            keep
+        });
+    }
 }
 
 /// A placement database: (target, database name).
@@ -179,10 +228,19 @@ impl PgDb {
             pool,
             app_role: app_role.into(),
             url: url.into(),
-            placed: Arc::new(Placed {
-                pools: std::sync::Mutex::default(),
-                size: pool_size.div_ceil(4).max(2),
-            }),
+            placed: {
+                let size = pool_size.div_ceil(4).max(2);
+                let placed = Arc::new(Placed {
+                    pools: std::sync::Mutex::default(),
+                    logins: std::sync::Mutex::default(),
+                    size,
+                    // As many connections per server as the control pool has (at
+                    // least one pool's worth).
+                    budget: pool_size.max(size),
+                });
+                tokio::spawn(sweep_placed(Arc::downgrade(&placed)));
+                placed
+            },
             control: crate::migrate::quote_ident(&control).into(),
         })
     }
@@ -229,53 +287,123 @@ impl PgDb {
         })
     }
 
+    /// The owner login of `target` (or the control server), read once per handle.
+    async fn placed_login(&self, target: Option<&Arc<str>>) -> Result<placement::Login> {
+        let key = target.cloned();
+        if let Some(l) = self
+            .placed
+            .logins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(l.clone());
+        }
+        let control = self.owner_client().await?;
+        let login = self.server_login(&control, target.map(|t| &**t)).await?;
+        self.placed
+            .logins
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, login.clone());
+        Ok(login)
+    }
+
     /// The pool of placement database `name` on `target` (or the control server), and
-    /// how that database is shown (`user@host:port/name`, no password).
+    /// how that database is shown (`user@host:port/name`, no password), within the
+    /// server's connection budget (see [`Placed`]).
     async fn placed_pool(
         &self,
         name: &Arc<str>,
         target: Option<&Arc<str>>,
     ) -> Result<(Pool, Arc<str>)> {
-        let key: PlacedKey = (target.cloned(), name.clone());
-        if let Some(p) = self
-            .placed
-            .pools
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&key)
-        {
-            return Ok(p.clone());
-        }
         if !crate::placement::is_database_name(name) {
             return Err(Error::Internal(format!(
                 "{name:?} is not a placement database name"
             )));
         }
-        let control = self.owner_client().await?;
-        let mut login = self.server_login(&control, target.map(|t| &**t)).await?;
-        drop(control);
-        login.cfg.dbname(&**name);
-        let shown: Arc<str> = match login.shown.rsplit_once('/') {
-            Some((server, _)) => format!("{server}/{name}").into(),
-            None => name.clone(),
-        };
-        let mgr = Manager::from_config(
-            login.cfg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(mgr)
-            .max_size(self.placed.size)
-            .build()
-            .map_err(Error::internal)?;
-        let mut pools = self
-            .placed
-            .pools
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(pools.entry(key).or_insert((pool, shown)).clone())
+        let key: PlacedKey = (target.cloned(), name.clone());
+        let placed = &self.placed;
+        let max_pools = (placed.budget / placed.size).max(1);
+        let deadline = std::time::Instant::now() + BUDGET_WAIT;
+        let mut login: Option<placement::Login> = None;
+        loop {
+            let mut evicted = false;
+            {
+                let mut pools = placed
+                    .pools
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(p) = pools.get_mut(&key) {
+                    p.last_used = std::time::Instant::now();
+                    return Ok((p.pool.clone(), p.shown.clone()));
+                }
+                let on_server = pools.keys().filter(|k| k.0 == key.0).count();
+                if on_server < max_pools {
+                    if let Some(login) = login.take() {
+                        let mut cfg = login.cfg;
+                        cfg.dbname(&**name);
+                        let shown: Arc<str> = match login.shown.rsplit_once('/') {
+                            Some((server, _)) => format!("{server}/{name}").into(),
+                            None => name.clone(),
+                        };
+                        let mgr = Manager::from_config(
+                            cfg,
+                            NoTls,
+                            ManagerConfig {
+                                recycling_method: RecyclingMethod::Fast,
+                            },
+                        );
+                        let pool = Pool::builder(mgr)
+                            .max_size(placed.size)
+                            .build()
+                            .map_err(Error::internal)?;
+                        pools.insert(
+                            key,
+                            PlacedPool {
+                                pool: pool.clone(),
+                                shown: shown.clone(),
+                                last_used: std::time::Instant::now(),
+                            },
+                        );
+                        return Ok((pool, shown));
+                    }
+                } else {
+                    // The server's budget is taken: its least recently used idle pool
+                    // goes (its connections close), else wait for one to go idle.
+                    let victim = pools
+                        .iter()
+                        .filter(|(k, p)| k.0 == key.0 && p.idle())
+                        .min_by_key(|(_, p)| p.last_used)
+                        .map(|(k, _)| k.clone());
+                    if let Some(v) = victim {
+                        if let Some(p) = pools.remove(&v) {
+                            p.pool.close();
+                            evicted = true;
+                        }
+                    }
+                }
+            }
+            if evicted {
+                // The closed pool's connections end (their sessions leave the server)
+                // before new ones open.
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            if login.is_none() {
+                login = Some(self.placed_login(target).await?);
+                continue;
+            }
+            if evicted {
+                continue;
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Unavailable(format!(
+                    "the connection budget for placement databases on {} is in use; retry",
+                    target.map_or("the control server", |t| &**t)
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     /// Opens a transaction on `org`'s placement database (its data plane; see
@@ -289,10 +417,21 @@ impl PgDb {
         mode: Mode,
         settings: Settings,
     ) -> Result<PgTx> {
-        let (pool, shown) = self.placed_pool(name, target).await?;
-        let obj = pool.get().await.map_err(|e| {
-            Error::Unavailable(format!("cannot connect to PostgreSQL at {shown}: {e}"))
-        })?;
+        // A pool closed by the budget between finding it and taking a connection from it
+        // is found again (made anew).
+        let mut tries = 0;
+        let (pool, obj) = loop {
+            let (pool, shown) = self.placed_pool(name, target).await?;
+            match pool.get().await {
+                Ok(obj) => break (pool, obj),
+                Err(deadpool_postgres::PoolError::Closed) if tries < 3 => tries += 1,
+                Err(e) => {
+                    return Err(Error::Unavailable(format!(
+                        "cannot connect to PostgreSQL at {shown}: {e}"
+                    )))
+                }
+            }
+        };
         Ok(PgTx {
             obj: Some(obj),
             pool,
@@ -392,7 +531,7 @@ impl PgDb {
         let name = crate::placement::database_name(org);
         // This instance's connections to it go first (the drop ends every session).
         let key: PlacedKey = (target.map(Into::into), name.as_str().into());
-        if let Some((pool, _)) = self
+        if let Some(PlacedPool { pool, .. }) = self
             .placed
             .pools
             .lock()

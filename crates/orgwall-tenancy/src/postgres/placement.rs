@@ -563,6 +563,7 @@ async fn revoke_projection(tx: &tokio_postgres::Transaction<'_>, app_role: &str)
 
 /// A server's owner login, and how it is shown (`user@host:port/database`, never the
 /// password).
+#[derive(Clone)]
 pub(crate) struct Login {
     pub(crate) cfg: tokio_postgres::Config,
     pub(crate) shown: String,
