@@ -838,6 +838,43 @@ async fn a_placement_database_is_made_whole_with_every_wall_and_dropped() {
         .await
         .unwrap();
     assert!(!database_exists(&second.url, &name).await);
+
+    // Bad input: placing an (empty) org on a target that no longer answers is one clear
+    // error naming where, and nothing changes: the org is still served where it was.
+    let (empty, _) = orgwall_store::access::create_org(
+        &t.db,
+        d.carol,
+        "Initech",
+        &orgwall_core::Slug::parse("initech").unwrap(),
+    )
+    .await
+    .unwrap();
+    let port = second.port;
+    drop(second);
+    let err = placement::set(&t.db, empty.id, Kind::Database(Some("second".into())))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Unavailable(m) if m.contains(&format!(":{port}"))),
+        "{err:?}"
+    );
+    assert_eq!(
+        placement::show(&t.db, empty.id).await.unwrap().kind,
+        "shared"
+    );
+    let carol = orgwall_store::access::verify_member(&t.db, d.carol, empty.id)
+        .await
+        .unwrap();
+    let mut tx = t.db.write(&carol).await.unwrap();
+    orgwall_store::repo::notes::create(&mut tx, "still", "served")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        t.owner_count("public.notes", &format!("org_id = '{}'", empty.id))
+            .await,
+        1
+    );
 }
 
 // Issue 12: the doctor over database placements names each fault built on purpose: a
