@@ -50,7 +50,7 @@ pub(crate) async fn check(
     if role_oid.is_some() {
         private_tables(client, app_role, &mut f).await?;
     }
-    for (org, schema) in super::placement::schemas(client).await? {
+    for (org, schema, _) in super::placement::placed(client, "schema").await? {
         let exists = client
             .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&schema])
             .await
@@ -77,7 +77,7 @@ pub(crate) async fn check(
         r?;
         in_shared_tables_too(client, org, &format!("schema {schema}"), &mut f).await?;
     }
-    for (org, name, target) in super::placement::databases(client).await? {
+    for (org, name, target) in super::placement::placed(client, "database").await? {
         placement_database(
             client,
             control_url,

@@ -140,6 +140,21 @@ async fn sweep_placed(placed: std::sync::Weak<Placed>) {
     }
 }
 
+/// A pool of at most `size` connections to `cfg` (connections are made on first use).
+fn pool_of(cfg: tokio_postgres::Config, size: usize) -> Result<Pool> {
+    let mgr = Manager::from_config(
+        cfg,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(mgr)
+        .max_size(size)
+        .build()
+        .map_err(Error::internal)
+}
+
 /// A placement database: (target, database name).
 type PlacedKey = (Option<Arc<str>>, Arc<str>);
 
@@ -205,17 +220,7 @@ impl PgDb {
         let cfg: tokio_postgres::Config = url
             .parse()
             .map_err(|e| Error::Validation(format!("invalid database URL: {e}")))?;
-        let mgr = Manager::from_config(
-            cfg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(mgr)
-            .max_size(pool_size.max(1))
-            .build()
-            .map_err(Error::internal)?;
+        let pool = pool_of(cfg, pool_size.max(1))?;
         // Fail now, with a clear line, if the server is not there.
         let conn = pool.get().await.map_err(|e| connect_error(url, e))?;
         let control: String = conn
@@ -347,17 +352,7 @@ impl PgDb {
                             Some((server, _)) => format!("{server}/{name}").into(),
                             None => name.clone(),
                         };
-                        let mgr = Manager::from_config(
-                            cfg,
-                            NoTls,
-                            ManagerConfig {
-                                recycling_method: RecyclingMethod::Fast,
-                            },
-                        );
-                        let pool = Pool::builder(mgr)
-                            .max_size(placed.size)
-                            .build()
-                            .map_err(Error::internal)?;
+                        let pool = pool_of(cfg, placed.size)?;
                         pools.insert(
                             key,
                             PlacedPool {
@@ -571,19 +566,12 @@ impl PgDb {
         let mut login = self.server_login(&control, target).await?;
         login.cfg.dbname(name);
         let client = placement::connect_to(&login.cfg, &login.shown).await?;
-        let rows = client
-            .query(
-                "SELECT module, max(version) FROM schema_migrations GROUP BY module ORDER BY module",
-                &[],
-            )
-            .await
-            .map_err(map_err)?;
-        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        placement::versions(&client, None).await
     }
 
     pub(crate) async fn placement_versions(&self, schema: &str) -> Result<Vec<(String, i64)>> {
         let client = self.owner_client().await?;
-        placement::versions(&client, schema).await
+        placement::versions(&client, Some(schema)).await
     }
 
     pub(crate) async fn doctor(&self, catalog: &Catalog) -> Result<Vec<crate::doctor::Violation>> {

@@ -9,37 +9,22 @@ use crate::module::{Catalog, Plane};
 use crate::placement::{is_schema_name, schema_name, Kind, Route};
 use orgwall_core::{Error, OrgId, Result};
 
-/// Every org placed in a schema of its own: (org, schema), by schema name.
-pub(crate) async fn schemas(client: &tokio_postgres::Client) -> Result<Vec<(OrgId, String)>> {
-    let rows = client
-        .query(
-            "SELECT org_id, location FROM placements WHERE kind = 'schema' ORDER BY location",
-            &[],
-        )
-        .await
-        .map_err(map_err)?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let org: uuid::Uuid = r.get(0);
-        let schema: String = r.get(1);
-        if !is_schema_name(&schema) {
-            return Err(Error::Internal(format!(
-                "placement of org {org} names schema {schema:?}, which is not a placement schema name"
-            )));
-        }
-        out.push((OrgId::from_uuid(org), schema));
-    }
-    Ok(out)
-}
-
-/// Every org placed in a database of its own: (org, database, target), by database name.
-pub(crate) async fn databases(
+/// Every org placed in a `kind` (`schema` or `database`) of its own: (org, the schema's or
+/// database's name, the target server of a database), by name. A name that is not a
+/// placement name of that kind (the only names placement code uses in SQL) is refused.
+pub(crate) async fn placed(
     client: &tokio_postgres::Client,
+    kind: &str,
 ) -> Result<Vec<(OrgId, String, Option<String>)>> {
+    let valid: fn(&str) -> bool = match kind {
+        "schema" => is_schema_name,
+        "database" => crate::placement::is_database_name,
+        other => return Err(Error::Internal(format!("no placement kind {other:?}"))),
+    };
     let rows = client
         .query(
-            "SELECT org_id, location, target FROM placements WHERE kind = 'database' ORDER BY location",
-            &[],
+            "SELECT org_id, location, target FROM placements WHERE kind = $1 ORDER BY location",
+            &[&kind],
         )
         .await
         .map_err(map_err)?;
@@ -47,9 +32,9 @@ pub(crate) async fn databases(
     for r in rows {
         let org: uuid::Uuid = r.get(0);
         let name: String = r.get(1);
-        if !crate::placement::is_database_name(&name) {
+        if !valid(&name) {
             return Err(Error::Internal(format!(
-                "placement of org {org} names database {name:?}, which is not a placement database name"
+                "placement of org {org} names {kind} {name:?}, which is not a placement {kind} name"
             )));
         }
         out.push((OrgId::from_uuid(org), name, r.get(2)));
@@ -361,21 +346,24 @@ async fn flip(
     Ok(())
 }
 
-/// The data-plane versions recorded in a placement schema, per module.
+/// The data-plane versions recorded in a placement schema (`Some`) or in the database
+/// `client` is connected to (`None`: a placement database), per module.
 pub(crate) async fn versions(
     client: &tokio_postgres::Client,
-    schema: &str,
+    schema: Option<&str>,
 ) -> Result<Vec<(String, i64)>> {
-    if !is_schema_name(schema) {
-        return Err(Error::Internal(format!(
-            "{schema:?} is not a placement schema name"
-        )));
-    }
+    let table = match schema {
+        Some(s) if is_schema_name(s) => format!("{s}.schema_migrations"),
+        Some(s) => {
+            return Err(Error::Internal(format!(
+                "{s:?} is not a placement schema name"
+            )))
+        }
+        None => "schema_migrations".to_owned(),
+    };
     let rows = client
         .query(
-            &format!(
-                "SELECT module, max(version) FROM {schema}.schema_migrations GROUP BY module ORDER BY module"
-            ),
+            &format!("SELECT module, max(version) FROM {table} GROUP BY module ORDER BY module"),
             &[],
         )
         .await

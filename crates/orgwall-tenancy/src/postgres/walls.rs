@@ -28,7 +28,7 @@ pub(crate) async fn migrate(
     tx.batch_execute(MIGRATION_LOCK).await.map_err(map_err)?;
     let mut report = apply(&tx, app_role, catalog, Plane::Control).await?;
     tx.commit().await.map_err(map_err)?;
-    for (org, schema) in super::placement::schemas(client).await? {
+    for (org, schema, _) in super::placement::placed(client, "schema").await? {
         let tx = client.transaction().await.map_err(map_err)?;
         tx.batch_execute(MIGRATION_LOCK).await.map_err(map_err)?;
         let r = super::placement::enter(&tx, &schema).await;
@@ -52,7 +52,7 @@ pub(crate) async fn migrate(
         }
     }
     // Every placement database, the same way: one transaction each, in its database.
-    for (org, name, target) in super::placement::databases(client).await? {
+    for (org, name, target) in super::placement::placed(client, "database").await? {
         let r = super::placement::migrate_database(
             client,
             control_url,
