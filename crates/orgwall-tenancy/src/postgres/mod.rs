@@ -94,8 +94,63 @@ struct Placed {
     pools: std::sync::Mutex<std::collections::HashMap<PlacedKey, PlacedPool>>,
     /// Server logins by target (`None`: the control server), read once.
     logins: std::sync::Mutex<std::collections::HashMap<Option<Arc<str>>, placement::Login>>,
+    /// Connections of closed pools still being closed, by server: they count against
+    /// the budget until their sessions have left the server.
+    closing: std::sync::Mutex<std::collections::HashMap<Option<Arc<str>>, usize>>,
     size: usize,
     budget: usize,
+}
+
+impl Placed {
+    /// Takes `pool` (already out of the map) out of service: its idle connections are
+    /// ended on the server (each ends its own session and is awaited until the server has
+    /// closed it), counting against `server`'s budget until then. Called with the pools'
+    /// lock held.
+    fn retire(self: &Arc<Self>, server: Option<Arc<str>>, pool: &Pool) {
+        let removed = pool.retain(|_, _| false).removed;
+        pool.close();
+        if removed.is_empty() {
+            return;
+        }
+        *self
+            .closing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(server.clone())
+            .or_insert(0) += removed.len();
+        let placed = self.clone();
+        tokio::spawn(async move {
+            let n = removed.len();
+            for client in removed {
+                let _ = client
+                    .batch_execute("SELECT pg_terminate_backend(pg_backend_pid())")
+                    .await;
+                for _ in 0..1000 {
+                    if client.is_closed() {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            }
+            let mut closing = placed
+                .closing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(c) = closing.get_mut(&server) {
+                *c = c.saturating_sub(n);
+            }
+        });
+    }
+
+    /// Connections of `server` still being closed.
+    fn closing(&self, server: &Option<Arc<str>>) -> usize {
+        self.closing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(server)
+            .copied()
+            .unwrap_or(0)
+    }
 }
 
 #[derive(Clone)]
@@ -130,10 +185,10 @@ async fn sweep_placed(placed: std::sync::Weak<Placed>) {
             .pools
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        pools.retain(|_, p| {
+        pools.retain(|k, p| {
             let keep = !p.idle() || p.last_used.elapsed() < PLACED_IDLE;
             if !keep {
-                p.pool.close();
+                placed.retire(k.0.clone(), &p.pool);
             }
             keep
         });
@@ -238,6 +293,7 @@ impl PgDb {
                 let placed = Arc::new(Placed {
                     pools: std::sync::Mutex::default(),
                     logins: std::sync::Mutex::default(),
+                    closing: std::sync::Mutex::default(),
                     size,
                     // As many connections per server as the control pool has (at
                     // least one pool's worth).
@@ -344,7 +400,8 @@ impl PgDb {
                     return Ok((p.pool.clone(), p.shown.clone()));
                 }
                 let on_server = pools.keys().filter(|k| k.0 == key.0).count();
-                if on_server < max_pools {
+                let closing = placed.closing(&key.0);
+                if on_server < max_pools && closing == 0 {
                     if let Some(login) = login.take() {
                         let mut cfg = login.cfg;
                         cfg.dbname(&**name);
@@ -363,7 +420,7 @@ impl PgDb {
                         );
                         return Ok((pool, shown));
                     }
-                } else {
+                } else if on_server >= max_pools {
                     // The server's budget is taken: its least recently used idle pool
                     // goes (its connections close), else wait for one to go idle.
                     let victim = pools
@@ -373,23 +430,18 @@ impl PgDb {
                         .map(|(k, _)| k.clone());
                     if let Some(v) = victim {
                         if let Some(p) = pools.remove(&v) {
-                            p.pool.close();
+                            placed.retire(v.0.clone(), &p.pool);
                             evicted = true;
                         }
                     }
                 }
-            }
-            if evicted {
-                // The closed pool's connections end (their sessions leave the server)
-                // before new ones open.
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
             if login.is_none() {
                 login = Some(self.placed_login(target).await?);
                 continue;
             }
             if evicted {
-                continue;
+                continue; // room is made once its connections have closed
             }
             if std::time::Instant::now() >= deadline {
                 return Err(Error::Unavailable(format!(
