@@ -146,8 +146,10 @@ pub async fn usage(tx: &mut TenantTx<'_>) -> Result<Usage> {
     })
 }
 
-/// Sets an org's plan (operator command). Unknown plans are refused.
-pub async fn set_plan(db: &Db, org: OrgId, plan: &str) -> Result<()> {
+/// Sets an org's plan (operator command). Unknown plans are refused. Then the org follows
+/// the placement rules of its new plan if it holds no data yet (see
+/// [`crate::placement::follow_rules`]): what that did is returned.
+pub async fn set_plan(db: &Db, org: OrgId, plan: &str) -> Result<crate::placement::Followed> {
     let mut tx = db.global(Mode::Write).await?;
     if tx
         .query_opt("SELECT name FROM plans WHERE name = $1", params![plan])
@@ -167,7 +169,7 @@ pub async fn set_plan(db: &Db, org: OrgId, plan: &str) -> Result<()> {
     if n == 0 {
         return Err(Error::NotFound);
     }
-    Ok(())
+    crate::placement::follow_rules(db, org).await
 }
 
 /// Sets (or clears) an org's own rate limit, overriding its plan's.

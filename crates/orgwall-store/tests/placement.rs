@@ -875,6 +875,185 @@ async fn a_placement_database_is_made_whole_with_every_wall_and_dropped() {
             .await,
         1
     );
+
+    // A rule placing new orgs on that target: creating an org fails with the same clear
+    // error and leaves nothing (no org, the slug free), then works once the rule is gone.
+    placement::set_rule(&t.db, None, Kind::Database(Some("second".into())))
+        .await
+        .unwrap();
+    let hooli = orgwall_core::Slug::parse("hooli").unwrap();
+    let err = orgwall_store::access::create_org(&t.db, d.carol, "Hooli", &hooli)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Unavailable(m) if m.contains(&format!(":{port}"))),
+        "{err:?}"
+    );
+    assert_eq!(t.owner_count("orgs", "slug = 'hooli'").await, 0);
+    assert_eq!(
+        t.owner_count("roles", "org_id NOT IN (SELECT id FROM orgs)")
+            .await,
+        0,
+        "the roles of the org taken back are gone"
+    );
+    assert!(placement::clear_rule(&t.db, None).await.unwrap());
+    let (h, _) = orgwall_store::access::create_org(&t.db, d.carol, "Hooli", &hooli)
+        .await
+        .unwrap();
+    assert_eq!(placement::show(&t.db, h.id).await.unwrap().kind, "shared");
+}
+
+// Issue 12, item 4: a server default and a rule per plan place new orgs, and an org whose
+// plan changes while it is empty follows its plan's rule; one with data stays put. Rules
+// are checked before they are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placement_rules_place_new_orgs_and_plan_changes_of_empty_ones() {
+    let t = TestDb::new(BackendKind::Postgres).await;
+    orgwall_store::seed::demo(&t.db).await.unwrap();
+    let d = Demo::load(&t.db).await;
+    let db = &t.db;
+    assert_eq!(placement::rules(db).await.unwrap(), vec![]);
+    // Bad rules: an unknown plan, an unknown target; nothing stored.
+    let err = placement::set_rule(db, Some("platinum"), Kind::Schema)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Validation(m) if m.contains("unknown plan")),
+        "{err:?}"
+    );
+    let err = placement::set_rule(
+        db,
+        Some("enterprise"),
+        Kind::Database(Some("nowhere".into())),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Validation(m) if m.contains("no target named nowhere")),
+        "{err:?}"
+    );
+    assert_eq!(placement::rules(db).await.unwrap(), vec![]);
+
+    placement::set_rule(db, None, Kind::Schema).await.unwrap();
+    placement::set_rule(db, Some("enterprise"), Kind::Database(None))
+        .await
+        .unwrap();
+    let listed: Vec<(Option<String>, String)> = placement::rules(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.plan, r.placement))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            (None, "schema".to_string()),
+            (Some("enterprise".to_string()), "database".to_string())
+        ]
+    );
+
+    // A new org (plan free, no rule of its own): the default, a schema, and its creator
+    // works there at once.
+    let (org, scope) = orgwall_store::access::create_org(
+        db,
+        d.carol,
+        "Initech",
+        &orgwall_core::Slug::parse("initech").unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        placement::show(db, org.id)
+            .await
+            .unwrap()
+            .location
+            .as_deref(),
+        Some(schema_name(org.id).as_str())
+    );
+    let mut tx = db.write(&scope).await.unwrap();
+    orgwall_store::repo::notes::create(&mut tx, "first", "in its schema")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        t.owner_count(&format!("{}.notes", schema_name(org.id)), "true")
+            .await,
+        1
+    );
+    let created = t
+        .owner_count(
+            "audit_events",
+            &format!("org_id = '{}' AND action = 'org.created'", org.id),
+        )
+        .await;
+    assert_eq!(created, 1);
+
+    // An empty org moving to enterprise follows its rule: a database of its own, with its
+    // members projected (a ticket assigned to the owner is accepted there).
+    let (ent, ent_scope) = orgwall_store::access::create_org(
+        db,
+        d.carol,
+        "Umbrella",
+        &orgwall_core::Slug::parse("umbrella").unwrap(),
+    )
+    .await
+    .unwrap();
+    let followed = orgwall_store::quota::set_plan(db, ent.id, "enterprise")
+        .await
+        .unwrap();
+    let name = placement::database_name(ent.id);
+    assert_eq!(
+        followed,
+        placement::Followed::Placed(Route::Database {
+            name: name.clone().into(),
+            target: None
+        })
+    );
+    assert_eq!(
+        t.owner_count(
+            "pg_namespace",
+            &format!("nspname = '{}'", schema_name(ent.id))
+        )
+        .await,
+        0,
+        "the schema it left is dropped"
+    );
+    let scope = orgwall_store::access::verify_member(db, d.carol, ent.id)
+        .await
+        .unwrap();
+    let mut tx = db.write(&scope).await.unwrap();
+    orgwall_store::repo::notes::create(&mut tx, "big", "customer")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(t.owner_count_for(ent.id, "notes", "true").await, 1);
+    drop(ent_scope);
+    // With data, a plan change leaves it where it is.
+    let followed = orgwall_store::quota::set_plan(db, ent.id, "free")
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            &followed,
+            placement::Followed::Kept(Route::Database { .. }, Kind::Schema)
+        ),
+        "{followed:?}"
+    );
+    assert_eq!(placement::show(db, ent.id).await.unwrap().kind, "database");
+    // Acme (shared, with data) on enterprise: kept, told why.
+    let followed = orgwall_store::quota::set_plan(db, d.acme, "enterprise")
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            &followed,
+            placement::Followed::Kept(Route::Shared, Kind::Database(None))
+        ),
+        "{followed:?}"
+    );
+    assert!(placement::clear_rule(db, None).await.unwrap());
+    assert!(!placement::clear_rule(db, None).await.unwrap());
+    assert_eq!(db.doctor().await.unwrap(), vec![]);
 }
 
 // Issue 12: the doctor over database placements names each fault built on purpose: a
@@ -1101,4 +1280,39 @@ async fn one_connection_budget_per_server_holds_under_load() {
         total += t.owner_count_for(*o, "notes", "true").await;
     }
     assert_eq!(total, 160, "every acknowledged write is there, once");
+}
+
+// Issue 12, item 4 on SQLite: a rule may only say what the backend serves; orgs are still
+// created (shared) with a rule stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_placement_rules_say_only_what_it_serves() {
+    let t = TestDb::new(BackendKind::Sqlite).await;
+    orgwall_store::seed::demo(&t.db).await.unwrap();
+    let d = Demo::load(&t.db).await;
+    for kind in [Kind::Schema, Kind::Database(Some("eu-1".into()))] {
+        let err = placement::set_rule(&t.db, None, kind).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Validation(m) if m.contains("not served on SQLite")),
+            "{err:?}"
+        );
+    }
+    assert_eq!(placement::rules(&t.db).await.unwrap(), vec![]);
+    placement::set_rule(&t.db, Some("enterprise"), Kind::Shared)
+        .await
+        .unwrap();
+    let (org, _) = orgwall_store::access::create_org(
+        &t.db,
+        d.carol,
+        "Initech",
+        &orgwall_core::Slug::parse("initech").unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        orgwall_store::quota::set_plan(&t.db, org.id, "enterprise")
+            .await
+            .unwrap(),
+        placement::Followed::Unchanged(Route::Shared)
+    );
+    assert_eq!(placement::show(&t.db, org.id).await.unwrap().kind, "shared");
 }

@@ -203,6 +203,181 @@ impl std::str::FromStr for Kind {
     }
 }
 
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Kind::Shared => f.write_str("shared"),
+            Kind::Schema => f.write_str("schema"),
+            Kind::Database(None) => f.write_str("database"),
+            Kind::Database(Some(t)) => write!(f, "database:{t}"),
+        }
+    }
+}
+
+impl Kind {
+    /// The directory's `kind` and `target` columns for it.
+    fn parts(&self) -> (&'static str, Option<&str>) {
+        match self {
+            Kind::Shared => ("shared", None),
+            Kind::Schema => ("schema", None),
+            Kind::Database(t) => ("database", t.as_deref()),
+        }
+    }
+
+    /// The kind a stored `kind` / `target` pair names.
+    fn from_parts(kind: &str, target: Option<String>) -> Result<Kind> {
+        match kind {
+            "shared" => Ok(Kind::Shared),
+            "schema" => Ok(Kind::Schema),
+            "database" => Ok(Kind::Database(target)),
+            other => Err(Error::Internal(format!("placement rule of kind {other:?}"))),
+        }
+    }
+
+    /// Whether this kind is what `route` is.
+    fn is(&self, route: &Route) -> bool {
+        match (self, route) {
+            (Kind::Shared, Route::Shared) | (Kind::Schema, Route::Schema(_)) => true,
+            (Kind::Database(t), Route::Database { target, .. }) => {
+                t.as_deref() == target.as_deref()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The plan key of the server default rule.
+const DEFAULT_PLAN: &str = "*";
+
+/// A placement rule (operators: `orgwall placement rule`): where an org of `plan` (or,
+/// for the default, of any plan without a rule of its own) is placed when it is created
+/// and when its plan changes while it holds no data. Stored in the control database, so
+/// every instance and the CLI place alike. No rule at all: shared.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Rule {
+    /// The plan it is for, or `None` for the server default.
+    pub plan: Option<String>,
+    /// Where such an org goes (`shared`, `schema`, `database`, `database:TARGET`).
+    pub placement: String,
+}
+
+/// The placement rules, the default first, then by plan.
+pub async fn rules(db: &Db) -> Result<Vec<Rule>> {
+    let mut tx = db.global(crate::Mode::Read).await?;
+    let rows = tx
+        .query(
+            "SELECT plan, kind, target FROM placement_rules ORDER BY plan <> '*', plan",
+            &[],
+        )
+        .await?;
+    tx.commit().await?;
+    rows.into_iter()
+        .map(|r| {
+            let plan: String = r.get(0)?;
+            Ok(Rule {
+                plan: (plan != DEFAULT_PLAN).then_some(plan),
+                placement: Kind::from_parts(&r.get::<String>(1)?, r.get(2)?)?.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// Sets the rule of `plan` (`None`: the server default). The plan must exist, the kind
+/// must be one this backend serves, and a target must be registered; otherwise nothing
+/// changes. Orgs already placed stay where they are.
+pub async fn set_rule(db: &Db, plan: Option<&str>, kind: Kind) -> Result<()> {
+    if db.kind() == crate::BackendKind::Sqlite && kind != Kind::Shared {
+        return Err(Error::Validation(format!(
+            "placement {kind} is not served on SQLite: a rule there can only say shared"
+        )));
+    }
+    let (k, target) = kind.parts();
+    let mut tx = db.global(crate::Mode::Write).await?;
+    if let Some(p) = plan {
+        if tx
+            .query_opt("SELECT 1 FROM plans WHERE name = $1", crate::params![p])
+            .await?
+            .is_none()
+        {
+            return Err(Error::Validation(format!("unknown plan {p:?}")));
+        }
+    }
+    if let Some(t) = target {
+        if !db.targets().await?.iter().any(|x| x.name == t) {
+            return Err(Error::Validation(format!("no target named {t}")));
+        }
+    }
+    tx.execute(
+        "INSERT INTO placement_rules (plan, kind, target, updated_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (plan) DO UPDATE SET kind = excluded.kind, target = excluded.target,
+             updated_at = excluded.updated_at",
+        crate::params![plan.unwrap_or(DEFAULT_PLAN), k, target, crate::value::now()],
+    )
+    .await?;
+    tx.commit().await
+}
+
+/// Removes the rule of `plan` (`None`: the server default); `false` if there was none.
+pub async fn clear_rule(db: &Db, plan: Option<&str>) -> Result<bool> {
+    let mut tx = db.global(crate::Mode::Write).await?;
+    let n = tx
+        .execute(
+            "DELETE FROM placement_rules WHERE plan = $1",
+            crate::params![plan.unwrap_or(DEFAULT_PLAN)],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(n > 0)
+}
+
+/// Where the rules place an org of `plan`: its plan's rule, else the default, else shared.
+pub(crate) async fn rule_for(tx: &mut crate::Tx, plan: &str) -> Result<Kind> {
+    let row = tx
+        .query_opt(
+            "SELECT kind, target FROM placement_rules WHERE plan = $1 OR plan = '*'
+             ORDER BY plan = '*' LIMIT 1",
+            crate::params![plan],
+        )
+        .await?;
+    match row {
+        None => Ok(Kind::Shared),
+        Some(r) => Kind::from_parts(&r.get::<String>(0)?, r.get(1)?),
+    }
+}
+
+/// What following the rules did to an org's placement ([`follow_rules`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Followed {
+    /// It already is where its plan's rule places it.
+    Unchanged(Route),
+    /// It was empty and is now where the rule places it.
+    Placed(Route),
+    /// It holds data, so it stays where it is (moving data is a move); the rule's kind.
+    Kept(Route, Kind),
+}
+
+/// Places `org` where the rules place an org of its plan (after its plan changed), if it
+/// holds no data-plane row yet; an org with data stays where it is ([`Followed::Kept`]).
+pub async fn follow_rules(db: &Db, org: OrgId) -> Result<Followed> {
+    let mut tx = db.global(crate::Mode::Read).await?;
+    let plan: String = tx
+        .query_opt("SELECT plan FROM orgs WHERE id = $1", crate::params![org])
+        .await?
+        .ok_or(Error::NotFound)?
+        .get(0)?;
+    let kind = rule_for(&mut tx, &plan).await?;
+    tx.commit().await?;
+    let now = db.lookup_route(org).await?;
+    if kind.is(&now) {
+        return Ok(Followed::Unchanged(now));
+    }
+    match set(db, org, kind.clone()).await {
+        Ok(r) => Ok(Followed::Placed(r)),
+        Err(Error::Conflict("placement_not_empty", _)) => Ok(Followed::Kept(now, kind)),
+        Err(e) => Err(e),
+    }
+}
+
 /// One org's directory entry.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Entry {

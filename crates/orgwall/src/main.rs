@@ -197,10 +197,35 @@ enum PlacementCommand {
         /// shared, schema, database or database:TARGET.
         placement: String,
     },
+    /// Where new orgs go: a rule per plan and a server default, applied when an org is
+    /// created and when its plan changes while it holds no data.
+    Rule {
+        #[command(subcommand)]
+        cmd: RuleCommand,
+    },
     /// The PostgreSQL servers orgs placed in a database of their own may live on.
     Target {
         #[command(subcommand)]
         cmd: TargetCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum RuleCommand {
+    /// The rules: the default first, then one per plan.
+    List,
+    /// Set the rule of a plan (or of every plan without one: `default`). Orgs already
+    /// placed stay where they are.
+    Set {
+        /// A plan's name, or `default`.
+        plan: String,
+        /// shared, schema, database or database:TARGET.
+        placement: String,
+    },
+    /// Remove the rule of a plan (or the default).
+    Clear {
+        /// A plan's name, or `default`.
+        plan: String,
     },
 }
 
@@ -239,6 +264,24 @@ fn print_placement(e: &orgwall_store::placement::Entry) {
         e.location.as_deref().unwrap_or("-"),
         versions
     );
+}
+
+/// Where a route places an org, in words.
+fn placed_at(route: &orgwall_store::placement::Route) -> String {
+    use orgwall_store::placement::Route;
+    match route {
+        Route::Shared => "shared".into(),
+        Route::Schema(s) => format!("schema {s}"),
+        Route::Database { name, target } => format!(
+            "database {name} on {}",
+            target.as_deref().unwrap_or("the control server")
+        ),
+    }
+}
+
+/// The plan a rule command names (`default`: none).
+fn rule_plan(plan: &str) -> Option<&str> {
+    (plan != "default").then_some(plan)
 }
 
 /// A duration: `500ms`, `10s`, `2m`, or plain seconds (`10`).
@@ -487,8 +530,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let id = orgwall_store::repo::orgs::resolve(&db, org)
                 .await
                 .map_err(|_| anyhow::anyhow!("no organization {org:?}"))?;
-            orgwall_store::quota::set_plan(&db, id, plan).await?;
-            println!("{org}: plan {plan}");
+            let followed = orgwall_store::quota::set_plan(&db, id, plan).await?;
+            use orgwall_store::placement::Followed;
+            match followed {
+                Followed::Unchanged(r) => println!("{org}: plan {plan} (placement: {})", placed_at(&r)),
+                Followed::Placed(r) => println!("{org}: plan {plan}, placed by its rule: {}", placed_at(&r)),
+                Followed::Kept(r, kind) => println!(
+                    "{org}: plan {plan}; it holds data, so it stays {} (its plan's rule says {kind}: that takes a move)",
+                    placed_at(&r)
+                ),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::SetRateLimit { org, per_minute } => {
@@ -533,15 +584,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .await
                         .map_err(|_| anyhow::anyhow!("no organization {org:?}"))?;
                     let route = placement::set(&db, id, kind).await?;
-                    match route {
-                        placement::Route::Shared => println!("{org}: shared"),
-                        placement::Route::Schema(s) => println!("{org}: schema {s}"),
-                        placement::Route::Database { name, target } => println!(
-                            "{org}: database {name} on {}",
-                            target.as_deref().unwrap_or("the control server")
-                        ),
-                    }
+                    println!("{org}: {}", placed_at(&route));
                 }
+                PlacementCommand::Rule { cmd } => match cmd {
+                    RuleCommand::List => {
+                        for r in placement::rules(&db).await? {
+                            println!(
+                                "{:<16} {}",
+                                r.plan.as_deref().unwrap_or("default"),
+                                r.placement
+                            );
+                        }
+                    }
+                    RuleCommand::Set {
+                        plan,
+                        placement: kind,
+                    } => {
+                        placement::set_rule(&db, rule_plan(plan), kind.parse()?).await?;
+                        println!("rule {plan}: {kind}");
+                    }
+                    RuleCommand::Clear { plan } => {
+                        if placement::clear_rule(&db, rule_plan(plan)).await? {
+                            println!("rule {plan} removed");
+                        } else {
+                            println!("no rule {plan}");
+                        }
+                    }
+                },
                 PlacementCommand::Target { cmd } => match cmd {
                     TargetCommand::Add { name, url } => {
                         let t = placement::add_target(&db, name, url).await?;

@@ -216,8 +216,14 @@ pub struct NewOrg {
     pub owner_role: RoleId,
 }
 
-/// Creates an organization in one transaction: the org row, its four system roles, the
-/// creator's owner membership and an audit event. Returns the creator's scope in it.
+/// Creates an organization: the org row, its four system roles, the creator's owner
+/// membership and an audit event. Returns the creator's scope in it.
+///
+/// It is placed by the placement rules ([`crate::placement::rules`]): shared (no rule, the
+/// common case) in one transaction; elsewhere in three steps, the org and its roles, then
+/// the placement (a schema or database made whole), then the creator's membership and the
+/// event, so that nobody can reach the org (it has no member) until it is where the rule
+/// places it. A failure on the way takes the org back whole: nothing is left.
 pub async fn create_org(
     db: &Db,
     creator: UserId,
@@ -232,16 +238,17 @@ pub async fn create_org(
     let t = now();
     let mut tx = db.begin(Mode::Write, Settings::default()).await?;
     tx.access_changed();
+    let kind = crate::placement::rule_for(&mut tx, NEW_ORG_PLAN).await?;
     tx.execute(
-        "INSERT INTO orgs (id, slug, name, plan, created_at, updated_at) VALUES ($1, $2, $3, 'free', $4, $4)",
-        params![org, slug.as_str(), name, t],
+        "INSERT INTO orgs (id, slug, name, plan, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+        params![org, slug.as_str(), name, NEW_ORG_PLAN, t],
     )
     .await
     .map_err(|e| match e {
         Error::Conflict(..) => Error::Conflict("slug_taken", format!("slug {slug} is taken")),
         other => other,
     })?;
-    // New orgs start shared (see crate::placement; an operator places an empty org).
+    // Shared until placed (see crate::placement).
     tx.execute(
         "INSERT INTO placements (org_id, kind, created_at, updated_at) VALUES ($1, 'shared', $2, $2)",
         params![org, t],
@@ -261,35 +268,83 @@ pub async fn create_org(
         )
         .await?;
     }
-    tx.execute(
-        "INSERT INTO memberships (org_id, user_id, role_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
-        params![org, creator, owner_role, t],
-    )
-    .await?;
     let scope = OrgScope::new(
         org,
         Principal::User(creator),
         SystemRole::Owner.permissions(),
         None,
     );
-    audit::insert(
-        &mut tx,
-        &scope,
-        AuditEntry::new("org.created")
-            .target("org", org.uuid())
-            .detail(serde_json::json!({ "slug": slug.as_str(), "name": name })),
+    let new = NewOrg {
+        id: org,
+        slug: slug.as_str().to_owned(),
+        name: name.to_owned(),
+        owner_role,
+    };
+    if kind == crate::placement::Kind::Shared {
+        owner_joins(&mut tx, &scope, &new, t).await?;
+        tx.commit().await?;
+        return Ok((new, scope));
+    }
+    tx.commit().await?;
+    let placed = async {
+        crate::placement::set(db, org, kind).await?;
+        let mut tx = db.write(&scope).await?;
+        owner_joins(tx.raw(), &scope, &new, t).await?;
+        tx.commit().await
+    }
+    .await;
+    if let Err(e) = placed {
+        if let Err(undo) = take_back(db, org).await {
+            tracing::error!(org_id = %org, error = %undo, "a new organization that could not be placed was not taken back");
+        }
+        return Err(e);
+    }
+    Ok((new, scope))
+}
+
+/// The plan a new organization starts on.
+const NEW_ORG_PLAN: &str = "free";
+
+/// The creator's owner membership (projected into the org's own database, if it has one)
+/// and the `org.created` event.
+async fn owner_joins(
+    tx: &mut crate::db::Tx,
+    scope: &OrgScope,
+    new: &NewOrg,
+    t: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    let Principal::User(creator) = scope.principal() else {
+        return Err(Error::Internal("an org created by a non-user".into()));
+    };
+    tx.execute(
+        "INSERT INTO memberships (org_id, user_id, role_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
+        params![new.id, *creator, new.owner_role, t],
     )
     .await?;
-    tx.commit().await?;
-    Ok((
-        NewOrg {
-            id: org,
-            slug: slug.as_str().to_owned(),
-            name: name.to_owned(),
-            owner_role,
-        },
+    tx.project_member(*creator, true).await?;
+    audit::insert(
+        tx,
         scope,
-    ))
+        AuditEntry::new("org.created")
+            .target("org", new.id.uuid())
+            .detail(serde_json::json!({ "slug": new.slug, "name": new.name })),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Takes back a new org that could not be placed (nobody can have reached it: it has no
+/// member): leaves any schema or database made for it, then deletes it.
+async fn take_back(db: &Db, org: OrgId) -> Result<()> {
+    crate::placement::set(db, org, crate::placement::Kind::Shared).await?;
+    let mut tx = db.begin(Mode::Write, Settings::org(org)).await?;
+    tx.execute(
+        "UPDATE orgs SET deleting_at = $2 WHERE id = $1",
+        params![org, now()],
+    )
+    .await?;
+    tx.purge_org_row(org, None).await?;
+    tx.commit().await
 }
 
 /// One of a user's own memberships (the documented cross-org read).

@@ -50,6 +50,12 @@ pub static MODULE: Module = Module {
             sql: include_str!("../../migrations/postgres/0004_placement_targets.sql"),
             plane: Plane::Control,
         },
+        Migration {
+            version: 5,
+            name: "placement_rules",
+            sql: include_str!("../../migrations/postgres/0005_placement_rules.sql"),
+            plane: Plane::Control,
+        },
     ],
     sqlite: &[
         Migration {
@@ -76,6 +82,12 @@ pub static MODULE: Module = Module {
             sql: include_str!("../../migrations/sqlite/0004_placement_targets.sql"),
             plane: Plane::Control,
         },
+        Migration {
+            version: 5,
+            name: "placement_rules",
+            sql: include_str!("../../migrations/sqlite/0005_placement_rules.sql"),
+            plane: Plane::Control,
+        },
     ],
     tenant_tables: &[
         "roles",
@@ -92,6 +104,7 @@ pub static MODULE: Module = Module {
         "plans",
         "access_generations",
         "placements",
+        "placement_rules",
         // Private to the owner (credentials): no privilege of the server role
         // (crate::placement::PRIVATE_TABLES).
         "placement_targets",

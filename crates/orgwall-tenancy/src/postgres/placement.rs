@@ -484,7 +484,7 @@ pub(crate) async fn remove_target(client: &tokio_postgres::Client, name: &str) -
         Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION) => {
             Err(Error::Refused(
                 "target_in_use",
-                format!("target {name} holds placements; move them first"),
+                format!("target {name} holds placements or a placement rule names it; move them or change the rule first"),
             ))
         }
         Err(e) => Err(map_err(e)),
