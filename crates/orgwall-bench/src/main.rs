@@ -494,6 +494,7 @@ async fn restore_rls(url: &str, app_role: &str) -> Result<()> {
             url: url.to_owned(),
             app_role: app_role.to_owned(),
             pool_size: 1,
+            placement_budget: None,
         },
         orgwall_store::catalog(),
     )

@@ -239,6 +239,7 @@ pub async fn postgres(url: &str, app_role: &str, spec: &Spec) -> Result<Seeded> 
             url: url.to_owned(),
             app_role: app_role.to_owned(),
             pool_size: 1,
+            placement_budget: None,
         },
         orgwall_store::catalog(),
     )

@@ -376,6 +376,7 @@ async fn not_yet_announced(acme_placement: orgwall_store::placement::Kind) {
             url: t.url.clone(),
             app_role: orgwall_store::db::DEFAULT_APP_ROLE.into(),
             pool_size: 1,
+            placement_budget: None,
         },
         orgwall_store::catalog(),
     )
@@ -465,6 +466,7 @@ async fn a_scope_cached_before_its_org_moved_to_a_database_writes_nowhere() {
             url: t.url.clone(),
             app_role: orgwall_store::db::DEFAULT_APP_ROLE.into(),
             pool_size: 2,
+            placement_budget: None,
         },
         orgwall_store::catalog(),
     )

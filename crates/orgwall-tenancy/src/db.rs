@@ -42,6 +42,10 @@ pub enum DbConfig {
         app_role: String,
         /// Connections in the pool.
         pool_size: usize,
+        /// The connections the pools of placement databases may hold together on each
+        /// server (the control server, each target; `--db-max-connections`); `None`: as
+        /// many as `pool_size`.
+        placement_budget: Option<usize>,
     },
     /// An embedded SQLite file.
     Sqlite {
@@ -72,6 +76,7 @@ impl DbConfig {
                     url: u.to_owned(),
                     app_role: DEFAULT_APP_ROLE.to_owned(),
                     pool_size: 16,
+                    placement_budget: None,
                 })
             }
             Some(u) if u.starts_with("sqlite:") => {
@@ -132,7 +137,16 @@ impl Db {
                 url,
                 app_role,
                 pool_size,
-            } => Backend::Pg(pg::PgDb::open(url, app_role, *pool_size).await?),
+                placement_budget,
+            } => Backend::Pg(
+                pg::PgDb::open(
+                    url,
+                    app_role,
+                    *pool_size,
+                    placement_budget.unwrap_or(*pool_size),
+                )
+                .await?,
+            ),
             DbConfig::Sqlite { path, pool_size } => {
                 Backend::Sqlite(sqlite::SqliteDb::open(path, *pool_size).await?)
             }

@@ -136,6 +136,7 @@ impl TestDb {
                         url: url.clone(),
                         app_role: orgwall_store::db::DEFAULT_APP_ROLE.into(),
                         pool_size,
+                        placement_budget: None,
                     },
                     orgwall_store::catalog(),
                 )

@@ -174,6 +174,7 @@ pub async fn proxied() -> (TestDb, Db, Shared, Arc<Gate>) {
             url: url.to_string(),
             app_role: "orgwall_app".into(),
             pool_size: 1,
+            placement_budget: None,
         },
         orgwall_store::catalog(),
     )

@@ -48,6 +48,13 @@ struct Cli {
     #[arg(long, env = "ORGWALL_DB_APP_ROLE", default_value = orgwall_store::db::DEFAULT_APP_ROLE, global = true)]
     db_app_role: String,
 
+    /// PostgreSQL only: the connections the pools of placement databases (orgs in a
+    /// database of their own) may hold together on each server, the control server and
+    /// each target, per instance (default: the control pool's size, 16). Past it, the
+    /// least recently used idle pool is closed, or a request waits up to 10 s, then 503.
+    #[arg(long, env = "ORGWALL_DB_MAX_CONNECTIONS", global = true, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    db_max_connections: Option<u32>,
+
     /// Log format: json (default) or text.
     #[arg(
         long,
@@ -322,8 +329,14 @@ fn init_logs(format: LogFormat) {
 
 async fn open(cli: &Cli) -> anyhow::Result<Db> {
     let mut cfg = DbConfig::from_url(cli.database_url.as_deref(), &cli.data_dir)?;
-    if let DbConfig::Postgres { app_role, .. } = &mut cfg {
+    if let DbConfig::Postgres {
+        app_role,
+        placement_budget,
+        ..
+    } = &mut cfg
+    {
         app_role.clone_from(&cli.db_app_role);
+        *placement_budget = cli.db_max_connections.map(|n| n as usize);
     }
     Ok(Db::open(&cfg, orgwall_store::catalog()).await?)
 }

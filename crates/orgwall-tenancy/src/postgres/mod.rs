@@ -270,7 +270,12 @@ fn connect_error(url: &str, e: impl std::fmt::Display) -> Error {
 }
 
 impl PgDb {
-    pub(crate) async fn open(url: &str, app_role: &str, pool_size: usize) -> Result<PgDb> {
+    pub(crate) async fn open(
+        url: &str,
+        app_role: &str,
+        pool_size: usize,
+        placement_budget: usize,
+    ) -> Result<PgDb> {
         check_role_name(app_role)?;
         let cfg: tokio_postgres::Config = url
             .parse()
@@ -289,15 +294,16 @@ impl PgDb {
             app_role: app_role.into(),
             url: url.into(),
             placed: {
-                let size = pool_size.div_ceil(4).max(2);
+                // A quarter of the control pool per database (at least 2), never more
+                // than the whole budget of a server.
+                let budget = placement_budget.max(1);
+                let size = pool_size.div_ceil(4).max(2).min(budget);
                 let placed = Arc::new(Placed {
                     pools: std::sync::Mutex::default(),
                     logins: std::sync::Mutex::default(),
                     closing: std::sync::Mutex::default(),
                     size,
-                    // As many connections per server as the control pool has (at
-                    // least one pool's worth).
-                    budget: pool_size.max(size),
+                    budget,
                 });
                 tokio::spawn(sweep_placed(Arc::downgrade(&placed)));
                 placed
