@@ -13,6 +13,7 @@ mod chart;
 mod dataset;
 mod load;
 mod pgbench;
+mod placed;
 mod report;
 mod seed;
 mod server;
@@ -39,6 +40,33 @@ enum Rls {
     On,
     /// Disabled on every table of the bench database (bench only).
     Off,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum PlacementArg {
+    Shared,
+    Schema,
+    Database,
+}
+
+impl PlacementArg {
+    fn kind(self) -> orgwall_store::placement::Kind {
+        use orgwall_store::placement::Kind;
+        match self {
+            PlacementArg::Shared => Kind::Shared,
+            PlacementArg::Schema => Kind::Schema,
+            PlacementArg::Database => Kind::Database(None),
+        }
+    }
+
+    fn variant(self) -> &'static str {
+        match self {
+            PlacementArg::Shared => "placed shared",
+            PlacementArg::Schema => "placed schema",
+            PlacementArg::Database => "placed database",
+        }
+    }
 }
 
 #[derive(Parser, Debug, serde::Serialize)]
@@ -105,6 +133,15 @@ struct Args {
         default_value = "pipeline,plain,naive,floor,pairs,step-begin,step-prelude,step-check,step-ticket"
     )]
     pgbench: Vec<pgbench::Mode>,
+    /// PostgreSQL: after the other runs, place every org (rows and all) in each of these
+    /// in turn and measure `--placement-workloads` there with RLS on, against a server
+    /// started afresh each time (issue 12: a schema or database of its own vs shared).
+    /// Rounds alternate the order.
+    #[arg(long, value_delimiter = ',')]
+    placements: Vec<PlacementArg>,
+    /// The workloads of the placement comparison.
+    #[arg(long, value_delimiter = ',', default_value = "detail,list,create")]
+    placement_workloads: Vec<Workload>,
     /// Skip pgbench.
     #[arg(long)]
     no_pgbench: bool,
@@ -471,6 +508,9 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
         if !args.no_pgbench && !args.pgbench.is_empty() {
             run_pgbench(ctx, &url, &seeded.orgs, orgs, &dir)?;
         }
+        if !args.placements.is_empty() {
+            compare_placements(ctx, &url, &seeded.orgs, &targets, orgs, &dir)?;
+        }
         Ok(())
     })();
     // Leave the wall as migrate makes it, whatever happened.
@@ -485,6 +525,68 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
         ctx.rt.block_on(seed::pg_drop(admin, &name))?;
         std::fs::remove_dir_all(&dir)?;
     }
+    Ok(())
+}
+
+/// `--placements`: every org placed in each placement in turn (rows and all, see
+/// [`placed`]), a server started afresh on it, the placement workloads measured; rounds
+/// alternate the order. Every org ends back in the shared tables.
+fn compare_placements(
+    ctx: &mut Ctx<'_>,
+    url: &str,
+    seeded: &[dataset::Org],
+    targets: &std::sync::Arc<Vec<load::Target>>,
+    orgs: usize,
+    dir: &Path,
+) -> Result<()> {
+    let args = ctx.args;
+    let ids: Vec<uuid::Uuid> = seeded.iter().map(|o| o.id).collect();
+    for round in 1..=args.rounds.max(1) {
+        let mut order = args.placements.clone();
+        if round % 2 == 0 {
+            order.reverse();
+        }
+        for p in order {
+            let secs = ctx
+                .rt
+                .block_on(placed::place_all(url, &args.app_role, &ids, &p.kind()))?;
+            say(format!(
+                "{orgs} orgs placed in {} (rows and all) in {secs:.1} s",
+                p.kind()
+            ));
+            let server = Server::start(&args.orgwall_bin, &Backend::Postgres(url, dir))?;
+            let r = (|| -> Result<()> {
+                ctx.touch(&server, targets)?;
+                for &w in &args.placement_workloads {
+                    let run = Run {
+                        server: &server,
+                        targets,
+                        orgs,
+                        backend: "postgres",
+                        variant: p.variant(),
+                        round,
+                    };
+                    ctx.measure(&run, w, args.concurrency)?;
+                }
+                Ok(())
+            })();
+            if r.is_err() {
+                say(format!("server log:\n{}", server.log_tail()));
+            }
+            server.stop()?;
+            r?;
+        }
+    }
+    ctx.rt.block_on(placed::place_all(
+        url,
+        &args.app_role,
+        &ids,
+        &orgwall_store::placement::Kind::Shared,
+    ))?;
+    ctx.report.notes.push(format!(
+        "Placements: for each `placed ...` variant every org was placed there with its rows (the bench copies them out, places the empty org with `placement::set`, copies them in; see crates/orgwall-bench/src/placed.rs), then a server was started afresh and touched every org before the runs; RLS on. Orders: {}.",
+        if args.rounds > 1 { "alternating per round" } else { "as given" }
+    ));
     Ok(())
 }
 

@@ -325,6 +325,41 @@ impl Report {
                 });
             }
         }
+        // Each placement of its own vs the shared tables, same sitting (issue 12).
+        for &orgs in &sizes {
+            for w in [Workload::Detail, Workload::List, Workload::Create] {
+                let Some(shared) = self.median(orgs, "postgres", "placed shared", w, concurrency)
+                else {
+                    continue;
+                };
+                for variant in ["placed schema", "placed database"] {
+                    let Some(m) = self.median(orgs, "postgres", variant, w, concurrency) else {
+                        continue;
+                    };
+                    if shared.rps <= 0.0 {
+                        continue;
+                    }
+                    let cost = 1.0 - m.rps / shared.rps;
+                    checks.push(TargetCheck {
+                        what: format!(
+                            "{variant} vs shared, {} at {orgs} orgs, c={concurrency}",
+                            w.name()
+                        ),
+                        target: "<= 5% fewer req/s than shared".into(),
+                        measured: format!(
+                            "{:.0} req/s (p50 {:.2} ms) vs {:.0} req/s (p50 {:.2} ms){}: {}",
+                            m.rps,
+                            m.p50_ms,
+                            shared.rps,
+                            shared.p50_ms,
+                            rounds_note(m.rounds),
+                            pct(cost)
+                        ),
+                        met: Some(cost <= 0.05),
+                    });
+                }
+            }
+        }
         // p50 of a detail read, smallest vs largest org count.
         if let (Some(&small), Some(&large)) = (sizes.first(), sizes.last()) {
             for (backend, variant) in [("sqlite", "-"), ("postgres", "rls on")] {

@@ -84,72 +84,234 @@ pub(crate) struct PgDb {
 }
 
 /// The pools of an instance's placement databases: one per database, opened on first use
-/// with the same login as the control database's (or the target's), `size` connections
-/// at most each, under **one connection budget per server**: the pools of one server
-/// never hold more than `budget` connections together. A database that needs a pool when
-/// its server's budget is taken closes that server's least recently used idle pool first,
-/// or waits (up to [`BUDGET_WAIT`], then 503) for one to go idle; pools idle for
+/// with the same login as the control database's (or the target's), under **one
+/// connection budget per server**: every connection to a placement database holds a
+/// permit of its server's budget (`budget` permits) from before it connects until its
+/// session has ended, so the pools of one server never hold more than `budget`
+/// connections together, however many databases they serve. A pool starts with room for
+/// one connection and grows (up to `size`) only while the budget has a permit free: past
+/// that, a database waits for its own connections, which is shorter than connecting. A
+/// database's first connection, when the budget is taken, closes the server's least
+/// recently used wholly idle pool (ending its sessions, awaited) or waits for a permit
+/// (up to [`BUDGET_WAIT`], then 503); one waiting longer than [`STARVING`] makes the busy
+/// pools give connections up as they come back ([`yield_to_waiters`]). Pools idle for
 /// [`PLACED_IDLE`] are closed by a sweeper, so 1,000 databases do not keep 1,000 pools.
 struct Placed {
     pools: std::sync::Mutex<std::collections::HashMap<PlacedKey, PlacedPool>>,
     /// Server logins by target (`None`: the control server), read once.
     logins: std::sync::Mutex<std::collections::HashMap<Option<Arc<str>>, placement::Login>>,
-    /// Connections of closed pools still being closed, by server: they count against
-    /// the budget until their sessions have left the server.
-    closing: std::sync::Mutex<std::collections::HashMap<Option<Arc<str>>, usize>>,
+    /// Each server's budget (`None`: the control server).
+    budgets: std::sync::Mutex<std::collections::HashMap<Option<Arc<str>>, Arc<Budget>>>,
     size: usize,
     budget: usize,
 }
 
 impl Placed {
-    /// Takes `pool` (already out of the map) out of service: its idle connections are
-    /// ended on the server (each ends its own session and is awaited until the server has
-    /// closed it), counting against `server`'s budget until then. Called with the pools'
-    /// lock held.
-    fn retire(self: &Arc<Self>, server: Option<Arc<str>>, pool: &Pool) {
-        let removed = pool.retain(|_, _| false).removed;
-        pool.close();
-        if removed.is_empty() {
-            return;
+    /// Lets `pool` (of a database on `server`) hold one more connection when all it
+    /// holds are in use, it is below its size and the server's budget has a permit free
+    /// now: a database grows only into room nobody uses, never by closing another's
+    /// connection (it waits for its own instead, which is shorter than connecting).
+    fn grow(&self, pool: &Pool, server: &Option<Arc<str>>) {
+        let st = pool.status();
+        if st.available == 0
+            && st.size >= st.max_size
+            && st.max_size < self.size
+            && self.budget_of(server).permits.available_permits() > 0
+        {
+            pool.resize(st.max_size + 1);
         }
-        *self
-            .closing
+    }
+
+    /// The budget of `server`.
+    fn budget_of(&self, server: &Option<Arc<str>>) -> Arc<Budget> {
+        self.budgets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(server.clone())
-            .or_insert(0) += removed.len();
-        let placed = self.clone();
-        tokio::spawn(async move {
-            let n = removed.len();
-            for client in removed {
-                let _ = client
-                    .batch_execute("SELECT pg_terminate_backend(pg_backend_pid())")
-                    .await;
-                for _ in 0..1000 {
-                    if client.is_closed() {
-                        break;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                }
-            }
-            let mut closing = placed
-                .closing
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(c) = closing.get_mut(&server) {
-                *c = c.saturating_sub(n);
-            }
-        });
+            .or_insert_with(|| {
+                Arc::new(Budget {
+                    permits: tokio::sync::Semaphore::new(self.budget),
+                    waiting: std::sync::atomic::AtomicUsize::new(0),
+                })
+            })
+            .clone()
     }
 
-    /// Connections of `server` still being closed.
-    fn closing(&self, server: &Option<Arc<str>>) -> usize {
-        self.closing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(server)
-            .copied()
-            .unwrap_or(0)
+    /// Closes `server`'s least recently used pool that is wholly idle (none of its
+    /// connections in use or asked for), other than `own`'s, so that its budget permits
+    /// come free; `false` if there is none.
+    async fn evict_one(&self, server: &Option<Arc<str>>, own: &PlacedKey) -> bool {
+        let removed = {
+            let mut pools = self
+                .pools
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let victim = pools
+                .iter()
+                .filter(|(k, p)| {
+                    k.0 == *server && *k != own && p.idle() && p.pool.status().size > 0
+                })
+                .min_by_key(|(_, p)| p.last_used)
+                .map(|(k, _)| k.clone());
+            let Some(p) = victim.and_then(|k| pools.remove(&k)) else {
+                return false;
+            };
+            let removed = p.pool.retain(|_, _| false).removed;
+            p.pool.close();
+            removed
+        };
+        let any = !removed.is_empty();
+        end_sessions(removed).await;
+        any
+    }
+}
+
+/// Ends connections taken out of a pool: each ends its own session and is awaited until
+/// the server has closed it (its budget permit is given back then), at most a second.
+async fn end_sessions(clients: Vec<deadpool_postgres::ClientWrapper>) {
+    for client in clients {
+        let _ = client
+            .batch_execute("SELECT pg_terminate_backend(pg_backend_pid())")
+            .await;
+        for _ in 0..1000 {
+            if client.is_closed() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// One server's connection budget: a permit per connection to a placement database there.
+struct Budget {
+    permits: tokio::sync::Semaphore,
+    /// Connections waiting for a permit longer than [`STARVING`]. While there are any, a
+    /// connection of this server taken out of its pool idle gives its permit up instead
+    /// of serving ([`yield_to_waiters`]): busy databases cannot starve another one. (Not
+    /// every waiter: most find an idle connection to close within a few milliseconds,
+    /// and yielding to them would turn every checkout into a new connection.)
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+/// How long a connection waits for a budget permit before the server's busy pools give
+/// theirs up ([`Budget::waiting`]).
+const STARVING: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Counts a connection starving for a budget permit while it lives.
+struct Waiting<'a>(&'a Budget);
+
+impl<'a> Waiting<'a> {
+    fn new(b: &'a Budget) -> Self {
+        b.waiting.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Waiting(b)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0
+            .waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A budget permit held by a connection's task (given back when it ends or is aborted).
+struct Permit(Arc<Budget>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.permits.add_permits(1);
+    }
+}
+
+/// A placement pool's `pre_recycle` hook: an idle connection about to serve again ends
+/// its session instead (awaited, so its permit is free when it is gone) while another
+/// connection of its server starves for the budget; the pool then makes a new connection,
+/// which queues for a permit behind the waiter (first come, first served).
+fn yield_to_waiters(budget: Arc<Budget>) -> deadpool_postgres::Hook {
+    deadpool_postgres::Hook::async_fn(move |client, _| {
+        let budget = budget.clone();
+        Box::pin(async move {
+            if budget.waiting.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return Ok(());
+            }
+            let _ = client
+                .batch_execute("SELECT pg_terminate_backend(pg_backend_pid())")
+                .await;
+            for _ in 0..1000 {
+                if client.is_closed() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            Err(deadpool_postgres::HookError::message(
+                "gave its budget permit to a waiting connection",
+            ))
+        })
+    })
+}
+
+/// How a placement database's pool connects: within its server's budget (see [`Placed`]).
+struct BudgetConnect {
+    placed: std::sync::Weak<Placed>,
+    key: PlacedKey,
+    budget: Arc<Budget>,
+}
+
+impl deadpool_postgres::Connect for BudgetConnect {
+    fn connect(
+        &self,
+        cfg: &tokio_postgres::Config,
+    ) -> futures::future::BoxFuture<
+        '_,
+        std::result::Result<
+            (tokio_postgres::Client, tokio::task::JoinHandle<()>),
+            tokio_postgres::Error,
+        >,
+    > {
+        let cfg = cfg.clone();
+        Box::pin(async move {
+            let budget = self.budget.clone();
+            match budget.permits.try_acquire() {
+                Ok(p) => p.forget(),
+                Err(_) => {
+                    let since = std::time::Instant::now();
+                    let mut starving = None;
+                    loop {
+                        if starving.is_none() && since.elapsed() >= STARVING {
+                            starving = Some(Waiting::new(&budget));
+                        }
+                        if let Some(placed) = self.placed.upgrade() {
+                            if placed.evict_one(&self.key.0, &self.key).await {
+                                if let Ok(p) = budget.permits.try_acquire() {
+                                    p.forget();
+                                    break;
+                                }
+                            }
+                        }
+                        // Nothing idle to close: wait for a connection to end (the
+                        // caller bounds the wait), looking again for an idle one now
+                        // and then.
+                        let wait = budget.permits.acquire();
+                        if let Ok(Ok(p)) =
+                            tokio::time::timeout(std::time::Duration::from_millis(5), wait).await
+                        {
+                            p.forget();
+                            break;
+                        }
+                    }
+                }
+            }
+            // From here the permit is the connection's: its task gives it back.
+            let permit = Permit(budget);
+            let connected = cfg.connect(NoTls).await;
+            let (client, connection) = connected?;
+            let task = tokio::spawn(async move {
+                let _permit = permit; // given back when the session has ended
+                let _ = connection.await;
+            });
+            Ok((client, task))
+        })
     }
 }
 
@@ -181,17 +343,21 @@ async fn sweep_placed(placed: std::sync::Weak<Placed>) {
         let Some(placed) = placed.upgrade() else {
             return;
         };
-        let mut pools = placed
+        let mut ended = Vec::new();
+        placed
             .pools
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        pools.retain(|k, p| {
-            let keep = !p.idle() || p.last_used.elapsed() < PLACED_IDLE;
-            if !keep {
-                placed.retire(k.0.clone(), &p.pool);
-            }
-            keep
-        });
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|_, p| {
+                let keep = !p.idle() || p.last_used.elapsed() < PLACED_IDLE;
+                if !keep {
+                    ended.extend(p.pool.retain(|_, _| false).removed);
+                    p.pool.close();
+                }
+                keep
+            });
+        drop(placed);
+        end_sessions(ended).await;
     }
 }
 
@@ -206,6 +372,28 @@ fn pool_of(cfg: tokio_postgres::Config, size: usize) -> Result<Pool> {
     );
     Pool::builder(mgr)
         .max_size(size)
+        .build()
+        .map_err(Error::internal)
+}
+
+/// A placement database's pool: like [`pool_of`], each connection within its server's
+/// budget ([`BudgetConnect`]).
+fn placed_pool_of(
+    cfg: tokio_postgres::Config,
+    size: usize,
+    connect: BudgetConnect,
+) -> Result<Pool> {
+    let budget = connect.budget.clone();
+    let mgr = Manager::from_connect(
+        cfg,
+        connect,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(mgr)
+        .max_size(size)
+        .pre_recycle(yield_to_waiters(budget))
         .build()
         .map_err(Error::internal)
 }
@@ -301,7 +489,7 @@ impl PgDb {
                 let placed = Arc::new(Placed {
                     pools: std::sync::Mutex::default(),
                     logins: std::sync::Mutex::default(),
-                    closing: std::sync::Mutex::default(),
+                    budgets: std::sync::Mutex::default(),
                     size,
                     budget,
                 });
@@ -391,72 +579,50 @@ impl PgDb {
         }
         let key: PlacedKey = (target.cloned(), name.clone());
         let placed = &self.placed;
-        let max_pools = (placed.budget / placed.size).max(1);
-        let deadline = std::time::Instant::now() + BUDGET_WAIT;
-        let mut login: Option<placement::Login> = None;
-        loop {
-            let mut evicted = false;
-            {
-                let mut pools = placed
-                    .pools
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if let Some(p) = pools.get_mut(&key) {
-                    p.last_used = std::time::Instant::now();
-                    return Ok((p.pool.clone(), p.shown.clone()));
-                }
-                let on_server = pools.keys().filter(|k| k.0 == key.0).count();
-                let closing = placed.closing(&key.0);
-                if on_server < max_pools && closing == 0 {
-                    if let Some(login) = login.take() {
-                        let mut cfg = login.cfg;
-                        cfg.dbname(&**name);
-                        let shown: Arc<str> = match login.shown.rsplit_once('/') {
-                            Some((server, _)) => format!("{server}/{name}").into(),
-                            None => name.clone(),
-                        };
-                        let pool = pool_of(cfg, placed.size)?;
-                        pools.insert(
-                            key,
-                            PlacedPool {
-                                pool: pool.clone(),
-                                shown: shown.clone(),
-                                last_used: std::time::Instant::now(),
-                            },
-                        );
-                        return Ok((pool, shown));
-                    }
-                } else if on_server >= max_pools {
-                    // The server's budget is taken: its least recently used idle pool
-                    // goes (its connections close), else wait for one to go idle.
-                    let victim = pools
-                        .iter()
-                        .filter(|(k, p)| k.0 == key.0 && p.idle())
-                        .min_by_key(|(_, p)| p.last_used)
-                        .map(|(k, _)| k.clone());
-                    if let Some(v) = victim {
-                        if let Some(p) = pools.remove(&v) {
-                            placed.retire(v.0.clone(), &p.pool);
-                            evicted = true;
-                        }
-                    }
-                }
-            }
-            if login.is_none() {
-                login = Some(self.placed_login(target).await?);
-                continue;
-            }
-            if evicted {
-                continue; // room is made once its connections have closed
-            }
-            if std::time::Instant::now() >= deadline {
-                return Err(Error::Unavailable(format!(
-                    "the connection budget for placement databases on {} is in use; retry",
-                    target.map_or("the control server", |t| &**t)
-                )));
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        let found = |pools: &mut std::collections::HashMap<PlacedKey, PlacedPool>| {
+            pools.get_mut(&key).map(|p| {
+                p.last_used = std::time::Instant::now();
+                (p.pool.clone(), p.shown.clone())
+            })
+        };
+        if let Some(f) = found(
+            &mut placed
+                .pools
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        ) {
+            return Ok(f);
         }
+        let login = self.placed_login(target).await?;
+        let mut pools = placed
+            .pools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(f) = found(&mut pools) {
+            return Ok(f);
+        }
+        let mut cfg = login.cfg;
+        cfg.dbname(&**name);
+        let shown: Arc<str> = match login.shown.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}").into(),
+            None => name.clone(),
+        };
+        let connect = BudgetConnect {
+            placed: Arc::downgrade(placed),
+            key: key.clone(),
+            budget: placed.budget_of(&key.0),
+        };
+        // One connection to start with; more while the budget has room ([`grow`]).
+        let pool = placed_pool_of(cfg, 1, connect)?;
+        pools.insert(
+            key,
+            PlacedPool {
+                pool: pool.clone(),
+                shown: shown.clone(),
+                last_used: std::time::Instant::now(),
+            },
+        );
+        Ok((pool, shown))
     }
 
     /// Opens a transaction on `org`'s placement database (its data plane; see
@@ -475,12 +641,20 @@ impl PgDb {
         let mut tries = 0;
         let (pool, obj) = loop {
             let (pool, shown) = self.placed_pool(name, target).await?;
-            match pool.get().await {
-                Ok(obj) => break (pool, obj),
-                Err(deadpool_postgres::PoolError::Closed) if tries < 3 => tries += 1,
-                Err(e) => {
+            self.placed.grow(&pool, &target.cloned());
+            let got = tokio::time::timeout(BUDGET_WAIT, pool.get()).await;
+            match got {
+                Ok(Ok(obj)) => break (pool, obj),
+                Ok(Err(deadpool_postgres::PoolError::Closed)) if tries < 3 => tries += 1,
+                Ok(Err(e)) => {
                     return Err(Error::Unavailable(format!(
                         "cannot connect to PostgreSQL at {shown}: {e}"
+                    )))
+                }
+                Err(_) => {
+                    return Err(Error::Unavailable(format!(
+                        "the connection budget for placement databases on {} is in use; retry",
+                        target.map_or("the control server", |t| &**t)
                     )))
                 }
             }

@@ -1,0 +1,126 @@
+//! Placing the bench's orgs, data and all, for the placement comparison
+//! (`--placements shared,schema,database`; issue 12).
+//!
+//! `orgwall placement set` places only an empty org (moving one with data is a move, not
+//! built yet), so the bench does it by hand, as the superuser it loads with: for each org,
+//! its data-plane rows are copied out of its placement (`COPY ... TO STDOUT`, all of them,
+//! derived search rows too) and deleted there; the now empty org is placed through the
+//! kernel's own `placement::set` (which makes the schema or database whole, with every
+//! wall and the members projection, and drops the one it left); the rows are copied into
+//! the new placement (`COPY ... FROM STDIN`) with `session_replication_role = replica`, so
+//! no ordinary trigger rewrites them: every row arrives as it was, but for the derived
+//! search rows, which their `ENABLE ALWAYS` triggers rebuild from the tickets as they
+//! arrive (so they are deleted, not copied). Then `ANALYZE`. A bench tool,
+//! not a move: nothing is served meanwhile.
+
+use crate::seed::{pg_connect, pg_db_url};
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use futures::{SinkExt, TryStreamExt};
+use orgwall_store::placement::{self, Kind};
+use orgwall_store::{Db, DbConfig};
+use std::time::Instant;
+use uuid::Uuid;
+
+/// Where an org's data-plane tables are, as the superuser reaches them.
+struct Place {
+    client: tokio_postgres::Client,
+    /// The schema to qualify table names with.
+    schema: String,
+}
+
+async fn place_of(url: &str, db: &Db, org: orgwall_core::OrgId) -> Result<Place> {
+    let e = placement::show(db, org).await?;
+    let (client, schema) = match (e.kind.as_str(), e.location) {
+        ("schema", Some(s)) => (pg_connect(url).await?, s),
+        ("database", Some(d)) => (pg_connect(&pg_db_url(url, &d)?).await?, "public".into()),
+        _ => {
+            let c = pg_connect(url).await?;
+            let s: String = c
+                .query_one("SELECT current_schema()::text", &[])
+                .await?
+                .get(0);
+            (c, s)
+        }
+    };
+    client
+        .batch_execute("SET session_replication_role = replica; SET synchronous_commit = off")
+        .await?;
+    Ok(Place { client, schema })
+}
+
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Places every org of `orgs` in `kind`, with its rows. Returns the seconds it took.
+pub async fn place_all(url: &str, app_role: &str, orgs: &[Uuid], kind: &Kind) -> Result<f64> {
+    let started = Instant::now();
+    let db = Db::open(
+        &DbConfig::Postgres {
+            url: url.to_owned(),
+            app_role: app_role.to_owned(),
+            pool_size: 2,
+            placement_budget: None,
+        },
+        orgwall_store::catalog(),
+    )
+    .await?;
+    let tables: Vec<&'static str> = db.catalog().data_tables().collect();
+    for &id in orgs {
+        let org = orgwall_core::OrgId::from_uuid(id);
+        let from = place_of(url, &db, org).await?;
+        let mut held: Vec<(&str, String, Vec<Bytes>)> = Vec::new();
+        for t in &tables {
+            let columns: Vec<String> = from
+                .client
+                .query(
+                    "SELECT column_name::text FROM information_schema.columns
+                     WHERE table_schema = $1 AND table_name = $2 AND is_generated = 'NEVER'
+                     ORDER BY ordinal_position",
+                    &[&from.schema, t],
+                )
+                .await?
+                .iter()
+                .map(|r| quote(&r.get::<_, String>(0)))
+                .collect();
+            let cols = columns.join(", ");
+            let table = format!("{}.{}", quote(&from.schema), quote(t));
+            let out = from
+                .client
+                .copy_out(&format!(
+                    "COPY (SELECT {cols} FROM {table} WHERE org_id = '{id}') TO STDOUT"
+                ))
+                .await
+                .with_context(|| format!("COPY out of {table}"))?;
+            let chunks: Vec<Bytes> = out.try_collect().await?;
+            from.client
+                .execute(&format!("DELETE FROM {table} WHERE org_id = $1"), &[&id])
+                .await?;
+            held.push((t, cols, chunks));
+        }
+        drop(from);
+        placement::set(&db, org, kind.clone())
+            .await
+            .with_context(|| format!("placing org {id} in {kind}"))?;
+        let to = place_of(url, &db, org).await?;
+        for (t, cols, chunks) in held {
+            if db.catalog().is_derived(t) {
+                continue; // rebuilt from its source rows by their ALWAYS triggers
+            }
+            let table = format!("{}.{}", quote(&to.schema), quote(t));
+            let sink = to
+                .client
+                .copy_in::<_, Bytes>(&format!("COPY {table} ({cols}) FROM STDIN"))
+                .await
+                .with_context(|| format!("COPY into {table}"))?;
+            futures::pin_mut!(sink);
+            for c in chunks {
+                sink.send(c).await?;
+            }
+            sink.as_mut().finish().await?;
+        }
+        to.client.batch_execute("ANALYZE").await?;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
