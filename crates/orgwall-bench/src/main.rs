@@ -12,6 +12,7 @@
 mod chart;
 mod dataset;
 mod load;
+mod migrations;
 mod pgbench;
 mod placed;
 mod report;
@@ -142,6 +143,15 @@ struct Args {
     /// The workloads of the placement comparison.
     #[arg(long, value_delimiter = ',', default_value = "detail,list,create")]
     placement_workloads: Vec<Workload>,
+    /// PostgreSQL: time `orgwall migrate` over this many placements in a schema of their
+    /// own and this many in a database of their own (`SCHEMAS,DATABASES`, e.g.
+    /// `1000,200`), with nothing pending and with one new data-plane migration, on a
+    /// bench database of its own; then drop it all. Runs before the workloads.
+    #[arg(long, value_delimiter = ',', num_args = 2, value_names = ["SCHEMAS", "DATABASES"])]
+    migrate_placements: Option<Vec<usize>>,
+    /// Measure no workload (with `--migrate-placements`: the migrations alone).
+    #[arg(long)]
+    no_workloads: bool,
     /// Skip pgbench.
     #[arg(long)]
     no_pgbench: bool,
@@ -769,6 +779,7 @@ fn real_main() -> Result<()> {
         runs: Vec::new(),
         pgbench: Vec::new(),
         targets: Vec::new(),
+        migrations: Vec::new(),
         notes: vec![format!(
             "Load generator: {} connection(s) per run over loopback (HTTP/1.1 keep-alive, hyper), {} driver thread(s) on the same machine as the server and PostgreSQL; warmup {} s, measured {} s; random org per request with that org's own API key (role admin){}.",
             args.concurrency, args.driver_threads, args.warmup, args.duration,
@@ -797,7 +808,29 @@ fn real_main() -> Result<()> {
         report: &mut report,
     };
     let mut failures = Vec::new();
-    for &orgs in &args.orgs {
+    if let (Some(m), Some(a)) = (&args.migrate_placements, &admin) {
+        let (schemas, databases) = (
+            m.first().copied().unwrap_or(0),
+            m.get(1).copied().unwrap_or(0),
+        );
+        match rt.block_on(migrations::run(
+            a,
+            &args.app_role,
+            schemas,
+            databases,
+            args.keep,
+            say,
+        )) {
+            Ok(t) => ctx.report.migrations.push(t),
+            Err(e) => {
+                say(format!("migrations failed: {e:#}"));
+                ctx.report.notes.push(format!("migrations failed: {e}"));
+                failures.push("migrations".to_string());
+            }
+        }
+    }
+    let sizes: &[usize] = if args.no_workloads { &[] } else { &args.orgs };
+    for &orgs in sizes {
         for b in &args.backends {
             let r = match (b, &admin) {
                 (BackendArg::Sqlite, _) => bench_sqlite(&mut ctx, orgs),

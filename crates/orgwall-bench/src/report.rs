@@ -189,6 +189,8 @@ pub struct Report {
     pub pgbench: Vec<PgbenchRecord>,
     /// The targets.
     pub targets: Vec<TargetCheck>,
+    /// `--migrate-placements`: `orgwall migrate` over many placements.
+    pub migrations: Vec<crate::migrations::Timings>,
     /// Remarks (what the bench changed, what was skipped).
     pub notes: Vec<String>,
 }
@@ -576,6 +578,23 @@ impl Report {
                 for e in &r.outcome.error_samples {
                     let _ = writeln!(s, "  - `{}`", e.replace('`', "'"));
                 }
+            }
+        }
+        if !self.migrations.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n## Migrations over placements of their own (PostgreSQL)\n\n| schemas | databases | made in s | migrate, nothing pending, s | migrate, one new data-plane migration, s |\n| ---: | ---: | ---: | ---: | ---: |"
+            );
+            for m in &self.migrations {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {:.1} | {:.1} | {:.1} |",
+                    m.schemas,
+                    m.databases,
+                    m.setup_secs,
+                    m.nothing_pending_secs,
+                    m.one_migration_secs
+                );
             }
         }
         if !self.notes.is_empty() {

@@ -398,20 +398,36 @@ async fn migrations_reach_every_placement_and_a_failed_one_resumes() {
                 .await
         }
     };
-    // The control schema and the placement before it are at the new version, the failed
-    // one and the one after it at the old one.
+    // The control schema is at the new version, the failed placement at the old one,
+    // every other one (migrated a few at a time) at the old or the new one, whole: its
+    // table there exactly when its version says so.
     assert_eq!(
         t.owner_count("schema_migrations", "module = 'later'").await,
         1
     );
-    assert_eq!(has(&schemas[0]).await, 1);
     assert_eq!(has(&schemas[1]).await, 0);
-    assert_eq!(has(&schemas[2]).await, 0);
+    for s in [&schemas[0], &schemas[2]] {
+        let widgets = t
+            .owner_count(
+                "pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace",
+                &format!("n.nspname = '{s}' AND c.relname = 'widgets'"),
+            )
+            .await;
+        assert_eq!(has(s).await, widgets, "{s} is whole");
+    }
 
     // Out of the way, a re-run finishes the job.
     t.owner_exec(&format!("DROP TABLE {blocked}.widgets")).await;
-    let r = later.migrate().await.unwrap();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let r = later
+        .migrate_with(&|done, total| seen.lock().unwrap().push((done, total)))
+        .await
+        .unwrap();
     assert_eq!(r.placements, 3);
+    let seen = seen.into_inner().unwrap();
+    assert_eq!(seen.first(), Some(&(0, 3)), "{seen:?}");
+    assert_eq!(seen.last(), Some(&(3, 3)), "{seen:?}");
+    assert_eq!(seen.len(), 4, "{seen:?}");
     for s in &schemas {
         assert_eq!(has(s).await, 1, "{s}");
         assert_eq!(

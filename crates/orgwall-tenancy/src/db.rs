@@ -200,8 +200,17 @@ impl Db {
     /// Applies pending migrations (as the owner) and re-asserts the database wall on every
     /// tenant table. All in one transaction: either everything applies or nothing does.
     pub async fn migrate(&self) -> Result<crate::migrate::Report> {
+        self.migrate_with(&|_, _| {}).await
+    }
+
+    /// [`Db::migrate`], telling `progress` (done, total) as placements of their own are
+    /// brought to the same version (PostgreSQL; a few at a time, each whole).
+    pub async fn migrate_with(
+        &self,
+        progress: &(dyn Fn(usize, usize) + Send + Sync),
+    ) -> Result<crate::migrate::Report> {
         match &self.backend {
-            Backend::Pg(p) => p.migrate(&self.catalog).await,
+            Backend::Pg(p) => p.migrate(&self.catalog, progress).await,
             Backend::Sqlite(s) => s.migrate(&self.catalog).await,
         }
     }

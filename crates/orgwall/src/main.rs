@@ -273,6 +273,68 @@ fn print_placement(e: &orgwall_store::placement::Entry) {
     );
 }
 
+/// A progress bar on stderr: redrawn in place on a terminal (at most ten times a
+/// second), a line per tenth of the way otherwise; nothing when there is nothing to do.
+struct ProgressBar {
+    what: &'static str,
+    tty: bool,
+    last: std::sync::Mutex<(std::time::Instant, usize)>,
+}
+
+impl ProgressBar {
+    fn new(what: &'static str) -> Self {
+        use std::io::IsTerminal;
+        ProgressBar {
+            what,
+            tty: std::io::stderr().is_terminal(),
+            last: std::sync::Mutex::new((std::time::Instant::now(), usize::MAX)),
+        }
+    }
+
+    fn show(&self, done: usize, total: usize) {
+        if total == 0 {
+            return;
+        }
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tenth = |n: usize| n * 10 / total;
+        let due = if self.tty {
+            done == total || last.0.elapsed() >= std::time::Duration::from_millis(100)
+        } else {
+            last.1 == usize::MAX || tenth(done) != tenth(last.1) || done == total
+        };
+        if !due || last.1 == done {
+            return;
+        }
+        *last = (std::time::Instant::now(), done);
+        let width = 30;
+        let filled = done * width / total;
+        let line = format!(
+            "{} [{}{}] {done}/{total}",
+            self.what,
+            "#".repeat(filled),
+            ".".repeat(width - filled)
+        );
+        if self.tty {
+            eprint!("\r{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    fn finish(&self) {
+        let last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.tty && last.1 != usize::MAX {
+            eprintln!();
+        }
+    }
+}
+
 /// Where a route places an org, in words.
 fn placed_at(route: &orgwall_store::placement::Route) -> String {
     use orgwall_store::placement::Route;
@@ -514,14 +576,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate => {
             let db = open(&cli).await?;
-            let r = db.migrate().await?;
+            let started = std::time::Instant::now();
+            let bar = ProgressBar::new("placements");
+            let r = db.migrate_with(&|done, total| bar.show(done, total)).await;
+            bar.finish();
+            let r = r?;
             let versions: Vec<String> =
                 r.versions.iter().map(|(m, v)| format!("{m} {v}")).collect();
             println!(
-                "migrated: {} ({} applied now; {} placement(s) of their own at the same version)",
+                "migrated: {} ({} applied now; {} placement(s) of their own at the same version) in {:.1} s",
                 versions.join(", "),
                 r.applied.len(),
-                r.placements
+                r.placements,
+                started.elapsed().as_secs_f64()
             );
             Ok(ExitCode::SUCCESS)
         }

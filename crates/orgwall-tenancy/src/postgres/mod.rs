@@ -674,9 +674,13 @@ impl PgDb {
         })
     }
 
-    pub(crate) async fn migrate(&self, catalog: &Catalog) -> Result<crate::migrate::Report> {
+    pub(crate) async fn migrate(
+        &self,
+        catalog: &Catalog,
+        progress: walls::Progress<'_>,
+    ) -> Result<crate::migrate::Report> {
         let mut client = self.owner_client().await?;
-        walls::migrate(&mut client, &self.url, &self.app_role, catalog).await
+        walls::migrate(&mut client, &self.url, &self.app_role, catalog, progress).await
     }
 
     pub(crate) async fn place(

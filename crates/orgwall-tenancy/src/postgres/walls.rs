@@ -10,17 +10,42 @@ use orgwall_core::{Error, Result};
 /// The advisory lock every migration, placement and doctor-free schema change takes.
 pub(crate) const MIGRATION_LOCK: &str = "SELECT pg_advisory_xact_lock(7270001)";
 
+/// Placements migrated at the same time by [`migrate`].
+pub(crate) const PLACEMENT_JOBS: usize = 4;
+
+/// Called as placements are migrated: (done, total).
+pub type Progress<'a> = &'a (dyn Fn(usize, usize) + Send + Sync);
+
+/// One placement for [`migrate`] to bring to the current version.
+enum Placement {
+    Schema(orgwall_core::OrgId, String),
+    Database(orgwall_core::OrgId, String, Option<String>),
+}
+
+impl std::fmt::Display for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Placement::Schema(org, s) => write!(f, "placement of org {org} (schema {s})"),
+            Placement::Database(org, d, None) => write!(f, "placement of org {org} (database {d})"),
+            Placement::Database(org, d, Some(t)) => {
+                write!(f, "placement of org {org} (database {d} on target {t})")
+            }
+        }
+    }
+}
+
 /// Runs every registered module's PostgreSQL migrations as the connected login, then
 /// asserts the wall on every tenant table, all in one transaction; then brings every
-/// placement schema and placement database to the same version, each in a transaction of
-/// its own (a failure
-/// names the placement and leaves every other one at the old or the new version; a
-/// re-run continues).
+/// placement schema and placement database to the same version, [`PLACEMENT_JOBS`] at a
+/// time, each in a transaction of its own: a failure names the placement, no placement
+/// is started after it, and every placement is left at the old or the new version,
+/// whole; a re-run continues. `progress` hears (done, total) as placements finish.
 pub(crate) async fn migrate(
     client: &mut tokio_postgres::Client,
     control_url: &str,
     app_role: &str,
     catalog: &Catalog,
+    progress: Progress<'_>,
 ) -> Result<Report> {
     use super::map_err;
     super::check_role_name(app_role)?;
@@ -28,56 +53,157 @@ pub(crate) async fn migrate(
     tx.batch_execute(MIGRATION_LOCK).await.map_err(map_err)?;
     let mut report = apply(&tx, app_role, catalog, Plane::Control).await?;
     tx.commit().await.map_err(map_err)?;
+    let client = &*client;
+    let mut todo = std::collections::VecDeque::new();
     for (org, schema, _) in super::placement::placed(client, "schema").await? {
-        let tx = client.transaction().await.map_err(map_err)?;
-        tx.batch_execute(MIGRATION_LOCK).await.map_err(map_err)?;
-        let r = super::placement::enter(&tx, &schema).await;
-        let r = match r {
-            Ok(_) => apply(&tx, app_role, catalog, Plane::Data).await,
-            Err(e) => Err(e),
-        };
-        match r {
-            Ok(_) => {
-                tx.commit().await.map_err(map_err)?;
-                report.placements += 1;
-            }
-            Err(e) => {
-                return Err(Error::Internal(format!(
-                    "placement of org {org} (schema {schema}) failed to migrate: {e}; \
-                     the control schema and {} placement(s) before it are migrated, this one is \
-                     unchanged; run migrate again to continue",
-                    report.placements
-                )))
-            }
-        }
+        todo.push_back(Placement::Schema(org, schema));
     }
-    // Every placement database, the same way: one transaction each, in its database.
     for (org, name, target) in super::placement::placed(client, "database").await? {
-        let r = super::placement::migrate_database(
-            client,
-            control_url,
-            &name,
-            target.as_deref(),
-            app_role,
-            catalog,
-        )
-        .await;
-        match r {
-            Ok(()) => report.placements += 1,
-            Err(e) => {
-                return Err(Error::Internal(format!(
-                    "placement of org {org} (database {name}{}) failed to migrate: {e}; \
-                     the control schema and {} placement(s) before it are migrated, this one is \
-                     unchanged; run migrate again to continue",
-                    target
-                        .map(|t| format!(" on target {t}"))
-                        .unwrap_or_default(),
-                    report.placements
-                )))
-            }
-        }
+        todo.push_back(Placement::Database(org, name, target));
+    }
+    let total = todo.len();
+    progress(0, total);
+    let run = Run {
+        client,
+        control_url,
+        app_role,
+        catalog,
+        progress,
+        total,
+        todo: std::sync::Mutex::new(todo),
+        done: std::sync::atomic::AtomicUsize::new(0),
+        failed: std::sync::Mutex::new(None),
+    };
+    futures::future::join_all((0..PLACEMENT_JOBS.min(total)).map(|_| run.worker())).await;
+    let done = run.done.load(std::sync::atomic::Ordering::SeqCst);
+    report.placements = done;
+    let failed = run
+        .failed
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((p, e)) = failed {
+        return Err(Error::Internal(format!(
+            "{p} failed to migrate: {e}; it is unchanged; the control schema and {done} of {total} \
+             placement(s) are migrated, the others are at the old version, each whole: run \
+             migrate again to continue"
+        )));
     }
     Ok(report)
+}
+
+/// The shared state of one [`migrate`] run's placement workers.
+struct Run<'a> {
+    client: &'a tokio_postgres::Client,
+    control_url: &'a str,
+    app_role: &'a str,
+    catalog: &'a Catalog,
+    progress: Progress<'a>,
+    total: usize,
+    todo: std::sync::Mutex<std::collections::VecDeque<Placement>>,
+    done: std::sync::atomic::AtomicUsize,
+    /// The first placement that failed; no worker starts another after it.
+    failed: std::sync::Mutex<Option<(Placement, Error)>>,
+}
+
+impl Run<'_> {
+    fn next(&self) -> Option<Placement> {
+        if self
+            .failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
+        {
+            return None;
+        }
+        self.todo
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop_front()
+    }
+
+    /// Takes placements until none is left (or one failed); schemas on a control
+    /// connection of its own, opened on the first.
+    async fn worker(&self) {
+        let mut own: Option<tokio_postgres::Client> = None;
+        while let Some(p) = self.next() {
+            let r = match &p {
+                Placement::Schema(_, schema) => {
+                    if own.is_none() {
+                        match connect(self.client, self.control_url).await {
+                            Ok(c) => own = Some(c),
+                            Err(e) => {
+                                self.fail(p, e);
+                                return;
+                            }
+                        }
+                    }
+                    match own.as_mut() {
+                        Some(c) => migrate_schema(c, schema, self.app_role, self.catalog).await,
+                        None => Err(Error::Internal("no connection".into())),
+                    }
+                }
+                Placement::Database(_, name, target) => {
+                    super::placement::migrate_database(
+                        self.client,
+                        self.control_url,
+                        name,
+                        target.as_deref(),
+                        self.app_role,
+                        self.catalog,
+                    )
+                    .await
+                }
+            };
+            match r {
+                Ok(()) => {
+                    let n = self.done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    (self.progress)(n, self.total);
+                }
+                Err(e) => {
+                    self.fail(p, e);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn fail(&self, p: Placement, e: Error) {
+        let mut f = self
+            .failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if f.is_none() {
+            *f = Some((p, e));
+        }
+    }
+}
+
+/// A connection of the login at `url` (the control database's).
+async fn connect(client: &tokio_postgres::Client, url: &str) -> Result<tokio_postgres::Client> {
+    let login = super::placement::server_login(client, url, None).await?;
+    super::placement::connect_to(&login.cfg, &login.shown).await
+}
+
+/// Brings placement schema `schema` to the current data-plane version with its walls, in
+/// one transaction, under a lock of its own (two `migrate` runs never apply the same
+/// placement's migrations at once; different placements go at the same time).
+async fn migrate_schema(
+    client: &mut tokio_postgres::Client,
+    schema: &str,
+    app_role: &str,
+    catalog: &Catalog,
+) -> Result<()> {
+    use super::map_err;
+    let tx = client.transaction().await.map_err(map_err)?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(7270001, hashtext($1))",
+        &[&schema],
+    )
+    .await
+    .map_err(map_err)?;
+    super::placement::enter(&tx, schema).await?;
+    apply(&tx, app_role, catalog, Plane::Data).await?;
+    tx.commit().await.map_err(map_err)
 }
 
 /// Applies what is pending in the current schema (the first on the search path) and
