@@ -32,7 +32,15 @@ struct Place {
 async fn place_of(url: &str, db: &Db, org: orgwall_core::OrgId) -> Result<Place> {
     let e = placement::show(db, org).await?;
     let (client, schema) = match (e.kind.as_str(), e.location) {
-        ("schema", Some(s)) => (pg_connect(url).await?, s),
+        ("schema", Some(s)) => {
+            // First on the search path, as a tenant transaction has it: the search rows'
+            // triggers write to the table of that name they find first.
+            let c = pg_connect(url).await?;
+            let control: String = c.query_one("SELECT current_schema()::text", &[]).await?.get(0);
+            c.batch_execute(&format!("SET search_path TO {}, {}", quote(&s), quote(&control)))
+                .await?;
+            (c, s)
+        }
         ("database", Some(d)) => (pg_connect(&pg_db_url(url, &d)?).await?, "public".into()),
         _ => {
             let c = pg_connect(url).await?;
