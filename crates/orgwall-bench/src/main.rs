@@ -147,7 +147,7 @@ struct Args {
     /// own and this many in a database of their own (`SCHEMAS,DATABASES`, e.g.
     /// `1000,200`), with nothing pending and with one new data-plane migration, on a
     /// bench database of its own; then drop it all. Runs before the workloads.
-    #[arg(long, value_delimiter = ',', num_args = 2, value_names = ["SCHEMAS", "DATABASES"])]
+    #[arg(long, value_delimiter = ',', value_name = "SCHEMAS,DATABASES")]
     migrate_placements: Option<Vec<usize>>,
     /// Measure no workload (with `--migrate-placements`: the migrations alone).
     #[arg(long)]

@@ -36,9 +36,16 @@ async fn place_of(url: &str, db: &Db, org: orgwall_core::OrgId) -> Result<Place>
             // First on the search path, as a tenant transaction has it: the search rows'
             // triggers write to the table of that name they find first.
             let c = pg_connect(url).await?;
-            let control: String = c.query_one("SELECT current_schema()::text", &[]).await?.get(0);
-            c.batch_execute(&format!("SET search_path TO {}, {}", quote(&s), quote(&control)))
-                .await?;
+            let control: String = c
+                .query_one("SELECT current_schema()::text", &[])
+                .await?
+                .get(0);
+            c.batch_execute(&format!(
+                "SET search_path TO {}, {}",
+                quote(&s),
+                quote(&control)
+            ))
+            .await?;
             (c, s)
         }
         ("database", Some(d)) => (pg_connect(&pg_db_url(url, &d)?).await?, "public".into()),

@@ -107,17 +107,31 @@ struct Placed {
 }
 
 impl Placed {
-    /// Lets `pool` (of a database on `server`) hold one more connection when all it
-    /// holds are in use, it is below its size and the server's budget has a permit free
-    /// now: a database grows only into room nobody uses, never by closing another's
-    /// connection (it waits for its own instead, which is shorter than connecting).
-    fn grow(&self, pool: &Pool, server: &Option<Arc<str>>) {
+    /// Lets the pool of `key` hold one more connection when all it holds are in use,
+    /// it is below its size and there is room: a permit of the server's budget free now,
+    /// or another database's pool wholly idle for [`STALE_POOL`] (closed by the new
+    /// connection, [`Placed::evict_one`]). A database never grows by closing a connection
+    /// another database is using, nor one it used a moment ago: it waits for its own
+    /// instead, which is shorter than connecting.
+    fn grow(&self, key: &PlacedKey, pool: &Pool) {
         let st = pool.status();
-        if st.available == 0
-            && st.size >= st.max_size
-            && st.max_size < self.size
-            && self.budget_of(server).permits.available_permits() > 0
-        {
+        if st.available > 0 || st.size < st.max_size || st.max_size >= self.size {
+            return;
+        }
+        let room = self.budget_of(&key.0).permits.available_permits() > 0
+            || self
+                .pools
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .any(|(k, p)| {
+                    k.0 == key.0
+                        && k != key
+                        && p.idle()
+                        && p.pool.status().size > 0
+                        && p.last_used.elapsed() >= STALE_POOL
+                });
+        if room {
             pool.resize(st.max_size + 1);
         }
     }
@@ -329,6 +343,9 @@ impl PlacedPool {
         s.available == s.size && s.waiting == 0
     }
 }
+
+/// A pool wholly idle this long may be closed to let a busy database grow.
+const STALE_POOL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long a transaction waits for room under its server's connection budget.
 const BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -641,7 +658,7 @@ impl PgDb {
         let mut tries = 0;
         let (pool, obj) = loop {
             let (pool, shown) = self.placed_pool(name, target).await?;
-            self.placed.grow(&pool, &target.cloned());
+            self.placed.grow(&(target.cloned(), name.clone()), &pool);
             let got = tokio::time::timeout(BUDGET_WAIT, pool.get()).await;
             match got {
                 Ok(Ok(obj)) => break (pool, obj),

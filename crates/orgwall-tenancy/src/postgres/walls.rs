@@ -384,8 +384,8 @@ pub(crate) async fn apply(
            EXECUTE 'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ' || quote_ident(current_schema()) || ' TO {role}';
          END $$;
          REVOKE ALL ON schema_migrations FROM {role};
-         DO $$ BEGIN IF to_regclass('placement_targets') IS NOT NULL THEN
-           EXECUTE 'REVOKE ALL ON placement_targets FROM {role}';
+         DO $$ BEGIN IF to_regclass(quote_ident(current_schema()) || '.placement_targets') IS NOT NULL THEN
+           EXECUTE 'REVOKE ALL ON ' || quote_ident(current_schema()) || '.placement_targets FROM {role}';
          END IF; END $$;"
     ))
     .await
