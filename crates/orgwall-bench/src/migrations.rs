@@ -84,6 +84,36 @@ pub async fn run(
 ) -> Result<Timings> {
     let name = "orgwall_bench_migrate";
     let url = pg_recreate(admin, name).await?;
+    let measured = measure(&url, app_role, schemas, databases, &say).await;
+    // Dropped whatever happened (a failed run left 200 databases behind once).
+    if !keep {
+        let control = pg_connect(&url).await?;
+        let dbs: Vec<String> = control
+            .query(
+                "SELECT location FROM placements WHERE kind = 'database'",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        drop(control);
+        for d in dbs {
+            pg_drop(admin, &d).await?;
+        }
+        pg_drop(admin, name).await?;
+    }
+    measured
+}
+
+async fn measure(
+    url: &str,
+    app_role: &str,
+    schemas: usize,
+    databases: usize,
+    say: &impl Fn(String),
+) -> Result<Timings> {
+    let url = url.to_owned();
     let db = open(&url, app_role, false).await?;
     db.migrate().await?;
     let started = Instant::now();
@@ -142,24 +172,6 @@ pub async fn run(
     ));
     let placements = r.placements;
     drop(db);
-
-    if !keep {
-        let control = pg_connect(&url).await?;
-        let dbs: Vec<String> = control
-            .query(
-                "SELECT location FROM placements WHERE kind = 'database'",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        drop(control);
-        for d in dbs {
-            pg_drop(admin, &d).await?;
-        }
-        pg_drop(admin, name).await?;
-    }
     Ok(Timings {
         schemas,
         databases,
