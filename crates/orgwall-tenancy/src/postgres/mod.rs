@@ -184,15 +184,21 @@ impl Placed {
 /// the server has closed it (its budget permit is given back then), at most a second.
 async fn end_sessions(clients: Vec<deadpool_postgres::ClientWrapper>) {
     for client in clients {
-        let _ = client
-            .batch_execute("SELECT pg_terminate_backend(pg_backend_pid())")
-            .await;
-        for _ in 0..1000 {
-            if client.is_closed() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        end_session(&client).await;
+    }
+}
+
+/// Ends `client`'s session on the server and waits (at most a second) until the server
+/// has closed it.
+async fn end_session(client: &tokio_postgres::Client) {
+    let _ = client
+        .batch_execute("SELECT pg_terminate_backend(pg_backend_pid())")
+        .await;
+    for _ in 0..1000 {
+        if client.is_closed() {
+            break;
         }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }
 
@@ -249,15 +255,7 @@ fn yield_to_waiters(budget: Arc<Budget>) -> deadpool_postgres::Hook {
             if budget.waiting.load(std::sync::atomic::Ordering::SeqCst) == 0 {
                 return Ok(());
             }
-            let _ = client
-                .batch_execute("SELECT pg_terminate_backend(pg_backend_pid())")
-                .await;
-            for _ in 0..1000 {
-                if client.is_closed() {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-            }
+            end_session(client).await;
             Err(deadpool_postgres::HookError::message(
                 "gave its budget permit to a waiting connection",
             ))
