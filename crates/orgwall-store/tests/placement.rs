@@ -25,6 +25,21 @@ async fn placed() -> (TestDb, Demo, String) {
     (t, d, schema)
 }
 
+/// A new org made by `owner` (created the way the API creates one).
+async fn new_org(
+    db: &Db,
+    owner: orgwall_core::UserId,
+    name: &str,
+    slug: &str,
+) -> (
+    orgwall_store::access::NewOrg,
+    orgwall_store::access::OrgScope,
+) {
+    orgwall_store::access::create_org(db, owner, name, &orgwall_core::Slug::parse(slug).unwrap())
+        .await
+        .unwrap()
+}
+
 async fn count(tx: &mut orgwall_store::TenantTx<'_>, sql: &str) -> i64 {
     tx.query_one(sql, &[]).await.unwrap().get(0).unwrap()
 }
@@ -357,14 +372,7 @@ async fn migrations_reach_every_placement_and_a_failed_one_resumes() {
     // Two more placements: three in all.
     let mut schemas = vec![globex_schema];
     for slug in ["initech", "umbrella"] {
-        let (org, _) = orgwall_store::access::create_org(
-            &t.db,
-            d.carol,
-            slug,
-            &orgwall_core::Slug::parse(slug).unwrap(),
-        )
-        .await
-        .unwrap();
+        let (org, _) = new_org(&t.db, d.carol, slug, slug).await;
         placement::set(&t.db, org.id, Kind::Schema).await.unwrap();
         schemas.push(schema_name(org.id));
     }
@@ -859,14 +867,7 @@ async fn a_placement_database_is_made_whole_with_every_wall_and_dropped() {
 
     // Bad input: placing an (empty) org on a target that no longer answers is one clear
     // error naming where, and nothing changes: the org is still served where it was.
-    let (empty, _) = orgwall_store::access::create_org(
-        &t.db,
-        d.carol,
-        "Initech",
-        &orgwall_core::Slug::parse("initech").unwrap(),
-    )
-    .await
-    .unwrap();
+    let (empty, _) = new_org(&t.db, d.carol, "Initech", "initech").await;
     let port = second.port;
     drop(second);
     let err = placement::set(&t.db, empty.id, Kind::Database(Some("second".into())))
@@ -972,14 +973,7 @@ async fn placement_rules_place_new_orgs_and_plan_changes_of_empty_ones() {
 
     // A new org (plan free, no rule of its own): the default, a schema, and its creator
     // works there at once.
-    let (org, scope) = orgwall_store::access::create_org(
-        db,
-        d.carol,
-        "Initech",
-        &orgwall_core::Slug::parse("initech").unwrap(),
-    )
-    .await
-    .unwrap();
+    let (org, scope) = new_org(db, d.carol, "Initech", "initech").await;
     assert_eq!(
         placement::show(db, org.id)
             .await
@@ -1008,14 +1002,7 @@ async fn placement_rules_place_new_orgs_and_plan_changes_of_empty_ones() {
 
     // An empty org moving to enterprise follows its rule: a database of its own, with its
     // members projected (a ticket assigned to the owner is accepted there).
-    let (ent, ent_scope) = orgwall_store::access::create_org(
-        db,
-        d.carol,
-        "Umbrella",
-        &orgwall_core::Slug::parse("umbrella").unwrap(),
-    )
-    .await
-    .unwrap();
+    let (ent, ent_scope) = new_org(db, d.carol, "Umbrella", "umbrella").await;
     let followed = orgwall_store::quota::set_plan(db, ent.id, "enterprise")
         .await
         .unwrap();
@@ -1217,14 +1204,7 @@ async fn one_connection_budget_per_server_holds_under_load() {
     let mut orgs = Vec::new();
     for i in 0..8 {
         let slug = format!("budget{i}");
-        let (org, _) = orgwall_store::access::create_org(
-            &t.db,
-            d.carol,
-            &slug,
-            &orgwall_core::Slug::parse(&slug).unwrap(),
-        )
-        .await
-        .unwrap();
+        let (org, _) = new_org(&t.db, d.carol, &slug, &slug).await;
         placement::set(&t.db, org.id, Kind::Database(None))
             .await
             .unwrap();
@@ -1374,14 +1354,7 @@ async fn sqlite_placement_rules_say_only_what_it_serves() {
     placement::set_rule(&t.db, Some("enterprise"), Kind::Shared)
         .await
         .unwrap();
-    let (org, _) = orgwall_store::access::create_org(
-        &t.db,
-        d.carol,
-        "Initech",
-        &orgwall_core::Slug::parse("initech").unwrap(),
-    )
-    .await
-    .unwrap();
+    let (org, _) = new_org(&t.db, d.carol, "Initech", "initech").await;
     assert_eq!(
         orgwall_store::quota::set_plan(&t.db, org.id, "enterprise")
             .await
