@@ -231,7 +231,8 @@ async fn forge_storage_key(t: &TestDb, acme: OrgId, id: &str, key: &str) {
             assert_eq!(n, 1);
         }
         BackendKind::Sqlite => {
-            let c = rusqlite::Connection::open(&t.url).unwrap();
+            // Acme's own file, if it has one (the guard triggers ask app_org()).
+            let c = t.sqlite_owner_for(acme);
             let acme = acme.to_string();
             c.create_scalar_function(
                 "app_org",

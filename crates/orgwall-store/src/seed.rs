@@ -34,11 +34,11 @@ pub async fn demo(db: &Db) -> Result<Seeded> {
 }
 
 /// Where `serve --demo` places the demo orgs: Acme shared, Globex in a placement of its
-/// own where the backend has one (a schema on PostgreSQL; SQLite serves only shared).
+/// own: a schema on PostgreSQL, a file of its own on SQLite.
 pub fn demo_placements(db: &Db) -> Vec<(&'static str, placement::Kind)> {
     match db.kind() {
         crate::BackendKind::Postgres => vec![("globex", placement::Kind::Schema)],
-        crate::BackendKind::Sqlite => Vec::new(),
+        crate::BackendKind::Sqlite => vec![("globex", placement::Kind::Database(None))],
     }
 }
 

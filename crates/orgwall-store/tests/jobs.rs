@@ -952,6 +952,13 @@ both!(the_purge_removes_exactly_one_org, |t: TestDb| async move {
             .await,
             0
         );
+    } else {
+        // Its file of its own, if it had one (ORGWALL_TEST_PLACEMENTS), went with it.
+        let dir = std::path::Path::new(&t.url).parent().unwrap().join("orgs");
+        let name = orgwall_store::placement::database_name(d.acme);
+        for suffix in ["db", "db-wal", "db-shm"] {
+            assert!(!dir.join(format!("{name}.{suffix}")).exists(), "{suffix}");
+        }
     }
     assert_eq!(
         t.owner_count("jobs", &format!("org_id = '{}'", d.acme))

@@ -415,8 +415,18 @@ async fn sqlite_fts_tables_are_out_of_reach() {
         )
         .unwrap()
     };
-    let before = entries(&owner);
+    // Both demo orgs' entries, wherever each lives (the control file, or an org's own file
+    // under ORGWALL_TEST_PLACEMENTS).
+    let files: Vec<rusqlite::Connection> = t
+        .sqlite_org_files()
+        .into_iter()
+        .map(|(_, f)| rusqlite::Connection::open(f).unwrap())
+        .collect();
+    let all =
+        |owner: &rusqlite::Connection| entries(owner) + files.iter().map(entries).sum::<i64>();
+    let before = all(&owner);
     assert_eq!(before, 18);
+    let bob = d.bob_in_globex(db).await;
 
     let mut refused: Vec<String> = Vec::new();
     for table in ["tickets_fts_rows", "notes_fts_rows"]
@@ -454,6 +464,11 @@ async fn sqlite_fts_tables_are_out_of_reach() {
         let mut tx = db.write(&alice).await.unwrap();
         let r = tx.query(sql, &[]).await;
         assert_eq!(r.unwrap_err(), Error::ScopeViolation, "{sql}");
+        drop(tx);
+        // And on Globex's data plane (its own file, when it has one).
+        let mut tx = db.write(&bob).await.unwrap();
+        let r = tx.data().query(sql, &[]).await;
+        assert_eq!(r.unwrap_err(), Error::ScopeViolation, "globex: {sql}");
     }
     // Writes to the shadow tables: SQLite's defensive mode refuses them before the
     // authorizer (which refuses them too) is asked.
@@ -465,12 +480,16 @@ async fn sqlite_fts_tables_are_out_of_reach() {
         ] {
             let mut tx = db.write(&alice).await.unwrap();
             assert!(tx.query(&sql, &[]).await.is_err(), "{sql}");
+            drop(tx);
+            let mut tx = db.write(&bob).await.unwrap();
+            assert!(tx.data().query(&sql, &[]).await.is_err(), "globex: {sql}");
         }
     }
     // Through the scoped views: the caller's org only, and no ranking across orgs.
     let mut tx = db.read(&alice).await.unwrap();
     for view in ["tickets_fts", "notes_fts"] {
         let rows = tx
+            .data()
             .query(&format!("SELECT org_id FROM {view}"), &[])
             .await
             .unwrap();
@@ -479,6 +498,7 @@ async fn sqlite_fts_tables_are_out_of_reach() {
             assert_eq!(r.get::<uuid::Uuid>(0).unwrap(), d.acme.uuid(), "{view}");
         }
         let n: i64 = tx
+            .data()
             .query_one(
                 &format!("SELECT count(*) FROM {view} WHERE doc MATCH $1"),
                 params!["globex"],
@@ -494,7 +514,7 @@ async fn sqlite_fts_tables_are_out_of_reach() {
         "SELECT rank FROM tickets_fts WHERE doc MATCH 'login'",
         "INSERT INTO tickets_fts (org_id, id, doc) VALUES ('x', 'y', 'z')",
     ] {
-        assert!(tx.query(sql, &[]).await.is_err(), "{sql}");
+        assert!(tx.data().query(sql, &[]).await.is_err(), "{sql}");
     }
     drop(tx);
     // Without a scope, even the views refuse.
@@ -506,7 +526,7 @@ async fn sqlite_fts_tables_are_out_of_reach() {
         Error::ScopeViolation
     );
     drop(tx);
-    assert_eq!(entries(&owner), before, "nothing written around the wall");
+    assert_eq!(all(&owner), before, "nothing written around the wall");
     assert_eq!(find_tickets(db, &alice, "login").await.len(), 1);
 }
 
@@ -530,15 +550,16 @@ async fn sqlite_writes_work_on_fresh_connections_and_after_schema_changes() {
         // the index is compiled with it, and FTS5 connects the index right then.
         let mut tx = db.write(&alice).await.unwrap();
         let raw = NoteId::new();
-        tx.execute(
-            &format!(
-                "INSERT INTO notes (org_id, id, title, body, created_at, updated_at)
+        tx.data()
+            .execute(
+                &format!(
+                    "INSERT INTO notes (org_id, id, title, body, created_at, updated_at)
                  VALUES ($1, $2, 'Raw{round}', '', $3, $3) -- round {round}"
-            ),
-            params![d.acme, raw, orgwall_store::value::now()],
-        )
-        .await
-        .unwrap();
+                ),
+                params![d.acme, raw, orgwall_store::value::now()],
+            )
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         assert_eq!(
             find_notes(db, &alice, &format!("raw{round}")).await,

@@ -103,7 +103,7 @@ impl DbConfig {
 
 fn sqlite_has_no_database_placement() -> Error {
     Error::Validation(
-        "a placement database is a PostgreSQL database; on SQLite (a file of its own) it is not available yet"
+        "a placement database is a PostgreSQL database; on SQLite an org's own file is made by orgwall placement set ORG database"
             .into(),
     )
 }
@@ -211,7 +211,7 @@ impl Db {
     ) -> Result<crate::migrate::Report> {
         match &self.backend {
             Backend::Pg(p) => p.migrate(&self.catalog, progress).await,
-            Backend::Sqlite(s) => s.migrate(&self.catalog).await,
+            Backend::Sqlite(s) => s.migrate(&self.catalog, progress).await,
         }
     }
 
@@ -233,9 +233,10 @@ impl Db {
         org: OrgId,
         target: Option<&str>,
     ) -> Result<()> {
-        match &self.backend {
-            Backend::Pg(p) => p.drop_placement_database(org, target).await,
-            Backend::Sqlite(_) => Err(sqlite_has_no_database_placement()),
+        match (&self.backend, target) {
+            (Backend::Pg(p), _) => p.drop_placement_database(org, target).await,
+            (Backend::Sqlite(s), None) => s.files().remove(&crate::placement::database_name(org)),
+            (Backend::Sqlite(_), Some(_)) => Err(no_targets()),
         }
     }
 
@@ -250,16 +251,17 @@ impl Db {
         member: bool,
     ) -> Result<()> {
         let route = self.lookup_route(org).await?;
-        let Some(data) = self
-            .placement(&route, Mode::Write, &Settings::org(org))
-            .await?
-        else {
+        if !matches!(route, Route::Database { .. }) {
             return Ok(());
-        };
+        }
+        // The control transaction first (on SQLite its write lock orders this after any
+        // placement change, which takes the control file's lock before the org's file).
         let mut tx = self
             .begin_on(&self.backend, Mode::Write, Settings::org(org))
             .await?;
-        tx.data = Some(data);
+        tx.data = self
+            .placement(&route, Mode::Write, &Settings::org(org))
+            .await?;
         // The membership as the control plane has it now, key-share locked until the
         // projection has committed (data first): a removal meanwhile waits for it, and
         // one already committed is not undone here.
@@ -279,18 +281,14 @@ impl Db {
     pub(crate) async fn place(&self, org: OrgId, kind: crate::placement::Kind) -> Result<Route> {
         let r = match &self.backend {
             Backend::Pg(p) => p.place(&self.catalog, org, kind).await?,
-            Backend::Sqlite(_) => match kind {
-                crate::placement::Kind::Shared => Route::Shared,
-                crate::placement::Kind::Schema => {
-                    return Err(Error::Validation(
-                        "placement schema needs PostgreSQL (SQLite has no schemas); on SQLite an org is shared"
-                            .into(),
-                    ))
-                }
-                crate::placement::Kind::Database(_) => {
-                    return Err(sqlite_has_no_database_placement())
-                }
-            },
+            Backend::Sqlite(s) => {
+                let (s, catalog) = (s.clone(), self.catalog.clone());
+                tokio::task::spawn_blocking(move || {
+                    sqlite::placement::place(&s, &catalog, org, &kind)
+                })
+                .await
+                .map_err(Error::internal)??
+            }
         };
         self.cache.invalidate(Dep::Org(org));
         Ok(r)
@@ -338,9 +336,15 @@ impl Db {
         name: &str,
         target: Option<&str>,
     ) -> Result<Vec<(String, i64)>> {
-        match &self.backend {
-            Backend::Pg(p) => p.database_versions(name, target).await,
-            Backend::Sqlite(_) => Err(sqlite_has_no_database_placement()),
+        match (&self.backend, target) {
+            (Backend::Pg(p), _) => p.database_versions(name, target).await,
+            (Backend::Sqlite(s), None) => {
+                let (s, name) = (s.clone(), name.to_owned());
+                tokio::task::spawn_blocking(move || sqlite::placement::versions(s.files(), &name))
+                    .await
+                    .map_err(Error::internal)?
+            }
+            (Backend::Sqlite(_), Some(_)) => Err(no_targets()),
         }
     }
 
@@ -377,19 +381,27 @@ impl Db {
         route: &Route,
         mode: Mode,
         settings: &Settings,
-    ) -> Result<Option<Box<(pg::PgTx, Route, Settings)>>> {
-        match (route, &self.backend) {
-            (Route::Shared | Route::Schema(_), _) => Ok(None),
-            (Route::Database { name, target }, Backend::Pg(p)) => {
-                let tx = p
-                    .begin_placed(name, target.as_ref(), mode, settings.clone())
-                    .await?;
-                Ok(Some(Box::new((tx, route.clone(), settings.clone()))))
+    ) -> Result<Option<Box<Placed>>> {
+        let tx = match (route, &self.backend) {
+            (Route::Shared | Route::Schema(_), _) => return Ok(None),
+            (Route::Database { name, target }, Backend::Pg(p)) => PlacedTx::Pg(
+                p.begin_placed(name, target.as_ref(), mode, settings.clone())
+                    .await?,
+            ),
+            (Route::Database { name, target: None }, Backend::Sqlite(s)) => {
+                PlacedTx::Sqlite(s.begin_placed(name, mode, settings.clone()).await?)
             }
-            (Route::Database { .. }, Backend::Sqlite(_)) => Err(Error::Internal(
-                "an org placed in a database of its own on SQLite".into(),
-            )),
-        }
+            (Route::Database { .. }, Backend::Sqlite(_)) => {
+                return Err(Error::Internal(
+                    "an org placed on a target server on SQLite".into(),
+                ))
+            }
+        };
+        Ok(Some(Box::new(Placed {
+            tx,
+            route: route.clone(),
+            settings: settings.clone(),
+        })))
     }
 
     /// Where `scope`'s org lives: as read with its access, else from the directory (and
@@ -403,12 +415,8 @@ impl Db {
         Ok(r)
     }
 
-    /// Reads `org`'s route from the directory (an org with no entry is shared; SQLite
-    /// serves only the shared placement).
+    /// Reads `org`'s route from the directory (an org with no entry is shared).
     pub(crate) async fn lookup_route(&self, org: OrgId) -> Result<Route> {
-        if self.kind() == BackendKind::Sqlite {
-            return Ok(Route::Shared);
-        }
         let mut tx = self.global(Mode::Read).await?;
         let row = tx
             .query_opt(
@@ -497,12 +505,13 @@ impl Db {
     async fn tenant<'s>(&self, scope: &'s OrgScope, mode: Mode) -> Result<TenantTx<'s>> {
         let mut settings = Settings::org(scope.org_id());
         settings.route = self.route(scope).await?;
-        let data = match settings.route {
-            Route::Database { .. } => {
-                // Boxed: only an org in a database of its own pays for its future.
-                Box::pin(self.placement(&settings.route, mode, &settings)).await?
-            }
-            _ => None,
+        let placed = matches!(settings.route, Route::Database { .. });
+        let sqlite = matches!(self.backend, Backend::Sqlite(_));
+        let data = if placed && !sqlite {
+            // Boxed: only an org in a database of its own pays for its future.
+            Box::pin(self.placement(&settings.route, mode, &settings)).await?
+        } else {
+            None
         };
         let backend = &self.backend;
         let fresh = scope.fresh();
@@ -527,8 +536,39 @@ impl Db {
             }
             _ => None,
         };
-        let mut tx = self.begin_checked(backend, mode, settings, recheck).await?;
+        let route = settings.route.clone();
+        let mut tx = self
+            .begin_checked(backend, mode, settings.clone(), recheck)
+            .await?;
         tx.data = data;
+        if sqlite && mode == Mode::Write {
+            // Holding the control file's write lock, the route is checked against the
+            // directory (one indexed read): a placement changed since the scope was
+            // verified is not written past (see `sqlite::placement::place`, which takes
+            // the same lock). Reads need no check: an org is placed only while empty.
+            let now = tx
+                .query_opt(
+                    "SELECT kind, location FROM placements WHERE org_id = $1",
+                    &[Val::Uuid(scope.org_id().uuid())],
+                )
+                .await?;
+            let now = match now {
+                Some(r) => Route::from_parts(&r.get::<String>(0)?, r.get(1)?, None)?,
+                None => Route::Shared,
+            };
+            if now != route {
+                self.cache.invalidate(Dep::Org(scope.org_id()));
+                scope.forget_route();
+                return Err(Error::Unavailable(
+                    "the organization's placement changed while the request was served; send it again"
+                        .into(),
+                ));
+            }
+        }
+        if placed && sqlite {
+            // After the control transaction: its write lock comes first, as in placing.
+            tx.data = Box::pin(self.placement(&route, mode, &settings)).await?;
+        }
         Ok(TenantTx { tx, scope })
     }
 }
@@ -580,7 +620,7 @@ pub struct Tx {
     /// database of its own: its data-plane statements run there, see [`TenantTx::data`]).
     /// (Boxed: only such an org pays for its size.) The settings are its first flight's,
     /// kept to start it again after a stale check.
-    data: Option<Box<(pg::PgTx, Route, Settings)>>,
+    data: Option<Box<Placed>>,
     cache: std::sync::Arc<AccessCache>,
     /// The org of the current scope.
     org: Option<OrgId>,
@@ -638,7 +678,7 @@ impl Tx {
         let started_in_database = self.data.is_some();
         let now_in_database = matches!(route, Route::Database { .. });
         let moved = match &self.data {
-            Some(data) => data.1 != route,
+            Some(data) => data.route != route,
             None => now_in_database,
         };
         if moved && (started_in_database || now_in_database) {
@@ -752,7 +792,10 @@ impl Tx {
     /// projection that enforces it.
     pub async fn commit(self) -> Result<()> {
         if let Some(data) = self.data {
-            data.0.commit().await?;
+            match data.tx {
+                PlacedTx::Pg(t) => t.commit().await?,
+                PlacedTx::Sqlite(t) => t.commit().await?,
+            }
         }
         match self.inner {
             TxInner::Pg(t) => t.commit().await?,
@@ -769,7 +812,10 @@ impl Tx {
     /// Rolls back (dropping does the same, without waiting).
     pub async fn rollback(self) -> Result<()> {
         if let Some(data) = self.data {
-            data.0.rollback().await?;
+            match data.tx {
+                PlacedTx::Pg(t) => t.rollback().await?,
+                PlacedTx::Sqlite(t) => t.rollback().await?,
+            }
         }
         match self.inner {
             TxInner::Pg(t) => t.rollback().await,
@@ -856,7 +902,13 @@ impl Tx {
                 control
             };
             let (c, d) = match (&mut self.inner, self.data.as_deref_mut()) {
-                (TxInner::Pg(c), Some((d, _, _))) => {
+                (
+                    TxInner::Pg(c),
+                    Some(Placed {
+                        tx: PlacedTx::Pg(d),
+                        ..
+                    }),
+                ) => {
                     // Boxed: both futures at once are large, and only such an org pays.
                     Box::pin(async { futures::join!(c.query_many(sent), op.run(d)) }).await
                 }
@@ -864,7 +916,12 @@ impl Tx {
             };
             let stale = matches!(&c, Err(Error::Refused(code, _)) if *code == STALE);
             if stale {
-                if let Some((d, _, settings)) = self.data.as_deref_mut() {
+                if let Some(Placed {
+                    tx: PlacedTx::Pg(d),
+                    settings,
+                    ..
+                }) = self.data.as_deref_mut()
+                {
                     d.restart(settings.clone()).await?;
                 }
             }
@@ -894,7 +951,7 @@ impl Tx {
         }
         if self.recheck.is_none() {
             return match self.placed() {
-                Some(d) => op.run(d).await,
+                Some(d) => op.run_on(d).await,
                 None => Err(Error::Internal("no data plane of its own".into())),
             };
         }
@@ -927,6 +984,11 @@ impl Tx {
             let c = rows.split_off(data.len().min(rows.len()));
             return Ok((rows, c));
         }
+        if matches!(self.placed(), Some(PlacedTx::Sqlite(_))) {
+            // One embedded server, no flights to share: one plane after the other.
+            let d = self.data_query_many(data).await?;
+            return Ok((d, self.query_many(control).await?));
+        }
         match self.both(control, DataOp::Many(data)).await? {
             (c, DataOut::Many(d)) => Ok((d, c)),
             _ => Err(Error::Internal(
@@ -952,8 +1014,10 @@ impl Tx {
             // The access check first (it rides on the control transaction's flight).
             self.both(&[], DataOp::Many(&[])).await?;
         }
-        let Some(d) = self.placed() else {
-            return Ok(());
+        let d = match self.placed() {
+            None => return Ok(()),
+            Some(PlacedTx::Sqlite(d)) => return d.project_member(org, user, member).await,
+            Some(PlacedTx::Pg(d)) => d,
         };
         let role = d.role();
         d.execute("SELECT set_config('role', 'none', true)", &[])
@@ -981,8 +1045,8 @@ impl Tx {
         Ok(())
     }
 
-    fn placed(&mut self) -> Option<&mut pg::PgTx> {
-        self.data.as_mut().map(|d| &mut d.0)
+    fn placed(&mut self) -> Option<&mut PlacedTx> {
+        self.data.as_mut().map(|d| &mut d.tx)
     }
 
     async fn data_query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>> {
@@ -1047,6 +1111,46 @@ impl DataOp<'_> {
             DataOp::Columns(sql) => d.columns(sql).await.map(DataOut::Columns),
         }
     }
+
+    async fn run_on(&self, d: &mut PlacedTx) -> Result<DataOut> {
+        match d {
+            PlacedTx::Pg(d) => self.run(d).await,
+            PlacedTx::Sqlite(d) => match *self {
+                DataOp::Query(sql, p) => d.query(sql, p).await.map(DataOut::Rows),
+                DataOp::Many(stmts) => {
+                    let mut out = Vec::with_capacity(stmts.len());
+                    for (sql, p) in stmts {
+                        out.push(d.query(sql, p).await?);
+                    }
+                    Ok(DataOut::Many(out))
+                }
+                DataOp::Execute(sql, p) => d.execute(sql, p).await.map(DataOut::Count),
+                DataOp::Columns(sql) => Ok(DataOut::Columns(
+                    d.columns(sql)
+                        .await?
+                        .into_iter()
+                        .map(|c| (c, true))
+                        .collect(),
+                )),
+            },
+        }
+    }
+}
+
+/// The transaction on an org's own database, with its route and the settings of its
+/// first flight (kept to start it again after a stale check).
+pub(crate) struct Placed {
+    tx: PlacedTx,
+    route: Route,
+    settings: Settings,
+}
+
+/// An org's own database: a PostgreSQL database, or a SQLite file.
+// Not boxed here: `Placed` is boxed as a whole.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum PlacedTx {
+    Pg(pg::PgTx),
+    Sqlite(sqlite::SqliteTx),
 }
 
 fn still_stale() -> Error {

@@ -86,6 +86,11 @@ impl<'c> Findings<'c> {
         self.projection = true;
     }
 
+    /// Whether a placement of its own is being checked.
+    pub(crate) fn in_placement(&self) -> bool {
+        self.placement.is_some()
+    }
+
     /// Checks the control schema again.
     pub(crate) fn control(&mut self) {
         self.placement = None;

@@ -259,6 +259,7 @@ impl Catalog {
             m.tenant_tables.iter().copied().filter(move |t| {
                 m.postgres
                     .iter()
+                    .chain(m.sqlite)
                     .any(|mig| mig.plane == Plane::Data && creates_table(mig.sql, t))
             })
         })

@@ -13,7 +13,11 @@
 //!   there by its prelude (`set_config('search_path', 'org_..., <control schema>', true)`,
 //!   in the same statement as the scope settings: no extra round trip), so a wrong search
 //!   path still shows no other org's rows (RLS) and control-plane tables resolve to the
-//!   control schema, where foreign keys to `orgs`, `users` and `memberships` point.
+//!   control schema, where foreign keys to `orgs`, `users` and `memberships` point;
+//! - `database`: a database of its own on PostgreSQL (on the control server or a
+//!   registered target), a file of its own on SQLite (see `sqlite::placement`), each with
+//!   the data-plane tables, the same walls and a members projection the data plane's
+//!   foreign keys point at.
 //!
 //! The directory is the control table `placements` (one row per org, written with the org
 //! and by [`set`]); it is read with the org's access (the same statement as a membership or
@@ -33,9 +37,10 @@ pub enum Route {
     Shared,
     /// The org's own schema in the control database (its name).
     Schema(Arc<str>),
-    /// The org's own database (PostgreSQL): its name, on a registered target server or
-    /// (`None`) on the control server. Its data-plane statements run there; the
-    /// control-plane ones (access, audit, jobs) in the control database.
+    /// The org's own database: its name, on a registered target server or (`None`) on
+    /// the control server (PostgreSQL), or its own file beside the control file (SQLite,
+    /// `orgs/<name>.db`). Its data-plane statements run there; the control-plane ones
+    /// (access, audit, jobs) in the control database.
     Database {
         /// The database ([`database_name`]).
         name: Arc<str>,
@@ -138,10 +143,10 @@ pub struct DatabasePlacement {
 /// foreign keys (a ticket's assignee is a member of the ticket's org) enforced inside that
 /// database. All or nothing: on any failure the database is dropped again.
 ///
-/// The building block of `orgwall placement set ORG database[:TARGET]`; the directory
-/// does not name the database yet, and no request is routed to it (issue 12: routing a
-/// tenant transaction's data-plane statements there, with the control plane's access
-/// check in the same flight, comes next). PostgreSQL only.
+/// The building block of `orgwall placement set ORG database[:TARGET]` (which then names
+/// it in the directory); the directory does not name the database this makes, so no
+/// request is routed to it. PostgreSQL only (SQLite makes an org's file in
+/// [`set`]).
 pub async fn provision_database(
     db: &Db,
     org: OrgId,
@@ -178,8 +183,9 @@ pub enum Kind {
     Shared,
     /// A schema of its own (PostgreSQL).
     Schema,
-    /// A database of its own (PostgreSQL), on a registered target server or (`None`) on
-    /// the control server: `database` or `database:TARGET`.
+    /// A database of its own, on a registered target server or (`None`) on the control
+    /// server: `database` or `database:TARGET` (PostgreSQL); on SQLite `database` is a file
+    /// of its own.
     Database(Option<String>),
 }
 
@@ -286,9 +292,10 @@ pub async fn rules(db: &Db) -> Result<Vec<Rule>> {
 /// must be one this backend serves, and a target must be registered; otherwise nothing
 /// changes. Orgs already placed stay where they are.
 pub async fn set_rule(db: &Db, plan: Option<&str>, kind: Kind) -> Result<()> {
-    if db.kind() == crate::BackendKind::Sqlite && kind != Kind::Shared {
+    let served = matches!(kind, Kind::Shared | Kind::Database(None));
+    if db.kind() == crate::BackendKind::Sqlite && !served {
         return Err(Error::Validation(format!(
-            "placement {kind} is not served on SQLite: a rule there can only say shared"
+            "placement {kind} is not served on SQLite: a rule there can say shared or database (a file of its own)"
         )));
     }
     let (k, target) = kind.parts();
@@ -497,6 +504,22 @@ pub async fn targets(db: &Db) -> Result<Vec<Target>> {
 pub async fn remove_target(db: &Db, name: &str) -> Result<()> {
     check_target_name(name)?;
     db.remove_target(name).await
+}
+
+/// Refuses to place `org` elsewhere while its `current` placement holds rows (`holding`:
+/// the data-plane tables that do): moving data is a move, not a placement.
+pub(crate) fn empty_or_refuse(org: OrgId, current: &Route, holding: &[&str]) -> Result<()> {
+    if holding.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Conflict(
+        "placement_not_empty",
+        format!(
+            "organization {org} has data in its {} placement ({}); placing it elsewhere would move data, which placement set does not do: nothing changed",
+            current.kind(),
+            holding.join(", ")
+        ),
+    ))
 }
 
 /// Places `org` (operators: `orgwall placement set`). Only while the org holds no

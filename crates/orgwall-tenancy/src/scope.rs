@@ -114,6 +114,15 @@ impl OrgScope {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(route);
     }
 
+    /// Forgets the org's route: the next transaction reads it again (db module, when the
+    /// directory changed under it).
+    pub(crate) fn forget_route(&self) {
+        *self
+            .route
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
     /// The cell a transaction updates when it learns a newer route (db module).
     pub(crate) fn route_cell(&self) -> RouteCell {
         self.route.clone()

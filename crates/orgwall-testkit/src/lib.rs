@@ -171,10 +171,47 @@ impl TestDb {
         }
     }
 
+    /// The files of this SQLite database's orgs placed in a file of their own: (org, path).
+    pub fn sqlite_org_files(&self) -> Vec<(OrgId, PathBuf)> {
+        let c = rusqlite::Connection::open(&self.url).unwrap();
+        let dir = PathBuf::from(&self.url)
+            .parent()
+            .map_or_else(|| PathBuf::from("orgs"), |d| d.join("orgs"));
+        let mut st = c
+            .prepare("SELECT org_id, location FROM placements WHERE kind = 'database' ORDER BY 2")
+            .unwrap();
+        let rows = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .unwrap();
+        rows.map(|r| {
+            let (org, name) = r.unwrap();
+            (org.parse().unwrap(), dir.join(format!("{name}.db")))
+        })
+        .collect()
+    }
+
+    /// A SQLite owner connection (no authorizer) to `org`'s placement: its own file if it
+    /// has one, else the control file.
+    pub fn sqlite_owner_for(&self, org: OrgId) -> rusqlite::Connection {
+        let file = self
+            .sqlite_org_files()
+            .into_iter()
+            .find(|(o, _)| *o == org)
+            .map_or_else(|| PathBuf::from(&self.url), |(_, p)| p);
+        let c = rusqlite::Connection::open(file).unwrap();
+        c.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        c
+    }
+
     /// Like [`TestDb::owner_exec`], on `org`'s placement: on PostgreSQL its own schema, if
     /// it has one, goes first on the search path (unqualified data-plane tables are then
     /// the org's). Returns the number of rows the last statement changed (PostgreSQL).
     pub async fn owner_exec_for(&self, org: OrgId, sql: &str) -> u64 {
+        if self.kind == BackendKind::Sqlite {
+            let c = self.sqlite_owner_for(org);
+            c.execute_batch(sql).unwrap();
+            return c.changes();
+        }
         self.owner_client_for(org)
             .await
             .execute(sql, &[])
@@ -186,7 +223,17 @@ impl TestDb {
     /// [`TestDb::owner_exec_for`]): a subquery in `where_sql` reads the same placement.
     pub async fn owner_count_for(&self, org: OrgId, table: &str, where_sql: &str) -> i64 {
         if self.kind == BackendKind::Sqlite {
-            return self.owner_count(table, where_sql).await;
+            let c = self.sqlite_owner_for(org);
+            return c
+                .query_row(
+                    &format!(
+                        "SELECT count(*) FROM {} WHERE {where_sql}",
+                        self.sqlite_base(&c, table)
+                    ),
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
         }
         self.owner_client_for(org)
             .await
@@ -317,29 +364,46 @@ impl TestDb {
             }
             BackendKind::Sqlite => {
                 let c = rusqlite::Connection::open(&self.url).unwrap();
-                let cat = self.db.catalog();
-                // A global table whose rows sit behind a view of its own (orgwall's
-                // job_queues) is counted in its base table too.
-                let behind_view = c
-                    .query_row(
-                        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                        [format!("{table}_rows")],
-                        |r| r.get::<_, i64>(0),
+                let count = |c: &rusqlite::Connection| -> i64 {
+                    c.query_row(
+                        &format!(
+                            "SELECT count(*) FROM {} WHERE {where_sql}",
+                            self.sqlite_base(c, table)
+                        ),
+                        [],
+                        |r| r.get(0),
                     )
                     .unwrap()
-                    > 0;
-                let base = if cat.is_global(table) && !cat.is_system(table) && !behind_view {
-                    table.to_string()
-                } else {
-                    format!("{table}_rows")
                 };
-                c.query_row(
-                    &format!("SELECT count(*) FROM {base} WHERE {where_sql}"),
-                    [],
-                    |r| r.get(0),
-                )
-                .unwrap()
+                let mut n = count(&c);
+                // And in each org's file of its own.
+                if self.db.catalog().is_data(table) {
+                    for (_, file) in self.sqlite_org_files() {
+                        n += count(&rusqlite::Connection::open(file).unwrap());
+                    }
+                }
+                n
             }
+        }
+    }
+
+    /// The SQLite table holding `table`'s rows: its base table `<t>_rows`, or the table
+    /// itself for a global table (unless its rows sit behind a view of its own, as
+    /// orgwall's job_queues do).
+    fn sqlite_base(&self, c: &rusqlite::Connection, table: &str) -> String {
+        let cat = self.db.catalog();
+        let behind_view = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [format!("{table}_rows")],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+            > 0;
+        if cat.is_global(table) && !cat.is_system(table) && !behind_view {
+            table.to_string()
+        } else {
+            format!("{table}_rows")
         }
     }
 }
@@ -413,17 +477,18 @@ impl Demo {
     /// Seeds the demo data. Both orgs get a rate limit high enough that ordinary tests
     /// never meet it (rate-limit tests lower it again).
     ///
-    /// `ORGWALL_TEST_PLACEMENTS` (e.g. `globex=schema` or `acme=schema,globex=schema`)
-    /// places the demo orgs before their data is written, on PostgreSQL (SQLite serves
-    /// only the shared placement, so it is ignored there): CI runs the HTTP suite, the
-    /// matrix and the prober with each combination.
+    /// `ORGWALL_TEST_PLACEMENTS` (e.g. `globex=schema` or `acme=schema,globex=database`)
+    /// places the demo orgs before their data is written: CI runs the HTTP suite, the
+    /// matrix and the prober with each combination. On SQLite only the kinds it serves
+    /// apply (`database`: a file of its own); a `schema` there is left shared.
     pub async fn load(db: &Db) -> Demo {
-        let placements = match (db.kind(), std::env::var("ORGWALL_TEST_PLACEMENTS")) {
-            (BackendKind::Postgres, Ok(s)) => {
-                orgwall_store::seed::parse_placements(&s).expect("ORGWALL_TEST_PLACEMENTS")
-            }
-            _ => Vec::new(),
+        let mut placements = match std::env::var("ORGWALL_TEST_PLACEMENTS") {
+            Ok(s) => orgwall_store::seed::parse_placements(&s).expect("ORGWALL_TEST_PLACEMENTS"),
+            Err(_) => Vec::new(),
         };
+        if db.kind() == BackendKind::Sqlite {
+            placements.retain(|(_, k)| *k == orgwall_store::placement::Kind::Database(None));
+        }
         orgwall_store::seed::demo_placed(db, &placements)
             .await
             .unwrap();

@@ -211,16 +211,7 @@ pub(crate) async fn place(
             ))
         }
     };
-    if !holding.is_empty() {
-        return Err(Error::Conflict(
-            "placement_not_empty",
-            format!(
-                "organization {org} has data in its {} placement ({}); placing it elsewhere would move data, which placement set does not do: nothing changed",
-                current.kind(),
-                holding.join(", ")
-            ),
-        ));
-    }
+    crate::placement::empty_or_refuse(org, &current, &holding)?;
     // Made before the directory names it; dropped again if the directory change fails.
     let mut made: Option<(Login, String)> = None;
     match &wanted {

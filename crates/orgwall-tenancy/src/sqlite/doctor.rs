@@ -4,10 +4,27 @@ use crate::doctor::{check_shape, Backend, Findings, TableShape, Violation, FTS5_
 use crate::module::Catalog;
 use orgwall_core::{Error, Result};
 
-/// Checks a SQLite database.
-pub(crate) fn check(conn: &rusqlite::Connection, catalog: &Catalog) -> Result<Vec<Violation>> {
-    let e = |e: rusqlite::Error| Error::Internal(format!("doctor: {e}"));
+fn e(e: rusqlite::Error) -> Error {
+    Error::Internal(format!("doctor: {e}"))
+}
+
+/// Checks a SQLite database: the control file and every org's own file.
+pub(crate) fn check(
+    conn: &rusqlite::Connection,
+    catalog: &Catalog,
+    files: &super::placement::Files,
+) -> Result<Vec<Violation>> {
     let mut f = Findings::new(catalog);
+    walls(conn, &mut f)?;
+    directory(conn, catalog, files, &mut f)?;
+    Ok(f.found)
+}
+
+/// Checks the walls of the file `conn` is open on (the control file, or an org's own
+/// after [`Findings::placement_database`]).
+fn walls(conn: &rusqlite::Connection, f: &mut Findings<'_>) -> Result<()> {
+    let catalog = f.catalog;
+    let placed = f.in_placement();
     let objects: Vec<(String, String, String, String)> = {
         let mut st = conn
             .prepare(
@@ -56,7 +73,10 @@ pub(crate) fn check(conn: &rusqlite::Connection, catalog: &Catalog) -> Result<Ve
         .map(|(_, n, _, _)| logical(n))
         .collect();
     f.registration(&present);
-    for c in catalog.cascades() {
+    for c in catalog
+        .cascades()
+        .filter(|c| !placed || (catalog.is_data(c.parent) && catalog.is_data(c.child)))
+    {
         let parent = format!("{}_rows", c.parent);
         let trigger = c.trigger_name();
         let generated = objects.iter().any(|(k, n, t, sql)| {
@@ -70,7 +90,7 @@ pub(crate) fn check(conn: &rusqlite::Connection, catalog: &Catalog) -> Result<Ve
         }
     }
     for vt in &virtuals {
-        sqlite_fts_index(conn, &objects, vt, &mut f).map_err(e)?;
+        sqlite_fts_index(conn, &objects, vt, f).map_err(e)?;
     }
     for (kind, name, _, _) in &objects {
         if kind != "table"
@@ -196,7 +216,7 @@ pub(crate) fn check(conn: &rusqlite::Connection, catalog: &Catalog) -> Result<Ve
                 indexes,
             },
             Backend::Sqlite,
-            &mut f,
+            f,
         );
         if base.ends_with("_rows") {
             if !has("view", &view, "app_org()") {
@@ -218,7 +238,19 @@ pub(crate) fn check(conn: &rusqlite::Connection, catalog: &Catalog) -> Result<Ve
             }
         }
     }
-    // The directory: every org placed exactly once (SQLite serves the shared placement).
+    Ok(())
+}
+
+/// The directory: every org placed exactly once, shared or in a file of its own; each
+/// such file whole (its walls, its members projection in step with the control file's
+/// memberships), the org's rows in no other placement, and no file the directory does
+/// not name.
+fn directory(
+    conn: &rusqlite::Connection,
+    catalog: &Catalog,
+    files: &super::placement::Files,
+    f: &mut Findings<'_>,
+) -> Result<()> {
     let has_directory: bool = conn
         .query_row(
             "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'placements'",
@@ -229,23 +261,105 @@ pub(crate) fn check(conn: &rusqlite::Connection, catalog: &Catalog) -> Result<Ve
     if has_directory {
         let mut stmt = conn
             .prepare(
-                "SELECT o.id, pl.kind FROM orgs o LEFT JOIN placements pl ON pl.org_id = o.id
-                 WHERE pl.org_id IS NULL OR pl.kind <> 'shared' ORDER BY o.id",
+                "SELECT o.id, pl.kind, pl.target FROM orgs o LEFT JOIN placements pl ON pl.org_id = o.id
+                 WHERE pl.org_id IS NULL OR pl.kind NOT IN ('shared', 'database') OR pl.target IS NOT NULL
+                 ORDER BY o.id",
             )
             .map_err(e)?;
-        let rows: Vec<(String, Option<String>)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        let rows: Vec<(String, Option<String>, Option<String>)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .map_err(e)?
             .collect::<std::result::Result<_, _>>()
             .map_err(e)?;
-        for (org, kind) in rows {
-            match kind {
-                None => f.add(&format!("org {org}"), "has no placement entry (every org is placed exactly once; run orgwall placement set ORG shared)"),
-                Some(k) => f.add(&format!("org {org}"), format!("placed as {k}, which SQLite does not serve (only shared)")),
+        for (org, kind, target) in rows {
+            match (kind, target) {
+                (None, _) => f.add(&format!("org {org}"), "has no placement entry (every org is placed exactly once; run orgwall placement set ORG shared)"),
+                (Some(k), None) => f.add(&format!("org {org}"), format!("placed as {k}, which SQLite does not serve (shared or database: a file of its own)")),
+                (Some(_), Some(t)) => f.add(&format!("org {org}"), format!("placed on target {t}: SQLite has no target servers")),
             }
         }
+    } else {
+        return Ok(());
     }
-    Ok(f.found)
+    let placed = super::placement::placed(conn)?;
+    for (org, name) in &placed {
+        let org_id: orgwall_core::OrgId = org
+            .parse()
+            .map_err(|_| Error::Internal(format!("placements names org {org:?}")))?;
+        let shared = super::placement::tables_with_rows(conn, catalog, org_id)?;
+        if !shared.is_empty() {
+            f.add(
+                &format!("org {org}"),
+                format!(
+                    "placed in its own file {name}.db but holds rows in the shared tables too ({})",
+                    shared.join(", ")
+                ),
+            );
+        }
+        let path = files.path(name)?;
+        if !path.exists() {
+            f.add(
+                &format!("org {org}"),
+                format!("placed in {}, which does not exist", path.display()),
+            );
+            continue;
+        }
+        let placed_conn = super::open_conn(&path, super::Guard::Owner, false)?.conn;
+        f.placement_database(name);
+        let checked =
+            walls(&placed_conn, f).and_then(|()| projection_in_step(conn, &placed_conn, org, f));
+        f.control();
+        checked?;
+    }
+    for name in files.found()? {
+        if !placed.iter().any(|(_, n)| *n == name) {
+            f.add(
+                &format!("{}/{name}.db", files.dir().display()),
+                "orphan org file: no organization is placed in it (left by an earlier placement or purge?); remove it once you know what it holds",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The members projection of an org's own file: exactly its org, and exactly the members
+/// the control file has.
+fn projection_in_step(
+    control: &rusqlite::Connection,
+    placed: &rusqlite::Connection,
+    org: &str,
+    f: &mut Findings<'_>,
+) -> Result<()> {
+    let list = |c: &rusqlite::Connection, sql: &str, p: &[&str]| -> Result<Vec<String>> {
+        let mut st = c.prepare(sql).map_err(e)?;
+        let rows = st
+            .query_map(rusqlite::params_from_iter(p.iter()), |r| r.get(0))
+            .map_err(e)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(e)
+    };
+    let orgs = list(placed, "SELECT id FROM orgs ORDER BY id", &[])?;
+    if orgs != [org] {
+        f.add(
+            "orgs",
+            format!("the projection must hold exactly its org {org}; it holds {orgs:?}"),
+        );
+    }
+    let sql = "SELECT user_id FROM memberships_rows WHERE org_id = ?1 ORDER BY user_id";
+    let want = list(control, sql, &[org])?;
+    let have = list(
+        placed,
+        "SELECT user_id FROM memberships_rows ORDER BY user_id",
+        &[],
+    )?;
+    if want != have {
+        let missing: Vec<&String> = want.iter().filter(|u| !have.contains(u)).collect();
+        let extra: Vec<&String> = have.iter().filter(|u| !want.contains(u)).collect();
+        f.add(
+            "memberships",
+            format!("the members projection is out of step with the control file: missing {missing:?}, not members any more {extra:?}"),
+        );
+    }
+    Ok(())
 }
 
 /// Checks one virtual table: it must be a full-text index as documented at the top.

@@ -33,6 +33,7 @@
 //! tables' columns, so a new tenant table inherits them (see [`crate::migrate`]).
 
 mod doctor;
+pub(crate) mod placement;
 mod walls;
 
 use crate::module::Catalog;
@@ -89,6 +90,10 @@ enum Phase {
     /// Connecting the full-text indexes from a fixed statement that is compiled and never
     /// run (see [`connect_fts`]).
     Connecting,
+    /// Compiling the members projection's change in an org's own file (see
+    /// [`SqliteTx::project_member`]): fixed statements, never cached. Only then may a
+    /// statement write the projection tables there (see [`authorize_placed`]).
+    Projecting,
     /// Compiling the org purge, one fixed statement ([`PURGE_ORG_SQL`], never cached; see
     /// [`SqliteTx::purge_org`]). Deleting an `orgs` row cascades into every tenant table
     /// through SQLite's foreign-key actions, whose reads of the base tables are attributed
@@ -123,16 +128,33 @@ pub(crate) struct SqliteConn {
     scope: ScopeCell,
 }
 
-struct Pool {
+/// Which wall a connection gets.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Guard {
+    /// None: the owner's connection (migrations, the doctor, placing an org).
+    Owner,
+    /// The authorizer of the control file's server connections ([`authorize`]).
+    Server,
+    /// The authorizer of an org's own file ([`authorize_placed`]).
+    Placed,
+}
+
+pub(crate) struct Pool {
     path: PathBuf,
     idle: Mutex<Vec<SqliteConn>>,
     permits: Arc<Semaphore>,
     size: usize,
+    guard: Guard,
+    /// Whether a connection may create the file (the control file; never an org's own,
+    /// which exists whole or not at all).
+    create: bool,
 }
 
 #[derive(Clone)]
 pub(crate) struct SqliteDb {
     pool: Arc<Pool>,
+    /// Orgs placed in a file of their own.
+    files: Arc<placement::Files>,
 }
 
 fn sqlite_err(e: rusqlite::Error) -> Error {
@@ -172,15 +194,14 @@ fn sqlite_err(e: rusqlite::Error) -> Error {
     Error::Internal(format!("sqlite: {msg}"))
 }
 
-/// Opens a connection with the scope functions; `guarded` adds the authorizer.
-fn open_conn(path: &Path, guarded: bool) -> Result<SqliteConn> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| {
+/// Opens a connection with the scope functions and the authorizer `guard` names; `create`
+/// lets it create a missing file.
+pub(crate) fn open_conn(path: &Path, guard: Guard, create: bool) -> Result<SqliteConn> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| {
         Error::Unavailable(format!(
             "cannot open SQLite database {}: {e}",
             path.display()
@@ -202,8 +223,11 @@ fn open_conn(path: &Path, guarded: bool) -> Result<SqliteConn> {
     conn.set_prepared_statement_cache_capacity(256);
     let scope: ScopeCell = Arc::new(Mutex::new(Settings::default()));
     register_scope_functions(&conn, &scope).map_err(sqlite_err)?;
-    if guarded {
-        conn.authorizer(Some(authorize));
+    if guard != Guard::Owner {
+        match guard {
+            Guard::Placed => conn.authorizer(Some(authorize_placed)),
+            _ => conn.authorizer(Some(authorize)),
+        }
         // Connect the full-text indexes now rather than on a refused first write (see
         // `connect_fts`; a schema change disconnects them again and `prepare` reconnects).
         connect_fts(&conn).map_err(sqlite_err)?;
@@ -252,6 +276,7 @@ fn authorize(ctx: AuthContext<'_>) -> Authorization {
                 Phase::Running => is_fts_shadow(table_name),
                 Phase::Connecting => is_fts_shadow(table_name) || is_fts_index(table_name),
                 Phase::Purging => true,
+                Phase::Projecting => false,
             };
             if allowed {
                 Authorization::Allow
@@ -311,6 +336,36 @@ fn authorize(ctx: AuthContext<'_>) -> Authorization {
         | A::Pragma { .. }
         | A::Reindex { .. } => Authorization::Deny,
         _ => Authorization::Allow,
+    }
+}
+
+/// The projection tables of an org's own file, as the authorizer sees them (the base
+/// table and view of `memberships`).
+fn is_projection(table: &str) -> bool {
+    matches!(table, "orgs" | "users" | "memberships" | "memberships_rows")
+}
+
+/// The authorizer of an org's own file: the control file's wall ([`authorize`]), and the
+/// members projection private to the owner: no statement writes `orgs`, `users` or
+/// `memberships` there (at any depth: a trigger's write counts) unless it was compiled in
+/// [`Phase::Projecting`], and only [`SqliteTx::project_member`] compiles in that phase.
+fn authorize_placed(ctx: AuthContext<'_>) -> Authorization {
+    use AuthAction as A;
+    let phase = PHASE.with(Cell::get);
+    match ctx.action {
+        A::Insert { table_name } | A::Delete { table_name } | A::Update { table_name, .. }
+            if is_projection(table_name) =>
+        {
+            if phase == Phase::Projecting {
+                Authorization::Allow
+            } else {
+                Authorization::Deny
+            }
+        }
+        // The projection's fixed statements read the projection, and SQLite's foreign-key
+        // checks read the data-plane tables that reference it (a ticket's assignee).
+        A::Read { .. } if phase == Phase::Projecting => Authorization::Allow,
+        _ => authorize(ctx),
     }
 }
 
@@ -451,17 +506,27 @@ impl SqliteDb {
         }
         let p = path.to_owned();
         // Open once now so a bad path fails at start with a clear line.
-        let first = tokio::task::spawn_blocking(move || open_conn(&p, true))
+        let first = tokio::task::spawn_blocking(move || open_conn(&p, Guard::Server, true))
             .await
             .map_err(Error::internal)??;
+        let pool = Pool::new(path.to_owned(), pool_size, Guard::Server, true);
+        if let Ok(mut idle) = pool.idle.lock() {
+            idle.push(first);
+        }
         Ok(SqliteDb {
-            pool: Arc::new(Pool {
-                path: path.to_owned(),
-                idle: Mutex::new(vec![first]),
-                permits: Arc::new(Semaphore::new(pool_size.max(1))),
-                size: pool_size.max(1),
-            }),
+            pool: Arc::new(pool),
+            files: Arc::new(placement::Files::new(path, pool_size)),
         })
+    }
+
+    /// The control file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.pool.path
+    }
+
+    /// The files of orgs placed in a file of their own.
+    pub(crate) fn files(&self) -> &placement::Files {
+        &self.files
     }
 
     /// (connections allowed, connections in use).
@@ -476,30 +541,82 @@ impl SqliteDb {
     /// A connection without the authorizer, for migrations and the doctor (the owner).
     pub(crate) async fn owner_conn(&self) -> Result<Connection> {
         let p = self.pool.path.clone();
-        tokio::task::spawn_blocking(move || open_conn(&p, false).map(|c| c.conn))
+        tokio::task::spawn_blocking(move || open_conn(&p, Guard::Owner, true).map(|c| c.conn))
             .await
             .map_err(Error::internal)?
     }
 
     pub(crate) async fn begin(&self, mode: Mode, settings: Settings) -> Result<SqliteTx> {
+        self.pool.begin(mode, settings).await
+    }
+
+    /// A transaction on the file of an org placed in a file of its own (`name`, a checked
+    /// placement name), beside the control transaction.
+    pub(crate) async fn begin_placed(
+        &self,
+        name: &str,
+        mode: Mode,
+        settings: Settings,
+    ) -> Result<SqliteTx> {
+        self.files.pool(name)?.begin(mode, settings).await
+    }
+
+    pub(crate) async fn migrate(
+        &self,
+        catalog: &Catalog,
+        progress: &(dyn Fn(usize, usize) + Send + Sync),
+    ) -> Result<crate::migrate::Report> {
+        let conn = self.owner_conn().await?;
+        let c = catalog.clone();
+        let mut report = tokio::task::spawn_blocking(move || {
+            let mut conn = conn;
+            walls::migrate(&mut conn, &c)
+        })
+        .await
+        .map_err(Error::internal)??;
+        report.placements = placement::migrate_files(self, catalog, progress).await?;
+        Ok(report)
+    }
+
+    pub(crate) async fn doctor(&self, catalog: &Catalog) -> Result<Vec<crate::doctor::Violation>> {
+        let conn = self.owner_conn().await?;
+        let catalog = catalog.clone();
+        let files = self.files.clone();
+        tokio::task::spawn_blocking(move || doctor::check(&conn, &catalog, &files))
+            .await
+            .map_err(Error::internal)?
+    }
+}
+
+impl Pool {
+    fn new(path: PathBuf, size: usize, guard: Guard, create: bool) -> Pool {
+        Pool {
+            path,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(size.max(1))),
+            size: size.max(1),
+            guard,
+            create,
+        }
+    }
+
+    async fn begin(self: &Arc<Self>, mode: Mode, settings: Settings) -> Result<SqliteTx> {
         let permit = self
-            .pool
             .permits
             .clone()
             .acquire_owned()
             .await
             .map_err(Error::internal)?;
         let idle = self
-            .pool
             .idle
             .lock()
             .map_err(|_| Error::Internal("pool lock poisoned".into()))?
             .pop();
-        let path = self.pool.path.clone();
+        let (path, guard, create) = (self.path.clone(), self.guard, self.create);
         let conn = tokio::task::spawn_blocking(move || -> Result<SqliteConn> {
             let c = match idle {
                 Some(c) => c,
-                None => open_conn(&path, true)?,
+                None => open_conn(&path, guard, create)?,
             };
             set_scope(&c.scope, settings)?;
             let begin = match mode {
@@ -516,29 +633,10 @@ impl SqliteDb {
         .map_err(Error::internal)??;
         Ok(SqliteTx {
             conn: Some(conn),
-            pool: self.pool.clone(),
+            pool: self.clone(),
             _permit: permit,
             open: true,
         })
-    }
-
-    pub(crate) async fn migrate(&self, catalog: &Catalog) -> Result<crate::migrate::Report> {
-        let conn = self.owner_conn().await?;
-        let catalog = catalog.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn;
-            walls::migrate(&mut conn, &catalog)
-        })
-        .await
-        .map_err(Error::internal)?
-    }
-
-    pub(crate) async fn doctor(&self, catalog: &Catalog) -> Result<Vec<crate::doctor::Violation>> {
-        let conn = self.owner_conn().await?;
-        let catalog = catalog.clone();
-        tokio::task::spawn_blocking(move || doctor::check(&conn, &catalog))
-            .await
-            .map_err(Error::internal)?
     }
 }
 
@@ -609,6 +707,38 @@ impl SqliteTx {
             let before = c.conn.total_changes();
             running(|| st.execute([org.to_string()])).map_err(sqlite_err)?;
             Ok(c.conn.total_changes().saturating_sub(before))
+        })
+        .await
+    }
+
+    /// Keeps the members projection of an org's own file in step (see
+    /// [`crate::Tx::project_member`]): `member` says whether `user` is now a member of
+    /// `org`, the transaction's own org (the guard triggers check it). Fixed statements,
+    /// compiled in [`Phase::Projecting`] and never cached.
+    pub(crate) async fn project_member(
+        &mut self,
+        org: orgwall_core::OrgId,
+        user: orgwall_core::UserId,
+        member: bool,
+    ) -> Result<()> {
+        self.with(move |c| {
+            let stmts: &[&str] = if member {
+                &[
+                    "INSERT OR IGNORE INTO users (id) VALUES (?2)",
+                    "INSERT OR IGNORE INTO memberships_rows (org_id, user_id) VALUES (?1, ?2)",
+                ]
+            } else {
+                &["DELETE FROM memberships_rows WHERE org_id = ?1 AND user_id = ?2"]
+            };
+            for sql in stmts {
+                let mut st = {
+                    let _phase = InPhase::enter(Phase::Projecting);
+                    c.conn.prepare(sql).map_err(sqlite_err)?
+                };
+                // Each statement numbers both parameters (?2 alone still counts two).
+                running(|| st.execute([org.to_string(), user.to_string()])).map_err(sqlite_err)?;
+            }
+            Ok(())
         })
         .await
     }

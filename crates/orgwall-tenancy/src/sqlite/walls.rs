@@ -2,16 +2,42 @@
 //! triggers, guard triggers, named cascade triggers).
 
 use crate::migrate::{checksum, plan_all, quote_ident, Report, Side};
-use crate::module::Catalog;
+use crate::module::{Catalog, Plane};
 use orgwall_core::{Error, Result};
+
+/// What a placed file's migration runs first, in its transaction (the members projection
+/// of a new file).
+pub(crate) type First<'a> = &'a dyn Fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>;
 
 /// Runs every registered module's SQLite migrations on an owner connection (no
 /// authorizer), then generates the wall, all in one transaction.
 pub(crate) fn migrate(conn: &mut rusqlite::Connection, catalog: &Catalog) -> Result<Report> {
+    run(conn, catalog, None)
+}
+
+/// Brings an org's own file (see `sqlite::placement`) to the current data-plane version:
+/// `first`, then the data-plane migrations not applied yet, the walls and the cascades
+/// between data-plane tables, in one transaction.
+pub(crate) fn migrate_placed(
+    conn: &mut rusqlite::Connection,
+    catalog: &Catalog,
+    first: First<'_>,
+) -> Result<()> {
+    run(conn, catalog, Some(first)).map(|_| ())
+}
+
+fn run(
+    conn: &mut rusqlite::Connection,
+    catalog: &Catalog,
+    placed: Option<First<'_>>,
+) -> Result<Report> {
     let e = |e: rusqlite::Error| Error::Internal(format!("sqlite migration: {e}"));
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(|err| Error::Unavailable(format!("cannot lock the SQLite database: {err}")))?;
+    if let Some(first) = placed {
+        first(&tx).map_err(e)?;
+    }
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              module TEXT NOT NULL,
@@ -45,7 +71,10 @@ pub(crate) fn migrate(conn: &mut rusqlite::Connection, catalog: &Catalog) -> Res
     };
     let mut report = Report::default();
     let todo = plan_all(catalog, Side::Sqlite, &applied, &mut report)?;
-    for step in &todo {
+    let todo = todo
+        .iter()
+        .filter(|s| placed.is_none() || s.migration.plane == Plane::Data);
+    for step in todo {
         let m = step.migration;
         tx.execute_batch(m.sql).map_err(|err| {
             Error::Internal(format!(
@@ -61,7 +90,7 @@ pub(crate) fn migrate(conn: &mut rusqlite::Connection, catalog: &Catalog) -> Res
         report.applied(step);
     }
     walls(&tx, catalog).map_err(e)?;
-    cascades(&tx, catalog).map_err(e)?;
+    cascades(&tx, catalog, placed.is_some()).map_err(e)?;
     tx.commit().map_err(e)?;
     Ok(report)
 }
@@ -71,8 +100,16 @@ pub(crate) fn migrate(conn: &mut rusqlite::Connection, catalog: &Catalog) -> Res
 /// runs those as anonymous programs, which the authorizer cannot tell apart from
 /// top-level SQL; inside a named trigger every read is attributed to the trigger, and the
 /// guard triggers still check every deleted row.)
-fn cascades(tx: &rusqlite::Transaction<'_>, catalog: &Catalog) -> rusqlite::Result<()> {
-    for c in catalog.cascades() {
+/// In an org's own file (`placed`) only those between data-plane tables.
+fn cascades(
+    tx: &rusqlite::Transaction<'_>,
+    catalog: &Catalog,
+    placed: bool,
+) -> rusqlite::Result<()> {
+    for c in catalog
+        .cascades()
+        .filter(|c| !placed || (catalog.is_data(c.parent) && catalog.is_data(c.child)))
+    {
         let name = quote_ident(&c.trigger_name());
         let parent = quote_ident(&format!("{}_rows", c.parent));
         let child = quote_ident(&format!("{}_rows", c.child));
