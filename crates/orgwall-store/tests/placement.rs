@@ -196,6 +196,9 @@ async fn placing_refuses_what_it_cannot_do_and_changes_nothing() {
             .is_some_and(|v| v.iter().any(|(m, n)| m == "orgwall" && *n > 0)),
         "{e:?}"
     );
+    // An empty schema's tables and indexes still take pages.
+    assert!(e.size_bytes.unwrap() > 0, "{e:?}");
+    assert_eq!(placement::show(db, d.acme).await.unwrap().size_bytes, None);
     assert_eq!(
         placement::set(db, org.id, Kind::Shared).await.unwrap(),
         Route::Shared
@@ -1078,6 +1081,8 @@ async fn the_doctor_and_migrate_reach_every_placement_database() {
     assert_eq!(db.doctor().await.unwrap(), vec![]);
     let e = placement::show(db, d.globex).await.unwrap();
     assert_eq!(e.kind, "database");
+    // Its size is the database's (several MB: catalogs included).
+    assert!(e.size_bytes.unwrap() > 1_000_000, "{e:?}");
     // Globex's rows are in its database, none in the shared tables.
     assert_eq!(
         t.owner_count("public.tickets", &format!("org_id = '{}'", d.globex.uuid()))

@@ -231,6 +231,12 @@ async fn a_file_placed_org_lives_in_its_file_behind_every_wall() {
         e.location.as_deref(),
         Some(database_name(d.globex).as_str())
     );
+    let size = std::fs::metadata(&file).unwrap().len();
+    assert!(
+        e.size_bytes.unwrap() >= i64::try_from(size).unwrap(),
+        "{e:?}"
+    );
+    assert_eq!(placement::show(db, d.acme).await.unwrap().size_bytes, None);
     assert!(e
         .versions
         .unwrap()

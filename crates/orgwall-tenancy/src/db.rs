@@ -322,20 +322,25 @@ impl Db {
         }
     }
 
-    /// The data-plane versions recorded in a placement schema (operators).
-    pub(crate) async fn placement_versions(&self, schema: &str) -> Result<Vec<(String, i64)>> {
+    /// The data-plane versions recorded in a placement schema, and its size in bytes
+    /// (operators).
+    pub(crate) async fn placement_versions(
+        &self,
+        schema: &str,
+    ) -> Result<(Vec<(String, i64)>, i64)> {
         match &self.backend {
             Backend::Pg(p) => p.placement_versions(schema).await,
-            Backend::Sqlite(_) => Ok(Vec::new()),
+            Backend::Sqlite(_) => Ok((Vec::new(), 0)),
         }
     }
 
-    /// The data-plane versions recorded in placement database `name` on `target`.
+    /// The data-plane versions recorded in placement database `name` on `target` (on
+    /// SQLite, the org's file), and its size in bytes.
     pub(crate) async fn database_versions(
         &self,
         name: &str,
         target: Option<&str>,
-    ) -> Result<Vec<(String, i64)>> {
+    ) -> Result<(Vec<(String, i64)>, i64)> {
         match (&self.backend, target) {
             (Backend::Pg(p), _) => p.database_versions(name, target).await,
             (Backend::Sqlite(s), None) => {

@@ -401,6 +401,9 @@ pub struct Entry {
     /// The data-plane migration version of its placement, per module (`None` when
     /// shared: the control schema's).
     pub versions: Option<Vec<(String, i64)>>,
+    /// The size of its placement of its own in bytes: a schema's tables with their
+    /// indexes, a whole database, a file (`None` when shared).
+    pub size_bytes: Option<i64>,
 }
 
 /// Every org with its placement, by slug (operators: `orgwall placement list`).
@@ -418,13 +421,17 @@ pub async fn list(db: &Db) -> Result<Vec<Entry>> {
     for r in rows {
         let kind: Option<String> = r.get(2)?;
         let location: Option<String> = r.get(4)?;
-        let versions = match (&kind, &location) {
+        let facts = match (&kind, &location) {
             (Some(k), Some(l)) if k == "schema" => Some(db.placement_versions(l).await?),
             (Some(k), Some(l)) if k == "database" => Some(
                 db.database_versions(l, r.get::<Option<String>>(3)?.as_deref())
                     .await?,
             ),
             _ => None,
+        };
+        let (versions, size_bytes) = match facts {
+            Some((v, s)) => (Some(v), Some(s)),
+            None => (None, None),
         };
         out.push(Entry {
             org_id: r.get(0)?,
@@ -433,6 +440,7 @@ pub async fn list(db: &Db) -> Result<Vec<Entry>> {
             target: r.get(3)?,
             location,
             versions,
+            size_bytes,
         });
     }
     Ok(out)

@@ -263,14 +263,39 @@ fn print_placement(e: &orgwall_store::placement::Entry) {
         let v: Vec<String> = v.iter().map(|(m, n)| format!("{m} {n}")).collect();
         format!("  [{}]", v.join(", "))
     });
+    let at = e
+        .target
+        .as_ref()
+        .map_or(String::new(), |t| format!(" on {t}"));
+    let size = e.size_bytes.map_or("-".to_owned(), human_bytes);
     println!(
-        "{:<24} {}  {:<8} {}{}",
+        "{:<24} {}  {:<8} {}{}  {}{}",
         e.slug,
         e.org_id,
         e.kind,
         e.location.as_deref().unwrap_or("-"),
+        at,
+        size,
         versions
     );
+}
+
+/// Bytes for people: `812 B`, `4.0 kB`, `1.3 MB`, `2.1 GB`.
+fn human_bytes(n: i64) -> String {
+    let mut v = n as f64;
+    let mut unit = "B";
+    for u in ["kB", "MB", "GB", "TB"] {
+        if v < 1000.0 {
+            break;
+        }
+        v /= 1000.0;
+        unit = u;
+    }
+    if unit == "B" {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {unit}")
+    }
 }
 
 /// A progress bar on stderr: redrawn in place on a terminal (at most ten times a

@@ -548,6 +548,7 @@ impl PgDb {
         Ok(PgTx {
             obj: Some(obj),
             pool: self.pool.clone(),
+            schema: schema_of(&settings.route),
             pending: Some(settings),
             mode,
             role: self.app_role.clone(),
@@ -684,6 +685,7 @@ impl PgDb {
             mode,
             role: self.app_role.clone(),
             control: "public".into(),
+            schema: None,
             done: false,
             broken: std::sync::atomic::AtomicBool::new(false),
         })
@@ -812,7 +814,7 @@ impl PgDb {
         &self,
         name: &str,
         target: Option<&str>,
-    ) -> Result<Vec<(String, i64)>> {
+    ) -> Result<(Vec<(String, i64)>, i64)> {
         let control = self.owner_client().await?;
         let mut login = self.server_login(&control, target).await?;
         login.cfg.dbname(name);
@@ -820,7 +822,10 @@ impl PgDb {
         placement::versions(&client, None).await
     }
 
-    pub(crate) async fn placement_versions(&self, schema: &str) -> Result<Vec<(String, i64)>> {
+    pub(crate) async fn placement_versions(
+        &self,
+        schema: &str,
+    ) -> Result<(Vec<(String, i64)>, i64)> {
         let client = self.owner_client().await?;
         placement::versions(&client, Some(schema)).await
     }
@@ -855,6 +860,9 @@ pub(crate) struct PgTx {
     role: Arc<str>,
     /// The control schema (quoted), second on a placement schema's search path.
     control: Arc<str>,
+    /// The placement schema on its search path, if any: its statements are prepared under
+    /// names of their own (see [`PgTx::prepare`]).
+    schema: Option<Arc<str>>,
     done: bool,
     /// The connection failed under this transaction (the server went away): it is not
     /// given back to the pool, whose quick check could still see it open.
@@ -941,7 +949,37 @@ fn refs(params: &[Val]) -> Vec<&(dyn ToSql + Sync)> {
     params.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
 }
 
+/// The placement schema a route puts on the search path.
+fn schema_of(route: &crate::placement::Route) -> Option<Arc<str>> {
+    match route {
+        crate::placement::Route::Schema(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// How many statements one connection keeps prepared before it forgets them all (only
+/// reached with many placement schemas: each prepares its statements under names of its
+/// own).
+const STATEMENTS_PER_CONNECTION: usize = 2_000;
+
 impl PgTx {
+    /// Prepares `sql` on this connection once and reuses it. A placement schema's
+    /// transaction prepares it under a name of its own (the schema in a leading comment):
+    /// PostgreSQL re-plans a prepared statement whenever it runs under another search path
+    /// than it was planned for, so one statement shared by the shared tables and several
+    /// schemas was re-planned on nearly every use; one per schema keeps its plan. A
+    /// connection holding more than [`STATEMENTS_PER_CONNECTION`] forgets them all.
+    async fn prepare(&self, obj: &Object, sql: &str) -> Result<tokio_postgres::Statement> {
+        let Some(schema) = &self.schema else {
+            return obj.prepare_cached(sql).await.map_err(map_err);
+        };
+        if obj.statement_cache.size() > STATEMENTS_PER_CONNECTION {
+            obj.statement_cache.clear();
+        }
+        let named = format!("/* {schema} */ {sql}");
+        obj.prepare_cached(&named).await.map_err(map_err)
+    }
+
     /// Notes a lost connection in `r`.
     fn note<T>(&self, r: Result<T>) -> Result<T> {
         if let Err(Error::Unavailable(_)) = &r {
@@ -1015,6 +1053,7 @@ impl PgTx {
     ) -> Result<()> {
         if let Some(p) = self.pending.as_mut() {
             p.checks = checks;
+            self.schema = schema_of(&route);
             p.route = route;
         }
         if self.obj.is_none() {
@@ -1074,7 +1113,7 @@ impl PgTx {
         pending: Option<Settings>,
     ) -> Result<Out> {
         let obj = self.obj()?;
-        let stmt = obj.prepare_cached(sql).await.map_err(map_err)?;
+        let stmt = self.prepare(obj, sql).await?;
         let p = refs(params);
         let client: &tokio_postgres::Client = obj;
         let main = async {
@@ -1104,7 +1143,7 @@ impl PgTx {
         let obj = self.obj()?;
         let mut prepared = Vec::with_capacity(stmts.len());
         for (sql, _) in stmts {
-            prepared.push(obj.prepare_cached(sql).await.map_err(map_err)?);
+            prepared.push(self.prepare(obj, sql).await?);
         }
         let params: Vec<Vec<&(dyn ToSql + Sync)>> = stmts.iter().map(|(_, p)| refs(p)).collect();
         let client: &tokio_postgres::Client = obj;
@@ -1152,6 +1191,7 @@ impl PgTx {
     }
 
     async fn rescope_inner(&mut self, settings: Settings) -> Result<()> {
+        self.schema = schema_of(&settings.route);
         if self.pending.is_some() {
             self.pending = Some(settings);
             return Ok(());

@@ -338,11 +338,12 @@ async fn flip(
 }
 
 /// The data-plane versions recorded in a placement schema (`Some`) or in the database
-/// `client` is connected to (`None`: a placement database), per module.
+/// `client` is connected to (`None`: a placement database), per module, and its size in
+/// bytes (the schema's tables with their indexes and TOAST; the whole database).
 pub(crate) async fn versions(
     client: &tokio_postgres::Client,
     schema: Option<&str>,
-) -> Result<Vec<(String, i64)>> {
+) -> Result<(Vec<(String, i64)>, i64)> {
     let table = match schema {
         Some(s) if is_schema_name(s) => format!("{s}.schema_migrations"),
         Some(s) => {
@@ -359,7 +360,26 @@ pub(crate) async fn versions(
         )
         .await
         .map_err(map_err)?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    let size = match schema {
+        Some(s) => {
+            client
+                .query_one(
+                    "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = $1 AND c.relkind IN ('r', 'm', 'p')",
+                    &[&s],
+                )
+                .await
+        }
+        None => {
+            client
+                .query_one("SELECT pg_database_size(current_database())", &[])
+                .await
+        }
+    }
+    .map_err(map_err)?
+    .get(0);
+    Ok((rows.iter().map(|r| (r.get(0), r.get(1))).collect(), size))
 }
 
 /// How long a target server has to answer when it is registered.

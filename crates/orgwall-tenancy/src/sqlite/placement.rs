@@ -417,9 +417,17 @@ pub(crate) async fn migrate_files(
     Ok(total)
 }
 
-/// The data-plane versions recorded in placement file `name`, per module.
-pub(crate) fn versions(files: &Files, name: &str) -> Result<Vec<(String, i64)>> {
-    let conn = open_conn(&files.path(name)?, Guard::Owner, false)?.conn;
+/// The data-plane versions recorded in placement file `name`, per module, and its size in
+/// bytes (with its write-ahead log).
+pub(crate) fn versions(files: &Files, name: &str) -> Result<(Vec<(String, i64)>, i64)> {
+    let path = files.path(name)?;
+    let conn = open_conn(&path, Guard::Owner, false)?.conn;
+    let mut size = 0;
+    for suffix in ["", "-wal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        size += std::fs::metadata(&p).map_or(0, |m| m.len());
+    }
     let mut st = conn
         .prepare(
             "SELECT module, max(version) FROM schema_migrations GROUP BY module ORDER BY module",
@@ -428,5 +436,6 @@ pub(crate) fn versions(files: &Files, name: &str) -> Result<Vec<(String, i64)>> 
     let rows = st
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .map_err(internal)?;
-    rows.collect::<rusqlite::Result<_>>().map_err(internal)
+    let versions = rows.collect::<rusqlite::Result<_>>().map_err(internal)?;
+    Ok((versions, i64::try_from(size).unwrap_or(i64::MAX)))
 }
