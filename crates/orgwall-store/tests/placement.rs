@@ -1368,3 +1368,37 @@ async fn sqlite_placement_rules_say_only_what_it_serves() {
     );
     assert_eq!(placement::show(&t.db, org.id).await.unwrap().kind, "shared");
 }
+
+// The placement directory is the owner's (review of issue 12): the server role reads it
+// and adds a new org's entry, but changes and deletes none, so raw SQL in one org's scope
+// cannot re-route another org (or itself; a second entry is refused by the key); the
+// doctor names the privilege if it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_directory_is_written_by_the_owner_only() {
+    let (t, d, _) = placed().await;
+    let db = &t.db;
+    let g = d.globex.uuid();
+    let alice = d.alice_in_acme(db).await;
+    for sql in [
+        format!("UPDATE placements SET kind = 'shared', location = NULL WHERE org_id = '{g}'"),
+        format!("DELETE FROM placements WHERE org_id = '{g}'"),
+        format!("INSERT INTO placements (org_id, kind, created_at, updated_at) VALUES ('{g}', 'shared', now(), now())"),
+    ] {
+        let mut tx = db.write(&alice).await.unwrap();
+        assert!(tx.execute(&sql, &[]).await.is_err(), "{sql}");
+    }
+    assert_eq!(placement::show(db, d.globex).await.unwrap().kind, "schema");
+    let (org, _) = new_org(db, d.carol, "Initech", "initech").await;
+    assert_eq!(placement::show(db, org.id).await.unwrap().kind, "shared");
+    assert_eq!(db.doctor().await.unwrap(), vec![]);
+    t.owner_exec("GRANT UPDATE ON placements TO orgwall_app")
+        .await;
+    let v = db.doctor().await.unwrap();
+    assert!(
+        v.iter()
+            .any(|x| x.object == "placements" && x.problem.contains("may write")),
+        "{v:?}"
+    );
+    db.migrate().await.unwrap();
+    assert_eq!(db.doctor().await.unwrap(), vec![]);
+}

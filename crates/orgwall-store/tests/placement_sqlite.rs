@@ -525,3 +525,194 @@ async fn a_write_with_a_route_learned_before_placing_lands_nowhere() {
     assert_eq!(count(&f, "SELECT count(*) FROM projects_rows"), 1);
     assert_eq!(db.doctor().await.unwrap(), vec![]);
 }
+
+// Review of the first version (each of these failed before its fix).
+
+// The directory and the migrations' record are the owner's: raw SQL through the server's
+// own connections (any scope, either file) writes neither. Before: Acme's scope could
+// re-route Globex, point itself at Globex's file and read its members, and delete an
+// org file's migration record (breaking `orgwall migrate` for every later file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_directory_and_the_migration_record_are_out_of_reach() {
+    let (t, d) = placed().await;
+    let db = &t.db;
+    let (g, a) = (d.globex, d.acme);
+    let alice = d.alice_in_acme(db).await;
+    let bob = d.bob_in_globex(db).await;
+    for sql in [
+        format!("UPDATE placements SET kind = 'shared', location = NULL WHERE org_id = '{g}'"),
+        format!(
+            "UPDATE placements SET kind = 'database', location = '{}' WHERE org_id = '{a}'",
+            database_name(g)
+        ),
+        format!("DELETE FROM placements WHERE org_id = '{g}'"),
+        format!("INSERT INTO placements (org_id, kind, created_at, updated_at) VALUES ('{g}', 'shared', 0, 0)"),
+        "DELETE FROM schema_migrations".to_owned(),
+        "UPDATE schema_migrations SET checksum = 'x'".to_owned(),
+    ] {
+        // (An entry is added only with its org: a second one for an org is refused by its key.)
+        let mut tx = db.write(&alice).await.unwrap();
+        let err = tx.execute(&sql, &[]).await.unwrap_err();
+        assert!(
+            matches!(err, Error::ScopeViolation | Error::Conflict(..)),
+            "{sql}: {err:?}"
+        );
+        drop(tx);
+        let mut tx = db.write(&bob).await.unwrap();
+        let err = tx.data().execute(&sql, &[]).await.unwrap_err();
+        assert!(matches!(err, Error::ScopeViolation | Error::Internal(_)), "globex file: {sql}: {err:?}");
+    }
+    assert_eq!(placement::show(db, g).await.unwrap().kind, "database");
+    assert_eq!(placement::show(db, a).await.unwrap().kind, "shared");
+    assert_eq!(db.doctor().await.unwrap(), vec![]);
+}
+
+// A read transaction cannot write, on either file (as PostgreSQL's READ ONLY). Before: a
+// read with a route learned before its org was placed wrote into the shared tables,
+// past the directory check that guards writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_transaction_writes_nothing() {
+    let (t, d) = placed().await;
+    let db = &t.db;
+    let note = |org: OrgId| {
+        format!(
+            "INSERT INTO notes (org_id, id, title, body, created_at, updated_at) VALUES ('{org}', '{}', 'x', '', 0, 0)",
+            uuid::Uuid::now_v7()
+        )
+    };
+    let alice = d.alice_in_acme(db).await;
+    let mut tx = db.read(&alice).await.unwrap();
+    assert!(tx.data().execute(&note(d.acme), &[]).await.is_err());
+    drop(tx);
+    let bob = d.bob_in_globex(db).await;
+    let mut tx = db.read(&bob).await.unwrap();
+    assert!(tx.data().execute(&note(d.globex), &[]).await.is_err());
+    drop(tx);
+    // The same connections write again in write transactions.
+    for (scope, org) in [(&alice, d.acme), (&bob, d.globex)] {
+        let mut tx = db.write(scope).await.unwrap();
+        tx.data().execute(&note(org), &[]).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    let (t2, d2) = (&t, &d);
+    let n = t2
+        .owner_count(
+            "notes",
+            &format!("title = 'x' AND org_id IN ('{}', '{}')", d2.acme, d2.globex),
+        )
+        .await;
+    assert_eq!(n, 2);
+}
+
+// Another process (the CLI) places an org back in the shared tables and then in a file
+// again: a pooled connection of the server, still open on the first file (removed), must
+// not take the server's next write there. Before: the write was acknowledged, read back on
+// that connection, and lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_made_again_is_not_written_through_a_connection_to_the_old_one() {
+    let (t, d) = placed().await;
+    let db = &t.db;
+    let (org, owner) = new_org(db, d.carol, "initech").await;
+    placement::set(db, org, Kind::Database(None)).await.unwrap();
+    drop(db.read(&owner).await.unwrap()); // a connection to the file, now idle in the pool
+    let cli = Db::open(
+        &DbConfig::Sqlite {
+            path: PathBuf::from(&t.url),
+            pool_size: 2,
+        },
+        orgwall_store::catalog(),
+    )
+    .await
+    .unwrap();
+    placement::set(&cli, org, Kind::Shared).await.unwrap();
+    placement::set(&cli, org, Kind::Database(None))
+        .await
+        .unwrap();
+    let mut tx = db.write(&owner).await.unwrap();
+    orgwall_store::repo::projects::create(&mut tx, "NEW", "New", "")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let f = rusqlite::Connection::open(file_of(&t, org)).unwrap();
+    assert_eq!(
+        count(&f, "SELECT count(*) FROM projects_rows"),
+        1,
+        "the write is in the file the directory names"
+    );
+}
+
+// Accepting an invitation projects the new member into the org's own file. Before: the
+// projection's statement used PostgreSQL's FOR KEY SHARE, failed on SQLite, and the
+// invitee could not be assigned a ticket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_invitation_is_projected_into_the_orgs_file() {
+    let (t, d) = placed().await;
+    let db = &t.db;
+    let bob = d.bob_in_globex(db).await;
+    let mut tx = db.write(&bob).await.unwrap();
+    let (_, token) = orgwall_store::repo::invitations::create(
+        &mut tx,
+        &orgwall_core::Email::parse("alice@acme.test").unwrap(),
+        "member",
+        |t| t.to_owned(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    orgwall_store::access::accept_invitation(db, d.alice, &token)
+        .await
+        .unwrap();
+    assert!(projected(&t, d.globex).contains(&d.alice.to_string()));
+    let mut tx = db.write(&bob).await.unwrap();
+    tx.data()
+        .execute("UPDATE tickets SET assignee_id = $1", params![d.alice])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(db.doctor().await.unwrap(), vec![]);
+}
+
+// The doctor reads what the walls cannot stop once foreign keys are off (a restore, the
+// sqlite3 shell): another org's row in an org's file, a foreign key pointing at nothing,
+// a file a placement left half-made; and an org whose file went missing is placed anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_doctor_reads_an_org_file_written_around_the_walls() {
+    let (t, d) = placed().await;
+    let db = &t.db;
+    let gf = owner_as(file_of(&t, d.globex), d.globex);
+    gf.execute_batch(&format!(
+        "PRAGMA foreign_keys = OFF; UPDATE tickets_rows SET assignee_id = '{}';",
+        d.alice
+    ))
+    .unwrap();
+    drop(gf);
+    let af = owner_as(file_of(&t, d.globex), d.acme);
+    af.execute_batch(&format!(
+        "PRAGMA foreign_keys = OFF;
+         INSERT INTO notes_rows (org_id, id, title, body, created_at, updated_at) VALUES ('{}', '{}', 'stray', '', 0, 0);",
+        d.acme,
+        uuid::Uuid::now_v7()
+    ))
+    .unwrap();
+    drop(af);
+    let half = file_of(&t, OrgId::new()).with_extension("db.making");
+    std::fs::write(&half, b"").unwrap();
+    let v = db.doctor().await.unwrap();
+    let found = |object: &str, says: &str| {
+        v.iter()
+            .any(|x| x.object.contains(object) && x.problem.contains(says))
+    };
+    assert!(found("notes_rows", "another org"), "{v:#?}");
+    assert!(found("tickets_rows", "points at nothing"), "{v:#?}");
+    assert!(found(".db.making", "half-made"), "{v:#?}");
+
+    // A file gone missing: the org can be placed again (anew), or back in the shared tables.
+    let (org, _) = new_org(db, d.carol, "initech").await;
+    placement::set(db, org, Kind::Database(None)).await.unwrap();
+    std::fs::remove_file(file_of(&t, org)).unwrap();
+    placement::set(db, org, Kind::Database(None)).await.unwrap();
+    assert!(file_of(&t, org).exists(), "made anew");
+    std::fs::remove_file(file_of(&t, org)).unwrap();
+    placement::set(db, org, Kind::Shared).await.unwrap();
+    assert_eq!(placement::show(db, org).await.unwrap().kind, "shared");
+}

@@ -262,14 +262,18 @@ impl Db {
         tx.data = self
             .placement(&route, Mode::Write, &Settings::org(org))
             .await?;
-        // The membership as the control plane has it now, key-share locked until the
-        // projection has committed (data first): a removal meanwhile waits for it, and
-        // one already committed is not undone here.
+        // The membership as the control plane has it now, locked until the projection has
+        // committed (data first): a removal meanwhile waits for it, and one already
+        // committed is not undone here. PostgreSQL: a key-share lock on the row; SQLite:
+        // the control file's write lock, which this write transaction holds.
+        let sql = match self.kind() {
+            BackendKind::Postgres => {
+                "SELECT 1 FROM memberships WHERE org_id = $1 AND user_id = $2 FOR KEY SHARE"
+            }
+            BackendKind::Sqlite => "SELECT 1 FROM memberships WHERE org_id = $1 AND user_id = $2",
+        };
         let present = tx
-            .query_opt(
-                "SELECT 1 FROM memberships WHERE org_id = $1 AND user_id = $2 FOR KEY SHARE",
-                &[Val::Uuid(org.uuid()), Val::Uuid(user.uuid())],
-            )
+            .query_opt(sql, &[Val::Uuid(org.uuid()), Val::Uuid(user.uuid())])
             .await?
             .is_some();
         tx.project_member(user, member && present).await?;
@@ -458,6 +462,7 @@ impl Db {
             cache: self.cache.clone(),
             org,
             announce: Announce::Nothing,
+            projected: Projected::default(),
             recheck,
         })
     }
@@ -547,34 +552,43 @@ impl Db {
             .await?;
         tx.data = data;
         if sqlite && mode == Mode::Write {
-            // Holding the control file's write lock, the route is checked against the
-            // directory (one indexed read): a placement changed since the scope was
-            // verified is not written past (see `sqlite::placement::place`, which takes
-            // the same lock). Reads need no check: an org is placed only while empty.
-            let now = tx
-                .query_opt(
-                    "SELECT kind, location FROM placements WHERE org_id = $1",
-                    &[Val::Uuid(scope.org_id().uuid())],
-                )
-                .await?;
-            let now = match now {
-                Some(r) => Route::from_parts(&r.get::<String>(0)?, r.get(1)?, None)?,
-                None => Route::Shared,
-            };
-            if now != route {
-                self.cache.invalidate(Dep::Org(scope.org_id()));
-                scope.forget_route();
-                return Err(Error::Unavailable(
-                    "the organization's placement changed while the request was served; send it again"
-                        .into(),
-                ));
-            }
+            // Boxed: SQLite only, and it keeps every PostgreSQL request's future small.
+            Box::pin(self.directory_agrees(&mut tx, scope, &route)).await?;
         }
         if placed && sqlite {
             // After the control transaction: its write lock comes first, as in placing.
             tx.data = Box::pin(self.placement(&route, mode, &settings)).await?;
         }
         Ok(TenantTx { tx, scope })
+    }
+}
+
+impl Db {
+    /// SQLite write transactions: holding the control file's write lock, the route is
+    /// checked against the directory (one indexed read), so a placement changed since the
+    /// scope learned its route is not written past (see `sqlite::placement::place`, which
+    /// takes the same lock); the scope forgets its route and the request is sent again.
+    /// Reads need no check: they write nothing, and an org is placed only while empty.
+    async fn directory_agrees(&self, tx: &mut Tx, scope: &OrgScope, route: &Route) -> Result<()> {
+        let now = tx
+            .query_opt(
+                "SELECT kind, location FROM placements WHERE org_id = $1",
+                &[Val::Uuid(scope.org_id().uuid())],
+            )
+            .await?;
+        let now = match now {
+            Some(r) => Route::from_parts(&r.get::<String>(0)?, r.get(1)?, None)?,
+            None => Route::Shared,
+        };
+        if now != *route {
+            self.cache.invalidate(Dep::Org(scope.org_id()));
+            scope.forget_route();
+            return Err(Error::Unavailable(
+                "the organization's placement changed while the request was served; send it again"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -632,6 +646,16 @@ pub struct Tx {
     announce: Announce,
     /// Set while the first flight's access check is pending.
     recheck: Option<Recheck>,
+    /// What this transaction did to its org's members projection (the commit order
+    /// follows from it, see [`Tx::commit`]).
+    projected: Projected,
+}
+
+/// Members projection changes of one transaction.
+#[derive(Default, Clone, Copy)]
+struct Projected {
+    added: bool,
+    removed: bool,
 }
 
 impl Tx {
@@ -794,17 +818,25 @@ impl Tx {
     /// own commits its data plane first, then the control plane: a failure between the
     /// two leaves the data change without its control-plane side (an audit event, a
     /// queued job), never a control change (a removed member) without the data
-    /// projection that enforces it.
+    /// projection that enforces it. A transaction that only *added* members to the
+    /// projection commits the other way round, for the same reason: a failure between
+    /// leaves a member not yet projected (unassignable until the doctor's repair), never
+    /// a projected user whose membership was rolled back.
     pub async fn commit(self) -> Result<()> {
-        if let Some(data) = self.data {
-            match data.tx {
-                PlacedTx::Pg(t) => t.commit().await?,
-                PlacedTx::Sqlite(t) => t.commit().await?,
+        let control_first = self.projected.added && !self.projected.removed;
+        let mut data = self.data;
+        // Boxed: only an org in a database of its own pays for its future.
+        if !control_first {
+            if let Some(d) = data.take() {
+                Box::pin(d.tx.commit()).await?;
             }
         }
         match self.inner {
             TxInner::Pg(t) => t.commit().await?,
             TxInner::Sqlite(t) => t.commit().await?,
+        }
+        if let Some(d) = data {
+            Box::pin(d.tx.commit()).await?;
         }
         match self.announce {
             Announce::Nothing => {}
@@ -817,10 +849,7 @@ impl Tx {
     /// Rolls back (dropping does the same, without waiting).
     pub async fn rollback(self) -> Result<()> {
         if let Some(data) = self.data {
-            match data.tx {
-                PlacedTx::Pg(t) => t.rollback().await?,
-                PlacedTx::Sqlite(t) => t.rollback().await?,
-            }
+            Box::pin(data.tx.rollback()).await?;
         }
         match self.inner {
             TxInner::Pg(t) => t.rollback().await,
@@ -1015,6 +1044,11 @@ impl Tx {
         if self.data.is_none() {
             return Ok(());
         }
+        if member {
+            self.projected.added = true;
+        } else {
+            self.projected.removed = true;
+        }
         if self.recheck.is_some() {
             // The access check first (it rides on the control transaction's flight).
             self.both(&[], DataOp::Many(&[])).await?;
@@ -1156,6 +1190,22 @@ pub(crate) struct Placed {
 pub(crate) enum PlacedTx {
     Pg(pg::PgTx),
     Sqlite(sqlite::SqliteTx),
+}
+
+impl PlacedTx {
+    async fn commit(self) -> Result<()> {
+        match self {
+            PlacedTx::Pg(t) => t.commit().await,
+            PlacedTx::Sqlite(t) => t.commit().await,
+        }
+    }
+
+    async fn rollback(self) -> Result<()> {
+        match self {
+            PlacedTx::Pg(t) => t.rollback().await,
+            PlacedTx::Sqlite(t) => t.rollback().await,
+        }
+    }
 }
 
 fn still_stale() -> Error {

@@ -320,6 +320,23 @@ async fn private_tables(
             Some(false) => {}
         }
     }
+    // The directory: the server role reads it and adds a new org's entry (a second entry
+    // for an org is refused by its key), and changes or deletes none.
+    let writes: Option<bool> = client
+        .query_opt(
+            "SELECT has_table_privilege($1, c.oid, 'UPDATE, DELETE, TRUNCATE')
+             FROM pg_class c WHERE c.relname = 'placements' AND c.relnamespace = current_schema()::regnamespace",
+            &[&app_role],
+        )
+        .await
+        .map_err(super::map_err)?
+        .map(|r| r.get(0));
+    if writes == Some(true) {
+        f.add(
+            "placements",
+            "the server role may write the placement directory (only the owner places orgs; run orgwall migrate)",
+        );
+    }
     Ok(())
 }
 

@@ -386,6 +386,9 @@ pub(crate) async fn apply(
          REVOKE ALL ON schema_migrations FROM {role};
          DO $$ BEGIN IF to_regclass(quote_ident(current_schema()) || '.placement_targets') IS NOT NULL THEN
            EXECUTE 'REVOKE ALL ON ' || quote_ident(current_schema()) || '.placement_targets FROM {role}';
+         END IF;
+         IF to_regclass(quote_ident(current_schema()) || '.placements') IS NOT NULL THEN
+           EXECUTE 'REVOKE UPDATE, DELETE, TRUNCATE ON ' || quote_ident(current_schema()) || '.placements FROM {role}';
          END IF; END $$;"
     ))
     .await

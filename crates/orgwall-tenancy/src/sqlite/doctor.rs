@@ -306,10 +306,17 @@ fn directory(
         }
         let placed_conn = super::open_conn(&path, super::Guard::Owner, false)?.conn;
         f.placement_database(name);
-        let checked =
-            walls(&placed_conn, f).and_then(|()| projection_in_step(conn, &placed_conn, org, f));
+        let checked = walls(&placed_conn, f)
+            .and_then(|()| projection_in_step(conn, &placed_conn, org, f))
+            .and_then(|()| only_its_org(&placed_conn, catalog, org, f));
         f.control();
         checked?;
+    }
+    for leftover in files.half_made()? {
+        f.add(
+            &format!("{}/{leftover}", files.dir().display()),
+            "a half-made org file (a placement that did not finish); nothing names it: remove it",
+        );
     }
     for name in files.found()? {
         if !placed.iter().any(|(_, n)| *n == name) {
@@ -318,6 +325,60 @@ fn directory(
                 "orphan org file: no organization is placed in it (left by an earlier placement or purge?); remove it once you know what it holds",
             );
         }
+    }
+    Ok(())
+}
+
+/// Every row of an org's own file is its org's, and every foreign key holds (a file
+/// written with foreign keys off, restored or edited by hand, could hold either).
+fn only_its_org(
+    placed: &rusqlite::Connection,
+    catalog: &Catalog,
+    org: &str,
+    f: &mut Findings<'_>,
+) -> Result<()> {
+    for t in catalog.data_tables() {
+        let base = format!("{t}_rows");
+        let exists: bool = placed
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [&base],
+                |r| r.get(0),
+            )
+            .map_err(e)?;
+        if !exists {
+            continue;
+        }
+        let others: i64 = placed
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM {} WHERE org_id IS NOT ?1",
+                    crate::migrate::quote_ident(&base)
+                ),
+                [org],
+                |r| r.get(0),
+            )
+            .map_err(e)?;
+        if others > 0 {
+            f.add(
+                &base,
+                format!("{others} rows of another org in this org's own file"),
+            );
+        }
+    }
+    let mut st = placed
+        .prepare("SELECT \"table\", count(*) FROM pragma_foreign_key_check GROUP BY 1 ORDER BY 1")
+        .map_err(e)?;
+    let broken: Vec<(String, i64)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(e)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(e)?;
+    for (table, n) in broken {
+        f.add(
+            &table,
+            format!("{n} rows whose foreign key points at nothing (a ticket assigned to a non-member, say)"),
+        );
     }
     Ok(())
 }

@@ -126,6 +126,15 @@ type ScopeCell = Arc<Mutex<Settings>>;
 pub(crate) struct SqliteConn {
     conn: Connection,
     scope: ScopeCell,
+    /// The file it opened (device, inode): an org's file removed and made again under the
+    /// same name is another file, which a pooled connection must not write into.
+    file: Option<(u64, u64)>,
+}
+
+/// The identity (device, inode) of the file at `path`, if it exists.
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Which wall a connection gets.
@@ -232,7 +241,11 @@ pub(crate) fn open_conn(path: &Path, guard: Guard, create: bool) -> Result<Sqlit
         // `connect_fts`; a schema change disconnects them again and `prepare` reconnects).
         connect_fts(&conn).map_err(sqlite_err)?;
     }
-    Ok(SqliteConn { conn, scope })
+    Ok(SqliteConn {
+        conn,
+        scope,
+        file: file_identity(path),
+    })
 }
 
 fn register_scope_functions(conn: &Connection, scope: &ScopeCell) -> rusqlite::Result<()> {
@@ -293,6 +306,20 @@ fn authorize(ctx: AuthContext<'_>) -> Authorization {
             if top
                 && (is_fts_index(table_name)
                     || (is_fts_shadow(table_name) && phase == Phase::Strict)) =>
+        {
+            Authorization::Deny
+        }
+        // The placement directory and the migrations' record are the owner's: no statement
+        // of the server's changes or deletes an entry (creating an org adds its own, shared:
+        // a second one for any org is refused by its key; the org purge's cascade deletes
+        // one), none writes the record.
+        A::Delete { table_name } | A::Update { table_name, .. }
+            if top && table_name == "placements" && phase != Phase::Purging =>
+        {
+            Authorization::Deny
+        }
+        A::Insert { table_name } | A::Delete { table_name } | A::Update { table_name, .. }
+            if top && table_name == "schema_migrations" =>
         {
             Authorization::Deny
         }
@@ -454,8 +481,18 @@ fn running<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
-pub(crate) fn run_query(conn: &Connection, sql: &str, params: &[Val]) -> Result<Vec<Row>> {
+/// Refuses a statement that writes in a read transaction (as PostgreSQL's READ ONLY): a
+/// read's scope is not checked against the directory, so it must not write anywhere.
+fn read_only_or_refuse(st: &rusqlite::Statement<'_>, mode: Mode) -> Result<()> {
+    if mode == Mode::Read && !st.readonly() {
+        return Err(Error::ScopeViolation);
+    }
+    Ok(())
+}
+
+fn run_query(conn: &Connection, sql: &str, params: &[Val], mode: Mode) -> Result<Vec<Row>> {
     let mut st = prepare(conn, &translate(sql))?;
+    read_only_or_refuse(&st, mode)?;
     let _phase = InPhase::enter(Phase::Running);
     let n = st.column_count();
     let mut rows = st
@@ -472,11 +509,12 @@ pub(crate) fn run_query(conn: &Connection, sql: &str, params: &[Val]) -> Result<
     Ok(out)
 }
 
-fn run_execute(conn: &Connection, sql: &str, params: &[Val]) -> Result<u64> {
+fn run_execute(conn: &Connection, sql: &str, params: &[Val], mode: Mode) -> Result<u64> {
     // total_changes counts rows written by triggers too: writes through a scoped view
     // happen inside its INSTEAD OF trigger, which plain changes() does not count.
     let before = conn.total_changes();
     let mut st = prepare(conn, &translate(sql))?;
+    read_only_or_refuse(&st, mode)?;
     let _phase = InPhase::enter(Phase::Running);
     let mut rows = st
         .query(rusqlite::params_from_iter(params.iter().map(to_sqlite)))
@@ -614,6 +652,9 @@ impl Pool {
             .pop();
         let (path, guard, create) = (self.path.clone(), self.guard, self.create);
         let conn = tokio::task::spawn_blocking(move || -> Result<SqliteConn> {
+            // An org's file may have been removed and made again (placed elsewhere and back,
+            // by another process) since this connection opened it: then it is let go.
+            let idle = idle.filter(|c| guard != Guard::Placed || c.file == file_identity(&path));
             let c = match idle {
                 Some(c) => c,
                 None => open_conn(&path, guard, create)?,
@@ -636,6 +677,7 @@ impl Pool {
             pool: self.clone(),
             _permit: permit,
             open: true,
+            mode,
         })
     }
 }
@@ -652,6 +694,8 @@ pub(crate) struct SqliteTx {
     pool: Arc<Pool>,
     _permit: OwnedSemaphorePermit,
     open: bool,
+    /// A read transaction's statements may not write.
+    mode: Mode,
 }
 
 impl SqliteTx {
@@ -675,12 +719,15 @@ impl SqliteTx {
 
     pub(crate) async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>> {
         let (sql, params) = (sql.to_owned(), params.to_vec());
-        self.with(move |c| run_query(&c.conn, &sql, &params)).await
+        let mode = self.mode;
+        self.with(move |c| run_query(&c.conn, &sql, &params, mode))
+            .await
     }
 
     pub(crate) async fn execute(&mut self, sql: &str, params: &[Val]) -> Result<u64> {
         let (sql, params) = (sql.to_owned(), params.to_vec());
-        self.with(move |c| run_execute(&c.conn, &sql, &params))
+        let mode = self.mode;
+        self.with(move |c| run_execute(&c.conn, &sql, &params, mode))
             .await
     }
 

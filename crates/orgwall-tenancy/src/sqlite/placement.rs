@@ -146,6 +146,20 @@ impl Files {
         names.sort();
         Ok(names)
     }
+
+    /// Files left half-made by a placement that did not finish (`<name>.db.making`).
+    pub(crate) fn half_made(&self) -> Result<Vec<String>> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Ok(Vec::new());
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".db.making"))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
 }
 
 /// Removes a SQLite file with its WAL and shared-memory files (a missing one is fine).
@@ -247,8 +261,16 @@ fn provision(path: &Path, catalog: &Catalog, org: OrgId, members: &[String]) -> 
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = DELETE;")
             .map_err(internal)?;
         drop(conn);
-        std::fs::rename(&making, path)
-            .map_err(|e| Error::Unavailable(format!("cannot rename into {}: {e}", path.display())))
+        std::fs::rename(&making, path).map_err(|e| {
+            Error::Unavailable(format!("cannot rename into {}: {e}", path.display()))
+        })?;
+        // The rename made durable before the directory names the file.
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::Unavailable(format!("cannot sync {}: {e}", dir.display())))?;
+        }
+        Ok(())
     })();
     if made.is_err() {
         let _ = remove_file_set(&making);
@@ -304,18 +326,29 @@ pub(crate) fn place(db: &SqliteDb, catalog: &Catalog, org: OrgId, kind: &Kind) -
         Some(k) => Route::from_parts(&k, location, None)?,
         None => Route::Shared,
     };
-    if current == wanted {
+    let missing = match &current {
+        Route::Database { name, .. } => !files.path(name)?.exists(),
+        _ => false,
+    };
+    // Placed where it is asked to be (a missing file is made anew: the org had lost it).
+    if current == wanted && !missing {
         return Ok(current);
     }
-    // Leaving a file of its own: held locked until it is removed.
-    let mut old: Option<(String, rusqlite::Connection)> = None;
+    // Leaving a file of its own: held locked until it is removed. A file gone missing (the
+    // doctor names it) holds nothing any more: the org may leave it.
+    let mut old: Option<(String, Option<rusqlite::Connection>)> = None;
     let holding = match &current {
+        Route::Database { name, .. } if !files.path(name)?.exists() => {
+            tracing::warn!(org = %org, file = %name, "the org's file is missing; placing it anew");
+            old = Some((name.to_string(), None));
+            Vec::new()
+        }
         Route::Database { name, .. } => {
             let path = files.path(name)?;
             let conn = open_conn(&path, Guard::Owner, false)?.conn;
             conn.execute_batch("BEGIN IMMEDIATE").map_err(internal)?;
             let found = tables_with_rows(&conn, catalog, org)?;
-            old = Some((name.to_string(), conn));
+            old = Some((name.to_string(), Some(conn)));
             found
         }
         _ => tables_with_rows(&tx, catalog, org)?,
@@ -360,7 +393,7 @@ pub(crate) fn place(db: &SqliteDb, catalog: &Catalog, org: OrgId, kind: &Kind) -
     }
     // The old file goes once the directory no longer names it (it held no data-plane
     // row); a failure leaves an orphan the doctor names. Its lock is let go only after.
-    if let Some((name, conn)) = old {
+    if let Some((name, conn)) = old.filter(|(n, _)| made.as_deref() != Some(n.as_str())) {
         if let Err(e) = files.remove(&name) {
             tracing::warn!(file = %name, error = %e, "the old org file could not be removed");
         }
