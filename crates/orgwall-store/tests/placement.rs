@@ -1402,3 +1402,85 @@ async fn the_directory_is_written_by_the_owner_only() {
     db.migrate().await.unwrap();
     assert_eq!(db.doctor().await.unwrap(), vec![]);
 }
+
+// The known gap of the first version: a write whose scope learned the org's route before
+// the org was placed landed in the shared tables after the flip. A write transaction now
+// waits at the org's write fence (which placing holds) and then reads the directory: a
+// route that changed refuses the write ("send it again"), nothing lands anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_with_a_route_learned_before_placing_lands_nowhere() {
+    let (t, d, _) = placed().await;
+    let db = &t.db;
+    let (org, owner) = new_org(db, d.carol, "Initech", "initech").await;
+    drop(db.read(&owner).await.unwrap()); // the scope now knows: shared
+    placement::set(db, org.id, Kind::Schema).await.unwrap();
+    let mut tx = db.write(&owner).await.unwrap();
+    let err = orgwall_store::repo::projects::create(&mut tx, "NEW", "New", "")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Unavailable(m) if m.contains("placement changed")),
+        "{err:?}"
+    );
+    drop(tx);
+    assert_eq!(
+        t.owner_count("public.projects", &format!("org_id = '{}'", org.id.uuid()))
+            .await,
+        0
+    );
+    assert_eq!(t.owner_count_for(org.id, "projects", "true").await, 0);
+    assert_eq!(db.doctor().await.unwrap(), vec![]);
+}
+
+// The write fence: while it is held exclusive (what placing, and later moving, does), an
+// org's writes wait, and go on, unrefused, once it is let go; other orgs never wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_wait_at_the_org_fence_and_go_on_after_it() {
+    let (t, d, _) = placed().await;
+    let db = t.db.clone();
+    let (client, conn) = tokio_postgres::connect(&t.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .execute(
+            "SELECT pg_advisory_xact_lock(7270002, hashtext($1))",
+            &[&d.acme.to_string()],
+        )
+        .await
+        .unwrap();
+    let alice = d.alice_in_acme(&db).await;
+    let waiting = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let mut tx = db.write(&alice).await.unwrap();
+            orgwall_store::repo::projects::create(&mut tx, "FEN", "Fenced", "")
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        })
+    };
+    // Globex is not fenced: its write goes through at once.
+    let bob = d.bob_in_globex(&db).await;
+    let mut tx = db.write(&bob).await.unwrap();
+    orgwall_store::repo::projects::create(&mut tx, "FRE", "Free", "")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "Acme's write waits at its fence");
+    client.batch_execute("COMMIT").await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), waiting)
+        .await
+        .expect("the write goes on once the fence is let go")
+        .unwrap();
+    assert_eq!(
+        t.owner_count(
+            "projects",
+            &format!("key = 'FEN' AND org_id = '{}'", d.acme.uuid())
+        )
+        .await,
+        1
+    );
+}

@@ -29,10 +29,13 @@ use orgwall_store::Db;
 use orgwall_testkit::wire::{next_message, proxied, turns_of, Gate};
 use orgwall_testkit::Demo;
 
-/// Requests per turn of a warm scoped read or single-statement write (`db.read` + one
-/// query + `commit`): BEGIN, prelude and query in one round trip, then COMMIT (awaited for
-/// a write, queued for a read).
+/// Requests per turn of a warm scoped read (`db.read` + one query + `commit`): BEGIN,
+/// prelude and query in one round trip, then COMMIT (queued for a read).
 const SCOPED_READ: &[usize] = &[3, 1];
+
+/// The same for a single-statement write: BEGIN, the org's write fence, its directory
+/// entry, the prelude and the statement in one round trip, then COMMIT (awaited).
+const SCOPED_WRITE: &[usize] = &[5, 1];
 
 /// Commits `tx` with the server's answers held back: a read's commit must return anyway
 /// (it does not wait for COMMIT's answer); a write's must not return until released.
@@ -121,8 +124,9 @@ async fn a_scoped_write_and_a_second_statement_count_as_expected() {
     turns_of(&wire, note_write(&db, &scope, &gate)).await;
     assert_eq!(
         turns_of(&wire, note_write(&db, &scope, &gate)).await,
-        SCOPED_READ,
-        "a scoped write with one statement takes the same turns as a read"
+        SCOPED_WRITE,
+        "a scoped write with one statement takes the same turns as a read (with the fence \
+         and the directory check in its first)"
     );
 
     // A second statement in the transaction is one more round trip of one request: the

@@ -515,6 +515,7 @@ impl Db {
     async fn tenant<'s>(&self, scope: &'s OrgScope, mode: Mode) -> Result<TenantTx<'s>> {
         let mut settings = Settings::org(scope.org_id());
         settings.route = self.route(scope).await?;
+        settings.routed = true;
         let placed = matches!(settings.route, Route::Database { .. });
         let sqlite = matches!(self.backend, Backend::Sqlite(_));
         let data = if placed && !sqlite {
@@ -679,7 +680,15 @@ impl Tx {
     /// Verifies a stale scope again (see [`Tx::settle`]).
     async fn verify_again(&mut self) -> Result<bool> {
         let Some(rc) = &self.recheck else {
-            return Err(Error::Internal("stale access without a scope".into()));
+            // A scope built without cached access whose write found its org placed
+            // elsewhere since (the directory check after the write fence).
+            if let Some(org) = self.org {
+                self.cache.invalidate(Dep::Org(org));
+            }
+            return Err(Error::Unavailable(
+                "the organization's placement changed while the request was served; send it again"
+                    .into(),
+            ));
         };
         // Boxed: verifying runs transactions of its own (without checks).
         let checks: Result<Vec<(uuid::Uuid, i64)>> = Box::pin(crate::access::reverify(

@@ -31,6 +31,11 @@ pub(crate) struct Settings {
     /// Where the org's data plane lives (PostgreSQL: a placement schema goes first on the
     /// transaction's search path, set in the prelude).
     pub route: crate::placement::Route,
+    /// Whether `route` was read from the directory for this transaction (a tenant
+    /// transaction): a PostgreSQL write then checks it against the directory after the
+    /// org's write fence. Kernel transactions scoped to an org that touch no data plane
+    /// (`Settings::org`) leave it unset.
+    pub routed: bool,
 }
 
 impl Settings {

@@ -549,6 +549,7 @@ impl PgDb {
             obj: Some(obj),
             pool: self.pool.clone(),
             schema: schema_of(&settings.route),
+            fence: true,
             pending: Some(settings),
             mode,
             role: self.app_role.clone(),
@@ -686,6 +687,7 @@ impl PgDb {
             role: self.app_role.clone(),
             control: "public".into(),
             schema: None,
+            fence: false,
             done: false,
             broken: std::sync::atomic::AtomicBool::new(false),
         })
@@ -863,6 +865,9 @@ pub(crate) struct PgTx {
     /// The placement schema on its search path, if any: its statements are prepared under
     /// names of their own (see [`PgTx::prepare`]).
     schema: Option<Arc<str>>,
+    /// A control transaction: an org-scoped write takes the org's write fence (see
+    /// [`FENCE_SQL`]); a placement database's transaction does not (its control one does).
+    fence: bool,
     done: bool,
     /// The connection failed under this transaction (the server went away): it is not
     /// given back to the pool, whose quick check could still see it open.
@@ -949,6 +954,40 @@ fn refs(params: &[Val]) -> Vec<&(dyn ToSql + Sync)> {
     params.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
 }
 
+/// An org's write fence: every org-scoped write transaction on the control database takes
+/// it shared (in its first flight, before its prelude); whoever must stop the org's writes
+/// for a moment (placing it, moving it) takes it exclusive in a transaction, so writes
+/// already running finish first and new ones wait (they do not fail) until that
+/// transaction ends. Keyed by the org (`hashtext` of its id; a collision only makes two
+/// orgs wait for each other).
+pub(crate) const FENCE_SQL: &str = "SELECT pg_advisory_xact_lock_shared(7270002, hashtext($1))";
+
+/// The fence taken exclusive (see [`FENCE_SQL`]).
+pub(crate) const FENCE_EXCLUSIVE_SQL: &str = "SELECT pg_advisory_xact_lock(7270002, hashtext($1))";
+
+/// Where the directory places an org, read by a write after the fence.
+const ROUTE_SQL: &str = "SELECT kind, location, target FROM placements WHERE org_id = $1";
+
+/// How a transaction's first flight is sent.
+#[derive(Clone, Copy)]
+struct Flight<'a> {
+    role: &'a str,
+    control: &'a str,
+    mode: Mode,
+    fence: bool,
+}
+
+impl<'a> Flight<'a> {
+    fn of(tx: &'a PgTx) -> Flight<'a> {
+        Flight {
+            role: &tx.role,
+            control: &tx.control,
+            mode: tx.mode,
+            fence: tx.fence,
+        }
+    }
+}
+
 /// The placement schema a route puts on the search path.
 fn schema_of(route: &crate::placement::Route) -> Option<Arc<str>> {
     match route {
@@ -1005,32 +1044,86 @@ impl PgTx {
     /// and answered in one round trip.
     async fn flight<T>(
         obj: &Object,
-        role: &str,
-        control: &str,
-        mode: Mode,
+        how: Flight<'_>,
         pending: Option<Settings>,
         main: impl std::future::Future<Output = std::result::Result<T, tokio_postgres::Error>>,
     ) -> Result<T> {
         let Some(settings) = pending else {
             return main.await.map_err(map_err);
         };
-        let begin_sql = match mode {
+        let begin_sql = match how.mode {
             Mode::Read => "BEGIN READ ONLY",
             Mode::Write => "BEGIN",
         };
         let begin = obj.prepare_cached(begin_sql).await.map_err(map_err)?;
-        let pp = PreludeParams::new(role, control, &settings)?;
+        let pp = PreludeParams::new(how.role, how.control, &settings)?;
         let prelude = obj.prepare_cached(pp.sql()?).await.map_err(map_err)?;
         let pr = pp.refs();
         let client: &tokio_postgres::Client = obj;
-        // futures::join! polls in argument order: BEGIN, the prelude and the statements
-        // are written back to back and answered in one round trip.
-        let (b, s, q) = futures::join!(
+        // An org-scoped write on the control database first waits at the org's write
+        // fence, then reads where the directory places the org (after the wait: a
+        // statement of its own, so a snapshot of its own).
+        let fenced = match (how.fence, how.mode, settings.org) {
+            (true, Mode::Write, Some(org)) if settings.routed => Some((
+                obj.prepare_cached(FENCE_SQL).await.map_err(map_err)?,
+                obj.prepare_cached(ROUTE_SQL).await.map_err(map_err)?,
+                org.uuid(),
+                org.to_string(),
+            )),
+            _ => None,
+        };
+        // Boxed, and only for such a write: it keeps every other flight's future small.
+        type Fenced<'f> = std::pin::Pin<
+            Box<
+                dyn std::future::Future<
+                        Output = std::result::Result<
+                            Option<tokio_postgres::Row>,
+                            tokio_postgres::Error,
+                        >,
+                    > + Send
+                    + 'f,
+            >,
+        >;
+        let fencing: Option<Fenced<'_>> = fenced.as_ref().map(|(fence, route, id, text)| {
+            Box::pin(async move {
+                let fp: [&(dyn ToSql + Sync); 1] = [text];
+                let rp: [&(dyn ToSql + Sync); 1] = [id];
+                let (f, r) =
+                    futures::join!(client.execute(fence, &fp), client.query_opt(route, &rp));
+                f?;
+                r
+            }) as Fenced<'_>
+        });
+        let fence = async {
+            match fencing {
+                Some(f) => f.await.map(Some),
+                None => Ok(None),
+            }
+        };
+        // futures::join! polls in argument order: BEGIN, the fence, the prelude and the
+        // statements are written back to back and answered in one round trip.
+        let (b, fr, s, q) = futures::join!(
             client.execute(&begin, &[]),
+            fence,
             client.query_one(&prelude, &pr),
             main
         );
         b.map_err(map_err)?;
+        if let Some(row) = fr.map_err(map_err)? {
+            let now = match row {
+                Some(r) => crate::placement::Route::from_parts(r.get(0), r.get(1), r.get(2))?,
+                None => crate::placement::Route::Shared,
+            };
+            if now != settings.route {
+                // As a stale scope: rolled back, the scope verified again (its route read
+                // afresh) and the flight sent again, or the request sent again.
+                let _ = obj.batch_execute("ROLLBACK").now_or_never();
+                return Err(Error::Refused(
+                    crate::db::STALE,
+                    "the organization's placement changed".into(),
+                ));
+            }
+        }
         if pp.stale(&s.map_err(map_err)?)? {
             // The scope's cached access changed in the database: whatever the statements
             // did is rolled back (queued before the connection is used again, as on drop)
@@ -1122,7 +1215,8 @@ impl PgTx {
                 Op::Execute => client.execute(&stmt, &p).await.map(Out::Count),
             }
         };
-        Self::flight(obj, &self.role, &self.control, self.mode, pending, main).await
+        let how = Flight::of(self);
+        Self::flight(obj, how, pending, main).await
     }
 
     /// Runs several independent queries pipelined: one round trip for all of them (and
@@ -1157,8 +1251,7 @@ impl PgTx {
             .await;
             all.into_iter().collect::<std::result::Result<Vec<_>, _>>()
         };
-        let results =
-            Self::flight(obj, &self.role, &self.control, self.mode, pending, main).await?;
+        let results = Self::flight(obj, Flight::of(self), pending, main).await?;
         results
             .iter()
             .map(|rows| rows.iter().map(pg_row).collect())

@@ -153,6 +153,12 @@ pub(crate) async fn place(
 ) -> Result<Route> {
     let tx = client.transaction().await.map_err(map_err)?;
     tx.batch_execute(MIGRATION_LOCK).await.map_err(map_err)?;
+    // The org's write fence (see `FENCE_SQL`): its writes running now finish first, new
+    // ones wait until the directory has changed and then read it (so none lands in the
+    // placement the org leaves).
+    tx.execute(super::FENCE_EXCLUSIVE_SQL, &[&org.to_string()])
+        .await
+        .map_err(map_err)?;
     // The org row locked: memberships (whose foreign key takes a key-share lock on it)
     // wait until the placement is decided, so the projection copied below is complete.
     let row = tx
