@@ -55,6 +55,14 @@ fn owner_as(path: impl AsRef<std::path::Path>, org: OrgId) -> rusqlite::Connecti
     c
 }
 
+/// Raw SQL adding a note titled `x` for `org` (through the scoped view).
+fn note(org: OrgId) -> String {
+    format!(
+        "INSERT INTO notes (org_id, id, title, body, created_at, updated_at) VALUES ('{org}', '{}', 'x', '', 0, 0)",
+        uuid::Uuid::now_v7()
+    )
+}
+
 fn count(c: &rusqlite::Connection, sql: &str) -> i64 {
     c.query_row(sql, [], |r| r.get(0)).unwrap()
 }
@@ -171,12 +179,6 @@ async fn a_file_placed_org_lives_in_its_file_behind_every_wall() {
 
     // Raw SQL in Globex's file, through the server's own connection: the same wall.
     let mut tx = db.write(&bob).await.unwrap();
-    let note = |org: OrgId| {
-        format!(
-            "INSERT INTO notes (org_id, id, title, body, created_at, updated_at) VALUES ('{org}', '{}', 'x', '', 0, 0)",
-            uuid::Uuid::now_v7()
-        )
-    };
     for sql in [
         "SELECT count(*) FROM tickets_rows".to_owned(),
         "DELETE FROM notes_rows".to_owned(),
@@ -574,12 +576,6 @@ async fn the_directory_and_the_migration_record_are_out_of_reach() {
 async fn a_read_transaction_writes_nothing() {
     let (t, d) = placed().await;
     let db = &t.db;
-    let note = |org: OrgId| {
-        format!(
-            "INSERT INTO notes (org_id, id, title, body, created_at, updated_at) VALUES ('{org}', '{}', 'x', '', 0, 0)",
-            uuid::Uuid::now_v7()
-        )
-    };
     let alice = d.alice_in_acme(db).await;
     let mut tx = db.read(&alice).await.unwrap();
     assert!(tx.data().execute(&note(d.acme), &[]).await.is_err());

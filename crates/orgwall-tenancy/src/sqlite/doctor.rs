@@ -337,18 +337,7 @@ fn only_its_org(
     org: &str,
     f: &mut Findings<'_>,
 ) -> Result<()> {
-    for t in catalog.data_tables() {
-        let base = format!("{t}_rows");
-        let exists: bool = placed
-            .query_row(
-                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                [&base],
-                |r| r.get(0),
-            )
-            .map_err(e)?;
-        if !exists {
-            continue;
-        }
+    for (_, base) in super::placement::data_bases(placed, catalog)? {
         let others: i64 = placed
             .query_row(
                 &format!(

@@ -162,11 +162,17 @@ impl Files {
     }
 }
 
+/// `path` with `suffix` appended to its file name (a SQLite file's `-wal`, `-shm`, ...).
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
 /// Removes a SQLite file with its WAL and shared-memory files (a missing one is fine).
 fn remove_file_set(path: &Path) -> Result<()> {
     for suffix in ["", "-wal", "-shm", "-journal"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
+        let p = with_suffix(path, suffix);
         match std::fs::remove_file(&p) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -193,18 +199,7 @@ pub(crate) fn tables_with_rows(
     org: OrgId,
 ) -> Result<Vec<&'static str>> {
     let mut found = Vec::new();
-    for t in catalog.data_tables() {
-        let base = format!("{t}_rows");
-        let exists: bool = conn
-            .query_row(
-                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                [&base],
-                |r| r.get(0),
-            )
-            .map_err(internal)?;
-        if !exists {
-            continue;
-        }
+    for (t, base) in data_bases(conn, catalog)? {
         let any: bool = conn
             .query_row(
                 &format!(
@@ -220,6 +215,29 @@ pub(crate) fn tables_with_rows(
         }
     }
     Ok(found)
+}
+
+/// The data-plane tables whose base table (`<t>_rows`) the file `conn` is open on holds:
+/// (logical name, base table name).
+pub(crate) fn data_bases(
+    conn: &rusqlite::Connection,
+    catalog: &Catalog,
+) -> Result<Vec<(&'static str, String)>> {
+    let mut out = Vec::new();
+    for t in catalog.data_tables() {
+        let base = format!("{t}_rows");
+        let exists: bool = conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [&base],
+                |r| r.get(0),
+            )
+            .map_err(internal)?;
+        if exists {
+            out.push((t, base));
+        }
+    }
+    Ok(out)
 }
 
 /// Makes `org`'s file at `path` whole: under a temporary name, in one transaction, the
@@ -239,9 +257,7 @@ fn provision(path: &Path, catalog: &Catalog, org: OrgId, members: &[String]) -> 
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
     }
-    let mut making = path.as_os_str().to_owned();
-    making.push(".making");
-    let making = PathBuf::from(making);
+    let making = with_suffix(path, ".making");
     remove_file_set(&making)?;
     let made = (|| -> Result<()> {
         let mut conn = open_conn(&making, Guard::Owner, true)?.conn;
@@ -457,9 +473,7 @@ pub(crate) fn versions(files: &Files, name: &str) -> Result<(Vec<(String, i64)>,
     let conn = open_conn(&path, Guard::Owner, false)?.conn;
     let mut size = 0;
     for suffix in ["", "-wal"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(suffix);
-        size += std::fs::metadata(&p).map_or(0, |m| m.len());
+        size += std::fs::metadata(with_suffix(&path, suffix)).map_or(0, |m| m.len());
     }
     let mut st = conn
         .prepare(
