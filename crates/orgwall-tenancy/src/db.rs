@@ -298,6 +298,51 @@ impl Db {
         Ok(r)
     }
 
+    /// See [`crate::placement::start_move`].
+    pub(crate) async fn start_move(
+        &self,
+        org: OrgId,
+        kind: crate::placement::Kind,
+    ) -> Result<crate::placement::Move> {
+        match &self.backend {
+            Backend::Pg(p) => p.start_move(org, kind).await,
+            Backend::Sqlite(_) => Err(no_moves()),
+        }
+    }
+
+    /// See [`crate::placement::run_move`].
+    pub(crate) async fn run_move(
+        &self,
+        org: OrgId,
+        progress: &(dyn Fn(&crate::placement::Move) + Sync),
+    ) -> Result<Route> {
+        match &self.backend {
+            Backend::Pg(p) => p.run_move(&self.catalog, org, progress).await,
+            Backend::Sqlite(_) => Err(no_moves()),
+        }
+    }
+
+    /// See [`crate::placement::abort_move`].
+    pub(crate) async fn abort_move(&self, org: OrgId) -> Result<bool> {
+        match &self.backend {
+            Backend::Pg(p) => p.abort_move(&self.catalog, org).await,
+            Backend::Sqlite(_) => Err(no_moves()),
+        }
+    }
+
+    /// See [`crate::placement::moves`].
+    pub(crate) async fn moves(&self) -> Result<Vec<crate::placement::Move>> {
+        match &self.backend {
+            Backend::Pg(p) => p.moves().await,
+            Backend::Sqlite(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Drops this process's cached access and route of `org` (after its placement changed).
+    pub(crate) fn forget_org(&self, org: OrgId) {
+        self.cache.invalidate(Dep::Org(org));
+    }
+
     /// See [`crate::placement::add_target`].
     pub(crate) async fn add_target(
         &self,
@@ -831,7 +876,26 @@ impl Tx {
     /// projection commits the other way round, for the same reason: a failure between
     /// leaves a member not yet projected (unassignable until the doctor's repair), never
     /// a projected user whose membership was rolled back.
-    pub async fn commit(self) -> Result<()> {
+    pub async fn commit(mut self) -> Result<()> {
+        // A write to an org in a database of its own passes the org's write fence (its
+        // control transaction's first flight, which also reads the directory) before its
+        // data plane commits: a move's cut-over holds the fence, so no data commit lands in
+        // the placement an org is leaving after the drain (a route found stale refuses
+        // the commit: the request is sent again, nothing was committed).
+        if matches!(
+            self.data.as_deref(),
+            Some(Placed {
+                tx: PlacedTx::Pg(_),
+                ..
+            })
+        ) {
+            if let TxInner::Pg(t) = &self.inner {
+                if t.fence_unsent() {
+                    const PASS: &[(&str, &[Val])] = &[("SELECT 1", &[])];
+                    self.query_many(PASS).await?;
+                }
+            }
+        }
         let control_first = self.projected.added && !self.projected.removed;
         let mut data = self.data;
         // Boxed: only an org in a database of its own pays for its future.
@@ -1378,6 +1442,13 @@ impl Data<'_> {
 }
 
 /// Target servers on SQLite: none (an org's own database there is a file).
+fn no_moves() -> Error {
+    Error::Validation(
+        "online moves run on PostgreSQL; on SQLite an org is placed while it is empty (orgwall placement set)"
+            .into(),
+    )
+}
+
 fn no_targets() -> Error {
     Error::Validation(
         "target servers are PostgreSQL servers; this database is SQLite (an org's database of its own there is a file under the data directory)"

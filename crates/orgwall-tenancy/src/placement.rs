@@ -461,8 +461,9 @@ pub const PROJECTION_TABLES: [&str; 3] = ["orgs", "users", "memberships"];
 
 /// The kernel's tables private to the owner: the server role holds no privilege on them
 /// (the migration runner revokes it, the doctor checks). `placement_targets` holds the
-/// target servers' connection URLs, credentials included.
-pub const PRIVATE_TABLES: &[&str] = &["placement_targets"];
+/// target servers' connection URLs, credentials included; `placement_moves` the running
+/// moves, whose phase decides what a mover drops.
+pub const PRIVATE_TABLES: &[&str] = &["placement_targets", "placement_moves"];
 
 /// A registered target server: a PostgreSQL server that orgs placed in a database of
 /// their own may live on.
@@ -528,6 +529,79 @@ pub(crate) fn empty_or_refuse(org: OrgId, current: &Route, holding: &[&str]) -> 
             holding.join(", ")
         ),
     ))
+}
+
+/// The route `kind` gives `org`.
+pub(crate) fn route_for(org: OrgId, kind: &Kind) -> Route {
+    match kind {
+        Kind::Shared => Route::Shared,
+        Kind::Schema => Route::Schema(schema_name(org).into()),
+        Kind::Database(target) => Route::Database {
+            name: database_name(org).into(),
+            target: target.as_deref().map(Into::into),
+        },
+    }
+}
+
+/// A running move of an org between placements (see [`start_move`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Move {
+    /// The org.
+    pub org: OrgId,
+    /// Where it was when the move started (its placement until the flip).
+    #[serde(skip)]
+    pub from: Route,
+    /// Where it goes.
+    #[serde(skip)]
+    pub to: Route,
+    /// `prepare`, `copy`, `catch_up` (then the cut-over) or `cleanup` (after the flip).
+    pub phase: String,
+    /// The source's WAL position the copy was taken at (PostgreSQL).
+    pub start_lsn: Option<String>,
+    /// Rows copied so far, of `rows_total`.
+    pub rows_copied: i64,
+    /// The org's rows in the snapshot copied.
+    pub rows_total: i64,
+    /// Changes replayed since the copy.
+    pub changes_applied: i64,
+    /// The last failure of a run (a run again resumes), or `abort requested`.
+    pub error: Option<String>,
+}
+
+/// Starts moving `org` to `kind` while it stays in use (operators: `orgwall placement move
+/// ORG --to KIND`): records the move (its durable state) after checking what it needs (the
+/// target registered, the source server's `wal_level = logical`, a login that may use
+/// logical replication); [`run_move`] does the work. Refused while a move of the org runs
+/// or when it already is there. PostgreSQL only (for now).
+pub async fn start_move(db: &Db, org: OrgId, kind: Kind) -> Result<Move> {
+    if let Kind::Database(Some(t)) = &kind {
+        check_target_name(t)?;
+    }
+    db.start_move(org, kind).await
+}
+
+/// Runs `org`'s move (or resumes it, from its recorded phase) to its end: copy, catch up,
+/// cut over under the org's write fence (writes wait; reads go on), flip the directory,
+/// clean up. `progress` hears the move's state at each step. Returns where the org is
+/// now. A failure leaves the move recorded with its error: running it again resumes it,
+/// [`abort_move`] takes it back.
+pub async fn run_move(db: &Db, org: OrgId, progress: &(dyn Fn(&Move) + Sync)) -> Result<Route> {
+    let r = db.run_move(org, progress).await;
+    db.forget_org(org);
+    r
+}
+
+/// Aborts `org`'s move before its flip: the slot, the publication and the half-made
+/// destination are removed and the org stays where it was. With a mover running, asks
+/// it to abort at its next step and returns `false`; `true` when it is gone. After the
+/// flip only the cleanup is left, and an abort is refused.
+pub async fn abort_move(db: &Db, org: OrgId) -> Result<bool> {
+    db.abort_move(org).await
+}
+
+/// Every running move.
+pub async fn moves(db: &Db) -> Result<Vec<Move>> {
+    db.moves().await
 }
 
 /// Places `org` (operators: `orgwall placement set`). Only while the org holds no

@@ -56,6 +56,12 @@ pub static MODULE: Module = Module {
             sql: include_str!("../../migrations/postgres/0005_placement_rules.sql"),
             plane: Plane::Control,
         },
+        Migration {
+            version: 6,
+            name: "placement_moves",
+            sql: include_str!("../../migrations/postgres/0006_placement_moves.sql"),
+            plane: Plane::Control,
+        },
     ],
     sqlite: &[
         Migration {
@@ -88,6 +94,12 @@ pub static MODULE: Module = Module {
             sql: include_str!("../../migrations/sqlite/0005_placement_rules.sql"),
             plane: Plane::Control,
         },
+        Migration {
+            version: 6,
+            name: "placement_moves",
+            sql: include_str!("../../migrations/sqlite/0006_placement_moves.sql"),
+            plane: Plane::Control,
+        },
     ],
     tenant_tables: &[
         "roles",
@@ -108,6 +120,8 @@ pub static MODULE: Module = Module {
         // Private to the owner (credentials): no privilege of the server role
         // (crate::placement::PRIVATE_TABLES).
         "placement_targets",
+        // Private too: the running moves (PostgreSQL).
+        "placement_moves",
     ],
     system_tables: &[],
     cross_org_indexes: &[

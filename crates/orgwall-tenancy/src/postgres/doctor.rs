@@ -90,6 +90,7 @@ pub(crate) async fn check(
         .await?;
     }
     orphan_databases(client, control_url, &mut f).await?;
+    move_leftovers(client, control_url, &mut f).await?;
     Ok(f.found)
 }
 
@@ -154,6 +155,18 @@ async fn in_shared_tables_too(
     f: &mut Findings<'_>,
 ) -> Result<()> {
     let e = super::map_err;
+    // A move in or out of the shared tables has the org's rows in both until it is done.
+    let moving = control
+        .query_opt(
+            "SELECT 1 FROM placement_moves WHERE org_id = $1 AND 'shared' IN (from_kind, to_kind)",
+            &[&org.uuid()],
+        )
+        .await
+        .map_err(e)?
+        .is_some();
+    if moving {
+        return Ok(());
+    }
     control.batch_execute("BEGIN READ ONLY").await.map_err(e)?;
     let stray = super::placement::tables_with_rows(control, f.catalog, org, None).await;
     // After a failed read COMMIT rolls back; the read's own error is the answer then.
@@ -276,6 +289,8 @@ async fn orphan_databases(
                AND EXISTS (SELECT 1 FROM orgs o WHERE 'orgwall_org_' || replace(o.id::text, '-', '') = d.datname)
                AND NOT EXISTS (SELECT 1 FROM placements pl
                                WHERE pl.kind = 'database' AND pl.target IS NULL AND pl.location = d.datname)
+               AND NOT EXISTS (SELECT 1 FROM placement_moves m
+                               WHERE d.datname IN (m.from_location, m.to_location))
              ORDER BY 1",
             &[],
         )
@@ -287,6 +302,70 @@ async fn orphan_databases(
             f.add(
                 &name,
                 "placement database that no org is placed in (an orphan: drop it once checked)",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// What an interrupted and abandoned move leaves: replication slots and publications named
+/// for a move (`orgwall_move_<org>`) that no running move owns, on the control server and
+/// on every registered target (a slot holds WAL on its server until it is dropped).
+async fn move_leftovers(
+    client: &tokio_postgres::Client,
+    control_url: &str,
+    f: &mut Findings<'_>,
+) -> Result<()> {
+    let e = super::map_err;
+    let running: Vec<String> = client
+        .query("SELECT org_id FROM placement_moves", &[])
+        .await
+        .map_err(e)?
+        .iter()
+        .map(|r| super::mover::move_name(orgwall_core::OrgId::from_uuid(r.get(0))))
+        .collect();
+    let mut servers: Vec<(String, Option<String>)> = vec![("the control server".into(), None)];
+    for t in super::placement::targets(client).await? {
+        servers.push((format!("target {}", t.name), Some(t.name)));
+    }
+    for (shown, target) in servers {
+        let login = super::placement::server_login(client, control_url, target.as_deref()).await?;
+        let Ok(c) = super::placement::connect_to(&login.cfg, &login.shown).await else {
+            continue; // an unreachable target is named where an org is placed on it
+        };
+        let slots = c
+            .query(
+                "SELECT slot_name::text, database::text FROM pg_replication_slots WHERE slot_name LIKE 'orgwall\\_move\\_%'",
+                &[],
+            )
+            .await
+            .map_err(e)?;
+        for r in slots {
+            let (name, database): (String, Option<String>) = (r.get(0), r.get(1));
+            if super::mover::is_move_name(&name) && !running.contains(&name) {
+                f.add(
+                    &name,
+                    format!(
+                        "replication slot of a move that no longer runs, on {shown} (database {}): it holds WAL there; drop it (SELECT pg_drop_replication_slot('{name}'))",
+                        database.unwrap_or_default()
+                    ),
+                );
+            }
+        }
+    }
+    for r in client
+        .query(
+            "SELECT pubname::text FROM pg_publication WHERE pubname LIKE 'orgwall\\_move\\_%'",
+            &[],
+        )
+        .await
+        .map_err(e)?
+    {
+        let name: String = r.get(0);
+        if super::mover::is_move_name(&name) && !running.contains(&name) {
+            f.add(
+                &name,
+                "publication of a move that no longer runs (DROP PUBLICATION it)",
             );
         }
     }
@@ -362,6 +441,8 @@ async fn directory(client: &tokio_postgres::Client, f: &mut Findings<'_>) -> Res
             "SELECT n.nspname::text FROM pg_namespace n
              WHERE n.nspname LIKE 'org\\_%'
                AND NOT EXISTS (SELECT 1 FROM placements pl WHERE pl.kind = 'schema' AND pl.location = n.nspname)
+               AND NOT EXISTS (SELECT 1 FROM placement_moves m
+                               WHERE n.nspname IN (m.from_location, m.to_location))
              ORDER BY 1",
             &[],
         )

@@ -7,6 +7,8 @@
 //! are prepared once per connection and reused.
 
 mod doctor;
+mod mover;
+mod pgoutput;
 mod placement;
 mod walls;
 
@@ -465,7 +467,7 @@ fn describe_target(url: &str) -> String {
     }
 }
 
-fn connect_error(url: &str, e: impl std::fmt::Display) -> Error {
+pub(crate) fn connect_error(url: &str, e: impl std::fmt::Display) -> Error {
     Error::Unavailable(format!(
         "cannot connect to PostgreSQL at {}: {e}",
         describe_target(url)
@@ -710,6 +712,36 @@ impl PgDb {
     ) -> Result<crate::placement::Route> {
         let mut client = self.owner_client().await?;
         placement::place(&mut client, &self.url, &self.app_role, catalog, org, kind).await
+    }
+
+    pub(crate) async fn start_move(
+        &self,
+        org: orgwall_core::OrgId,
+        kind: crate::placement::Kind,
+    ) -> Result<crate::placement::Move> {
+        let mut client = self.owner_client().await?;
+        mover::start(&mut client, &self.url, org, kind).await
+    }
+
+    pub(crate) async fn run_move(
+        &self,
+        catalog: &Catalog,
+        org: orgwall_core::OrgId,
+        progress: &(dyn Fn(&crate::placement::Move) + Sync),
+    ) -> Result<crate::placement::Route> {
+        mover::run(&self.url, &self.app_role, catalog, org, progress).await
+    }
+
+    pub(crate) async fn abort_move(
+        &self,
+        catalog: &Catalog,
+        org: orgwall_core::OrgId,
+    ) -> Result<bool> {
+        mover::abort(&self.url, &self.app_role, catalog, org).await
+    }
+
+    pub(crate) async fn moves(&self) -> Result<Vec<crate::placement::Move>> {
+        mover::list(&self.owner_client().await?).await
     }
 
     /// The owner login of `target` (a registered target) or of the control server.
@@ -1352,6 +1384,17 @@ impl PgTx {
     pub(crate) async fn rescope(&mut self, settings: Settings) -> Result<()> {
         let r = self.rescope_inner(settings).await;
         self.note(r)
+    }
+
+    /// Whether this is an org-scoped control write that has not sent its first flight (so
+    /// has not passed its org's write fence yet).
+    pub(crate) fn fence_unsent(&self) -> bool {
+        self.fence
+            && matches!(self.mode, Mode::Write)
+            && self
+                .pending
+                .as_ref()
+                .is_some_and(|s| s.routed && s.org.is_some())
     }
 
     pub(crate) async fn commit(mut self) -> Result<()> {

@@ -379,14 +379,23 @@ pub(crate) async fn apply(
         }
         tx.batch_execute(&sql).await.map_err(map_err)?;
     }
+    // The kernel's private tables (plain lowercase names, checked by a test).
+    let private = crate::placement::PRIVATE_TABLES
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
     tx.batch_execute(&format!(
         "DO $$ BEGIN EXECUTE 'GRANT USAGE ON SCHEMA ' || quote_ident(current_schema()) || ' TO {role}';
            EXECUTE 'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ' || quote_ident(current_schema()) || ' TO {role}';
          END $$;
          REVOKE ALL ON schema_migrations FROM {role};
-         DO $$ BEGIN IF to_regclass(quote_ident(current_schema()) || '.placement_targets') IS NOT NULL THEN
-           EXECUTE 'REVOKE ALL ON ' || quote_ident(current_schema()) || '.placement_targets FROM {role}';
-         END IF;
+         DO $$ DECLARE t text; BEGIN
+         FOREACH t IN ARRAY ARRAY[{private}] LOOP
+           IF to_regclass(quote_ident(current_schema()) || '.' || t) IS NOT NULL THEN
+             EXECUTE 'REVOKE ALL ON ' || quote_ident(current_schema()) || '.' || quote_ident(t) || ' FROM {role}';
+           END IF;
+         END LOOP;
          IF to_regclass(quote_ident(current_schema()) || '.placements') IS NOT NULL THEN
            EXECUTE 'REVOKE UPDATE, DELETE, TRUNCATE ON ' || quote_ident(current_schema()) || '.placements FROM {role}';
          END IF; END $$;"

@@ -313,6 +313,11 @@ fn authorize(ctx: AuthContext<'_>) -> Authorization {
         // of the server's changes or deletes an entry (creating an org adds its own, shared:
         // a second one for any org is refused by its key; the org purge's cascade deletes
         // one), none writes the record.
+        A::Insert { table_name } | A::Delete { table_name } | A::Update { table_name, .. }
+            if top && table_name == "placement_moves" && phase != Phase::Purging =>
+        {
+            Authorization::Deny
+        }
         A::Delete { table_name } | A::Update { table_name, .. }
             if top && table_name == "placements" && phase != Phase::Purging =>
         {

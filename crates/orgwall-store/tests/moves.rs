@@ -1,0 +1,559 @@
+//! Online moves on PostgreSQL (issue 13): an org moved between every pair of placement
+//! kinds (shared tables, its own schema, its own database on the control server and on a
+//! second server) while a writer creates and renames its tickets and a reader lists them;
+//! the other org written at the same time. Then a mover stopped dead in each phase and
+//! resumed, and one aborted. The servers are throwaway clusters with `wal_level =
+//! logical` that the test starts itself (never the shared server's settings).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use orgwall_core::{Error, OrgId, ProjectId, TicketId, UserId};
+use orgwall_store::placement::{self, Kind, Route};
+use orgwall_store::repo::{projects, tickets};
+use orgwall_store::{access, Db, DbConfig};
+use orgwall_testkit::cluster::PgCluster;
+use orgwall_testkit::Demo;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const LOGICAL: &[&str] = &["wal_level = logical", "max_replication_slots = 20"];
+
+async fn client(url: &str) -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    c
+}
+
+/// A control database on `cluster`, migrated, with the demo world.
+async fn world(cluster: &PgCluster) -> (Db, Demo, String) {
+    client(&cluster.url)
+        .await
+        .batch_execute("CREATE DATABASE orgwall_m")
+        .await
+        .unwrap();
+    let url = cluster.url_of("orgwall_m");
+    let db = Db::open(
+        &DbConfig::Postgres {
+            url: url.clone(),
+            app_role: orgwall_store::db::DEFAULT_APP_ROLE.into(),
+            pool_size: 8,
+            placement_budget: None,
+        },
+        orgwall_store::catalog(),
+    )
+    .await
+    .unwrap();
+    db.migrate().await.unwrap();
+    let d = Demo::load(&db).await;
+    (db, d, url)
+}
+
+/// The org's projects (the first is where the writer writes).
+async fn projects_of(db: &Db, user: UserId, org: OrgId) -> Vec<ProjectId> {
+    let scope = access::verify_member(db, user, org).await.unwrap();
+    let mut tx = db.read(&scope).await.unwrap();
+    let p = projects::list(&mut tx, 100, None).await.unwrap();
+    tx.commit().await.unwrap();
+    p.into_iter().map(|p| p.id).collect()
+}
+
+/// What a writer had acknowledged: each ticket's last acknowledged title.
+type Acked = Arc<Mutex<HashMap<TicketId, String>>>;
+
+/// Whether an error is the "send it again" a request may get while its org's placement
+/// changes (nothing was committed).
+fn again(e: &Error) -> bool {
+    matches!(e, Error::Unavailable(_))
+}
+
+/// Creates a ticket, and renames an earlier one every third round, until `stop`; returns
+/// the longest time one acknowledged write took.
+async fn writer(
+    db: Db,
+    user: UserId,
+    org: OrgId,
+    project: ProjectId,
+    acked: Acked,
+    stop: Arc<AtomicBool>,
+) -> Duration {
+    let mut longest = Duration::ZERO;
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        i += 1;
+        let began = Instant::now();
+        let scope = match access::verify_member(&db, user, org).await {
+            Ok(s) => s,
+            Err(e) if again(&e) => continue,
+            Err(e) => panic!("verify: {e}"),
+        };
+        let rename = if i.is_multiple_of(3) {
+            acked.lock().unwrap().keys().next().copied()
+        } else {
+            None
+        };
+        let title = format!("w{i}");
+        let r: Result<TicketId, Error> = async {
+            let mut tx = db.write(&scope).await?;
+            let id = match rename {
+                Some(id) => {
+                    tickets::update(
+                        &mut tx,
+                        id,
+                        tickets::TicketPatch {
+                            title: Some(title.clone()),
+                            body: None,
+                            status: None,
+                            assignee_id: None,
+                        },
+                    )
+                    .await?
+                    .id
+                }
+                None => {
+                    tickets::create(
+                        &mut tx,
+                        tickets::NewTicket {
+                            project_id: project,
+                            title: &title,
+                            body: "written during a move",
+                            assignee_id: None,
+                        },
+                    )
+                    .await?
+                    .id
+                }
+            };
+            tx.commit().await?;
+            Ok(id)
+        }
+        .await;
+        match r {
+            Ok(id) => {
+                longest = longest.max(began.elapsed());
+                acked.lock().unwrap().insert(id, title);
+            }
+            Err(e) if again(&e) => {}
+            Err(e) => panic!("write {i}: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    longest
+}
+
+/// Lists the org's tickets whole, until `stop`: never a row of another project (another
+/// org), never fewer tickets than were acknowledged before the read began. Returns how
+/// many reads it made.
+async fn reader(
+    db: Db,
+    user: UserId,
+    org: OrgId,
+    projects: Vec<ProjectId>,
+    acked: Acked,
+    before: usize,
+    stop: Arc<AtomicBool>,
+) -> usize {
+    let mut reads = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let floor = before + acked_creates(&acked);
+        let scope = match access::verify_member(&db, user, org).await {
+            Ok(s) => s,
+            Err(e) if again(&e) => continue,
+            Err(e) => panic!("verify: {e}"),
+        };
+        match all_tickets(&db, &scope).await {
+            Ok(all) => {
+                assert!(
+                    all.iter().all(|t| projects.contains(&t.project_id)),
+                    "a reader saw another org's ticket"
+                );
+                assert!(
+                    all.len() >= floor,
+                    "a reader saw {} tickets, {floor} were acknowledged before it read",
+                    all.len()
+                );
+                reads += 1;
+            }
+            Err(e) if again(&e) => {}
+            Err(e) => panic!("read: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    reads
+}
+
+/// How many tickets the writer created (a rename does not add one).
+fn acked_creates(acked: &Acked) -> usize {
+    acked.lock().unwrap().len()
+}
+
+async fn all_tickets(db: &Db, scope: &access::OrgScope) -> Result<Vec<tickets::Ticket>, Error> {
+    let mut tx = db.read(scope).await?;
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = tickets::list(&mut tx, &tickets::TicketFilter::default(), 500, after).await?;
+        let last = page.last().map(|t| t.id.uuid());
+        let n = page.len();
+        out.extend(page);
+        if n < 500 {
+            break;
+        }
+        after = last;
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Every acknowledged ticket is there exactly once with its last acknowledged title, and
+/// there is nothing else but the `before` tickets.
+async fn check_acked(db: &Db, user: UserId, org: OrgId, acked: &Acked, before: usize) {
+    let scope = access::verify_member(db, user, org).await.unwrap();
+    let all = all_tickets(db, &scope).await.unwrap();
+    let acked = acked.lock().unwrap().clone();
+    let mut seen: HashMap<TicketId, usize> = HashMap::new();
+    for t in &all {
+        *seen.entry(t.id).or_default() += 1;
+        if let Some(title) = acked.get(&t.id) {
+            assert_eq!(&t.title, title, "ticket {} lost its last write", t.id);
+        }
+    }
+    for id in acked.keys() {
+        assert_eq!(
+            seen.get(id),
+            Some(&1),
+            "acknowledged ticket {id} is not there once"
+        );
+    }
+    assert_eq!(
+        all.len(),
+        before + acked.len(),
+        "tickets no writer acknowledged"
+    );
+}
+
+async fn move_to(db: &Db, org: OrgId, kind: Kind) -> Route {
+    placement::start_move(db, org, kind).await.unwrap();
+    placement::run_move(db, org, &|_| {}).await.unwrap()
+}
+
+/// Names a move leaves behind on a server, if any: slots, publications, placement
+/// schemas and databases other than `keep`.
+async fn leftovers(url: &str, keep: &[String]) -> Vec<String> {
+    let c = client(url).await;
+    let mut out = Vec::new();
+    for r in c
+        .query("SELECT slot_name::text FROM pg_replication_slots", &[])
+        .await
+        .unwrap()
+    {
+        out.push(format!("slot {}", r.get::<_, String>(0)));
+    }
+    for r in c
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE 'orgwall_org_%'",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        let name: String = r.get(0);
+        if !keep.contains(&name) {
+            out.push(format!("database {name}"));
+        }
+    }
+    out
+}
+
+async fn schemas_and_publications(url: &str) -> Vec<String> {
+    let c = client(url).await;
+    let mut out = Vec::new();
+    for r in c
+        .query(
+            "SELECT 'schema ' || nspname FROM pg_namespace WHERE nspname LIKE 'org\\_%'
+             UNION ALL SELECT 'publication ' || pubname FROM pg_publication",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        out.push(r.get::<_, String>(0));
+    }
+    out
+}
+
+// Globex travels shared -> its own database -> its own schema -> a database on the
+// second server -> shared, while Bob's writer and reader work on it and Alice's writer
+// on Acme: every acknowledged write is there once, no reader saw Acme's rows or a partial
+// Globex, Acme's writes went on, and nothing of the moves is left on either server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_org_moves_through_every_placement_while_in_use() {
+    orgwall_testkit::init_logs();
+    let one = PgCluster::start(LOGICAL);
+    let two = PgCluster::start(LOGICAL);
+    let (db, d, control_url) = world(&one).await;
+    placement::add_target(&db, "second", &two.url)
+        .await
+        .unwrap();
+    let gps = projects_of(&db, d.bob, d.globex).await;
+    let aps = projects_of(&db, d.alice, d.acme).await;
+    assert!(gps.iter().all(|p| !aps.contains(p)));
+    let (gp, ap) = (gps[0], aps[0]);
+    let scope = access::verify_member(&db, d.bob, d.globex).await.unwrap();
+    let before = all_tickets(&db, &scope).await.unwrap().len();
+    let ascope = access::verify_member(&db, d.alice, d.acme).await.unwrap();
+    let acme_before = all_tickets(&db, &ascope).await.unwrap().len();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (g, a): (Acked, Acked) = Default::default();
+    let w = tokio::spawn(writer(
+        db.clone(),
+        d.bob,
+        d.globex,
+        gp,
+        g.clone(),
+        stop.clone(),
+    ));
+    let r = tokio::spawn(reader(
+        db.clone(),
+        d.bob,
+        d.globex,
+        gps.clone(),
+        g.clone(),
+        before,
+        stop.clone(),
+    ));
+    let aw = tokio::spawn(writer(
+        db.clone(),
+        d.alice,
+        d.acme,
+        ap,
+        a.clone(),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let steps = [
+        (Kind::Database(None), "database"),
+        (Kind::Schema, "schema"),
+        (Kind::Database(Some("second".into())), "database"),
+        (Kind::Shared, "shared"),
+    ];
+    for (kind, name) in steps {
+        let written = acked_creates(&g);
+        let route = move_to(&db, d.globex, kind.clone()).await;
+        assert_eq!(route.kind(), name);
+        assert_eq!(placement::show(&db, d.globex).await.unwrap().kind, name);
+        assert!(placement::moves(&db).await.unwrap().is_empty());
+        assert_eq!(
+            db.doctor().await.unwrap(),
+            vec![],
+            "after moving to {kind:?}"
+        );
+        // Writes go on in the new placement.
+        let t0 = Instant::now();
+        while acked_creates(&g) < written + 10 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "no writes after moving to {kind:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let globex_longest = w.await.unwrap();
+    let reads = r.await.unwrap();
+    let acme_longest = aw.await.unwrap();
+    assert!(reads > 10, "the reader read {reads} times");
+    check_acked(&db, d.bob, d.globex, &g, before).await;
+    check_acked(&db, d.alice, d.acme, &a, acme_before).await;
+    // The search terms came along (rebuilt by their triggers): a word of every written
+    // ticket finds each of them, in Globex only.
+    let scope = access::verify_member(&db, d.bob, d.globex).await.unwrap();
+    let mut tx = db.read(&scope).await.unwrap();
+    let filter = tickets::TicketFilter {
+        q: Some("written".into()),
+        ..Default::default()
+    };
+    let mut found = 0;
+    let mut after = None;
+    loop {
+        let page = tickets::list(&mut tx, &filter, 500, after).await.unwrap();
+        found += page.len();
+        if page.len() < 500 {
+            break;
+        }
+        after = page.last().map(|t| t.id.uuid());
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(found, acked_creates(&g), "search finds every moved ticket");
+    eprintln!(
+        "globex: {} tickets written, longest write {globex_longest:?}; acme: {}, longest {acme_longest:?}",
+        acked_creates(&g),
+        acked_creates(&a)
+    );
+    assert!(
+        acme_longest < Duration::from_secs(2),
+        "Acme's writes were held up {acme_longest:?} by Globex's moves"
+    );
+    assert_eq!(leftovers(&control_url, &[]).await, Vec::<String>::new());
+    assert_eq!(leftovers(&two.url, &[]).await, Vec::<String>::new());
+    assert_eq!(
+        schemas_and_publications(&control_url).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(db.doctor().await.unwrap(), vec![]);
+}
+
+/// Runs `org`'s move in a task of its own and stops it dead (the task dropped at its next
+/// await: its connections close, its transactions roll back, its session lock goes) once
+/// it has entered `phase`. Returns whether it got there (a move may finish first).
+async fn kill_in(db: &Db, org: OrgId, phase: &'static str) -> bool {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let tx = Mutex::new(Some(tx));
+    let db2 = db.clone();
+    let task = tokio::spawn(async move {
+        placement::run_move(&db2, org, &move |m| {
+            if m.phase == phase {
+                if let Some(t) = tx.lock().unwrap().take() {
+                    let _ = t.send(());
+                }
+            }
+        })
+        .await
+    });
+    let reached = rx.await.is_ok();
+    // Somewhere inside the phase: let it work a moment, then stop it.
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    task.abort();
+    let _ = task.await;
+    reached
+}
+
+/// Runs a move on to its end, waiting for a dead mover's session (and its lock) to go.
+async fn resume(db: &Db, org: OrgId) -> Route {
+    for _ in 0..100 {
+        match placement::run_move(db, org, &|_| {}).await {
+            Ok(r) => return r,
+            Err(Error::Conflict("move_running", _)) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("resuming: {e:?}"),
+        }
+    }
+    panic!("the dead mover's lock never went")
+}
+
+async fn abort(db: &Db, org: OrgId) {
+    for _ in 0..100 {
+        if placement::abort_move(db, org).await.unwrap() {
+            return;
+        }
+        // A mover's session still there: asked to abort; wait until the lock is free.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the move was never aborted")
+}
+
+// Issue 13, crash safety: the mover stopped dead inside each phase (prepare, copy,
+// catch_up, cleanup), then resumed or aborted, while Bob's writer works on Globex: at
+// every moment the org is served from one placement with all its acknowledged writes;
+// after an abort the org is where it was and nothing of the move is left; an abort after
+// the flip is refused (the cleanup is resumed instead); the doctor names a slot left by
+// a move whose row is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mover_stopped_dead_in_any_phase_resumes_or_aborts() {
+    orgwall_testkit::init_logs();
+    let one = PgCluster::start(LOGICAL);
+    let (db, d, control_url) = world(&one).await;
+    let gps = projects_of(&db, d.bob, d.globex).await;
+    let scope = access::verify_member(&db, d.bob, d.globex).await.unwrap();
+    let before = all_tickets(&db, &scope).await.unwrap().len();
+    let stop = Arc::new(AtomicBool::new(false));
+    let g: Acked = Default::default();
+    let w = tokio::spawn(writer(
+        db.clone(),
+        d.bob,
+        d.globex,
+        gps[0],
+        g.clone(),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let plan: [(Kind, &str, bool, &str); 6] = [
+        (Kind::Database(None), "prepare", false, "database"),
+        (Kind::Schema, "copy", true, "database"),
+        (Kind::Schema, "catch_up", false, "schema"),
+        (Kind::Shared, "cleanup", false, "shared"),
+        (Kind::Database(None), "copy", false, "database"),
+        (Kind::Shared, "catch_up", true, "database"),
+    ];
+    for (kind, phase, aborting, lands) in plan {
+        placement::start_move(&db, d.globex, kind.clone())
+            .await
+            .unwrap();
+        assert!(kill_in(&db, d.globex, phase).await, "never reached {phase}");
+        let now = placement::show(&db, d.globex).await.unwrap().kind;
+        if phase == "cleanup" {
+            let err = placement::abort_move(&db, d.globex).await.unwrap_err();
+            assert!(matches!(err, Error::Conflict("move_flipped", _)), "{err}");
+        }
+        if aborting {
+            abort(&db, d.globex).await;
+            assert_eq!(now, lands, "the org stays where it was");
+        } else {
+            resume(&db, d.globex).await;
+        }
+        assert_eq!(placement::show(&db, d.globex).await.unwrap().kind, lands);
+        assert!(placement::moves(&db).await.unwrap().is_empty());
+        let keep: Vec<String> = match lands {
+            "database" => vec![placement::database_name(d.globex)],
+            _ => Vec::new(),
+        };
+        assert_eq!(
+            leftovers(&control_url, &keep).await,
+            Vec::<String>::new(),
+            "after {phase}"
+        );
+        let schemas = schemas_and_publications(&control_url).await;
+        let expected: Vec<String> = match lands {
+            "schema" => vec![format!("schema {}", placement::schema_name(d.globex))],
+            _ => Vec::new(),
+        };
+        assert_eq!(schemas, expected, "after {phase}");
+        assert_eq!(db.doctor().await.unwrap(), vec![], "after {phase}");
+        let written = acked_creates(&g);
+        let t0 = Instant::now();
+        while acked_creates(&g) < written + 5 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "no writes after {phase}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    w.await.unwrap();
+    check_acked(&db, d.bob, d.globex, &g, before).await;
+
+    // A slot whose move is gone (its row deleted by hand) is a leftover the doctor names.
+    placement::start_move(&db, d.globex, Kind::Shared)
+        .await
+        .unwrap();
+    assert!(kill_in(&db, d.globex, "copy").await);
+    let c = client(&control_url).await;
+    c.execute("DELETE FROM placement_moves", &[]).await.unwrap();
+    let found = db.doctor().await.unwrap();
+    let name = format!("orgwall_move_{}", d.globex.uuid().simple());
+    assert!(
+        found
+            .iter()
+            .any(|v| v.to_string().contains(&name) && v.to_string().contains("slot")),
+        "{found:?}"
+    );
+}

@@ -1,0 +1,1478 @@
+//! Online moves on PostgreSQL (see [`crate::placement::start_move`]): one org's data plane
+//! from one placement to another (shared tables, its own schema, its own database on the
+//! control server or a registered target) while it is in use.
+//!
+//! The phases, each resumable from the `placement_moves` row (the move's durable state):
+//!
+//! 1. `prepare`: the destination made empty with every wall (a database with its members
+//!    projection, a schema, or nothing for the shared tables), and in the source database
+//!    a publication of the org's data-plane tables (row filter `org_id = ORG`) and a
+//!    logical replication slot (`pgoutput`), both named `orgwall_move_<org hex>`.
+//! 2. `copy`: under the org's write fence (held for a moment), the source's WAL position
+//!    `L` is read and a repeatable-read snapshot opened; the fence is let go and the org's
+//!    rows are copied from that snapshot (`COPY`) into the destination, in one transaction
+//!    there. Every transaction of the org committed before `L` is in the snapshot, every
+//!    later one in the slot.
+//! 3. `catch_up`: the slot's changes (whole transactions committed after `L`) are read
+//!    with `pg_logical_slot_peek_binary_changes` and replayed in the destination (each
+//!    batch in one transaction there, then the slot is advanced: a mover that dies between
+//!    replays the batch again, and replaying is idempotent: inserts are upserts, updates and
+//!    deletes name the key). Then the cut-over: the fence taken exclusive (the org's writes
+//!    wait), the rest of the changes drained up to the source's position, per-table row
+//!    counts and checksums compared, the members projection brought in step, and the
+//!    directory flipped with the move's phase in the same control transaction; its commit
+//!    lifts the fence, and waiting writes read the new route.
+//! 4. `cleanup`: the slot and publication dropped, the old copy removed (the org's shared
+//!    rows deleted, its schema or database dropped), the move's row deleted.
+//!
+//! Why PostgreSQL's own logical decoding read by the mover rather than a subscription: a
+//! subscription applies into a table of the same name, so it cannot move an org between
+//! the shared tables and a schema of the same database, and it needs a subscription owner
+//! on every target; one reader that replays through ordinary statements serves every pair
+//! of placements alike, on one server or two. Replay runs with `session_replication_role
+//! = replica` (as PostgreSQL's own apply does): foreign keys and cascades already held in
+//! the source, and the search-terms triggers (`ENABLE ALWAYS`) rebuild the derived rows.
+
+use super::map_err;
+use super::pgoutput::{self, Message, Relation, Value};
+use super::placement::{connect_to, server_login};
+use crate::module::Catalog;
+use crate::placement::{Kind, Move, Route};
+use orgwall_core::{Error, OrgId, Result};
+use std::collections::HashMap;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Client;
+
+/// The session lock a mover holds for the whole run of one org's move (one mover at a
+/// time; a mover that dies lets go with its session).
+const MOVER_LOCK: &str = "SELECT pg_try_advisory_lock(7270003, hashtext($1))";
+
+/// How many changes one replay batch reads at most (whole transactions: more when one
+/// transaction is larger).
+const BATCH: i32 = 2_000;
+
+/// The slot and publication name of `org`'s move.
+pub(crate) fn move_name(org: OrgId) -> String {
+    format!("orgwall_move_{}", org.uuid().simple())
+}
+
+/// Whether `s` is a move's slot or publication name (`orgwall_move_` and 32 hex digits).
+pub(crate) fn is_move_name(s: &str) -> bool {
+    s.len() == 45
+        && s.starts_with("orgwall_move_")
+        && s.get(13..).is_some_and(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
+fn parse_lsn(s: &str) -> Result<u64> {
+    let (hi, lo) = s
+        .split_once('/')
+        .ok_or_else(|| Error::Internal(format!("{s:?} is not an LSN")))?;
+    let hi = u64::from_str_radix(hi, 16).map_err(Error::internal)?;
+    let lo = u64::from_str_radix(lo, 16).map_err(Error::internal)?;
+    Ok((hi << 32) | lo)
+}
+
+fn show_lsn(l: u64) -> String {
+    format!("{:X}/{:X}", l >> 32, l & 0xFFFF_FFFF)
+}
+
+fn q(ident: &str) -> String {
+    crate::migrate::quote_ident(ident)
+}
+
+/// The phase names stored in `placement_moves`.
+const PHASES: [&str; 4] = ["prepare", "copy", "catch_up", "cleanup"];
+
+fn route_parts(r: &Route) -> (&'static str, Option<String>, Option<String>) {
+    match r {
+        Route::Shared => ("shared", None, None),
+        Route::Schema(s) => ("schema", Some(s.to_string()), None),
+        Route::Database { name, target } => (
+            "database",
+            Some(name.to_string()),
+            target.as_deref().map(str::to_owned),
+        ),
+    }
+}
+
+const MOVE_COLUMNS: &str = "org_id, from_kind, from_location, from_target, to_kind, to_location, to_target, phase, start_lsn::text, rows_copied, rows_total, changes_applied, error";
+
+fn move_of(r: &tokio_postgres::Row) -> Result<Move> {
+    Ok(Move {
+        org: OrgId::from_uuid(r.try_get(0).map_err(map_err)?),
+        from: Route::from_parts(
+            r.try_get(1).map_err(map_err)?,
+            r.try_get(2).map_err(map_err)?,
+            r.try_get(3).map_err(map_err)?,
+        )?,
+        to: Route::from_parts(
+            r.try_get(4).map_err(map_err)?,
+            r.try_get(5).map_err(map_err)?,
+            r.try_get(6).map_err(map_err)?,
+        )?,
+        phase: r.try_get(7).map_err(map_err)?,
+        start_lsn: r.try_get(8).map_err(map_err)?,
+        rows_copied: r.try_get(9).map_err(map_err)?,
+        rows_total: r.try_get(10).map_err(map_err)?,
+        changes_applied: r.try_get(11).map_err(map_err)?,
+        error: r.try_get(12).map_err(map_err)?,
+    })
+}
+
+/// Where the directory places `org` now.
+async fn route_of(control: &Client, org: OrgId) -> Result<Route> {
+    let row = control
+        .query_opt(
+            "SELECT kind, location, target FROM placements WHERE org_id = $1",
+            &[&org.uuid()],
+        )
+        .await
+        .map_err(map_err)?;
+    match row {
+        None => Ok(Route::Shared),
+        Some(r) => Route::from_parts(r.get(0), r.get(1), r.get(2)),
+    }
+}
+
+/// Every running move.
+pub(crate) async fn list(control: &Client) -> Result<Vec<Move>> {
+    control
+        .query(
+            &format!("SELECT {MOVE_COLUMNS} FROM placement_moves ORDER BY started_at"),
+            &[],
+        )
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(move_of)
+        .collect()
+}
+
+/// `org`'s move, if one runs.
+pub(crate) async fn get(control: &Client, org: OrgId) -> Result<Option<Move>> {
+    control
+        .query_opt(
+            &format!("SELECT {MOVE_COLUMNS} FROM placement_moves WHERE org_id = $1"),
+            &[&org.uuid()],
+        )
+        .await
+        .map_err(map_err)?
+        .as_ref()
+        .map(move_of)
+        .transpose()
+}
+
+/// Records a move of `org` to `kind` (see [`crate::placement::start_move`]).
+pub(crate) async fn start(
+    control: &mut Client,
+    control_url: &str,
+    org: OrgId,
+    kind: Kind,
+) -> Result<Move> {
+    let tx = control.transaction().await.map_err(map_err)?;
+    let row = tx
+        .query_opt(
+            "SELECT pl.kind, pl.location, pl.target, (SELECT phase FROM placement_moves m WHERE m.org_id = o.id)
+             FROM orgs o LEFT JOIN placements pl ON pl.org_id = o.id WHERE o.id = $1 FOR UPDATE OF o",
+            &[&org.uuid()],
+        )
+        .await
+        .map_err(map_err)?
+        .ok_or_else(|| Error::Validation(format!("no organization {org}")))?;
+    let from = match row.get::<_, Option<String>>(0) {
+        Some(k) => Route::from_parts(&k, row.get(1), row.get(2))?,
+        None => Route::Shared,
+    };
+    if let Some(phase) = row.get::<_, Option<String>>(3) {
+        return Err(Error::Conflict(
+            "move_running",
+            format!("organization {org} is already moving (phase {phase}): see orgwall placement list, or --abort it"),
+        ));
+    }
+    let to = crate::placement::route_for(org, &kind);
+    if from == to {
+        return Err(Error::Conflict(
+            "already_placed",
+            format!(
+                "organization {org} is already in its {} placement: nothing to move",
+                to.kind()
+            ),
+        ));
+    }
+    if let Route::Database {
+        target: Some(t), ..
+    } = &to
+    {
+        super::placement::target_login(&tx, t).await?;
+    }
+    // What logical decoding needs, said before anything is made.
+    let source = open_side(&tx, control_url, &from).await?;
+    let row = source
+        .client
+        .query_one(
+            "SELECT current_setting('wal_level'),
+                    (SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user)",
+            &[],
+        )
+        .await
+        .map_err(map_err)?;
+    let (wal, may): (String, bool) = (row.get(0), row.get(1));
+    if wal != "logical" {
+        return Err(Error::Validation(format!(
+            "an online move reads the source server's changes by logical decoding, and {} has wal_level = {wal}: set wal_level = logical there (a restart) and move again; nothing changed",
+            source.shown
+        )));
+    }
+    if !may {
+        return Err(Error::Validation(format!(
+            "the login on {} may not use logical replication (it needs the REPLICATION attribute or superuser): nothing changed",
+            source.shown
+        )));
+    }
+    let (fk, fl, ft) = route_parts(&from);
+    let (tk, tl, tt) = route_parts(&to);
+    tx.execute(
+        "INSERT INTO placement_moves (org_id, from_kind, from_location, from_target, to_kind, to_location, to_target, phase, started_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'prepare', now(), now())",
+        &[&org.uuid(), &fk, &fl, &ft, &tk, &tl, &tt],
+    )
+    .await
+    .map_err(map_err)?;
+    tx.commit().await.map_err(map_err)?;
+    get(control, org)
+        .await?
+        .ok_or_else(|| Error::Internal("the move just recorded is gone".into()))
+}
+
+/// One end of a move: a connection to the database holding the placement (as the owner)
+/// and the schema its data-plane tables are in.
+struct Side {
+    client: Client,
+    schema: String,
+    route: Route,
+    shown: String,
+}
+
+impl Side {
+    fn table(&self, t: &str) -> String {
+        format!("{}.{}", q(&self.schema), q(t))
+    }
+}
+
+async fn open_side(
+    control: &impl tokio_postgres::GenericClient,
+    control_url: &str,
+    route: &Route,
+) -> Result<Side> {
+    let (login, db) = match route {
+        Route::Database { name, target } => (
+            server_login(control, control_url, target.as_deref()).await?,
+            Some(name.clone()),
+        ),
+        _ => (server_login(control, control_url, None).await?, None),
+    };
+    let mut cfg = login.cfg.clone();
+    let mut shown = login.shown.clone();
+    if let Some(d) = &db {
+        cfg.dbname(&**d);
+        shown = format!("{shown} (database {d})");
+    }
+    let client = connect_to(&cfg, &shown).await?;
+    let schema = match route {
+        Route::Schema(s) => {
+            // As a tenant transaction of the org sees it: its schema first, so what the
+            // data plane's triggers write (the search terms) lands there too.
+            let control: String = client
+                .query_one("SELECT current_schema()::text", &[])
+                .await
+                .map_err(map_err)?
+                .get(0);
+            if !crate::placement::is_schema_name(s) {
+                return Err(Error::Internal(format!("{s:?} is not a placement schema")));
+            }
+            client
+                .batch_execute(&format!("SET search_path TO {s}, {}", q(&control)))
+                .await
+                .map_err(map_err)?;
+            s.to_string()
+        }
+        _ => client
+            .query_one("SELECT current_schema()::text", &[])
+            .await
+            .map_err(map_err)?
+            .get(0),
+    };
+    Ok(Side {
+        client,
+        schema,
+        route: route.clone(),
+        shown,
+    })
+}
+
+/// What the mover knows of one destination table.
+struct Table {
+    /// Its logical name.
+    name: &'static str,
+    /// Non-generated columns, in order: (name, type as `format_type` says).
+    columns: Vec<(String, String)>,
+    key: Vec<String>,
+    /// Columns referencing the users table (a database destination's projection must hold
+    /// every user they name).
+    user_columns: Vec<String>,
+}
+
+async fn describe(side: &Side, name: &'static str) -> Result<Table> {
+    let qualified = side.table(name);
+    let rows = side
+        .client
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),
+                    EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = a.attrelid AND i.indisprimary
+                            AND a.attnum = ANY (i.indkey))
+             FROM pg_attribute a
+             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+             ORDER BY a.attnum",
+            &[&qualified],
+        )
+        .await
+        .map_err(map_err)?;
+    if rows.is_empty() {
+        return Err(Error::Internal(format!(
+            "{qualified} is missing on {}",
+            side.shown
+        )));
+    }
+    let columns: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let key: Vec<String> = rows
+        .iter()
+        .filter(|r| r.get::<_, bool>(2))
+        .map(|r| r.get(0))
+        .collect();
+    if key.is_empty() {
+        return Err(Error::Internal(format!("{qualified} has no primary key")));
+    }
+    let users = format!("{}.users", q(&side.schema));
+    let user_columns = side
+        .client
+        .query(
+            "SELECT a.attname::text FROM pg_constraint c
+             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+             WHERE c.contype = 'f' AND c.conrelid = to_regclass($1)
+               AND c.confrelid = to_regclass($2) AND cardinality(c.conkey) = 1",
+            &[&qualified, &users],
+        )
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(Table {
+        name,
+        columns,
+        key,
+        user_columns,
+    })
+}
+
+/// Everything one run of a move holds.
+struct Mover<'a> {
+    control: Client,
+    control_url: &'a str,
+    app_role: &'a str,
+    catalog: &'a Catalog,
+    org: OrgId,
+    name: String,
+    /// The data-plane tables that move (derived ones are rebuilt by their triggers).
+    tables: Vec<&'static str>,
+    progress: &'a (dyn Fn(&Move) + Sync),
+}
+
+/// Runs (or resumes) `org`'s move to its end (see the module's doc). Returns where the org
+/// is now.
+pub(crate) async fn run(
+    control_url: &str,
+    app_role: &str,
+    catalog: &Catalog,
+    org: OrgId,
+    progress: &(dyn Fn(&Move) + Sync),
+) -> Result<Route> {
+    let (control, conn) = tokio_postgres::connect(control_url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| super::connect_error(control_url, e))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "mover connection closed");
+        }
+    });
+    let held: bool = control
+        .query_one(MOVER_LOCK, &[&org.to_string()])
+        .await
+        .map_err(map_err)?
+        .get(0);
+    if !held {
+        return Err(Error::Conflict(
+            "move_running",
+            format!("another mover is running organization {org}'s move"),
+        ));
+    }
+    let m = Mover {
+        control,
+        control_url,
+        app_role,
+        catalog,
+        org,
+        name: move_name(org),
+        tables: catalog
+            .data_tables()
+            .filter(|t| !catalog.is_derived(t))
+            .collect(),
+        progress,
+    };
+    loop {
+        let Some(mv) = get(&m.control, org).await? else {
+            return route_of(&m.control, org).await;
+        };
+        (m.progress)(&mv);
+        if mv.error.as_deref() == Some(ABORT_REQUESTED) && mv.phase != "cleanup" {
+            m.finish(&mv, false).await?;
+            return Err(Error::Conflict(
+                "move_aborted",
+                format!("organization {org}'s move was aborted; it stays where it was"),
+            ));
+        }
+        let step = match mv.phase.as_str() {
+            "prepare" => m.prepare(&mv).await,
+            "copy" => m.copy(&mv).await,
+            "catch_up" => m.catch_up(&mv).await,
+            "cleanup" => m.finish(&mv, true).await,
+            other => Err(Error::Internal(format!("a move in phase {other:?}"))),
+        };
+        if let Err(e) = step {
+            // Said on the row (for `placement list`), then returned: a run again resumes.
+            let _ = m
+                .control
+                .execute(
+                    "UPDATE placement_moves SET error = $2, updated_at = now() WHERE org_id = $1 AND error IS DISTINCT FROM $3",
+                    &[&org.uuid(), &e.to_string(), &ABORT_REQUESTED],
+                )
+                .await;
+            return Err(e);
+        }
+    }
+}
+
+/// The `error` a `--abort` leaves on a move whose mover is running: it aborts at its next
+/// step.
+const ABORT_REQUESTED: &str = "abort requested";
+
+fn flipped(org: OrgId) -> Error {
+    Error::Conflict(
+        "move_flipped",
+        format!("organization {org}'s move has flipped the directory (it is served from its new placement); only its cleanup is left, which a run of the move finishes"),
+    )
+}
+
+/// Aborts `org`'s move (see [`crate::placement::abort_move`]): at once when no mover runs
+/// it, else by asking the running mover (which aborts at its next step). Returns whether
+/// it is gone.
+pub(crate) async fn abort(
+    control_url: &str,
+    app_role: &str,
+    catalog: &Catalog,
+    org: OrgId,
+) -> Result<bool> {
+    let (control, conn) = tokio_postgres::connect(control_url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| super::connect_error(control_url, e))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "mover connection closed");
+        }
+    });
+    let Some(mv) = get(&control, org).await? else {
+        return Err(Error::Validation(format!(
+            "organization {org} is not moving: nothing to abort"
+        )));
+    };
+    if mv.phase == "cleanup" {
+        return Err(flipped(org));
+    }
+    let held: bool = control
+        .query_one(MOVER_LOCK, &[&org.to_string()])
+        .await
+        .map_err(map_err)?
+        .get(0);
+    if !held {
+        let n = control
+            .execute(
+                "UPDATE placement_moves SET error = $2, updated_at = now() WHERE org_id = $1 AND phase <> 'cleanup'",
+                &[&org.uuid(), &ABORT_REQUESTED],
+            )
+            .await
+            .map_err(map_err)?;
+        if n == 0 {
+            return Err(flipped(org));
+        }
+        return Ok(false);
+    }
+    // Read again under the lock: no mover runs it now.
+    let Some(mv) = get(&control, org).await? else {
+        return Ok(true);
+    };
+    if mv.phase == "cleanup" {
+        return Err(flipped(org));
+    }
+    let m = Mover {
+        control,
+        control_url,
+        app_role,
+        catalog,
+        org,
+        name: move_name(org),
+        tables: Vec::new(),
+        progress: &|_| {},
+    };
+    m.finish(&mv, false).await?;
+    Ok(true)
+}
+
+impl Mover<'_> {
+    async fn set_phase(&self, phase: &str, start_lsn: Option<u64>) -> Result<()> {
+        debug_assert!(PHASES.contains(&phase));
+        self.control
+            .execute(
+                "UPDATE placement_moves SET phase = $2, start_lsn = coalesce($3::text::pg_lsn, start_lsn),
+                   error = CASE WHEN error = 'abort requested' THEN error END, updated_at = now()
+                 WHERE org_id = $1",
+                &[&self.org.uuid(), &phase, &start_lsn.map(show_lsn)],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn note(&self, column: &str, value: i64) -> Result<()> {
+        let column = match column {
+            "rows_copied" | "rows_total" | "changes_applied" => column,
+            _ => return Err(Error::Internal(format!("no move column {column}"))),
+        };
+        self.control
+            .execute(
+                &format!("UPDATE placement_moves SET {column} = $2, updated_at = now() WHERE org_id = $1"),
+                &[&self.org.uuid(), &value],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// Makes the destination (empty, every wall), the publication and the slot.
+    async fn prepare(&self, mv: &Move) -> Result<()> {
+        // A destination left by an earlier run of this phase is half made: made again.
+        self.drop_placement(&mv.to).await?;
+        match &mv.to {
+            Route::Shared => {}
+            Route::Schema(schema) => {
+                let mut c = self.owner().await?;
+                let tx = c.transaction().await.map_err(map_err)?;
+                tx.batch_execute(super::walls::MIGRATION_LOCK)
+                    .await
+                    .map_err(map_err)?;
+                tx.batch_execute(&format!("CREATE SCHEMA {schema}"))
+                    .await
+                    .map_err(map_err)?;
+                let control = super::placement::enter(&tx, schema).await?;
+                super::walls::apply(&tx, self.app_role, self.catalog, crate::module::Plane::Data)
+                    .await?;
+                tx.batch_execute(&format!("SET LOCAL search_path TO {control}"))
+                    .await
+                    .map_err(map_err)?;
+                tx.commit().await.map_err(map_err)?;
+            }
+            Route::Database { name, target } => {
+                let login =
+                    server_login(&self.control, self.control_url, target.as_deref()).await?;
+                let members = self.members().await?;
+                let projection = super::placement::Projection {
+                    org: self.org,
+                    users: members.clone(),
+                    members,
+                };
+                super::placement::provision_database(
+                    &login,
+                    name,
+                    self.app_role,
+                    self.catalog,
+                    &projection,
+                )
+                .await?;
+            }
+        }
+        let source = self.side(&mv.from).await?;
+        let exists = source
+            .client
+            .query_opt(
+                "SELECT 1 FROM pg_publication WHERE pubname = $1",
+                &[&self.name],
+            )
+            .await
+            .map_err(map_err)?
+            .is_some();
+        if !exists {
+            let id = self.org.uuid();
+            let tables: Vec<String> = self
+                .tables
+                .iter()
+                .map(|t| format!("{} WHERE (org_id = '{id}')", source.table(t)))
+                .collect();
+            source
+                .client
+                .batch_execute(&format!(
+                    "CREATE PUBLICATION {} FOR TABLE {}",
+                    self.name,
+                    tables.join(", ")
+                ))
+                .await
+                .map_err(map_err)?;
+        }
+        let slot = source
+            .client
+            .query_opt(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.name],
+            )
+            .await
+            .map_err(map_err)?
+            .is_some();
+        if !slot {
+            source
+                .client
+                .execute(
+                    "SELECT pg_create_logical_replication_slot($1, 'pgoutput')",
+                    &[&self.name],
+                )
+                .await
+                .map_err(map_err)?;
+        }
+        self.set_phase("copy", None).await
+    }
+
+    async fn owner(&self) -> Result<Client> {
+        let login = server_login(&self.control, self.control_url, None).await?;
+        connect_to(&login.cfg, &login.shown).await
+    }
+
+    async fn side(&self, route: &Route) -> Result<Side> {
+        open_side(&self.control, self.control_url, route).await
+    }
+
+    /// The org's members' user ids (as the control plane says).
+    async fn members(&self) -> Result<Vec<uuid::Uuid>> {
+        let mut c = self.owner().await?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        tx.execute(
+            "SELECT set_config('app.org_id', $1, true)",
+            &[&self.org.to_string()],
+        )
+        .await
+        .map_err(map_err)?;
+        Ok(tx
+            .query(
+                "SELECT user_id FROM memberships WHERE org_id = $1 ORDER BY user_id",
+                &[&self.org.uuid()],
+            )
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    /// Copies the org's rows from a snapshot taken under its fence.
+    async fn copy(&self, mv: &Move) -> Result<()> {
+        let mut source = self.side(&mv.from).await?;
+        let mut dest = self.side(&mv.to).await?;
+        let mut described = Vec::with_capacity(self.tables.len());
+        for t in &self.tables {
+            described.push(describe(&dest, t).await?);
+        }
+        let org = self.org.to_string();
+        let src_tables: Vec<String> = described.iter().map(|t| source.table(t.name)).collect();
+        let dest_tables: Vec<String> = described.iter().map(|t| dest.table(t.name)).collect();
+        let dest_schema = dest.schema.clone();
+        let dest_database = matches!(dest.route, Route::Database { .. });
+        let dest_shared = dest.route == Route::Shared;
+        // The snapshot, under the fence: every org transaction committed before `lsn` is
+        // in it, every later one is in the slot.
+        let mut fence_conn = self.owner().await?;
+        let fence = fence_conn.transaction().await.map_err(map_err)?;
+        fence
+            .execute(super::FENCE_EXCLUSIVE_SQL, &[&org])
+            .await
+            .map_err(map_err)?;
+        let snap = source
+            .client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(map_err)?;
+        let lsn: String = snap
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+            .await
+            .map_err(map_err)?
+            .get(0);
+        fence.commit().await.map_err(map_err)?;
+        let lsn = parse_lsn(&lsn)?;
+        snap.execute("SELECT set_config('app.org_id', $1, true)", &[&org])
+            .await
+            .map_err(map_err)?;
+        let mut total = 0i64;
+        for src in &src_tables {
+            let n: i64 = snap
+                .query_one(
+                    &format!("SELECT count(*) FROM {src} WHERE org_id = $1"),
+                    &[&self.org.uuid()],
+                )
+                .await
+                .map_err(map_err)?
+                .get(0);
+            total += n;
+        }
+        self.note("rows_total", total).await?;
+        let into = dest.client.transaction().await.map_err(map_err)?;
+        into.batch_execute("SET LOCAL session_replication_role = replica")
+            .await
+            .map_err(map_err)?;
+        into.execute("SELECT set_config('app.org_id', $1, true)", &[&org])
+            .await
+            .map_err(map_err)?;
+        empty(&into, &dest_schema, dest_shared, self.catalog, self.org).await?;
+        let mut copied = 0i64;
+        for ((t, src), dst) in described.iter().zip(&src_tables).zip(&dest_tables) {
+            let cols: Vec<String> = t.columns.iter().map(|(c, _)| q(c)).collect();
+            let cols = cols.join(", ");
+            let out = snap
+                .copy_out(&format!(
+                    "COPY (SELECT {cols} FROM {src} WHERE org_id = '{}') TO STDOUT (FORMAT binary)",
+                    self.org.uuid()
+                ))
+                .await
+                .map_err(map_err)?;
+            let sink = into
+                .copy_in::<_, bytes::Bytes>(&format!(
+                    "COPY {dst} ({cols}) FROM STDIN (FORMAT binary)"
+                ))
+                .await
+                .map_err(map_err)?;
+            futures::pin_mut!(out);
+            futures::pin_mut!(sink);
+            use futures::{SinkExt, StreamExt};
+            while let Some(chunk) = out.next().await {
+                sink.send(chunk.map_err(map_err)?).await.map_err(map_err)?;
+            }
+            let n = sink.as_mut().finish().await.map_err(map_err)?;
+            copied += i64::try_from(n).unwrap_or(i64::MAX);
+            self.note("rows_copied", copied).await?;
+        }
+        if dest_database {
+            // Every user the copied rows name, in the projection.
+            let mut users: Vec<uuid::Uuid> = Vec::new();
+            for (t, src) in described.iter().zip(&src_tables) {
+                for c in &t.user_columns {
+                    let rows = snap
+                        .query(
+                            &format!(
+                                "SELECT DISTINCT {c} FROM {src} WHERE org_id = $1 AND {c} IS NOT NULL",
+                                c = q(c)
+                            ),
+                            &[&self.org.uuid()],
+                        )
+                        .await
+                        .map_err(map_err)?;
+                    users.extend(rows.iter().map(|r| r.get::<_, uuid::Uuid>(0)));
+                }
+            }
+            project_users(&into, &dest_schema, &users).await?;
+        }
+        into.commit().await.map_err(map_err)?;
+        snap.commit().await.map_err(map_err)?;
+        self.set_phase("catch_up", Some(lsn)).await
+    }
+
+    /// Replays the slot until it is nearly caught up, then cuts over.
+    async fn catch_up(&self, mv: &Move) -> Result<()> {
+        let start = parse_lsn(
+            mv.start_lsn
+                .as_deref()
+                .ok_or_else(|| Error::Internal("a move catching up without its start".into()))?,
+        )?;
+        let source = self.side(&mv.from).await?;
+        let mut dest = self.side(&mv.to).await?;
+        let mut replay = Replay::new(&dest, &self.tables).await?;
+        let mut applied = mv.changes_applied;
+        // Until a batch comes back small: the rest waits for the cut-over.
+        for _ in 0..1_000 {
+            let (read, n) = replay
+                .batch(&source, &mut dest, &self.name, start, None)
+                .await?;
+            applied += i64::try_from(n).unwrap_or(i64::MAX);
+            self.note("changes_applied", applied).await?;
+            if read < usize::try_from(BATCH / 4).unwrap_or(0) {
+                break;
+            }
+            if let Some(mv) = get(&self.control, self.org).await? {
+                if mv.error.as_deref() == Some(ABORT_REQUESTED) {
+                    return Ok(()); // the run loop aborts
+                }
+                (self.progress)(&mv);
+            }
+        }
+        self.cut_over(mv, &source, &mut dest, &mut replay, start, applied)
+            .await
+    }
+
+    async fn cut_over(
+        &self,
+        mv: &Move,
+        source: &Side,
+        dest: &mut Side,
+        replay: &mut Replay,
+        start: u64,
+        mut applied: i64,
+    ) -> Result<()> {
+        let org = self.org.to_string();
+        let mut conn = self.owner().await?;
+        let fence = conn.transaction().await.map_err(map_err)?;
+        fence
+            .execute(super::FENCE_EXCLUSIVE_SQL, &[&org])
+            .await
+            .map_err(map_err)?;
+        let paused = std::time::Instant::now();
+        let asked: Option<String> = fence
+            .query_one(
+                "SELECT error FROM placement_moves WHERE org_id = $1 FOR UPDATE",
+                &[&self.org.uuid()],
+            )
+            .await
+            .map_err(map_err)?
+            .get(0);
+        if asked.as_deref() == Some(ABORT_REQUESTED) {
+            return Ok(()); // the run loop aborts (the fence goes with this transaction)
+        }
+        // No org write commits now: everything up to here is the org's last state.
+        let end: String = source
+            .client
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+            .await
+            .map_err(map_err)?
+            .get(0);
+        let end = parse_lsn(&end)?;
+        // Logical decoding reads only WAL flushed to disk; a commit made with
+        // `synchronous_commit = off` may not be yet. A transaction of our own that writes
+        // WAL (a logical message, which the publication does not carry) and commits with
+        // it on flushes everything before it.
+        source
+            .client
+            .batch_execute(
+                "BEGIN; SET LOCAL synchronous_commit = on;
+                 SELECT pg_logical_emit_message(true, 'orgwall_move', 'flush'); COMMIT",
+            )
+            .await
+            .map_err(map_err)?;
+        loop {
+            let (read, n) = replay
+                .batch(source, dest, &self.name, start, Some(end))
+                .await?;
+            applied += i64::try_from(n).unwrap_or(i64::MAX);
+            if read == 0 {
+                break;
+            }
+        }
+        self.verify(source, dest).await?;
+        if let Route::Database { .. } = &dest.route {
+            let members = self.members().await?;
+            sync_members(dest, self.org, &members).await?;
+        }
+        let (kind, location, target) = route_parts(&mv.to);
+        let n = fence
+            .execute(
+                "UPDATE placements SET kind = $2, location = $3, target = $4, updated_at = now() WHERE org_id = $1",
+                &[&self.org.uuid(), &kind, &location, &target],
+            )
+            .await
+            .map_err(map_err)?;
+        if n == 0 {
+            fence
+                .execute(
+                    "INSERT INTO placements (org_id, kind, location, target, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, now(), now())",
+                    &[&self.org.uuid(), &kind, &location, &target],
+                )
+                .await
+                .map_err(map_err)?;
+        }
+        fence
+            .execute(
+                "UPDATE placement_moves SET phase = 'cleanup', changes_applied = $2, error = NULL, updated_at = now() WHERE org_id = $1",
+                &[&self.org.uuid(), &applied],
+            )
+            .await
+            .map_err(map_err)?;
+        fence.commit().await.map_err(map_err)?;
+        let paused_ms = u64::try_from(paused.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(org_id = %self.org, paused_ms, to = mv.to.kind(), "moved: the directory names the new placement");
+        Ok(())
+    }
+
+    /// Per table: the org's row count and a checksum of its rows, in the source and the
+    /// destination, the same (the fence is held: neither changes).
+    async fn verify(&self, source: &Side, dest: &Side) -> Result<()> {
+        let org = self.org.to_string();
+        for side in [source, dest] {
+            side.client
+                .execute("SELECT set_config('app.org_id', $1, false)", &[&org])
+                .await
+                .map_err(map_err)?;
+        }
+        for t in &self.tables {
+            let d = describe(dest, t).await?;
+            let cols: Vec<String> = d.columns.iter().map(|(c, _)| q(c)).collect();
+            let sql = |s: &Side| {
+                format!(
+                    "SELECT count(*), coalesce(sum(hashtext(r::text)::bigint), 0)::bigint FROM (SELECT {} FROM {} WHERE org_id = $1) r",
+                    cols.join(", "),
+                    s.table(t)
+                )
+            };
+            let (a, b) = (sql(source), sql(dest));
+            let id = self.org.uuid();
+            let p: [&(dyn ToSql + Sync); 1] = [&id];
+            let (x, y) = futures::join!(
+                source.client.query_one(&a, &p),
+                dest.client.query_one(&b, &p)
+            );
+            let (x, y) = (x.map_err(map_err)?, y.map_err(map_err)?);
+            let (xs, ys): ((i64, i64), (i64, i64)) = ((x.get(0), x.get(1)), (y.get(0), y.get(1)));
+            if xs != ys {
+                return Err(Error::Internal(format!(
+                    "verification failed for {t}: the source holds {} rows (checksum {}), the destination {} (checksum {}); the directory was not flipped",
+                    xs.0, xs.1, ys.0, ys.1
+                )));
+            }
+        }
+        for side in [source, dest] {
+            side.client
+                .execute("SELECT set_config('app.org_id', '', false)", &[])
+                .await
+                .map_err(map_err)?;
+        }
+        Ok(())
+    }
+
+    /// After the flip (`flipped`: the old copy goes) or before it (an abort: the new one
+    /// goes): the slot and publication, the copy the directory does not name, the move's
+    /// row.
+    async fn finish(&self, mv: &Move, flipped: bool) -> Result<()> {
+        self.drop_replication(&mv.from).await?;
+        self.drop_placement(if flipped { &mv.from } else { &mv.to })
+            .await?;
+        self.control
+            .execute(
+                "DELETE FROM placement_moves WHERE org_id = $1 AND (phase = 'cleanup') = $2",
+                &[&self.org.uuid(), &flipped],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn drop_replication(&self, from: &Route) -> Result<()> {
+        let source = match self.side(from).await {
+            Ok(s) => s,
+            // A database dropped already (a cleanup run again): nothing of ours is left there.
+            Err(e)
+                if matches!(from, Route::Database { .. })
+                    && e.to_string().contains("does not exist") =>
+            {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        };
+        source
+            .client
+            .execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1",
+                &[&self.name],
+            )
+            .await
+            .map_err(map_err)?;
+        source
+            .client
+            .batch_execute(&format!("DROP PUBLICATION IF EXISTS {}", self.name))
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// Removes a copy of the org the directory does not name (a destination of an aborted
+    /// move, a source after the flip).
+    async fn drop_placement(&self, route: &Route) -> Result<()> {
+        let named = route_of(&self.control, self.org).await?;
+        if &named == route {
+            return Err(Error::Internal(format!(
+                "the directory places organization {} in its {} placement: not removed",
+                self.org,
+                route.kind()
+            )));
+        }
+        match route {
+            Route::Shared => {
+                let side = self.side(route).await?;
+                let mut c = side.client;
+                let tx = c.transaction().await.map_err(map_err)?;
+                tx.batch_execute("SET LOCAL session_replication_role = replica")
+                    .await
+                    .map_err(map_err)?;
+                tx.execute(
+                    "SELECT set_config('app.org_id', $1, true)",
+                    &[&self.org.to_string()],
+                )
+                .await
+                .map_err(map_err)?;
+                let all: Vec<&'static str> = self.catalog.data_tables().collect();
+                for t in all.iter().rev() {
+                    tx.execute(
+                        &format!("DELETE FROM {}.{} WHERE org_id = $1", q(&side.schema), q(t)),
+                        &[&self.org.uuid()],
+                    )
+                    .await
+                    .map_err(map_err)?;
+                }
+                tx.commit().await.map_err(map_err)?;
+            }
+            Route::Schema(s) => {
+                if !crate::placement::is_schema_name(s) {
+                    return Err(Error::Internal(format!("{s:?} is not a placement schema")));
+                }
+                self.owner()
+                    .await?
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {s} CASCADE"))
+                    .await
+                    .map_err(map_err)?;
+            }
+            Route::Database { name, target } => {
+                let login =
+                    server_login(&self.control, self.control_url, target.as_deref()).await?;
+                super::placement::drop_database(&login, name).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Empties the destination of the org's rows (a copy run again starts from nothing).
+async fn empty(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &str,
+    shared: bool,
+    catalog: &Catalog,
+    org: OrgId,
+) -> Result<()> {
+    let all: Vec<&'static str> = catalog.data_tables().collect();
+    let table = |t: &str| format!("{}.{}", q(schema), q(t));
+    match shared {
+        true => {
+            for t in all.iter().rev() {
+                tx.execute(
+                    &format!("DELETE FROM {} WHERE org_id = $1", table(t)),
+                    &[&org.uuid()],
+                )
+                .await
+                .map_err(map_err)?;
+            }
+        }
+        false => {
+            let names: Vec<String> = all.iter().map(|t| table(t)).collect();
+            tx.batch_execute(&format!("TRUNCATE {}", names.join(", ")))
+                .await
+                .map_err(map_err)?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds `users` to a database destination's projection (its foreign keys' target).
+async fn project_users(
+    tx: &impl tokio_postgres::GenericClient,
+    schema: &str,
+    users: &[uuid::Uuid],
+) -> Result<()> {
+    if users.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO {}.users (id) SELECT DISTINCT unnest($1::uuid[]) ON CONFLICT DO NOTHING",
+            q(schema)
+        ),
+        &[&users],
+    )
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// Brings a database destination's memberships projection to `members` (under the fence:
+/// the control plane's memberships do not change meanwhile).
+async fn sync_members(dest: &mut Side, org: OrgId, members: &[uuid::Uuid]) -> Result<()> {
+    let dest_schema = dest.schema.clone();
+    let s = q(&dest.schema);
+    let tx = dest.client.transaction().await.map_err(map_err)?;
+    project_users(&tx, &dest_schema, members).await?;
+    tx.execute(
+        &format!(
+            "INSERT INTO {s}.memberships (org_id, user_id) SELECT $1, unnest($2::uuid[]) ON CONFLICT DO NOTHING"
+        ),
+        &[&org.uuid(), &members],
+    )
+    .await
+    .map_err(map_err)?;
+    tx.execute(
+        &format!("DELETE FROM {s}.memberships WHERE org_id = $1 AND NOT user_id = ANY($2)"),
+        &[&org.uuid(), &members],
+    )
+    .await
+    .map_err(map_err)?;
+    tx.commit().await.map_err(map_err)
+}
+
+/// Replays logical replication changes into a destination.
+struct Replay {
+    tables: HashMap<String, Table>,
+    relations: HashMap<u32, Relation>,
+    statements: HashMap<String, tokio_postgres::Statement>,
+    dest_schema: String,
+    /// Whether the destination is a database (its projection gets every user a row names).
+    projects: bool,
+}
+
+impl Replay {
+    async fn new(dest: &Side, tables: &[&'static str]) -> Result<Replay> {
+        let mut map = HashMap::new();
+        for t in tables {
+            map.insert((*t).to_owned(), describe(dest, t).await?);
+        }
+        Ok(Replay {
+            tables: map,
+            relations: HashMap::new(),
+            statements: HashMap::new(),
+            dest_schema: dest.schema.clone(),
+            projects: matches!(dest.route, Route::Database { .. }),
+        })
+    }
+
+    /// Reads whole transactions from the slot (up to `upto`, the source's position, when
+    /// given), replays those committed after `start` in one destination transaction, then
+    /// advances the slot past them. Returns how many messages were read and how many
+    /// changes replayed.
+    async fn batch(
+        &mut self,
+        source: &Side,
+        dest: &mut Side,
+        slot: &str,
+        start: u64,
+        upto: Option<u64>,
+    ) -> Result<(usize, usize)> {
+        let rows = source
+            .client
+            .query(
+                "SELECT data FROM pg_logical_slot_peek_binary_changes($1, $2::text::pg_lsn, $3, 'proto_version', '1', 'publication_names', $4)",
+                &[&slot, &upto.map(show_lsn), &BATCH, &slot],
+            )
+            .await
+            .map_err(map_err)?;
+        if rows.is_empty() {
+            if let Some(u) = upto {
+                advance(source, slot, u).await?;
+            }
+            return Ok((0, 0));
+        }
+        let tx = dest.client.transaction().await.map_err(map_err)?;
+        tx.batch_execute("SET LOCAL session_replication_role = replica")
+            .await
+            .map_err(map_err)?;
+        let mut in_tx = false;
+        let mut skip = false;
+        let mut last_end: Option<u64> = None;
+        let mut n = 0usize;
+        let mut users: Vec<uuid::Uuid> = Vec::new();
+        for r in &rows {
+            let data: &[u8] = r.get(0);
+            match pgoutput::parse(data)? {
+                Message::Begin { final_lsn } => {
+                    in_tx = true;
+                    skip = final_lsn < start;
+                    tracing::debug!(final_lsn = %show_lsn(final_lsn), skip, "a move reads a transaction");
+                }
+                Message::Commit { end_lsn } => {
+                    in_tx = false;
+                    last_end = Some(end_lsn);
+                }
+                Message::Relation(rel) => {
+                    self.relations.insert(rel.id, rel);
+                }
+                Message::Truncate => {
+                    return Err(Error::Internal(
+                        "a TRUNCATE of a moving org's table: the move cannot replay it".into(),
+                    ))
+                }
+                Message::Other => {}
+                change if !skip => {
+                    self.apply(&tx, &change, &mut users).await?;
+                    n += 1;
+                }
+                _ => {}
+            }
+        }
+        if in_tx {
+            return Err(Error::Internal(
+                "logical decoding returned part of a transaction".into(),
+            ));
+        }
+        if self.projects && !users.is_empty() {
+            users.sort_unstable();
+            users.dedup();
+            tx.execute(
+                &format!(
+                    "INSERT INTO {}.users (id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING",
+                    q(&self.dest_schema)
+                ),
+                &[&users],
+            )
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        tracing::debug!(rows = rows.len(), replayed = n, start = %show_lsn(start), upto = ?upto.map(show_lsn), last_end = ?last_end.map(show_lsn), "a move replayed a batch");
+        if let Some(end) = last_end {
+            advance(source, slot, end).await?;
+        }
+        Ok((rows.len(), n))
+    }
+
+    async fn apply(
+        &mut self,
+        tx: &tokio_postgres::Transaction<'_>,
+        change: &Message,
+        users: &mut Vec<uuid::Uuid>,
+    ) -> Result<()> {
+        let (rel, old, new) = match change {
+            Message::Insert { rel, new } => (*rel, None, Some(new)),
+            Message::Update { rel, old, new } => (*rel, old.as_ref(), Some(new)),
+            Message::Delete { rel, old } => (*rel, Some(old), None),
+            _ => return Ok(()),
+        };
+        let relation = self.relations.get(&rel).ok_or_else(|| {
+            Error::Internal(format!("a change of relation {rel} before its description"))
+        })?;
+        let table = self.tables.get(&relation.name).ok_or_else(|| {
+            Error::Internal(format!(
+                "a change of {}.{}, which does not move",
+                relation.schema, relation.name
+            ))
+        })?;
+        let qualified = format!("{}.{}", q(&self.dest_schema), q(table.name));
+        let type_of = |c: &str| -> Result<&str> {
+            table
+                .columns
+                .iter()
+                .find(|(n, _)| n == c)
+                .map(|(_, t)| t.as_str())
+                .ok_or_else(|| {
+                    Error::Internal(format!(
+                        "column {c} of {} is not in the destination (do both placements run the same version?)",
+                        table.name
+                    ))
+                })
+        };
+        let values = |tuple: &[Value]| -> Vec<(String, Value)> {
+            relation
+                .columns
+                .iter()
+                .cloned()
+                .zip(tuple.iter().cloned())
+                .collect()
+        };
+        if let Some(new) = new {
+            for (c, v) in values(new) {
+                if let Value::Text(s) = &v {
+                    if table.user_columns.contains(&c) {
+                        if let Ok(u) = uuid::Uuid::parse_str(s) {
+                            users.push(u);
+                        }
+                    }
+                }
+            }
+        }
+        // A changed key: the old row goes first.
+        let key_changed = match (old, new) {
+            (Some(o), Some(nw)) => {
+                let keyed = |t: &[Value]| -> Vec<Value> {
+                    relation
+                        .key
+                        .iter()
+                        .zip(t)
+                        .filter(|(k, _)| **k)
+                        .map(|(_, v)| v.clone())
+                        .collect()
+                };
+                keyed(o) != keyed(nw)
+            }
+            _ => false,
+        };
+        let mut stmts: Vec<(String, Vec<Option<String>>)> = Vec::new();
+        if let Some(o) = old {
+            if new.is_none() || key_changed {
+                let mut conds = Vec::new();
+                let mut params = Vec::new();
+                for ((c, v), is_key) in values(o).into_iter().zip(&relation.key) {
+                    if !is_key {
+                        continue;
+                    }
+                    let Value::Text(s) = v else {
+                        return Err(Error::Internal(format!(
+                            "a key of {} without its value",
+                            table.name
+                        )));
+                    };
+                    params.push(Some(s));
+                    conds.push(format!(
+                        "{} = ${}::text::{}",
+                        q(&c),
+                        params.len(),
+                        type_of(&c)?
+                    ));
+                }
+                stmts.push((
+                    format!("DELETE FROM {qualified} WHERE {}", conds.join(" AND ")),
+                    params,
+                ));
+            }
+        }
+        if let Some(nw) = new {
+            let vals = values(nw);
+            let whole = !vals.iter().any(|(_, v)| *v == Value::Unchanged);
+            let mut params = Vec::new();
+            if whole {
+                let mut cols = Vec::new();
+                let mut exprs = Vec::new();
+                for (c, v) in &vals {
+                    params.push(match v {
+                        Value::Text(s) => Some(s.clone()),
+                        _ => None,
+                    });
+                    cols.push(q(c));
+                    exprs.push(format!("${}::text::{}", params.len(), type_of(c)?));
+                }
+                let keys: Vec<String> = table.key.iter().map(|k| q(k)).collect();
+                let sets: Vec<String> = vals
+                    .iter()
+                    .filter(|(c, _)| !table.key.contains(c))
+                    .map(|(c, _)| format!("{0} = EXCLUDED.{0}", q(c)))
+                    .collect();
+                let conflict = if sets.is_empty() {
+                    "DO NOTHING".to_owned()
+                } else {
+                    format!("DO UPDATE SET {}", sets.join(", "))
+                };
+                stmts.push((
+                    format!(
+                        "INSERT INTO {qualified} ({}) VALUES ({}) ON CONFLICT ({}) {conflict}",
+                        cols.join(", "),
+                        exprs.join(", "),
+                        keys.join(", ")
+                    ),
+                    params,
+                ));
+            } else {
+                if key_changed {
+                    return Err(Error::Internal(format!(
+                        "a key change of {} with values left out: the move cannot replay it",
+                        table.name
+                    )));
+                }
+                let mut sets = Vec::new();
+                let mut conds = Vec::new();
+                for ((c, v), is_key) in vals.iter().zip(&relation.key) {
+                    match v {
+                        Value::Unchanged => continue,
+                        Value::Text(s) => params.push(Some(s.clone())),
+                        Value::Null => params.push(None),
+                    }
+                    let e = format!("{} = ${}::text::{}", q(c), params.len(), type_of(c)?);
+                    if *is_key {
+                        conds.push(e);
+                    } else {
+                        sets.push(e);
+                    }
+                }
+                stmts.push((
+                    format!(
+                        "UPDATE {qualified} SET {} WHERE {}",
+                        sets.join(", "),
+                        conds.join(" AND ")
+                    ),
+                    params,
+                ));
+            }
+        }
+        for (sql, params) in stmts {
+            let stmt = match self.statements.get(&sql) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = tx.prepare(&sql).await.map_err(map_err)?;
+                    self.statements.insert(sql, s.clone());
+                    s
+                }
+            };
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            tx.execute(&stmt, &refs).await.map_err(map_err)?;
+        }
+        Ok(())
+    }
+}
+
+async fn advance(source: &Side, slot: &str, to: u64) -> Result<()> {
+    source
+        .client
+        .execute(
+            "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)",
+            &[&slot, &show_lsn(to)],
+        )
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsns_and_names_round_trip() {
+        for l in [0u64, 0x1543C08, (7u64 << 32) | 0xABC] {
+            assert_eq!(parse_lsn(&show_lsn(l)).unwrap(), l);
+        }
+        assert!(parse_lsn("nope").is_err());
+        let org = OrgId::new();
+        assert!(is_move_name(&move_name(org)));
+        assert!(!is_move_name("orgwall_move_x; DROP"));
+    }
+}
