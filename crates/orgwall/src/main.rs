@@ -204,6 +204,26 @@ enum PlacementCommand {
         /// shared, schema, database or database:TARGET.
         placement: String,
     },
+    /// Move an org to another placement while it stays in use (PostgreSQL; the source
+    /// server needs wal_level = logical): its rows are copied, its changes caught up, and
+    /// under a moment's write fence (writes wait, reads go on) checked, counted and
+    /// flipped; the old copy is removed afterwards. Runs as a durable job (the server's
+    /// worker, or `orgwall worker`), so it survives this command; --wait runs it here with
+    /// its progress. Without --to, resumes the org's move.
+    Move {
+        /// The org (id or slug).
+        org: String,
+        /// shared, schema, database or database:TARGET.
+        #[arg(long, conflicts_with = "abort")]
+        to: Option<String>,
+        /// Run the move here and wait for its end (Ctrl-C or a crash leaves it to the job).
+        #[arg(long, conflicts_with = "abort")]
+        wait: bool,
+        /// Abort the org's move before its flip: its new copy, slot and publication go;
+        /// the org stays where it was.
+        #[arg(long)]
+        abort: bool,
+    },
     /// Where new orgs go: a rule per plan and a server default, applied when an org is
     /// created and when its plan changes while it holds no data.
     Rule {
@@ -256,6 +276,27 @@ enum TargetCommand {
         /// Its name.
         name: String,
     },
+}
+
+/// A move's state in one line.
+fn describe_move(m: &orgwall_store::placement::Move) -> String {
+    let mut s = format!(
+        "moving {} -> {}: {}",
+        placed_at(&m.from),
+        placed_at(&m.to),
+        m.phase
+    );
+    match m.phase.as_str() {
+        "copy" if m.rows_total > 0 => {
+            s.push_str(&format!(" {}/{} rows", m.rows_copied, m.rows_total));
+        }
+        "catch_up" | "cleanup" => s.push_str(&format!(" ({} changes replayed)", m.changes_applied)),
+        _ => {}
+    }
+    if let Some(e) = &m.error {
+        s.push_str(&format!("; last error: {e}"));
+    }
+    s
 }
 
 fn print_placement(e: &orgwall_store::placement::Entry) {
@@ -670,9 +711,58 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let db = open(&cli).await?;
             match cmd {
                 PlacementCommand::List => {
+                    let moves = placement::moves(&db).await?;
                     for e in placement::list(&db).await? {
                         print_placement(&e);
+                        if let Some(m) = moves.iter().find(|m| m.org == e.org_id) {
+                            println!("{:<24} {}", "", describe_move(m));
+                        }
                     }
+                }
+                PlacementCommand::Move {
+                    org,
+                    to,
+                    wait,
+                    abort,
+                } => {
+                    let id = orgwall_store::repo::orgs::resolve(&db, org)
+                        .await
+                        .map_err(|_| anyhow::anyhow!("no organization {org:?}"))?;
+                    if *abort {
+                        if placement::abort_move(&db, id).await? {
+                            println!("{org}: move aborted; it stays where it was");
+                        } else {
+                            println!(
+                                "{org}: its mover was asked to abort (it does at its next step)"
+                            );
+                        }
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    let kind = to.as_deref().map(str::parse).transpose()?;
+                    let mv = orgwall_store::jobs::moves::start(&db, id, kind).await?;
+                    println!("{org}: {}", describe_move(&mv));
+                    if !*wait {
+                        println!("{org}: queued for the worker (orgwall placement list shows its progress)");
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    let started = std::time::Instant::now();
+                    let last = std::sync::Mutex::new(String::new());
+                    let route = placement::run_move(&db, id, &|m| {
+                        let line = describe_move(m);
+                        let mut l = last
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        if *l != line {
+                            eprintln!("{org}: {line}");
+                            *l = line;
+                        }
+                    })
+                    .await?;
+                    println!(
+                        "{org}: moved, now {} ({:.1} s)",
+                        placed_at(&route),
+                        started.elapsed().as_secs_f64()
+                    );
                 }
                 PlacementCommand::Show { org } => {
                     let id = orgwall_store::repo::orgs::resolve(&db, org)

@@ -32,10 +32,12 @@
 //! [`Worker`] runs the jobs (inside `orgwall serve`, or alone with `orgwall worker`):
 //! see [`worker`] for slots, leases and graceful shutdown, and for how a tenant job enters
 //! its org. Built-in kinds: `org.purge` ([`purge`]), `outbox.deliver` ([`mail`]),
+//! `placement.move` ([`moves`]),
 //! `export.build` and `export.expire` ([`export`]).
 
 pub mod export;
 pub mod mail;
+pub mod moves;
 pub mod purge;
 pub mod worker;
 
@@ -59,9 +61,13 @@ pub const EXPORT_BUILD: &str = "export.build";
 /// `{"export_id": ...}` expires.
 pub const EXPORT_EXPIRE: &str = "export.expire";
 
+/// Runs (or resumes) an org's online move between placements (system):
+/// `{"org_id": ...}`.
+pub const PLACEMENT_MOVE: &str = "placement.move";
+
 /// The kinds that may run without an org. Nothing else may: a job without an org and
 /// with any other kind is refused at enqueue and fails closed in the worker.
-pub const SYSTEM_KINDS: &[&str] = &[ORG_PURGE, OUTBOX_DELIVER];
+pub const SYSTEM_KINDS: &[&str] = &[ORG_PURGE, OUTBOX_DELIVER, PLACEMENT_MOVE];
 
 /// The job queue's system table, and the name of the system transaction that reaches
 /// every org's jobs ([`Db::system`]): a tenant transaction sees only its own org's.

@@ -148,12 +148,14 @@ impl Registry {
         Registry::default()
     }
 
-    /// The built-in kinds: `org.purge` and `outbox.deliver` (system), `export.build` and
+    /// The built-in kinds: `org.purge`, `outbox.deliver` and `placement.move` (system),
+    /// `export.build` and
     /// `export.expire` (tenant, audited).
     pub fn builtin() -> Self {
         Registry::empty()
             .system(ORG_PURGE, super::purge::run)
             .system(OUTBOX_DELIVER, super::mail::deliver)
+            .system(super::PLACEMENT_MOVE, super::moves::run)
             .tenant_audited(super::EXPORT_BUILD, super::export::run)
             .tenant_audited(super::EXPORT_EXPIRE, super::export::expire)
     }

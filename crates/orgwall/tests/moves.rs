@@ -1,0 +1,206 @@
+//! Issue 13 end to end: `orgwall placement move ORG --to KIND --wait` killed with SIGKILL in
+//! each phase of the move (prepare, copy, catch_up, cleanup) while a writer works on the
+//! org; the move's job, run by a separate `orgwall worker` process, resumes it to its end:
+//! every acknowledged write is there once, nothing of the move is left. The server is a
+//! throwaway cluster with `wal_level = logical`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use orgwall_store::repo::{projects, tickets};
+use orgwall_store::{access, Db, DbConfig};
+use orgwall_testkit::cluster::PgCluster;
+use orgwall_testkit::Demo;
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn orgwall(url: &str, data: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_orgwall"));
+    c.env_remove("ORGWALL_S3_BUCKET")
+        .env("DATABASE_URL", url)
+        .env("ORGWALL_DATA_DIR", data);
+    c
+}
+
+fn run(url: &str, data: &std::path::Path, args: &[&str]) -> String {
+    let out = orgwall(url, data).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "orgwall {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Starts `orgwall placement move globex --to KIND --wait` and SIGKILLs it as soon as it
+/// says it has entered `phase`.
+fn kill_in(url: &str, data: &std::path::Path, to: &str, phase: &str) {
+    let mut child = orgwall(url, data)
+        .args(["placement", "move", "globex", "--to", to, "--wait"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        let entered =
+            line.ends_with(&format!(": {phase}")) || line.contains(&format!(": {phase} "));
+        seen.push(line);
+        if entered {
+            std::thread::sleep(Duration::from_millis(10));
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            return;
+        }
+    }
+    let _ = child.wait();
+    panic!("the move never said it entered {phase}: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_killed_in_each_phase_is_resumed_by_its_job() {
+    let cluster = PgCluster::start(&["wal_level = logical"]);
+    let (admin, conn) = tokio_postgres::connect(&cluster.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    admin
+        .batch_execute("CREATE DATABASE orgwall_k")
+        .await
+        .unwrap();
+    let url = cluster.url_of("orgwall_k");
+    let data = tempfile::tempdir().unwrap();
+    run(&url, data.path(), &["seed", "--demo"]);
+    let db = Db::open(
+        &DbConfig::Postgres {
+            url: url.clone(),
+            app_role: orgwall_store::db::DEFAULT_APP_ROLE.into(),
+            pool_size: 4,
+            placement_budget: None,
+        },
+        orgwall_store::catalog(),
+    )
+    .await
+    .unwrap();
+    let d = Demo::load(&db).await;
+    // A writer on Globex the whole time (through the library, as a server would).
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<orgwall_core::TicketId>>> = Default::default();
+    let writer = {
+        let (db, stop, acked) = (db.clone(), stop.clone(), acked.clone());
+        tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let r: orgwall_core::Result<orgwall_core::TicketId> = async {
+                    let scope = access::verify_member(&db, d.bob, d.globex).await?;
+                    let mut tx = db.write(&scope).await?;
+                    let project = projects::list(&mut tx, 1, None).await?[0].id;
+                    let t = tickets::create(
+                        &mut tx,
+                        tickets::NewTicket {
+                            project_id: project,
+                            title: &format!("k{i}"),
+                            body: "written while movers die",
+                            assignee_id: None,
+                        },
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    Ok(t.id)
+                }
+                .await;
+                match r {
+                    Ok(id) => acked.lock().unwrap().push(id),
+                    Err(orgwall_core::Error::Unavailable(_)) => {}
+                    Err(e) => panic!("write {i}: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let mut worker = orgwall(&url, data.path())
+        .args(["worker"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for (to, phase, lands) in [
+        ("database", "copy", "database"),
+        ("schema", "catch_up", "schema"),
+        ("shared", "cleanup", "shared"),
+        ("database", "prepare", "database"),
+    ] {
+        let from = orgwall_store::placement::show(&db, d.globex)
+            .await
+            .unwrap()
+            .kind;
+        kill_in(&url, data.path(), to, phase);
+        // The job (queued when the move started) resumes it in the worker process.
+        let t0 = Instant::now();
+        loop {
+            let list = run(&url, data.path(), &["placement", "list"]);
+            if !list.contains("moving") {
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "the move from {from} to {to} never finished: {list}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let now = orgwall_store::placement::show(&db, d.globex)
+            .await
+            .unwrap()
+            .kind;
+        assert_eq!(now, lands, "killed in {phase}");
+        let doctor = orgwall(&url, data.path())
+            .args(["doctor"])
+            .output()
+            .unwrap();
+        assert!(
+            doctor.status.success(),
+            "after a kill in {phase}: {}",
+            String::from_utf8_lossy(&doctor.stdout)
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    worker.kill().unwrap();
+    worker.wait().unwrap();
+    // Every acknowledged ticket is there once.
+    let scope = access::verify_member(&db, d.bob, d.globex).await.unwrap();
+    let mut tx = db.read(&scope).await.unwrap();
+    let mut ids = HashSet::new();
+    let mut after = None;
+    loop {
+        let page = tickets::list(&mut tx, &tickets::TicketFilter::default(), 500, after)
+            .await
+            .unwrap();
+        for t in &page {
+            assert!(ids.insert(t.id), "ticket {} twice", t.id);
+        }
+        if page.len() < 500 {
+            break;
+        }
+        after = page.last().map(|t| t.id.uuid());
+    }
+    tx.commit().await.unwrap();
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 20, "{} writes", acked.len());
+    for id in &acked {
+        assert!(ids.contains(id), "acknowledged ticket {id} was lost");
+    }
+    let jobs = run(&url, data.path(), &["jobs", "list"]);
+    assert!(jobs.contains("placement.move"), "{jobs}");
+}
