@@ -239,6 +239,28 @@ async fn check_acked(db: &Db, user: UserId, org: OrgId, acked: &Acked, before: u
     );
 }
 
+/// How many of the org's tickets a search for a word of the writer's bodies finds.
+async fn search_written(db: &Db, user: UserId, org: OrgId) -> usize {
+    let scope = access::verify_member(db, user, org).await.unwrap();
+    let mut tx = db.read(&scope).await.unwrap();
+    let filter = tickets::TicketFilter {
+        q: Some("written".into()),
+        ..Default::default()
+    };
+    let mut found = 0;
+    let mut after = None;
+    loop {
+        let page = tickets::list(&mut tx, &filter, 500, after).await.unwrap();
+        found += page.len();
+        if page.len() < 500 {
+            break;
+        }
+        after = page.last().map(|t| t.id.uuid());
+    }
+    tx.commit().await.unwrap();
+    found
+}
+
 async fn move_to(db: &Db, org: OrgId, kind: Kind) -> Route {
     placement::start_move(db, org, kind).await.unwrap();
     placement::run_move(db, org, &|_| {}).await.unwrap()
@@ -355,6 +377,14 @@ async fn an_org_moves_through_every_placement_while_in_use() {
             vec![],
             "after moving to {kind:?}"
         );
+        // The search terms came along (copied, or derived again by their triggers): a word
+        // of every written ticket finds each of them.
+        let floor = acked_creates(&g);
+        let found = search_written(&db, d.bob, d.globex).await;
+        assert!(
+            found >= floor,
+            "search found {found} after moving to {kind:?}, {floor} written"
+        );
         // Writes go on in the new placement.
         let t0 = Instant::now();
         while acked_creates(&g) < written + 10 {
@@ -372,25 +402,7 @@ async fn an_org_moves_through_every_placement_while_in_use() {
     assert!(reads > 10, "the reader read {reads} times");
     check_acked(&db, d.bob, d.globex, &g, before).await;
     check_acked(&db, d.alice, d.acme, &a, acme_before).await;
-    // The search terms came along (rebuilt by their triggers): a word of every written
-    // ticket finds each of them, in Globex only.
-    let scope = access::verify_member(&db, d.bob, d.globex).await.unwrap();
-    let mut tx = db.read(&scope).await.unwrap();
-    let filter = tickets::TicketFilter {
-        q: Some("written".into()),
-        ..Default::default()
-    };
-    let mut found = 0;
-    let mut after = None;
-    loop {
-        let page = tickets::list(&mut tx, &filter, 500, after).await.unwrap();
-        found += page.len();
-        if page.len() < 500 {
-            break;
-        }
-        after = page.last().map(|t| t.id.uuid());
-    }
-    tx.commit().await.unwrap();
+    let found = search_written(&db, d.bob, d.globex).await;
     assert_eq!(found, acked_creates(&g), "search finds every moved ticket");
     eprintln!(
         "globex: {} tickets written, longest write {globex_longest:?}; acme: {}, longest {acme_longest:?}",

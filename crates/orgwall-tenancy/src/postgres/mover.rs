@@ -696,8 +696,18 @@ impl Mover<'_> {
     async fn copy(&self, mv: &Move) -> Result<()> {
         let mut source = self.side(&mv.from).await?;
         let mut dest = self.side(&mv.to).await?;
-        let mut described = Vec::with_capacity(self.tables.len());
-        for t in &self.tables {
+        // Into a placement of its own (not serving yet) the derived tables are copied too,
+        // with the triggers that derive them off for the copy's transaction: rebuilding
+        // them row by row is most of the time a large org's copy takes. Into the shared
+        // tables (whose triggers serve every org) they are derived as usual.
+        let dest_shared = dest.route == Route::Shared;
+        let copied: Vec<&'static str> = if dest_shared {
+            self.tables.clone()
+        } else {
+            self.catalog.data_tables().collect()
+        };
+        let mut described = Vec::with_capacity(copied.len());
+        for t in &copied {
             described.push(describe(&dest, t).await?);
         }
         let org = self.org.to_string();
@@ -705,7 +715,6 @@ impl Mover<'_> {
         let dest_tables: Vec<String> = described.iter().map(|t| dest.table(t.name)).collect();
         let dest_schema = dest.schema.clone();
         let dest_database = matches!(dest.route, Route::Database { .. });
-        let dest_shared = dest.route == Route::Shared;
         // The snapshot, under the fence: every org transaction committed before `lsn` is
         // in it, every later one is in the slot.
         let mut fence_conn = self.owner().await?;
@@ -753,6 +762,26 @@ impl Mover<'_> {
             .await
             .map_err(map_err)?;
         empty(&into, &dest_schema, dest_shared, self.catalog, self.org).await?;
+        let mut paused: Vec<(String, String, String)> = Vec::new();
+        if !dest_shared {
+            for dst in &dest_tables {
+                for r in into
+                    .query(
+                        "SELECT tgname::text, tgenabled::text FROM pg_trigger
+                         WHERE tgrelid = to_regclass($1) AND NOT tgisinternal AND tgenabled <> 'D'",
+                        &[dst],
+                    )
+                    .await
+                    .map_err(map_err)?
+                {
+                    let (name, state): (String, String) = (r.get(0), r.get(1));
+                    into.batch_execute(&format!("ALTER TABLE {dst} DISABLE TRIGGER {}", q(&name)))
+                        .await
+                        .map_err(map_err)?;
+                    paused.push((dst.clone(), name, state));
+                }
+            }
+        }
         let mut copied = 0i64;
         for ((t, src), dst) in described.iter().zip(&src_tables).zip(&dest_tables) {
             let cols: Vec<String> = t.columns.iter().map(|(c, _)| q(c)).collect();
@@ -779,6 +808,16 @@ impl Mover<'_> {
             let n = sink.as_mut().finish().await.map_err(map_err)?;
             copied += i64::try_from(n).unwrap_or(i64::MAX);
             self.note("rows_copied", copied).await?;
+        }
+        for (dst, name, state) in &paused {
+            let how = match state.as_str() {
+                "A" => "ENABLE ALWAYS",
+                "R" => "ENABLE REPLICA",
+                _ => "ENABLE",
+            };
+            into.batch_execute(&format!("ALTER TABLE {dst} {how} TRIGGER {}", q(name)))
+                .await
+                .map_err(map_err)?;
         }
         if dest_database {
             // Every user the copied rows name, in the projection.
