@@ -13,6 +13,7 @@ mod chart;
 mod dataset;
 mod load;
 mod migrations;
+mod moves;
 mod pgbench;
 mod placed;
 mod report;
@@ -149,6 +150,13 @@ struct Args {
     /// bench database of its own; then drop it all. Runs before the workloads.
     #[arg(long, value_delimiter = ',', value_name = "SCHEMAS,DATABASES")]
     migrate_placements: Option<Vec<usize>>,
+    /// Measure online moves of an org of each of these many tickets (e.g.
+    /// `10000,100000,1000000`) on throwaway clusters of its own (`wal_level = logical`):
+    /// shared to its own database, then to a database on a second server, with writers
+    /// on the moving org and another; writes `<out>/<date>-<commit>-moves.{md,json}` and
+    /// exits (nothing else is measured).
+    #[arg(long, value_delimiter = ',')]
+    moves: Vec<u64>,
     /// Measure no workload (with `--migrate-placements`: the migrations alone).
     #[arg(long)]
     no_workloads: bool,
@@ -712,6 +720,31 @@ fn real_main() -> Result<()> {
     if let Some(json) = &args.chart_from {
         let png = chart::redraw(json)?;
         say(format!("drew {}", png.display()));
+        return Ok(());
+    }
+    if !args.moves.is_empty() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let runs = rt.block_on(moves::run(&args.moves, say))?;
+        let (commit, _) = report::commit();
+        let command: Vec<String> = std::env::args().collect();
+        let md = moves::markdown(&runs, &command.join(" "), &commit);
+        println!("{md}");
+        if !args.no_write {
+            std::fs::create_dir_all(&args.out)?;
+            let stem = args.out.join(format!(
+                "{}-{commit}-moves",
+                chrono::Utc::now().format("%Y-%m-%d")
+            ));
+            std::fs::write(stem.with_extension("md"), &md)?;
+            std::fs::write(
+                stem.with_extension("json"),
+                serde_json::to_string_pretty(&runs)?,
+            )?;
+            say(format!("wrote {}.md", stem.display()));
+        }
         return Ok(());
     }
     if args.full && !args.orgs.contains(&100_000) {

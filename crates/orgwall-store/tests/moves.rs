@@ -434,14 +434,15 @@ async fn kill_in(db: &Db, org: OrgId, phase: &'static str) -> bool {
             if m.phase == phase {
                 if let Some(t) = tx.lock().unwrap().take() {
                     let _ = t.send(());
+                    // Held here (the mover's thread blocked) until the test has aborted
+                    // the task: it stops at its first wait inside the phase.
+                    std::thread::sleep(Duration::from_millis(100));
                 }
             }
         })
         .await
     });
     let reached = rx.await.is_ok();
-    // Somewhere inside the phase: let it work a moment, then stop it.
-    tokio::time::sleep(Duration::from_millis(15)).await;
     task.abort();
     let _ = task.await;
     reached
@@ -552,6 +553,59 @@ async fn a_mover_stopped_dead_in_any_phase_resumes_or_aborts() {
     stop.store(true, Ordering::Relaxed);
     w.await.unwrap();
     check_acked(&db, d.bob, d.globex, &g, before).await;
+
+    // A destination that differs from the source (a row changed behind the mover's back)
+    // fails the content check: the directory is not flipped, the move keeps its error,
+    // an abort takes it back.
+    placement::start_move(&db, d.globex, Kind::Schema)
+        .await
+        .unwrap();
+    assert!(kill_in(&db, d.globex, "catch_up").await);
+    let c = client(&control_url).await;
+    // As the org's own transactions see it (its triggers write beside it).
+    c.batch_execute(&format!(
+        "SET search_path TO {}, public",
+        placement::schema_name(d.globex)
+    ))
+    .await
+    .unwrap();
+    let n = c
+        .execute(
+            &format!(
+                "UPDATE {}.tickets SET title = 'changed behind the mover' WHERE id = (SELECT id FROM {}.tickets ORDER BY id LIMIT 1)",
+                placement::schema_name(d.globex),
+                placement::schema_name(d.globex)
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let err = placement::run_move(&db, d.globex, &|_| {})
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("verification failed for tickets"),
+        "{err}"
+    );
+    assert_eq!(
+        placement::show(&db, d.globex).await.unwrap().kind,
+        "database"
+    );
+    let mv = placement::moves(&db).await.unwrap();
+    assert!(
+        mv[0]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("verification failed"),
+        "{mv:?}"
+    );
+    abort(&db, d.globex).await;
+    assert_eq!(
+        schemas_and_publications(&control_url).await,
+        Vec::<String>::new()
+    );
 
     // A slot whose move is gone (its row deleted by hand) is a leftover the doctor names.
     placement::start_move(&db, d.globex, Kind::Shared)

@@ -872,6 +872,11 @@ impl Mover<'_> {
                 (self.progress)(&mv);
             }
         }
+        let n = self
+            .checkpoint(mv, &source, &mut dest, &mut replay, start)
+            .await?;
+        applied += i64::try_from(n).unwrap_or(i64::MAX);
+        self.note("changes_applied", applied).await?;
         self.cut_over(mv, &source, &mut dest, &mut replay, start, applied)
             .await
     }
@@ -912,18 +917,7 @@ impl Mover<'_> {
             .map_err(map_err)?
             .get(0);
         let end = parse_lsn(&end)?;
-        // Logical decoding reads only WAL flushed to disk; a commit made with
-        // `synchronous_commit = off` may not be yet. A transaction of our own that writes
-        // WAL (a logical message, which the publication does not carry) and commits with
-        // it on flushes everything before it.
-        source
-            .client
-            .batch_execute(
-                "BEGIN; SET LOCAL synchronous_commit = on;
-                 SELECT pg_logical_emit_message(true, 'orgwall_move', 'flush'); COMMIT",
-            )
-            .await
-            .map_err(map_err)?;
+        flush(source).await?;
         loop {
             let (read, n) = replay
                 .batch(source, dest, &self.name, start, Some(end))
@@ -933,7 +927,8 @@ impl Mover<'_> {
                 break;
             }
         }
-        self.verify(source, dest).await?;
+        self.verify((&source.client, &source.schema), dest, false)
+            .await?;
         if let Route::Database { .. } = &dest.route {
             let members = self.members().await?;
             sync_members(dest, self.org, &members).await?;
@@ -971,31 +966,37 @@ impl Mover<'_> {
 
     /// Per table: the org's row count and a checksum of its rows, in the source and the
     /// destination, the same (the fence is held: neither changes).
-    async fn verify(&self, source: &Side, dest: &Side) -> Result<()> {
+    async fn verify(
+        &self,
+        source: (&impl tokio_postgres::GenericClient, &str),
+        dest: &Side,
+        content: bool,
+    ) -> Result<()> {
         let org = self.org.to_string();
-        for side in [source, dest] {
-            side.client
-                .execute("SELECT set_config('app.org_id', $1, false)", &[&org])
+        let (src, src_schema) = source;
+        for c in [src.client(), &dest.client] {
+            c.execute("SELECT set_config('app.org_id', $1, false)", &[&org])
                 .await
                 .map_err(map_err)?;
         }
         for t in &self.tables {
             let d = describe(dest, t).await?;
             let cols: Vec<String> = d.columns.iter().map(|(c, _)| q(c)).collect();
-            let sql = |s: &Side| {
-                format!(
-                    "SELECT count(*), coalesce(sum(hashtext(r::text)::bigint), 0)::bigint FROM (SELECT {} FROM {} WHERE org_id = $1) r",
-                    cols.join(", "),
-                    s.table(t)
-                )
+            let sql = |schema: &str| {
+                let table = format!("{}.{}", q(schema), q(t));
+                if content {
+                    format!(
+                        "SELECT count(*), coalesce(sum(hashtext(r::text)::bigint), 0)::bigint FROM (SELECT {} FROM {table} WHERE org_id = $1) r",
+                        cols.join(", ")
+                    )
+                } else {
+                    format!("SELECT count(*), 0::bigint FROM {table} WHERE org_id = $1")
+                }
             };
-            let (a, b) = (sql(source), sql(dest));
+            let (a, b) = (sql(src_schema), sql(&dest.schema));
             let id = self.org.uuid();
             let p: [&(dyn ToSql + Sync); 1] = [&id];
-            let (x, y) = futures::join!(
-                source.client.query_one(&a, &p),
-                dest.client.query_one(&b, &p)
-            );
+            let (x, y) = futures::join!(src.query_one(&a, &p), dest.client.query_one(&b, &p));
             let (x, y) = (x.map_err(map_err)?, y.map_err(map_err)?);
             let (xs, ys): ((i64, i64), (i64, i64)) = ((x.get(0), x.get(1)), (y.get(0), y.get(1)));
             if xs != ys {
@@ -1005,13 +1006,63 @@ impl Mover<'_> {
                 )));
             }
         }
-        for side in [source, dest] {
-            side.client
-                .execute("SELECT set_config('app.org_id', '', false)", &[])
+        for c in [src.client(), &dest.client] {
+            c.execute("SELECT set_config('app.org_id', '', false)", &[])
                 .await
                 .map_err(map_err)?;
         }
         Ok(())
+    }
+
+    /// The content check, before the cut-over and without holding writes: under the fence
+    /// for a moment the source's position `M` is read and a snapshot opened; the slot is
+    /// replayed up to `M` exactly (the destination then holds what the snapshot holds), and
+    /// every table's row count and checksum compared. Returns the changes replayed.
+    async fn checkpoint(
+        &self,
+        mv: &Move,
+        source: &Side,
+        dest: &mut Side,
+        replay: &mut Replay,
+        start: u64,
+    ) -> Result<usize> {
+        let mut snap_side = self.side(&mv.from).await?;
+        let snap_schema = snap_side.schema.clone();
+        let mut conn = self.owner().await?;
+        let fence = conn.transaction().await.map_err(map_err)?;
+        fence
+            .execute(super::FENCE_EXCLUSIVE_SQL, &[&self.org.to_string()])
+            .await
+            .map_err(map_err)?;
+        let snap = snap_side
+            .client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(map_err)?;
+        let point: String = snap
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+            .await
+            .map_err(map_err)?
+            .get(0);
+        fence.commit().await.map_err(map_err)?;
+        let point = parse_lsn(&point)?;
+        flush(source).await?;
+        let mut applied = 0;
+        loop {
+            let (read, n) = replay
+                .batch(source, dest, &self.name, start, Some(point))
+                .await?;
+            applied += n;
+            if read == 0 {
+                break;
+            }
+        }
+        self.verify((&snap, &snap_schema), dest, true).await?;
+        snap.commit().await.map_err(map_err)?;
+        Ok(applied)
     }
 
     /// After the flip (`flipped`: the old copy goes) or before it (an abort: the new one
@@ -1486,6 +1537,21 @@ impl Replay {
         }
         Ok(())
     }
+}
+
+/// Logical decoding reads only WAL flushed to disk; a commit made with `synchronous_commit
+/// = off` may not be yet. A transaction of our own that writes WAL (a logical message,
+/// which the publication does not carry) and commits with it on flushes everything
+/// before it.
+async fn flush(source: &Side) -> Result<()> {
+    source
+        .client
+        .batch_execute(
+            "BEGIN; SET LOCAL synchronous_commit = on;
+             SELECT pg_logical_emit_message(true, 'orgwall_move', 'flush'); COMMIT",
+        )
+        .await
+        .map_err(map_err)
 }
 
 async fn advance(source: &Side, slot: &str, to: u64) -> Result<()> {

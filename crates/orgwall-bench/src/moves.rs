@@ -1,0 +1,331 @@
+//! The online-move benchmark (issue 13): `orgwall-bench --moves 10000,100000,1000000`.
+//!
+//! For each size, on throwaway clusters of its own (`initdb`, `wal_level = logical`, the
+//! test kit's [`PgCluster`]): the demo world, then Globex given that many tickets (their
+//! history-free rows plus the search terms their triggers derive), then two moves while
+//! writers work:
+//!
+//! 1. *one server*: Globex from the shared tables to a database of its own on the same
+//!    server;
+//! 2. *two servers*: from that database to a database of its own on a second server.
+//!
+//! During each move four writers on Globex and four on Acme create tickets back to back
+//! (through the library, as the server's handlers do: verify the member, one write
+//! transaction, commit), each write timed. Reported per move: the total time, the rows
+//! moved, and the writers' latency (p50, p99, max) in the seconds before the move and
+//! during it, for the moving org (its write pause is the extra latency over its own
+//! baseline, the cut-over's fence the largest part of it) and for the other org.
+
+use anyhow::{Context, Result};
+use orgwall_core::{OrgId, UserId};
+use orgwall_store::placement::{self, Kind};
+use orgwall_store::repo::{projects, tickets};
+use orgwall_store::{access, Db, DbConfig};
+use orgwall_testkit::cluster::PgCluster;
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SETTINGS: &[&str] = &[
+    "wal_level = logical",
+    "shared_buffers = 512MB",
+    "max_wal_size = 8GB",
+    "checkpoint_timeout = 30min",
+    "maintenance_work_mem = 256MB",
+];
+
+/// Latency figures of a set of writes, in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub writes: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+fn latency(mut v: Vec<Duration>) -> Latency {
+    v.sort_unstable();
+    let at = |q: f64| -> f64 {
+        if v.is_empty() {
+            return 0.0;
+        }
+        let i = ((v.len() as f64 - 1.0) * q).round() as usize;
+        v.get(i.min(v.len() - 1))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Latency {
+        writes: v.len(),
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+        max_ms: v.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+    }
+}
+
+/// One move measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct MoveRun {
+    pub tickets: u64,
+    /// `one server` or `two servers`.
+    pub between: &'static str,
+    pub from: String,
+    pub to: String,
+    /// Data-plane rows of the org moved (every table, derived ones included).
+    pub rows: i64,
+    pub total_s: f64,
+    pub moving_before: Latency,
+    pub moving_during: Latency,
+    pub other_before: Latency,
+    pub other_during: Latency,
+    /// Writes of the moving org refused with "send it again" during the move.
+    pub moving_refused: usize,
+}
+
+/// Timed writes: (when it started, how long it took).
+type Log = Arc<Mutex<Vec<(Instant, Duration)>>>;
+
+async fn writer(
+    db: Db,
+    user: UserId,
+    org: OrgId,
+    log: Log,
+    refused: Arc<Mutex<usize>>,
+    stop: Arc<AtomicBool>,
+) -> Result<()> {
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        i += 1;
+        let began = Instant::now();
+        let r: orgwall_core::Result<()> = async {
+            let scope = access::verify_member(&db, user, org).await?;
+            let mut tx = db.write(&scope).await?;
+            let project = projects::list(&mut tx, 1, None)
+                .await?
+                .first()
+                .map(|p| p.id)
+                .ok_or(orgwall_core::Error::NotFound)?;
+            tickets::create(
+                &mut tx,
+                tickets::NewTicket {
+                    project_id: project,
+                    title: &format!("bench write {i}"),
+                    body: "written while the org moves",
+                    assignee_id: None,
+                },
+            )
+            .await?;
+            tx.commit().await
+        }
+        .await;
+        match r {
+            Ok(()) => log
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((began, began.elapsed())),
+            Err(orgwall_core::Error::Unavailable(_)) => {
+                *refused
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
+            }
+            Err(e) => anyhow::bail!("write: {e}"),
+        }
+    }
+    Ok(())
+}
+
+fn between(log: &Log, from: Instant, to: Instant) -> Vec<Duration> {
+    log.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .filter(|(t, _)| *t >= from && *t < to)
+        .map(|(_, d)| *d)
+        .collect()
+}
+
+async fn connect(url: &str) -> Result<tokio_postgres::Client> {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    tokio::spawn(conn);
+    Ok(c)
+}
+
+/// Gives `org` `n` tickets (as the superuser, in batches; the search-terms triggers derive
+/// their rows as for any insert).
+async fn fill(url: &str, org: OrgId, n: u64, say: &impl Fn(String)) -> Result<()> {
+    let c = connect(url).await?;
+    c.batch_execute("SET synchronous_commit = off; UPDATE orgs SET plan = 'enterprise'")
+        .await?;
+    let project: uuid::Uuid = c
+        .query_one(
+            "SELECT id FROM projects WHERE org_id = $1 ORDER BY id LIMIT 1",
+            &[&org.uuid()],
+        )
+        .await?
+        .get(0);
+    let started = Instant::now();
+    let batch = 50_000u64;
+    let mut done = 0u64;
+    while done < n {
+        let k = batch.min(n - done);
+        c.execute(
+            "INSERT INTO tickets (org_id, id, project_id, title, body, status, created_at, updated_at)
+             SELECT $1, gen_random_uuid(), $2,
+                    'moved ticket ' || g || ' ' || (ARRAY['login','invoice','export','search','billing','mobile','crash','latency'])[1 + g % 8],
+                    'body of ticket ' || g || ' about ' || (ARRAY['alpha','bravo','charlie','delta'])[1 + g % 4],
+                    'open', now(), now()
+             FROM generate_series($3::bigint, $4::bigint) g",
+            &[&org.uuid(), &project, &(done as i64), &((done + k - 1) as i64)],
+        )
+        .await?;
+        done += k;
+        say(format!(
+            "moves: {done}/{n} tickets ({:.0} s)",
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    c.batch_execute("ANALYZE").await?;
+    Ok(())
+}
+
+/// Runs the benchmark for each size; returns the runs.
+pub async fn run(sizes: &[u64], say: impl Fn(String)) -> Result<Vec<MoveRun>> {
+    let mut runs = Vec::new();
+    for &n in sizes {
+        let one = PgCluster::start(SETTINGS);
+        let two = PgCluster::start(SETTINGS);
+        connect(&one.url)
+            .await?
+            .batch_execute("CREATE DATABASE orgwall_moves")
+            .await?;
+        let url = one.url_of("orgwall_moves");
+        let db = Db::open(
+            &DbConfig::Postgres {
+                url: url.clone(),
+                app_role: orgwall_store::db::DEFAULT_APP_ROLE.into(),
+                pool_size: 16,
+                placement_budget: None,
+            },
+            orgwall_store::catalog(),
+        )
+        .await?;
+        db.migrate().await?;
+        orgwall_store::seed::demo_placed(&db, &[]).await?;
+        let globex = orgwall_store::repo::orgs::resolve(&db, "globex").await?;
+        let acme = orgwall_store::repo::orgs::resolve(&db, "acme").await?;
+        let user = |e: &'static str| {
+            let db = db.clone();
+            async move {
+                let email =
+                    orgwall_core::Email::parse(e).map_err(orgwall_core::Error::Validation)?;
+                orgwall_store::repo::users::find_by_email(&db, &email)
+                    .await?
+                    .map(|u| u.0.id)
+                    .ok_or(orgwall_core::Error::NotFound)
+            }
+        };
+        let (bob, alice) = (
+            user("bob@globex.test").await?,
+            user("alice@acme.test").await?,
+        );
+        say(format!("moves: filling Globex with {n} tickets"));
+        fill(&url, globex, n, &say).await?;
+        placement::add_target(&db, "second", &two.url).await?;
+        for (kind, name) in [
+            (Kind::Database(None), "one server"),
+            (Kind::Database(Some("second".into())), "two servers"),
+        ] {
+            let stop = Arc::new(AtomicBool::new(false));
+            let (glog, alog): (Log, Log) = Default::default();
+            let refused = Arc::new(Mutex::new(0usize));
+            let mut tasks = Vec::new();
+            for _ in 0..4 {
+                tasks.push(tokio::spawn(writer(
+                    db.clone(),
+                    bob,
+                    globex,
+                    glog.clone(),
+                    refused.clone(),
+                    stop.clone(),
+                )));
+                tasks.push(tokio::spawn(writer(
+                    db.clone(),
+                    alice,
+                    acme,
+                    alog.clone(),
+                    Arc::new(Mutex::new(0)),
+                    stop.clone(),
+                )));
+            }
+            let warm = Instant::now();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let base = Instant::now();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let from = placement::show(&db, globex).await?;
+            let started = Instant::now();
+            let mv = placement::start_move(&db, globex, kind.clone()).await?;
+            let rows = Arc::new(Mutex::new(0i64));
+            let r2 = rows.clone();
+            let route = placement::run_move(&db, globex, &move |m| {
+                if m.rows_total > 0 {
+                    *r2.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = m.rows_total;
+                }
+            })
+            .await?;
+            let ended = Instant::now();
+            let total_s = started.elapsed().as_secs_f64();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            stop.store(true, Ordering::Relaxed);
+            for t in tasks {
+                t.await??;
+            }
+            let _ = warm;
+            let run = MoveRun {
+                tickets: n,
+                between: name,
+                from: from.kind.clone(),
+                to: format!("{} ({:?})", route.kind(), mv.to),
+                rows: *rows
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+                total_s,
+                moving_before: latency(between(&glog, base, started)),
+                moving_during: latency(between(&glog, started, ended)),
+                other_before: latency(between(&alog, base, started)),
+                other_during: latency(between(&alog, started, ended)),
+                moving_refused: *refused
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            };
+            say(format!("moves: {n} tickets, {name}: {total_s:.1} s; moving org during {:?}; other org during {:?}", run.moving_during, run.other_during));
+            runs.push(run);
+        }
+        drop(db);
+        drop(two);
+        drop(one);
+    }
+    Ok(runs)
+}
+
+/// The runs as a Markdown table.
+pub fn markdown(runs: &[MoveRun], command: &str, commit: &str) -> String {
+    let mut s = format!(
+        "# Online moves: orgwall-bench --moves\n\nCommit `{commit}`, command `{command}`. Two throwaway PostgreSQL 15 clusters on this machine (`wal_level = logical`, shared_buffers 512MB). Four writers on the moving org (Globex) and four on the other (Acme), each creating tickets back to back through the library (verify member, write transaction, commit); latency in ms, p50 / p99 / max, in the 5 s before the move and during it. Rows: the org's data-plane rows in the copy's snapshot (search terms included).\n\n| tickets | between | rows | move total (s) | moving org before | moving org during | other org before | other org during | refused (503) |\n| ---: | --- | ---: | ---: | --- | --- | --- | --- | ---: |\n"
+    );
+    let l = |x: &Latency| format!("{:.1} / {:.1} / {:.1}", x.p50_ms, x.p99_ms, x.max_ms);
+    for r in runs {
+        s.push_str(&format!(
+            "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} |\n",
+            r.tickets,
+            r.between,
+            r.rows,
+            r.total_s,
+            l(&r.moving_before),
+            l(&r.moving_during),
+            l(&r.other_before),
+            l(&r.other_during),
+            r.moving_refused
+        ));
+    }
+    s
+}
