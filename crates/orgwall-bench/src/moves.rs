@@ -73,6 +73,8 @@ pub struct MoveRun {
     /// Data-plane rows of the org moved (every table, derived ones included).
     pub rows: i64,
     pub total_s: f64,
+    /// How long the cut-over held the moving org's writes (the fence).
+    pub fence_ms: Option<i64>,
     pub moving_before: Latency,
     pub moving_during: Latency,
     pub other_before: Latency,
@@ -265,10 +267,14 @@ pub async fn run(sizes: &[u64], say: impl Fn(String)) -> Result<Vec<MoveRun>> {
             let started = Instant::now();
             let mv = placement::start_move(&db, globex, kind.clone()).await?;
             let rows = Arc::new(Mutex::new(0i64));
-            let r2 = rows.clone();
+            let pause = Arc::new(Mutex::new(None));
+            let (r2, p2) = (rows.clone(), pause.clone());
             let route = placement::run_move(&db, globex, &move |m| {
                 if m.rows_total > 0 {
                     *r2.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = m.rows_total;
+                }
+                if m.pause_ms.is_some() {
+                    *p2.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = m.pause_ms;
                 }
             })
             .await?;
@@ -289,6 +295,9 @@ pub async fn run(sizes: &[u64], say: impl Fn(String)) -> Result<Vec<MoveRun>> {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner),
                 total_s,
+                fence_ms: *pause
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
                 moving_before: latency(between(&glog, base, started)),
                 moving_during: latency(between(&glog, started, ended)),
                 other_before: latency(between(&alog, base, started)),
@@ -310,16 +319,17 @@ pub async fn run(sizes: &[u64], say: impl Fn(String)) -> Result<Vec<MoveRun>> {
 /// The runs as a Markdown table.
 pub fn markdown(runs: &[MoveRun], command: &str, commit: &str) -> String {
     let mut s = format!(
-        "# Online moves: orgwall-bench --moves\n\nCommit `{commit}`, command `{command}`. Two throwaway PostgreSQL 15 clusters on this machine (`wal_level = logical`, shared_buffers 512MB). Four writers on the moving org (Globex) and four on the other (Acme), each creating tickets back to back through the library (verify member, write transaction, commit); latency in ms, p50 / p99 / max, in the 5 s before the move and during it. Rows: the org's data-plane rows in the copy's snapshot (search terms included).\n\n| tickets | between | rows | move total (s) | moving org before | moving org during | other org before | other org during | refused (503) |\n| ---: | --- | ---: | ---: | --- | --- | --- | --- | ---: |\n"
+        "# Online moves: orgwall-bench --moves\n\nCommit `{commit}`, command `{command}`. Two throwaway PostgreSQL 15 clusters on this machine (`wal_level = logical`, shared_buffers 512MB). Four writers on the moving org (Globex) and four on the other (Acme), each creating tickets back to back through the library (verify member, write transaction, commit); latency in ms, p50 / p99 / max, in the 5 s before the move and during it. Rows: the org's data-plane rows in the copy's snapshot (search terms included).\n\n| tickets | between | rows | move total (s) | fence held (ms) | moving org before | moving org during | other org before | other org during | refused (503) |\n| ---: | --- | ---: | ---: | ---: | --- | --- | --- | --- | ---: |\n"
     );
     let l = |x: &Latency| format!("{:.1} / {:.1} / {:.1}", x.p50_ms, x.p99_ms, x.max_ms);
     for r in runs {
         s.push_str(&format!(
-            "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} |\n",
             r.tickets,
             r.between,
             r.rows,
             r.total_s,
+            r.fence_ms.map_or("-".to_owned(), |f| f.to_string()),
             l(&r.moving_before),
             l(&r.moving_during),
             l(&r.other_before),

@@ -263,7 +263,11 @@ async fn search_written(db: &Db, user: UserId, org: OrgId) -> usize {
 
 async fn move_to(db: &Db, org: OrgId, kind: Kind) -> Route {
     placement::start_move(db, org, kind).await.unwrap();
-    placement::run_move(db, org, &|_| {}).await.unwrap()
+    let phase = Mutex::new(String::new());
+    match placement::run_move(db, org, &|m| *phase.lock().unwrap() = m.phase.clone()).await {
+        Ok(r) => r,
+        Err(e) => panic!("moving, in {}: {e:?}", phase.lock().unwrap()),
+    }
 }
 
 /// Names a move leaves behind on a server, if any: slots, publications, placement
@@ -621,5 +625,117 @@ async fn a_mover_stopped_dead_in_any_phase_resumes_or_aborts() {
             .iter()
             .any(|v| v.to_string().contains(&name) && v.to_string().contains("slot")),
         "{found:?}"
+    );
+}
+
+// SQLite (issue 13 item 4): Globex between the shared tables and a file of its own, back
+// and forth, while Bob's writer and reader work on it and Alice's writer on Acme; then an
+// abort before the flip. (A mover stopped dead mid-phase is the CLI test's: a SQLite move
+// runs on one thread without a wait to stop it at.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_an_org_moves_between_shared_and_its_file_while_in_use() {
+    orgwall_testkit::init_logs();
+    let t = orgwall_testkit::TestDb::new(orgwall_store::BackendKind::Sqlite).await;
+    let db = t.db.clone();
+    let d = Demo::load(&db).await;
+    let gps = projects_of(&db, d.bob, d.globex).await;
+    let aps = projects_of(&db, d.alice, d.acme).await;
+    let scope = access::verify_member(&db, d.bob, d.globex).await.unwrap();
+    let before = all_tickets(&db, &scope).await.unwrap().len();
+    let ascope = access::verify_member(&db, d.alice, d.acme).await.unwrap();
+    let acme_before = all_tickets(&db, &ascope).await.unwrap().len();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (g, a): (Acked, Acked) = Default::default();
+    let w = tokio::spawn(writer(
+        db.clone(),
+        d.bob,
+        d.globex,
+        gps[0],
+        g.clone(),
+        stop.clone(),
+    ));
+    let r = tokio::spawn(reader(
+        db.clone(),
+        d.bob,
+        d.globex,
+        gps.clone(),
+        g.clone(),
+        before,
+        stop.clone(),
+    ));
+    let aw = tokio::spawn(writer(
+        db.clone(),
+        d.alice,
+        d.acme,
+        aps[0],
+        a.clone(),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Wherever the demo put Globex (CI runs it placed too), it goes to the other and back.
+    let start = placement::show(&db, d.globex).await.unwrap().kind;
+    let (there, back) = if start == "shared" {
+        ((Kind::Database(None), "database"), (Kind::Shared, "shared"))
+    } else {
+        ((Kind::Shared, "shared"), (Kind::Database(None), "database"))
+    };
+    for (kind, name) in [there.clone(), back, there] {
+        let written = acked_creates(&g);
+        let route = move_to(&db, d.globex, kind.clone()).await;
+        assert_eq!(route.kind(), name);
+        assert_eq!(placement::show(&db, d.globex).await.unwrap().kind, name);
+        assert!(placement::moves(&db).await.unwrap().is_empty());
+        assert_eq!(
+            db.doctor().await.unwrap(),
+            vec![],
+            "after moving to {kind:?}"
+        );
+        let floor = acked_creates(&g);
+        let found = search_written(&db, d.bob, d.globex).await;
+        assert!(
+            found >= floor,
+            "search found {found} after moving to {kind:?}, {floor} written"
+        );
+        let t0 = Instant::now();
+        while acked_creates(&g) < written + 10 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "no writes after moving to {kind:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // An abort before the flip: the org stays, the new copy and the log go.
+    let now = placement::show(&db, d.globex).await.unwrap().kind;
+    let other = if now == "shared" {
+        Kind::Database(None)
+    } else {
+        Kind::Shared
+    };
+    placement::start_move(&db, d.globex, other).await.unwrap();
+    assert!(placement::abort_move(&db, d.globex).await.unwrap());
+    assert_eq!(placement::show(&db, d.globex).await.unwrap().kind, now);
+    assert!(placement::moves(&db).await.unwrap().is_empty());
+    assert_eq!(db.doctor().await.unwrap(), vec![]);
+    stop.store(true, Ordering::Relaxed);
+    w.await.unwrap();
+    assert!(r.await.unwrap() > 10);
+    aw.await.unwrap();
+    check_acked(&db, d.bob, d.globex, &g, before).await;
+    check_acked(&db, d.alice, d.acme, &a, acme_before).await;
+    assert_eq!(
+        search_written(&db, d.bob, d.globex).await,
+        acked_creates(&g)
+    );
+    // No org file but the one the directory names, no move log left.
+    let files: Vec<_> = t.sqlite_org_files().into_iter().map(|(o, _)| o).collect();
+    let expect: Vec<OrgId> = if now == "shared" {
+        Vec::new()
+    } else {
+        vec![d.globex]
+    };
+    assert_eq!(
+        files.iter().filter(|o| **o == d.globex).count(),
+        expect.len()
     );
 }

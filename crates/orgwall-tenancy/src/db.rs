@@ -306,7 +306,12 @@ impl Db {
     ) -> Result<crate::placement::Move> {
         match &self.backend {
             Backend::Pg(p) => p.start_move(org, kind).await,
-            Backend::Sqlite(_) => Err(no_moves()),
+            Backend::Sqlite(s) => {
+                let s = s.clone();
+                tokio::task::spawn_blocking(move || sqlite::mover::start(&s, org, &kind))
+                    .await
+                    .map_err(Error::internal)?
+            }
         }
     }
 
@@ -318,7 +323,10 @@ impl Db {
     ) -> Result<Route> {
         match &self.backend {
             Backend::Pg(p) => p.run_move(&self.catalog, org, progress).await,
-            Backend::Sqlite(_) => Err(no_moves()),
+            // In place on this task's thread: the progress callback is not 'static.
+            Backend::Sqlite(s) => {
+                tokio::task::block_in_place(|| sqlite::mover::run(s, &self.catalog, org, progress))
+            }
         }
     }
 
@@ -326,7 +334,12 @@ impl Db {
     pub(crate) async fn abort_move(&self, org: OrgId) -> Result<bool> {
         match &self.backend {
             Backend::Pg(p) => p.abort_move(&self.catalog, org).await,
-            Backend::Sqlite(_) => Err(no_moves()),
+            Backend::Sqlite(s) => {
+                let (s, catalog) = (s.clone(), self.catalog.clone());
+                tokio::task::spawn_blocking(move || sqlite::mover::abort(&s, &catalog, org))
+                    .await
+                    .map_err(Error::internal)?
+            }
         }
     }
 
@@ -334,7 +347,12 @@ impl Db {
     pub(crate) async fn moves(&self) -> Result<Vec<crate::placement::Move>> {
         match &self.backend {
             Backend::Pg(p) => p.moves().await,
-            Backend::Sqlite(_) => Ok(Vec::new()),
+            Backend::Sqlite(s) => {
+                let s = s.clone();
+                tokio::task::spawn_blocking(move || sqlite::mover::list(&s))
+                    .await
+                    .map_err(Error::internal)?
+            }
         }
     }
 
@@ -549,15 +567,20 @@ impl Db {
 
     /// A read-only transaction inside `scope`'s organization.
     pub async fn read<'s>(&self, scope: &'s OrgScope) -> Result<TenantTx<'s>> {
-        self.tenant(scope, Mode::Read).await
+        self.tenant(scope, Mode::Read, true).await
     }
 
     /// A read-write transaction inside `scope`'s organization.
     pub async fn write<'s>(&self, scope: &'s OrgScope) -> Result<TenantTx<'s>> {
-        self.tenant(scope, Mode::Write).await
+        self.tenant(scope, Mode::Write, true).await
     }
 
-    async fn tenant<'s>(&self, scope: &'s OrgScope, mode: Mode) -> Result<TenantTx<'s>> {
+    async fn tenant<'s>(
+        &self,
+        scope: &'s OrgScope,
+        mode: Mode,
+        again: bool,
+    ) -> Result<TenantTx<'s>> {
         let mut settings = Settings::org(scope.org_id());
         settings.route = self.route(scope).await?;
         settings.routed = true;
@@ -597,9 +620,16 @@ impl Db {
             .begin_checked(backend, mode, settings.clone(), recheck)
             .await?;
         tx.data = data;
-        if sqlite && mode == Mode::Write {
+        if sqlite {
             // Boxed: SQLite only, and it keeps every PostgreSQL request's future small.
-            Box::pin(self.directory_agrees(&mut tx, scope, &route)).await?;
+            if let Err(e) = Box::pin(self.directory_agrees(&mut tx, scope, &route)).await {
+                // The org moved since its route was learned: routed anew, once.
+                drop(tx);
+                return match again {
+                    true => Box::pin(self.tenant(scope, mode, false)).await,
+                    false => Err(e),
+                };
+            }
         }
         if placed && sqlite {
             // After the control transaction: its write lock comes first, as in placing.
@@ -610,11 +640,14 @@ impl Db {
 }
 
 impl Db {
-    /// SQLite write transactions: holding the control file's write lock, the route is
-    /// checked against the directory (one indexed read), so a placement changed since the
-    /// scope learned its route is not written past (see `sqlite::placement::place`, which
-    /// takes the same lock); the scope forgets its route and the request is sent again.
-    /// Reads need no check: they write nothing, and an org is placed only while empty.
+    /// SQLite transactions: the route is checked against the directory (one indexed read),
+    /// writes holding the control file's write lock, so a placement changed since the
+    /// scope learned its route is not written past (see `sqlite::placement::place` and
+    /// `sqlite::mover`, which take the same lock); reads in their control snapshot, so a
+    /// read never follows a route the directory no longer names (a move out of the shared
+    /// tables deletes the org's rows there in the transaction that flips the directory,
+    /// and another process's move is not announced to this one's cache). On a mismatch the
+    /// scope forgets its route and the transaction is begun again once on the new one.
     async fn directory_agrees(&self, tx: &mut Tx, scope: &OrgScope, route: &Route) -> Result<()> {
         let now = tx
             .query_opt(
@@ -1442,13 +1475,6 @@ impl Data<'_> {
 }
 
 /// Target servers on SQLite: none (an org's own database there is a file).
-fn no_moves() -> Error {
-    Error::Validation(
-        "online moves run on PostgreSQL; on SQLite an org is placed while it is empty (orgwall placement set)"
-            .into(),
-    )
-}
-
 fn no_targets() -> Error {
     Error::Validation(
         "target servers are PostgreSQL servers; this database is SQLite (an org's database of its own there is a file under the data directory)"

@@ -564,6 +564,8 @@ pub struct Move {
     pub rows_total: i64,
     /// Changes replayed since the copy.
     pub changes_applied: i64,
+    /// How long the cut-over held the org's writes, once it has flipped (PostgreSQL).
+    pub pause_ms: Option<i64>,
     /// The last failure of a run (a run again resumes), or `abort requested`.
     pub error: Option<String>,
 }
@@ -572,7 +574,8 @@ pub struct Move {
 /// ORG --to KIND`): records the move (its durable state) after checking what it needs (the
 /// target registered, the source server's `wal_level = logical`, a login that may use
 /// logical replication); [`run_move`] does the work. Refused while a move of the org runs
-/// or when it already is there. PostgreSQL only (for now).
+/// or when it already is there. On SQLite an org moves between the shared tables and a
+/// file of its own.
 pub async fn start_move(db: &Db, org: OrgId, kind: Kind) -> Result<Move> {
     if let Kind::Database(Some(t)) = &kind {
         check_target_name(t)?;
@@ -597,6 +600,18 @@ pub async fn run_move(db: &Db, org: OrgId, progress: &(dyn Fn(&Move) + Sync)) ->
 /// flip only the cleanup is left, and an abort is refused.
 pub async fn abort_move(db: &Db, org: OrgId) -> Result<bool> {
     db.abort_move(org).await
+}
+
+/// The `error` a `--abort` leaves on a move whose mover is running: it aborts at its next
+/// step.
+pub(crate) const ABORT_REQUESTED: &str = "abort requested";
+
+/// The refusal of an abort after the flip.
+pub(crate) fn flipped(org: OrgId) -> Error {
+    Error::Conflict(
+        "move_flipped",
+        format!("organization {org}'s move has flipped the directory (it is served from its new placement); only its cleanup is left, which a run of the move finishes"),
+    )
 }
 
 /// Every running move.

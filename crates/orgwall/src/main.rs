@@ -290,7 +290,14 @@ fn describe_move(m: &orgwall_store::placement::Move) -> String {
         "copy" if m.rows_total > 0 => {
             s.push_str(&format!(" {}/{} rows", m.rows_copied, m.rows_total));
         }
-        "catch_up" | "cleanup" => s.push_str(&format!(" ({} changes replayed)", m.changes_applied)),
+        "catch_up" => s.push_str(&format!(" ({} changes replayed)", m.changes_applied)),
+        "cleanup" => {
+            s.push_str(&format!(" ({} changes replayed", m.changes_applied));
+            if let Some(p) = m.pause_ms {
+                s.push_str(&format!("; the cut-over held writes {p} ms"));
+            }
+            s.push(')');
+        }
         _ => {}
     }
     if let Some(e) = &m.error {

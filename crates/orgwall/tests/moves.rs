@@ -67,6 +67,37 @@ fn kill_in(url: &str, data: &std::path::Path, to: &str, phase: &str) {
     panic!("the move never said it entered {phase}: {seen:?}");
 }
 
+// The same on the embedded default: `seed --demo` puts Globex in a file of its own; it
+// moves to the shared tables and back with the command SIGKILLed in each phase, the job
+// resuming it in a worker process, a writer working on it throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_move_killed_in_each_phase_is_resumed_by_its_job() {
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", data.path().join("orgwall.db").display());
+    run(&url, data.path(), &["seed", "--demo"]);
+    let db = Db::open(
+        &DbConfig::Sqlite {
+            path: data.path().join("orgwall.db"),
+            pool_size: 4,
+        },
+        orgwall_store::catalog(),
+    )
+    .await
+    .unwrap();
+    killed_and_resumed(
+        &db,
+        &url,
+        data.path(),
+        &[
+            ("shared", "copy", "shared"),
+            ("database", "catch_up", "database"),
+            ("shared", "cleanup", "shared"),
+            ("database", "prepare", "database"),
+        ],
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_move_killed_in_each_phase_is_resumed_by_its_job() {
     let cluster = PgCluster::start(&["wal_level = logical"]);
@@ -92,7 +123,29 @@ async fn a_move_killed_in_each_phase_is_resumed_by_its_job() {
     )
     .await
     .unwrap();
-    let d = Demo::load(&db).await;
+    killed_and_resumed(
+        &db,
+        &url,
+        data.path(),
+        &[
+            ("database", "copy", "database"),
+            ("schema", "catch_up", "schema"),
+            ("shared", "cleanup", "shared"),
+            ("database", "prepare", "database"),
+        ],
+    )
+    .await;
+}
+
+/// Runs `plan` (move to, kill in phase, lands in) against `db` with a writer working on
+/// Globex and a worker process resuming what the kills leave.
+async fn killed_and_resumed(
+    db: &Db,
+    url: &str,
+    data: &std::path::Path,
+    plan: &[(&str, &str, &str)],
+) {
+    let d = Demo::load(db).await;
     // A writer on Globex the whole time (through the library, as a server would).
     let stop = Arc::new(AtomicBool::new(false));
     let acked: Arc<Mutex<Vec<orgwall_core::TicketId>>> = Default::default();
@@ -129,27 +182,22 @@ async fn a_move_killed_in_each_phase_is_resumed_by_its_job() {
             }
         })
     };
-    let mut worker = orgwall(&url, data.path())
+    let mut worker = orgwall(url, data)
         .args(["worker"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    for (to, phase, lands) in [
-        ("database", "copy", "database"),
-        ("schema", "catch_up", "schema"),
-        ("shared", "cleanup", "shared"),
-        ("database", "prepare", "database"),
-    ] {
-        let from = orgwall_store::placement::show(&db, d.globex)
+    for &(to, phase, lands) in plan {
+        let from = orgwall_store::placement::show(db, d.globex)
             .await
             .unwrap()
             .kind;
-        kill_in(&url, data.path(), to, phase);
+        kill_in(url, data, to, phase);
         // The job (queued when the move started) resumes it in the worker process.
         let t0 = Instant::now();
         loop {
-            let list = run(&url, data.path(), &["placement", "list"]);
+            let list = run(url, data, &["placement", "list"]);
             if !list.contains("moving") {
                 break;
             }
@@ -159,15 +207,12 @@ async fn a_move_killed_in_each_phase_is_resumed_by_its_job() {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let now = orgwall_store::placement::show(&db, d.globex)
+        let now = orgwall_store::placement::show(db, d.globex)
             .await
             .unwrap()
             .kind;
         assert_eq!(now, lands, "killed in {phase}");
-        let doctor = orgwall(&url, data.path())
-            .args(["doctor"])
-            .output()
-            .unwrap();
+        let doctor = orgwall(url, data).args(["doctor"]).output().unwrap();
         assert!(
             doctor.status.success(),
             "after a kill in {phase}: {}",
@@ -179,7 +224,7 @@ async fn a_move_killed_in_each_phase_is_resumed_by_its_job() {
     worker.kill().unwrap();
     worker.wait().unwrap();
     // Every acknowledged ticket is there once.
-    let scope = access::verify_member(&db, d.bob, d.globex).await.unwrap();
+    let scope = access::verify_member(db, d.bob, d.globex).await.unwrap();
     let mut tx = db.read(&scope).await.unwrap();
     let mut ids = HashSet::new();
     let mut after = None;
@@ -201,6 +246,6 @@ async fn a_move_killed_in_each_phase_is_resumed_by_its_job() {
     for id in &acked {
         assert!(ids.contains(id), "acknowledged ticket {id} was lost");
     }
-    let jobs = run(&url, data.path(), &["jobs", "list"]);
+    let jobs = run(url, data, &["jobs", "list"]);
     assert!(jobs.contains("placement.move"), "{jobs}");
 }

@@ -17,6 +17,7 @@ CREATE TABLE placement_moves (
     rows_copied bigint NOT NULL DEFAULT 0,
     rows_total bigint NOT NULL DEFAULT 0,
     changes_applied bigint NOT NULL DEFAULT 0,
+    pause_ms bigint,
     error text,
     started_at timestamptz NOT NULL,
     updated_at timestamptz NOT NULL

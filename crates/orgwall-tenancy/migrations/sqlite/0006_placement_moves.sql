@@ -13,6 +13,7 @@ CREATE TABLE placement_moves (
     rows_copied INTEGER NOT NULL DEFAULT 0,
     rows_total INTEGER NOT NULL DEFAULT 0,
     changes_applied INTEGER NOT NULL DEFAULT 0,
+    pause_ms INTEGER,
     error TEXT,
     started_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL

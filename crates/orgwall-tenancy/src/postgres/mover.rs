@@ -37,7 +37,7 @@ use super::map_err;
 use super::pgoutput::{self, Message, Relation, Value};
 use super::placement::{connect_to, server_login};
 use crate::module::Catalog;
-use crate::placement::{Kind, Move, Route};
+use crate::placement::{flipped, Kind, Move, Route, ABORT_REQUESTED};
 use orgwall_core::{Error, OrgId, Result};
 use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
@@ -98,7 +98,7 @@ fn route_parts(r: &Route) -> (&'static str, Option<String>, Option<String>) {
     }
 }
 
-const MOVE_COLUMNS: &str = "org_id, from_kind, from_location, from_target, to_kind, to_location, to_target, phase, start_lsn::text, rows_copied, rows_total, changes_applied, error";
+const MOVE_COLUMNS: &str = "org_id, from_kind, from_location, from_target, to_kind, to_location, to_target, phase, start_lsn::text, rows_copied, rows_total, changes_applied, error, pause_ms";
 
 fn move_of(r: &tokio_postgres::Row) -> Result<Move> {
     Ok(Move {
@@ -119,6 +119,7 @@ fn move_of(r: &tokio_postgres::Row) -> Result<Move> {
         rows_total: r.try_get(10).map_err(map_err)?,
         changes_applied: r.try_get(11).map_err(map_err)?,
         error: r.try_get(12).map_err(map_err)?,
+        pause_ms: r.try_get(13).map_err(map_err)?,
     })
 }
 
@@ -463,17 +464,6 @@ pub(crate) async fn run(
             return Err(e);
         }
     }
-}
-
-/// The `error` a `--abort` leaves on a move whose mover is running: it aborts at its next
-/// step.
-const ABORT_REQUESTED: &str = "abort requested";
-
-fn flipped(org: OrgId) -> Error {
-    Error::Conflict(
-        "move_flipped",
-        format!("organization {org}'s move has flipped the directory (it is served from its new placement); only its cleanup is left, which a run of the move finishes"),
-    )
 }
 
 /// Aborts `org`'s move (see [`crate::placement::abort_move`]): at once when no mover runs
@@ -953,8 +943,12 @@ impl Mover<'_> {
         }
         fence
             .execute(
-                "UPDATE placement_moves SET phase = 'cleanup', changes_applied = $2, error = NULL, updated_at = now() WHERE org_id = $1",
-                &[&self.org.uuid(), &applied],
+                "UPDATE placement_moves SET phase = 'cleanup', changes_applied = $2, pause_ms = $3, error = NULL, updated_at = now() WHERE org_id = $1",
+                &[
+                    &self.org.uuid(),
+                    &applied,
+                    &i64::try_from(paused.elapsed().as_millis()).unwrap_or(i64::MAX),
+                ],
             )
             .await
             .map_err(map_err)?;

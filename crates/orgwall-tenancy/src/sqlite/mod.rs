@@ -33,6 +33,7 @@
 //! tables' columns, so a new tenant table inherits them (see [`crate::migrate`]).
 
 mod doctor;
+pub(crate) mod mover;
 pub(crate) mod placement;
 mod walls;
 

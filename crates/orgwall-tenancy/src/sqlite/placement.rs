@@ -243,7 +243,12 @@ pub(crate) fn data_bases(
 /// Makes `org`'s file at `path` whole: under a temporary name, in one transaction, the
 /// members projection (the org and `members`), the data-plane migrations at the current
 /// version and their walls; then renamed into place. A file already there is refused.
-fn provision(path: &Path, catalog: &Catalog, org: OrgId, members: &[String]) -> Result<()> {
+pub(crate) fn provision(
+    path: &Path,
+    catalog: &Catalog,
+    org: OrgId,
+    members: &[String],
+) -> Result<()> {
     if path.exists() {
         return Err(Error::Conflict(
             "placement_exists",
