@@ -374,6 +374,22 @@ async fn an_org_moves_through_every_placement_while_in_use() {
         let written = acked_creates(&g);
         let route = move_to(&db, d.globex, kind.clone()).await;
         assert_eq!(route.kind(), name);
+        if route
+            == (Route::Database {
+                name: placement::database_name(d.globex).into(),
+                target: None,
+            })
+        {
+            // The control server registered again under another name is the same server:
+            // a move "there" would drop the database that serves (review finding).
+            placement::add_target(&db, "alias", &one.url).await.unwrap();
+            let err = placement::start_move(&db, d.globex, Kind::Database(Some("alias".into())))
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("already"), "{err}");
+            assert!(placement::moves(&db).await.unwrap().is_empty());
+            placement::remove_target(&db, "alias").await.unwrap();
+        }
         assert_eq!(placement::show(&db, d.globex).await.unwrap().kind, name);
         assert!(placement::moves(&db).await.unwrap().is_empty());
         assert_eq!(
@@ -644,6 +660,22 @@ async fn sqlite_an_org_moves_between_shared_and_its_file_while_in_use() {
     let before = all_tickets(&db, &scope).await.unwrap().len();
     let ascope = access::verify_member(&db, d.alice, d.acme).await.unwrap();
     let acme_before = all_tickets(&db, &ascope).await.unwrap().len();
+    if placement::show(&db, d.globex).await.unwrap().kind == "shared" {
+        // A ticket written by somebody who is not a member (Alice, of Acme only, as a
+        // former member would be): the org file's projection must name her too, or its
+        // foreign key refuses the copy (review finding).
+        let mut tx = db.write(&scope).await.unwrap();
+        let n = tx
+            .data()
+            .execute(
+                "UPDATE tickets SET created_by = $1 WHERE id = (SELECT id FROM tickets ORDER BY id LIMIT 1)",
+                &[orgwall_store::value::Val::Uuid(d.alice.uuid())],
+            )
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(n, 1);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let (g, a): (Acked, Acked) = Default::default();
     let w = tokio::spawn(writer(

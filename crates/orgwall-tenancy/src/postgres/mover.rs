@@ -176,7 +176,8 @@ pub(crate) async fn start(
     let tx = control.transaction().await.map_err(map_err)?;
     let row = tx
         .query_opt(
-            "SELECT pl.kind, pl.location, pl.target, (SELECT phase FROM placement_moves m WHERE m.org_id = o.id)
+            "SELECT pl.kind, pl.location, pl.target, (SELECT phase FROM placement_moves m WHERE m.org_id = o.id),
+                    o.deleting_at IS NOT NULL
              FROM orgs o LEFT JOIN placements pl ON pl.org_id = o.id WHERE o.id = $1 FOR UPDATE OF o",
             &[&org.uuid()],
         )
@@ -187,6 +188,12 @@ pub(crate) async fn start(
         Some(k) => Route::from_parts(&k, row.get(1), row.get(2))?,
         None => Route::Shared,
     };
+    if row.get::<_, bool>(4) {
+        return Err(Error::Conflict(
+            "org_deleting",
+            format!("organization {org} is being deleted: it does not move"),
+        ));
+    }
     if let Some(phase) = row.get::<_, Option<String>>(3) {
         return Err(Error::Conflict(
             "move_running",
@@ -215,12 +222,13 @@ pub(crate) async fn start(
         .client
         .query_one(
             "SELECT current_setting('wal_level'),
-                    (SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user)",
+                    (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+                    (SELECT system_identifier FROM pg_control_system())",
             &[],
         )
         .await
         .map_err(map_err)?;
-    let (wal, may): (String, bool) = (row.get(0), row.get(1));
+    let (wal, may, system): (String, bool, i64) = (row.get(0), row.get(1), row.get(2));
     if wal != "logical" {
         return Err(Error::Validation(format!(
             "an online move reads the source server's changes by logical decoding, and {} has wal_level = {wal}: set wal_level = logical there (a restart) and move again; nothing changed",
@@ -229,9 +237,28 @@ pub(crate) async fn start(
     }
     if !may {
         return Err(Error::Validation(format!(
-            "the login on {} may not use logical replication (it needs the REPLICATION attribute or superuser): nothing changed",
+            "the login on {} is not a superuser: a move reads logical decoding and replays with session_replication_role = replica, which need one: nothing changed",
             source.shown
         )));
+    }
+    // A target that is the control server (or another target) under a second name would
+    // make the two ends one database: the mover would drop the copy that serves.
+    if let (Route::Database { name: a, .. }, Route::Database { name: b, target }) = (&from, &to) {
+        if a == b {
+            let login = server_login(&tx, control_url, target.as_deref()).await?;
+            let there = connect_to(&login.cfg, &login.shown).await?;
+            let other: i64 = there
+                .query_one("SELECT system_identifier FROM pg_control_system()", &[])
+                .await
+                .map_err(map_err)?
+                .get(0);
+            if other == system {
+                return Err(Error::Validation(format!(
+                    "{} is the server organization {org} is on already (the same database under another target name): nothing changed",
+                    login.shown
+                )));
+            }
+        }
     }
     let (fk, fl, ft) = route_parts(&from);
     let (tk, tl, tt) = route_parts(&to);
@@ -282,6 +309,14 @@ async fn open_side(
         shown = format!("{shown} (database {d})");
     }
     let client = connect_to(&cfg, &shown).await?;
+    // Values compared as text (the content check) print alike on every server.
+    client
+        .batch_execute(
+            "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres';
+             SET extra_float_digits = 3",
+        )
+        .await
+        .map_err(map_err)?;
     let schema = match route {
         Route::Schema(s) => {
             // As a tenant transaction of the org sees it: its schema first, so what the
@@ -920,7 +955,33 @@ impl Mover<'_> {
         self.verify((&source.client, &source.schema), dest, false)
             .await?;
         if let Route::Database { .. } = &dest.route {
-            let members = self.members().await?;
+            // The members as the control plane has them, the org row locked: a membership
+            // (an invitation accepted, which takes no fence) waits for the flip.
+            fence
+                .execute(
+                    "SELECT 1 FROM orgs WHERE id = $1 FOR UPDATE",
+                    &[&self.org.uuid()],
+                )
+                .await
+                .map_err(map_err)?;
+            fence
+                .execute("SELECT set_config('app.org_id', $1, true)", &[&org])
+                .await
+                .map_err(map_err)?;
+            let members: Vec<uuid::Uuid> = fence
+                .query(
+                    "SELECT user_id FROM memberships WHERE org_id = $1",
+                    &[&self.org.uuid()],
+                )
+                .await
+                .map_err(map_err)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            fence
+                .execute("SELECT set_config('app.org_id', '', true)", &[])
+                .await
+                .map_err(map_err)?;
             sync_members(dest, self.org, &members).await?;
         }
         let (kind, location, target) = route_parts(&mv.to);
@@ -1517,6 +1578,7 @@ impl Replay {
             }
         }
         for (sql, params) in stmts {
+            let delete = sql.starts_with("DELETE");
             let stmt = match self.statements.get(&sql) {
                 Some(s) => s.clone(),
                 None => {
@@ -1527,7 +1589,20 @@ impl Replay {
             };
             let refs: Vec<&(dyn ToSql + Sync)> =
                 params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+            // A delete runs with the destination's own cascades (replica mode skips them),
+            // so rows derived from the deleted one (search terms, which do not travel)
+            // go with it as they did in the source.
+            if delete {
+                tx.batch_execute("SET LOCAL session_replication_role = origin")
+                    .await
+                    .map_err(map_err)?;
+            }
             tx.execute(&stmt, &refs).await.map_err(map_err)?;
+            if delete {
+                tx.batch_execute("SET LOCAL session_replication_role = replica")
+                    .await
+                    .map_err(map_err)?;
+            }
         }
         Ok(())
     }

@@ -67,7 +67,7 @@ fn walls(conn: &rusqlite::Connection, f: &mut Findings<'_>) -> Result<()> {
         .filter(|(k, n, _, _)| {
             k == "table"
                 && !n.starts_with("sqlite_")
-                && n != super::mover::LOG
+                && !n.starts_with(super::mover::LOG)
                 && !virtuals.contains(&n.as_str())
                 && !shadow(n)
         })

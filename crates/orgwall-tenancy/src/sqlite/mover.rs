@@ -37,8 +37,13 @@ use std::path::{Path, PathBuf};
 /// Rows per destination transaction while copying.
 const CHUNK: usize = 2_000;
 
-/// The log of changed keys a moving org's source keeps.
-pub(crate) const LOG: &str = "orgwall_move_log";
+/// The prefix of the log of changed keys a moving org's source keeps
+/// (`orgwall_move_log_<org hex>`: one per moving org, so two orgs may move out of one file).
+pub(crate) const LOG: &str = "orgwall_move_log_";
+
+fn log_name(org: OrgId) -> String {
+    format!("{LOG}{}", org.uuid().simple())
+}
 
 fn e(err: rusqlite::Error) -> Error {
     sqlite_err(err)
@@ -262,32 +267,34 @@ fn tables(conn: &rusqlite::Connection, catalog: &Catalog) -> Result<Vec<(String,
     Ok(out)
 }
 
-fn trigger_names(base: &str) -> [String; 3] {
-    ["i", "u", "d"].map(|k| format!("orgwall_move_{base}_{k}"))
+fn trigger_names(org: OrgId, base: &str) -> [String; 3] {
+    let hex = org.uuid().simple();
+    ["i", "u", "d"].map(|k| format!("orgwall_move_{hex}_{base}_{k}"))
 }
 
 /// Installs the log and its triggers in the source file.
 fn install_log(path: &Path, catalog: &Catalog, org: OrgId) -> Result<()> {
+    let log = log_name(org);
     let mut conn = open_as(path, org)?;
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(e)?;
     tx.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS {LOG} (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, id NOT NULL)"
+        "CREATE TABLE IF NOT EXISTS {log} (seq INTEGER PRIMARY KEY AUTOINCREMENT, tbl TEXT NOT NULL, id NOT NULL)"
     ))
     .map_err(e)?;
     let id = org.to_string();
     for (base, _) in tables(&tx, catalog)? {
-        let [i, u, d] = trigger_names(&base);
+        let [i, u, d] = trigger_names(org, &base);
         tx.execute_batch(&format!(
             "DROP TRIGGER IF EXISTS {i}; DROP TRIGGER IF EXISTS {u}; DROP TRIGGER IF EXISTS {d};
              CREATE TRIGGER {i} AFTER INSERT ON {base} WHEN NEW.org_id = '{id}'
-               BEGIN INSERT INTO {LOG} (tbl, id) VALUES ('{base}', NEW.id); END;
+               BEGIN INSERT INTO {log} (tbl, id) VALUES ('{base}', NEW.id); END;
              CREATE TRIGGER {u} AFTER UPDATE ON {base} WHEN NEW.org_id = '{id}' OR OLD.org_id = '{id}'
-               BEGIN INSERT INTO {LOG} (tbl, id) VALUES ('{base}', OLD.id);
-                     INSERT INTO {LOG} (tbl, id) SELECT '{base}', NEW.id WHERE NEW.id IS NOT OLD.id; END;
+               BEGIN INSERT INTO {log} (tbl, id) VALUES ('{base}', OLD.id);
+                     INSERT INTO {log} (tbl, id) SELECT '{base}', NEW.id WHERE NEW.id IS NOT OLD.id; END;
              CREATE TRIGGER {d} AFTER DELETE ON {base} WHEN OLD.org_id = '{id}'
-               BEGIN INSERT INTO {LOG} (tbl, id) VALUES ('{base}', OLD.id); END;"
+               BEGIN INSERT INTO {log} (tbl, id) VALUES ('{base}', OLD.id); END;"
         ))
         .map_err(e)?;
     }
@@ -295,17 +302,18 @@ fn install_log(path: &Path, catalog: &Catalog, org: OrgId) -> Result<()> {
 }
 
 /// Drops the log and its triggers (in `conn`'s open transaction, or on their own).
-fn drop_log(conn: &rusqlite::Connection, catalog: &Catalog) -> Result<()> {
+fn drop_log(conn: &rusqlite::Connection, catalog: &Catalog, org: OrgId) -> Result<()> {
+    let log = log_name(org);
     for (t, base) in data_bases(conn, catalog)? {
         if catalog.is_derived(t) {
             continue;
         }
-        for n in trigger_names(&base) {
+        for n in trigger_names(org, &base) {
             conn.execute_batch(&format!("DROP TRIGGER IF EXISTS {n}"))
                 .map_err(e)?;
         }
     }
-    conn.execute_batch(&format!("DROP TABLE IF EXISTS {LOG}"))
+    conn.execute_batch(&format!("DROP TABLE IF EXISTS {log}"))
         .map_err(e)
 }
 
@@ -437,7 +445,40 @@ fn row_of(
     }
 }
 
-fn upsert(dst: &rusqlite::Connection, base: &str, cols: &[String], values: &[Value]) -> Result<()> {
+fn upsert(
+    dst: &rusqlite::Connection,
+    base: &str,
+    cols: &[String],
+    values: &[Value],
+    project: bool,
+) -> Result<()> {
+    if project {
+        // An org file's foreign keys point at its projection: every user a row names
+        // joins it (a former member who wrote the row, too).
+        let named: Vec<String> = {
+            let mut st = dst
+                .prepare_cached(
+                    "SELECT \"from\" FROM pragma_foreign_key_list(?1) WHERE \"table\" = 'users'",
+                )
+                .map_err(e)?;
+            let rows = st.query_map([base], |r| r.get(0)).map_err(e)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(e)?
+        };
+        for c in named {
+            if let Some(v) = cols
+                .iter()
+                .position(|x| *x == c)
+                .and_then(|i| values.get(i))
+            {
+                if *v != Value::Null {
+                    dst.prepare_cached("INSERT OR IGNORE INTO users (id) VALUES (?1)")
+                        .map_err(e)?
+                        .execute([v])
+                        .map_err(e)?;
+                }
+            }
+        }
+    }
     let list: Vec<String> = cols.iter().map(|c| q(c)).collect();
     let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
     let sets: Vec<String> = cols
@@ -467,6 +508,8 @@ fn values(r: &rusqlite::Row<'_>, n: usize) -> Result<Vec<Value>> {
 
 fn copy(db: &SqliteDb, catalog: &Catalog, control: &rusqlite::Connection, mv: &Move) -> Result<()> {
     let org = mv.org.to_string();
+    let log = log_name(mv.org);
+    let project = matches!(mv.to, Route::Database { .. });
     let src = open_as(&file_of(db, &mv.from)?, mv.org)?;
     let mut dst = open_as(&file_of(db, &mv.to)?, mv.org)?;
     let moving = tables(&src, catalog)?;
@@ -483,7 +526,7 @@ fn copy(db: &SqliteDb, catalog: &Catalog, control: &rusqlite::Connection, mv: &M
     src.execute_batch("BEGIN").map_err(e)?;
     let pos: i64 = src
         .query_row(
-            &format!("SELECT coalesce(max(seq), 0) FROM {LOG}"),
+            &format!("SELECT coalesce(max(seq), 0) FROM {log}"),
             [],
             |r| r.get(0),
         )
@@ -520,7 +563,7 @@ fn copy(db: &SqliteDb, catalog: &Catalog, control: &rusqlite::Connection, mv: &M
             if batch.len() >= CHUNK || (end && !batch.is_empty()) {
                 let tx = writing(&mut dst)?;
                 for v in &batch {
-                    upsert(&tx, base, cols, v)?;
+                    upsert(&tx, base, cols, v, project)?;
                 }
                 tx.commit().map_err(e)?;
                 copied += i64::try_from(batch.len()).unwrap_or(i64::MAX);
@@ -548,13 +591,13 @@ fn apply(
     src: &rusqlite::Connection,
     dst: &rusqlite::Connection,
     moving: &[(String, Vec<String>)],
-    org: &str,
+    (org, log, project): (&str, &str, bool),
     (from, to): (i64, i64),
 ) -> Result<(i64, usize)> {
     let entries: Vec<(i64, String, Value)> = {
         let mut st = src
             .prepare_cached(&format!(
-                "SELECT seq, tbl, id FROM {LOG} WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT {CHUNK}"
+                "SELECT seq, tbl, id FROM {log} WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT {CHUNK}"
             ))
             .map_err(e)?;
         let rows = st
@@ -572,7 +615,7 @@ fn apply(
             )));
         };
         match row_of(src, &base, cols, org, &id)? {
-            Some(v) => upsert(dst, &base, cols, &v)?,
+            Some(v) => upsert(dst, &base, cols, &v, project)?,
             None => {
                 dst.prepare_cached(&format!("DELETE FROM {base} WHERE org_id = ?1 AND id = ?2"))
                     .map_err(e)?
@@ -659,6 +702,8 @@ fn catch_up(
     let src = open_as(&src_path, mv.org)?;
     let mut dst = open_as(&dst_path, mv.org)?;
     let moving = tables(&src, catalog)?;
+    let log = log_name(mv.org);
+    let project = matches!(mv.to, Route::Database { .. });
     let mut applied = mv.changes_applied;
     // Rounds until one is small; the last one drains its snapshot and compares content.
     let mut rounds = 0;
@@ -667,7 +712,7 @@ fn catch_up(
         src.execute_batch("BEGIN").map_err(e)?;
         let upto: i64 = src
             .query_row(
-                &format!("SELECT coalesce(max(seq), 0) FROM {LOG}"),
+                &format!("SELECT coalesce(max(seq), 0) FROM {log}"),
                 [],
                 |r| r.get(0),
             )
@@ -675,7 +720,7 @@ fn catch_up(
         let mut round = 0;
         while pos < upto {
             let tx = writing(&mut dst)?;
-            let (last, n) = apply(&src, &tx, &moving, &org, (pos, upto))?;
+            let (last, n) = apply(&src, &tx, &moving, (&org, &log, project), (pos, upto))?;
             tx.commit().map_err(e)?;
             pos = last;
             round += n;
@@ -728,6 +773,7 @@ fn cut_over(
     mut applied: i64,
 ) -> Result<()> {
     let org = mv.org.to_string();
+    let log = log_name(mv.org);
     let from_control = mv.from == Route::Shared;
     control.execute_batch("BEGIN IMMEDIATE").map_err(e)?;
     let done = (|| -> Result<bool> {
@@ -752,7 +798,7 @@ fn cut_over(
         file.execute_batch("BEGIN IMMEDIATE").map_err(e)?;
         let upto: i64 = src
             .query_row(
-                &format!("SELECT coalesce(max(seq), 0) FROM {LOG}"),
+                &format!("SELECT coalesce(max(seq), 0) FROM {log}"),
                 [],
                 |r| r.get(0),
             )
@@ -760,7 +806,7 @@ fn cut_over(
         dst.execute_batch("PRAGMA defer_foreign_keys = ON")
             .map_err(e)?;
         while pos < upto {
-            let (last, n) = apply(src, dst, &moving, &org, (pos, upto))?;
+            let (last, n) = apply(src, dst, &moving, (&org, &log, from_control), (pos, upto))?;
             pos = last;
             applied += i64::try_from(n).unwrap_or(i64::MAX);
         }
@@ -768,10 +814,41 @@ fn cut_over(
             &digest(src, &moving, &org, false)?,
             &digest(dst, &moving, &org, false)?,
         )?;
-        // The log goes with the copy it watched; out of the shared tables, the org's rows
-        // go in this same transaction.
-        drop_log(src, catalog)?;
+        // Out of the shared tables: the log goes, and the org's rows in this same
+        // transaction, and the file's memberships are the control plane's (an org file's
+        // log needs no dropping: the file goes in cleanup, and a resumed cut-over reads it).
         if from_control {
+            drop_log(src, catalog, mv.org)?;
+            let members: Vec<String> = {
+                let mut st = control
+                    .prepare("SELECT user_id FROM memberships_rows WHERE org_id = ?1")
+                    .map_err(e)?;
+                let rows = st.query_map([&org], |r| r.get(0)).map_err(e)?;
+                rows.collect::<rusqlite::Result<_>>().map_err(e)?
+            };
+            let had: Vec<String> = {
+                let mut st = file
+                    .prepare("SELECT user_id FROM memberships_rows WHERE org_id = ?1")
+                    .map_err(e)?;
+                let rows = st.query_map([&org], |r| r.get(0)).map_err(e)?;
+                rows.collect::<rusqlite::Result<_>>().map_err(e)?
+            };
+            for m in &members {
+                file.execute("INSERT OR IGNORE INTO users (id) VALUES (?1)", [m])
+                    .map_err(e)?;
+                file.execute(
+                    "INSERT OR IGNORE INTO memberships_rows (org_id, user_id) VALUES (?1, ?2)",
+                    [&org, m],
+                )
+                .map_err(e)?;
+            }
+            for h in had.iter().filter(|h| !members.contains(h)) {
+                file.execute(
+                    "DELETE FROM memberships_rows WHERE org_id = ?1 AND user_id = ?2",
+                    [&org, h],
+                )
+                .map_err(e)?;
+            }
             for (_, base) in data_bases(control, catalog)?.iter().rev() {
                 control
                     .execute(&format!("DELETE FROM {base} WHERE org_id = ?1"), [&org])
@@ -835,7 +912,7 @@ fn finish(
         if file_of(db, &mv.from)?.exists() {
             let src = open_as(&file_of(db, &mv.from)?, mv.org)?;
             src.execute_batch("BEGIN IMMEDIATE").map_err(e)?;
-            drop_log(&src, catalog)?;
+            drop_log(&src, catalog, mv.org)?;
             src.execute_batch("COMMIT").map_err(e)?;
         }
         match &mv.to {
