@@ -737,6 +737,30 @@ async fn sqlite_an_org_moves_between_shared_and_its_file_while_in_use() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    // The doctor during a move (both copies exist, in catch-up): nothing to report.
+    let now = placement::show(&db, d.globex).await.unwrap().kind;
+    let other = if now == "shared" {
+        Kind::Database(None)
+    } else {
+        Kind::Shared
+    };
+    placement::start_move(&db, d.globex, other).await.unwrap();
+    let seen = Mutex::new(None);
+    placement::run_move(&db, d.globex, &|m| {
+        if m.phase == "catch_up" && seen.lock().unwrap().is_none() {
+            let found = tokio::runtime::Handle::current()
+                .block_on(db.doctor())
+                .unwrap();
+            *seen.lock().unwrap() = Some(found);
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        Some(vec![]),
+        "the doctor during a move"
+    );
     // An abort before the flip: the org stays, the new copy and the log go.
     let now = placement::show(&db, d.globex).await.unwrap().kind;
     let other = if now == "shared" {

@@ -96,6 +96,7 @@ fn walls(conn: &rusqlite::Connection, f: &mut Findings<'_>) -> Result<()> {
     for (kind, name, _, _) in &objects {
         if kind != "table"
             || name.starts_with("sqlite_")
+            || name.starts_with(super::mover::LOG)
             || (f.is_global(name) && !f.catalog.is_system(name))
         {
             continue;
@@ -283,12 +284,27 @@ fn directory(
         return Ok(());
     }
     let placed = super::placement::placed(conn)?;
+    // A running move has the org in two places until it is done: its org and its files.
+    let moving: Vec<(String, Option<String>, Option<String>)> = {
+        let mut st = conn
+            .prepare("SELECT org_id, from_location, to_location FROM placement_moves")
+            .map_err(e)?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(e)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(e)?
+    };
+    let in_move = |name: &str| {
+        moving
+            .iter()
+            .any(|(_, a, b)| a.as_deref() == Some(name) || b.as_deref() == Some(name))
+    };
     for (org, name) in &placed {
         let org_id: orgwall_core::OrgId = org
             .parse()
             .map_err(|_| Error::Internal(format!("placements names org {org:?}")))?;
         let shared = super::placement::tables_with_rows(conn, catalog, org_id)?;
-        if !shared.is_empty() {
+        if !shared.is_empty() && !moving.iter().any(|(o, _, _)| o == org) {
             f.add(
                 &format!("org {org}"),
                 format!(
@@ -320,7 +336,7 @@ fn directory(
         );
     }
     for name in files.found()? {
-        if !placed.iter().any(|(_, n)| *n == name) {
+        if !placed.iter().any(|(_, n)| *n == name) && !in_move(&name) {
             f.add(
                 &format!("{}/{name}.db", files.dir().display()),
                 "orphan org file: no organization is placed in it (left by an earlier placement or purge?); remove it once you know what it holds",
