@@ -742,27 +742,7 @@ impl Mover<'_> {
         let dest_database = matches!(dest.route, Route::Database { .. });
         // The snapshot, under the fence: every org transaction committed before `lsn` is
         // in it, every later one is in the slot.
-        let mut fence_conn = self.owner().await?;
-        let fence = fence_conn.transaction().await.map_err(map_err)?;
-        fence
-            .execute(super::FENCE_EXCLUSIVE_SQL, &[&org])
-            .await
-            .map_err(map_err)?;
-        let snap = source
-            .client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(map_err)?;
-        let lsn: String = snap
-            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-            .await
-            .map_err(map_err)?
-            .get(0);
-        fence.commit().await.map_err(map_err)?;
-        let lsn = parse_lsn(&lsn)?;
+        let (snap, lsn) = self.snapshot_at_fence(&mut source.client).await?;
         snap.execute("SELECT set_config('app.org_id', $1, true)", &[&org])
             .await
             .map_err(map_err)?;
@@ -869,6 +849,36 @@ impl Mover<'_> {
         self.set_phase("catch_up", Some(lsn)).await
     }
 
+    /// A repeatable-read snapshot of the source on `client` and the source's WAL insert
+    /// position, both taken while the org's fence is held for a moment: every org
+    /// transaction committed before the position is in the snapshot, every later one is
+    /// in the slot after it.
+    async fn snapshot_at_fence<'c>(
+        &self,
+        client: &'c mut Client,
+    ) -> Result<(tokio_postgres::Transaction<'c>, u64)> {
+        let mut conn = self.owner().await?;
+        let fence = conn.transaction().await.map_err(map_err)?;
+        fence
+            .execute(super::FENCE_EXCLUSIVE_SQL, &[&self.org.to_string()])
+            .await
+            .map_err(map_err)?;
+        let snap = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(map_err)?;
+        let lsn: String = snap
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+            .await
+            .map_err(map_err)?
+            .get(0);
+        fence.commit().await.map_err(map_err)?;
+        Ok((snap, parse_lsn(&lsn)?))
+    }
+
     /// Replays the slot until it is nearly caught up, then cuts over.
     async fn catch_up(&self, mv: &Move) -> Result<()> {
         let start = parse_lsn(
@@ -942,16 +952,8 @@ impl Mover<'_> {
             .map_err(map_err)?
             .get(0);
         let end = parse_lsn(&end)?;
-        flush(source).await?;
-        loop {
-            let (read, n) = replay
-                .batch(source, dest, &self.name, start, Some(end))
-                .await?;
-            applied += i64::try_from(n).unwrap_or(i64::MAX);
-            if read == 0 {
-                break;
-            }
-        }
+        let n = replay.drain(source, dest, &self.name, start, end).await?;
+        applied += i64::try_from(n).unwrap_or(i64::MAX);
         self.verify((&source.client, &source.schema), dest, false)
             .await?;
         if let Route::Database { .. } = &dest.route {
@@ -1083,38 +1085,8 @@ impl Mover<'_> {
     ) -> Result<usize> {
         let mut snap_side = self.side(&mv.from).await?;
         let snap_schema = snap_side.schema.clone();
-        let mut conn = self.owner().await?;
-        let fence = conn.transaction().await.map_err(map_err)?;
-        fence
-            .execute(super::FENCE_EXCLUSIVE_SQL, &[&self.org.to_string()])
-            .await
-            .map_err(map_err)?;
-        let snap = snap_side
-            .client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(map_err)?;
-        let point: String = snap
-            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-            .await
-            .map_err(map_err)?
-            .get(0);
-        fence.commit().await.map_err(map_err)?;
-        let point = parse_lsn(&point)?;
-        flush(source).await?;
-        let mut applied = 0;
-        loop {
-            let (read, n) = replay
-                .batch(source, dest, &self.name, start, Some(point))
-                .await?;
-            applied += n;
-            if read == 0 {
-                break;
-            }
-        }
+        let (snap, point) = self.snapshot_at_fence(&mut snap_side.client).await?;
+        let applied = replay.drain(source, dest, &self.name, start, point).await?;
         self.verify((&snap, &snap_schema), dest, true).await?;
         snap.commit().await.map_err(map_err)?;
         Ok(applied)
@@ -1320,6 +1292,28 @@ impl Replay {
             dest_schema: dest.schema.clone(),
             projects: matches!(dest.route, Route::Database { .. }),
         })
+    }
+
+    /// Replays everything committed before `upto` (the source's WAL flushed that far
+    /// first): batches until the slot has nothing more below it. Returns the changes
+    /// replayed.
+    async fn drain(
+        &mut self,
+        source: &Side,
+        dest: &mut Side,
+        slot: &str,
+        start: u64,
+        upto: u64,
+    ) -> Result<usize> {
+        flush(source).await?;
+        let mut applied = 0;
+        loop {
+            let (read, n) = self.batch(source, dest, slot, start, Some(upto)).await?;
+            applied += n;
+            if read == 0 {
+                return Ok(applied);
+            }
+        }
     }
 
     /// Reads whole transactions from the slot (up to `upto`, the source's position, when
