@@ -1406,29 +1406,57 @@ async fn the_directory_is_written_by_the_owner_only() {
 // The known gap of the first version: a write whose scope learned the org's route before
 // the org was placed landed in the shared tables after the flip. A write transaction now
 // waits at the org's write fence (which placing holds) and then reads the directory: a
-// route that changed refuses the write ("send it again"), nothing lands anywhere.
+// route that changed is read again and the transaction follows the org (it was refused
+// with 503 "send it again" until issue 13): the project lands in the schema, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_with_a_route_learned_before_placing_lands_nowhere() {
+async fn a_write_with_a_route_learned_before_placing_follows_the_org() {
     let (t, d, _) = placed().await;
     let db = &t.db;
     let (org, owner) = new_org(db, d.carol, "Initech", "initech").await;
     drop(db.read(&owner).await.unwrap()); // the scope now knows: shared
     placement::set(db, org.id, Kind::Schema).await.unwrap();
     let mut tx = db.write(&owner).await.unwrap();
-    let err = orgwall_store::repo::projects::create(&mut tx, "NEW", "New", "")
+    orgwall_store::repo::projects::create(&mut tx, "NEW", "New", "")
         .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, Error::Unavailable(m) if m.contains("placement changed")),
-        "{err:?}"
-    );
-    drop(tx);
+        .unwrap();
+    tx.commit().await.unwrap();
     assert_eq!(
         t.owner_count("public.projects", &format!("org_id = '{}'", org.id.uuid()))
             .await,
         0
     );
-    assert_eq!(t.owner_count_for(org.id, "projects", "true").await, 0);
+    assert_eq!(t.owner_count_for(org.id, "projects", "true").await, 1);
+    // Into a database of its own, and back out: a scope that learned the route before
+    // the change writes where the org is now (its data plane begun on the org's database,
+    // or let go for the control database's tables), in the same transaction.
+    for (name, slug) in [("Hooli", "hooli"), ("Pied Piper", "pied-piper")] {
+        let (org, owner) = new_org(db, d.carol, name, slug).await;
+        let out = slug == "pied-piper";
+        if out {
+            placement::set(db, org.id, Kind::Database(None))
+                .await
+                .unwrap();
+        }
+        drop(db.read(&owner).await.unwrap()); // the scope learns the route
+        let to = if out {
+            Kind::Shared
+        } else {
+            Kind::Database(None)
+        };
+        placement::set(db, org.id, to).await.unwrap();
+        let mut tx = db.write(&owner).await.unwrap();
+        orgwall_store::repo::projects::create(&mut tx, "NEW", "New", "")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let shared = t
+            .owner_count("public.projects", &format!("org_id = '{}'", org.id.uuid()))
+            .await;
+        assert_eq!(shared, i64::from(out), "{name}");
+        if !out {
+            assert_eq!(t.owner_count_for(org.id, "projects", "true").await, 1);
+        }
+    }
     assert_eq!(db.doctor().await.unwrap(), vec![]);
 }
 

@@ -527,6 +527,7 @@ impl Db {
             announce: Announce::Nothing,
             projected: Projected::default(),
             recheck,
+            router: None,
         })
     }
 
@@ -588,7 +589,22 @@ impl Db {
         let sqlite = matches!(self.backend, Backend::Sqlite(_));
         let data = if placed && !sqlite {
             // Boxed: only an org in a database of its own pays for its future.
-            Box::pin(self.placement(&settings.route, mode, &settings)).await?
+            match Box::pin(self.placement(&settings.route, mode, &settings)).await {
+                Ok(d) => d,
+                // The database the scope learned may be gone: its org moved out (a move's
+                // cleanup, or `placement set` of an empty org, dropped it). Routed anew,
+                // once, if the directory now says so; else the error stands.
+                Err(e) if again => {
+                    let now = Box::pin(self.lookup_route(scope.org_id())).await?;
+                    if now == settings.route {
+                        return Err(e);
+                    }
+                    self.cache.invalidate(Dep::Org(scope.org_id()));
+                    scope.set_route(now);
+                    return Box::pin(self.tenant(scope, mode, false)).await;
+                }
+                Err(e) => return Err(e),
+            }
         } else {
             None
         };
@@ -603,16 +619,23 @@ impl Db {
             {
                 settings.checks = fresh.checks.clone();
                 Some(Recheck {
-                    db: self.clone(),
                     org: scope.org_id(),
                     principal: scope.principal().clone(),
                     session: fresh.session,
                     slug: fresh.slug.clone(),
                     held: scope.permissions(),
                     confirmed: fresh.confirmed.clone(),
-                    route: scope.route_cell(),
                 })
             }
+            _ => None,
+        };
+        // What can find the org placed elsewhere in its first flight: an access check, or
+        // a write's directory read after the fence (PostgreSQL; SQLite checks below).
+        let router = match backend {
+            Backend::Pg(_) if recheck.is_some() || mode == Mode::Write => Some(Box::new(Router {
+                db: self.clone(),
+                route: scope.route_cell(),
+            })),
             _ => None,
         };
         let route = settings.route.clone();
@@ -620,6 +643,7 @@ impl Db {
             .begin_checked(backend, mode, settings.clone(), recheck)
             .await?;
         tx.data = data;
+        tx.router = router;
         if sqlite {
             // Boxed: SQLite only, and it keeps every PostgreSQL request's future small.
             if let Err(e) = Box::pin(self.directory_agrees(&mut tx, scope, &route)).await {
@@ -682,16 +706,35 @@ pub(crate) enum TxInner {
 /// How a tenant transaction opened from a scope with cached access re-verifies it when its
 /// first flight finds the access changed (see [`crate::access::OrgScope`]).
 pub(crate) struct Recheck {
-    db: Db,
     org: OrgId,
     principal: crate::access::Principal,
     session: Option<orgwall_core::SessionId>,
     slug: Option<std::sync::Arc<str>>,
     held: orgwall_core::PermissionSet,
     confirmed: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// The scope's route: replaced by the one read when it is verified again (a placement
-    /// change bumps the org's access generation like any access change).
+}
+
+/// How a routed tenant transaction on PostgreSQL follows its org when its first flight
+/// finds the org placed elsewhere (a move's cut-over, a `placement set`, found after the
+/// write fence or by a stale access check): the route is read again and the transaction
+/// begun again there before anything was answered to its caller (see [`Tx::reroute`]).
+pub(crate) struct Router {
+    db: Db,
+    /// The scope's route: replaced by the one read again (a placement change also bumps
+    /// the org's access generation, so cached scopes find it in their access check).
     route: crate::scope::RouteCell,
+}
+
+/// What an operation's answer asks of its caller (see [`Tx::settle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    /// The answer stands.
+    Done,
+    /// Send the same flight again (the scope was verified again).
+    Again,
+    /// The org is served from another placement now: dispatch the operation again, on
+    /// this transaction's new planes (a data statement may now go to another database).
+    Rerouted,
 }
 
 /// The error a first flight answers when the access it checked changed (PostgreSQL).
@@ -725,6 +768,9 @@ pub struct Tx {
     announce: Announce,
     /// Set while the first flight's access check is pending.
     recheck: Option<Recheck>,
+    /// Set for a routed tenant transaction on PostgreSQL (boxed: a write of an unplaced
+    /// scope and every cached one carry it, the rest pay a pointer).
+    router: Option<Box<Router>>,
     /// What this transaction did to its org's members projection (the commit order
     /// follows from it, see [`Tx::commit`]).
     projected: Projected,
@@ -738,9 +784,10 @@ struct Projected {
 }
 
 impl Tx {
-    /// After an operation: a stale scope is verified again (and `true` says: send the
-    /// flight again); anything else is the answer, and confirms the scope if it succeeded.
-    async fn settle<T>(&mut self, r: &Result<T>) -> Result<bool> {
+    /// After an operation: a stale scope (or a route found stale after the write fence)
+    /// is verified again and the transaction follows its org (see [`Settled`]); anything
+    /// else is the answer, and confirms the scope if it succeeded.
+    async fn settle<T>(&mut self, r: &Result<T>) -> Result<Settled> {
         match r {
             // Boxed: rare, and it keeps every statement's future small.
             Err(Error::Refused(code, _)) if *code == STALE => Box::pin(self.verify_again()).await,
@@ -749,17 +796,17 @@ impl Tx {
                     rc.confirmed
                         .store(true, std::sync::atomic::Ordering::SeqCst);
                 }
-                Ok(false)
+                Ok(Settled::Done)
             }
-            Err(_) => Ok(false),
+            Err(_) => Ok(Settled::Done),
         }
     }
 
-    /// Verifies a stale scope again (see [`Tx::settle`]).
-    async fn verify_again(&mut self) -> Result<bool> {
-        let Some(rc) = &self.recheck else {
-            // A scope built without cached access whose write found its org placed
-            // elsewhere since (the directory check after the write fence).
+    /// Verifies a stale scope again, reads the org's route again and follows it (see
+    /// [`Tx::settle`]). Only a first flight finds a scope stale: nothing this transaction
+    /// did was answered to its caller yet, and what it sent was rolled back.
+    async fn verify_again(&mut self) -> Result<Settled> {
+        let Some(router) = &self.router else {
             if let Some(org) = self.org {
                 self.cache.invalidate(Dep::Org(org));
             }
@@ -768,49 +815,113 @@ impl Tx {
                     .into(),
             ));
         };
-        // Boxed: verifying runs transactions of its own (without checks).
-        let checks: Result<Vec<(uuid::Uuid, i64)>> = Box::pin(crate::access::reverify(
-            &rc.db,
-            rc.org,
-            &rc.principal,
-            rc.session,
-            rc.held,
-        ))
-        .await;
-        let checks = checks?;
-        if let Some(slug) = &rc.slug {
-            // `reverify` dropped the org's cache entries, the slug's among them.
-            let now = Box::pin(crate::identity::orgs::resolve(&rc.db, slug)).await;
-            if !matches!(now, Ok(id) if id == rc.org) {
-                return Err(Error::Unavailable(format!(
-                    "the organization {slug} changed while the request was served; send it again"
-                )));
-            }
-        }
-        let route = Box::pin(rc.db.lookup_route(rc.org)).await?;
-        // A move into or out of a database of its own cannot be followed inside one
-        // transaction (it would need another connection, or its data statements would
-        // fall back to the control database's shared tables): the request is sent again.
-        let started_in_database = self.data.is_some();
-        let now_in_database = matches!(route, Route::Database { .. });
-        let moved = match &self.data {
-            Some(data) => data.route != route,
-            None => now_in_database,
-        };
-        if moved && (started_in_database || now_in_database) {
-            return Err(Error::Unavailable(
-                "the organization's placement changed while the request was served; send it again"
-                    .into(),
+        let db = router.db.clone();
+        let cell = router.route.clone();
+        let Some(org) = self.org else {
+            return Err(Error::Internal(
+                "a routed transaction without an org".into(),
             ));
+        };
+        let mut checks = Vec::new();
+        match &self.recheck {
+            Some(rc) => {
+                // Boxed: verifying runs transactions of its own (without checks).
+                let fresh: Result<Vec<(uuid::Uuid, i64)>> = Box::pin(crate::access::reverify(
+                    &db,
+                    rc.org,
+                    &rc.principal,
+                    rc.session,
+                    rc.held,
+                ))
+                .await;
+                checks = fresh?;
+                if let Some(slug) = &rc.slug {
+                    // `reverify` dropped the org's cache entries, the slug's among them.
+                    let now = Box::pin(crate::identity::orgs::resolve(&db, slug)).await;
+                    if !matches!(now, Ok(id) if id == rc.org) {
+                        return Err(Error::Unavailable(format!(
+                            "the organization {slug} changed while the request was served; send it again"
+                        )));
+                    }
+                }
+                tracing::info!(org_id = %rc.org, "cached access was stale: verified again before use");
+            }
+            // A scope verified for this request, not from the cache: its access stands (a
+            // move changes no access); only its route was stale.
+            None => self.cache.invalidate(Dep::Org(org)),
         }
-        *rc.route
+        let route = Box::pin(db.lookup_route(org)).await?;
+        *cell
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(route.clone());
-        tracing::info!(org_id = %rc.org, "cached access was stale: verified again before use");
+        let before = self.data.as_ref().map(|d| d.route.clone());
         if let TxInner::Pg(t) = &mut self.inner {
-            t.set_checks(checks, route).await?;
+            t.set_checks(checks, route.clone()).await?;
         }
-        Ok(true)
+        let now_in_database = matches!(route, Route::Database { .. });
+        let relaid = match &before {
+            Some(r) => *r != route,
+            None => now_in_database,
+        };
+        if !relaid {
+            return Ok(Settled::Again);
+        }
+        Box::pin(self.reroute(&db, route)).await?;
+        Ok(Settled::Rerouted)
+    }
+
+    /// Puts this transaction's data plane where `route` says (after a stale first flight,
+    /// see [`Tx::verify_again`]): the transaction on the database the org left (if any) is
+    /// rolled back, one on its new database (if any) is begun with the control
+    /// transaction's settings. A move's cut-over held the fence this write waited at, so
+    /// the new placement holds every acknowledged write: nothing is lost, nothing fails.
+    async fn reroute(&mut self, db: &Db, route: Route) -> Result<()> {
+        let TxInner::Pg(t) = &self.inner else {
+            return Err(Error::Internal("rerouted on SQLite".into()));
+        };
+        let (mode, settings) = (t.mode(), t.pending_settings());
+        let Some(settings) = settings else {
+            return Err(Error::Internal(
+                "rerouted after the first flight was answered".into(),
+            ));
+        };
+        // Dropped unsent, or with its ROLLBACK queued (see `PgTx`'s drop).
+        self.data = None;
+        self.data = db.placement(&route, mode, &settings).await?;
+        tracing::info!(org_id = ?self.org, "the org was placed elsewhere: the transaction follows it");
+        Ok(())
+    }
+
+    /// Whether the next data-plane operation of an org in a database of its own must ride
+    /// beside a control flight (see [`Tx::both`]): the scope's access check is pending,
+    /// or the write has not passed its org's fence yet.
+    fn checking(&self) -> bool {
+        self.recheck.is_some() || matches!(&self.inner, TxInner::Pg(t) if t.fence_unsent())
+    }
+
+    /// Runs `op` on the control transaction, sent again while the scope is found stale.
+    /// `None`: the org was rerouted and `op` is a data-plane operation: the caller
+    /// dispatches it again (it may now belong to another database).
+    async fn on_inner(&mut self, op: &DataOp<'_>, data: bool) -> Result<Option<DataOut>> {
+        for _ in 0..STALE_RETRIES {
+            let r = match &mut self.inner {
+                TxInner::Pg(t) => op.run(t).await,
+                TxInner::Sqlite(t) => op.run_sqlite(t).await,
+            };
+            match self.settle(&r).await? {
+                Settled::Done => return r.map(Some),
+                Settled::Rerouted if data => return Ok(None),
+                Settled::Again | Settled::Rerouted => {}
+            }
+        }
+        Err(still_stale())
+    }
+
+    /// Runs a control-plane `op` (see [`Tx::on_inner`]).
+    async fn control_op(&mut self, op: DataOp<'_>) -> Result<DataOut> {
+        self.on_inner(&op, false)
+            .await?
+            .ok_or_else(|| Error::Internal("a control operation rerouted".into()))
     }
 
     /// Which backend runs this transaction (for the rare statement whose SQL differs).
@@ -844,51 +955,27 @@ impl Tx {
 
     /// Runs a statement written with `$1, $2, ...` placeholders and returns its rows.
     pub async fn query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>> {
-        for _ in 0..STALE_RETRIES {
-            let r = match &mut self.inner {
-                TxInner::Pg(t) => t.query(sql, params).await,
-                TxInner::Sqlite(t) => t.query(sql, params).await,
-            };
-            if !self.settle(&r).await? {
-                return r;
-            }
+        match self.control_op(DataOp::Query(sql, params)).await? {
+            DataOut::Rows(r) => Ok(r),
+            _ => Err(other_kind()),
         }
-        Err(still_stale())
     }
 
     /// Runs independent read statements together and returns each one's rows, in order.
     /// On PostgreSQL they are pipelined: one network round trip for all of them.
     pub async fn query_many(&mut self, stmts: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>> {
-        for _ in 0..STALE_RETRIES {
-            let r = match &mut self.inner {
-                TxInner::Pg(t) => t.query_many(stmts).await,
-                TxInner::Sqlite(t) => {
-                    let mut out = Vec::with_capacity(stmts.len());
-                    for (sql, params) in stmts {
-                        out.push(t.query(sql, params).await?);
-                    }
-                    Ok(out)
-                }
-            };
-            if !self.settle(&r).await? {
-                return r;
-            }
+        match self.control_op(DataOp::Many(stmts)).await? {
+            DataOut::Many(r) => Ok(r),
+            _ => Err(other_kind()),
         }
-        Err(still_stale())
     }
 
     /// Runs a statement and returns the number of rows it changed.
     pub async fn execute(&mut self, sql: &str, params: &[Val]) -> Result<u64> {
-        for _ in 0..STALE_RETRIES {
-            let r = match &mut self.inner {
-                TxInner::Pg(t) => t.execute(sql, params).await,
-                TxInner::Sqlite(t) => t.execute(sql, params).await,
-            };
-            if !self.settle(&r).await? {
-                return r;
-            }
+        match self.control_op(DataOp::Execute(sql, params)).await? {
+            DataOut::Count(n) => Ok(n),
+            _ => Err(other_kind()),
         }
-        Err(still_stale())
     }
 
     /// The first row, or `None`.
@@ -913,8 +1000,10 @@ impl Tx {
         // A write to an org in a database of its own passes the org's write fence (its
         // control transaction's first flight, which also reads the directory) before its
         // data plane commits: a move's cut-over holds the fence, so no data commit lands in
-        // the placement an org is leaving after the drain (a route found stale refuses
-        // the commit: the request is sent again, nothing was committed).
+        // the placement an org is leaving after the drain. (Every data statement of such a
+        // write rides beside that flight, see [`Tx::checking`]: one still unsent here
+        // means nothing was written yet, and a route found stale now just moves this
+        // empty transaction along, see [`Tx::reroute`].)
         if matches!(
             self.data.as_deref(),
             Some(Placed {
@@ -1031,12 +1120,11 @@ impl Tx {
     async fn both(
         &mut self,
         control: &[(&str, &[Val])],
-        op: DataOp<'_>,
-    ) -> Result<(Vec<Vec<Row>>, DataOut)> {
+        op: &DataOp<'_>,
+    ) -> Result<Option<(Vec<Vec<Row>>, DataOut)>> {
         const BARE: &[(&str, &[Val])] = &[("SELECT 1", &[])];
         for _ in 0..STALE_RETRIES {
-            let checking = self.recheck.is_some();
-            let sent = if checking && control.is_empty() {
+            let sent = if self.checking() && control.is_empty() {
                 BARE
             } else {
                 control
@@ -1065,37 +1153,48 @@ impl Tx {
                     d.restart(settings.clone()).await?;
                 }
             }
-            if !Box::pin(self.settle(&c)).await? {
-                let c = c?;
-                let c = if std::ptr::eq(sent, BARE) {
-                    Vec::new()
-                } else {
-                    c
-                };
-                return Ok((c, d?));
+            match Box::pin(self.settle(&c)).await? {
+                Settled::Done => {
+                    let c = c?;
+                    let c = if std::ptr::eq(sent, BARE) {
+                        Vec::new()
+                    } else {
+                        c
+                    };
+                    return Ok(Some((c, d?)));
+                }
+                Settled::Rerouted => return Ok(None),
+                Settled::Again => {}
             }
         }
         Err(still_stale())
     }
 
     /// A data-plane operation: on the org's own database (see [`Tx::both`]), else on the
-    /// transaction itself.
+    /// transaction itself; dispatched again if its first flight finds the org placed
+    /// elsewhere ([`Settled::Rerouted`]).
     async fn data_op(&mut self, op: DataOp<'_>) -> Result<DataOut> {
-        if self.data.is_none() {
-            return match op {
-                DataOp::Query(sql, p) => self.query(sql, p).await.map(DataOut::Rows),
-                DataOp::Many(stmts) => self.query_many(stmts).await.map(DataOut::Many),
-                DataOp::Execute(sql, p) => self.execute(sql, p).await.map(DataOut::Count),
-                DataOp::Columns(sql) => self.columns(sql).await.map(DataOut::Columns),
-            };
+        for _ in 0..STALE_RETRIES {
+            if self.data.is_none() {
+                if let DataOp::Columns(sql) = op {
+                    return self.columns(sql).await.map(DataOut::Columns);
+                }
+                match self.on_inner(&op, true).await? {
+                    Some(out) => return Ok(out),
+                    None => continue,
+                }
+            }
+            if !self.checking() {
+                return match self.placed() {
+                    Some(d) => op.run_on(d).await,
+                    None => Err(Error::Internal("no data plane of its own".into())),
+                };
+            }
+            if let Some((_, out)) = self.both(&[], &op).await? {
+                return Ok(out);
+            }
         }
-        if self.recheck.is_none() {
-            return match self.placed() {
-                Some(d) => op.run_on(d).await,
-                None => Err(Error::Internal("no data plane of its own".into())),
-            };
-        }
-        Ok(self.both(&[], op).await?.1)
+        Err(still_stale())
     }
 
     /// The data plane of this transaction (see [`TenantTx::data`]); for a transaction
@@ -1118,23 +1217,30 @@ impl Tx {
         data: &[(&str, &[Val])],
         control: &[(&str, &[Val])],
     ) -> Result<(Vec<Vec<Row>>, Vec<Vec<Row>>)> {
-        if self.data.is_none() {
-            let all: Vec<(&str, &[Val])> = data.iter().chain(control).copied().collect();
-            let mut rows = self.query_many(&all).await?;
-            let c = rows.split_off(data.len().min(rows.len()));
-            return Ok((rows, c));
+        for _ in 0..STALE_RETRIES {
+            if self.data.is_none() {
+                let all: Vec<(&str, &[Val])> = data.iter().chain(control).copied().collect();
+                let Some(out) = self.on_inner(&DataOp::Many(&all), true).await? else {
+                    continue;
+                };
+                let DataOut::Many(mut rows) = out else {
+                    return Err(other_kind());
+                };
+                let c = rows.split_off(data.len().min(rows.len()));
+                return Ok((rows, c));
+            }
+            if matches!(self.placed(), Some(PlacedTx::Sqlite(_))) {
+                // One embedded server, no flights to share: one plane after the other.
+                let d = self.data_query_many(data).await?;
+                return Ok((d, self.query_many(control).await?));
+            }
+            match self.both(control, &DataOp::Many(data)).await? {
+                Some((c, DataOut::Many(d))) => return Ok((d, c)),
+                Some(_) => return Err(other_kind()),
+                None => {}
+            }
         }
-        if matches!(self.placed(), Some(PlacedTx::Sqlite(_))) {
-            // One embedded server, no flights to share: one plane after the other.
-            let d = self.data_query_many(data).await?;
-            return Ok((d, self.query_many(control).await?));
-        }
-        match self.both(control, DataOp::Many(data)).await? {
-            (c, DataOut::Many(d)) => Ok((d, c)),
-            _ => Err(Error::Internal(
-                "a data plane answer of another kind".into(),
-            )),
-        }
+        Err(still_stale())
     }
 
     /// Keeps the members projection of an org in a database of its own in step with a
@@ -1147,6 +1253,12 @@ impl Tx {
         let Some(org) = self.org else {
             return Ok(());
         };
+        if self.checking() {
+            // The first flight first (the access check, the write fence and the route
+            // check ride on it): where the org lives is settled before deciding.
+            const PASS: &[(&str, &[Val])] = &[("SELECT 1", &[])];
+            self.query_many(PASS).await?;
+        }
         if self.data.is_none() {
             return Ok(());
         }
@@ -1154,10 +1266,6 @@ impl Tx {
             self.projected.added = true;
         } else {
             self.projected.removed = true;
-        }
-        if self.recheck.is_some() {
-            // The access check first (it rides on the control transaction's flight).
-            self.both(&[], DataOp::Many(&[])).await?;
         }
         let d = match self.placed() {
             None => return Ok(()),
@@ -1197,36 +1305,28 @@ impl Tx {
     async fn data_query(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>> {
         match self.data_op(DataOp::Query(sql, params)).await? {
             DataOut::Rows(r) => Ok(r),
-            _ => Err(Error::Internal(
-                "a data plane answer of another kind".into(),
-            )),
+            _ => Err(other_kind()),
         }
     }
 
     async fn data_query_many(&mut self, stmts: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>> {
         match self.data_op(DataOp::Many(stmts)).await? {
             DataOut::Many(r) => Ok(r),
-            _ => Err(Error::Internal(
-                "a data plane answer of another kind".into(),
-            )),
+            _ => Err(other_kind()),
         }
     }
 
     async fn data_execute(&mut self, sql: &str, params: &[Val]) -> Result<u64> {
         match self.data_op(DataOp::Execute(sql, params)).await? {
             DataOut::Count(n) => Ok(n),
-            _ => Err(Error::Internal(
-                "a data plane answer of another kind".into(),
-            )),
+            _ => Err(other_kind()),
         }
     }
 
     async fn data_columns(&mut self, sql: &str) -> Result<Vec<(String, bool)>> {
         match self.data_op(DataOp::Columns(sql)).await? {
             DataOut::Columns(c) => Ok(c),
-            _ => Err(Error::Internal(
-                "a data plane answer of another kind".into(),
-            )),
+            _ => Err(other_kind()),
         }
     }
 }
@@ -1257,27 +1357,31 @@ impl DataOp<'_> {
         }
     }
 
+    async fn run_sqlite(&self, d: &mut sqlite::SqliteTx) -> Result<DataOut> {
+        match *self {
+            DataOp::Query(sql, p) => d.query(sql, p).await.map(DataOut::Rows),
+            DataOp::Many(stmts) => {
+                let mut out = Vec::with_capacity(stmts.len());
+                for (sql, p) in stmts {
+                    out.push(d.query(sql, p).await?);
+                }
+                Ok(DataOut::Many(out))
+            }
+            DataOp::Execute(sql, p) => d.execute(sql, p).await.map(DataOut::Count),
+            DataOp::Columns(sql) => Ok(DataOut::Columns(
+                d.columns(sql)
+                    .await?
+                    .into_iter()
+                    .map(|c| (c, true))
+                    .collect(),
+            )),
+        }
+    }
+
     async fn run_on(&self, d: &mut PlacedTx) -> Result<DataOut> {
         match d {
             PlacedTx::Pg(d) => self.run(d).await,
-            PlacedTx::Sqlite(d) => match *self {
-                DataOp::Query(sql, p) => d.query(sql, p).await.map(DataOut::Rows),
-                DataOp::Many(stmts) => {
-                    let mut out = Vec::with_capacity(stmts.len());
-                    for (sql, p) in stmts {
-                        out.push(d.query(sql, p).await?);
-                    }
-                    Ok(DataOut::Many(out))
-                }
-                DataOp::Execute(sql, p) => d.execute(sql, p).await.map(DataOut::Count),
-                DataOp::Columns(sql) => Ok(DataOut::Columns(
-                    d.columns(sql)
-                        .await?
-                        .into_iter()
-                        .map(|c| (c, true))
-                        .collect(),
-                )),
-            },
+            PlacedTx::Sqlite(d) => self.run_sqlite(d).await,
         }
     }
 }
@@ -1312,6 +1416,10 @@ impl PlacedTx {
             PlacedTx::Sqlite(t) => t.rollback().await,
         }
     }
+}
+
+fn other_kind() -> Error {
+    Error::Internal("a data plane answer of another kind".into())
 }
 
 fn still_stale() -> Error {

@@ -1071,6 +1071,16 @@ impl PgTx {
         self.role.to_string()
     }
 
+    /// Whether it may write.
+    pub(crate) fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The settings its first flight will send, while it is unsent.
+    pub(crate) fn pending_settings(&self) -> Option<Settings> {
+        self.pending.clone()
+    }
+
     /// Runs `main` (futures over this connection's client, not yet polled), preceded by
     /// BEGIN and the scope prelude if they are still pending: all written back to back
     /// and answered in one round trip.
