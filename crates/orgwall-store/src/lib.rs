@@ -74,6 +74,12 @@ pub static MODULE: Module = Module {
             sql: include_str!("../migrations/postgres/0007_job_queues_wall.sql"),
             plane: Plane::Control,
         },
+        Migration {
+            version: 8,
+            name: "usage_counters",
+            sql: include_str!("../migrations/postgres/0008_usage_counters.sql"),
+            plane: Plane::Data,
+        },
     ],
     sqlite: &[
         Migration {
@@ -124,6 +130,12 @@ pub static MODULE: Module = Module {
             sql: include_str!("../migrations/sqlite/0008_job_queues_wall.sql"),
             plane: Plane::Control,
         },
+        Migration {
+            version: 9,
+            name: "usage_counters",
+            sql: include_str!("../migrations/sqlite/0009_usage_counters.sql"),
+            plane: Plane::Data,
+        },
     ],
     tenant_tables: &[
         "projects",
@@ -135,10 +147,11 @@ pub static MODULE: Module = Module {
         "exports",
         "ticket_terms",
         "note_terms",
+        "org_usage",
     ],
     // The search terms (PostgreSQL's inverted index under row-level security, migration
-    // 0006): kept by triggers, not exported.
-    derived_tables: &["ticket_terms", "note_terms"],
+    // 0006) and the usage counters (0008): kept by triggers, not exported.
+    derived_tables: &["ticket_terms", "note_terms", "org_usage"],
     global_tables: &["email_verifications", "job_queues"],
     system_tables: &[jobs::SYSTEM_TABLE, repo::outbox::SYSTEM_TABLE],
     cross_org_indexes: &[],

@@ -2,8 +2,11 @@
 //!
 //! Plans are rows of the global `plans` table (`free`, `pro`, `enterprise` by default;
 //! edit the rows to configure them). A create checks its quota inside its own write
-//! transaction after locking the org's row (`FOR UPDATE` on PostgreSQL; SQLite's single
-//! writer already serializes), so two concurrent creates at the limit cannot both pass.
+//! transaction with what it counts against locked (the org's `org_usage` row for
+//! workspace rows, its `orgs` row for members, on PostgreSQL; SQLite's single writer
+//! already serializes), so two concurrent creates at the limit cannot both pass. The
+//! workspace's use is counted by triggers as rows come and go (migration 0008), so a
+//! check reads one row, whatever the org's size.
 
 use crate::db::{BackendKind, Db, Mode, TenantTx, Tx};
 use crate::params;
@@ -49,63 +52,77 @@ pub struct Counts {
     pub storage_bytes: i64,
 }
 
-/// What counts against a plan, by plane: the workspace's rows (data plane, where the org
-/// is placed) and its members (control plane).
-const USED_DATA: &str = "SELECT
-    (SELECT count(*) FROM projects WHERE org_id = $1),
-    (SELECT count(*) FROM tickets WHERE org_id = $1),
-    (SELECT CAST(coalesce(sum(size_bytes), 0) AS BIGINT) FROM files WHERE org_id = $1)";
+/// What counts against a plan, by plane: the workspace's use (data plane, where the org
+/// is placed: one row of `org_usage`, kept by triggers as rows come and go; no row reads
+/// as zeros) and its members (control plane).
+const USED_DATA: &str = "SELECT projects, tickets, storage_bytes FROM org_usage WHERE org_id = $1";
+/// The same row for a create on PostgreSQL, made if missing and locked until the
+/// transaction ends: concurrent creates of one org take turns at it (the row the insert's
+/// trigger then updates), so two at the limit cannot both pass.
+const LOCK_DATA: &str = "INSERT INTO org_usage AS u (org_id) VALUES ($1)
+    ON CONFLICT (org_id) DO UPDATE SET projects = u.projects
+    RETURNING projects, tickets, storage_bytes";
 const USED_MEMBERS: &str = "SELECT count(*) FROM memberships WHERE org_id = $1";
+const LIMITS: &str =
+    "SELECT o.plan, p.max_members, p.max_projects, p.max_tickets, p.max_storage_bytes,
+        coalesce(o.rate_limit_per_minute, p.rate_limit_per_minute)
+    FROM orgs o JOIN plans p ON p.name = o.plan WHERE o.id = $1";
+/// For a new member on PostgreSQL: the org's row locked, so member creates take turns.
+const LIMITS_LOCKED: &str =
+    "SELECT o.plan, p.max_members, p.max_projects, p.max_tickets, p.max_storage_bytes,
+        coalesce(o.rate_limit_per_minute, p.rate_limit_per_minute)
+    FROM orgs o JOIN plans p ON p.name = o.plan WHERE o.id = $1 FOR UPDATE OF o";
 
-async fn limits(tx: &mut Tx, org: OrgId, lock: bool) -> Result<(String, Counts, i64)> {
-    let lock = if lock && tx.kind() == BackendKind::Postgres {
-        " FOR UPDATE OF o"
-    } else {
-        ""
+/// The org's plan, limits, use and rate limit, read in one flight (both planes at once
+/// for an org in a database of its own). `creating` locks what that create counts
+/// against (PostgreSQL; SQLite's single writer already serializes).
+async fn read(
+    tx: &mut Tx,
+    org: OrgId,
+    creating: Option<Quota>,
+) -> Result<(String, Counts, Counts, i64)> {
+    let pg = tx.kind() == BackendKind::Postgres;
+    let data_sql = match creating {
+        Some(Quota::Members) | None => USED_DATA,
+        Some(_) if pg => LOCK_DATA,
+        Some(_) => USED_DATA,
     };
-    let row = tx
-        .query_one(
-            &format!(
-                "SELECT o.plan, p.max_members, p.max_projects, p.max_tickets, p.max_storage_bytes,
-                        coalesce(o.rate_limit_per_minute, p.rate_limit_per_minute)
-                 FROM orgs o JOIN plans p ON p.name = o.plan WHERE o.id = $1{lock}"
-            ),
-            params![org],
-        )
-        .await?;
-    Ok((
-        row.get(0)?,
-        Counts {
-            members: row.get(1)?,
-            projects: row.get(2)?,
-            tickets: row.get(3)?,
-            storage_bytes: row.get(4)?,
-        },
-        row.get(5)?,
-    ))
-}
-
-async fn used(tx: &mut Tx, org: OrgId) -> Result<Counts> {
+    let limits_sql = match creating {
+        Some(Quota::Members) if pg => LIMITS_LOCKED,
+        _ => LIMITS,
+    };
     let p = params![org];
     let (data, control) = tx
-        .query_planes(&[(USED_DATA, p)], &[(USED_MEMBERS, p)])
+        .query_planes(&[(data_sql, p)], &[(limits_sql, p), (USED_MEMBERS, p)])
         .await?;
-    let d = data
+    let mut firsts = control.into_iter().map(|rows| rows.into_iter().next());
+    let l = firsts.next().flatten().ok_or(Error::NotFound)?;
+    let m = firsts.next().flatten().ok_or(Error::NotFound)?;
+    let used = match data
         .into_iter()
         .next()
         .and_then(|rows| rows.into_iter().next())
-        .ok_or(orgwall_core::Error::NotFound)?;
-    let m = control
-        .into_iter()
-        .next()
-        .and_then(|rows| rows.into_iter().next())
-        .ok_or(orgwall_core::Error::NotFound)?;
-    Ok(Counts {
-        members: m.get(0)?,
-        projects: d.get(0)?,
-        tickets: d.get(1)?,
-        storage_bytes: d.get(2)?,
-    })
+    {
+        Some(d) => Counts {
+            members: m.get(0)?,
+            projects: d.get(0)?,
+            tickets: d.get(1)?,
+            storage_bytes: d.get(2)?,
+        },
+        None => Counts {
+            members: m.get(0)?,
+            projects: 0,
+            tickets: 0,
+            storage_bytes: 0,
+        },
+    };
+    let limits = Counts {
+        members: l.get(1)?,
+        projects: l.get(2)?,
+        tickets: l.get(3)?,
+        storage_bytes: l.get(4)?,
+    };
+    Ok((l.get(0)?, limits, used, l.get(5)?))
 }
 
 /// Refuses with 403 `quota_exceeded` when `q` would exceed the org's plan. Call it in the
@@ -117,8 +134,7 @@ pub async fn check(tx: &mut TenantTx<'_>, q: Quota) -> Result<()> {
 
 /// [`check`] inside a transaction already scoped to `org`.
 async fn check_in(tx: &mut Tx, org: OrgId, q: Quota) -> Result<()> {
-    let (plan, max, _) = limits(tx, org, true).await?;
-    let used = used(tx, org).await?;
+    let (plan, max, used, _) = read(tx, org, Some(q)).await?;
     let (name, have, add, limit) = match q {
         Quota::Members => ("members", used.members, 1, max.members),
         Quota::Projects => ("projects", used.projects, 1, max.projects),
@@ -136,8 +152,7 @@ async fn check_in(tx: &mut Tx, org: OrgId, q: Quota) -> Result<()> {
 /// The org's limits and use.
 pub async fn usage(tx: &mut TenantTx<'_>) -> Result<Usage> {
     let org = tx.org_id();
-    let (plan, limits, rate) = limits(tx.raw(), org, false).await?;
-    let used = used(tx.raw(), org).await?;
+    let (plan, limits, used, rate) = read(tx.raw(), org, None).await?;
     Ok(Usage {
         plan,
         limits,

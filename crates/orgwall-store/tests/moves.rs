@@ -229,6 +229,21 @@ async fn check_acked(db: &Db, user: UserId, org: OrgId, acked: &Acked, before: u
         before + acked.len(),
         "tickets no writer acknowledged"
     );
+    // The usage counters (derived by triggers: copied, or counted again where the rows
+    // landed) agree with the rows: what the next quota check reads.
+    let mut tx = db.read(&scope).await.unwrap();
+    let used = orgwall_store::quota::usage(&mut tx).await.unwrap().used;
+    let projects = projects::list(&mut tx, 100, None).await.unwrap().len();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        used.tickets,
+        all.len() as i64,
+        "ticket count after the move"
+    );
+    assert_eq!(
+        used.projects, projects as i64,
+        "project count after the move"
+    );
 }
 
 /// How many of the org's tickets a search for a word of the writer's bodies finds.
