@@ -157,6 +157,10 @@ struct Args {
     /// exits (nothing else is measured).
     #[arg(long, value_delimiter = ',')]
     moves: Vec<u64>,
+    /// With `--moves`: pace each move's copy to this many MB/s (`orgwall placement move
+    /// --copy-rate`); default: full speed.
+    #[arg(long, value_name = "MB_PER_SEC", value_parser = clap::value_parser!(u64).range(1..))]
+    move_copy_rate: Option<u64>,
     /// Measure no workload (with `--migrate-placements`: the migrations alone).
     #[arg(long)]
     no_workloads: bool,
@@ -727,7 +731,7 @@ fn real_main() -> Result<()> {
             .worker_threads(2)
             .enable_all()
             .build()?;
-        let runs = rt.block_on(moves::run(&args.moves, say))?;
+        let runs = rt.block_on(moves::run(&args.moves, args.move_copy_rate, say))?;
         let (commit, _) = report::commit();
         let command: Vec<String> = std::env::args().collect();
         let md = moves::markdown(&runs, &command.join(" "), &commit);

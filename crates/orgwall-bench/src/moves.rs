@@ -81,6 +81,8 @@ pub struct MoveRun {
     pub other_during: Latency,
     /// Writes of the moving org refused with "send it again" during the move.
     pub moving_refused: usize,
+    /// The copy's pace (MB/s), if paced.
+    pub copy_rate_mb: Option<u64>,
 }
 
 /// Timed writes: (when it started, how long it took).
@@ -191,7 +193,14 @@ async fn fill(url: &str, org: OrgId, n: u64, say: &impl Fn(String)) -> Result<()
 }
 
 /// Runs the benchmark for each size; returns the runs.
-pub async fn run(sizes: &[u64], say: impl Fn(String)) -> Result<Vec<MoveRun>> {
+pub async fn run(
+    sizes: &[u64],
+    copy_rate_mb: Option<u64>,
+    say: impl Fn(String),
+) -> Result<Vec<MoveRun>> {
+    let opts = placement::MoveOptions {
+        copy_bytes_per_sec: copy_rate_mb.map(|mb| mb * 1_000_000),
+    };
     let mut runs = Vec::new();
     for &n in sizes {
         let one = PgCluster::start(SETTINGS);
@@ -269,7 +278,7 @@ pub async fn run(sizes: &[u64], say: impl Fn(String)) -> Result<Vec<MoveRun>> {
             let rows = Arc::new(Mutex::new(0i64));
             let pause = Arc::new(Mutex::new(None));
             let (r2, p2) = (rows.clone(), pause.clone());
-            let route = placement::run_move(&db, globex, &move |m| {
+            let route = placement::run_move_with(&db, globex, opts, &move |m| {
                 if m.rows_total > 0 {
                     *r2.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = m.rows_total;
                 }
@@ -305,6 +314,7 @@ pub async fn run(sizes: &[u64], say: impl Fn(String)) -> Result<Vec<MoveRun>> {
                 moving_refused: *refused
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner),
+                copy_rate_mb,
             };
             say(format!("moves: {n} tickets, {name}: {total_s:.1} s; moving org during {:?}; other org during {:?}", run.moving_during, run.other_during));
             runs.push(run);
@@ -319,14 +329,16 @@ pub async fn run(sizes: &[u64], say: impl Fn(String)) -> Result<Vec<MoveRun>> {
 /// The runs as a Markdown table.
 pub fn markdown(runs: &[MoveRun], command: &str, commit: &str) -> String {
     let mut s = format!(
-        "# Online moves: orgwall-bench --moves\n\nCommit `{commit}`, command `{command}`. Two throwaway PostgreSQL 15 clusters on this machine (`wal_level = logical`, shared_buffers 512MB). Four writers on the moving org (Globex) and four on the other (Acme), each creating tickets back to back through the library (verify member, write transaction, commit); latency in ms, p50 / p99 / max, in the 5 s before the move and during it. Rows: the org's data-plane rows in the copy's snapshot (search terms included).\n\n| tickets | between | rows | move total (s) | fence held (ms) | moving org before | moving org during | other org before | other org during | refused (503) |\n| ---: | --- | ---: | ---: | ---: | --- | --- | --- | --- | ---: |\n"
+        "# Online moves: orgwall-bench --moves\n\nCommit `{commit}`, command `{command}`. Two throwaway PostgreSQL 15 clusters on this machine (`wal_level = logical`, shared_buffers 512MB). Four writers on the moving org (Globex) and four on the other (Acme), each creating tickets back to back through the library (verify member, write transaction, commit); latency in ms, p50 / p99 / max, in the 5 s before the move and during it. Rows: the org's data-plane rows in the copy's snapshot (search terms included).\n\n| tickets | between | copy pace | rows | move total (s) | fence held (ms) | moving org before | moving org during | other org before | other org during | refused (503) |\n| ---: | --- | --- | ---: | ---: | ---: | --- | --- | --- | --- | ---: |\n"
     );
     let l = |x: &Latency| format!("{:.1} / {:.1} / {:.1}", x.p50_ms, x.p99_ms, x.max_ms);
     for r in runs {
         s.push_str(&format!(
-            "| {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} |\n",
             r.tickets,
             r.between,
+            r.copy_rate_mb
+                .map_or("full speed".to_owned(), |mb| format!("{mb} MB/s")),
             r.rows,
             r.total_s,
             r.fence_ms.map_or("-".to_owned(), |f| f.to_string()),

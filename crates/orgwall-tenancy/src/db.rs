@@ -319,14 +319,15 @@ impl Db {
     pub(crate) async fn run_move(
         &self,
         org: OrgId,
+        opts: crate::placement::MoveOptions,
         progress: &(dyn Fn(&crate::placement::Move) + Sync),
     ) -> Result<Route> {
         match &self.backend {
-            Backend::Pg(p) => p.run_move(&self.catalog, org, progress).await,
+            Backend::Pg(p) => p.run_move(&self.catalog, org, opts, progress).await,
             // In place on this task's thread: the progress callback is not 'static.
-            Backend::Sqlite(s) => {
-                tokio::task::block_in_place(|| sqlite::mover::run(s, &self.catalog, org, progress))
-            }
+            Backend::Sqlite(s) => tokio::task::block_in_place(|| {
+                sqlite::mover::run(s, &self.catalog, org, opts, progress)
+            }),
         }
     }
 

@@ -589,9 +589,58 @@ pub async fn start_move(db: &Db, org: OrgId, kind: Kind) -> Result<Move> {
 /// now. A failure leaves the move recorded with its error: running it again resumes it,
 /// [`abort_move`] takes it back.
 pub async fn run_move(db: &Db, org: OrgId, progress: &(dyn Fn(&Move) + Sync)) -> Result<Route> {
-    let r = db.run_move(org, progress).await;
+    run_move_with(db, org, MoveOptions::default(), progress).await
+}
+
+/// [`run_move`] with options (a paced copy).
+pub async fn run_move_with(
+    db: &Db,
+    org: OrgId,
+    opts: MoveOptions,
+    progress: &(dyn Fn(&Move) + Sync),
+) -> Result<Route> {
+    let r = db.run_move(org, opts, progress).await;
     db.forget_org(org);
     r
+}
+
+/// How a move runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MoveOptions {
+    /// The copy's pace: at most this many bytes of row data per second (PostgreSQL: the
+    /// binary COPY stream; SQLite: the values copied), so that the copy leaves the
+    /// servers' CPU and disks to the other orgs (a copy at full speed on a small machine
+    /// raises everyone's latency while it runs). `None`: as fast as the servers go. A
+    /// slower copy holds the source's snapshot (and so its vacuum horizon) longer.
+    pub copy_bytes_per_sec: Option<u64>,
+}
+
+/// Paces a copy to [`MoveOptions::copy_bytes_per_sec`].
+pub(crate) struct Pacer {
+    rate: Option<u64>,
+    began: std::time::Instant,
+    sent: u64,
+}
+
+impl Pacer {
+    pub(crate) fn new(opts: MoveOptions) -> Pacer {
+        Pacer {
+            rate: opts.copy_bytes_per_sec.filter(|r| *r > 0),
+            began: std::time::Instant::now(),
+            sent: 0,
+        }
+    }
+
+    /// Counts `n` bytes sent; returns how long to wait before sending more.
+    pub(crate) fn sent(&mut self, n: usize) -> Option<std::time::Duration> {
+        let rate = self.rate?;
+        self.sent = self.sent.saturating_add(n as u64);
+        // Precision to the microsecond is plenty for sleeps.
+        #[allow(clippy::cast_precision_loss)]
+        let due = std::time::Duration::from_secs_f64(self.sent as f64 / rate as f64);
+        due.checked_sub(self.began.elapsed())
+            .filter(|d| *d >= std::time::Duration::from_millis(1))
+    }
 }
 
 /// Aborts `org`'s move before its flip: the slot, the publication and the half-made
@@ -630,6 +679,41 @@ pub async fn set(db: &Db, org: OrgId, kind: Kind) -> Result<Route> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_paced_copy_waits_for_its_rate() {
+        // Unpaced: never waits.
+        let mut p = Pacer::new(MoveOptions::default());
+        assert_eq!(p.sent(1 << 30), None);
+        assert_eq!(
+            Pacer::new(MoveOptions {
+                copy_bytes_per_sec: Some(0)
+            })
+            .sent(1 << 30),
+            None
+        );
+        // 1 MB/s: a megabyte just sent is due a second after the start.
+        let mut p = Pacer::new(MoveOptions {
+            copy_bytes_per_sec: Some(1_000_000),
+        });
+        let w = p.sent(1_000_000).unwrap();
+        assert!(
+            w > std::time::Duration::from_millis(900) && w <= std::time::Duration::from_secs(1),
+            "{w:?}"
+        );
+        // Another half megabyte: due at 1.5 s.
+        let w = p.sent(500_000).unwrap();
+        assert!(
+            w > std::time::Duration::from_millis(1400)
+                && w <= std::time::Duration::from_millis(1500),
+            "{w:?}"
+        );
+        // A rate the bytes sent are well under: no wait.
+        let mut p = Pacer::new(MoveOptions {
+            copy_bytes_per_sec: Some(u64::MAX),
+        });
+        assert_eq!(p.sent(1_000_000), None);
+    }
 
     #[test]
     fn schema_names_are_checked() {

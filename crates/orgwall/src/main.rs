@@ -219,6 +219,12 @@ enum PlacementCommand {
         /// Run the move here and wait for its end (Ctrl-C or a crash leaves it to the job).
         #[arg(long, conflicts_with = "abort")]
         wait: bool,
+        /// Pace the copy to at most this many megabytes of rows per second, leaving the
+        /// servers to the other orgs meanwhile (default: as fast as they go). Give it again
+        /// when resuming.
+        #[arg(long, value_name = "MB_PER_SEC", conflicts_with = "abort",
+              value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        copy_rate: Option<u64>,
         /// Abort the org's move before its flip: its new copy, slot and publication go;
         /// the org stays where it was.
         #[arg(long)]
@@ -731,6 +737,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     to,
                     wait,
                     abort,
+                    copy_rate,
                 } => {
                     let id = orgwall_store::repo::orgs::resolve(&db, org)
                         .await
@@ -746,7 +753,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         return Ok(ExitCode::SUCCESS);
                     }
                     let kind = to.as_deref().map(str::parse).transpose()?;
-                    let mv = orgwall_store::jobs::moves::start(&db, id, kind).await?;
+                    let opts = placement::MoveOptions {
+                        copy_bytes_per_sec: copy_rate.map(|mb| mb * 1_000_000),
+                    };
+                    let mv = orgwall_store::jobs::moves::start(&db, id, kind, opts).await?;
                     println!("{org}: {}", describe_move(&mv));
                     if !*wait {
                         println!("{org}: queued for the worker (orgwall placement list shows its progress)");
@@ -754,7 +764,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                     let started = std::time::Instant::now();
                     let last = std::sync::Mutex::new(String::new());
-                    let route = placement::run_move(&db, id, &|m| {
+                    let route = placement::run_move_with(&db, id, opts, &|m| {
                         let line = describe_move(m);
                         let mut l = last
                             .lock()

@@ -189,10 +189,7 @@ async fn killed_and_resumed(
         .spawn()
         .unwrap();
     for &(to, phase, lands) in plan {
-        let from = orgwall_store::placement::show(db, d.globex)
-            .await
-            .unwrap()
-            .kind;
+        let from = placed_kind(db, d.globex).await;
         kill_in(url, data, to, phase);
         // The job (queued when the move started) resumes it in the worker process.
         let t0 = Instant::now();
@@ -207,10 +204,7 @@ async fn killed_and_resumed(
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let now = orgwall_store::placement::show(db, d.globex)
-            .await
-            .unwrap()
-            .kind;
+        let now = placed_kind(db, d.globex).await;
         assert_eq!(now, lands, "killed in {phase}");
         let doctor = orgwall(url, data).args(["doctor"]).output().unwrap();
         assert!(
@@ -248,4 +242,37 @@ async fn killed_and_resumed(
     }
     let jobs = run(url, data, &["jobs", "list"]);
     assert!(jobs.contains("placement.move"), "{jobs}");
+    // A pace of nothing is refused, nothing recorded; a paced move runs to its end.
+    let before = placed_kind(db, d.globex).await;
+    let to = if before == "shared" {
+        "database"
+    } else {
+        "shared"
+    };
+    let paced = |rate: &'static str| {
+        [
+            "placement",
+            "move",
+            "globex",
+            "--to",
+            to,
+            "--copy-rate",
+            rate,
+            "--wait",
+        ]
+    };
+    let bad = orgwall(url, data).args(paced("0")).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("copy-rate"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    assert!(!run(url, data, &["placement", "list"]).contains("moving"));
+    run(url, data, &paced("1"));
+    assert_eq!(placed_kind(db, d.globex).await, to);
+}
+
+async fn placed_kind(db: &Db, org: orgwall_core::OrgId) -> String {
+    orgwall_store::placement::show(db, org).await.unwrap().kind
 }

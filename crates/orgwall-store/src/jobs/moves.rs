@@ -17,6 +17,9 @@ use orgwall_core::{Error, OrgId, Result};
 #[serde(deny_unknown_fields)]
 struct Payload {
     org_id: OrgId,
+    /// The copy's pace (see [`placement::MoveOptions`]); absent: as fast as it goes.
+    #[serde(default)]
+    copy_bytes_per_sec: Option<u64>,
 }
 
 /// Attempts a move job gets (a failed attempt is retried with backoff; the move keeps its
@@ -25,7 +28,10 @@ const ATTEMPTS: i64 = 20;
 
 pub(crate) async fn run(ctx: JobCtx, job: JobInfo) -> Result<(), JobError> {
     let p: Payload = job.parse()?;
-    match placement::run_move(&ctx.db, p.org_id, &|_| {}).await {
+    let opts = placement::MoveOptions {
+        copy_bytes_per_sec: p.copy_bytes_per_sec,
+    };
+    match placement::run_move_with(&ctx.db, p.org_id, opts, &|_| {}).await {
         Ok(route) => {
             tracing::info!(org_id = %p.org_id, placement = route.kind(), "move job: the org is where its move put it");
             Ok(())
@@ -37,12 +43,16 @@ pub(crate) async fn run(ctx: JobCtx, job: JobInfo) -> Result<(), JobError> {
 }
 
 /// Queues the job that runs (or resumes) `org`'s move.
-pub async fn enqueue(db: &Db, org: OrgId) -> Result<orgwall_core::JobId> {
+pub async fn enqueue(
+    db: &Db,
+    org: OrgId,
+    opts: placement::MoveOptions,
+) -> Result<orgwall_core::JobId> {
     let mut tx = db.system(super::SYSTEM_TABLE, Mode::Write).await?;
     let id = super::enqueue_system(
         &mut tx,
         super::PLACEMENT_MOVE,
-        serde_json::json!({ "org_id": org }),
+        serde_json::json!({ "org_id": org, "copy_bytes_per_sec": opts.copy_bytes_per_sec }),
         super::Options {
             max_attempts: ATTEMPTS,
             ..super::Options::default()
@@ -55,7 +65,12 @@ pub async fn enqueue(db: &Db, org: OrgId) -> Result<orgwall_core::JobId> {
 
 /// Starts moving `org` to `kind` (see [`placement::start_move`]) and queues its job; or,
 /// with `kind` `None`, queues the job of the move it has (to resume it).
-pub async fn start(db: &Db, org: OrgId, kind: Option<Kind>) -> Result<Move> {
+pub async fn start(
+    db: &Db,
+    org: OrgId,
+    kind: Option<Kind>,
+    opts: placement::MoveOptions,
+) -> Result<Move> {
     let mv = match kind {
         Some(k) => placement::start_move(db, org, k).await?,
         None => placement::moves(db)
@@ -68,6 +83,6 @@ pub async fn start(db: &Db, org: OrgId, kind: Option<Kind>) -> Result<Move> {
                 ))
             })?,
     };
-    enqueue(db, org).await?;
+    enqueue(db, org, opts).await?;
     Ok(mv)
 }

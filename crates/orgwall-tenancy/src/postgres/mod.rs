@@ -727,9 +727,10 @@ impl PgDb {
         &self,
         catalog: &Catalog,
         org: orgwall_core::OrgId,
+        opts: crate::placement::MoveOptions,
         progress: &(dyn Fn(&crate::placement::Move) + Sync),
     ) -> Result<crate::placement::Route> {
-        mover::run(&self.url, &self.app_role, catalog, org, progress).await
+        mover::run(&self.url, &self.app_role, catalog, org, opts, progress).await
     }
 
     pub(crate) async fn abort_move(

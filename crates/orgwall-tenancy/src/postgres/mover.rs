@@ -424,6 +424,7 @@ struct Mover<'a> {
     name: String,
     /// The data-plane tables that move (derived ones are rebuilt by their triggers).
     tables: Vec<&'static str>,
+    opts: crate::placement::MoveOptions,
     progress: &'a (dyn Fn(&Move) + Sync),
 }
 
@@ -434,6 +435,7 @@ pub(crate) async fn run(
     app_role: &str,
     catalog: &Catalog,
     org: OrgId,
+    opts: crate::placement::MoveOptions,
     progress: &(dyn Fn(&Move) + Sync),
 ) -> Result<Route> {
     let (control, conn) = tokio_postgres::connect(control_url, tokio_postgres::NoTls)
@@ -466,6 +468,7 @@ pub(crate) async fn run(
             .data_tables()
             .filter(|t| !catalog.is_derived(t))
             .collect(),
+        opts,
         progress,
     };
     loop {
@@ -559,6 +562,7 @@ pub(crate) async fn abort(
         org,
         name: move_name(org),
         tables: Vec::new(),
+        opts: crate::placement::MoveOptions::default(),
         progress: &|_| {},
     };
     m.finish(&mv, false).await?;
@@ -788,6 +792,7 @@ impl Mover<'_> {
             }
         }
         let mut copied = 0i64;
+        let mut pacer = crate::placement::Pacer::new(self.opts);
         for ((t, src), dst) in described.iter().zip(&src_tables).zip(&dest_tables) {
             let cols: Vec<String> = t.columns.iter().map(|(c, _)| q(c)).collect();
             let cols = cols.join(", ");
@@ -808,7 +813,12 @@ impl Mover<'_> {
             futures::pin_mut!(sink);
             use futures::{SinkExt, StreamExt};
             while let Some(chunk) = out.next().await {
-                sink.send(chunk.map_err(map_err)?).await.map_err(map_err)?;
+                let chunk = chunk.map_err(map_err)?;
+                let wait = pacer.sent(chunk.len());
+                sink.send(chunk).await.map_err(map_err)?;
+                if let Some(w) = wait {
+                    tokio::time::sleep(w).await;
+                }
             }
             let n = sink.as_mut().finish().await.map_err(map_err)?;
             copied += i64::try_from(n).unwrap_or(i64::MAX);

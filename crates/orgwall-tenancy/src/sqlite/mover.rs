@@ -322,6 +322,7 @@ pub(crate) fn run(
     db: &SqliteDb,
     catalog: &Catalog,
     org: OrgId,
+    opts: crate::placement::MoveOptions,
     progress: &(dyn Fn(&Move) + Sync),
 ) -> Result<Route> {
     let _lock = lock(db, org)?;
@@ -340,7 +341,7 @@ pub(crate) fn run(
         }
         let step = match mv.phase.as_str() {
             "prepare" => prepare(db, catalog, &control, &mv),
-            "copy" => copy(db, catalog, &control, &mv),
+            "copy" => copy(db, catalog, &control, &mv, opts),
             "catch_up" => catch_up(db, catalog, &control, &mv),
             "cleanup" => finish(db, catalog, &control, &mv, true),
             other => Err(Error::Internal(format!("a move in phase {other:?}"))),
@@ -502,11 +503,27 @@ fn upsert(
     Ok(())
 }
 
+/// About how many bytes a value is (for pacing a copy).
+fn value_bytes(v: &Value) -> usize {
+    match v {
+        Value::Null => 1,
+        Value::Integer(_) | Value::Real(_) => 8,
+        Value::Text(t) => t.len(),
+        Value::Blob(b) => b.len(),
+    }
+}
+
 fn values(r: &rusqlite::Row<'_>, n: usize) -> Result<Vec<Value>> {
     (0..n).map(|i| r.get::<_, Value>(i).map_err(e)).collect()
 }
 
-fn copy(db: &SqliteDb, catalog: &Catalog, control: &rusqlite::Connection, mv: &Move) -> Result<()> {
+fn copy(
+    db: &SqliteDb,
+    catalog: &Catalog,
+    control: &rusqlite::Connection,
+    mv: &Move,
+    opts: crate::placement::MoveOptions,
+) -> Result<()> {
     let org = mv.org.to_string();
     let log = log_name(mv.org);
     let project = matches!(mv.to, Route::Database { .. });
@@ -544,6 +561,7 @@ fn copy(db: &SqliteDb, catalog: &Catalog, control: &rusqlite::Connection, mv: &M
     }
     set(control, mv.org, "rows_total = ?3", &[&total])?;
     let mut copied = 0i64;
+    let mut pacer = crate::placement::Pacer::new(opts);
     for (base, cols) in &moving {
         let list: Vec<String> = cols.iter().map(|c| q(c)).collect();
         let mut st = src
@@ -567,8 +585,13 @@ fn copy(db: &SqliteDb, catalog: &Catalog, control: &rusqlite::Connection, mv: &M
                 }
                 tx.commit().map_err(e)?;
                 copied += i64::try_from(batch.len()).unwrap_or(i64::MAX);
+                let bytes: usize = batch.iter().flatten().map(value_bytes).sum();
                 batch.clear();
                 set(control, mv.org, "rows_copied = ?3", &[&copied])?;
+                if let Some(w) = pacer.sent(bytes) {
+                    // The destination's write lock is let go while the copy waits.
+                    std::thread::sleep(w);
+                }
             }
             if end {
                 break;
