@@ -649,6 +649,13 @@ async fn a_mover_stopped_dead_in_any_phase_resumes_or_aborts() {
             .any(|v| v.to_string().contains(&name) && v.to_string().contains("slot")),
         "{found:?}"
     );
+    // So is its publication, in the database it was moving out of (Globex's own).
+    assert!(
+        found
+            .iter()
+            .any(|v| v.to_string().contains(&name) && v.to_string().contains("publication")),
+        "{found:?}"
+    );
 }
 
 // SQLite (issue 13 item 4): Globex between the shared tables and a file of its own, back
@@ -801,4 +808,89 @@ async fn sqlite_an_org_moves_between_shared_and_its_file_while_in_use() {
         files.iter().filter(|o| **o == d.globex).count(),
         expect.len()
     );
+    assert_eq!(db.doctor().await.unwrap(), vec![]);
+    // A log and a trigger a move left behind (a move whose row is gone) are named.
+    let hex = d.acme.uuid().simple().to_string();
+    t.owner_exec(&format!(
+        "CREATE TABLE orgwall_move_log_{hex} (seq INTEGER PRIMARY KEY, tbl TEXT, id);
+         CREATE TRIGGER orgwall_move_{hex}_notes_rows_i AFTER INSERT ON notes_rows
+           BEGIN INSERT INTO orgwall_move_log_{hex} (tbl, id) VALUES ('notes_rows', NEW.id); END;"
+    ))
+    .await;
+    let found: Vec<String> = db
+        .doctor()
+        .await
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    for name in [
+        format!("orgwall_move_log_{hex}"),
+        format!("orgwall_move_{hex}_notes_rows_i"),
+    ] {
+        assert!(
+            found
+                .iter()
+                .any(|v| v.contains(&name) && v.contains("no longer runs")),
+            "{name}: {found:?}"
+        );
+    }
+}
+
+// An org deleted while it moves: the purge takes the move back first (asking a running
+// mover to abort, and being retried while it does), then deletes the org where the
+// directory names it: nothing of the move (slot, publication, half-made database) and
+// nothing of the org is left. Before, the purge deleted the org under the mover, whose
+// slot, publication and new database stayed behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_org_deleted_while_it_moves_leaves_nothing_behind() {
+    let one = PgCluster::start(LOGICAL);
+    let (db, d, url) = world(&one).await;
+    placement::start_move(&db, d.globex, Kind::Database(None))
+        .await
+        .unwrap();
+    assert!(kill_in(&db, d.globex, "catch_up").await);
+    let bob = access::verify_member(&db, d.bob, d.globex).await.unwrap();
+    let mut tx = db.write(&bob).await.unwrap();
+    orgwall_store::repo::orgs::schedule_deletion(&mut tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // A move is not started for an org being deleted (nor resumed into a new one).
+    let scope = access::jobs::enter_for_purge(&db, orgwall_core::JobId::new(), d.globex)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut tries = 0;
+    loop {
+        match access::jobs::purge_rows(&db, &scope).await {
+            Ok(n) => {
+                assert!(n > 0);
+                break;
+            }
+            // The dead mover's session may still hold its lock for a moment: asked to
+            // abort, the purge is retried (as its job would be).
+            Err(Error::Unavailable(m)) if tries < 100 => {
+                assert!(m.contains("mov"), "{m}");
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("purge: {e:?}"),
+        }
+    }
+    assert!(placement::moves(&db).await.unwrap().is_empty());
+    assert_eq!(leftovers(&url, &[]).await, Vec::<String>::new());
+    assert_eq!(schemas_and_publications(&url).await, Vec::<String>::new());
+    let db_url = one.url_of("orgwall_m");
+    let c = client(&db_url).await;
+    let n: i64 = c
+        .query_one(
+            "SELECT count(*) FROM orgs WHERE id = $1",
+            &[&d.globex.uuid()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    assert_eq!(db.doctor().await.unwrap(), vec![]);
 }

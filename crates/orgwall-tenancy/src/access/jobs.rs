@@ -122,14 +122,34 @@ pub async fn purge_rows(db: &Db, scope: &OrgScope) -> Result<u64> {
     if !matches!(scope.principal(), Principal::Job { kind, .. } if *kind == PURGE_KIND) {
         return Err(Error::ScopeViolation);
     }
+    // A move of the org is taken back first: its copy, slot and publication go with it,
+    // and the purge then deletes where the directory names, nothing left elsewhere. (A
+    // move cannot start once the org is marked; one running is asked to abort and the
+    // purge is retried; one past its flip finishes its cleanup first.)
+    let org = scope.org_id();
+    if db.moves().await?.iter().any(|m| m.org == org) {
+        match db.abort_move(org).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(Error::Unavailable(format!(
+                    "organization {org} is moving: its mover was asked to abort; the purge runs again after"
+                )))
+            }
+            Err(Error::Conflict("move_flipped", m)) => {
+                return Err(Error::Unavailable(format!(
+                    "{m}; the purge runs again after it"
+                )))
+            }
+            Err(e) => return Err(e),
+        }
+    }
     // An org in a database of its own loses the database first (the clean deletion that
     // is the point of the model; DROP DATABASE runs outside any transaction), then its org
     // row in a control transaction: a failure in between leaves the org marked for
     // deletion, and the purge job's retry drops nothing more (IF EXISTS) and goes on.
-    let route = match scope.route() {
-        Some(r) => r,
-        None => db.lookup_route(scope.org_id()).await?,
-    };
+    // The route is read afresh (a move may have flipped it since the scope was made).
+    let route = db.lookup_route(org).await?;
+    scope.set_route(route.clone());
     let n = if let crate::placement::Route::Database { target, .. } = &route {
         db.drop_placement_database(scope.org_id(), target.as_deref())
             .await?;

@@ -77,20 +77,20 @@ pub(crate) async fn check(
         r?;
         in_shared_tables_too(client, org, &format!("schema {schema}"), &mut f).await?;
     }
+    let running = running_moves(client).await?;
     for (org, name, target) in super::placement::placed(client, "database").await? {
         placement_database(
             client,
             control_url,
             app_role,
-            org,
-            &name,
-            target.as_deref(),
+            (org, &name, target.as_deref()),
+            &running,
             &mut f,
         )
         .await?;
     }
     orphan_databases(client, control_url, &mut f).await?;
-    move_leftovers(client, control_url, &mut f).await?;
+    move_leftovers(client, control_url, &running, &mut f).await?;
     Ok(f.found)
 }
 
@@ -102,9 +102,8 @@ async fn placement_database(
     control: &tokio_postgres::Client,
     control_url: &str,
     app_role: &str,
-    org: orgwall_core::OrgId,
-    name: &str,
-    target: Option<&str>,
+    (org, name, target): (orgwall_core::OrgId, &str, Option<&str>),
+    running: &[String],
     f: &mut Findings<'_>,
 ) -> Result<()> {
     let e = super::map_err;
@@ -140,9 +139,12 @@ async fn placement_database(
     if walls.is_ok() {
         projection = projection_in_step(control, &placed, app_role, org, f).await;
     }
+    // A move out of this database publishes the org's changes here.
+    let published = stray_publications(&placed, running, f).await;
     f.control();
     walls?;
     projection?;
+    published?;
     in_shared_tables_too(control, org, &format!("database {name}"), f).await
 }
 
@@ -308,22 +310,29 @@ async fn orphan_databases(
     Ok(())
 }
 
-/// What an interrupted and abandoned move leaves: replication slots and publications named
-/// for a move (`orgwall_move_<org>`) that no running move owns, on the control server and
-/// on every registered target (a slot holds WAL on its server until it is dropped).
+/// The slot and publication names of the moves that run (`orgwall_move_<org>`).
+async fn running_moves(client: &tokio_postgres::Client) -> Result<Vec<String>> {
+    Ok(client
+        .query("SELECT org_id FROM placement_moves", &[])
+        .await
+        .map_err(super::map_err)?
+        .iter()
+        .map(|r| super::mover::move_name(orgwall_core::OrgId::from_uuid(r.get(0))))
+        .collect())
+}
+
+/// What an interrupted and abandoned move leaves: replication slots named for a move
+/// (`orgwall_move_<org>`) that no running move owns, on the control server and on every
+/// registered target (a slot holds WAL on its server until it is dropped), and such
+/// publications in the control database (those in placement databases are named with
+/// each database).
 async fn move_leftovers(
     client: &tokio_postgres::Client,
     control_url: &str,
+    running: &[String],
     f: &mut Findings<'_>,
 ) -> Result<()> {
     let e = super::map_err;
-    let running: Vec<String> = client
-        .query("SELECT org_id FROM placement_moves", &[])
-        .await
-        .map_err(e)?
-        .iter()
-        .map(|r| super::mover::move_name(orgwall_core::OrgId::from_uuid(r.get(0))))
-        .collect();
     let mut servers: Vec<(String, Option<String>)> = vec![("the control server".into(), None)];
     for t in super::placement::targets(client).await? {
         servers.push((format!("target {}", t.name), Some(t.name)));
@@ -353,13 +362,23 @@ async fn move_leftovers(
             }
         }
     }
-    for r in client
+    stray_publications(client, running, f).await
+}
+
+/// Publications named for a move that no running move owns, in the database `c` is
+/// connected to (findings are named with the database being checked).
+async fn stray_publications(
+    c: &tokio_postgres::Client,
+    running: &[String],
+    f: &mut Findings<'_>,
+) -> Result<()> {
+    for r in c
         .query(
             "SELECT pubname::text FROM pg_publication WHERE pubname LIKE 'orgwall\\_move\\_%'",
             &[],
         )
         .await
-        .map_err(e)?
+        .map_err(super::map_err)?
     {
         let name: String = r.get(0);
         if super::mover::is_move_name(&name) && !running.contains(&name) {

@@ -889,7 +889,8 @@ impl Mover<'_> {
         Ok((snap, parse_lsn(&lsn)?))
     }
 
-    /// Replays the slot until it is nearly caught up, then cuts over.
+    /// Replays the slot until it is nearly caught up, checks the content at a checkpoint,
+    /// catches up again with what was written meanwhile, then cuts over.
     async fn catch_up(&self, mv: &Move) -> Result<()> {
         let start = parse_lsn(
             mv.start_lsn
@@ -900,30 +901,54 @@ impl Mover<'_> {
         let mut dest = self.side(&mv.to).await?;
         let mut replay = Replay::new(&dest, &self.tables).await?;
         let mut applied = mv.changes_applied;
-        // Until a batch comes back small: the rest waits for the cut-over.
-        for _ in 0..1_000 {
-            let (read, n) = replay
-                .batch(&source, &mut dest, &self.name, start, None)
-                .await?;
-            applied += i64::try_from(n).unwrap_or(i64::MAX);
-            self.note("changes_applied", applied).await?;
-            if read < usize::try_from(BATCH / 4).unwrap_or(0) {
-                break;
-            }
-            if let Some(mv) = get(&self.control, self.org).await? {
-                if mv.error.as_deref() == Some(ABORT_REQUESTED) {
-                    return Ok(()); // the run loop aborts
-                }
-                (self.progress)(&mv);
-            }
+        if !self
+            .keep_up(&source, &mut dest, &mut replay, start, &mut applied)
+            .await?
+        {
+            return Ok(()); // the run loop aborts
         }
         let n = self
             .checkpoint(mv, &source, &mut dest, &mut replay, start)
             .await?;
         applied += i64::try_from(n).unwrap_or(i64::MAX);
         self.note("changes_applied", applied).await?;
+        // The content check of a large org takes a while, and the org's writers go on: what
+        // they wrote meanwhile is replayed now, not under the fence.
+        if !self
+            .keep_up(&source, &mut dest, &mut replay, start, &mut applied)
+            .await?
+        {
+            return Ok(());
+        }
         self.cut_over(mv, &source, &mut dest, &mut replay, start, applied)
             .await
+    }
+
+    /// Replays the slot until a batch comes back small (the rest waits for the cut-over).
+    /// `false`: an abort was asked for.
+    async fn keep_up(
+        &self,
+        source: &Side,
+        dest: &mut Side,
+        replay: &mut Replay,
+        start: u64,
+        applied: &mut i64,
+    ) -> Result<bool> {
+        for _ in 0..1_000 {
+            let (read, n) = replay.batch(source, dest, &self.name, start, None).await?;
+            *applied += i64::try_from(n).unwrap_or(i64::MAX);
+            self.note("changes_applied", *applied).await?;
+            if read < usize::try_from(BATCH / 4).unwrap_or(0) {
+                break;
+            }
+            if let Some(mv) = get(&self.control, self.org).await? {
+                if mv.error.as_deref() == Some(ABORT_REQUESTED) {
+                    return Ok(false);
+                }
+                (self.progress)(&mv);
+            }
+        }
+        Ok(true)
     }
 
     async fn cut_over(

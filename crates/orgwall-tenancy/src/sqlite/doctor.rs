@@ -17,7 +17,56 @@ pub(crate) fn check(
     let mut f = Findings::new(catalog);
     walls(conn, &mut f)?;
     directory(conn, catalog, files, &mut f)?;
+    move_leftovers(conn, &running_moves(conn)?, &mut f)?;
     Ok(f.found)
+}
+
+/// The orgs with a move recorded, as the hex digits their move objects are named with.
+fn running_moves(conn: &rusqlite::Connection) -> Result<Vec<String>> {
+    let mut st = conn
+        .prepare("SELECT org_id FROM placement_moves")
+        .map_err(e)?;
+    let rows = st.query_map([], |r| r.get::<_, String>(0)).map_err(e)?;
+    Ok(rows
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(e)?
+        .into_iter()
+        .map(|o| o.replace('-', ""))
+        .collect())
+}
+
+/// What an abandoned move leaves in a file: its change log (`orgwall_move_log_<org>`) and
+/// the triggers that fill it (`orgwall_move_<org>_<table>_{i,u,d}`, which tax every write
+/// to those tables), for an org with no move recorded. Checked in the control file (moves
+/// out of the shared tables) and in every org file (moves out of a file).
+fn move_leftovers(
+    conn: &rusqlite::Connection,
+    running: &[String],
+    f: &mut Findings<'_>,
+) -> Result<()> {
+    let mut st = conn
+        .prepare(
+            "SELECT type, name FROM sqlite_master WHERE name LIKE 'orgwall\\_move\\_%' ESCAPE '\\'",
+        )
+        .map_err(e)?;
+    let objects: Vec<(String, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(e)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(e)?;
+    for (kind, name) in objects {
+        let hex = match name.strip_prefix(super::mover::LOG) {
+            Some(h) => h,
+            None => name.get(13..45).unwrap_or(""),
+        };
+        if !running.iter().any(|r| r == hex) {
+            f.add(
+                &name,
+                format!("{kind} of a move that no longer runs: drop it"),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Checks the walls of the file `conn` is open on (the control file, or an org's own
@@ -284,6 +333,7 @@ fn directory(
         return Ok(());
     }
     let placed = super::placement::placed(conn)?;
+    let running = running_moves(conn)?;
     // A running move has the org in two places until it is done: its org and its files.
     let moving: Vec<(String, Option<String>, Option<String>)> = {
         let mut st = conn
@@ -325,7 +375,8 @@ fn directory(
         f.placement_database(name);
         let checked = walls(&placed_conn, f)
             .and_then(|()| projection_in_step(conn, &placed_conn, org, f))
-            .and_then(|()| only_its_org(&placed_conn, catalog, org, f));
+            .and_then(|()| only_its_org(&placed_conn, catalog, org, f))
+            .and_then(|()| move_leftovers(&placed_conn, &running, f));
         f.control();
         checked?;
     }
