@@ -149,6 +149,25 @@ async fn check_in(tx: &mut Tx, org: OrgId, q: Quota) -> Result<()> {
     Ok(())
 }
 
+/// Takes the org's usage row lock before deleting rows it counts (PostgreSQL; SQLite's
+/// single writer needs none). Creates take it in their quota check before inserting, so
+/// every writer of counted rows takes it first: a ticket create holding it while it waits
+/// for its project's key, and that project's delete holding the project while its
+/// cascade's trigger waits for the row, would otherwise deadlock.
+pub async fn lock_for_delete(tx: &mut TenantTx<'_>) -> Result<()> {
+    if tx.kind() != BackendKind::Postgres {
+        return Ok(());
+    }
+    let org = tx.org_id();
+    tx.data()
+        .execute(
+            "SELECT 1 FROM org_usage WHERE org_id = $1 FOR UPDATE",
+            params![org],
+        )
+        .await?;
+    Ok(())
+}
+
 /// The org's limits and use.
 pub async fn usage(tx: &mut TenantTx<'_>) -> Result<Usage> {
     let org = tx.org_id();

@@ -894,3 +894,60 @@ async fn an_org_deleted_while_it_moves_leaves_nothing_behind() {
     assert_eq!(n, 0);
     assert_eq!(db.doctor().await.unwrap(), vec![]);
 }
+
+// A reader whose transaction began before the flip reads the org whole to its end: the
+// cleanup waits for it before removing the old copy (before, a second statement after
+// the cleanup found the org's rows gone: a partial org). A reader begun after the flip,
+// whose scope learned the old route and is not checked against the access generations,
+// reads the directory in its first flight and follows the org.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_begun_before_the_flip_sees_the_org_whole() {
+    let one = PgCluster::start(LOGICAL);
+    let (db, d, _url) = world(&one).await;
+    let scope = access::verify_member(&db, d.bob, d.globex).await.unwrap();
+    let before = all_tickets(&db, &scope).await.unwrap().len();
+    assert!(before > 0);
+    let mut old = db.read(&scope).await.unwrap();
+    let first = tickets::list(&mut old, &tickets::TicketFilter::default(), 500, None)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), before);
+    placement::start_move(&db, d.globex, Kind::Database(None))
+        .await
+        .unwrap();
+    let db2 = db.clone();
+    let mover = tokio::spawn(async move { placement::run_move(&db2, d.globex, &|_| {}).await });
+    // The flip happens; the cleanup then waits for the old reader.
+    let t0 = Instant::now();
+    loop {
+        let kind = placement::show(&db, d.globex).await.unwrap().kind;
+        if kind == "database" {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "never flipped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !mover.is_finished(),
+        "the cleanup did not wait for the old reader"
+    );
+    let again = tickets::list(&mut old, &tickets::TicketFilter::default(), 500, None)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), before, "the old reader saw a partial org");
+    old.commit().await.unwrap();
+    mover.await.unwrap().unwrap();
+    // The same scope (it learned the shared tables) reads where the org is now.
+    let now = all_tickets(&db, &scope).await.unwrap();
+    assert_eq!(now.len(), before);
+    assert_eq!(db.doctor().await.unwrap(), vec![]);
+    // The usage counters came along (copied into a database of its own with their
+    // triggers off, not counted twice).
+    let mut tx = db.read(&scope).await.unwrap();
+    let used = orgwall_store::quota::usage(&mut tx).await.unwrap().used;
+    let projects = projects::list(&mut tx, 1000, None).await.unwrap().len();
+    tx.commit().await.unwrap();
+    assert_eq!(used.tickets, before as i64);
+    assert_eq!(used.projects, projects as i64);
+}

@@ -1428,10 +1428,15 @@ async fn a_write_with_a_route_learned_before_placing_follows_the_org() {
     assert_eq!(t.owner_count_for(org.id, "projects", "true").await, 1);
     // Into a database of its own, and back out: a scope that learned the route before
     // the change writes where the org is now (its data plane begun on the org's database,
-    // or let go for the control database's tables), in the same transaction.
-    for (name, slug) in [("Hooli", "hooli"), ("Pied Piper", "pied-piper")] {
+    // or let go for the control database's tables), in the same transaction; also one
+    // opened before the change (its data plane on a database then dropped under it).
+    for (name, slug, out, opened_before) in [
+        ("Hooli", "hooli", false, false),
+        ("Pied Piper", "pied-piper", true, false),
+        ("Initrode", "initrode", false, true),
+        ("Raviga", "raviga", true, true),
+    ] {
         let (org, owner) = new_org(db, d.carol, name, slug).await;
-        let out = slug == "pied-piper";
         if out {
             placement::set(db, org.id, Kind::Database(None))
                 .await
@@ -1443,8 +1448,15 @@ async fn a_write_with_a_route_learned_before_placing_follows_the_org() {
         } else {
             Kind::Database(None)
         };
+        let early = match opened_before {
+            true => Some(db.write(&owner).await.unwrap()),
+            false => None,
+        };
         placement::set(db, org.id, to).await.unwrap();
-        let mut tx = db.write(&owner).await.unwrap();
+        let mut tx = match early {
+            Some(tx) => tx,
+            None => db.write(&owner).await.unwrap(),
+        };
         orgwall_store::repo::projects::create(&mut tx, "NEW", "New", "")
             .await
             .unwrap();

@@ -103,8 +103,10 @@ async fn a_scoped_read_is_one_round_trip() {
     // Cold: statements are prepared on this connection first (extra turns, once).
     let cold = turns_of(&wire, detail_read(&db, &scope, ticket, &gate)).await;
     assert!(cold.len() >= SCOPED_READ.len(), "cold read: {cold:?}");
-    // Warm: every statement is cached on the connection.
+    // Warm: every statement is cached on the connection; each request's scope comes from
+    // the access cache (no round trip) with its generations, checked in the prelude.
     for _ in 0..3 {
+        let scope = access::verify_member(&db, d.alice, d.acme).await.unwrap();
         let warm = turns_of(&wire, detail_read(&db, &scope, ticket, &gate)).await;
         assert_eq!(
             warm, SCOPED_READ,
@@ -113,6 +115,12 @@ async fn a_scoped_read_is_one_round_trip() {
              got {warm:?})"
         );
     }
+    // A later transaction of a scope whose checks were confirmed reads the org's
+    // directory entry instead (a move may have retired its route since): one more
+    // request, still one round trip.
+    turns_of(&wire, detail_read(&db, &scope, ticket, &gate)).await; // prepares it
+    let later = turns_of(&wire, detail_read(&db, &scope, ticket, &gate)).await;
+    assert_eq!(later, [SCOPED_READ[0] + 1, SCOPED_READ[1]]);
 }
 
 #[tokio::test]
@@ -132,6 +140,8 @@ async fn a_scoped_write_and_a_second_statement_count_as_expected() {
     // A second statement in the transaction is one more round trip of one request: the
     // counter sees the difference (the proxy is not just counting transactions).
     turns_of(&wire, two_statements(&db, &scope, &gate)).await;
+    // A request's own scope, its generations checked in the first flight.
+    let scope = access::verify_member(&db, d.alice, d.acme).await.unwrap();
     let got = turns_of(&wire, two_statements(&db, &scope, &gate)).await;
     let mut expected = vec![SCOPED_READ[0], 1];
     expected.extend_from_slice(&SCOPED_READ[1..]);

@@ -631,13 +631,14 @@ impl Db {
             _ => None,
         };
         // What can find the org placed elsewhere in its first flight: an access check, or
-        // a write's directory read after the fence (PostgreSQL; SQLite checks below).
+        // the directory read in it (a write's after the fence; PostgreSQL; SQLite checks
+        // below).
         let router = match backend {
-            Backend::Pg(_) if recheck.is_some() || mode == Mode::Write => Some(Box::new(Router {
+            Backend::Pg(_) => Some(Box::new(Router {
                 db: self.clone(),
                 route: scope.route_cell(),
             })),
-            _ => None,
+            Backend::Sqlite(_) => None,
         };
         let route = settings.route.clone();
         let mut tx = self
@@ -718,7 +719,7 @@ pub(crate) struct Recheck {
 /// How a routed tenant transaction on PostgreSQL follows its org when its first flight
 /// finds the org placed elsewhere (a move's cut-over, a `placement set`, found after the
 /// write fence or by a stale access check): the route is read again and the transaction
-/// begun again there before anything was answered to its caller (see [`Tx::reroute`]).
+/// begun again there before anything was answered to its caller (see [`Tx::verify_again`]).
 pub(crate) struct Router {
     db: Db,
     /// The scope's route: replaced by the one read again (a placement change also bumps
@@ -856,48 +857,55 @@ impl Tx {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(route.clone());
         let before = self.data.as_ref().map(|d| d.route.clone());
-        if let TxInner::Pg(t) = &mut self.inner {
-            t.set_checks(checks, route.clone()).await?;
-        }
         let now_in_database = matches!(route, Route::Database { .. });
         let relaid = match &before {
             Some(r) => *r != route,
             None => now_in_database,
         };
-        if !relaid {
-            return Ok(Settled::Again);
+        // The new data plane first: if it cannot be opened, the transaction is left as it
+        // was (its first flight unsent, on the old route), so sending anything again finds
+        // the route stale again, never a data statement on the wrong plane.
+        let data = match relaid {
+            true => {
+                let (mode, settings) = self.settings_for(&route)?;
+                Some(Box::pin(db.placement(&route, mode, &settings)).await?)
+            }
+            false => None,
+        };
+        if let TxInner::Pg(t) = &mut self.inner {
+            t.set_checks(checks, route).await?;
         }
-        Box::pin(self.reroute(&db, route)).await?;
+        let Some(data) = data else {
+            return Ok(Settled::Again);
+        };
+        // The transaction on the database the org left (if any) is dropped unsent or
+        // with its ROLLBACK queued (see `PgTx`'s drop). A move's cut-over held the fence
+        // this write waited at, so the new placement holds every acknowledged write.
+        self.data = data;
+        tracing::info!(org_id = %org, "the org was placed elsewhere: the transaction follows it");
         Ok(Settled::Rerouted)
     }
 
-    /// Puts this transaction's data plane where `route` says (after a stale first flight,
-    /// see [`Tx::verify_again`]): the transaction on the database the org left (if any) is
-    /// rolled back, one on its new database (if any) is begun with the control
-    /// transaction's settings. A move's cut-over held the fence this write waited at, so
-    /// the new placement holds every acknowledged write: nothing is lost, nothing fails.
-    async fn reroute(&mut self, db: &Db, route: Route) -> Result<()> {
+    /// This transaction's mode and first-flight settings with `route` (the data plane
+    /// of a transaction that follows its org, see [`Tx::verify_again`]).
+    fn settings_for(&self, route: &Route) -> Result<(Mode, Settings)> {
         let TxInner::Pg(t) = &self.inner else {
             return Err(Error::Internal("rerouted on SQLite".into()));
         };
-        let (mode, settings) = (t.mode(), t.pending_settings());
-        let Some(settings) = settings else {
+        let Some(mut settings) = t.pending_settings() else {
             return Err(Error::Internal(
                 "rerouted after the first flight was answered".into(),
             ));
         };
-        // Dropped unsent, or with its ROLLBACK queued (see `PgTx`'s drop).
-        self.data = None;
-        self.data = db.placement(&route, mode, &settings).await?;
-        tracing::info!(org_id = ?self.org, "the org was placed elsewhere: the transaction follows it");
-        Ok(())
+        settings.route = route.clone();
+        Ok((t.mode(), settings))
     }
 
     /// Whether the next data-plane operation of an org in a database of its own must ride
     /// beside a control flight (see [`Tx::both`]): the scope's access check is pending,
-    /// or the write has not passed its org's fence yet.
+    /// or the route check (a write's after its org's fence) has not been sent yet.
     fn checking(&self) -> bool {
-        self.recheck.is_some() || matches!(&self.inner, TxInner::Pg(t) if t.fence_unsent())
+        self.recheck.is_some() || matches!(&self.inner, TxInner::Pg(t) if t.route_unsent())
     }
 
     /// Runs `op` on the control transaction, sent again while the scope is found stale.
@@ -1004,7 +1012,7 @@ impl Tx {
         // the placement an org is leaving after the drain. (Every data statement of such a
         // write rides beside that flight, see [`Tx::checking`]: one still unsent here
         // means nothing was written yet, and a route found stale now just moves this
-        // empty transaction along, see [`Tx::reroute`].)
+        // empty transaction along, see [`Tx::verify_again`].)
         if matches!(
             self.data.as_deref(),
             Some(Placed {
@@ -1144,7 +1152,11 @@ impl Tx {
                 _ => return Err(Error::Internal("no data plane of its own".into())),
             };
             let stale = matches!(&c, Err(Error::Refused(code, _)) if *code == STALE);
-            if stale {
+            let settled = Box::pin(self.settle(&c)).await?;
+            if stale && settled == Settled::Again {
+                // The same database again: what the data flight did is rolled back and
+                // its first flight sent anew. (Rerouted: that transaction is gone, and its
+                // database may be too.)
                 if let Some(Placed {
                     tx: PlacedTx::Pg(d),
                     settings,
@@ -1154,7 +1166,7 @@ impl Tx {
                     d.restart(settings.clone()).await?;
                 }
             }
-            match Box::pin(self.settle(&c)).await? {
+            match settled {
                 Settled::Done => {
                     let c = c?;
                     let c = if std::ptr::eq(sent, BARE) {

@@ -191,16 +191,16 @@ pub(crate) fn check_shape(t: &TableShape, backend: Backend, f: &mut Findings<'_>
     if !org_fk {
         f.add(name, "no foreign key org_id -> orgs(id) ON DELETE CASCADE");
     }
-    // (org_id, id) for rows other rows may point at; (org_id) alone for a table of one
-    // row per org (the usage counters).
-    let keyed = t
-        .indexes
-        .iter()
-        .any(|(_, cols, unique)| *unique && cols.first().is_some_and(|c| c == "org_id"));
+    // (org_id, id) for rows other rows may point at; (org_id) alone only for a derived
+    // table of one row per org (the usage counters, which nothing points at).
+    let one_per_org = f.catalog.is_derived(&t.logical);
+    let keyed = t.indexes.iter().any(|(_, cols, unique)| {
+        *unique && cols.first().is_some_and(|c| c == "org_id") && (cols.len() >= 2 || one_per_org)
+    });
     if !keyed {
         f.add(
             name,
-            "no primary or unique key leading with org_id, e.g. (org_id, id), or (org_id) for one row per org",
+            "no primary or unique key leading with org_id, e.g. (org_id, id) (or (org_id) for a derived table of one row per org)",
         );
     }
     for (cols, rt, rcols, cascade) in &t.fks {

@@ -15,7 +15,10 @@
 -- cascade of many rows updates the row once per org.
 --
 -- A decrement only updates (never inserts): the org's row may already be gone (deleting
--- an org, emptying a placement), and a missing row reads as zeros. The functions are
+-- an org, emptying a placement), and a missing row reads as zeros; a row back at zero is
+-- deleted. Every writer of counted rows takes the row's lock first (a create in its
+-- quota check, a delete before deleting: `quota::lock_for_delete`), so a create waiting
+-- for a project's key and that project's delete waiting for the row cannot deadlock. The functions are
 -- SECURITY INVOKER: they write as the writer, under its policy.
 
 CREATE TABLE org_usage (
@@ -25,6 +28,16 @@ CREATE TABLE org_usage (
     storage_bytes bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (org_id)
 );
+
+-- An org that uses nothing has no row (an emptied org is empty: `placement set` and the
+-- doctor look for any row of the org). Called by the delete triggers; the org's row is
+-- the one their UPDATE just locked.
+CREATE FUNCTION orgwall_usage_forget_empty() RETURNS void
+LANGUAGE sql SECURITY INVOKER AS $$
+    DELETE FROM org_usage
+    WHERE org_id = nullif(current_setting('app.org_id', true), '')::uuid
+      AND projects = 0 AND tickets = 0 AND storage_bytes = 0;
+$$;
 
 CREATE FUNCTION orgwall_usage_projects_insert() RETURNS trigger
 LANGUAGE plpgsql SECURITY INVOKER AS $$
@@ -42,6 +55,7 @@ BEGIN
     UPDATE org_usage u SET projects = u.projects - d.n
     FROM (SELECT o.org_id, count(*) AS n FROM orgwall_old_rows o GROUP BY o.org_id) d
     WHERE u.org_id = d.org_id;
+    PERFORM orgwall_usage_forget_empty();
     RETURN NULL;
 END
 $$;
@@ -62,6 +76,7 @@ BEGIN
     UPDATE org_usage u SET tickets = u.tickets - d.n
     FROM (SELECT o.org_id, count(*) AS n FROM orgwall_old_rows o GROUP BY o.org_id) d
     WHERE u.org_id = d.org_id;
+    PERFORM orgwall_usage_forget_empty();
     RETURN NULL;
 END
 $$;
@@ -82,6 +97,7 @@ BEGIN
     UPDATE org_usage u SET storage_bytes = u.storage_bytes - d.n
     FROM (SELECT o.org_id, sum(o.size_bytes) AS n FROM orgwall_old_rows o GROUP BY o.org_id) d
     WHERE u.org_id = d.org_id;
+    PERFORM orgwall_usage_forget_empty();
     RETURN NULL;
 END
 $$;

@@ -5,7 +5,8 @@
 -- rows they count, after the guard triggers checked those rows), never exported, and
 -- counted again by these triggers in an org file a move copies rows into. A decrement
 -- only updates: the org's row may be gone already (a purge, a move emptying a
--- placement); a missing row reads as zeros.
+-- placement); a missing row reads as zeros, and a row back at zero is deleted (an
+-- emptied org is empty).
 
 CREATE TABLE org_usage_rows (
     org_id TEXT NOT NULL REFERENCES orgs (id) ON DELETE CASCADE,
@@ -21,6 +22,8 @@ CREATE TRIGGER orgwall_usage_projects_rows_ins AFTER INSERT ON projects_rows BEG
 END;
 CREATE TRIGGER orgwall_usage_projects_rows_del AFTER DELETE ON projects_rows BEGIN
     UPDATE org_usage_rows SET projects = projects - 1 WHERE org_id = OLD.org_id;
+    DELETE FROM org_usage_rows WHERE org_id = OLD.org_id
+        AND projects = 0 AND tickets = 0 AND storage_bytes = 0;
 END;
 CREATE TRIGGER orgwall_usage_tickets_rows_ins AFTER INSERT ON tickets_rows BEGIN
     INSERT INTO org_usage_rows (org_id, tickets) VALUES (NEW.org_id, 1)
@@ -28,6 +31,8 @@ CREATE TRIGGER orgwall_usage_tickets_rows_ins AFTER INSERT ON tickets_rows BEGIN
 END;
 CREATE TRIGGER orgwall_usage_tickets_rows_del AFTER DELETE ON tickets_rows BEGIN
     UPDATE org_usage_rows SET tickets = tickets - 1 WHERE org_id = OLD.org_id;
+    DELETE FROM org_usage_rows WHERE org_id = OLD.org_id
+        AND projects = 0 AND tickets = 0 AND storage_bytes = 0;
 END;
 CREATE TRIGGER orgwall_usage_files_rows_ins AFTER INSERT ON files_rows BEGIN
     INSERT INTO org_usage_rows (org_id, storage_bytes) VALUES (NEW.org_id, NEW.size_bytes)
@@ -36,6 +41,8 @@ END;
 CREATE TRIGGER orgwall_usage_files_rows_del AFTER DELETE ON files_rows BEGIN
     UPDATE org_usage_rows SET storage_bytes = storage_bytes - OLD.size_bytes
     WHERE org_id = OLD.org_id;
+    DELETE FROM org_usage_rows WHERE org_id = OLD.org_id
+        AND projects = 0 AND tickets = 0 AND storage_bytes = 0;
 END;
 CREATE TRIGGER orgwall_usage_files_rows_upd AFTER UPDATE OF size_bytes ON files_rows
 WHEN OLD.size_bytes IS NOT NEW.size_bytes BEGIN

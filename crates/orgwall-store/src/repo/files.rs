@@ -139,6 +139,8 @@ pub async fn list(
 pub async fn delete(tx: &mut TenantTx<'_>, id: FileId) -> Result<FileMeta> {
     let f = get(tx, id).await?;
     let org = tx.org_id();
+    // The usage row first, as creates take it (see `quota::lock_for_delete`).
+    crate::quota::lock_for_delete(tx).await?;
     let n = tx
         .data()
         .execute(

@@ -158,6 +158,8 @@ pub async fn update(
 /// Deletes a project and (by cascade) its tickets.
 pub async fn delete(tx: &mut TenantTx<'_>, id: ProjectId) -> Result<()> {
     let org = tx.org_id();
+    // The usage row first, as creates take it (see `quota::lock_for_delete`).
+    crate::quota::lock_for_delete(tx).await?;
     let n = tx
         .data()
         .execute(

@@ -400,6 +400,8 @@ pub async fn update(tx: &mut TenantTx<'_>, id: TicketId, patch: TicketPatch) -> 
 /// Deletes a ticket (its comments and history go with it).
 pub async fn delete(tx: &mut TenantTx<'_>, id: TicketId) -> Result<()> {
     let org = tx.org_id();
+    // The usage row first, as creates take it (see `quota::lock_for_delete`).
+    crate::quota::lock_for_delete(tx).await?;
     let n = tx
         .data()
         .execute(

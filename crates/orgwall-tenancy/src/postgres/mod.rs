@@ -1106,13 +1106,26 @@ impl PgTx {
         // An org-scoped write on the control database first waits at the org's write
         // fence, then reads where the directory places the org (after the wait: a
         // statement of its own, so a snapshot of its own).
+        //
+        // A read whose scope is not checked against the access generations (verified for
+        // this request, or a job's) reads the directory in its flight too, without the
+        // fence: it never follows a route a move retired since the scope learned it (a
+        // checked scope learns that from its generation, which the flip bumps).
         let fenced = match (how.fence, how.mode, settings.org) {
             (true, Mode::Write, Some(org)) if settings.routed => Some((
-                obj.prepare_cached(FENCE_SQL).await.map_err(map_err)?,
+                Some(obj.prepare_cached(FENCE_SQL).await.map_err(map_err)?),
                 obj.prepare_cached(ROUTE_SQL).await.map_err(map_err)?,
                 org.uuid(),
                 org.to_string(),
             )),
+            (true, Mode::Read, Some(org)) if settings.routed && settings.checks.is_empty() => {
+                Some((
+                    None,
+                    obj.prepare_cached(ROUTE_SQL).await.map_err(map_err)?,
+                    org.uuid(),
+                    org.to_string(),
+                ))
+            }
             _ => None,
         };
         // Boxed, and only for such a write: it keeps every other flight's future small.
@@ -1131,8 +1144,13 @@ impl PgTx {
             Box::pin(async move {
                 let fp: [&(dyn ToSql + Sync); 1] = [text];
                 let rp: [&(dyn ToSql + Sync); 1] = [id];
-                let (f, r) =
-                    futures::join!(client.execute(fence, &fp), client.query_opt(route, &rp));
+                let fencing = async {
+                    match fence {
+                        Some(fence) => client.execute(fence, &fp).await.map(Some),
+                        None => Ok(None),
+                    }
+                };
+                let (f, r) = futures::join!(fencing, client.query_opt(route, &rp));
                 f?;
                 r
             }) as Fenced<'_>
@@ -1400,12 +1418,17 @@ impl PgTx {
     /// Whether this is an org-scoped control write that has not sent its first flight (so
     /// has not passed its org's write fence yet).
     pub(crate) fn fence_unsent(&self) -> bool {
+        matches!(self.mode, Mode::Write) && self.route_unsent()
+    }
+
+    /// Whether this routed control transaction has not sent its first flight, which reads
+    /// its org's directory entry (a write's after the fence; a read's when its scope is
+    /// not checked against the access generations, see [`PgTx::flight`]).
+    pub(crate) fn route_unsent(&self) -> bool {
         self.fence
-            && matches!(self.mode, Mode::Write)
-            && self
-                .pending
-                .as_ref()
-                .is_some_and(|s| s.routed && s.org.is_some())
+            && self.pending.as_ref().is_some_and(|s| {
+                s.routed && s.org.is_some() && (self.mode == Mode::Write || s.checks.is_empty())
+            })
     }
 
     pub(crate) async fn commit(mut self) -> Result<()> {

@@ -51,6 +51,10 @@ const MOVER_LOCK: &str = "SELECT pg_try_advisory_lock(7270003, hashtext($1))";
 /// transaction is larger).
 const BATCH: i32 = 2_000;
 
+/// How long a cleanup waits for transactions that may still read the old copy (see
+/// `Mover::wait_for_old_readers`).
+const OLD_READERS_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// The slot and publication name of `org`'s move.
 pub(crate) fn move_name(org: OrgId) -> String {
     format!("orgwall_move_{}", org.uuid().simple())
@@ -1132,6 +1136,9 @@ impl Mover<'_> {
     /// row.
     async fn finish(&self, mv: &Move, flipped: bool) -> Result<()> {
         self.drop_replication(&mv.from).await?;
+        if flipped {
+            self.wait_for_old_readers(&mv.from).await?;
+        }
         self.drop_placement(if flipped { &mv.from } else { &mv.to })
             .await?;
         self.control
@@ -1144,17 +1151,66 @@ impl Mover<'_> {
         Ok(())
     }
 
-    async fn drop_replication(&self, from: &Route) -> Result<()> {
-        let source = match self.side(from).await {
-            Ok(s) => s,
-            // A database dropped already (a cleanup run again): nothing of ours is left there.
+    /// Waits until every transaction that may still read the old copy has ended: those
+    /// begun before now in the database that holds it. A reader that learned the old route
+    /// before the flip reads there until its transaction ends, and sees the org whole; a
+    /// later one reads the directory in its first flight (or finds its cached access
+    /// stale) and follows the new route. Bounded: past [`OLD_READERS_WAIT`] the cleanup
+    /// fails and is run again later (by the move's job), naming what it waits for.
+    async fn wait_for_old_readers(&self, from: &Route) -> Result<()> {
+        let Some(side) = self.old_side(from).await? else {
+            return Ok(());
+        };
+        let cutoff: String = side
+            .client
+            .query_one("SELECT now()::text", &[])
+            .await
+            .map_err(map_err)?
+            .get(0);
+        let began = std::time::Instant::now();
+        loop {
+            let open: i64 = side
+                .client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()
+                       AND backend_type = 'client backend' AND xact_start < $1::text::timestamptz",
+                    &[&cutoff],
+                )
+                .await
+                .map_err(map_err)?
+                .get(0);
+            if open == 0 {
+                return Ok(());
+            }
+            if began.elapsed() > OLD_READERS_WAIT {
+                return Err(Error::Unavailable(format!(
+                    "{open} transaction(s) begun before organization {}'s move flipped are still open where its old copy is; the cleanup runs again later",
+                    self.org
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The placement a move leaves, or `None` if it is a database dropped already (a
+    /// cleanup run again: nothing of the move is left there).
+    async fn old_side(&self, from: &Route) -> Result<Option<Side>> {
+        match self.side(from).await {
+            Ok(s) => Ok(Some(s)),
             Err(e)
                 if matches!(from, Route::Database { .. })
                     && e.to_string().contains("does not exist") =>
             {
-                return Ok(())
+                Ok(None)
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn drop_replication(&self, from: &Route) -> Result<()> {
+        let Some(source) = self.old_side(from).await? else {
+            return Ok(());
         };
         source
             .client
@@ -1386,6 +1442,7 @@ impl Replay {
         let mut last_end: Option<u64> = None;
         let mut n = 0usize;
         let mut users: Vec<uuid::Uuid> = Vec::new();
+        let mut steps: Vec<Step> = Vec::new();
         for r in &rows {
             let data: &[u8] = r.get(0);
             match pgoutput::parse(data)? {
@@ -1408,7 +1465,7 @@ impl Replay {
                 }
                 Message::Other => {}
                 change if !skip => {
-                    self.apply(&tx, &change, &mut users).await?;
+                    self.apply(&tx, &change, &mut users, &mut steps).await?;
                     n += 1;
                 }
                 _ => {}
@@ -1419,6 +1476,7 @@ impl Replay {
                 "logical decoding returned part of a transaction".into(),
             ));
         }
+        run_steps(&tx, steps).await?;
         if self.projects && !users.is_empty() {
             users.sort_unstable();
             users.dedup();
@@ -1440,11 +1498,13 @@ impl Replay {
         Ok((rows.len(), n))
     }
 
+    /// The steps that replay `change` (appended to `out`; statements prepared once).
     async fn apply(
         &mut self,
         tx: &tokio_postgres::Transaction<'_>,
         change: &Message,
         users: &mut Vec<uuid::Uuid>,
+        out: &mut Vec<Step>,
     ) -> Result<()> {
         let (rel, old, new) = match change {
             Message::Insert { rel, new } => (*rel, None, Some(new)),
@@ -1616,25 +1676,49 @@ impl Replay {
                     s
                 }
             };
-            let refs: Vec<&(dyn ToSql + Sync)> =
-                params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
             // A delete runs with the destination's own cascades (replica mode skips them),
             // so rows derived from the deleted one (search terms, which do not travel)
             // go with it as they did in the source.
             if delete {
-                tx.batch_execute("SET LOCAL session_replication_role = origin")
-                    .await
-                    .map_err(map_err)?;
+                out.push(Step::Role("origin"));
             }
-            tx.execute(&stmt, &refs).await.map_err(map_err)?;
+            out.push(Step::Run(stmt, params));
             if delete {
-                tx.batch_execute("SET LOCAL session_replication_role = replica")
-                    .await
-                    .map_err(map_err)?;
+                out.push(Step::Role("replica"));
             }
         }
         Ok(())
     }
+}
+
+/// One statement of a replayed batch (see [`Replay::batch`]).
+enum Step {
+    /// `SET LOCAL session_replication_role` to this.
+    Role(&'static str),
+    /// A prepared statement with its parameters (as text).
+    Run(tokio_postgres::Statement, Vec<Option<String>>),
+}
+
+/// Runs a batch's steps in order, pipelined: all written to the connection back to back
+/// (polled in order, so sent and run in order) and answered together, instead of a round
+/// trip per change. A failure fails the batch (its transaction is rolled back; the batch
+/// is read again from the slot).
+async fn run_steps(tx: &tokio_postgres::Transaction<'_>, steps: Vec<Step>) -> Result<()> {
+    let runs = steps.into_iter().map(|step| async move {
+        match step {
+            Step::Role(role) => {
+                tx.batch_execute(&format!("SET LOCAL session_replication_role = {role}"))
+                    .await
+            }
+            Step::Run(stmt, params) => {
+                let refs: Vec<&(dyn ToSql + Sync)> =
+                    params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+                tx.execute(&stmt, &refs).await.map(|_| ())
+            }
+        }
+    });
+    futures::future::try_join_all(runs).await.map_err(map_err)?;
+    Ok(())
 }
 
 /// Logical decoding reads only WAL flushed to disk; a commit made with `synchronous_commit
