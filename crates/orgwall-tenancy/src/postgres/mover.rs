@@ -1228,6 +1228,61 @@ impl Mover<'_> {
         Ok(())
     }
 
+    /// Deletes the org's rows from the shared tables (its old copy after the flip, or the
+    /// destination of an aborted move), children before parents, in batches of
+    /// [`DELETE_BATCH`] rows each committed on its own and paced like the copy
+    /// ([`MoveOptions::copy_bytes_per_sec`], counting the deleted rows' bytes): one
+    /// transaction deleting a large org's millions of rows held the other orgs' writers
+    /// back for as long as it ran. Nothing reads these rows any more (the directory names
+    /// another placement and the readers begun before the flip have ended), so the
+    /// batches' in-between states are never seen; a cleanup stopped between two batches
+    /// deletes the rest when it runs again. Foreign-key triggers are skipped
+    /// (`session_replication_role = replica`: the order keeps the rows consistent); the
+    /// usage counters' ALWAYS triggers still count each batch down.
+    ///
+    /// [`MoveOptions::copy_bytes_per_sec`]: crate::placement::MoveOptions
+    async fn delete_shared_rows(&self) -> Result<()> {
+        let side = self.side(&Route::Shared).await?;
+        let c = side.client;
+        c.batch_execute("SET session_replication_role = replica")
+            .await
+            .map_err(map_err)?;
+        c.execute(
+            "SELECT set_config('app.org_id', $1, false)",
+            &[&self.org.to_string()],
+        )
+        .await
+        .map_err(map_err)?;
+        let mut pacer = crate::placement::Pacer::new(self.opts);
+        let all: Vec<&'static str> = self.catalog.data_tables().collect();
+        for t in all.iter().rev() {
+            let table = format!("{}.{}", q(&side.schema), q(t));
+            let batch = c
+                .prepare(&format!(
+                    "WITH gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY(
+                         SELECT ctid FROM {table} WHERE org_id = $1 LIMIT {DELETE_BATCH}))
+                       RETURNING pg_column_size({table}.*) AS size)
+                     SELECT count(*), coalesce(sum(size), 0)::int8 FROM gone"
+                ))
+                .await
+                .map_err(map_err)?;
+            loop {
+                let row = c
+                    .query_one(&batch, &[&self.org.uuid()])
+                    .await
+                    .map_err(map_err)?;
+                let (rows, bytes): (i64, i64) = (row.get(0), row.get(1));
+                if rows == 0 {
+                    break;
+                }
+                if let Some(wait) = pacer.sent(usize::try_from(bytes).unwrap_or(0)) {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Removes a copy of the org the directory does not name (a destination of an aborted
     /// move, a source after the flip).
     async fn drop_placement(&self, route: &Route) -> Result<()> {
@@ -1240,30 +1295,7 @@ impl Mover<'_> {
             )));
         }
         match route {
-            Route::Shared => {
-                let side = self.side(route).await?;
-                let mut c = side.client;
-                let tx = c.transaction().await.map_err(map_err)?;
-                tx.batch_execute("SET LOCAL session_replication_role = replica")
-                    .await
-                    .map_err(map_err)?;
-                tx.execute(
-                    "SELECT set_config('app.org_id', $1, true)",
-                    &[&self.org.to_string()],
-                )
-                .await
-                .map_err(map_err)?;
-                let all: Vec<&'static str> = self.catalog.data_tables().collect();
-                for t in all.iter().rev() {
-                    tx.execute(
-                        &format!("DELETE FROM {}.{} WHERE org_id = $1", q(&side.schema), q(t)),
-                        &[&self.org.uuid()],
-                    )
-                    .await
-                    .map_err(map_err)?;
-                }
-                tx.commit().await.map_err(map_err)?;
-            }
+            Route::Shared => self.delete_shared_rows().await?,
             Route::Schema(s) => {
                 if !crate::placement::is_schema_name(s) {
                     return Err(Error::Internal(format!("{s:?} is not a placement schema")));
@@ -1283,6 +1315,9 @@ impl Mover<'_> {
         Ok(())
     }
 }
+
+/// Rows a cleanup deletes from a shared table per statement (and per transaction).
+const DELETE_BATCH: usize = 20_000;
 
 /// Empties the destination of the org's rows (a copy run again starts from nothing).
 async fn empty(
