@@ -539,6 +539,15 @@ async fn a_mover_stopped_dead_in_any_phase_resumes_or_aborts() {
             .unwrap();
         assert!(kill_in(&db, d.globex, phase).await, "never reached {phase}");
         let now = placement::show(&db, d.globex).await.unwrap().kind;
+        // Not placed anew while it moves: its copies are the mover's until the move ends
+        // (a cleanup deletes the old copy's shared rows in batches).
+        let e = placement::set(&db, d.globex, Kind::Shared)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, Error::Conflict("move_running", _)),
+            "{phase}: {e}"
+        );
         if phase == "cleanup" {
             let err = placement::abort_move(&db, d.globex).await.unwrap_err();
             assert!(matches!(err, Error::Conflict("move_flipped", _)), "{err}");
@@ -783,6 +792,11 @@ async fn sqlite_an_org_moves_between_shared_and_its_file_while_in_use() {
         Kind::Shared
     };
     placement::start_move(&db, d.globex, other).await.unwrap();
+    // Not placed anew while it moves (its copies are the mover's until the move ends).
+    let e = placement::set(&db, d.globex, Kind::Shared)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Conflict("move_running", _)), "{e}");
     assert!(placement::abort_move(&db, d.globex).await.unwrap());
     assert_eq!(placement::show(&db, d.globex).await.unwrap().kind, now);
     assert!(placement::moves(&db).await.unwrap().is_empty());
@@ -950,4 +964,92 @@ async fn a_reader_begun_before_the_flip_sees_the_org_whole() {
     tx.commit().await.unwrap();
     assert_eq!(used.tickets, before as i64);
     assert_eq!(used.projects, projects as i64);
+}
+
+/// A large org leaves the shared tables in batches (issue 13): its old copy there is
+/// deleted 20,000 rows at a time, paced, in key order; with 3,000 more tickets (about
+/// 30,000 search-term rows: more than one batch) nothing of it is left in any shared
+/// table after the move out, nor after an aborted move back in (whose half-made copy in
+/// the shared tables goes the same way), and Acme's rows are untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_org_leaves_the_shared_tables_in_batches() {
+    let one = PgCluster::start(LOGICAL);
+    let (db, d, url) = world(&one).await;
+    let c = client(&url).await;
+    let project: uuid::Uuid = c
+        .query_one(
+            "SELECT id FROM projects WHERE org_id = $1 ORDER BY id LIMIT 1",
+            &[&d.globex.uuid()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    c.execute(
+        "INSERT INTO tickets (org_id, id, project_id, title, body, status, created_at, updated_at)
+         SELECT $1, gen_random_uuid(), $2, 'bulk ticket ' || g || ' login invoice export',
+                'body ' || g || ' alpha bravo charlie delta echo', 'open', now(), now()
+         FROM generate_series(1, 3000) g",
+        &[&d.globex.uuid(), &project],
+    )
+    .await
+    .unwrap();
+    let tables: Vec<&str> = orgwall_store::catalog().data_tables().collect();
+    let counts = |org: OrgId| {
+        let (c, tables) = (&c, tables.clone());
+        async move {
+            let mut out = Vec::new();
+            for t in tables {
+                let n: i64 = c
+                    .query_one(
+                        &format!("SELECT count(*) FROM public.{t} WHERE org_id = $1"),
+                        &[&org.uuid()],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                out.push((t, n));
+            }
+            out
+        }
+    };
+    let terms = counts(d.globex)
+        .await
+        .into_iter()
+        .find(|(t, _)| *t == "ticket_terms")
+        .map(|(_, n)| n);
+    assert!(terms > Some(20_000), "more than one batch: {terms:?}");
+    let acme = counts(d.acme).await;
+    let scope = access::verify_member(&db, d.bob, d.globex).await.unwrap();
+    let before = all_tickets(&db, &scope).await.unwrap().len();
+    let paced = placement::MoveOptions {
+        copy_bytes_per_sec: Some(100_000_000),
+    };
+    placement::start_move(&db, d.globex, Kind::Database(None))
+        .await
+        .unwrap();
+    placement::run_move_with(&db, d.globex, paced, &|_| {})
+        .await
+        .unwrap();
+    let nothing: Vec<(&str, i64)> = tables.iter().map(|t| (*t, 0)).collect();
+    assert_eq!(counts(d.globex).await, nothing, "left in the shared tables");
+    assert_eq!(counts(d.acme).await, acme, "Acme's rows");
+    let scope = access::verify_member(&db, d.bob, d.globex).await.unwrap();
+    assert_eq!(all_tickets(&db, &scope).await.unwrap().len(), before);
+
+    // Back towards the shared tables, aborted after its copy: that copy goes in batches.
+    placement::start_move(&db, d.globex, Kind::Shared)
+        .await
+        .unwrap();
+    assert!(kill_in(&db, d.globex, "catch_up").await);
+    assert!(counts(d.globex).await.iter().any(|(_, n)| *n > 0), "copied");
+    abort(&db, d.globex).await;
+    assert_eq!(counts(d.globex).await, nothing, "left in the shared tables");
+    assert_eq!(counts(d.acme).await, acme, "Acme's rows");
+    assert_eq!(
+        placement::show(&db, d.globex).await.unwrap().kind,
+        "database"
+    );
+    let scope = access::verify_member(&db, d.bob, d.globex).await.unwrap();
+    assert_eq!(all_tickets(&db, &scope).await.unwrap().len(), before);
+    assert_eq!(db.doctor().await.unwrap(), vec![]);
 }

@@ -1229,7 +1229,8 @@ async fn one_connection_budget_per_server_holds_under_load() {
     )
     .await
     .unwrap();
-    let most = under_load(&small, &orgs, &names, d.carol).await;
+    let admin = orgwall_testkit::admin_url();
+    let most = under_load(&small, &orgs, &admin, &names, d.carol).await;
     assert!(
         most <= 2,
         "{most} connections to the placement databases, budget 2"
@@ -1238,13 +1239,13 @@ async fn one_connection_budget_per_server_holds_under_load() {
     // Its connections gone (the budget is per instance), the test database's own
     // instance: its budget is its control pool's size, 4.
     for _ in 0..500 {
-        if sessions_on(&names).await == 0 {
+        if sessions_on(&admin, &names).await == 0 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    assert_eq!(sessions_on(&names).await, 0);
-    let most = under_load(&t.db, &orgs, &names, d.carol).await;
+    assert_eq!(sessions_on(&admin, &names).await, 0);
+    let most = under_load(&t.db, &orgs, &admin, &names, d.carol).await;
     assert!(
         most <= 4,
         "{most} connections to the placement databases, budget 4"
@@ -1256,9 +1257,89 @@ async fn one_connection_budget_per_server_holds_under_load() {
     assert_eq!(total, 320, "every acknowledged write is there, once");
 }
 
-/// Sessions on the databases `names` now.
-async fn sessions_on(names: &[String]) -> i64 {
-    let (c, conn) = tokio_postgres::connect(&orgwall_testkit::admin_url(), tokio_postgres::NoTls)
+/// A target server's own connection budget (`placement target add/set --max-connections`)
+/// bounds an instance's connections there in place of its `--db-max-connections`: eight
+/// databases on a second server with a budget of 2, an instance whose own budget is 16.
+/// Bad budgets are refused with nothing changed; `default` clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_has_a_connection_budget_of_its_own() {
+    let t = TestDb::with_pool(BackendKind::Postgres, 4).await;
+    let d = Demo::load(&t.db).await;
+    let second = orgwall_testkit::cluster::PgCluster::start(&[]);
+    for bad in [0, placement::MAX_TARGET_CONNECTIONS + 1] {
+        let e = placement::add_target_with(&t.db, "second", &second.url, Some(bad))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Validation(_)), "{e}");
+    }
+    assert!(placement::targets(&t.db).await.unwrap().is_empty());
+    let added = placement::add_target_with(&t.db, "second", &second.url, Some(5))
+        .await
+        .unwrap();
+    assert_eq!(added.max_connections, Some(5));
+    let e = placement::set_target_budget(&t.db, "second", Some(0))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Validation(_)), "{e}");
+    let e = placement::set_target_budget(&t.db, "nowhere", Some(2))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::NotFound), "{e}");
+    assert_eq!(
+        placement::targets(&t.db).await.unwrap()[0].max_connections,
+        Some(5),
+        "a refused change changes nothing"
+    );
+    let cleared = placement::set_target_budget(&t.db, "second", None)
+        .await
+        .unwrap();
+    assert_eq!(cleared.max_connections, None);
+    placement::set_target_budget(&t.db, "second", Some(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        placement::targets(&t.db).await.unwrap()[0].max_connections,
+        Some(2)
+    );
+
+    let mut orgs = Vec::new();
+    for i in 0..8 {
+        let slug = format!("remote{i}");
+        let (org, _) = new_org(&t.db, d.carol, &slug, &slug).await;
+        placement::set(&t.db, org.id, Kind::Database(Some("second".into())))
+            .await
+            .unwrap();
+        orgs.push(org.id);
+    }
+    let names: Vec<String> = orgs.iter().map(|o| placement::database_name(*o)).collect();
+    // An instance whose own budget (16) would let it open far more.
+    let big = Db::open(
+        &DbConfig::Postgres {
+            url: t.url.clone(),
+            app_role: orgwall_store::db::DEFAULT_APP_ROLE.into(),
+            pool_size: 16,
+            placement_budget: Some(16),
+        },
+        orgwall_store::catalog(),
+    )
+    .await
+    .unwrap();
+    let most = under_load(&big, &orgs, &second.url, &names, d.carol).await;
+    assert!(
+        (1..=2).contains(&most),
+        "{most} connections to the target's placement databases, its budget 2"
+    );
+    drop(big);
+    let mut total = 0;
+    for o in &orgs {
+        total += t.owner_count_for(*o, "notes", "true").await;
+    }
+    assert_eq!(total, 160, "every acknowledged write is there, once");
+}
+
+/// Sessions on the databases `names` of the server `admin` logs into, now.
+async fn sessions_on(admin: &str, names: &[String]) -> i64 {
+    let (c, conn) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
@@ -1272,11 +1353,12 @@ async fn sessions_on(names: &[String]) -> i64 {
 }
 
 /// Sixteen workers writing and reading notes in `orgs` (each in a database of its own)
-/// through `db`, ten times each: the most sessions `pg_stat_activity` showed on the
-/// databases `names` meanwhile.
+/// through `db`, ten times each: the most sessions `pg_stat_activity` of the server
+/// `admin` logs into showed on the databases `names` meanwhile.
 async fn under_load(
     db: &Db,
     orgs: &[orgwall_core::OrgId],
+    admin: &str,
     names: &[String],
     carol: orgwall_core::UserId,
 ) -> i64 {
@@ -1286,7 +1368,7 @@ async fn under_load(
     let most = Arc::new(AtomicI64::new(0));
     let sampler = {
         let (stop, most, names) = (stop.clone(), most.clone(), names.to_vec());
-        let admin = orgwall_testkit::admin_url();
+        let admin = admin.to_owned();
         tokio::spawn(async move {
             let (c, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
                 .await

@@ -43,7 +43,8 @@ pub enum DbConfig {
         /// Connections in the pool.
         pool_size: usize,
         /// The connections the pools of placement databases may hold together on each
-        /// server (the control server, each target; `--db-max-connections`); `None`: as
+        /// server (the control server, each target without a budget of its own:
+        /// [`crate::placement::set_target_budget`]; `--db-max-connections`); `None`: as
         /// many as `pool_size`.
         placement_budget: Option<usize>,
     },
@@ -367,9 +368,22 @@ impl Db {
         &self,
         name: &str,
         url: &str,
+        max_connections: Option<u32>,
     ) -> Result<crate::placement::Target> {
         match &self.backend {
-            Backend::Pg(p) => p.add_target(name, url).await,
+            Backend::Pg(p) => p.add_target(name, url, max_connections).await,
+            Backend::Sqlite(_) => Err(no_targets()),
+        }
+    }
+
+    /// See [`crate::placement::set_target_budget`].
+    pub(crate) async fn set_target_budget(
+        &self,
+        name: &str,
+        max_connections: Option<u32>,
+    ) -> Result<crate::placement::Target> {
+        match &self.backend {
+            Backend::Pg(p) => p.set_target_budget(name, max_connections).await,
             Backend::Sqlite(_) => Err(no_targets()),
         }
     }

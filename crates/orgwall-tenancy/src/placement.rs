@@ -475,6 +475,22 @@ pub struct Target {
     pub shown: String,
     /// When it was registered.
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// The connections each instance may hold to the placement databases on it, together
+    /// (`None`: the instance's own `--db-max-connections`, as on the control server).
+    pub max_connections: Option<u32>,
+}
+
+/// The largest per-target connection budget (the column's check says the same).
+pub const MAX_TARGET_CONNECTIONS: u32 = 10_000;
+
+/// Checks a target's connection budget: 1 to [`MAX_TARGET_CONNECTIONS`].
+fn check_target_budget(max: Option<u32>) -> Result<()> {
+    match max {
+        Some(n) if !(1..=MAX_TARGET_CONNECTIONS).contains(&n) => Err(Error::Validation(format!(
+            "max connections {n} must be from 1 to {MAX_TARGET_CONNECTIONS}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Checks a target's name: a lowercase letter, then lowercase letters, digits and
@@ -500,8 +516,35 @@ pub fn check_target_name(name: &str) -> Result<()> {
 /// that login create databases and roles (what placing an org there takes). A taken
 /// name is refused. Errors and listings never show the URL's password.
 pub async fn add_target(db: &Db, name: &str, url: &str) -> Result<Target> {
+    add_target_with(db, name, url, None).await
+}
+
+/// [`add_target`] with a connection budget of its own (`--max-connections`; see
+/// [`set_target_budget`]).
+pub async fn add_target_with(
+    db: &Db,
+    name: &str,
+    url: &str,
+    max_connections: Option<u32>,
+) -> Result<Target> {
     check_target_name(name)?;
-    db.add_target(name, url).await
+    check_target_budget(max_connections)?;
+    db.add_target(name, url, max_connections).await
+}
+
+/// Sets (or, with `None`, clears) a target's connection budget: the connections each
+/// instance may hold to the placement databases on that server together, in place of the
+/// instance's `--db-max-connections` (operators: `orgwall placement target set NAME
+/// --max-connections N|default`). An instance reads it when it first connects to the
+/// server, so a change reaches running instances at their restart.
+pub async fn set_target_budget(
+    db: &Db,
+    name: &str,
+    max_connections: Option<u32>,
+) -> Result<Target> {
+    check_target_name(name)?;
+    check_target_budget(max_connections)?;
+    db.set_target_budget(name, max_connections).await
 }
 
 /// The registered target servers, by name, without credentials.
@@ -513,6 +556,19 @@ pub async fn targets(db: &Db) -> Result<Vec<Target>> {
 pub async fn remove_target(db: &Db, name: &str) -> Result<()> {
     check_target_name(name)?;
     db.remove_target(name).await
+}
+
+/// Refuses to place `org` while it is moving (`phase`: its move's): a move's copies are
+/// the mover's until its cleanup has ended (after the flip, the old copy's rows are deleted
+/// in paced batches; placing the org back there meanwhile would serve it half of them).
+pub(crate) fn moving_refusal(org: OrgId, phase: Option<String>) -> Result<()> {
+    match phase {
+        None => Ok(()),
+        Some(phase) => Err(Error::Conflict(
+            "move_running",
+            format!("organization {org} is moving (phase {phase}): it is placed anew once its move has ended (see orgwall placement list); nothing changed"),
+        )),
+    }
 }
 
 /// Refuses to place `org` elsewhere while its `current` placement holds rows (`holding`:
@@ -608,7 +664,8 @@ pub async fn run_move_with(
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MoveOptions {
     /// The copy's pace: at most this many bytes of row data per second (PostgreSQL: the
-    /// binary COPY stream; SQLite: the values copied), so that the copy leaves the
+    /// binary COPY stream, and the rows a cleanup deletes from the shared tables; SQLite:
+    /// the values copied), so that the copy leaves the
     /// servers' CPU and disks to the other orgs (a copy at full speed on a small machine
     /// raises everyone's latency while it runs). `None`: as fast as the servers go. A
     /// slower copy holds the source's snapshot (and so its vacuum horizon) longer.

@@ -50,7 +50,8 @@ struct Cli {
 
     /// PostgreSQL only: the connections the pools of placement databases (orgs in a
     /// database of their own) may hold together on each server, the control server and
-    /// each target, per instance (default: the control pool's size, 16). Past it, the
+    /// each target without a budget of its own (`placement target set NAME
+    /// --max-connections N`), per instance (default: the control pool's size, 16). Past it, the
     /// least recently used idle pool is closed, or a request waits up to 10 s, then 503.
     #[arg(long, env = "ORGWALL_DB_MAX_CONNECTIONS", global = true, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     db_max_connections: Option<u32>,
@@ -219,9 +220,9 @@ enum PlacementCommand {
         /// Run the move here and wait for its end (Ctrl-C or a crash leaves it to the job).
         #[arg(long, conflicts_with = "abort")]
         wait: bool,
-        /// Pace the copy to at most this many megabytes of rows per second, leaving the
-        /// servers to the other orgs meanwhile (default: as fast as they go). Give it again
-        /// when resuming.
+        /// Pace the copy (and the cleanup's deletes from the shared tables) to at most
+        /// this many megabytes of rows per second, leaving the servers to the other orgs
+        /// meanwhile (default: as fast as they go). Give it again when resuming.
         #[arg(long, value_name = "MB_PER_SEC", conflicts_with = "abort",
               value_parser = clap::value_parser!(u64).range(1..=100_000))]
         copy_rate: Option<u64>,
@@ -274,6 +275,19 @@ enum TargetCommand {
         /// environment variable: a command line is visible to every user of the machine.
         #[arg(env = "ORGWALL_TARGET_URL", hide_env_values = true)]
         url: String,
+        /// The connections each instance may hold to the placement databases on this
+        /// server together (default: the instance's --db-max-connections).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        max_connections: Option<u32>,
+    },
+    /// Change a server's connection budget (running instances read it at their restart).
+    Set {
+        /// Its name.
+        name: String,
+        /// The connections each instance may hold to the placement databases on this
+        /// server together, or `default` (the instance's --db-max-connections).
+        #[arg(long)]
+        max_connections: String,
     },
     /// The registered servers (without credentials).
     List,
@@ -282,6 +296,14 @@ enum TargetCommand {
         /// Its name.
         name: String,
     },
+}
+
+/// A target's connection budget, as the CLI shows it.
+fn target_budget(t: &orgwall_store::placement::Target) -> String {
+    match t.max_connections {
+        Some(n) => format!("at most {n} connections per instance"),
+        None => "the instance's --db-max-connections".into(),
+    }
 }
 
 /// A move's state in one line.
@@ -824,16 +846,53 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 },
                 PlacementCommand::Target { cmd } => match cmd {
-                    TargetCommand::Add { name, url } => {
-                        let t = placement::add_target(&db, name, url).await?;
-                        println!("target {} registered: {}", t.name, t.shown);
+                    TargetCommand::Add {
+                        name,
+                        url,
+                        max_connections,
+                    } => {
+                        let t =
+                            placement::add_target_with(&db, name, url, *max_connections).await?;
+                        println!(
+                            "target {} registered: {} ({})",
+                            t.name,
+                            t.shown,
+                            target_budget(&t)
+                        );
+                    }
+                    TargetCommand::Set {
+                        name,
+                        max_connections,
+                    } => {
+                        let max = match max_connections.as_str() {
+                            "default" => None,
+                            n => Some(n.parse::<u32>().map_err(|_| {
+                                anyhow::anyhow!(
+                                    "--max-connections takes a number from 1 to 10000 or `default`, not {n:?}"
+                                )
+                            })?),
+                        };
+                        let t = placement::set_target_budget(&db, name, max).await.map_err(
+                            |e| match e {
+                                orgwall_core::Error::NotFound => {
+                                    anyhow::anyhow!("no target named {name:?}")
+                                }
+                                other => other.into(),
+                            },
+                        )?;
+                        println!(
+                            "target {}: {} (running instances take it at their restart)",
+                            t.name,
+                            target_budget(&t)
+                        );
                     }
                     TargetCommand::List => {
                         for t in placement::targets(&db).await? {
                             println!(
-                                "{:<16} {}  (since {})",
+                                "{:<16} {}  ({}; since {})",
                                 t.name,
                                 t.shown,
+                                target_budget(&t),
                                 t.created_at.format("%Y-%m-%d %H:%M UTC")
                             );
                         }

@@ -250,3 +250,77 @@ fn serve_demo_on_the_embedded_default() {
     assert!(ok);
     assert!(out.contains("already present"), "{out}");
 }
+
+/// A target's connection budget from the command line (PostgreSQL): given at `add`,
+/// changed and cleared by `target set`, shown by `target list`; a bad value is one line
+/// and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_connection_budget_is_set_and_shown() {
+    let t = orgwall_testkit::TestDb::new(orgwall_store::BackendKind::Postgres).await;
+    let url = t.url.clone();
+    let cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--database-url", url.as_str()]);
+        run(&all)
+    };
+    let (ok, out, err) = cli(&[
+        "placement",
+        "target",
+        "add",
+        "here",
+        &url,
+        "--max-connections",
+        "8",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("at most 8 connections per instance"), "{out}");
+    for bad in ["0", "lots", "10001"] {
+        let (ok, _, err) = cli(&[
+            "placement",
+            "target",
+            "set",
+            "here",
+            "--max-connections",
+            bad,
+        ]);
+        assert!(!ok, "{bad} accepted");
+        assert!(
+            err.contains("max connections") || err.contains("--max-connections"),
+            "{err}"
+        );
+    }
+    let (ok, _, err) = cli(&[
+        "placement",
+        "target",
+        "set",
+        "nowhere",
+        "--max-connections",
+        "3",
+    ]);
+    assert!(!ok && err.contains("no target named \"nowhere\""), "{err}");
+    let (_, out, _) = cli(&["placement", "target", "list"]);
+    assert!(out.contains("at most 8 connections per instance"), "{out}");
+    let (ok, out, err) = cli(&[
+        "placement",
+        "target",
+        "set",
+        "here",
+        "--max-connections",
+        "3",
+    ]);
+    assert!(ok && out.contains("at most 3 connections"), "{out}{err}");
+    let (ok, out, err) = cli(&[
+        "placement",
+        "target",
+        "set",
+        "here",
+        "--max-connections",
+        "default",
+    ]);
+    assert!(ok && out.contains("--db-max-connections"), "{out}{err}");
+    let (_, out, _) = cli(&["placement", "target", "list"]);
+    assert!(
+        out.contains("here") && out.contains("the instance's --db-max-connections"),
+        "{out}"
+    );
+}

@@ -62,6 +62,12 @@ pub static MODULE: Module = Module {
             sql: include_str!("../../migrations/postgres/0006_placement_moves.sql"),
             plane: Plane::Control,
         },
+        Migration {
+            version: 7,
+            name: "target_budgets",
+            sql: include_str!("../../migrations/postgres/0007_target_budgets.sql"),
+            plane: Plane::Control,
+        },
     ],
     sqlite: &[
         Migration {
@@ -98,6 +104,12 @@ pub static MODULE: Module = Module {
             version: 6,
             name: "placement_moves",
             sql: include_str!("../../migrations/sqlite/0006_placement_moves.sql"),
+            plane: Plane::Control,
+        },
+        Migration {
+            version: 7,
+            name: "target_budgets",
+            sql: include_str!("../../migrations/sqlite/0007_target_budgets.sql"),
             plane: Plane::Control,
         },
     ],

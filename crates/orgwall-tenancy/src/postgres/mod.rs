@@ -88,7 +88,8 @@ pub(crate) struct PgDb {
 /// The pools of an instance's placement databases: one per database, opened on first use
 /// with the same login as the control database's (or the target's), under **one
 /// connection budget per server**: every connection to a placement database holds a
-/// permit of its server's budget (`budget` permits) from before it connects until its
+/// permit of its server's budget (a target's own, else `budget` permits) from before it
+/// connects until its
 /// session has ended, so the pools of one server never hold more than `budget`
 /// connections together, however many databases they serve. A pool starts with room for
 /// one connection and grows (up to `size`) only while the budget has a permit free: past
@@ -117,10 +118,11 @@ impl Placed {
     /// instead, which is shorter than connecting.
     fn grow(&self, key: &PlacedKey, pool: &Pool) {
         let st = pool.status();
-        if st.available > 0 || st.size < st.max_size || st.max_size >= self.size {
+        let budget = self.budget_of(&key.0, None);
+        if st.available > 0 || st.size < st.max_size || st.max_size >= self.size.min(budget.total) {
             return;
         }
-        let room = self.budget_of(&key.0).permits.available_permits() > 0
+        let room = budget.permits.available_permits() > 0
             || self
                 .pools
                 .lock()
@@ -138,15 +140,18 @@ impl Placed {
         }
     }
 
-    /// The budget of `server`.
-    fn budget_of(&self, server: &Option<Arc<str>>) -> Arc<Budget> {
+    /// The budget of `server`: made on first use with `own` permits (the target's own
+    /// budget) or the instance's.
+    fn budget_of(&self, server: &Option<Arc<str>>, own: Option<usize>) -> Arc<Budget> {
         self.budgets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry(server.clone())
             .or_insert_with(|| {
+                let total = own.unwrap_or(self.budget).max(1);
                 Arc::new(Budget {
-                    permits: tokio::sync::Semaphore::new(self.budget),
+                    permits: tokio::sync::Semaphore::new(total),
+                    total,
                     waiting: std::sync::atomic::AtomicUsize::new(0),
                 })
             })
@@ -207,6 +212,8 @@ async fn end_session(client: &tokio_postgres::Client) {
 /// One server's connection budget: a permit per connection to a placement database there.
 struct Budget {
     permits: tokio::sync::Semaphore,
+    /// Its permits in all (one database's pool grows to at most this many).
+    total: usize,
     /// Connections waiting for a permit longer than [`STARVING`]. While there are any, a
     /// connection of this server taken out of its pool idle gives its permit up instead
     /// of serving ([`yield_to_waiters`]): busy databases cannot starve another one. (Not
@@ -500,9 +507,9 @@ impl PgDb {
             url: url.into(),
             placed: {
                 // A quarter of the control pool per database (at least 2), never more
-                // than the whole budget of a server.
+                // than the whole budget of its server (see `grow`).
                 let budget = placement_budget.max(1);
-                let size = pool_size.div_ceil(4).max(2).min(budget);
+                let size = pool_size.div_ceil(4).max(2);
                 let placed = Arc::new(Placed {
                     pools: std::sync::Mutex::default(),
                     logins: std::sync::Mutex::default(),
@@ -629,7 +636,7 @@ impl PgDb {
         let connect = BudgetConnect {
             placed: Arc::downgrade(placed),
             key: key.clone(),
-            budget: placed.budget_of(&key.0),
+            budget: placed.budget_of(&key.0, login.budget),
         };
         // One connection to start with; more while the budget has room ([`grow`]).
         let pool = placed_pool_of(cfg, 1, connect)?;
@@ -830,9 +837,19 @@ impl PgDb {
         &self,
         name: &str,
         url: &str,
+        max_connections: Option<u32>,
     ) -> Result<crate::placement::Target> {
         let client = self.owner_client().await?;
-        placement::add_target(&client, name, url).await
+        placement::add_target(&client, name, url, max_connections).await
+    }
+
+    pub(crate) async fn set_target_budget(
+        &self,
+        name: &str,
+        max_connections: Option<u32>,
+    ) -> Result<crate::placement::Target> {
+        let client = self.owner_client().await?;
+        placement::set_target_budget(&client, name, max_connections).await
     }
 
     pub(crate) async fn targets(&self) -> Result<Vec<crate::placement::Target>> {

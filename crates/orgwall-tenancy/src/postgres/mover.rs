@@ -860,6 +860,24 @@ impl Mover<'_> {
         }
         into.commit().await.map_err(map_err)?;
         snap.commit().await.map_err(map_err)?;
+        if !dest_shared {
+            // A placement of its own, freshly filled: its statistics (the org's queries
+            // plan on them from the flip on) and its visibility map (the row counts under
+            // the cut-over's fence read the indexes alone, not millions of heap pages).
+            // Paced like the copy when the copy is (autovacuum's own cost delay).
+            if self.opts.copy_bytes_per_sec.is_some() {
+                dest.client
+                    .batch_execute("SET vacuum_cost_delay = '2ms'")
+                    .await
+                    .map_err(map_err)?;
+            }
+            for dst in &dest_tables {
+                dest.client
+                    .batch_execute(&format!("VACUUM (ANALYZE) {dst}"))
+                    .await
+                    .map_err(map_err)?;
+            }
+        }
         self.set_phase("catch_up", Some(lsn)).await
     }
 
@@ -1229,21 +1247,25 @@ impl Mover<'_> {
     }
 
     /// Deletes the org's rows from the shared tables (its old copy after the flip, or the
-    /// destination of an aborted move), children before parents, in batches of
-    /// [`DELETE_BATCH`] rows each committed on its own and paced like the copy
-    /// ([`MoveOptions::copy_bytes_per_sec`], counting the deleted rows' bytes): one
-    /// transaction deleting a large org's millions of rows held the other orgs' writers
-    /// back for as long as it ran. Nothing reads these rows any more (the directory names
-    /// another placement and the readers begun before the flip have ended), so the
+    /// destination of an aborted move) in batches of [`DELETE_BATCH`] rows, each committed
+    /// on its own and paced like the copy ([`MoveOptions::copy_bytes_per_sec`], counting
+    /// the deleted rows' bytes): one transaction deleting a large org's millions of rows
+    /// held the other orgs' writers back for as long as it ran. Each batch takes the next
+    /// rows in primary-key order after the last one deleted (so no batch walks over the
+    /// dead rows of the ones before it), and a last sweep takes any row a concurrent
+    /// update moved (a user's deletion setting its columns to NULL). Nothing reads these
+    /// rows any more (the directory names another placement, the readers begun before the
+    /// flip have ended, and the org cannot be placed anew while its move exists), so the
     /// batches' in-between states are never seen; a cleanup stopped between two batches
     /// deletes the rest when it runs again. Foreign-key triggers are skipped
-    /// (`session_replication_role = replica`: the order keeps the rows consistent); the
-    /// usage counters' ALWAYS triggers still count each batch down.
+    /// (`session_replication_role = replica`), so the order is free: tables whose rows
+    /// name members go first, since a membership cannot be removed while a row there
+    /// still names it (the rest children before parents).
     ///
     /// [`MoveOptions::copy_bytes_per_sec`]: crate::placement::MoveOptions
     async fn delete_shared_rows(&self) -> Result<()> {
         let side = self.side(&Route::Shared).await?;
-        let c = side.client;
+        let c = &side.client;
         c.batch_execute("SET session_replication_role = replica")
             .await
             .map_err(map_err)?;
@@ -1253,32 +1275,30 @@ impl Mover<'_> {
         )
         .await
         .map_err(map_err)?;
-        let mut pacer = crate::placement::Pacer::new(self.opts);
-        let all: Vec<&'static str> = self.catalog.data_tables().collect();
-        for t in all.iter().rev() {
-            let table = format!("{}.{}", q(&side.schema), q(t));
-            let batch = c
-                .prepare(&format!(
-                    "WITH gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY(
-                         SELECT ctid FROM {table} WHERE org_id = $1 LIMIT {DELETE_BATCH}))
-                       RETURNING pg_column_size({table}.*) AS size)
-                     SELECT count(*), coalesce(sum(size), 0)::int8 FROM gone"
-                ))
+        let members = format!("{}.memberships", q(&side.schema));
+        let mut order = Vec::new();
+        for t in self
+            .catalog
+            .data_tables()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            let names_members: bool = c
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE contype = 'f'
+                       AND conrelid = to_regclass($1) AND confrelid = to_regclass($2))",
+                    &[&side.table(t), &members],
+                )
                 .await
-                .map_err(map_err)?;
-            loop {
-                let row = c
-                    .query_one(&batch, &[&self.org.uuid()])
-                    .await
-                    .map_err(map_err)?;
-                let (rows, bytes): (i64, i64) = (row.get(0), row.get(1));
-                if rows == 0 {
-                    break;
-                }
-                if let Some(wait) = pacer.sent(usize::try_from(bytes).unwrap_or(0)) {
-                    tokio::time::sleep(wait).await;
-                }
-            }
+                .map_err(map_err)?
+                .get(0);
+            order.push((!names_members, t));
+        }
+        order.sort_by_key(|(later, _)| *later); // stable: children before parents
+        let mut pacer = crate::placement::Pacer::new(self.opts);
+        for (_, t) in order {
+            delete_org_rows(c, &side.table(t), self.org, &mut pacer).await?;
         }
         Ok(())
     }
@@ -1318,6 +1338,86 @@ impl Mover<'_> {
 
 /// Rows a cleanup deletes from a shared table per statement (and per transaction).
 const DELETE_BATCH: usize = 20_000;
+
+/// Deletes `org`'s rows from the shared table `table` in batches of [`DELETE_BATCH`] in
+/// its primary key's order (see [`Mover::delete_shared_rows`]), then sweeps what is left.
+async fn delete_org_rows(
+    c: &Client,
+    table: &str,
+    org: OrgId,
+    pacer: &mut crate::placement::Pacer,
+) -> Result<()> {
+    // The key's columns after org_id, in the index's order, with their types.
+    let key: Vec<(String, String)> = c
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
+             FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+             WHERE i.indrelid = to_regclass($1) AND i.indisprimary ORDER BY k.n",
+            &[&table],
+        )
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .filter(|(name, _): &(String, String)| name != "org_id")
+        .collect();
+    let sweep = format!("DELETE FROM {table} WHERE org_id = $1");
+    let id = org.uuid();
+    if key.is_empty() {
+        c.execute(&sweep, &[&id]).await.map_err(map_err)?;
+        return Ok(());
+    }
+    let cols: Vec<String> = key.iter().map(|(n, _)| format!("b.{}", q(n))).collect();
+    let cols = cols.join(", ");
+    let bound: Vec<String> = key
+        .iter()
+        .enumerate()
+        .map(|(i, (_, ty))| format!("${}::text::{ty}", i + 2))
+        .collect();
+    let descending: Vec<String> = key.iter().map(|(n, _)| format!("{} DESC", q(n))).collect();
+    let last: Vec<String> = key.iter().map(|(n, _)| format!("{}::text", q(n))).collect();
+    let batch = |after: &str| {
+        format!(
+            "WITH batch AS MATERIALIZED (
+                 SELECT b.ctid AS at, {cols} FROM {table} b WHERE b.org_id = $1 {after}
+                 ORDER BY {cols} LIMIT {DELETE_BATCH}),
+             gone AS (DELETE FROM {table} d WHERE d.ctid = ANY(ARRAY(SELECT at FROM batch))
+                      RETURNING pg_column_size(d.*) AS size)
+             SELECT (SELECT count(*) FROM gone), (SELECT coalesce(sum(size), 0)::int8 FROM gone),
+                    (SELECT ARRAY[{last}] FROM batch ORDER BY {descending} LIMIT 1)",
+            last = last.join(", "),
+            descending = descending.join(", "),
+        )
+    };
+    let first = c.prepare(&batch("")).await.map_err(map_err)?;
+    let next = c
+        .prepare(&batch(&format!("AND ({cols}) > ({})", bound.join(", "))))
+        .await
+        .map_err(map_err)?;
+    let mut after: Option<Vec<String>> = None;
+    loop {
+        let row = match &after {
+            None => c.query_one(&first, &[&id]).await,
+            Some(k) => {
+                let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id];
+                params.extend(k.iter().map(|v| v as &(dyn ToSql + Sync)));
+                c.query_one(&next, &params).await
+            }
+        }
+        .map_err(map_err)?;
+        let (rows, bytes): (i64, i64) = (row.get(0), row.get(1));
+        if rows == 0 {
+            break;
+        }
+        after = row.get::<_, Option<Vec<String>>>(2);
+        if let Some(wait) = pacer.sent(usize::try_from(bytes).unwrap_or(0)) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    c.execute(&sweep, &[&id]).await.map_err(map_err)?;
+    Ok(())
+}
 
 /// Empties the destination of the org's rows (a copy run again starts from nothing).
 async fn empty(

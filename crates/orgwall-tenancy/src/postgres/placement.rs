@@ -56,6 +56,7 @@ pub(crate) async fn server_login(
                 .parse()
                 .map_err(|_| Error::Internal("the login URL does not parse".into()))?,
             shown: super::describe_login(control_url),
+            budget: None,
         }),
     }
 }
@@ -174,6 +175,16 @@ pub(crate) async fn place(
         Some(k) => Route::from_parts(&k, row.get(1), row.get(2))?,
         None => Route::Shared,
     };
+    // A move's start locks the org row too, so none begins after this read.
+    let moving = tx
+        .query_opt(
+            "SELECT phase FROM placement_moves WHERE org_id = $1",
+            &[&org.uuid()],
+        )
+        .await
+        .map_err(map_err)?
+        .map(|r| r.get(0));
+    crate::placement::moving_refusal(org, moving)?;
     let wanted = match &kind {
         Kind::Shared => Route::Shared,
         Kind::Schema => Route::Schema(schema_name(org).into()),
@@ -398,6 +409,7 @@ pub(crate) async fn add_target(
     client: &tokio_postgres::Client,
     name: &str,
     url: &str,
+    max_connections: Option<u32>,
 ) -> Result<crate::placement::Target> {
     let bad = |why: String| Error::Validation(format!("target {name}: {why}"));
     let cfg: tokio_postgres::Config = url
@@ -450,9 +462,10 @@ pub(crate) async fn add_target(
     }
     let created = client
         .query_opt(
-            "INSERT INTO placement_targets (name, url, created_at) VALUES ($1, $2, now())
+            "INSERT INTO placement_targets (name, url, created_at, max_connections)
+             VALUES ($1, $2, now(), $3)
              ON CONFLICT (name) DO NOTHING RETURNING created_at",
-            &[&name, &url],
+            &[&name, &url, &budget_column(max_connections)],
         )
         .await
         .map_err(map_err)?
@@ -466,7 +479,43 @@ pub(crate) async fn add_target(
         name: name.to_owned(),
         shown,
         created_at: created.get(0),
+        max_connections,
     })
+}
+
+/// A budget as the column holds it.
+fn budget_column(max_connections: Option<u32>) -> Option<i32> {
+    max_connections.map(|n| i32::try_from(n).unwrap_or(i32::MAX))
+}
+
+/// A target as `SELECT name, url, created_at, max_connections` reads it.
+fn target_of(r: &tokio_postgres::Row) -> crate::placement::Target {
+    crate::placement::Target {
+        name: r.get(0),
+        shown: super::describe_login(r.get(1)),
+        created_at: r.get(2),
+        max_connections: r
+            .get::<_, Option<i32>>(3)
+            .and_then(|n| u32::try_from(n).ok()),
+    }
+}
+
+/// Sets or clears a target's connection budget.
+pub(crate) async fn set_target_budget(
+    client: &tokio_postgres::Client,
+    name: &str,
+    max_connections: Option<u32>,
+) -> Result<crate::placement::Target> {
+    client
+        .query_opt(
+            "UPDATE placement_targets SET max_connections = $2 WHERE name = $1
+             RETURNING name, url, created_at, max_connections",
+            &[&name, &budget_column(max_connections)],
+        )
+        .await
+        .map_err(map_err)?
+        .map(|r| target_of(&r))
+        .ok_or(Error::NotFound)
 }
 
 /// The registered targets, without credentials.
@@ -475,19 +524,12 @@ pub(crate) async fn targets(
 ) -> Result<Vec<crate::placement::Target>> {
     let rows = client
         .query(
-            "SELECT name, url, created_at FROM placement_targets ORDER BY name",
+            "SELECT name, url, created_at, max_connections FROM placement_targets ORDER BY name",
             &[],
         )
         .await
         .map_err(map_err)?;
-    Ok(rows
-        .iter()
-        .map(|r| crate::placement::Target {
-            name: r.get(0),
-            shown: super::describe_login(r.get(1)),
-            created_at: r.get(2),
-        })
-        .collect())
+    Ok(rows.iter().map(target_of).collect())
 }
 
 /// Removes a target no placement names.
@@ -572,6 +614,9 @@ async fn revoke_projection(tx: &tokio_postgres::Transaction<'_>, app_role: &str)
 pub(crate) struct Login {
     pub(crate) cfg: tokio_postgres::Config,
     pub(crate) shown: String,
+    /// The server's connection budget, if it has one of its own (a target's
+    /// `max_connections`).
+    pub(crate) budget: Option<usize>,
 }
 
 /// What a placement database's projection holds for its org.
@@ -688,7 +733,7 @@ pub(crate) async fn target_login(
 ) -> Result<Login> {
     let row = client
         .query_opt(
-            "SELECT url FROM placement_targets WHERE name = $1",
+            "SELECT url, max_connections FROM placement_targets WHERE name = $1",
             &[&name],
         )
         .await
@@ -705,5 +750,8 @@ pub(crate) async fn target_login(
     Ok(Login {
         cfg,
         shown: super::describe_login(&url),
+        budget: row
+            .get::<_, Option<i32>>(1)
+            .and_then(|n| usize::try_from(n).ok()),
     })
 }

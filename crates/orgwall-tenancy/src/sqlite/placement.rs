@@ -17,6 +17,7 @@ use crate::migrate::quote_ident;
 use crate::module::Catalog;
 use crate::placement::{database_name, is_database_name, Kind, Route};
 use orgwall_core::{Error, OrgId, Result};
+use rusqlite::OptionalExtension;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -347,6 +348,15 @@ pub(crate) fn place(db: &SqliteDb, catalog: &Catalog, org: OrgId, kind: &Kind) -
         Some(k) => Route::from_parts(&k, location, None)?,
         None => Route::Shared,
     };
+    let moving: Option<String> = tx
+        .query_row(
+            "SELECT phase FROM placement_moves WHERE org_id = ?1",
+            [org.to_string()],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(internal)?;
+    crate::placement::moving_refusal(org, moving)?;
     let missing = match &current {
         Route::Database { name, .. } => !files.path(name)?.exists(),
         _ => false,
