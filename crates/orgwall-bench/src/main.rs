@@ -731,6 +731,9 @@ fn real_main() -> Result<()> {
             .worker_threads(2)
             .enable_all()
             .build()?;
+        // The mover's own lines (where each cut-over's fence time went) with
+        // TEST_LOG=orgwall_tenancy::postgres::mover=info.
+        orgwall_testkit::init_logs();
         let runs = rt.block_on(moves::run(&args.moves, args.move_copy_rate, say))?;
         let (commit, _) = report::commit();
         let command: Vec<String> = std::env::args().collect();
