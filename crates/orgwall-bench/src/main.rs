@@ -19,6 +19,7 @@ mod placed;
 mod report;
 mod seed;
 mod server;
+mod sessions;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -264,6 +265,17 @@ impl Ctx<'_> {
             "touched {} orgs in {secs:.1} s ({failed} failed)",
             targets.len()
         ));
+        Ok(())
+    }
+
+    /// Stops a sampler of `pg_stat_activity`, says its peaks and notes them in the report.
+    fn sessions(&mut self, (what, s): (String, sessions::Sampler)) -> Result<()> {
+        let peak = self.rt.block_on(s.finish())?;
+        let line = format!("{what}: {peak}");
+        say(&line);
+        self.report
+            .notes
+            .push(format!("Sessions (pg_stat_activity) {line}."));
         Ok(())
     }
 
@@ -563,12 +575,30 @@ fn compare_placements(
 ) -> Result<()> {
     let args = ctx.args;
     let ids: Vec<uuid::Uuid> = seeded.iter().map(|o| o.id).collect();
+    let databases: Vec<String> = ids
+        .iter()
+        .map(|&id| orgwall_store::placement::database_name(orgwall_core::OrgId::from_uuid(id)))
+        .collect();
+    let control = url::Url::parse(url)?
+        .path()
+        .trim_start_matches('/')
+        .to_owned();
+    let rt = ctx.rt;
+    let sample = |what: String| {
+        let (control, databases) = (control.clone(), databases.clone());
+        rt.block_on(async move {
+            // The control database's URL is a superuser's: it sees every session.
+            let s = sessions::Sampler::start(url, &control, databases).await?;
+            anyhow::Ok((what, s))
+        })
+    };
     for round in 1..=args.rounds.max(1) {
         let mut order = args.placements.clone();
         if round % 2 == 0 {
             order.reverse();
         }
         for p in order {
+            let placing = sample(format!("placing {orgs} orgs in {}", p.kind()))?;
             let secs = ctx
                 .rt
                 .block_on(placed::place_all(url, &args.app_role, &ids, &p.kind()))?;
@@ -576,6 +606,11 @@ fn compare_placements(
                 "{orgs} orgs placed in {} (rows and all) in {secs:.1} s",
                 p.kind()
             ));
+            ctx.sessions(placing)?;
+            let serving = sample(format!(
+                "serving {orgs} orgs in {} (round {round})",
+                p.kind()
+            ))?;
             let server = Server::start(&args.orgwall_bin, &Backend::Postgres(url, dir))?;
             let r = (|| -> Result<()> {
                 ctx.touch(&server, targets)?;
@@ -596,6 +631,7 @@ fn compare_placements(
                 say(format!("server log:\n{}", server.log_tail()));
             }
             server.stop()?;
+            ctx.sessions(serving)?;
             r?;
         }
     }
