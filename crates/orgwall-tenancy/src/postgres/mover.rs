@@ -935,7 +935,15 @@ impl Mover<'_> {
         applied += i64::try_from(n).unwrap_or(i64::MAX);
         self.note("changes_applied", applied).await?;
         // The content check of a large org takes a while, and the org's writers go on: what
-        // they wrote meanwhile is replayed now, not under the fence.
+        // they wrote meanwhile is replayed now, not under the fence; then once more past a
+        // restart point marked now, so the fence's reads of the slot start from there.
+        if !self
+            .keep_up(&source, &mut dest, &mut replay, start, &mut applied)
+            .await?
+        {
+            return Ok(());
+        }
+        mark_restart_point(&source, &self.name).await;
         if !self
             .keep_up(&source, &mut dest, &mut replay, start, &mut applied)
             .await?
@@ -957,7 +965,9 @@ impl Mover<'_> {
         applied: &mut i64,
     ) -> Result<bool> {
         for _ in 0..1_000 {
-            let (read, n) = replay.batch(source, dest, &self.name, start, None).await?;
+            let (read, n) = replay
+                .batch(source, dest, &self.name, start, None, Advance::Always)
+                .await?;
             *applied += i64::try_from(n).unwrap_or(i64::MAX);
             self.note("changes_applied", *applied).await?;
             if read < usize::try_from(BATCH / 4).unwrap_or(0) {
@@ -1009,7 +1019,9 @@ impl Mover<'_> {
             .map_err(map_err)?
             .get(0);
         let end = parse_lsn(&end)?;
-        let n = replay.drain(source, dest, &self.name, start, end).await?;
+        let n = replay
+            .drain(source, dest, (&self.name, start), end, Advance::IfFull)
+            .await?;
         applied += i64::try_from(n).unwrap_or(i64::MAX);
         let drained_ms = paused.elapsed().as_millis();
         self.verify((&source.client, &source.schema), dest, false)
@@ -1147,7 +1159,9 @@ impl Mover<'_> {
         let mut snap_side = self.side(&mv.from).await?;
         let snap_schema = snap_side.schema.clone();
         let (snap, point) = self.snapshot_at_fence(&mut snap_side.client).await?;
-        let applied = replay.drain(source, dest, &self.name, start, point).await?;
+        let applied = replay
+            .drain(source, dest, (&self.name, start), point, Advance::Always)
+            .await?;
         self.verify((&snap, &snap_schema), dest, true).await?;
         snap.commit().await.map_err(map_err)?;
         Ok(applied)
@@ -1525,22 +1539,29 @@ impl Replay {
     }
 
     /// Replays everything committed before `upto` (the source's WAL flushed that far
-    /// first): batches until the slot has nothing more below it. Returns the changes
-    /// replayed.
+    /// first): batches until one comes back short of its limit (decoding stopped at `upto`,
+    /// not at the limit, so nothing below it is left). Returns the changes replayed.
+    ///
+    /// Every peek and every advance of the slot decodes the WAL from its restart point
+    /// again, so under the fence (`last`: [`Advance::IfFull`]) the last batch does not
+    /// advance the slot: the flip drops it, and a move that does not flip reads that
+    /// batch again (replaying is idempotent).
     async fn drain(
         &mut self,
         source: &Side,
         dest: &mut Side,
-        slot: &str,
-        start: u64,
+        (slot, start): (&str, u64),
         upto: u64,
+        last: Advance,
     ) -> Result<usize> {
         flush(source).await?;
         let mut applied = 0;
         loop {
-            let (read, n) = self.batch(source, dest, slot, start, Some(upto)).await?;
+            let (read, n) = self
+                .batch(source, dest, slot, start, Some(upto), last)
+                .await?;
             applied += n;
-            if read == 0 {
+            if read < usize::try_from(BATCH).unwrap_or(usize::MAX) {
                 return Ok(applied);
             }
         }
@@ -1557,6 +1578,7 @@ impl Replay {
         slot: &str,
         start: u64,
         upto: Option<u64>,
+        advance_slot: Advance,
     ) -> Result<(usize, usize)> {
         let rows = source
             .client
@@ -1566,8 +1588,10 @@ impl Replay {
             )
             .await
             .map_err(map_err)?;
+        let full = rows.len() >= usize::try_from(BATCH).unwrap_or(usize::MAX);
+        let advancing = advance_slot == Advance::Always || full;
         if rows.is_empty() {
-            if let Some(u) = upto {
+            if let (Some(u), true) = (upto, advancing) {
                 advance(source, slot, u).await?;
             }
             return Ok((0, 0));
@@ -1631,7 +1655,7 @@ impl Replay {
         }
         tx.commit().await.map_err(map_err)?;
         tracing::debug!(rows = rows.len(), replayed = n, start = %show_lsn(start), upto = ?upto.map(show_lsn), last_end = ?last_end.map(show_lsn), "a move replayed a batch");
-        if let Some(end) = last_end {
+        if let (Some(end), true) = (last_end, advancing) {
             advance(source, slot, end).await?;
         }
         Ok((rows.len(), n))
@@ -1858,6 +1882,45 @@ async fn run_steps(tx: &tokio_postgres::Transaction<'_>, steps: Vec<Step>) -> Re
     });
     futures::future::try_join_all(runs).await.map_err(map_err)?;
     Ok(())
+}
+
+/// Whether a replayed batch advances the slot past what it read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Advance {
+    Always,
+    /// Only a batch that came back full (more may follow below the same end).
+    IfFull,
+}
+
+/// Makes the source log its running transactions now, so the slot's restart point can
+/// move up to here once the slot is confirmed past it: PostgreSQL 15 logs them only every
+/// 15 s (or at a checkpoint), and every peek under the fence decodes the WAL from the
+/// restart point (up to 15 s of every org's writes on a busy server). Creating a
+/// temporary logical slot logs them (`pg_log_standby_snapshot()` is PostgreSQL 16+); it
+/// waits for the transactions running then to end, so it is bounded and only a help: on
+/// failure the cut-over reads a little more.
+async fn mark_restart_point(source: &Side, name: &str) {
+    let mark = format!("{name}_mark");
+    let r = source
+        .client
+        .batch_execute(&format!(
+            "SET statement_timeout = '2s';
+             SELECT pg_create_logical_replication_slot('{mark}', 'pgoutput', true);
+             SELECT pg_drop_replication_slot('{mark}');
+             RESET statement_timeout"
+        ))
+        .await;
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "a move could not mark a restart point before its cut-over");
+        let _ = source
+            .client
+            .batch_execute(&format!(
+                "RESET statement_timeout;
+                 SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+                  WHERE slot_name = '{mark}' AND active_pid = pg_backend_pid()"
+            ))
+            .await;
+    }
 }
 
 /// Logical decoding reads only WAL flushed to disk; a commit made with `synchronous_commit
