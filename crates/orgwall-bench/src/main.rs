@@ -162,6 +162,11 @@ struct Args {
     /// --copy-rate`); default: full speed.
     #[arg(long, value_name = "MB_PER_SEC", value_parser = clap::value_parser!(u64).range(1..))]
     move_copy_rate: Option<u64>,
+    /// With `--moves`: each org's writers together start this many writes a second, on a
+    /// fixed schedule (open loop: a write's latency counts from when it was due, so a
+    /// paused write also delays the ones due after it); 0: back to back (closed loop).
+    #[arg(long, value_name = "PER_SEC", default_value_t = 100)]
+    move_write_rate: u64,
     /// Measure no workload (with `--migrate-placements`: the migrations alone).
     #[arg(long)]
     no_workloads: bool,
@@ -770,7 +775,12 @@ fn real_main() -> Result<()> {
         // The mover's own lines (where each cut-over's fence time went) with
         // TEST_LOG=orgwall_tenancy::postgres::mover=info.
         orgwall_testkit::init_logs();
-        let runs = rt.block_on(moves::run(&args.moves, args.move_copy_rate, say))?;
+        let runs = rt.block_on(moves::run(
+            &args.moves,
+            args.move_copy_rate,
+            args.move_write_rate,
+            say,
+        ))?;
         let (commit, _) = report::commit();
         let command: Vec<String> = std::env::args().collect();
         let md = moves::markdown(&runs, &command.join(" "), &commit);

@@ -9,9 +9,12 @@
 //!    server;
 //! 2. *two servers*: from that database to a database of its own on a second server.
 //!
-//! During each move four writers on Globex and four on Acme create tickets back to back
-//! (through the library, as the server's handlers do: verify the member, one write
-//! transaction, commit), each write timed. Reported per move: the total time, the rows
+//! During each move four writers on Globex and four on Acme create tickets (through the
+//! library, as the server's handlers do: verify the member, one write transaction,
+//! commit), each write timed: on a fixed schedule of `--move-write-rate` writes a second
+//! per org (open loop, the default: a write's latency counts from when it was due, so the
+//! machine is not saturated by the writers themselves and a pause shows in every write it
+//! delayed), or back to back (closed loop, rate 0). Reported per move: the total time, the rows
 //! moved, and the writers' latency (p50, p99, max) in the seconds before the move and
 //! during it, for the moving org (its write pause is the extra latency over its own
 //! baseline, the cut-over's fence the largest part of it) and for the other org.
@@ -83,6 +86,17 @@ pub struct MoveRun {
     pub moving_refused: usize,
     /// The copy's pace (MB/s), if paced.
     pub copy_rate_mb: Option<u64>,
+    /// Writes started per second per org (open loop); `None`: back to back.
+    pub write_rate: Option<u64>,
+}
+
+/// How a writer paces its writes.
+#[derive(Debug, Clone, Copy)]
+enum Pace {
+    /// Back to back.
+    Closed,
+    /// One write due every `every`, the first at `first`.
+    Open { first: Instant, every: Duration },
 }
 
 /// Timed writes: (when it started, how long it took).
@@ -95,11 +109,19 @@ async fn writer(
     log: Log,
     refused: Arc<Mutex<usize>>,
     stop: Arc<AtomicBool>,
+    pace: Pace,
 ) -> Result<()> {
     let mut i = 0u64;
     while !stop.load(Ordering::Relaxed) {
         i += 1;
-        let began = Instant::now();
+        let began = match pace {
+            Pace::Closed => Instant::now(),
+            Pace::Open { first, every } => {
+                let due = first + every * u32::try_from(i - 1).unwrap_or(u32::MAX);
+                tokio::time::sleep_until(due.into()).await;
+                due
+            }
+        };
         let r: orgwall_core::Result<()> = async {
             let scope = access::verify_member(&db, user, org).await?;
             let mut tx = db.write(&scope).await?;
@@ -196,8 +218,10 @@ async fn fill(url: &str, org: OrgId, n: u64, say: &impl Fn(String)) -> Result<()
 pub async fn run(
     sizes: &[u64],
     copy_rate_mb: Option<u64>,
+    write_rate: u64,
     say: impl Fn(String),
 ) -> Result<Vec<MoveRun>> {
+    const WRITERS: u32 = 4;
     let opts = placement::MoveOptions {
         copy_bytes_per_sec: copy_rate_mb.map(|mb| mb * 1_000_000),
     };
@@ -250,7 +274,19 @@ pub async fn run(
             let (glog, alog): (Log, Log) = Default::default();
             let refused = Arc::new(Mutex::new(0usize));
             let mut tasks = Vec::new();
-            for _ in 0..4 {
+            let first = Instant::now();
+            for w in 0..WRITERS {
+                // Each writer a quarter of the rate, the four staggered evenly.
+                let pace = match write_rate {
+                    0 => Pace::Closed,
+                    r => {
+                        let every = Duration::from_secs_f64(f64::from(WRITERS) / r as f64);
+                        Pace::Open {
+                            first: first + every * w / WRITERS,
+                            every,
+                        }
+                    }
+                };
                 tasks.push(tokio::spawn(writer(
                     db.clone(),
                     bob,
@@ -258,6 +294,7 @@ pub async fn run(
                     glog.clone(),
                     refused.clone(),
                     stop.clone(),
+                    pace,
                 )));
                 tasks.push(tokio::spawn(writer(
                     db.clone(),
@@ -266,6 +303,7 @@ pub async fn run(
                     alog.clone(),
                     Arc::new(Mutex::new(0)),
                     stop.clone(),
+                    pace,
                 )));
             }
             let warm = Instant::now();
@@ -315,6 +353,7 @@ pub async fn run(
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner),
                 copy_rate_mb,
+                write_rate: (write_rate > 0).then_some(write_rate),
             };
             say(format!("moves: {n} tickets, {name}: {total_s:.1} s; moving org during {:?}; other org during {:?}", run.moving_during, run.other_during));
             runs.push(run);
@@ -329,16 +368,18 @@ pub async fn run(
 /// The runs as a Markdown table.
 pub fn markdown(runs: &[MoveRun], command: &str, commit: &str) -> String {
     let mut s = format!(
-        "# Online moves: orgwall-bench --moves\n\nCommit `{commit}`, command `{command}`. Two throwaway PostgreSQL 15 clusters on this machine (`wal_level = logical`, shared_buffers 512MB). Four writers on the moving org (Globex) and four on the other (Acme), each creating tickets back to back through the library (verify member, write transaction, commit); latency in ms, p50 / p99 / max, in the 5 s before the move and during it. Rows: the org's data-plane rows in the copy's snapshot (search terms included).\n\n| tickets | between | copy pace | rows | move total (s) | fence held (ms) | moving org before | moving org during | other org before | other org during | refused (503) |\n| ---: | --- | --- | ---: | ---: | ---: | --- | --- | --- | --- | ---: |\n"
+        "# Online moves: orgwall-bench --moves\n\nCommit `{commit}`, command `{command}`. Two throwaway PostgreSQL 15 clusters on this machine (`wal_level = logical`, shared_buffers 512MB). Four writers on the moving org (Globex) and four on the other (Acme), each creating tickets through the library (verify member, write transaction, commit): *writes* says how, either back to back (closed loop) or N writes started a second per org on a fixed schedule (open loop; a write's latency counts from when it was due). Latency in ms, p50 / p99 / max, in the 5 s before the move and during it. Rows: the org's data-plane rows in the copy's snapshot (search terms included).\n\n| tickets | between | copy pace | writes | rows | move total (s) | fence held (ms) | moving org before | moving org during | other org before | other org during | refused (503) |\n| ---: | --- | --- | --- | ---: | ---: | ---: | --- | --- | --- | --- | ---: |\n"
     );
     let l = |x: &Latency| format!("{:.1} / {:.1} / {:.1}", x.p50_ms, x.p99_ms, x.max_ms);
     for r in runs {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} |\n",
             r.tickets,
             r.between,
             r.copy_rate_mb
                 .map_or("full speed".to_owned(), |mb| format!("{mb} MB/s")),
+            r.write_rate
+                .map_or("back to back".to_owned(), |n| format!("{n}/s per org")),
             r.rows,
             r.total_s,
             r.fence_ms.map_or("-".to_owned(), |f| f.to_string()),
