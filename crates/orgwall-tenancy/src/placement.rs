@@ -408,14 +408,31 @@ pub struct Entry {
 
 /// Every org with its placement, by slug (operators: `orgwall placement list`).
 pub async fn list(db: &Db) -> Result<Vec<Entry>> {
+    entries(db, None).await
+}
+
+/// One org's entry.
+pub async fn show(db: &Db, org: OrgId) -> Result<Entry> {
+    entries(db, Some(org))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(Error::NotFound)
+}
+
+/// The entries of every org, or of `only` (its placement's versions and size read from
+/// its placement alone: `show` does not visit every placement).
+async fn entries(db: &Db, only: Option<OrgId>) -> Result<Vec<Entry>> {
     let mut tx = db.global(crate::Mode::Read).await?;
-    let rows = tx
-        .query(
-            "SELECT o.id, o.slug, pl.kind, pl.target, pl.location FROM orgs o
-             LEFT JOIN placements pl ON pl.org_id = o.id ORDER BY o.slug",
-            &[],
-        )
-        .await?;
+    const ENTRIES: &str = "SELECT o.id, o.slug, pl.kind, pl.target, pl.location FROM orgs o
+             LEFT JOIN placements pl ON pl.org_id = o.id";
+    let rows = match only {
+        Some(org) => {
+            tx.query(&format!("{ENTRIES} WHERE o.id = $1"), crate::params![org])
+                .await?
+        }
+        None => tx.query(&format!("{ENTRIES} ORDER BY o.slug"), &[]).await?,
+    };
     tx.commit().await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
@@ -444,15 +461,6 @@ pub async fn list(db: &Db) -> Result<Vec<Entry>> {
         });
     }
     Ok(out)
-}
-
-/// One org's entry.
-pub async fn show(db: &Db, org: OrgId) -> Result<Entry> {
-    list(db)
-        .await?
-        .into_iter()
-        .find(|e| e.org_id == org)
-        .ok_or(Error::NotFound)
 }
 
 /// The control-plane tables a placement database holds as a projection (key columns,
