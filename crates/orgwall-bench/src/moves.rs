@@ -88,8 +88,35 @@ pub struct MoveRun {
     pub copy_rate_mb: Option<u64>,
     /// Writes started per second per org (open loop); `None`: back to back.
     pub write_rate: Option<u64>,
+    /// The writes of both orgs by the mover's phase they began in.
+    pub by_phase: Vec<PhaseRun>,
 }
 
+/// The writes begun during one phase of a move.
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseRun {
+    pub phase: String,
+    pub seconds: f64,
+    pub moving: Latency,
+    pub other: Latency,
+}
+
+/// Splits the writes of the move's span by phase (`phases`: when each began, in order).
+fn by_phase(phases: &[(Instant, String)], ended: Instant, glog: &Log, alog: &Log) -> Vec<PhaseRun> {
+    phases
+        .iter()
+        .enumerate()
+        .map(|(i, (from, phase))| {
+            let to = phases.get(i + 1).map_or(ended, |(t, _)| *t);
+            PhaseRun {
+                phase: phase.clone(),
+                seconds: to.duration_since(*from).as_secs_f64(),
+                moving: latency(between(glog, *from, to)),
+                other: latency(between(alog, *from, to)),
+            }
+        })
+        .collect()
+}
 /// How a writer paces its writes.
 #[derive(Debug, Clone, Copy)]
 enum Pace {
@@ -315,8 +342,15 @@ pub async fn run(
             let mv = placement::start_move(&db, globex, kind.clone()).await?;
             let rows = Arc::new(Mutex::new(0i64));
             let pause = Arc::new(Mutex::new(None));
-            let (r2, p2) = (rows.clone(), pause.clone());
+            let phases: Arc<Mutex<Vec<(Instant, String)>>> =
+                Arc::new(Mutex::new(vec![(started, "start".to_owned())]));
+            let (r2, p2, ph) = (rows.clone(), pause.clone(), phases.clone());
             let route = placement::run_move_with(&db, globex, opts, &move |m| {
+                let mut ph = ph.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if ph.last().is_none_or(|(_, p)| *p != m.phase) {
+                    ph.push((Instant::now(), m.phase.clone()));
+                }
+                drop(ph);
                 if m.rows_total > 0 {
                     *r2.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = m.rows_total;
                 }
@@ -354,6 +388,14 @@ pub async fn run(
                     .unwrap_or_else(std::sync::PoisonError::into_inner),
                 copy_rate_mb,
                 write_rate: (write_rate > 0).then_some(write_rate),
+                by_phase: by_phase(
+                    &phases
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    ended,
+                    &glog,
+                    &alog,
+                ),
             };
             say(format!("moves: {n} tickets, {name}: {total_s:.1} s; moving org during {:?}; other org during {:?}", run.moving_during, run.other_during));
             runs.push(run);
@@ -389,6 +431,20 @@ pub fn markdown(runs: &[MoveRun], command: &str, commit: &str) -> String {
             l(&r.other_during),
             r.moving_refused
         ));
+    }
+    s.push_str("\nBy the mover's phase (a write counted in the phase it began in; *catch_up* holds the content check and the cut-over's fence, *cleanup* begins at the flip): p50 / p99 / max ms of the moving org, then of the other.\n\n| tickets | between | phase | seconds | moving org | other org |\n| ---: | --- | --- | ---: | --- | --- |\n");
+    for r in runs {
+        for p in &r.by_phase {
+            s.push_str(&format!(
+                "| {} | {} | {} | {:.1} | {} | {} |\n",
+                r.tickets,
+                r.between,
+                p.phase,
+                p.seconds,
+                l(&p.moving),
+                l(&p.other)
+            ));
+        }
     }
     s
 }

@@ -1098,7 +1098,7 @@ impl Mover<'_> {
     /// destination, the same (the fence is held: neither changes).
     async fn verify(
         &self,
-        source: (&impl tokio_postgres::GenericClient, &str),
+        source: (&(impl tokio_postgres::GenericClient + Sync), &str),
         dest: &Side,
         content: bool,
     ) -> Result<()> {
@@ -1125,10 +1125,26 @@ impl Mover<'_> {
             };
             let (a, b) = (sql(src_schema), sql(&dest.schema));
             let id = self.org.uuid();
-            let p: [&(dyn ToSql + Sync); 1] = [&id];
-            let (x, y) = futures::join!(src.query_one(&a, &p), dest.client.query_one(&b, &p));
-            let (x, y) = (x.map_err(map_err)?, y.map_err(map_err)?);
-            let (xs, ys): ((i64, i64), (i64, i64)) = ((x.get(0), x.get(1)), (y.get(0), y.get(1)));
+            let (xs, ys) = if content && self.opts.copy_bytes_per_sec.is_some() {
+                // Paced like the copy: the content check of a large org reads every row
+                // on both ends, which at full speed takes the machine's cores from others.
+                let (mut pa, mut pb) = (
+                    crate::placement::Pacer::new(self.opts),
+                    crate::placement::Pacer::new(self.opts),
+                );
+                let (src_table, dest_table) =
+                    (format!("{}.{}", q(src_schema), q(t)), dest.table(t));
+                let (x, y) = futures::join!(
+                    tally_paced(src, &src_table, &d, &id, &mut pa),
+                    tally_paced(&dest.client, &dest_table, &d, &id, &mut pb)
+                );
+                (x?, y?)
+            } else {
+                let p: [&(dyn ToSql + Sync); 1] = [&id];
+                let (x, y) = futures::join!(src.query_one(&a, &p), dest.client.query_one(&b, &p));
+                let (x, y) = (x.map_err(map_err)?, y.map_err(map_err)?);
+                ((x.get(0), x.get(1)), (y.get(0), y.get(1)))
+            };
             if xs != ys {
                 return Err(Error::Internal(format!(
                     "verification failed for {t}: the source holds {} rows (checksum {}), the destination {} (checksum {}); the directory was not flipped",
@@ -1357,16 +1373,58 @@ impl Mover<'_> {
 /// Rows a cleanup deletes from a shared table per statement (and per transaction).
 const DELETE_BATCH: usize = 20_000;
 
-/// Deletes `org`'s rows from the shared table `table` in batches of [`DELETE_BATCH`] in
-/// its primary key's order (see [`Mover::delete_shared_rows`]), then sweeps what is left.
-async fn delete_org_rows(
-    c: &Client,
+/// Rows a paced content check reads per statement.
+const CHECK_CHUNK: usize = 2_000;
+
+/// The org's row count and the checksum of its rows in `table` (laid out as `t`), as the
+/// unpaced check computes them, read in chunks of [`CHECK_CHUNK`] in primary-key order
+/// with the pacer's wait after each (the bytes read). The source's chunks are read in one
+/// snapshot (its transaction); the destination changes only by the mover, which waits.
+async fn tally_paced(
+    c: &(impl tokio_postgres::GenericClient + Sync),
     table: &str,
-    org: OrgId,
+    t: &Table,
+    id: &uuid::Uuid,
     pacer: &mut crate::placement::Pacer,
-) -> Result<()> {
-    // The key's columns after org_id, in the index's order, with their types.
-    let key: Vec<(String, String)> = c
+) -> Result<(i64, i64)> {
+    let key = key_after_org(c, table).await?;
+    if key.is_empty() {
+        return Err(Error::Internal(format!(
+            "{table}: a paced check needs a key beside org_id"
+        )));
+    }
+    let w = Walk::new(&key, "");
+    let cols: Vec<String> = t.columns.iter().map(|(c, _)| q(c)).collect();
+    let chunk = |after: &str| {
+        format!(
+            "WITH r AS MATERIALIZED (SELECT {cols} FROM {table} WHERE org_id = $1 {after}
+                                     ORDER BY {order} LIMIT {CHECK_CHUNK})
+             SELECT count(*), coalesce(pg_catalog.sum(pg_column_size(r.*)), 0)::int8,
+                    (SELECT ARRAY[{last}] FROM r ORDER BY {descending} LIMIT 1),
+                    coalesce(pg_catalog.sum(hashtext(r::text)::bigint), 0)::bigint
+             FROM r",
+            cols = cols.join(", "),
+            order = w.cols,
+            last = w.last,
+            descending = w.descending,
+        )
+    };
+    let (mut rows, mut sum) = (0i64, 0i64);
+    w.run(c, (&chunk(""), &chunk(&w.after())), id, pacer, |r| {
+        rows += r.get::<_, i64>(0);
+        sum = sum.wrapping_add(r.get::<_, i64>(3));
+    })
+    .await?;
+    Ok((rows, sum))
+}
+
+/// The primary key's columns of `table` after `org_id`, in the index's order, with their
+/// types.
+async fn key_after_org(
+    c: &(impl tokio_postgres::GenericClient + Sync),
+    table: &str,
+) -> Result<Vec<(String, String)>> {
+    Ok(c
         .query(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod)
              FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
@@ -1379,59 +1437,111 @@ async fn delete_org_rows(
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .filter(|(name, _): &(String, String)| name != "org_id")
-        .collect();
-    let sweep = format!("DELETE FROM {table} WHERE org_id = $1");
-    let id = org.uuid();
-    if key.is_empty() {
-        c.execute(&sweep, &[&id]).await.map_err(map_err)?;
-        return Ok(());
+        .collect())
+}
+
+/// A walk over an org's rows of a table in primary-key order, a statement at a time: the
+/// SQL parts that name the key (`alias` qualifies its columns), and [`Walk::run`].
+struct Walk {
+    /// The key's columns, in order.
+    cols: String,
+    /// `ARRAY[...]` of the key as text, for the last row read.
+    last: String,
+    /// The key's order, reversed.
+    descending: String,
+    /// `$2...` cast to the key's types.
+    bound: String,
+}
+
+impl Walk {
+    fn new(key: &[(String, String)], alias: &str) -> Walk {
+        let list = |f: &dyn Fn(usize, &str, &str) -> String| -> String {
+            key.iter()
+                .enumerate()
+                .map(|(i, (n, ty))| f(i, n, ty))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Walk {
+            cols: list(&|_, n, _| format!("{alias}{}", q(n))),
+            last: list(&|_, n, _| format!("{}::text", q(n))),
+            descending: list(&|_, n, _| format!("{} DESC", q(n))),
+            bound: list(&|i, _, ty| format!("${}::text::{ty}", i + 2)),
+        }
     }
-    let cols: Vec<String> = key.iter().map(|(n, _)| format!("b.{}", q(n))).collect();
-    let cols = cols.join(", ");
-    let bound: Vec<String> = key
-        .iter()
-        .enumerate()
-        .map(|(i, (_, ty))| format!("${}::text::{ty}", i + 2))
-        .collect();
-    let descending: Vec<String> = key.iter().map(|(n, _)| format!("{} DESC", q(n))).collect();
-    let last: Vec<String> = key.iter().map(|(n, _)| format!("{}::text", q(n))).collect();
-    let batch = |after: &str| {
-        format!(
-            "WITH batch AS MATERIALIZED (
-                 SELECT b.ctid AS at, {cols} FROM {table} b WHERE b.org_id = $1 {after}
-                 ORDER BY {cols} LIMIT {DELETE_BATCH}),
-             gone AS (DELETE FROM {table} d WHERE d.ctid = ANY(ARRAY(SELECT at FROM batch))
-                      RETURNING pg_column_size(d.*) AS size)
-             SELECT (SELECT count(*) FROM gone), (SELECT coalesce(sum(size), 0)::int8 FROM gone),
-                    (SELECT ARRAY[{last}] FROM batch ORDER BY {descending} LIMIT 1)",
-            last = last.join(", "),
-            descending = descending.join(", "),
-        )
-    };
-    let first = c.prepare(&batch("")).await.map_err(map_err)?;
-    let next = c
-        .prepare(&batch(&format!("AND ({cols}) > ({})", bound.join(", "))))
-        .await
-        .map_err(map_err)?;
-    let mut after: Option<Vec<String>> = None;
-    loop {
-        let row = match &after {
-            None => c.query_one(&first, &[&id]).await,
-            Some(k) => {
-                let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id];
-                params.extend(k.iter().map(|v| v as &(dyn ToSql + Sync)));
-                c.query_one(&next, &params).await
+
+    /// The condition of every statement after the first: past the last key read.
+    fn after(&self) -> String {
+        format!("AND ({}) > ({})", self.cols, self.bound)
+    }
+
+    /// Runs `first` (`$1` the org), then `next` with the last key read, until a statement
+    /// reports no rows. Each statement returns one row: the rows it read or wrote, their
+    /// bytes (for the pacer's wait after it), the last key as a text array, then anything
+    /// `each` reads.
+    async fn run(
+        &self,
+        c: &(impl tokio_postgres::GenericClient + Sync),
+        (first, next): (&str, &str),
+        id: &uuid::Uuid,
+        pacer: &mut crate::placement::Pacer,
+        mut each: impl FnMut(&tokio_postgres::Row),
+    ) -> Result<()> {
+        let first = c.prepare(first).await.map_err(map_err)?;
+        let next = c.prepare(next).await.map_err(map_err)?;
+        let mut after: Option<Vec<String>> = None;
+        loop {
+            let row = match &after {
+                None => c.query_one(&first, &[id]).await,
+                Some(k) => {
+                    let mut params: Vec<&(dyn ToSql + Sync)> = vec![id];
+                    params.extend(k.iter().map(|v| v as &(dyn ToSql + Sync)));
+                    c.query_one(&next, &params).await
+                }
+            }
+            .map_err(map_err)?;
+            let (rows, bytes): (i64, i64) = (row.get(0), row.get(1));
+            if rows == 0 {
+                return Ok(());
+            }
+            each(&row);
+            after = row.get::<_, Option<Vec<String>>>(2);
+            if let Some(wait) = pacer.sent(usize::try_from(bytes).unwrap_or(0)) {
+                tokio::time::sleep(wait).await;
             }
         }
-        .map_err(map_err)?;
-        let (rows, bytes): (i64, i64) = (row.get(0), row.get(1));
-        if rows == 0 {
-            break;
-        }
-        after = row.get::<_, Option<Vec<String>>>(2);
-        if let Some(wait) = pacer.sent(usize::try_from(bytes).unwrap_or(0)) {
-            tokio::time::sleep(wait).await;
-        }
+    }
+}
+
+/// Deletes `org`'s rows from the shared table `table` in batches of [`DELETE_BATCH`] in
+/// its primary key's order (see [`Mover::delete_shared_rows`]), then sweeps what is left.
+async fn delete_org_rows(
+    c: &Client,
+    table: &str,
+    org: OrgId,
+    pacer: &mut crate::placement::Pacer,
+) -> Result<()> {
+    let key = key_after_org(c, table).await?;
+    let sweep = format!("DELETE FROM {table} WHERE org_id = $1");
+    let id = org.uuid();
+    if !key.is_empty() {
+        let w = Walk::new(&key, "b.");
+        let batch = |after: &str| {
+            format!(
+                "WITH batch AS MATERIALIZED (
+                     SELECT b.ctid AS at, {cols} FROM {table} b WHERE b.org_id = $1 {after}
+                     ORDER BY {cols} LIMIT {DELETE_BATCH}),
+                 gone AS (DELETE FROM {table} d WHERE d.ctid = ANY(ARRAY(SELECT at FROM batch))
+                          RETURNING pg_column_size(d.*) AS size)
+                 SELECT (SELECT count(*) FROM gone), (SELECT coalesce(sum(size), 0)::int8 FROM gone),
+                        (SELECT ARRAY[{last}] FROM batch ORDER BY {descending} LIMIT 1)",
+                cols = w.cols,
+                last = w.last,
+                descending = w.descending,
+            )
+        };
+        w.run(c, (&batch(""), &batch(&w.after())), &id, pacer, |_| {})
+            .await?;
     }
     c.execute(&sweep, &[&id]).await.map_err(map_err)?;
     Ok(())
@@ -1963,5 +2073,72 @@ mod tests {
         let org = OrgId::new();
         assert!(is_move_name(&move_name(org)));
         assert!(!is_move_name("orgwall_move_x; DROP"));
+    }
+
+    /// The paced content check (in key-ordered chunks) counts and sums exactly what the
+    /// single statement does, over several chunks and a composite key, and only the org's
+    /// rows. On the test server (`ORGWALL_TEST_DATABASE_URL`, as the test kit), in a
+    /// temporary table.
+    #[tokio::test]
+    async fn a_paced_check_tallies_what_the_whole_one_does() {
+        let url = std::env::var("ORGWALL_TEST_DATABASE_URL")
+            .or_else(|_| std::env::var("DATABASE_URL"))
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let (c, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c.batch_execute(
+            "CREATE TEMP TABLE tally (org_id uuid, a int, b text, v text, PRIMARY KEY (org_id, a, b));
+             INSERT INTO tally SELECT '00000000-0000-0000-0000-00000000000a', g % 1000, 'k' || (g / 1000), 'row ' || g
+               FROM generate_series(1, 2 * 2000 + 7) g;
+             INSERT INTO tally SELECT '00000000-0000-0000-0000-00000000000b', g, 'x', 'other ' || g
+               FROM generate_series(1, 500) g;",
+        )
+        .await
+        .unwrap();
+        let t = Table {
+            name: "tally",
+            columns: [
+                ("org_id", "uuid"),
+                ("a", "integer"),
+                ("b", "text"),
+                ("v", "text"),
+            ]
+            .iter()
+            .map(|(n, ty)| ((*n).to_owned(), (*ty).to_owned()))
+            .collect(),
+            key: vec!["org_id".into(), "a".into(), "b".into()],
+            user_columns: vec![],
+        };
+        let org = uuid::Uuid::from_u128(0xa);
+        let whole = c
+            .query_one(
+                "SELECT count(*), coalesce(sum(hashtext(r::text)::bigint), 0)::bigint
+                 FROM (SELECT org_id, a, b, v FROM tally WHERE org_id = $1) r",
+                &[&org],
+            )
+            .await
+            .unwrap();
+        let mut pacer = crate::placement::Pacer::new(crate::placement::MoveOptions {
+            copy_bytes_per_sec: Some(1_000_000_000),
+        });
+        let paced = tally_paced(&c, "tally", &t, &org, &mut pacer)
+            .await
+            .unwrap();
+        assert_eq!(paced.0, 2 * 2000 + 7);
+        assert_eq!(paced, (whole.get::<_, i64>(0), whole.get::<_, i64>(1)));
+        // A row changed past the first chunk changes the sum.
+        c.execute(
+            "UPDATE tally SET v = 'changed' WHERE org_id = $1 AND a = 999 AND b = 'k3'",
+            &[&org],
+        )
+        .await
+        .unwrap();
+        let again = tally_paced(&c, "tally", &t, &org, &mut pacer)
+            .await
+            .unwrap();
+        assert_eq!(again.0, paced.0);
+        assert_ne!(again.1, paced.1);
     }
 }
