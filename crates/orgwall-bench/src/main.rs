@@ -154,7 +154,7 @@ struct Args {
     /// Measure online moves of an org of each of these many tickets (e.g.
     /// `10000,100000,1000000`) on throwaway clusters of its own (`wal_level = logical`):
     /// shared to its own database, then to a database on a second server, with writers
-    /// on the moving org and another; writes `<out>/<date>-<commit>-moves.{md,json}` and
+    /// on the moving org and another; writes `<out>/<date>-<commit>-moves-<sizes>[-paced<MB>].{md,json}` and
     /// exits (nothing else is measured).
     #[arg(long, value_delimiter = ',')]
     moves: Vec<u64>,
@@ -787,9 +787,15 @@ fn real_main() -> Result<()> {
         println!("{md}");
         if !args.no_write {
             std::fs::create_dir_all(&args.out)?;
+            // Runs of one commit with other sizes or paces do not overwrite each other.
+            let sizes: Vec<String> = args.moves.iter().map(u64::to_string).collect();
             let stem = args.out.join(format!(
-                "{}-{commit}-moves",
-                chrono::Utc::now().format("%Y-%m-%d")
+                "{}-{commit}-moves-{}{}",
+                chrono::Utc::now().format("%Y-%m-%d"),
+                sizes.join("-"),
+                args.move_copy_rate
+                    .map(|mb| format!("-paced{mb}"))
+                    .unwrap_or_default()
             ));
             std::fs::write(stem.with_extension("md"), &md)?;
             std::fs::write(
