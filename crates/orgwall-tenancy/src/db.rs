@@ -673,7 +673,24 @@ impl Db {
         }
         if placed && sqlite {
             // After the control transaction: its write lock comes first, as in placing.
-            tx.data = Box::pin(self.placement(&route, mode, &settings)).await?;
+            match Box::pin(self.placement(&route, mode, &settings)).await {
+                Ok(d) => tx.data = d,
+                // A read's control snapshot may predate a move out of the file, whose
+                // cleanup removed it since (a write holds the control file's write lock,
+                // which the flip takes, so it cannot be that late). Routed anew, once, if
+                // the directory now says so; else the error stands.
+                Err(e) if again => {
+                    drop(tx);
+                    let now = Box::pin(self.lookup_route(scope.org_id())).await?;
+                    if now == route {
+                        return Err(e);
+                    }
+                    self.cache.invalidate(Dep::Org(scope.org_id()));
+                    scope.set_route(now);
+                    return Box::pin(self.tenant(scope, mode, false)).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(TenantTx { tx, scope })
     }

@@ -944,12 +944,20 @@ impl Mover<'_> {
             return Ok(());
         }
         mark_restart_point(&source, &self.name).await;
-        if !self
-            .keep_up(&source, &mut dest, &mut replay, start, &mut applied)
-            .await?
-        {
-            return Ok(());
-        }
+        // The slot confirmed past the mark (to the source's position now, even when the
+        // org wrote nothing since: a short batch read everything below it), so its restart
+        // point can move up to the mark.
+        let here = position(&source).await?;
+        let n = replay
+            .drain(
+                &source,
+                &mut dest,
+                (&self.name, start),
+                here,
+                Advance::Always,
+            )
+            .await?;
+        applied += i64::try_from(n).unwrap_or(i64::MAX);
         self.cut_over(mv, &source, &mut dest, &mut replay, start, applied)
             .await
     }
@@ -1012,13 +1020,7 @@ impl Mover<'_> {
             return Ok(()); // the run loop aborts (the fence goes with this transaction)
         }
         // No org write commits now: everything up to here is the org's last state.
-        let end: String = source
-            .client
-            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
-            .await
-            .map_err(map_err)?
-            .get(0);
-        let end = parse_lsn(&end)?;
+        let end = position(source).await?;
         let n = replay
             .drain(source, dest, (&self.name, start), end, Advance::IfFull)
             .await?;
@@ -1388,13 +1390,23 @@ async fn tally_paced(
     pacer: &mut crate::placement::Pacer,
 ) -> Result<(i64, i64)> {
     let key = key_after_org(c, table).await?;
+    let cols: Vec<String> = t.columns.iter().map(|(c, _)| q(c)).collect();
     if key.is_empty() {
-        return Err(Error::Internal(format!(
-            "{table}: a paced check needs a key beside org_id"
-        )));
+        // No key beside org_id to walk by (one row per org): one statement.
+        let row = c
+            .query_one(
+                &format!(
+                    "SELECT count(*), coalesce(sum(hashtext(r::text)::bigint), 0)::bigint
+                     FROM (SELECT {} FROM {table} WHERE org_id = $1) r",
+                    cols.join(", ")
+                ),
+                &[id],
+            )
+            .await
+            .map_err(map_err)?;
+        return Ok((row.get(0), row.get(1)));
     }
     let w = Walk::new(&key, "");
-    let cols: Vec<String> = t.columns.iter().map(|(c, _)| q(c)).collect();
     let chunk = |after: &str| {
         format!(
             "WITH r AS MATERIALIZED (SELECT {cols} FROM {table} WHERE org_id = $1 {after}
@@ -1765,8 +1777,13 @@ impl Replay {
         }
         tx.commit().await.map_err(map_err)?;
         tracing::debug!(rows = rows.len(), replayed = n, start = %show_lsn(start), upto = ?upto.map(show_lsn), last_end = ?last_end.map(show_lsn), "a move replayed a batch");
-        if let (Some(end), true) = (last_end, advancing) {
-            advance(source, slot, end).await?;
+        // A batch short of its limit read everything below `upto`: the slot can go there.
+        let to = match upto {
+            Some(u) if !full => Some(u),
+            _ => last_end,
+        };
+        if let (Some(to), true) = (to, advancing) {
+            advance(source, slot, to).await?;
         }
         Ok((rows.len(), n))
     }
@@ -1992,6 +2009,17 @@ async fn run_steps(tx: &tokio_postgres::Transaction<'_>, steps: Vec<Step>) -> Re
     });
     futures::future::try_join_all(runs).await.map_err(map_err)?;
     Ok(())
+}
+
+/// The source's WAL insert position.
+async fn position(source: &Side) -> Result<u64> {
+    let lsn: String = source
+        .client
+        .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+        .await
+        .map_err(map_err)?
+        .get(0);
+    parse_lsn(&lsn)
 }
 
 /// Whether a replayed batch advances the slot past what it read.
