@@ -14,6 +14,11 @@
 //! database). With no configuration, data lives in SQLite under `./orgwall-data/` and
 //! file bytes under `./orgwall-data/files/` (`--s3-bucket` puts them in S3 instead).
 
+/// mimalloc instead of the system allocator: a request allocates and frees on both
+/// runtime threads, where glibc's malloc takes its arena locks (bench/README.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use orgwall_store::{Db, DbConfig};
 use std::net::SocketAddr;
