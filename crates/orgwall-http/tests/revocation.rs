@@ -113,7 +113,9 @@ async fn every_change_takes_effect_on_the_very_next_request_to_another_instance(
                     .send()
                     .await
                     .unwrap();
-                assert_eq!(r.status().as_u16(), 200);
+                let status = r.status().as_u16();
+                let body = r.text().await.unwrap_or_default();
+                assert_eq!(status, 200, "{body}");
                 served.fetch_add(1, Ordering::Relaxed);
             }
         }));
