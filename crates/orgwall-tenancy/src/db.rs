@@ -775,7 +775,7 @@ enum Settled {
 pub(crate) const STALE: &str = "access_stale";
 
 /// Flights of one transaction that may find its scope stale before giving up.
-const STALE_RETRIES: usize = 5;
+const STALE_RETRIES: u32 = 5;
 
 /// The wait before verifying a stale scope the second time, four times longer each time
 /// after (5, 20, 80 ms before the third, fourth and fifth flights): a scope found stale
@@ -850,7 +850,7 @@ impl Tx {
     /// did was answered to its caller yet, and what it sent was rolled back.
     async fn verify_again(&mut self) -> Result<Settled> {
         self.stales = self.stales.saturating_add(1);
-        if self.stales >= 2 && self.stales < u32::try_from(STALE_RETRIES).unwrap_or(u32::MAX) {
+        if (2..STALE_RETRIES).contains(&self.stales) {
             tokio::time::sleep(STALE_PAUSE * 4u32.saturating_pow(self.stales - 2)).await;
         }
         let Some(router) = &self.router else {
