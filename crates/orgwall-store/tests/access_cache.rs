@@ -207,6 +207,15 @@ async fn second_instance(t: &TestDb) -> Db {
     .unwrap()
 }
 
+/// The statement by which the access triggers bump `org`'s access generation, for a
+/// change made silently (its announcement not sent) or none at all.
+fn bump_generation(org: impl std::fmt::Display) -> String {
+    format!(
+        "INSERT INTO access_generations AS g (dep, gen) VALUES ('{org}', 1)
+             ON CONFLICT (dep) DO UPDATE SET gen = g.gen + 1"
+    )
+}
+
 /// Polls `f` until it is true (at most 5 s: far below the cache's TTL of 60 s, so a pass
 /// means the change was announced, not that an entry aged out).
 async fn eventually<F, Fut>(what: &str, mut f: F)
@@ -385,11 +394,9 @@ async fn not_yet_announced(acme_placement: orgwall_store::placement::Kind) {
     wait_live(&t, &other).await;
     let silently = |sql: String| {
         format!(
-            "BEGIN; SET LOCAL session_replication_role = replica; {sql};
-             INSERT INTO access_generations AS g (dep, gen) VALUES ('{}', 1)
-                 ON CONFLICT (dep) DO UPDATE SET gen = g.gen + 1;
+            "BEGIN; SET LOCAL session_replication_role = replica; {sql}; {};
              COMMIT;",
-            d.acme
+            bump_generation(d.acme)
         )
     };
     let count_notes = |db: Db, scope: OrgScope| async move {
@@ -462,11 +469,7 @@ async fn a_burst_of_access_changes_is_waited_out_not_refused() {
         .await
         .unwrap();
     tokio::spawn(conn);
-    let bump = format!(
-        "INSERT INTO access_generations AS g (dep, gen) VALUES ('{}', 1)
-             ON CONFLICT (dep) DO UPDATE SET gen = g.gen + 1",
-        d.acme
-    );
+    let bump = bump_generation(d.acme);
     let burst = Duration::from_millis(40);
     for _ in 0..5 {
         let carol = warm(&other, d.carol, d.acme).await;
@@ -525,11 +528,11 @@ async fn a_scope_cached_before_its_org_moved_to_a_database_follows_it() {
     t.owner_exec(&format!(
         "BEGIN; SET LOCAL session_replication_role = replica;
          UPDATE placements SET kind = 'database', location = '{}', target = NULL WHERE org_id = '{o}';
-         INSERT INTO access_generations AS g (dep, gen) VALUES ('{o}', 1)
-             ON CONFLICT (dep) DO UPDATE SET gen = g.gen + 1;
+         {bump};
          COMMIT;",
         p.database,
-        o = org.id
+        o = org.id,
+        bump = bump_generation(org.id),
     ))
     .await;
     let mut tx = other.write(&carol).await.unwrap();
