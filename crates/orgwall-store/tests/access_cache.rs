@@ -209,6 +209,37 @@ async fn second_instance(t: &TestDb) -> Db {
 
 /// The statement by which the access triggers bump `org`'s access generation, for a
 /// change made silently (its announcement not sent) or none at all.
+/// Runs `sql` (a change with its announcement silenced), then does what the instance that
+/// commits an access change does for an org in a database of its own (`placed`), before
+/// the change is answered: writes the org's new generation into that database's access
+/// mirror (see the PostgreSQL backend's commit).
+async fn change(t: &TestDb, org: OrgId, placed: bool, sql: String) {
+    t.owner_exec(&sql).await;
+    if !placed {
+        return;
+    }
+    let (c, conn) = tokio_postgres::connect(&t.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let gen: i64 = c
+        .query_one(
+            "SELECT gen FROM access_generations WHERE dep = $1",
+            &[&org.uuid()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    t.owner_exec_for(
+        org,
+        &format!(
+            "INSERT INTO access_mirror AS m (dep, gen) VALUES ('{org}', {gen})
+             ON CONFLICT (dep) DO UPDATE SET gen = greatest(m.gen, excluded.gen)"
+        ),
+    )
+    .await;
+}
+
 fn bump_generation(org: impl std::fmt::Display) -> String {
     format!(
         "INSERT INTO access_generations AS g (dep, gen) VALUES ('{org}', 1)
@@ -364,7 +395,9 @@ async fn a_change_not_yet_announced_is_caught_by_the_next_transaction() {
     not_yet_announced(orgwall_store::placement::Kind::Shared).await;
 }
 
-/// The same with Acme in a database of its own (issue 12): the check rides on the control
+/// The same with Acme in a database of its own (issue 12): a read checks its scope in its
+/// own flight on Acme's database, against the access mirror there (which the committing
+/// instance writes before answering the change); a write's check rides on the control
 /// transaction's flight, sent at the same time as the data statement on Acme's database,
 /// whose work is rolled back and its answer dropped when the check finds the scope stale.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,6 +406,7 @@ async fn a_change_not_yet_announced_is_caught_for_an_org_in_its_own_database() {
 }
 
 async fn not_yet_announced(acme_placement: orgwall_store::placement::Kind) {
+    let placed = matches!(acme_placement, orgwall_store::placement::Kind::Database(_));
     let t = TestDb::new(BackendKind::Postgres).await;
     orgwall_store::seed::demo_placed(&t.db, &[("acme", acme_placement)])
         .await
@@ -409,7 +443,7 @@ async fn not_yet_announced(acme_placement: orgwall_store::placement::Kind) {
     // Nothing relevant changed (only the generation): the transaction is verified again
     // and answers as if nothing happened.
     let carol = warm(&other, d.carol, d.acme).await;
-    t.owner_exec(&silently("SELECT 1".into())).await;
+    change(&t, d.acme, placed, silently("SELECT 1".into())).await;
     assert_eq!(count_notes(other.clone(), carol).await.unwrap(), 3);
 
     // A demotion: the warm scope still holds notes:write, but its write is refused.
@@ -417,7 +451,7 @@ async fn not_yet_announced(acme_placement: orgwall_store::placement::Kind) {
     assert!(carol
         .permissions()
         .contains(orgwall_store::perms::NOTES_WRITE));
-    t.owner_exec(&silently(format!(
+    change(&t, d.acme, placed, silently(format!(
         "UPDATE memberships SET role_id = (SELECT id FROM roles WHERE org_id = '{0}' AND key = 'viewer')
          WHERE org_id = '{0}' AND user_id = '{1}'",
         d.acme, d.carol
@@ -441,10 +475,15 @@ async fn not_yet_announced(acme_placement: orgwall_store::placement::Kind) {
 
     // A removal: the warm scope's next read returns no rows, it fails.
     let carol = warm(&other, d.carol, d.acme).await;
-    t.owner_exec(&silently(format!(
-        "DELETE FROM memberships WHERE org_id = '{}' AND user_id = '{}'",
-        d.acme, d.carol
-    )))
+    change(
+        &t,
+        d.acme,
+        placed,
+        silently(format!(
+            "DELETE FROM memberships WHERE org_id = '{}' AND user_id = '{}'",
+            d.acme, d.carol
+        )),
+    )
     .await;
     assert_eq!(
         count_notes(other.clone(), carol).await.unwrap_err(),

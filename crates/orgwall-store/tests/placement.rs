@@ -644,7 +644,14 @@ async fn check_placement_database(
     }
     for table in &tables {
         let allowed = catalog.is_data(table)
-            || ["orgs", "users", "memberships", "schema_migrations"].contains(&table.as_str());
+            || [
+                "orgs",
+                "users",
+                "memberships",
+                "access_mirror",
+                "schema_migrations",
+            ]
+            .contains(&table.as_str());
         assert!(
             allowed,
             "a placement database holds control-plane table {table}"

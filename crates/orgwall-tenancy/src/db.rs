@@ -519,7 +519,8 @@ impl Db {
     }
 
     async fn begin_on(&self, backend: &Backend, mode: Mode, settings: Settings) -> Result<Tx> {
-        self.begin_checked(backend, mode, settings, None).await
+        self.begin_checked(backend, mode, settings, None, false)
+            .await
     }
 
     async fn begin_checked(
@@ -528,9 +529,11 @@ impl Db {
         mode: Mode,
         settings: Settings,
         recheck: Option<Recheck>,
+        lazy: bool,
     ) -> Result<Tx> {
         let org = settings.org;
         let inner = match backend {
+            Backend::Pg(p) if lazy => TxInner::Pg(p.begin_lazy(mode, settings)),
             Backend::Pg(p) => TxInner::Pg(p.begin(mode, settings).await?),
             Backend::Sqlite(s) => TxInner::Sqlite(s.begin(mode, settings).await?),
         };
@@ -603,27 +606,6 @@ impl Db {
         settings.routed = true;
         let placed = matches!(settings.route, Route::Database { .. });
         let sqlite = matches!(self.backend, Backend::Sqlite(_));
-        let data = if placed && !sqlite {
-            // Boxed: only an org in a database of its own pays for its future.
-            match Box::pin(self.placement(&settings.route, mode, &settings)).await {
-                Ok(d) => d,
-                // The database the scope learned may be gone: its org moved out (a move's
-                // cleanup, or `placement set` of an empty org, dropped it). Routed anew,
-                // once, if the directory now says so; else the error stands.
-                Err(e) if again => {
-                    let now = Box::pin(self.lookup_route(scope.org_id())).await?;
-                    if now == settings.route {
-                        return Err(e);
-                    }
-                    self.cache.invalidate(Dep::Org(scope.org_id()));
-                    scope.set_route(now);
-                    return Box::pin(self.tenant(scope, mode, false)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        } else {
-            None
-        };
         let backend = &self.backend;
         let fresh = scope.fresh();
         // Only PostgreSQL needs the check: on SQLite (one embedded server) the changing
@@ -645,6 +627,29 @@ impl Db {
             }
             _ => None,
         };
+        // (Before the org's own database is opened: a read there from such a scope
+        // checks it in its own first flight, see `PgDb::begin_placed`.)
+        let data = if placed && !sqlite {
+            // Boxed: only an org in a database of its own pays for its future.
+            match Box::pin(self.placement(&settings.route, mode, &settings)).await {
+                Ok(d) => d,
+                // The database the scope learned may be gone: its org moved out (a move's
+                // cleanup, or `placement set` of an empty org, dropped it). Routed anew,
+                // once, if the directory now says so; else the error stands.
+                Err(e) if again => {
+                    let now = Box::pin(self.lookup_route(scope.org_id())).await?;
+                    if now == settings.route {
+                        return Err(e);
+                    }
+                    self.cache.invalidate(Dep::Org(scope.org_id()));
+                    scope.set_route(now);
+                    return Box::pin(self.tenant(scope, mode, false)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
         // What can find the org placed elsewhere in its first flight: an access check, or
         // the directory read in it (a write's after the fence; PostgreSQL; SQLite checks
         // below).
@@ -656,8 +661,11 @@ impl Db {
             Backend::Sqlite(_) => None,
         };
         let route = settings.route.clone();
+        // A mirrored read may send nothing to the control database: it borrows a
+        // connection there only if it does.
+        let lazy = tx_mirrored(&data);
         let mut tx = self
-            .begin_checked(backend, mode, settings.clone(), recheck)
+            .begin_checked(backend, mode, settings.clone(), recheck, lazy)
             .await?;
         tx.data = data;
         tx.router = router;
@@ -774,6 +782,17 @@ enum Settled {
 /// The error a first flight answers when the access it checked changed (PostgreSQL).
 pub(crate) const STALE: &str = "access_stale";
 
+/// Whether `data` is a transaction on an org's own database that checks its scope against
+/// the database's access mirror.
+fn tx_mirrored(data: &Option<Box<Placed>>) -> bool {
+    matches!(data.as_deref(), Some(Placed { tx: PlacedTx::Pg(d), .. }) if d.mirror_pending())
+}
+
+/// Whether `r` is a first flight's answer that its scope is stale.
+fn is_stale<T>(r: &Result<T>) -> bool {
+    matches!(r, Err(Error::Refused(code, _)) if *code == STALE)
+}
+
 /// Flights of one transaction that may find its scope stale before giving up.
 const STALE_RETRIES: u32 = 5;
 
@@ -850,6 +869,10 @@ impl Tx {
     /// did was answered to its caller yet, and what it sent was rolled back.
     async fn verify_again(&mut self) -> Result<Settled> {
         self.stales = self.stales.saturating_add(1);
+        if let TxInner::Pg(t) = &mut self.inner {
+            // Verifying borrows from the pool this transaction holds a connection of.
+            t.release_unsent();
+        }
         if (2..STALE_RETRIES).contains(&self.stales) {
             tokio::time::sleep(STALE_PAUSE * 4u32.saturating_pow(self.stales - 2)).await;
         }
@@ -912,7 +935,8 @@ impl Tx {
         // the route stale again, never a data statement on the wrong plane.
         let data = match relaid {
             true => {
-                let (mode, settings) = self.settings_for(&route)?;
+                let (mode, mut settings) = self.settings_for(&route)?;
+                settings.checks.clone_from(&checks);
                 Some(Box::pin(db.placement(&route, mode, &settings)).await?)
             }
             false => None,
@@ -1196,20 +1220,18 @@ impl Tx {
                 }
                 _ => return Err(Error::Internal("no data plane of its own".into())),
             };
-            let stale = matches!(&c, Err(Error::Refused(code, _)) if *code == STALE);
-            let settled = Box::pin(self.settle(&c)).await?;
+            // Either flight may find the scope stale: the control one, or the data one
+            // against its database's access mirror (a mirrored read, see `PgDb::begin_placed`).
+            let stale = is_stale(&c) || is_stale(&d);
+            let settled = match stale {
+                true => Box::pin(self.verify_again()).await?,
+                false => Box::pin(self.settle(&c)).await?,
+            };
             if stale && settled == Settled::Again {
                 // The same database again: what the data flight did is rolled back and
                 // its first flight sent anew. (Rerouted: that transaction is gone, and its
                 // database may be too.)
-                if let Some(Placed {
-                    tx: PlacedTx::Pg(d),
-                    settings,
-                    ..
-                }) = self.data.as_deref_mut()
-                {
-                    d.restart(settings.clone()).await?;
-                }
+                self.restart_data().await?;
             }
             match settled {
                 Settled::Done => {
@@ -1228,11 +1250,53 @@ impl Tx {
         Err(still_stale())
     }
 
+    /// Sends the first flight of the org's own database's transaction again, after its
+    /// scope was verified again (a mirrored one checks the scope's new generations).
+    async fn restart_data(&mut self) -> Result<()> {
+        let checks = match &self.inner {
+            TxInner::Pg(t) => t.pending_settings().map(|s| s.checks).unwrap_or_default(),
+            TxInner::Sqlite(_) => Vec::new(),
+        };
+        if let Some(Placed {
+            tx: PlacedTx::Pg(d),
+            settings,
+            ..
+        }) = self.data.as_deref_mut()
+        {
+            d.restart(settings.clone(), checks).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the org's own database's transaction checks the scope in its first flight,
+    /// against that database's access mirror (see `PgDb::begin_placed`), with that check
+    /// still pending: its data operations need no control flight beside them.
+    fn mirrored(&self) -> bool {
+        self.recheck.is_some()
+            && matches!(
+                self.data.as_deref(),
+                Some(Placed { tx: PlacedTx::Pg(d), .. }) if d.mirror_pending()
+            )
+    }
+
     /// A data-plane operation: on the org's own database (see [`Tx::both`]), else on the
     /// transaction itself; dispatched again if its first flight finds the org placed
     /// elsewhere ([`Settled::Rerouted`]).
     async fn data_op(&mut self, op: DataOp<'_>) -> Result<DataOut> {
         for _ in 0..STALE_RETRIES {
+            if self.mirrored() {
+                // One flight on one database: the data and the check of the scope.
+                let r = match self.placed() {
+                    Some(d) => op.run_on(d).await,
+                    None => Err(Error::Internal("no data plane of its own".into())),
+                };
+                match Box::pin(self.settle(&r)).await? {
+                    Settled::Done => return r,
+                    Settled::Again => self.restart_data().await?,
+                    Settled::Rerouted => {}
+                }
+                continue;
+            }
             if self.data.is_none() {
                 if let DataOp::Columns(sql) = op {
                     return self.columns(sql).await.map(DataOut::Columns);

@@ -98,7 +98,10 @@ impl<'c> Findings<'c> {
     }
 
     pub(crate) fn is_global(&self, logical: &str) -> bool {
+        // A placement database's access mirror is the control plane's, like the
+        // projection's `orgs` (one row, its org's generation).
         self.catalog.is_global(logical)
+            || (self.projection && logical == crate::placement::MIRROR_TABLE)
     }
 
     /// Every table must be declared, every declared table must exist. `present` are the
@@ -107,8 +110,9 @@ impl<'c> Findings<'c> {
         if self.placement.is_some() {
             let catalog = self.catalog;
             for t in present {
-                let projected =
-                    self.projection && crate::placement::PROJECTION_TABLES.contains(&t.as_str());
+                let projected = self.projection
+                    && (crate::placement::PROJECTION_TABLES.contains(&t.as_str())
+                        || t == crate::placement::MIRROR_TABLE);
                 if t != "schema_migrations" && !catalog.is_data(t) && !projected {
                     self.add(t, "table in a placement schema is not a data-plane table of any module (only the data plane follows an org)");
                 }

@@ -467,6 +467,17 @@ async fn entries(db: &Db, only: Option<OrgId>) -> Result<Vec<Entry>> {
 /// its org's rows only; private to the owner): what the data plane's foreign keys point at.
 pub const PROJECTION_TABLES: [&str; 3] = ["orgs", "users", "memberships"];
 
+/// The table of a placement database (PostgreSQL) that mirrors its org's access
+/// generation (`dep`, the org's id, and `gen`): written by the owner only (after each access change of
+/// the org commits on the control plane), read by the server role in a cached scope's
+/// first flight there (see the PostgreSQL backend's placed prelude).
+pub const MIRROR_TABLE: &str = "access_mirror";
+
+/// The mirror's value for a placement database its org is leaving (a move's cut-over
+/// writes it just before the directory flips): every cached scope's check there fails,
+/// so no read is served from the old copy after the flip.
+pub const MIRROR_RETIRED: i64 = i64::MAX;
+
 /// The kernel's tables private to the owner: the server role holds no privilege on them
 /// (the migration runner revokes it, the doctor checks). `placement_targets` holds the
 /// target servers' connection URLs, credentials included; `placement_moves` the running

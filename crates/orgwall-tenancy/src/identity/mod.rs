@@ -68,6 +68,12 @@ pub static MODULE: Module = Module {
             sql: include_str!("../../migrations/postgres/0007_target_budgets.sql"),
             plane: Plane::Control,
         },
+        Migration {
+            version: 8,
+            name: "access_mirror",
+            sql: include_str!("../../migrations/postgres/0008_access_mirror.sql"),
+            plane: Plane::Control,
+        },
     ],
     sqlite: &[
         Migration {

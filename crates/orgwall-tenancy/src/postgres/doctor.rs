@@ -273,6 +273,70 @@ async fn projection_in_step(
             ),
         );
     }
+    mirror_in_step(control, placed, app_role, org, f).await
+}
+
+/// The access mirror of a placement database: readable by the server role, never ahead of
+/// the control plane's generation (reads there would be refused as stale, again and
+/// again), retired only while the org is moving out.
+async fn mirror_in_step(
+    control: &tokio_postgres::Client,
+    placed: &tokio_postgres::Client,
+    app_role: &str,
+    org: orgwall_core::OrgId,
+    f: &mut Findings<'_>,
+) -> Result<()> {
+    let e = super::map_err;
+    let t = crate::placement::MIRROR_TABLE;
+    let readable: Option<bool> = placed
+        .query_opt(
+            "SELECT has_table_privilege($1, c.oid, 'SELECT') FROM pg_class c
+             WHERE c.relname = $2 AND c.relnamespace = current_schema()::regnamespace",
+            &[&app_role, &t],
+        )
+        .await
+        .map_err(e)?
+        .map(|r| r.get(0));
+    match readable {
+        None => {
+            f.add(t, "the access mirror is missing (run orgwall migrate)");
+            return Ok(());
+        }
+        Some(false) => f.add(
+            t,
+            "the server role cannot read the access mirror (run orgwall migrate)",
+        ),
+        Some(true) => {}
+    }
+    let mirrored: i64 = placed
+        .query_opt(
+            &format!("SELECT gen FROM {t} WHERE dep = $1"),
+            &[&org.uuid()],
+        )
+        .await
+        .map_err(e)?
+        .map_or(0, |r| r.get(0));
+    let gen: i64 = control
+        .query_opt(
+            "SELECT gen FROM access_generations WHERE dep = $1",
+            &[&org.uuid()],
+        )
+        .await
+        .map_err(e)?
+        .map_or(0, |r| r.get(0));
+    let moving = control
+        .query_opt(
+            "SELECT 1 FROM placement_moves WHERE org_id = $1",
+            &[&org.uuid()],
+        )
+        .await
+        .map_err(e)?
+        .is_some();
+    if mirrored == crate::placement::MIRROR_RETIRED && !moving {
+        f.add(t, "the access mirror is retired but the org is not moving out: every cached read there is refused (run the move's job again, or abort it)");
+    } else if mirrored != crate::placement::MIRROR_RETIRED && mirrored > gen {
+        f.add(t, format!("the access mirror ({mirrored}) is ahead of the control plane's generation ({gen}): cached reads there are refused as stale"));
+    }
     Ok(())
 }
 

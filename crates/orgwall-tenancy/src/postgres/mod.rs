@@ -60,6 +60,19 @@ macro_rules! route {
     };
 }
 
+/// The prelude of a read in an org's own database from a scope built from cached access
+/// (an API key's: one dependency, the org): the org's access generation as that database
+/// mirrors it (see [`crate::placement::MIRROR_TABLE`]), against the generation the scope
+/// was built at. The mirror holds generations the control plane has committed, written
+/// after each access change commits and before it is answered; so it can lag the control
+/// plane for a moment, never lead it, and the check is "changed since", not "different":
+/// a scope verified after a change, while the mirror still holds the value before it, is
+/// not stale. A database its org is leaving holds [`crate::placement::MIRROR_RETIRED`].
+const MIRRORED: &str = concat!(
+    settings!(),
+    ", coalesce((SELECT m.gen FROM access_mirror m WHERE m.dep = $6), 0) > $7"
+);
+
 /// The preludes, by the number of dependencies checked (0, 1, 2), unrouted and routed.
 const PRELUDES: [[&str; 2]; 3] = [
     [settings!(), concat!(settings!(), route!(6))],
@@ -554,18 +567,33 @@ impl PgDb {
             .get()
             .await
             .map_err(|e| connect_error(&self.url, e))?;
-        Ok(PgTx {
-            obj: Some(obj),
+        Ok(self.unconnected(mode, settings, Some(obj)))
+    }
+
+    /// A transaction that borrows its connection when it first sends something (the
+    /// control transaction beside a mirrored read, which may send nothing).
+    pub(crate) fn begin_lazy(&self, mode: Mode, settings: Settings) -> PgTx {
+        self.unconnected(mode, settings, None)
+    }
+
+    fn unconnected(&self, mode: Mode, settings: Settings, obj: Option<Object>) -> PgTx {
+        PgTx {
+            obj,
             pool: self.pool.clone(),
             schema: schema_of(&settings.route),
             fence: true,
+            mirror: false,
+            mirrors: match mode {
+                Mode::Write => Some(self.clone()),
+                Mode::Read => None,
+            },
             pending: Some(settings),
             mode,
             role: self.app_role.clone(),
             control: self.control.clone(),
             done: false,
             broken: std::sync::atomic::AtomicBool::new(false),
-        })
+        }
     }
 
     /// The owner login of `target` (or the control server), read once per handle.
@@ -653,8 +681,11 @@ impl PgDb {
 
     /// Opens a transaction on `org`'s placement database (its data plane; see
     /// [`crate::placement::Route::Database`]): the same role and scope settings as the
-    /// control transaction beside it, without the access check (the control transaction
-    /// carries it).
+    /// control transaction beside it. A read from a scope built from cached access with the
+    /// org as its only dependency (an API key's) checks it against the database's access
+    /// mirror in its own first flight ([`MIRRORED`]): one transaction on one database, as
+    /// for an org in the shared tables. Any other keeps no check (the control transaction
+    /// beside it carries it).
     pub(crate) async fn begin_placed(
         &self,
         name: &Arc<str>,
@@ -662,6 +693,57 @@ impl PgDb {
         mode: Mode,
         settings: Settings,
     ) -> Result<PgTx> {
+        let (pool, obj) = self.placed_connection(name, target).await?;
+        let mirror = mirrorable(mode, &settings);
+        Ok(PgTx {
+            obj: Some(obj),
+            pool,
+            pending: Some(Settings {
+                checks: match mirror {
+                    true => settings.checks.clone(),
+                    false => Vec::new(),
+                },
+                ..settings
+            }),
+            mode,
+            role: self.app_role.clone(),
+            control: "public".into(),
+            schema: None,
+            fence: false,
+            mirror,
+            mirrors: None,
+            done: false,
+            broken: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Writes `org`'s access generation `gen` (committed on the control plane) into the
+    /// access mirror of its placement database `name` on `target`, unless the mirror holds
+    /// a later one already (see [`MIRRORED`]).
+    pub(crate) async fn mirror_generation(
+        &self,
+        org: uuid::Uuid,
+        name: &Arc<str>,
+        target: Option<&Arc<str>>,
+        gen: i64,
+    ) -> Result<()> {
+        let (_, obj) = self.placed_connection(name, target).await?;
+        let r = obj
+            .execute(MIRROR_SQL, &[&org, &gen])
+            .await
+            .map_err(map_err);
+        if r.is_err() {
+            drop(Object::take(obj));
+        }
+        r.map(drop)
+    }
+
+    /// A connection to placement database `name` on `target`, within its server's budget.
+    async fn placed_connection(
+        &self,
+        name: &Arc<str>,
+        target: Option<&Arc<str>>,
+    ) -> Result<(Pool, Object)> {
         // A pool closed by the budget between finding it and taking a connection from it
         // is found again (made anew).
         let mut tries = 0;
@@ -685,21 +767,7 @@ impl PgDb {
                 }
             }
         };
-        Ok(PgTx {
-            obj: Some(obj),
-            pool,
-            pending: Some(Settings {
-                checks: Vec::new(),
-                ..settings
-            }),
-            mode,
-            role: self.app_role.clone(),
-            control: "public".into(),
-            schema: None,
-            fence: false,
-            done: false,
-            broken: std::sync::atomic::AtomicBool::new(false),
-        })
+        Ok((pool, obj))
     }
 
     pub(crate) async fn migrate(
@@ -918,6 +986,13 @@ pub(crate) struct PgTx {
     /// A control transaction: an org-scoped write takes the org's write fence (see
     /// [`FENCE_SQL`]); a placement database's transaction does not (its control one does).
     fence: bool,
+    /// A transaction on an org's own database whose first flight checks the scope against
+    /// that database's access mirror (see [`MIRRORED`]); else its control transaction
+    /// carries the check.
+    mirror: bool,
+    /// A control write: what its commit must tell the placement databases whose orgs'
+    /// access it changed (see [`PgTx::commit`]).
+    mirrors: Option<PgDb>,
     done: bool,
     /// The connection failed under this transaction (the server went away): it is not
     /// given back to the pool, whose quick check could still see it open.
@@ -942,10 +1017,12 @@ struct PreludeParams {
     checks: Vec<(uuid::Uuid, i64)>,
     /// The search path of an org placed in a schema of its own.
     path: Option<String>,
+    /// The check reads the org's own database's mirror (see [`MIRRORED`]).
+    mirror: bool,
 }
 
 impl PreludeParams {
-    fn new(role: &str, control: &str, s: &Settings) -> Result<Self> {
+    fn new(role: &str, control: &str, s: &Settings, mirror: bool) -> Result<Self> {
         // A scope depends on its org and, through a session, on its user: never more (a
         // check dropped here would serve revoked access, so more is refused, not cut).
         if s.checks.len() >= PRELUDES.len() {
@@ -966,11 +1043,20 @@ impl PreludeParams {
             text: prelude_params(role, s),
             checks: s.checks.clone(),
             path,
+            mirror,
         })
     }
 
     /// The prelude to send with these parameters.
     fn sql(&self) -> Result<&'static str> {
+        if self.mirror && !self.checks.is_empty() {
+            return match (self.checks.len(), &self.path) {
+                (1, None) => Ok(MIRRORED),
+                _ => Err(Error::Internal(
+                    "a mirrored check is one dependency, unrouted".into(),
+                )),
+            };
+        }
         PRELUDES
             .get(self.checks.len())
             .and_then(|by_route| by_route.get(usize::from(self.path.is_some())))
@@ -1015,6 +1101,27 @@ pub(crate) const FENCE_SQL: &str = "SELECT pg_advisory_xact_lock_shared(7270002,
 /// The fence taken exclusive (see [`FENCE_SQL`]).
 pub(crate) const FENCE_EXCLUSIVE_SQL: &str = "SELECT pg_advisory_xact_lock(7270002, hashtext($1))";
 
+/// Whether a transaction on an org's own database with `settings` checks its scope against
+/// the database's access mirror (see [`PgDb::begin_placed`]).
+pub(crate) fn mirrorable(mode: Mode, settings: &Settings) -> bool {
+    mode == Mode::Read
+        && matches!((settings.checks.as_slice(), settings.org), ([(dep, _)], Some(org)) if *dep == org.uuid())
+}
+
+/// Raises an org's generation in its placement database's access mirror (`$1` the org,
+/// `$2` a generation the control plane committed): never lowered, so writes of two
+/// changes arriving out of order leave the later one.
+const MIRROR_SQL: &str = "INSERT INTO access_mirror AS m (dep, gen) VALUES ($1, $2)
+     ON CONFLICT (dep) DO UPDATE SET gen = greatest(m.gen, excluded.gen)";
+
+/// Read by a control write just before its COMMIT (same flight): the orgs in databases of
+/// their own whose access generation it bumped (the access trigger notes them in
+/// `orgwall.bumped`), where they are, and their generation now (this transaction's).
+const BUMPED_SQL: &str = "SELECT pl.org_id, pl.location, pl.target, g.gen FROM placements pl
+     JOIN access_generations g ON g.dep = pl.org_id
+     WHERE pl.kind = 'database'
+       AND pl.org_id = ANY (string_to_array(nullif(current_setting('orgwall.bumped', true), ''), ',')::uuid[])";
+
 /// Where the directory places an org, read by a write after the fence.
 const ROUTE_SQL: &str = "SELECT kind, location, target FROM placements WHERE org_id = $1";
 
@@ -1025,6 +1132,7 @@ struct Flight<'a> {
     control: &'a str,
     mode: Mode,
     fence: bool,
+    mirror: bool,
 }
 
 impl<'a> Flight<'a> {
@@ -1034,6 +1142,7 @@ impl<'a> Flight<'a> {
             control: &tx.control,
             mode: tx.mode,
             fence: tx.fence,
+            mirror: tx.mirror,
         }
     }
 }
@@ -1069,6 +1178,25 @@ impl PgTx {
         obj.prepare_cached(&named).await.map_err(map_err)
     }
 
+    /// Gives its connection back to the pool while nothing was sent on it (BEGIN not
+    /// either): the control transaction beside a mirrored read (which may never send
+    /// anything), or one whose scope is verified again (which needs a connection of that
+    /// pool). Its next statement borrows one again ([`PgTx::connect`]).
+    pub(crate) fn release_unsent(&mut self) {
+        if self.pending.is_some() {
+            self.obj = None;
+        }
+    }
+
+    /// Borrows a connection again after [`PgTx::release_unsent`].
+    async fn connect(&mut self) -> Result<()> {
+        if self.obj.is_none() && self.pending.is_some() {
+            let obj = self.pool.get().await;
+            self.obj = Some(obj.map_err(|e| Error::Unavailable(format!("PostgreSQL pool: {e}")))?);
+        }
+        Ok(())
+    }
+
     /// Notes a lost connection in `r`.
     fn note<T>(&self, r: Result<T>) -> Result<T> {
         if let Err(Error::Unavailable(_)) = &r {
@@ -1087,6 +1215,12 @@ impl PgTx {
     /// The role its tenant statements run as.
     pub(crate) fn role(&self) -> String {
         self.role.to_string()
+    }
+
+    /// Whether its first flight, still unsent, checks its scope against its database's
+    /// access mirror.
+    pub(crate) fn mirror_pending(&self) -> bool {
+        self.mirror && self.pending.as_ref().is_some_and(|s| !s.checks.is_empty())
     }
 
     /// Whether it may write.
@@ -1116,7 +1250,7 @@ impl PgTx {
             Mode::Write => "BEGIN",
         };
         let begin = obj.prepare_cached(begin_sql).await.map_err(map_err)?;
-        let pp = PreludeParams::new(how.role, how.control, &settings)?;
+        let pp = PreludeParams::new(how.role, how.control, &settings, how.mirror)?;
         let prelude = obj.prepare_cached(pp.sql()?).await.map_err(map_err)?;
         let pr = pp.refs();
         let client: &tokio_postgres::Client = obj;
@@ -1237,15 +1371,23 @@ impl PgTx {
     /// Starts a transaction whose first flight was sent again from nothing (a data-plane
     /// transaction whose control check found the scope stale): its ROLLBACK is queued on
     /// the connection, which goes back to the pool with it, and BEGIN with `settings`' prelude
-    /// goes in front of the next statement, on a connection from the pool.
-    pub(crate) async fn restart(&mut self, settings: Settings) -> Result<()> {
+    /// goes in front of the next statement, on a connection from the pool. A mirrored
+    /// one checks `checks` (the scope's, verified again).
+    pub(crate) async fn restart(
+        &mut self,
+        settings: Settings,
+        checks: Vec<(uuid::Uuid, i64)>,
+    ) -> Result<()> {
         if self.pending.is_none() {
             if let Some(obj) = self.obj.take() {
                 let _ = obj.batch_execute("ROLLBACK").now_or_never();
             }
         }
         self.pending = Some(Settings {
-            checks: Vec::new(),
+            checks: match self.mirror {
+                true => checks,
+                false => Vec::new(),
+            },
             ..settings
         });
         if self.obj.is_none() {
@@ -1269,6 +1411,7 @@ impl PgTx {
     }
 
     async fn run(&mut self, sql: &str, params: &[Val], op: Op) -> Result<Out> {
+        self.connect().await?;
         let pending = self.pending.take();
         let again = pending.clone();
         let r = self.run_once(sql, params, op, pending).await;
@@ -1300,6 +1443,7 @@ impl PgTx {
     /// Runs several independent queries pipelined: one round trip for all of them (and
     /// for BEGIN and the prelude, if this is the transaction's first flight).
     async fn query_many_inner(&mut self, stmts: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>> {
+        self.connect().await?;
         let pending = self.pending.take();
         let again = pending.clone();
         let r = self.query_many_once(stmts, pending).await;
@@ -1353,6 +1497,7 @@ impl PgTx {
     /// Column names of a statement (prepared, not run), each with whether its type can be
     /// read into a [`Val`] (a `tsvector`, for one, cannot).
     async fn columns_inner(&mut self, sql: &str) -> Result<Vec<(String, bool)>> {
+        self.connect().await?;
         let stmt = self.obj()?.prepare_cached(sql).await.map_err(map_err)?;
         Ok(stmt
             .columns()
@@ -1367,7 +1512,7 @@ impl PgTx {
             self.pending = Some(settings);
             return Ok(());
         }
-        let pp = PreludeParams::new(&self.role, &self.control, &settings)?;
+        let pp = PreludeParams::new(&self.role, &self.control, &settings, self.mirror)?;
         let obj = self.obj()?;
         let prelude = obj.prepare_cached(pp.sql()?).await.map_err(map_err)?;
         obj.execute(&prelude, &pp.refs()).await.map_err(map_err)?;
@@ -1379,8 +1524,12 @@ impl PgTx {
         if self.pending.is_some() {
             return Ok(()); // nothing was sent: nothing to commit
         }
+        let mirrors = self.mirrors.take();
         let obj = self.obj()?;
         let stmt = obj.prepare_cached("COMMIT").await.map_err(map_err)?;
+        if let Some(db) = mirrors {
+            return Self::commit_mirrored(obj, &stmt, &db).await;
+        }
         if self.mode == Mode::Read {
             // A READ ONLY transaction has nothing to make durable: its COMMIT is queued on
             // the connection (the first poll writes it) and not waited for. The next
@@ -1391,6 +1540,42 @@ impl PgTx {
             return Ok(());
         }
         obj.execute(&stmt, &[]).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    /// Commits a control write, then writes the access generations it bumped of orgs in
+    /// databases of their own into those databases' mirrors, before the change is
+    /// answered: from then on no instance serves a read there from a scope built before
+    /// it (see [`MIRRORED`]). Read in the COMMIT's flight ([`BUMPED_SQL`]). If a mirror
+    /// cannot be written, the change stands (committed) and is answered 503: other
+    /// instances hear of it from the control plane's announcement instead, a moment later.
+    async fn commit_mirrored(
+        obj: &Object,
+        commit: &tokio_postgres::Statement,
+        db: &PgDb,
+    ) -> Result<()> {
+        let bumped = obj.prepare_cached(BUMPED_SQL).await.map_err(map_err)?;
+        let (rows, c) = futures::join!(obj.query(&bumped, &[]), obj.execute(commit, &[]));
+        // A failed read aborts the transaction, whose COMMIT then answers ROLLBACK (no
+        // error): the read's error is the transaction's.
+        let rows = rows.map_err(map_err)?;
+        c.map_err(map_err)?;
+        for r in &rows {
+            let org: uuid::Uuid = r.get(0);
+            let route = crate::placement::Route::from_parts("database", r.get(1), r.get(2))?;
+            let crate::placement::Route::Database { name, target } = route else {
+                continue;
+            };
+            if let Err(e) = db
+                .mirror_generation(org, &name, target.as_ref(), r.get(3))
+                .await
+            {
+                tracing::warn!(org_id = %org, error = %e, "an access change committed, but its org's database could not mirror it");
+                return Err(Error::Unavailable(format!(
+                    "the change was saved, but organization {org}'s own database could not be told of it ({e}); other instances learn of it within moments"
+                )));
+            }
+        }
         Ok(())
     }
 

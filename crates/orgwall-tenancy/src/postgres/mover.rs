@@ -475,6 +475,13 @@ pub(crate) async fn run(
         opts,
         progress,
     };
+    if let Some(mv) = get(&m.control, org).await? {
+        if mv.phase != "cleanup" {
+            // A cut-over that died between retiring the old database's mirror and the
+            // flip left it retired: restored before anything else.
+            m.unretire(&mv.from).await?;
+        }
+    }
     loop {
         let Some(mv) = get(&m.control, org).await? else {
             return route_of(&m.control, org).await;
@@ -1088,7 +1095,20 @@ impl Mover<'_> {
             )
             .await
             .map_err(map_err)?;
-        fence.commit().await.map_err(map_err)?;
+        // The database the org leaves stops serving reads from cached scopes before the
+        // directory flips (which lifts the fence): a read there checks the scope against
+        // that database's access mirror alone, so the mirror is retired first. Until the
+        // flip commits such reads wait or are answered 503, never from a copy the org's
+        // next writes miss; if it does not commit, the mirror is restored.
+        if let Route::Database { .. } = &source.route {
+            retire_mirror(&source.client, self.org).await?;
+        }
+        if let Err(e) = fence.commit().await.map_err(map_err) {
+            if let Err(u) = self.unretire(&mv.from).await {
+                tracing::warn!(org_id = %self.org, error = %u, "the access mirror of the database a move did not leave stays retired until the move runs again");
+            }
+            return Err(e);
+        }
         let paused_ms = u64::try_from(paused.elapsed().as_millis()).unwrap_or(u64::MAX);
         // Where the fence's time went (drained: the last changes replayed; counted: the
         // row counts on both ends), for the benchmark's breakdown.
@@ -1189,6 +1209,9 @@ impl Mover<'_> {
     /// goes): the slot and publication, the copy the directory does not name, the move's
     /// row.
     async fn finish(&self, mv: &Move, flipped: bool) -> Result<()> {
+        if !flipped {
+            self.unretire(&mv.from).await?;
+        }
         self.drop_replication(&mv.from).await?;
         if flipped {
             self.wait_for_old_readers(&mv.from).await?;
@@ -1203,6 +1226,40 @@ impl Mover<'_> {
             .await
             .map_err(map_err)?;
         Ok(())
+    }
+
+    /// Restores the access mirror of the database `from` (the org's placement still: no
+    /// flip committed) if a cut-over retired it and then failed or died: to the org's
+    /// generation on the control plane, whose row is locked meanwhile, so an access change
+    /// committing now writes its own generation into the mirror after this one.
+    async fn unretire(&self, from: &Route) -> Result<()> {
+        if !matches!(from, Route::Database { .. }) {
+            return Ok(());
+        }
+        let Some(side) = self.old_side(from).await? else {
+            return Ok(());
+        };
+        let mut control = self.owner().await?;
+        let tx = control.transaction().await.map_err(map_err)?;
+        let gen: i64 = tx
+            .query_opt(
+                "SELECT gen FROM access_generations WHERE dep = $1 FOR UPDATE",
+                &[&self.org.uuid()],
+            )
+            .await
+            .map_err(map_err)?
+            .map_or(0, |r| r.get(0));
+        side.client
+            .execute(
+                &format!(
+                    "UPDATE {} SET gen = $2 WHERE dep = $1 AND gen = $3",
+                    crate::placement::MIRROR_TABLE
+                ),
+                &[&self.org.uuid(), &gen, &crate::placement::MIRROR_RETIRED],
+            )
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
     }
 
     /// Waits until every transaction that may still read the old copy has ended: those
@@ -1993,6 +2050,23 @@ enum Step {
 /// (polled in order, so sent and run in order) and answered together, instead of a round
 /// trip per change. A failure fails the batch (its transaction is rolled back; the batch
 /// is read again from the slot).
+/// Retires `org`'s access mirror in the placement database `client` is connected to (see
+/// [`crate::placement::MIRROR_RETIRED`]).
+async fn retire_mirror(client: &Client, org: OrgId) -> Result<()> {
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {t} AS m (dep, gen) VALUES ($1, $2)
+                 ON CONFLICT (dep) DO UPDATE SET gen = excluded.gen",
+                t = crate::placement::MIRROR_TABLE
+            ),
+            &[&org.uuid(), &crate::placement::MIRROR_RETIRED],
+        )
+        .await
+        .map_err(map_err)
+        .map(drop)
+}
+
 async fn run_steps(tx: &tokio_postgres::Transaction<'_>, steps: Vec<Step>) -> Result<()> {
     let runs = steps.into_iter().map(|step| async move {
         match step {

@@ -79,7 +79,26 @@ pub(crate) async fn migrate_database(
     tx.batch_execute(MIGRATION_LOCK).await.map_err(map_err)?;
     apply(&tx, app_role, catalog, Plane::Data).await?;
     revoke_projection(&tx, app_role).await?;
+    mirror(&tx, app_role).await?;
     tx.commit().await.map_err(map_err)
+}
+
+/// Creates the access mirror of a placement database if it lacks it (a database placed
+/// before it existed gets it from `orgwall migrate`), readable by the server role.
+async fn mirror(tx: &tokio_postgres::Transaction<'_>, app_role: &str) -> Result<()> {
+    super::check_role_name(app_role)?;
+    let t = crate::placement::MIRROR_TABLE;
+    tx.batch_execute(&format!(
+        "CREATE TABLE IF NOT EXISTS {t} (
+             dep uuid PRIMARY KEY REFERENCES orgs (id) ON DELETE CASCADE,
+             gen bigint NOT NULL
+         );
+         COMMENT ON TABLE {t} IS 'orgwall placement projection (control plane: this org''s access generation)';
+         REVOKE ALL ON {t} FROM {app_role};
+         GRANT SELECT ON {t} TO {app_role};"
+    ))
+    .await
+    .map_err(map_err)
 }
 
 /// Puts `schema` (a checked placement schema name) first on `tx`'s search path, the
@@ -694,6 +713,7 @@ pub(crate) async fn provision_database(
         .map_err(map_err)?;
         apply(&tx, app_role, catalog, Plane::Data).await?;
         revoke_projection(&tx, app_role).await?;
+        mirror(&tx, app_role).await?;
         tx.commit().await.map_err(map_err)
     }
     .await;
