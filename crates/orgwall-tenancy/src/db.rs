@@ -1091,7 +1091,7 @@ impl Tx {
         ) {
             if let TxInner::Pg(t) = &self.inner {
                 if t.fence_unsent() {
-                    const PASS: &[(&str, &[Val])] = &[("SELECT 1", &[])];
+                    const PASS: &[(&str, &[Val])] = &[(pg::BARE, &[])];
                     self.query_many(PASS).await?;
                 }
             }
@@ -1200,7 +1200,7 @@ impl Tx {
         control: &[(&str, &[Val])],
         op: &DataOp<'_>,
     ) -> Result<Option<(Vec<Vec<Row>>, DataOut)>> {
-        const BARE: &[(&str, &[Val])] = &[("SELECT 1", &[])];
+        const BARE: &[(&str, &[Val])] = &[(pg::BARE, &[])];
         for _ in 0..STALE_RETRIES {
             let sent = if self.checking() && control.is_empty() {
                 BARE

@@ -591,6 +591,7 @@ impl PgDb {
             mode,
             role: self.app_role.clone(),
             control: self.control.clone(),
+            used: false,
             done: false,
             broken: std::sync::atomic::AtomicBool::new(false),
         }
@@ -712,6 +713,7 @@ impl PgDb {
             fence: false,
             mirror,
             mirrors: None,
+            used: false,
             done: false,
             broken: std::sync::atomic::AtomicBool::new(false),
         })
@@ -993,6 +995,10 @@ pub(crate) struct PgTx {
     /// A control write: what its commit must tell the placement databases whose orgs'
     /// access it changed (see [`PgTx::commit`]).
     mirrors: Option<PgDb>,
+    /// Whether it ran a statement other than a bare `SELECT 1` (the control transaction
+    /// of a write to an org in a database of its own sends only that, beside its fence and
+    /// prelude, unless it writes to the control plane too).
+    used: bool,
     done: bool,
     /// The connection failed under this transaction (the server went away): it is not
     /// given back to the pool, whose quick check could still see it open.
@@ -1121,6 +1127,10 @@ const BUMPED_SQL: &str = "SELECT pl.org_id, pl.location, pl.target, g.gen FROM p
      JOIN access_generations g ON g.dep = pl.org_id
      WHERE pl.kind = 'database'
        AND pl.org_id = ANY (string_to_array(nullif(current_setting('orgwall.bumped', true), ''), ',')::uuid[])";
+
+/// The statement a control transaction sends when it has nothing of its own to send
+/// beside a check (its first flight carries the check, the fence and the route).
+pub(crate) const BARE: &str = "SELECT 1";
 
 /// Where the directory places an org, read by a write after the fence.
 const ROUTE_SQL: &str = "SELECT kind, location, target FROM placements WHERE org_id = $1";
@@ -1412,6 +1422,7 @@ impl PgTx {
 
     async fn run(&mut self, sql: &str, params: &[Val], op: Op) -> Result<Out> {
         self.connect().await?;
+        self.used |= sql != BARE;
         let pending = self.pending.take();
         let again = pending.clone();
         let r = self.run_once(sql, params, op, pending).await;
@@ -1444,6 +1455,7 @@ impl PgTx {
     /// for BEGIN and the prelude, if this is the transaction's first flight).
     async fn query_many_inner(&mut self, stmts: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>> {
         self.connect().await?;
+        self.used |= stmts.iter().any(|(sql, _)| *sql != BARE);
         let pending = self.pending.take();
         let again = pending.clone();
         let r = self.query_many_once(stmts, pending).await;
@@ -1527,10 +1539,14 @@ impl PgTx {
         let mirrors = self.mirrors.take();
         let obj = self.obj()?;
         let stmt = obj.prepare_cached("COMMIT").await.map_err(map_err)?;
-        if let Some(db) = mirrors {
+        // A write that sent nothing but its fence, prelude and bare checks wrote nothing
+        // here: nothing to make durable, its COMMIT only lifts the fence, after its org's
+        // database committed (see `Tx::commit`); queued like a read's.
+        let idle = self.mode == Mode::Write && !self.used;
+        if let (Some(db), false) = (mirrors, idle) {
             return Self::commit_mirrored(obj, &stmt, &db).await;
         }
-        if self.mode == Mode::Read {
+        if self.mode == Mode::Read || idle {
             // A READ ONLY transaction has nothing to make durable: its COMMIT is queued on
             // the connection (the first poll writes it) and not waited for. The next
             // borrower's BEGIN follows it on the wire and is answered after it, so a
