@@ -1117,6 +1117,18 @@ async fn the_doctor_and_migrate_reach_every_placement_database() {
     .await;
     t.owner_exec_for(d.globex, "GRANT SELECT ON users TO orgwall_app")
         .await;
+    // The access mirror retired (as a cut-over leaves it just before its flip) with no
+    // move running: every cached read of Globex would be refused.
+    t.owner_exec_for(
+        d.globex,
+        &format!(
+            "INSERT INTO access_mirror (dep, gen) VALUES ('{}', {})
+             ON CONFLICT (dep) DO UPDATE SET gen = excluded.gen",
+            d.globex.uuid(),
+            i64::MAX
+        ),
+    )
+    .await;
     let (acme_db, admin) = (
         placement::database_name(d.acme),
         orgwall_testkit::admin_url(),
@@ -1151,6 +1163,7 @@ async fn the_doctor_and_migrate_reach_every_placement_database() {
         &format!("{name}.users"),
         "privilege on the members projection",
     );
+    named(&format!("{name}.access_mirror"), "retired");
     named(&acme_db, "orphan");
     named(
         &format!("org {}", d.globex),
@@ -1159,6 +1172,8 @@ async fn the_doctor_and_migrate_reach_every_placement_database() {
 
     // Put right: migrate re-asserts the walls and the projection's privacy; the rest by hand.
     t.owner_exec("DELETE FROM notes WHERE title = 'stray'")
+        .await;
+    t.owner_exec_for(d.globex, "UPDATE access_mirror SET gen = 0")
         .await;
     t.owner_exec_for(
         d.globex,
@@ -1632,4 +1647,53 @@ async fn showing_an_org_reads_its_own_placement_only() {
         placement::show(db, orgwall_core::OrgId::new()).await,
         Err(Error::NotFound)
     ));
+}
+
+/// CI failure (placements `acme=schema,globex=database`, the one-connection walls test):
+/// an access change of an org in its own database, committed on a handle whose placement
+/// budget has room for one connection, answered 503 "the connection budget ... is in
+/// use": the control commit wrote the org's access mirror while the same transaction's
+/// data-plane connection to that database was still held (a member added commits the
+/// control plane first). The mirror is now written once both planes' connections are back
+/// in their pools. Failed before the change at seeding (a member added to Globex).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_change_in_an_org_of_its_own_needs_one_connection_there() {
+    let t = TestDb::with_pool(BackendKind::Postgres, 1).await;
+    orgwall_store::seed::demo_placed(&t.db, &[("globex", Kind::Database(None))])
+        .await
+        .unwrap();
+    let d = Demo::load(&t.db).await;
+    // The mirror holds Globex's generation as the control plane committed it.
+    let (c, conn) = tokio_postgres::connect(&t.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let gen: i64 = c
+        .query_one(
+            "SELECT gen FROM access_generations WHERE dep = $1",
+            &[&d.globex.uuid()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(gen > 0);
+    assert_eq!(
+        t.owner_count_for(
+            d.globex,
+            "access_mirror",
+            &format!("dep = '{}' AND gen = {gen}", d.globex.uuid())
+        )
+        .await,
+        1
+    );
+    // A read of Globex's through that one connection still works.
+    let bob = d.bob_in_globex(&t.db).await;
+    let mut tx = t.db.read(&bob).await.unwrap();
+    assert!(!tx
+        .data()
+        .query("SELECT id FROM notes", &[])
+        .await
+        .unwrap()
+        .is_empty());
+    tx.commit().await.unwrap();
 }

@@ -1104,12 +1104,19 @@ impl Tx {
                 Box::pin(d.tx.commit()).await?;
             }
         }
-        match self.inner {
-            TxInner::Pg(t) => t.commit().await?,
-            TxInner::Sqlite(t) => t.commit().await?,
-        }
+        let mirrors = match self.inner {
+            TxInner::Pg(t) => t.commit_deferred().await?,
+            TxInner::Sqlite(t) => {
+                t.commit().await?;
+                None
+            }
+        };
         if let Some(d) = data {
             Box::pin(d.tx.commit()).await?;
+        }
+        // Once both planes' connections are back in their pools.
+        if let Some(m) = mirrors {
+            Box::pin(m.write()).await?;
         }
         match self.announce {
             Announce::Nothing => {}

@@ -1107,6 +1107,39 @@ pub(crate) const FENCE_SQL: &str = "SELECT pg_advisory_xact_lock_shared(7270002,
 /// The fence taken exclusive (see [`FENCE_SQL`]).
 pub(crate) const FENCE_EXCLUSIVE_SQL: &str = "SELECT pg_advisory_xact_lock(7270002, hashtext($1))";
 
+/// The access mirrors a committed control write must raise (see [`PgTx::commit_deferred`]).
+pub(crate) struct MirrorWrites {
+    db: PgDb,
+    bumps: Vec<Bump>,
+}
+
+/// An org whose access generation a committed write bumped: (the org, its database, the
+/// database's target, the org's generation now).
+type Bump = (uuid::Uuid, Arc<str>, Option<Arc<str>>, i64);
+
+impl MirrorWrites {
+    /// Writes each org's generation into its database's access mirror, before the change
+    /// is answered: from then on no instance serves a read there from a scope built before
+    /// it (see [`MIRRORED`]). If a mirror cannot be written, the change stands (committed)
+    /// and is answered 503: other instances hear of it from the control plane's
+    /// announcement instead, a moment later.
+    pub(crate) async fn write(self) -> Result<()> {
+        for (org, name, target, gen) in &self.bumps {
+            if let Err(e) = self
+                .db
+                .mirror_generation(*org, name, target.as_ref(), *gen)
+                .await
+            {
+                tracing::warn!(org_id = %org, error = %e, "an access change committed, but its org's database could not mirror it");
+                return Err(Error::Unavailable(format!(
+                    "the change was saved, but organization {org}'s own database could not be told of it ({e}); other instances learn of it within moments"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Whether a transaction on an org's own database with `settings` checks its scope against
 /// the database's access mirror (see [`PgDb::begin_placed`]).
 pub(crate) fn mirrorable(mode: Mode, settings: &Settings) -> bool {
@@ -1531,10 +1564,10 @@ impl PgTx {
         Ok(())
     }
 
-    async fn commit_inner(&mut self) -> Result<()> {
+    async fn commit_inner(&mut self) -> Result<Option<MirrorWrites>> {
         self.done = true;
         if self.pending.is_some() {
-            return Ok(()); // nothing was sent: nothing to commit
+            return Ok(None); // nothing was sent: nothing to commit
         }
         let mirrors = self.mirrors.take();
         let obj = self.obj()?;
@@ -1544,7 +1577,7 @@ impl PgTx {
         // database committed (see `Tx::commit`); queued like a read's.
         let idle = self.mode == Mode::Write && !self.used;
         if let (Some(db), false) = (mirrors, idle) {
-            return Self::commit_mirrored(obj, &stmt, &db).await;
+            return Self::commit_mirrored(obj, &stmt, db).await;
         }
         if self.mode == Mode::Read || idle {
             // A READ ONLY transaction has nothing to make durable: its COMMIT is queued on
@@ -1553,46 +1586,38 @@ impl PgTx {
             // scoped read costs one round trip. A lost connection shows up to that
             // borrower, never as a lost write.
             let _ = obj.execute(&stmt, &[]).now_or_never();
-            return Ok(());
+            return Ok(None);
         }
         obj.execute(&stmt, &[]).await.map_err(map_err)?;
-        Ok(())
+        Ok(None)
     }
 
-    /// Commits a control write, then writes the access generations it bumped of orgs in
-    /// databases of their own into those databases' mirrors, before the change is
-    /// answered: from then on no instance serves a read there from a scope built before
-    /// it (see [`MIRRORED`]). Read in the COMMIT's flight ([`BUMPED_SQL`]). If a mirror
-    /// cannot be written, the change stands (committed) and is answered 503: other
-    /// instances hear of it from the control plane's announcement instead, a moment later.
+    /// Commits a control write and reads, in the COMMIT's flight ([`BUMPED_SQL`]), the
+    /// access generations it bumped of orgs in databases of their own: what the caller
+    /// writes into those databases' mirrors ([`MirrorWrites::write`]) once every
+    /// connection of the transaction is back in its pool, before the change is answered.
     async fn commit_mirrored(
         obj: &Object,
         commit: &tokio_postgres::Statement,
-        db: &PgDb,
-    ) -> Result<()> {
+        db: PgDb,
+    ) -> Result<Option<MirrorWrites>> {
         let bumped = obj.prepare_cached(BUMPED_SQL).await.map_err(map_err)?;
         let (rows, c) = futures::join!(obj.query(&bumped, &[]), obj.execute(commit, &[]));
         // A failed read aborts the transaction, whose COMMIT then answers ROLLBACK (no
         // error): the read's error is the transaction's.
         let rows = rows.map_err(map_err)?;
         c.map_err(map_err)?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut bumps = Vec::with_capacity(rows.len());
         for r in &rows {
-            let org: uuid::Uuid = r.get(0);
             let route = crate::placement::Route::from_parts("database", r.get(1), r.get(2))?;
-            let crate::placement::Route::Database { name, target } = route else {
-                continue;
-            };
-            if let Err(e) = db
-                .mirror_generation(org, &name, target.as_ref(), r.get(3))
-                .await
-            {
-                tracing::warn!(org_id = %org, error = %e, "an access change committed, but its org's database could not mirror it");
-                return Err(Error::Unavailable(format!(
-                    "the change was saved, but organization {org}'s own database could not be told of it ({e}); other instances learn of it within moments"
-                )));
+            if let crate::placement::Route::Database { name, target } = route {
+                bumps.push((r.get(0), name, target, r.get(3)));
             }
         }
-        Ok(())
+        Ok(Some(MirrorWrites { db, bumps }))
     }
 
     async fn rollback_inner(&mut self) -> Result<()> {
@@ -1649,7 +1674,17 @@ impl PgTx {
             })
     }
 
-    pub(crate) async fn commit(mut self) -> Result<()> {
+    pub(crate) async fn commit(self) -> Result<()> {
+        match self.commit_deferred().await? {
+            Some(m) => m.write().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Commits; the access mirrors its commit must write are returned, to be written once
+    /// the caller has given back its other connections (a placement database's budget
+    /// may have room for one connection only).
+    pub(crate) async fn commit_deferred(mut self) -> Result<Option<MirrorWrites>> {
         let r = self.commit_inner().await;
         self.note(r)
     }
