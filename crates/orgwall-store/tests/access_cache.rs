@@ -446,6 +446,20 @@ async fn not_yet_announced(acme_placement: orgwall_store::placement::Kind) {
     change(&t, d.acme, placed, silently("SELECT 1".into())).await;
     assert_eq!(count_notes(other.clone(), carol).await.unwrap(), 3);
 
+    // In Acme's own database: a statement compiled before the first one runs (an export
+    // names its columns first) sends no flight, so it confirms nothing; the mirrored check
+    // runs with the first statement, and the stale scope it finds is verified again, not
+    // answered as an error (it was `access_stale`).
+    if placed {
+        let carol = warm(&other, d.carol, d.acme).await;
+        change(&t, d.acme, placed, silently("SELECT 1".into())).await;
+        let mut tx = other.read(&carol).await.unwrap();
+        tx.data().columns("SELECT id FROM notes").await.unwrap();
+        let n = tx.data().query("SELECT id FROM notes", &[]).await.unwrap();
+        assert_eq!(n.len(), 3);
+        tx.commit().await.unwrap();
+    }
+
     // A demotion: the warm scope still holds notes:write, but its write is refused.
     let carol = warm(&other, d.carol, d.acme).await;
     assert!(carol

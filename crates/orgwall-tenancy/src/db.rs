@@ -1291,7 +1291,9 @@ impl Tx {
     /// elsewhere ([`Settled::Rerouted`]).
     async fn data_op(&mut self, op: DataOp<'_>) -> Result<DataOut> {
         for _ in 0..STALE_RETRIES {
-            if self.mirrored() {
+            // (A statement compiled, not run, sends no flight: it checks nothing, and
+            // must not confirm the scope. It goes beside a control check instead.)
+            if self.mirrored() && !matches!(op, DataOp::Columns(_)) {
                 // One flight on one database: the data and the check of the scope.
                 let r = match self.placed() {
                     Some(d) => op.run_on(d).await,
