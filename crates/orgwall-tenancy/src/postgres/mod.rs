@@ -1233,7 +1233,16 @@ impl PgTx {
 
     /// Borrows a connection again after [`PgTx::release_unsent`].
     async fn connect(&mut self) -> Result<()> {
-        if self.obj.is_none() && self.pending.is_some() {
+        match self.pending {
+            Some(_) => self.borrow().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Borrows a connection from its pool if it holds none (given back after a stale
+    /// first flight, or never taken: see [`PgTx::release_unsent`]).
+    async fn borrow(&mut self) -> Result<()> {
+        if self.obj.is_none() {
             let obj = self.pool.get().await;
             self.obj = Some(obj.map_err(|e| Error::Unavailable(format!("PostgreSQL pool: {e}")))?);
         }
@@ -1404,11 +1413,7 @@ impl PgTx {
             self.schema = schema_of(&route);
             p.route = route;
         }
-        if self.obj.is_none() {
-            let obj = self.pool.get().await;
-            self.obj = Some(obj.map_err(|e| Error::Unavailable(format!("PostgreSQL pool: {e}")))?);
-        }
-        Ok(())
+        self.borrow().await
     }
 
     /// Starts a transaction whose first flight was sent again from nothing (a data-plane
@@ -1433,11 +1438,7 @@ impl PgTx {
             },
             ..settings
         });
-        if self.obj.is_none() {
-            let obj = self.pool.get().await;
-            self.obj = Some(obj.map_err(|e| Error::Unavailable(format!("PostgreSQL pool: {e}")))?);
-        }
-        Ok(())
+        self.borrow().await
     }
 
     /// Puts BEGIN and the prelude back in front of the next statement after a stale
