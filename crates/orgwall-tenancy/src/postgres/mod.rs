@@ -10,6 +10,7 @@ mod doctor;
 mod mover;
 mod pgoutput;
 mod placement;
+mod socket;
 mod walls;
 
 use crate::module::Catalog;
@@ -336,15 +337,28 @@ impl deadpool_postgres::Connect for BudgetConnect {
                     }
                 }
             }
-            // From here the permit is the connection's: its task gives it back.
+            // From here the permit is the connection's: its task gives it back when the
+            // server has ended the session (`socket`).
             let permit = Permit(budget);
-            let connected = cfg.connect(NoTls).await;
-            let (client, connection) = connected?;
-            let task = tokio::spawn(async move {
-                let _permit = permit; // given back when the session has ended
-                let _ = connection.await;
-            });
-            Ok((client, task))
+            let keep = |conn: futures::future::BoxFuture<'static, _>| {
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let _: std::result::Result<(), tokio_postgres::Error> = conn.await;
+                })
+            };
+            match socket::open(&cfg).await {
+                Ok(s) => {
+                    let (client, conn) = cfg
+                        .connect_raw(socket::UntilServerCloses::new(s), NoTls)
+                        .await?;
+                    Ok((client, keep(conn.boxed())))
+                }
+                // No socket: tokio-postgres tries again and says why in its own error.
+                Err(_) => {
+                    let (client, conn) = cfg.connect(NoTls).await?;
+                    Ok((client, keep(conn.boxed())))
+                }
+            }
         })
     }
 }
@@ -1884,5 +1898,63 @@ pub(crate) fn map_err(e: tokio_postgres::Error) -> Error {
         Error::Internal("write attempted in a read-only transaction".into())
     } else {
         Error::Internal(format!("{}: {}", code.code(), db.message()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A placement connection dropped without ending its session (as one coming back to
+    /// a pool closed meanwhile is) gives its budget permit back only once the server no
+    /// longer shows its session: the budget bounds what the server counts, not only what
+    /// this process holds. On the test server (`ORGWALL_TEST_DATABASE_URL`, as the test
+    /// kit), its sessions told apart by an application name of their own.
+    #[tokio::test]
+    async fn a_dropped_connection_frees_its_permit_once_the_server_let_it_go() {
+        let url = std::env::var("ORGWALL_TEST_DATABASE_URL")
+            .or_else(|_| std::env::var("DATABASE_URL"))
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("orgwall_budget_{}", uuid::Uuid::now_v7().simple());
+        let mut cfg: tokio_postgres::Config = url.parse().unwrap();
+        cfg.application_name(&name);
+        let (admin, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let budget = Arc::new(Budget {
+            permits: tokio::sync::Semaphore::new(1),
+            total: 1,
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let connect = BudgetConnect {
+            placed: std::sync::Weak::new(),
+            key: (None, "postgres".into()),
+            budget: budget.clone(),
+        };
+        for _ in 0..40 {
+            let (client, _task) = deadpool_postgres::Connect::connect(&connect, &cfg)
+                .await
+                .unwrap();
+            client.simple_query("SELECT 1").await.unwrap();
+            assert_eq!(
+                budget.permits.available_permits(),
+                0,
+                "the connection holds it"
+            );
+            drop(client);
+            let permit = budget.permits.acquire().await.unwrap();
+            let n: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                    &[&name],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(
+                n, 0,
+                "the permit came back while the server still counted it"
+            );
+            drop(permit);
+        }
     }
 }
