@@ -214,15 +214,17 @@ enum PlacementCommand {
     /// server needs wal_level = logical): its rows are copied, its changes caught up, and
     /// under a moment's write fence (writes wait, reads go on) checked, counted and
     /// flipped; the old copy is removed afterwards. Runs as a durable job (the server's
-    /// worker, or `orgwall worker`), so it survives this command; --wait runs it here with
-    /// its progress. Without --to, resumes the org's move.
+    /// worker, or `orgwall worker`), so it survives this command; --wait runs it here (or
+    /// follows the process running it) with its progress. Without --to, resumes the org's move.
     Move {
         /// The org (id or slug).
         org: String,
         /// shared, schema, database or database:TARGET.
         #[arg(long, conflicts_with = "abort")]
         to: Option<String>,
-        /// Run the move here and wait for its end (Ctrl-C or a crash leaves it to the job).
+        /// Run the move here and wait for its end (Ctrl-C or a crash leaves it to the job);
+        /// when another process (a worker) runs it already, follow its progress, and run
+        /// it here if that one stops. Fails if the move is aborted meanwhile.
         #[arg(long, conflicts_with = "abort")]
         wait: bool,
         /// Pace the copy (and the cleanup's deletes from the shared tables) to at most
@@ -791,7 +793,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                     let started = std::time::Instant::now();
                     let last = std::sync::Mutex::new(String::new());
-                    let route = placement::run_move_with(&db, id, opts, &|m| {
+                    let show = |m: &placement::Move| {
                         let line = describe_move(m);
                         let mut l = last
                             .lock()
@@ -800,8 +802,32 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             eprintln!("{org}: {line}");
                             *l = line;
                         }
-                    })
-                    .await?;
+                    };
+                    let mut following = false;
+                    let route = loop {
+                        match placement::run_move_with(&db, id, opts, &show).await {
+                            // Another process runs the move (a worker took its job first):
+                            // follow its progress, and run it here if that one stops.
+                            Err(orgwall_core::Error::Conflict("move_running", _)) => {
+                                if !following {
+                                    eprintln!("{org}: its move runs in another process (a worker); following it");
+                                    following = true;
+                                }
+                                let moves = placement::moves(&db).await?;
+                                if let Some(m) = moves.iter().find(|m| m.org == id) {
+                                    show(m);
+                                }
+                                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                            }
+                            r => break r?,
+                        }
+                    };
+                    if route != mv.to {
+                        anyhow::bail!(
+                            "{org}: its move was aborted; it stays {}",
+                            placed_at(&route)
+                        );
+                    }
                     println!(
                         "{org}: moved, now {} ({:.1} s)",
                         placed_at(&route),

@@ -182,16 +182,18 @@ async fn killed_and_resumed(
             }
         })
     };
-    let mut worker = orgwall(url, data)
-        .args(["worker"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     for &(to, phase, lands) in plan {
         let from = placed_kind(db, d.globex).await;
         kill_in(url, data, to, phase);
-        // The job (queued when the move started) resumes it in the worker process.
+        // The job (queued when the move started) resumes it in a worker process, started
+        // only now: one running before would take the job before the command's own run
+        // (the command then follows it, and killing it would kill no mover).
+        let mut worker = orgwall(url, data)
+            .args(["worker"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let t0 = Instant::now();
         loop {
             let list = run(url, data, &["placement", "list"]);
@@ -204,6 +206,8 @@ async fn killed_and_resumed(
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        worker.kill().unwrap();
+        worker.wait().unwrap();
         let now = placed_kind(db, d.globex).await;
         assert_eq!(now, lands, "killed in {phase}");
         let doctor = orgwall(url, data).args(["doctor"]).output().unwrap();
@@ -215,8 +219,6 @@ async fn killed_and_resumed(
     }
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
-    worker.kill().unwrap();
-    worker.wait().unwrap();
     // Every acknowledged ticket is there once.
     let scope = access::verify_member(db, d.bob, d.globex).await.unwrap();
     let mut tx = db.read(&scope).await.unwrap();
@@ -271,6 +273,90 @@ async fn killed_and_resumed(
     assert!(!run(url, data, &["placement", "list"]).contains("moving"));
     run(url, data, &paced("1"));
     assert_eq!(placed_kind(db, d.globex).await, to);
+}
+
+// `placement move --wait` when another process runs the move (a worker that took its job
+// first; here the test holding the SQLite mover's lock): the command follows its progress,
+// runs the move itself once the other stops, and fails if the move was aborted meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_move_follows_the_process_running_it() {
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", data.path().join("orgwall.db").display());
+    run(&url, data.path(), &["seed", "--demo"]);
+    let db = Db::open(
+        &DbConfig::Sqlite {
+            path: data.path().join("orgwall.db"),
+            pool_size: 2,
+        },
+        orgwall_store::catalog(),
+    )
+    .await
+    .unwrap();
+    let d = Demo::load(&db).await;
+    let lock_path = data
+        .path()
+        .join("orgs")
+        .join(format!(".move-{}.lock", d.globex.uuid().simple()));
+    for (to, abort) in [("shared", false), ("database", true), ("database", false)] {
+        let from = placed_kind(&db, d.globex).await;
+        run(
+            &url,
+            data.path(),
+            &["placement", "move", "globex", "--to", to],
+        );
+        // Another mover holds the move.
+        std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .unwrap();
+        lock.try_lock().unwrap();
+        let mut child = orgwall(&url, data.path())
+            .args(["placement", "move", "globex", "--wait"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        loop {
+            let line = lines.next().unwrap_or_else(|| panic!("{seen:?}")).unwrap();
+            let following = line.contains("following it");
+            seen.push(line);
+            if following {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            placed_kind(&db, d.globex).await,
+            from,
+            "nothing ran meanwhile"
+        );
+        if abort {
+            let said = run(
+                &url,
+                data.path(),
+                &["placement", "move", "globex", "--abort"],
+            );
+            assert!(said.contains("asked to abort"), "{said}");
+        }
+        drop(lock); // the other mover stops
+        let _rest: Vec<_> = lines.collect();
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if abort {
+            assert!(!out.status.success(), "{stdout}");
+            assert_eq!(placed_kind(&db, d.globex).await, from);
+        } else {
+            assert!(out.status.success(), "{seen:?} {stdout}");
+            assert!(stdout.contains("moved, now"), "{stdout}");
+            assert_eq!(placed_kind(&db, d.globex).await, to);
+        }
+        assert!(!run(&url, data.path(), &["placement", "list"]).contains("moving"));
+    }
 }
 
 async fn placed_kind(db: &Db, org: orgwall_core::OrgId) -> String {
