@@ -490,8 +490,13 @@ async fn resume(db: &Db, org: OrgId) -> Route {
 }
 
 async fn abort(db: &Db, org: OrgId) {
+    abort_with(db, org, placement::MoveOptions::default()).await;
+}
+
+/// [`abort`] with options (a paced removal of the copy).
+async fn abort_with(db: &Db, org: OrgId, opts: placement::MoveOptions) {
     for _ in 0..100 {
-        if placement::abort_move(db, org).await.unwrap() {
+        if placement::abort_move_with(db, org, opts).await.unwrap() {
             return;
         }
         // A mover's session still there: asked to abort; wait until the lock is free.
@@ -1042,7 +1047,37 @@ async fn a_large_org_leaves_the_shared_tables_in_batches() {
         .unwrap();
     assert!(kill_in(&db, d.globex, "catch_up").await);
     assert!(counts(d.globex).await.iter().any(|(_, n)| *n > 0), "copied");
-    abort(&db, d.globex).await;
+    // An abort with a pace (`placement move --abort --copy-rate`) deletes the copy at
+    // that pace: the bytes of its rows over the pace is the least time it may take.
+    let mut bytes = 0i64;
+    for t in &tables {
+        let b: i64 = c
+            .query_one(
+                &format!(
+                    "SELECT coalesce(sum(pg_column_size(t.*)), 0)::int8 FROM public.{t} t WHERE org_id = $1"
+                ),
+                &[&d.globex.uuid()],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        bytes += b;
+    }
+    let rate = u64::try_from(bytes).unwrap() / 2; // two seconds' worth
+    let t0 = Instant::now();
+    abort_with(
+        &db,
+        d.globex,
+        placement::MoveOptions {
+            copy_bytes_per_sec: Some(rate),
+        },
+    )
+    .await;
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(1_800),
+        "{bytes} bytes deleted at {rate} bytes/s in {took:?}"
+    );
     assert_eq!(counts(d.globex).await, nothing, "left in the shared tables");
     assert_eq!(counts(d.acme).await, acme, "Acme's rows");
     assert_eq!(

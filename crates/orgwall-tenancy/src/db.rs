@@ -332,10 +332,14 @@ impl Db {
         }
     }
 
-    /// See [`crate::placement::abort_move`].
-    pub(crate) async fn abort_move(&self, org: OrgId) -> Result<bool> {
+    /// See [`crate::placement::abort_move_with`].
+    pub(crate) async fn abort_move(
+        &self,
+        org: OrgId,
+        opts: crate::placement::MoveOptions,
+    ) -> Result<bool> {
         match &self.backend {
-            Backend::Pg(p) => p.abort_move(&self.catalog, org).await,
+            Backend::Pg(p) => p.abort_move(&self.catalog, org, opts).await,
             Backend::Sqlite(s) => {
                 let (s, catalog) = (s.clone(), self.catalog.clone());
                 tokio::task::spawn_blocking(move || sqlite::mover::abort(&s, &catalog, org))

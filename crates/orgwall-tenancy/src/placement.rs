@@ -724,7 +724,15 @@ impl Pacer {
 /// it to abort at its next step and returns `false`; `true` when it is gone. After the
 /// flip only the cleanup is left, and an abort is refused.
 pub async fn abort_move(db: &Db, org: OrgId) -> Result<bool> {
-    db.abort_move(org).await
+    abort_move_with(db, org, MoveOptions::default()).await
+}
+
+/// [`abort_move`] with options: on PostgreSQL, an abort of a move into the shared tables
+/// deletes the rows copied there in batches paced by [`MoveOptions::copy_bytes_per_sec`],
+/// as a cleanup after the flip does (an aborting mover that runs uses its own). SQLite
+/// removes a half-made copy as one local transaction.
+pub async fn abort_move_with(db: &Db, org: OrgId, opts: MoveOptions) -> Result<bool> {
+    db.abort_move(org, opts).await
 }
 
 /// The `error` a `--abort` leaves on a move whose mover is running: it aborts at its next

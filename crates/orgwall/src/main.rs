@@ -229,8 +229,9 @@ enum PlacementCommand {
         wait: bool,
         /// Pace the copy (and the cleanup's deletes from the shared tables) to at most
         /// this many megabytes of rows per second, leaving the servers to the other orgs
-        /// meanwhile (default: as fast as they go). Give it again when resuming.
-        #[arg(long, value_name = "MB_PER_SEC", conflicts_with = "abort",
+        /// meanwhile (default: as fast as they go). Give it again when resuming; with
+        /// --abort, paces the removal of rows a move into the shared tables copied there.
+        #[arg(long, value_name = "MB_PER_SEC",
               value_parser = clap::value_parser!(u64).range(1..=100_000))]
         copy_rate: Option<u64>,
         /// Abort the org's move before its flip: its new copy, slot and publication go;
@@ -771,8 +772,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let id = orgwall_store::repo::orgs::resolve(&db, org)
                         .await
                         .map_err(|_| anyhow::anyhow!("no organization {org:?}"))?;
+                    let opts = placement::MoveOptions {
+                        copy_bytes_per_sec: copy_rate.map(|mb| mb * 1_000_000),
+                    };
                     if *abort {
-                        if placement::abort_move(&db, id).await? {
+                        if placement::abort_move_with(&db, id, opts).await? {
                             println!("{org}: move aborted; it stays where it was");
                         } else {
                             println!(
@@ -782,9 +786,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         return Ok(ExitCode::SUCCESS);
                     }
                     let kind = to.as_deref().map(str::parse).transpose()?;
-                    let opts = placement::MoveOptions {
-                        copy_bytes_per_sec: copy_rate.map(|mb| mb * 1_000_000),
-                    };
                     let mv = orgwall_store::jobs::moves::start(&db, id, kind, opts).await?;
                     println!("{org}: {}", describe_move(&mv));
                     if !*wait {

@@ -339,7 +339,7 @@ async fn a_waiting_move_follows_the_process_running_it() {
             let said = run(
                 &url,
                 data.path(),
-                &["placement", "move", "globex", "--abort"],
+                &["placement", "move", "globex", "--abort", "--copy-rate", "1"],
             );
             assert!(said.contains("asked to abort"), "{said}");
         }

@@ -128,7 +128,7 @@ pub async fn purge_rows(db: &Db, scope: &OrgScope) -> Result<u64> {
     // purge is retried; one past its flip finishes its cleanup first.)
     let org = scope.org_id();
     if db.moves().await?.iter().any(|m| m.org == org) {
-        match db.abort_move(org).await {
+        match db.abort_move(org, crate::placement::MoveOptions::default()).await {
             Ok(true) => {}
             Ok(false) => {
                 return Err(Error::Unavailable(format!(

@@ -828,8 +828,9 @@ impl PgDb {
         &self,
         catalog: &Catalog,
         org: orgwall_core::OrgId,
+        opts: crate::placement::MoveOptions,
     ) -> Result<bool> {
-        mover::abort(&self.url, &self.app_role, catalog, org).await
+        mover::abort(&self.url, &self.app_role, catalog, org, opts).await
     }
 
     pub(crate) async fn moves(&self) -> Result<Vec<crate::placement::Move>> {

@@ -523,6 +523,7 @@ pub(crate) async fn abort(
     app_role: &str,
     catalog: &Catalog,
     org: OrgId,
+    opts: crate::placement::MoveOptions,
 ) -> Result<bool> {
     let (control, conn) = tokio_postgres::connect(control_url, tokio_postgres::NoTls)
         .await
@@ -573,7 +574,7 @@ pub(crate) async fn abort(
         org,
         name: move_name(org),
         tables: Vec::new(),
-        opts: crate::placement::MoveOptions::default(),
+        opts,
         progress: &|_| {},
     };
     m.finish(&mv, false).await?;
