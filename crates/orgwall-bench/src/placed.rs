@@ -11,7 +11,7 @@
 //! no ordinary trigger rewrites them: every row arrives as it was, but for the derived
 //! search rows, which their `ENABLE ALWAYS` triggers rebuild from the tickets as they
 //! arrive (so they are deleted, not copied). Then `ANALYZE` (each placement database,
-//! and the control database once at the end), and a `CHECKPOINT`. A bench tool,
+//! and the control database once at the end). A bench tool,
 //! not a move: nothing is served meanwhile.
 
 use crate::seed::{pg_connect, pg_db_url};
@@ -148,9 +148,5 @@ pub async fn place_all(url: &str, app_role: &str, orgs: &[Uuid], kind: &Kind) ->
     if let Some(c) = control {
         c.batch_execute("ANALYZE").await?;
     }
-    // Placing wrote the orgs' rows, and made or dropped databases (each forcing a
-    // checkpoint, after which every first change to a page logs the whole page): without
-    // a checkpoint here, the WAL of placing comes due in the first measured writes.
-    pg_connect(url).await?.batch_execute("CHECKPOINT").await?;
     Ok(started.elapsed().as_secs_f64())
 }
