@@ -218,18 +218,7 @@ async fn change(t: &TestDb, org: OrgId, placed: bool, sql: String) {
     if !placed {
         return;
     }
-    let (c, conn) = tokio_postgres::connect(&t.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let gen: i64 = c
-        .query_one(
-            "SELECT gen FROM access_generations WHERE dep = $1",
-            &[&org.uuid()],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let gen = t.control_generation(org).await;
     t.owner_exec_for(
         org,
         &format!(

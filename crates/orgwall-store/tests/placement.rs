@@ -1674,18 +1674,7 @@ async fn an_access_change_in_an_org_of_its_own_needs_one_connection_there() {
         .unwrap();
     let d = Demo::load(&t.db).await;
     // The mirror holds Globex's generation as the control plane committed it.
-    let (c, conn) = tokio_postgres::connect(&t.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let gen: i64 = c
-        .query_one(
-            "SELECT gen FROM access_generations WHERE dep = $1",
-            &[&d.globex.uuid()],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let gen = t.control_generation(d.globex).await;
     assert!(gen > 0);
     assert_eq!(
         t.owner_count_for(

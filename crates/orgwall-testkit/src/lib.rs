@@ -219,6 +219,24 @@ impl TestDb {
             .unwrap()
     }
 
+    /// `org`'s access generation as the control plane holds it (PostgreSQL): what an
+    /// access change's commit writes into the access mirror of the org's own database.
+    pub async fn control_generation(&self, org: OrgId) -> i64 {
+        assert_eq!(self.kind, BackendKind::Postgres, "PostgreSQL only");
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .query_one(
+                "SELECT gen FROM access_generations WHERE dep = $1",
+                &[&org.uuid()],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     /// Like [`TestDb::owner_count`], on `org`'s placement only (see
     /// [`TestDb::owner_exec_for`]): a subquery in `where_sql` reads the same placement.
     pub async fn owner_count_for(&self, org: OrgId, table: &str, where_sql: &str) -> i64 {

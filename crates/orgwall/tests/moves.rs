@@ -40,6 +40,24 @@ fn run(url: &str, data: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A data directory with the demo seeded on the embedded default (`seed --demo`: Globex
+/// in a file of its own), its URL, and a handle on it with a pool of `pool_size`.
+async fn sqlite_demo(pool_size: usize) -> (tempfile::TempDir, String, Db) {
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", data.path().join("orgwall.db").display());
+    run(&url, data.path(), &["seed", "--demo"]);
+    let db = Db::open(
+        &DbConfig::Sqlite {
+            path: data.path().join("orgwall.db"),
+            pool_size,
+        },
+        orgwall_store::catalog(),
+    )
+    .await
+    .unwrap();
+    (data, url, db)
+}
+
 /// Starts `orgwall placement move globex --to KIND --wait` and SIGKILLs it as soon as it
 /// says it has entered `phase`.
 fn kill_in(url: &str, data: &std::path::Path, to: &str, phase: &str) {
@@ -72,18 +90,7 @@ fn kill_in(url: &str, data: &std::path::Path, to: &str, phase: &str) {
 // resuming it in a worker process, a writer working on it throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_move_killed_in_each_phase_is_resumed_by_its_job() {
-    let data = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", data.path().join("orgwall.db").display());
-    run(&url, data.path(), &["seed", "--demo"]);
-    let db = Db::open(
-        &DbConfig::Sqlite {
-            path: data.path().join("orgwall.db"),
-            pool_size: 4,
-        },
-        orgwall_store::catalog(),
-    )
-    .await
-    .unwrap();
+    let (data, url, db) = sqlite_demo(4).await;
     killed_and_resumed(
         &db,
         &url,
@@ -280,18 +287,7 @@ async fn killed_and_resumed(
 // runs the move itself once the other stops, and fails if the move was aborted meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_move_follows_the_process_running_it() {
-    let data = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", data.path().join("orgwall.db").display());
-    run(&url, data.path(), &["seed", "--demo"]);
-    let db = Db::open(
-        &DbConfig::Sqlite {
-            path: data.path().join("orgwall.db"),
-            pool_size: 2,
-        },
-        orgwall_store::catalog(),
-    )
-    .await
-    .unwrap();
+    let (data, url, db) = sqlite_demo(2).await;
     let d = Demo::load(&db).await;
     let lock_path = data
         .path()
