@@ -352,6 +352,8 @@ async fn a_waiting_move_follows_the_process_running_it() {
             assert_eq!(placed_kind(&db, d.globex).await, to);
         }
         assert!(!run(&url, data.path(), &["placement", "list"]).contains("moving"));
+        // The mover that took over removed its lock file (none is left per org moved).
+        assert!(!lock_path.exists(), "{} left behind", lock_path.display());
     }
 }
 

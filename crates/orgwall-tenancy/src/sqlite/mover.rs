@@ -210,28 +210,75 @@ fn file_of(db: &SqliteDb, route: &Route) -> Result<PathBuf> {
     }
 }
 
-/// The lock file that makes one mover per org (released when its process dies).
-fn lock(db: &SqliteDb, org: OrgId) -> Result<std::fs::File> {
-    let dir = db.files().dir();
+/// The lock file that makes one mover per org (released when its process dies), removed
+/// when its mover is done with it.
+fn lock(db: &SqliteDb, org: OrgId) -> Result<MoverLock> {
+    lock_in(db.files().dir(), org)
+}
+
+fn lock_in(dir: &std::path::Path, org: OrgId) -> Result<MoverLock> {
     std::fs::create_dir_all(dir)
         .map_err(|err| Error::Unavailable(format!("cannot create {}: {err}", dir.display())))?;
     let path = dir.join(format!(".move-{}.lock", org.uuid().simple()));
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|err| Error::Unavailable(format!("cannot open {}: {err}", path.display())))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Conflict(
-            "move_running",
-            format!("another mover is running organization {org}'s move"),
-        )),
-        Err(std::fs::TryLockError::Error(err)) => Err(Error::Unavailable(format!(
-            "cannot lock {}: {err}",
-            path.display()
-        ))),
+    loop {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|err| Error::Unavailable(format!("cannot open {}: {err}", path.display())))?;
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Conflict(
+                    "move_running",
+                    format!("another mover is running organization {org}'s move"),
+                ))
+            }
+            Err(std::fs::TryLockError::Error(err)) => {
+                return Err(Error::Unavailable(format!(
+                    "cannot lock {}: {err}",
+                    path.display()
+                )))
+            }
+        }
+        // The mover before may have removed the file between our open and our lock (it
+        // removes it still holding its lock): a lock on a file no longer at the path
+        // excludes nobody, so open it again.
+        if same_file(&f, &path) {
+            return Ok(MoverLock { path, _file: f });
+        }
+    }
+}
+
+/// Whether `path` still names the file `f` has open.
+#[cfg(unix)]
+fn same_file(f: &std::fs::File, path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (f.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &std::fs::File, path: &std::path::Path) -> bool {
+    path.exists()
+}
+
+/// A held mover lock: its file is removed while still locked when it is let go (so the
+/// data directory keeps no lock file per org ever moved), then unlocked.
+struct MoverLock {
+    path: PathBuf,
+    _file: std::fs::File,
+}
+
+impl Drop for MoverLock {
+    fn drop(&mut self) {
+        // Unix only: elsewhere an open file cannot be removed, and a lock on a file no
+        // longer at its path would not exclude the next mover.
+        #[cfg(unix)]
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -1011,4 +1058,50 @@ pub(crate) fn abort(db: &SqliteDb, catalog: &Catalog, org: OrgId) -> Result<bool
     finish(db, catalog, &control, &mv, false)?;
     drop(lock);
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One mover per org, with the lock file removed by each holder as it lets go: four
+    /// threads taking the lock over and over are never inside at once (without the check
+    /// that the path still names the locked file, a thread that opened the file before
+    /// its holder removed it locks a file nobody else can see, and two are inside).
+    #[test]
+    fn a_removed_lock_file_still_excludes_a_second_mover() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = std::env::temp_dir().join(format!("orgwall-lock-{}", uuid::Uuid::now_v7()));
+        let org = OrgId::new();
+        let inside = AtomicUsize::new(0);
+        let (held, refused) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..20_000 {
+                        match lock_in(&dir, org) {
+                            Ok(l) => {
+                                assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two movers");
+                                std::thread::yield_now();
+                                inside.fetch_sub(1, Ordering::SeqCst);
+                                held.fetch_add(1, Ordering::SeqCst);
+                                drop(l);
+                            }
+                            Err(Error::Conflict("move_running", _)) => {
+                                refused.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                });
+            }
+        });
+        assert!(held.load(Ordering::SeqCst) > 0 && refused.load(Ordering::SeqCst) > 0);
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "no lock file is left"
+        );
+        std::fs::remove_dir(&dir).unwrap();
+    }
 }
