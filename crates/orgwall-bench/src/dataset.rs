@@ -19,6 +19,12 @@ use uuid::Uuid;
 pub const RARE_WORD: &str = "zephyr";
 /// See [`RARE_WORD`].
 pub const RARE_EVERY: u64 = 10_000;
+/// A word in one ticket title in [`RAREST_EVERY`] (the eighth ticket of every org has it):
+/// the `search-rarest` workload's query, a word with fewer hits than a page (5 in an org
+/// of 1,000,000 tickets), so its search measures finding the rows, not a page of 50.
+pub const RAREST_WORD: &str = "quetzal";
+/// See [`RAREST_WORD`].
+pub const RAREST_EVERY: u64 = 200_000;
 
 /// Words of ticket titles and bodies; searches ask for one of them.
 pub const WORDS: [&str; 16] = [
@@ -218,6 +224,9 @@ pub fn for_each_ticket<E>(
             let _ = write!(title, "{a} {b} problem #{j}");
             if j % RARE_EVERY == 0 {
                 let _ = write!(title, " {RARE_WORD}");
+            }
+            if j % RAREST_EVERY == 7 {
+                let _ = write!(title, " {RAREST_WORD}");
             }
             let _ = write!(
                 body,

@@ -34,6 +34,9 @@ pub enum Workload {
     /// `GET /v1/orgs/{org}/tickets?q=zephyr&limit=50`: a word in one title in 10,000
     /// ([`crate::dataset::RARE_WORD`]).
     SearchRare,
+    /// `GET /v1/orgs/{org}/tickets?q=quetzal&limit=50`: a word in one title in 200,000
+    /// ([`crate::dataset::RAREST_WORD`]).
+    SearchRarest,
     /// `POST /v1/orgs/{org}/notes`: a small note.
     Create,
     /// 60% detail, 20% list, 10% search, 10% create.
@@ -48,6 +51,7 @@ impl Workload {
             Workload::List => "list",
             Workload::Search => "search",
             Workload::SearchRare => "search-rare",
+            Workload::SearchRarest => "search-rarest",
             Workload::Create => "create",
             Workload::Mixed => "mixed",
         }
@@ -193,12 +197,15 @@ fn request(
                 None,
             )
         }
-        Workload::SearchRare => (
+        Workload::SearchRare | Workload::SearchRarest => (
             Method::GET,
             format!(
                 "{}/tickets?q={}&limit=50",
                 t.prefix,
-                crate::dataset::RARE_WORD
+                match w {
+                    Workload::SearchRare => crate::dataset::RARE_WORD,
+                    _ => crate::dataset::RAREST_WORD,
+                }
             ),
             None,
         ),
