@@ -1103,16 +1103,8 @@ async fn a_small_org_moved_into_its_own_database_looks_rows_up_by_key() {
     let g = d.globex.uuid();
     for table in ["tickets", "notes", "projects"] {
         // The shape of a foreign key check against the table.
-        let plan: Vec<String> = own
-            .query(
-                &format!("EXPLAIN SELECT 1 FROM ONLY {table} x WHERE org_id = '{g}' AND id = '{g}' FOR KEY SHARE OF x"),
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let sql = format!("EXPLAIN SELECT 1 FROM ONLY {table} x WHERE org_id = '{g}' AND id = '{g}' FOR KEY SHARE OF x");
+        let plan = orgwall_testkit::texts(&own, &sql, &[]).await;
         assert!(
             plan.iter().any(|l| l.contains("Index")),
             "{table}: {plan:#?}"

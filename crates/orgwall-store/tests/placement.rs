@@ -608,17 +608,13 @@ async fn check_placement_database(
     stranger: orgwall_core::UserId,
     members: i64,
 ) {
-    let tables: Vec<String> = placement
-        .query(
-            "SELECT relname::text FROM pg_class WHERE relkind = 'r'
-               AND relnamespace = 'public'::regnamespace ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let tables = orgwall_testkit::texts(
+        placement,
+        "SELECT relname::text FROM pg_class WHERE relkind = 'r'
+           AND relnamespace = 'public'::regnamespace ORDER BY 1",
+        &[],
+    )
+    .await;
     let catalog = t.db.catalog();
     for table in catalog.data_tables() {
         assert!(

@@ -46,17 +46,12 @@ async fn drift(t: &TestDb, table: &str, terms: &str) -> i64 {
 }
 
 async fn terms_of(t: &TestDb, terms: &str, id: uuid::Uuid) -> Vec<String> {
-    owner(t)
-        .await
-        .query(
-            &format!("SELECT term FROM {terms} WHERE id = $1 ORDER BY term"),
-            &[&id],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+    orgwall_testkit::texts(
+        &owner(t).await,
+        &format!("SELECT term FROM {terms} WHERE id = $1 ORDER BY term"),
+        &[&id],
+    )
+    .await
 }
 
 async fn new_ticket(db: &Db, scope: &OrgScope, title: &str, body: &str) -> TicketId {

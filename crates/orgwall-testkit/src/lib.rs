@@ -83,6 +83,21 @@ async fn pg_client(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// The first column of each row `sql` returns on `client`, as text.
+pub async fn texts(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Vec<String> {
+    client
+        .query(sql, params)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 async fn admin_exec(sql: &str) {
     let (client, conn) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
         .await
