@@ -229,6 +229,22 @@ async fn change(t: &TestDb, org: OrgId, placed: bool, sql: String) {
     .await;
 }
 
+/// Another instance on `t`'s database with a control pool of one connection (and so one
+/// permit to work per placement server) and `budget` for placement databases.
+async fn pool_of_one(t: &TestDb, budget: Option<usize>) -> Db {
+    Db::open(
+        &DbConfig::Postgres {
+            url: t.url.clone(),
+            app_role: orgwall_store::db::DEFAULT_APP_ROLE.into(),
+            pool_size: 1,
+            placement_budget: budget,
+        },
+        orgwall_store::catalog(),
+    )
+    .await
+    .unwrap()
+}
+
 fn bump_generation(org: impl std::fmt::Display) -> String {
     format!(
         "INSERT INTO access_generations AS g (dep, gen) VALUES ('{org}', 1)
@@ -403,17 +419,7 @@ async fn not_yet_announced(acme_placement: orgwall_store::placement::Kind) {
     let d = Demo::load(&t.db).await;
     // A pool of one: verifying a stale scope again must not wait for the connection its
     // own transaction holds.
-    let other = Db::open(
-        &DbConfig::Postgres {
-            url: t.url.clone(),
-            app_role: orgwall_store::db::DEFAULT_APP_ROLE.into(),
-            pool_size: 1,
-            placement_budget: None,
-        },
-        orgwall_store::catalog(),
-    )
-    .await
-    .unwrap();
+    let other = pool_of_one(&t, None).await;
     wait_live(&t, &other).await;
     let silently = |sql: String| {
         format!(
@@ -591,4 +597,62 @@ async fn a_scope_cached_before_its_org_moved_to_a_database_follows_it() {
             .await,
         0
     );
+}
+
+/// Stale scopes by the dozen on an org in a database of its own, with one permit to work
+/// on that server (a control pool of 1) and two connections to the database: a read whose
+/// scope is found stale gives its connection back and borrows one again to begin anew,
+/// and gives its permit to work back with it, and takes its control connection only
+/// after (as every transaction does: the org's database first). Either way round, reads
+/// were stuck until the budget's 10 s wait answered them 503: one kept its permit, or its
+/// control connection (borrowed again right after verifying), while waiting for a
+/// connection to its database that other reads held while waiting for those. Each fix
+/// alone leaves the test failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_reads_in_their_own_database_begin_anew_without_holding_up_others() {
+    let t = TestDb::new(BackendKind::Postgres).await;
+    orgwall_store::seed::demo_placed(
+        &t.db,
+        &[("acme", orgwall_store::placement::Kind::Database(None))],
+    )
+    .await
+    .unwrap();
+    let d = Demo::load(&t.db).await;
+    let other = pool_of_one(&t, Some(4)).await;
+    wait_live(&t, &other).await;
+    for round in 0..5 {
+        warm(&other, d.carol, d.acme).await;
+        // Only the generation changes, unannounced: every read finds its cached scope
+        // stale.
+        change(
+            &t,
+            d.acme,
+            true,
+            format!(
+                "BEGIN; SET LOCAL session_replication_role = replica; {}; COMMIT;",
+                bump_generation(d.acme)
+            ),
+        )
+        .await;
+        let since = std::time::Instant::now();
+        let mut reads = Vec::new();
+        for _ in 0..8 {
+            let db = other.clone();
+            reads.push(tokio::spawn(async move {
+                let scope = access::verify_member(&db, d.carol, d.acme).await?;
+                let mut tx = db.read(&scope).await?;
+                let n = tx.data().query("SELECT id FROM notes", &[]).await?.len();
+                tx.commit().await?;
+                Ok::<usize, Error>(n)
+            }));
+        }
+        for r in reads {
+            assert_eq!(r.await.unwrap().unwrap(), 3, "round {round}");
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(5),
+            "round {round}: {:?}",
+            since.elapsed()
+        );
+    }
 }

@@ -1036,7 +1036,8 @@ enum Out {
 
 pub(crate) struct PgTx {
     obj: Option<Object>,
-    /// On a placement database: its permit to work there, given back with the connection.
+    /// On a placement database: its permit to work there, given back with the connection
+    /// (also when it gives the connection back to borrow one again).
     _at_work: Option<AtWork>,
     /// Where a transaction whose first flight found its scope stale borrows its next
     /// connection (it gives its own back while the scope is verified again, so verifying
@@ -1295,6 +1296,7 @@ impl PgTx {
     pub(crate) fn release_unsent(&mut self) {
         if self.pending.is_some() {
             self.obj = None;
+            self._at_work = None;
         }
     }
 
@@ -1480,7 +1482,13 @@ impl PgTx {
             self.schema = schema_of(&route);
             p.route = route;
         }
-        self.borrow().await
+        // Its connection is borrowed again with its next statement ([`PgTx::connect`]),
+        // not here: the transaction on the org's own database begins anew first
+        // (`Tx::restart_data`), and a control connection held while waiting for a
+        // connection there would turn around the order every other transaction takes
+        // them in (the org's database first, then the control one): stuck both ways
+        // under load until the budget's wait answered 503.
+        Ok(())
     }
 
     /// Starts a transaction whose first flight was sent again from nothing (a data-plane
@@ -1498,6 +1506,10 @@ impl PgTx {
                 let _ = obj.batch_execute("ROLLBACK").now_or_never();
             }
         }
+        // Its permit to work goes with its connection: a transaction waiting for a
+        // connection never holds one (others may hold that pool's connections waiting for
+        // a permit); once begun again it works unpermitted, past the bound for a moment.
+        self._at_work = None;
         self.pending = Some(Settings {
             checks: match self.mirror {
                 true => checks,
