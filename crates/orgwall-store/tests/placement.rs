@@ -1402,32 +1402,6 @@ async fn under_load(
     names: &[String],
     carol: orgwall_core::UserId,
 ) -> i64 {
-    use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-    use std::sync::Arc;
-    let stop = Arc::new(AtomicBool::new(false));
-    let most = Arc::new(AtomicI64::new(0));
-    let sampler = {
-        let (stop, most, names) = (stop.clone(), most.clone(), names.to_vec());
-        let admin = admin.to_owned();
-        tokio::spawn(async move {
-            let (c, conn) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            while !stop.load(Ordering::SeqCst) {
-                let n: i64 = c
-                    .query_one(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1)",
-                        &[&names],
-                    )
-                    .await
-                    .unwrap()
-                    .get(0);
-                most.fetch_max(n, Ordering::SeqCst);
-                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-            }
-        })
-    };
     let mut workers = Vec::new();
     for w in 0..16usize {
         let (db, orgs) = (db.clone(), orgs.to_vec());
@@ -1453,12 +1427,12 @@ async fn under_load(
             }
         }));
     }
-    for w in workers {
-        w.await.unwrap();
-    }
-    stop.store(true, Ordering::SeqCst);
-    sampler.await.unwrap();
-    let most = most.load(Ordering::SeqCst);
+    let (most, _) = sampled(admin, names, "true", async {
+        for w in workers {
+            w.await.unwrap();
+        }
+    })
+    .await;
     assert!(most > 0, "the sampler saw the placement databases in use");
     most
 }
@@ -1818,7 +1792,7 @@ async fn sampled(
             let r = c.query_one(&sql, &[&names]).await.unwrap();
             most = most.max(r.get::<_, i64>(0));
             all = all.max(r.get::<_, i64>(1));
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
     };
     tokio::select! {

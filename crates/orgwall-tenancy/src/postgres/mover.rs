@@ -55,11 +55,11 @@ const BATCH: i32 = 2_000;
 /// `Mover::wait_for_old_readers`).
 const OLD_READERS_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// The slot and publication name of `org`'s move.
 /// Below this many pages a freshly copied table is not vacuumed nor analyzed (see
 /// [`Mover::copy`]): PostgreSQL's planner takes a never-analyzed table for at least 10.
 const SMALL_TABLE_PAGES: i64 = 10;
 
+/// The slot and publication name of `org`'s move.
 pub(crate) fn move_name(org: OrgId) -> String {
     format!("orgwall_move_{}", org.uuid().simple())
 }
