@@ -1111,3 +1111,123 @@ async fn a_small_org_moved_into_its_own_database_looks_rows_up_by_key() {
         );
     }
 }
+
+/// Lock waits of `locktypes` on `database`, or on any (the cluster's superuser sees every
+/// session).
+async fn waiting(cluster: &PgCluster, database: Option<&str>, locktypes: &[&str]) -> i64 {
+    let types: Vec<String> = locktypes.iter().map(|t| t.to_string()).collect();
+    client(&cluster.url)
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+             WHERE ($1::text IS NULL OR a.datname = $1) AND NOT l.granted AND l.locktype = ANY ($2)",
+            &[&database, &types],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// A write to an org in a database of its own, from a scope checked against that
+/// database's access mirror (a cached member's, an API key's), takes the org's write
+/// fence in that database, not on the control one; so a move out of the database holds
+/// the fence there too. Here such a write is held inside the database (the row it
+/// updates is locked) while the org moves to the shared tables: the mover waits for it at
+/// the fence (its content check's, or its cut-over's), the write commits before the last
+/// changes are drained, and the shared tables hold it after the move. Without the mover's fence there, the directory flipped
+/// while the write was held, and the write then committed into the copy being dropped:
+/// acknowledged, and lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_fenced_in_its_orgs_own_database_is_waited_for_by_a_move() {
+    let one = PgCluster::start(LOGICAL);
+    let (db, d, _url) = world(&one).await;
+    assert!(matches!(
+        move_to(&db, d.globex, Kind::Database(None)).await,
+        Route::Database { .. }
+    ));
+    // Cached: a scope of one dependency (the org), checked against the mirror.
+    access::verify_member(&db, d.bob, d.globex).await.unwrap();
+    let scope = access::verify_member(&db, d.bob, d.globex).await.unwrap();
+    let location = placement::show(&db, d.globex)
+        .await
+        .unwrap()
+        .location
+        .unwrap();
+    // The move is begun and stopped in its catch-up: its replication slot is made (which
+    // waits for every transaction running in the database, the held one too).
+    placement::start_move(&db, d.globex, Kind::Shared)
+        .await
+        .unwrap();
+    assert!(kill_in(&db, d.globex, "catch_up").await);
+    let locker = client(&one.url_of(&location)).await;
+    let id: uuid::Uuid = locker
+        .query_one(
+            "SELECT id FROM tickets WHERE org_id = $1 ORDER BY id LIMIT 1",
+            &[&d.globex.uuid()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    locker.batch_execute("BEGIN").await.unwrap();
+    locker
+        .execute("SELECT 1 FROM tickets WHERE id = $1 FOR UPDATE", &[&id])
+        .await
+        .unwrap();
+    let db2 = db.clone();
+    let org = d.globex;
+    let writer = tokio::spawn(async move {
+        let mut tx = db2.write(&scope).await?;
+        let n = tx
+            .data()
+            .execute(
+                "UPDATE tickets SET title = 'held at the fence' WHERE org_id = $1 AND id = $2",
+                orgwall_store::params![org, id],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok::<u64, Error>(n)
+    });
+    let t0 = Instant::now();
+    while waiting(&one, Some(&location), &["transactionid", "tuple"]).await == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the write never reached the row"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let db3 = db.clone();
+    let mover = tokio::spawn(async move { resume(&db3, org).await });
+    // The mover waits at the write's fence, or (without one) flips.
+    let t0 = Instant::now();
+    loop {
+        if waiting(&one, None, &["advisory"]).await > 0 {
+            break;
+        }
+        if placement::show(&db, d.globex).await.unwrap().kind == "shared" {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the move neither waited nor flipped"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!writer.is_finished(), "the held write finished early");
+    locker.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(writer.await.unwrap().unwrap(), 1, "the held write");
+    assert_eq!(mover.await.unwrap(), Route::Shared);
+    let scope = access::verify_member(&db, d.bob, d.globex).await.unwrap();
+    let titles: Vec<String> = all_tickets(&db, &scope)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.id.uuid() == id)
+        .map(|t| t.title)
+        .collect();
+    assert_eq!(
+        titles,
+        vec!["held at the fence".to_owned()],
+        "the acknowledged write"
+    );
+    assert_eq!(db.doctor().await.unwrap(), vec![]);
+}

@@ -1801,3 +1801,93 @@ async fn sampled(
     }
     (most, all)
 }
+
+/// A connection to `url` holding `org`'s write fence exclusive (as a move's cut-over
+/// does), until it is dropped or commits.
+async fn fence_held(url: &str, org: orgwall_core::OrgId) -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    c.batch_execute("BEGIN").await.unwrap();
+    c.execute(
+        "SELECT pg_advisory_xact_lock(7270002, hashtext($1))",
+        &[&org.to_string()],
+    )
+    .await
+    .unwrap();
+    c
+}
+
+/// Issue 12: where a write to an org in a database of its own waits while its org's writes
+/// are fenced. A write from a scope checked against that database's access mirror (a
+/// cached member's, an API key's) whose first statement is a data-plane one takes the
+/// fence in the org's database, and sends nothing to the control database (whose fence,
+/// held, does not stop it). A write whose first statement goes to the control database
+/// takes the fence there, as for an org in the control database, and then not in the
+/// org's database: each write in one place, and a move takes both (the control one
+/// first), so no write waits at one while holding the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_to_an_org_in_its_own_database_is_fenced_in_one_place() {
+    let t = TestDb::new(BackendKind::Postgres).await;
+    orgwall_store::seed::demo_placed(&t.db, &[("globex", Kind::Database(None))])
+        .await
+        .unwrap();
+    let d = Demo::load(&t.db).await;
+    let (server, _) = t.url.rsplit_once('/').unwrap();
+    let placed_url = format!("{server}/{}", placement::database_name(d.globex));
+    let (db, bob, globex) = (t.db.clone(), d.bob, d.globex);
+    orgwall_store::access::verify_member(&db, bob, globex)
+        .await
+        .unwrap();
+    let write = |control_first: bool| {
+        let db = db.clone();
+        tokio::spawn(async move {
+            // Cached: one dependency (the org), checked against the mirror.
+            let scope = orgwall_store::access::verify_member(&db, bob, globex).await?;
+            let mut tx = db.write(&scope).await?;
+            if control_first {
+                tx.raw().query("SELECT 1", &[]).await?;
+            }
+            tx.data()
+                .execute(
+                    "UPDATE notes SET title = title || '.' WHERE org_id = $1",
+                    params![globex],
+                )
+                .await?;
+            tx.commit().await
+        })
+    };
+    let waits = |h: &tokio::task::JoinHandle<Result<(), Error>>| !h.is_finished();
+    for control_first in [false, true] {
+        let (stops, passes) = match control_first {
+            false => (&placed_url, &t.url),
+            true => (&t.url, &placed_url),
+        };
+        // The fence it does not take, held: it goes through.
+        let held = fence_held(passes, globex).await;
+        tokio::time::timeout(std::time::Duration::from_secs(10), write(control_first))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("control first {control_first}: waited at a fence it does not take")
+            })
+            .unwrap()
+            .unwrap();
+        drop(held);
+        // The fence it takes, held: it waits, and goes on once it is lifted.
+        let held = fence_held(stops, globex).await;
+        let w = write(control_first);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(
+            waits(&w),
+            "control first {control_first}: did not wait at its fence"
+        );
+        held.batch_execute("COMMIT").await.unwrap();
+        w.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        t.owner_count_for(globex, "notes", "title LIKE '%....'")
+            .await,
+        t.owner_count_for(globex, "notes", "true").await
+    );
+}

@@ -985,6 +985,7 @@ impl Tx {
     /// `None`: the org was rerouted and `op` is a data-plane operation: the caller
     /// dispatches it again (it may now belong to another database).
     async fn on_inner(&mut self, op: &DataOp<'_>, data: bool) -> Result<Option<DataOut>> {
+        self.control_first();
         for _ in 0..STALE_RETRIES {
             let r = match &mut self.inner {
                 TxInner::Pg(t) => op.run(t).await,
@@ -1212,6 +1213,7 @@ impl Tx {
         op: &DataOp<'_>,
     ) -> Result<Option<(Vec<Vec<Row>>, DataOut)>> {
         const BARE: &[(&str, &[Val])] = &[(pg::BARE, &[])];
+        self.control_first();
         for _ in 0..STALE_RETRIES {
             let sent = if self.checking() && control.is_empty() {
                 BARE
@@ -1279,6 +1281,27 @@ impl Tx {
         Ok(())
     }
 
+    /// Before a flight on the control database: if it is the transaction's first and a
+    /// write's, the org's own database's transaction (first flight unsent) leaves the
+    /// scope's check and the org's write fence to it. Both planes of one write take the
+    /// fence in one place, and in the order a move takes them (the control database's
+    /// first): a write fenced in its org's database that then waited for a lock on the
+    /// control database could wait for a move waiting for it.
+    fn control_first(&mut self) {
+        if let (
+            TxInner::Pg(c),
+            Some(Placed {
+                tx: PlacedTx::Pg(d),
+                ..
+            }),
+        ) = (&self.inner, self.data.as_deref_mut())
+        {
+            if c.mode() == Mode::Write && c.unsent() {
+                d.unmirror();
+            }
+        }
+    }
+
     /// Whether the org's own database's transaction checks the scope in its first flight,
     /// against that database's access mirror (see `PgDb::begin_placed`), with that check
     /// still pending: its data operations need no control flight beside them.
@@ -1304,7 +1327,14 @@ impl Tx {
                     None => Err(Error::Internal("no data plane of its own".into())),
                 };
                 match Box::pin(self.settle(&r)).await? {
-                    Settled::Done => return r,
+                    Settled::Done => {
+                        match &mut self.inner {
+                            // A write: fenced in its org's database, never again here.
+                            TxInner::Pg(c) if r.is_ok() && c.mode() == Mode::Write => c.unfence(),
+                            _ => {}
+                        }
+                        return r;
+                    }
                     Settled::Again => self.restart_data().await?,
                     Settled::Rerouted => {}
                 }

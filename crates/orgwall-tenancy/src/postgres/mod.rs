@@ -732,11 +732,13 @@ impl PgDb {
 
     /// Opens a transaction on `org`'s placement database (its data plane; see
     /// [`crate::placement::Route::Database`]): the same role and scope settings as the
-    /// control transaction beside it. A read from a scope built from cached access with the
-    /// org as its only dependency (an API key's) checks it against the database's access
-    /// mirror in its own first flight ([`MIRRORED`]): one transaction on one database, as
-    /// for an org in the shared tables. Any other keeps no check (the control transaction
-    /// beside it carries it).
+    /// control transaction beside it. A transaction from a scope built from cached access
+    /// with the org as its only dependency (an API key's) checks it against the database's
+    /// access mirror in its own first flight ([`MIRRORED`]), a write taking its org's write
+    /// fence there too: one transaction on one database, as for an org in the shared
+    /// tables (unless the control transaction's first flight goes first, see
+    /// [`PgTx::unmirror`]). Any other keeps no check (the control transaction beside it
+    /// carries it).
     pub(crate) async fn begin_placed(
         &self,
         name: &Arc<str>,
@@ -745,7 +747,7 @@ impl PgDb {
         settings: Settings,
     ) -> Result<PgTx> {
         let (pool, obj, at_work) = self.placed_connection(name, target).await?;
-        let mirror = mirrorable(mode, &settings);
+        let mirror = mirrorable(&settings);
         Ok(PgTx {
             obj: Some(obj),
             _at_work: Some(at_work),
@@ -1054,11 +1056,13 @@ pub(crate) struct PgTx {
     /// names of their own (see [`PgTx::prepare`]).
     schema: Option<Arc<str>>,
     /// A control transaction: an org-scoped write takes the org's write fence (see
-    /// [`FENCE_SQL`]); a placement database's transaction does not (its control one does).
+    /// [`FENCE_SQL`]), unless its org's own database's transaction took the fence there
+    /// first ([`PgTx::unfence`]); a placement database's transaction does not.
     fence: bool,
     /// A transaction on an org's own database whose first flight checks the scope against
     /// that database's access mirror (see [`MIRRORED`]); else its control transaction
-    /// carries the check.
+    /// carries the check. A write so checked takes its org's write fence in that
+    /// database, in the same flight (see [`PgTx::flight`]).
     mirror: bool,
     /// A control write: what its commit must tell the placement databases whose orgs'
     /// access it changed (see [`PgTx::commit`]).
@@ -1209,10 +1213,12 @@ impl MirrorWrites {
 }
 
 /// Whether a transaction on an org's own database with `settings` checks its scope against
-/// the database's access mirror (see [`PgDb::begin_placed`]).
-pub(crate) fn mirrorable(mode: Mode, settings: &Settings) -> bool {
-    mode == Mode::Read
-        && matches!((settings.checks.as_slice(), settings.org), ([(dep, _)], Some(org)) if *dep == org.uuid())
+/// the database's access mirror (see [`PgDb::begin_placed`]): a scope with one dependency,
+/// its org (an API key's, a member's without a session). A write so checked fences
+/// itself in that database, unless its control transaction's first flight goes first
+/// ([`PgTx::unmirror`]).
+pub(crate) fn mirrorable(settings: &Settings) -> bool {
+    matches!((settings.checks.as_slice(), settings.org), ([(dep, _)], Some(org)) if *dep == org.uuid())
 }
 
 /// Raises an org's generation in its placement database's access mirror (`$1` the org,
@@ -1344,6 +1350,29 @@ impl PgTx {
         self.mirror && self.pending.as_ref().is_some_and(|s| !s.checks.is_empty())
     }
 
+    /// Leaves the scope's check to the control transaction, whose first flight goes first
+    /// (so the org's write fence is taken there, as for an org in the control database):
+    /// a write that took its fence in its org's database and then waited at the control
+    /// database could wait for a move that holds the control one and waits for it.
+    pub(crate) fn unmirror(&mut self) {
+        if let Some(p) = self.pending.as_mut() {
+            self.mirror = false;
+            p.checks.clear();
+        }
+    }
+
+    /// The control transaction of a write whose org's own database fenced it (its
+    /// mirrored first flight was answered): no fence here, nor a route read, which that
+    /// flight's check stood for.
+    pub(crate) fn unfence(&mut self) {
+        self.fence = false;
+    }
+
+    /// Whether its first flight is still unsent.
+    pub(crate) fn unsent(&self) -> bool {
+        self.pending.is_some()
+    }
+
     /// Whether it may write.
     pub(crate) fn mode(&self) -> Mode {
         self.mode
@@ -1383,21 +1412,33 @@ impl PgTx {
         // this request, or a job's) reads the directory in its flight too, without the
         // fence: it never follows a route a move retired since the scope learned it (a
         // checked scope learns that from its generation, which the flip bumps).
+        //
+        // A write in an org's own database whose scope is checked against that database's
+        // access mirror takes the org's fence there instead (a move out of the database
+        // holds it through its cut-over and retires the mirror before letting go, so a
+        // write that waited finds its scope stale and follows the org), and reads no
+        // route: the mirror's check is the route's.
         let fenced = match (how.fence, how.mode, settings.org) {
             (true, Mode::Write, Some(org)) if settings.routed => Some((
                 Some(obj.prepare_cached(FENCE_SQL).await.map_err(map_err)?),
-                obj.prepare_cached(ROUTE_SQL).await.map_err(map_err)?,
+                Some(obj.prepare_cached(ROUTE_SQL).await.map_err(map_err)?),
                 org.uuid(),
                 org.to_string(),
             )),
             (true, Mode::Read, Some(org)) if settings.routed && settings.checks.is_empty() => {
                 Some((
                     None,
-                    obj.prepare_cached(ROUTE_SQL).await.map_err(map_err)?,
+                    Some(obj.prepare_cached(ROUTE_SQL).await.map_err(map_err)?),
                     org.uuid(),
                     org.to_string(),
                 ))
             }
+            (false, Mode::Write, Some(org)) if how.mirror && !settings.checks.is_empty() => Some((
+                Some(obj.prepare_cached(FENCE_SQL).await.map_err(map_err)?),
+                None,
+                org.uuid(),
+                org.to_string(),
+            )),
             _ => None,
         };
         // Boxed, and only for such a write: it keeps every other flight's future small.
@@ -1405,7 +1446,7 @@ impl PgTx {
             Box<
                 dyn std::future::Future<
                         Output = std::result::Result<
-                            Option<tokio_postgres::Row>,
+                            Option<Option<tokio_postgres::Row>>,
                             tokio_postgres::Error,
                         >,
                     > + Send
@@ -1422,7 +1463,13 @@ impl PgTx {
                         None => Ok(None),
                     }
                 };
-                let (f, r) = futures::join!(fencing, client.query_opt(route, &rp));
+                let routing = async {
+                    match route {
+                        Some(route) => client.query_opt(route, &rp).await.map(Some),
+                        None => Ok(None),
+                    }
+                };
+                let (f, r) = futures::join!(fencing, routing);
                 f?;
                 r
             }) as Fenced<'_>
@@ -1442,7 +1489,7 @@ impl PgTx {
             main
         );
         b.map_err(map_err)?;
-        if let Some(row) = fr.map_err(map_err)? {
+        if let Some(Some(row)) = fr.map_err(map_err)? {
             let now = match row {
                 Some(r) => crate::placement::Route::from_parts(r.get(0), r.get(1), r.get(2))?,
                 None => crate::placement::Route::Shared,

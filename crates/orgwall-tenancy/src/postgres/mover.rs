@@ -762,7 +762,7 @@ impl Mover<'_> {
         let dest_database = matches!(dest.route, Route::Database { .. });
         // The snapshot, under the fence: every org transaction committed before `lsn` is
         // in it, every later one is in the slot.
-        let (snap, lsn) = self.snapshot_at_fence(&mut source.client).await?;
+        let (snap, lsn) = self.snapshot_at_fence(&mv.from, &mut source.client).await?;
         snap.execute("SELECT set_config('app.org_id', $1, true)", &[&org])
             .await
             .map_err(map_err)?;
@@ -917,6 +917,7 @@ impl Mover<'_> {
     /// in the slot after it.
     async fn snapshot_at_fence<'c>(
         &self,
+        from: &Route,
         client: &'c mut Client,
     ) -> Result<(tokio_postgres::Transaction<'c>, u64)> {
         let mut conn = self.owner().await?;
@@ -925,6 +926,7 @@ impl Mover<'_> {
             .execute(super::FENCE_EXCLUSIVE_SQL, &[&self.org.to_string()])
             .await
             .map_err(map_err)?;
+        let held = self.fence_database(from).await?;
         let snap = client
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -938,7 +940,29 @@ impl Mover<'_> {
             .map_err(map_err)?
             .get(0);
         fence.commit().await.map_err(map_err)?;
+        if let Some(held) = held {
+            held.batch_execute("COMMIT").await.map_err(map_err)?;
+        }
         Ok((snap, parse_lsn(&lsn)?))
+    }
+
+    /// The org's write fence in the database it leaves, when that is a database of its
+    /// own, taken exclusive on a connection of its own (after the control database's, the
+    /// order every write takes them in): its writes checked against that database's access
+    /// mirror take the fence there, not on the control database (see `PgTx::flight`).
+    /// Held until the returned connection's transaction ends (COMMIT, or the connection
+    /// dropped); `None` for any other placement.
+    async fn fence_database(&self, from: &Route) -> Result<Option<Client>> {
+        if !matches!(from, Route::Database { .. }) {
+            return Ok(None);
+        }
+        let side = self.side(from).await?;
+        side.client.batch_execute("BEGIN").await.map_err(map_err)?;
+        side.client
+            .execute(super::FENCE_EXCLUSIVE_SQL, &[&self.org.to_string()])
+            .await
+            .map_err(map_err)?;
+        Ok(Some(side.client))
     }
 
     /// Replays the slot until it is nearly caught up, checks the content at a checkpoint,
@@ -1049,6 +1073,13 @@ impl Mover<'_> {
         if asked.as_deref() == Some(ABORT_REQUESTED) {
             return Ok(()); // the run loop aborts (the fence goes with this transaction)
         }
+        // The fence in the database the org leaves, held past the flip: a write waiting
+        // there goes on once the directory names the new placement, and finds the mirror
+        // retired (its scope stale), so it follows the org. If this mover dies before the
+        // flip commits, the fence goes with its connection while the mirror stays retired
+        // (such writes are answered 503, never written to the copy the org leaves) until
+        // the move is run again and restores it.
+        let held = self.fence_database(&source.route).await?;
         // No org write commits now: everything up to here is the org's last state.
         let end = position(source).await?;
         let n = replay
@@ -1131,6 +1162,10 @@ impl Mover<'_> {
                 tracing::warn!(org_id = %self.org, error = %u, "the access mirror of the database a move did not leave stays retired until the move runs again");
             }
             return Err(e);
+        }
+        if let Some(held) = held {
+            // The flip is durable: the fence's connection going away would let go as well.
+            let _ = held.batch_execute("COMMIT").await;
         }
         let paused_ms = u64::try_from(paused.elapsed().as_millis()).unwrap_or(u64::MAX);
         // Where the fence's time went (drained: the last changes replayed; counted: the
@@ -1219,7 +1254,9 @@ impl Mover<'_> {
     ) -> Result<usize> {
         let mut snap_side = self.side(&mv.from).await?;
         let snap_schema = snap_side.schema.clone();
-        let (snap, point) = self.snapshot_at_fence(&mut snap_side.client).await?;
+        let (snap, point) = self
+            .snapshot_at_fence(&mv.from, &mut snap_side.client)
+            .await?;
         let applied = replay
             .drain(source, dest, (&self.name, start), point, Advance::Always)
             .await?;
