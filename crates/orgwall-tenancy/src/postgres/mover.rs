@@ -921,12 +921,13 @@ impl Mover<'_> {
         client: &'c mut Client,
     ) -> Result<(tokio_postgres::Transaction<'c>, u64)> {
         let mut conn = self.owner().await?;
+        let held = self.database_fence(from).await?;
         let fence = conn.transaction().await.map_err(map_err)?;
         fence
             .execute(super::FENCE_EXCLUSIVE_SQL, &[&self.org.to_string()])
             .await
             .map_err(map_err)?;
-        let held = self.fence_database(from).await?;
+        self.fence_database(&held).await?;
         let snap = client
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -946,23 +947,31 @@ impl Mover<'_> {
         Ok((snap, parse_lsn(&lsn)?))
     }
 
-    /// The org's write fence in the database it leaves, when that is a database of its
-    /// own, taken exclusive on a connection of its own (after the control database's, the
-    /// order every write takes them in): its writes checked against that database's access
-    /// mirror take the fence there, not on the control database (see `PgTx::flight`).
-    /// Held until the returned connection's transaction ends (COMMIT, or the connection
-    /// dropped); `None` for any other placement.
-    async fn fence_database(&self, from: &Route) -> Result<Option<Client>> {
+    /// A transaction on a connection of its own to the database the org leaves, when that
+    /// is a database of its own (`None` for any other placement), to hold the org's write
+    /// fence there ([`Mover::fence_database`]): its writes checked against that database's
+    /// access mirror take the fence there, not on the control database (see
+    /// `PgTx::flight`). Opened before the control database's fence is taken, so the
+    /// connection's making is not part of the writes' pause.
+    async fn database_fence(&self, from: &Route) -> Result<Option<Client>> {
         if !matches!(from, Route::Database { .. }) {
             return Ok(None);
         }
         let side = self.side(from).await?;
         side.client.batch_execute("BEGIN").await.map_err(map_err)?;
-        side.client
-            .execute(super::FENCE_EXCLUSIVE_SQL, &[&self.org.to_string()])
-            .await
-            .map_err(map_err)?;
         Ok(Some(side.client))
+    }
+
+    /// Takes the org's write fence exclusive in `held`'s database (after the control
+    /// database's: the order every write meets them in), until its transaction ends
+    /// (COMMIT, or the connection dropped).
+    async fn fence_database(&self, held: &Option<Client>) -> Result<()> {
+        if let Some(c) = held {
+            c.execute(super::FENCE_EXCLUSIVE_SQL, &[&self.org.to_string()])
+                .await
+                .map_err(map_err)?;
+        }
+        Ok(())
     }
 
     /// Replays the slot until it is nearly caught up, checks the content at a checkpoint,
@@ -1056,6 +1065,7 @@ impl Mover<'_> {
     ) -> Result<()> {
         let org = self.org.to_string();
         let mut conn = self.owner().await?;
+        let held = self.database_fence(&source.route).await?;
         let fence = conn.transaction().await.map_err(map_err)?;
         fence
             .execute(super::FENCE_EXCLUSIVE_SQL, &[&org])
@@ -1079,7 +1089,7 @@ impl Mover<'_> {
         // flip commits, the fence goes with its connection while the mirror stays retired
         // (such writes are answered 503, never written to the copy the org leaves) until
         // the move is run again and restores it.
-        let held = self.fence_database(&source.route).await?;
+        self.fence_database(&held).await?;
         // No org write commits now: everything up to here is the org's last state.
         let end = position(source).await?;
         let n = replay
