@@ -1891,3 +1891,86 @@ async fn a_write_to_an_org_in_its_own_database_is_fenced_in_one_place() {
         t.owner_count_for(globex, "notes", "true").await
     );
 }
+
+/// Advisory lock waits on `database` (the test server's superuser sees every session).
+async fn fence_waits(database: &str) -> i64 {
+    let (c, conn) = tokio_postgres::connect(&orgwall_testkit::admin_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    c.query_one(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+         WHERE a.datname = $1 AND NOT l.granted AND l.locktype = 'advisory'",
+        &[&database],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+/// Review of the fence above: `placement set` moving an empty org out of its own
+/// database took the fence on the control database only, where a write checked against
+/// that database's mirror no longer waits. It now takes the fence in the database too,
+/// retires the mirror there before the directory flips, and lets go of the fence before
+/// dropping the database: a write that waited behind it follows the org into the shared
+/// tables, acknowledged there (before, it passed the unretired mirror and wrote into the
+/// database being dropped, or was cut off by the drop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waiting_while_an_empty_org_leaves_its_database_follows_it() {
+    let t = TestDb::new(BackendKind::Postgres).await;
+    let d = Demo::load(&t.db).await;
+    let (org, _) = new_org(&t.db, d.carol, "Initech", "initech").await;
+    let db = t.db.clone();
+    placement::set(&db, org.id, Kind::Database(None))
+        .await
+        .unwrap();
+    let name = placement::database_name(org.id);
+    let (server, _) = t.url.rsplit_once('/').unwrap();
+    // Cached: checked against the mirror, so fenced in the org's database.
+    orgwall_store::access::verify_member(&db, d.carol, org.id)
+        .await
+        .unwrap();
+    let held = fence_held(&format!("{server}/{name}"), org.id).await;
+    let (db2, id) = (db.clone(), org.id);
+    let setting = tokio::spawn(async move { placement::set(&db2, id, Kind::Shared).await });
+    let waited = |n: i64| {
+        let name = name.clone();
+        async move {
+            let t0 = std::time::Instant::now();
+            while fence_waits(&name).await < n {
+                assert!(
+                    t0.elapsed() < std::time::Duration::from_secs(30),
+                    "no {n} waits"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    };
+    waited(1).await;
+    let (db3, carol) = (db.clone(), d.carol);
+    let writer = tokio::spawn(async move {
+        let scope = orgwall_store::access::verify_member(&db3, carol, id).await?;
+        let mut tx = db3.write(&scope).await?;
+        tx.data()
+            .execute(
+                "INSERT INTO notes (org_id, id, title, body, created_by, created_at, updated_at)
+                 VALUES ($1, $2, 'waited', '', $3, now(), now())",
+                params![id, uuid::Uuid::now_v7(), carol],
+            )
+            .await?;
+        tx.commit().await
+    });
+    waited(2).await;
+    held.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(setting.await.unwrap().unwrap(), Route::Shared);
+    writer.await.unwrap().unwrap();
+    assert_eq!(
+        t.owner_count(
+            "public.notes",
+            &format!("org_id = '{}' AND title = 'waited'", id.uuid())
+        )
+        .await,
+        1
+    );
+    assert_eq!(db.doctor().await.unwrap(), vec![]);
+}

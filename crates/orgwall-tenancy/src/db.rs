@@ -1080,11 +1080,13 @@ impl Tx {
     /// leaves a member not yet projected (unassignable until the doctor's repair), never
     /// a projected user whose membership was rolled back.
     pub async fn commit(mut self) -> Result<()> {
-        // A write to an org in a database of its own passes the org's write fence (its
-        // control transaction's first flight, which also reads the directory) before its
-        // data plane commits: a move's cut-over holds the fence, so no data commit lands in
-        // the placement an org is leaving after the drain. (Every data statement of such a
-        // write rides beside that flight, see [`Tx::checking`]: one still unsent here
+        // A write to an org in a database of its own passes the org's write fence before
+        // its data plane commits: in that database (its mirrored first flight; the
+        // control transaction is then unfenced), or else on the control database (its
+        // control transaction's first flight, which also reads the directory). A move's
+        // cut-over holds both, so no data commit lands in the placement an org is leaving
+        // after the drain. (Every data statement of a write fenced on the control
+        // database rides beside that flight, see [`Tx::checking`]: one still unsent here
         // means nothing was written yet, and a route found stale now just moves this
         // empty transaction along, see [`Tx::verify_again`].)
         if matches!(

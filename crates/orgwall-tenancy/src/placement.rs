@@ -473,9 +473,10 @@ pub const PROJECTION_TABLES: [&str; 3] = ["orgs", "users", "memberships"];
 /// first flight there (see the PostgreSQL backend's placed prelude).
 pub const MIRROR_TABLE: &str = "access_mirror";
 
-/// The mirror's value for a placement database its org is leaving (a move's cut-over
-/// writes it just before the directory flips): every cached scope's check there fails,
-/// so no read is served from the old copy after the flip.
+/// The mirror's value for a placement database its org is leaving (a move's cut-over and
+/// `placement set` write it just before the directory flips): every cached scope's check
+/// there fails, so no read is served from the old copy after the flip, and no write
+/// fenced there (which waited through the flip) lands in it.
 pub const MIRROR_RETIRED: i64 = i64::MAX;
 
 /// The kernel's tables private to the owner: the server role holds no privilege on them

@@ -58,7 +58,10 @@ pub(crate) type RouteCell = std::sync::Arc<std::sync::RwLock<Option<crate::place
 /// again from the database, and the flight is sent again; if the access was reduced
 /// meanwhile the transaction fails (`not_a_member`, `permission_denied`, 401). So a change
 /// committed through any instance takes effect on the very next request to every other
-/// instance, whether or not its announcement (`NOTIFY`) has arrived yet.
+/// instance, whether or not its announcement (`NOTIFY`) has arrived yet. (An org in a
+/// database of its own: a scope of one dependency is checked against that database's
+/// access mirror, which the changing instance writes before answering; if it cannot,
+/// the change is answered 503 and reaches the others with its announcement.)
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Fresh {
     /// (dependency id, generation it was read at): the org, and the session's user.

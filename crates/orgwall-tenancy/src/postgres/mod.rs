@@ -61,7 +61,7 @@ macro_rules! route {
     };
 }
 
-/// The prelude of a read in an org's own database from a scope built from cached access
+/// The prelude of a transaction in an org's own database from a scope built from cached access
 /// (an API key's: one dependency, the org): the org's access generation as that database
 /// mirrors it (see [`crate::placement::MIRROR_TABLE`]), against the generation the scope
 /// was built at. The mirror holds generations the control plane has committed, written
@@ -1169,8 +1169,10 @@ fn refs(params: &[Val]) -> Vec<&(dyn ToSql + Sync)> {
 }
 
 /// An org's write fence: every org-scoped write transaction on the control database takes
-/// it shared (in its first flight, before its prelude); whoever must stop the org's writes
-/// for a moment (placing it, moving it) takes it exclusive in a transaction, so writes
+/// it shared (in its first flight, before its prelude), or one in the org's own database
+/// takes it there (see [`PgTx::flight`]); whoever must stop the org's writes for a moment
+/// (placing it, moving it) takes it exclusive in a transaction (in both databases for an
+/// org in one of its own, the control database's first), so writes
 /// already running finish first and new ones wait (they do not fail) until that
 /// transaction ends. Keyed by the org (`hashtext` of its id; a collision only makes two
 /// orgs wait for each other).
@@ -1363,9 +1365,15 @@ impl PgTx {
 
     /// The control transaction of a write whose org's own database fenced it (its
     /// mirrored first flight was answered): no fence here, nor a route read, which that
-    /// flight's check stood for.
+    /// flight's check stood for; nor the scope's check, which it made (a control flight
+    /// finding the scope stale after data statements were answered could not follow
+    /// the org without losing them; while this write holds the fence there, no move
+    /// out of that database can flip).
     pub(crate) fn unfence(&mut self) {
         self.fence = false;
+        if let Some(p) = self.pending.as_mut() {
+            p.checks.clear();
+        }
     }
 
     /// Whether its first flight is still unsent.
@@ -1395,9 +1403,12 @@ impl PgTx {
         let Some(settings) = pending else {
             return main.await.map_err(map_err);
         };
+        // A write's statements after its fence see what committed while it waited (each
+        // its own snapshot), whatever the server's default isolation: the route read
+        // after the control fence, the mirror's check after a placement database's.
         let begin_sql = match how.mode {
             Mode::Read => "BEGIN READ ONLY",
-            Mode::Write => "BEGIN",
+            Mode::Write => "BEGIN ISOLATION LEVEL READ COMMITTED",
         };
         let begin = obj.prepare_cached(begin_sql).await.map_err(map_err)?;
         let pp = PreludeParams::new(how.role, how.control, &settings, how.mirror)?;

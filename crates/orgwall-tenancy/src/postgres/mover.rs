@@ -1167,7 +1167,21 @@ impl Mover<'_> {
         if let Route::Database { .. } = &source.route {
             retire_mirror(&source.client, self.org).await?;
         }
-        if let Err(e) = fence.commit().await.map_err(map_err) {
+        // The fence there still held (its session alive, its transaction not aborted) up
+        // to the retirement: if it was lost on the way, a write may have committed there
+        // after the drain, and the org stays where it is (the move goes on later).
+        let still = match &held {
+            Some(c) => c.batch_execute("SELECT 1").await.map_err(map_err),
+            None => Ok(()),
+        };
+        let committed = match still {
+            Ok(()) => fence.commit().await.map_err(map_err),
+            Err(e) => {
+                drop(fence);
+                Err(e)
+            }
+        };
+        if let Err(e) = committed {
             if let Err(u) = self.unretire(&mv.from).await {
                 tracing::warn!(org_id = %self.org, error = %u, "the access mirror of the database a move did not leave stays retired until the move runs again");
             }
@@ -1310,26 +1324,7 @@ impl Mover<'_> {
             return Ok(());
         };
         let mut control = self.owner().await?;
-        let tx = control.transaction().await.map_err(map_err)?;
-        let gen: i64 = tx
-            .query_opt(
-                "SELECT gen FROM access_generations WHERE dep = $1 FOR UPDATE",
-                &[&self.org.uuid()],
-            )
-            .await
-            .map_err(map_err)?
-            .map_or(0, |r| r.get(0));
-        side.client
-            .execute(
-                &format!(
-                    "UPDATE {} SET gen = $2 WHERE dep = $1 AND gen = $3",
-                    crate::placement::MIRROR_TABLE
-                ),
-                &[&self.org.uuid(), &gen, &crate::placement::MIRROR_RETIRED],
-            )
-            .await
-            .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)
+        super::placement::restore_mirror(&mut control, &side.client, self.org).await
     }
 
     /// Waits until every transaction that may still read the old copy has ended: those
@@ -2122,7 +2117,7 @@ enum Step {
 /// is read again from the slot).
 /// Retires `org`'s access mirror in the placement database `client` is connected to (see
 /// [`crate::placement::MIRROR_RETIRED`]).
-async fn retire_mirror(client: &Client, org: OrgId) -> Result<()> {
+pub(super) async fn retire_mirror(client: &Client, org: OrgId) -> Result<()> {
     client
         .execute(
             &format!(

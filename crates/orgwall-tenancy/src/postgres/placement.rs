@@ -179,6 +179,24 @@ pub(crate) async fn place(
     tx.execute(super::FENCE_EXCLUSIVE_SQL, &[&org.to_string()])
         .await
         .map_err(map_err)?;
+    // Leaving a database of its own: the fence there too (writes checked against its
+    // access mirror take it there, not here; see `PgTx::flight`), taken before any row
+    // lock here, since such a write may lock rows here after taking that fence. Every
+    // change of the directory holds this fence, so the route read now stands.
+    let before = route_in(&tx, org).await?;
+    let mut old: Option<(Login, String, tokio_postgres::Client)> = None;
+    if let Route::Database { name, target } = &before {
+        let login = server_login(&tx, control_url, target.as_deref()).await?;
+        let mut cfg = login.cfg.clone();
+        cfg.dbname(&**name);
+        let placed = connect_to(&cfg, &login.shown).await?;
+        placed.batch_execute("BEGIN").await.map_err(map_err)?;
+        placed
+            .execute(super::FENCE_EXCLUSIVE_SQL, &[&org.to_string()])
+            .await
+            .map_err(map_err)?;
+        old = Some((login, name.to_string(), placed));
+    }
     // The org row locked: memberships (whose foreign key takes a key-share lock on it)
     // wait until the placement is decided, so the projection copied below is complete.
     let row = tx
@@ -212,33 +230,22 @@ pub(crate) async fn place(
             target: target.as_deref().map(Into::into),
         },
     };
+    if current != before {
+        return Err(Error::Internal(format!(
+            "organization {org}'s placement changed under its write fence"
+        )));
+    }
     if current == wanted {
-        return Ok(current); // nothing to do; the transaction rolls back
+        return Ok(current); // nothing to do; the transactions roll back
     }
-    // Leaving a database of its own: its server login (for the drop after the flip), and
-    // a connection holding the projection's org row locked from the emptiness check until
-    // the drop, so no tenant write lands there meanwhile (their foreign keys take a
-    // key-share lock on that row).
-    let mut old: Option<(Login, String, tokio_postgres::Client)> = None;
-    if let Route::Database { name, target } = &current {
-        let login = server_login(&tx, control_url, target.as_deref()).await?;
-        let mut cfg = login.cfg.clone();
-        cfg.dbname(&**name);
-        let placed = connect_to(&cfg, &login.shown).await?;
-        old = Some((login, name.to_string(), placed));
-    }
+    // Leaving a database of its own: the fence held there (and here) from the emptiness
+    // check on, so no tenant write lands there meanwhile: one checked against its mirror
+    // waits there, any other here (the projection's org row is no longer locked for it:
+    // the mirror's retirement below inserts a row referencing it).
     let holding = match (&current, &old) {
         (Route::Shared, _) => tables_with_rows(&tx, catalog, org, None).await?,
         (Route::Schema(s), _) => tables_with_rows(&tx, catalog, org, Some(s)).await?,
         (Route::Database { .. }, Some((_, _, placed))) => {
-            placed.batch_execute("BEGIN").await.map_err(map_err)?;
-            placed
-                .execute(
-                    "SELECT 1 FROM orgs WHERE id = $1 FOR UPDATE",
-                    &[&org.uuid()],
-                )
-                .await
-                .map_err(map_err)?;
             tables_with_rows(placed, catalog, org, None).await?
         }
         (Route::Database { .. }, None) => {
@@ -309,11 +316,33 @@ pub(crate) async fn place(
         Route::Shared => {}
     }
     let flipped = flip(&tx, org, &wanted, &current).await;
-    let flipped = match flipped {
-        Ok(()) => tx.commit().await.map_err(map_err),
-        Err(e) => Err(e),
+    // The database left stops serving writes and reads from cached scopes before the
+    // directory flips (as a move's cut-over does): if its drop below fails, or this
+    // process dies before it, a write that waited at its fence finds its scope stale and
+    // follows the org instead of landing in a database the directory no longer names.
+    let retired = match (&flipped, &old) {
+        (Ok(()), Some((login, name, _))) => Some(retire_in(login, name, org).await),
+        _ => None,
+    };
+    let flipped = match (flipped, retired) {
+        (Ok(()), None | Some(Ok(()))) => tx.commit().await.map_err(map_err),
+        (Ok(()), Some(Err(e))) | (Err(e), _) => {
+            drop(tx);
+            Err(e)
+        }
     };
     if let Err(e) = flipped {
+        if let Some((login, name, _)) = &old {
+            let restored = async {
+                let mut cfg = login.cfg.clone();
+                cfg.dbname(name);
+                let placed = connect_to(&cfg, &login.shown).await?;
+                restore_mirror(client, &placed, org).await
+            };
+            if let Err(u) = restored.await {
+                tracing::warn!(org_id = %org, error = %u, "the access mirror of the database a placement change did not leave stays retired (orgwall doctor names it)");
+            }
+        }
         if let Some((login, name)) = made {
             if let Err(d) = drop_database(&login, &name).await {
                 tracing::warn!(database = %name, error = %d, "could not drop a placement database the directory does not name");
@@ -324,14 +353,71 @@ pub(crate) async fn place(
     // The old dedicated database goes once the directory no longer names it (the org
     // had no data-plane row there); a failure leaves an orphan the doctor names.
     if let Some((login, name, placed)) = old {
-        // DROP ... WITH (FORCE) ends the session still holding the lock (and any write
-        // waiting on it, unacknowledged); only then is that connection let go.
+        // The fence there let go first: a write that waited at it finds the mirror
+        // retired and follows the org (its scope found stale, the directory read again).
+        let _ = placed.batch_execute("COMMIT").await;
         if let Err(e) = drop_database(&login, &name).await {
             tracing::warn!(database = %name, error = %e, "the old placement database could not be dropped");
         }
         drop(placed);
     }
     Ok(wanted)
+}
+
+/// Where the directory places `org` (no entry: the shared tables).
+async fn route_in(tx: &tokio_postgres::Transaction<'_>, org: OrgId) -> Result<Route> {
+    let row = tx
+        .query_opt(
+            "SELECT kind, location, target FROM placements WHERE org_id = $1",
+            &[&org.uuid()],
+        )
+        .await
+        .map_err(map_err)?;
+    match row {
+        Some(r) => Route::from_parts(r.get(0), r.get(1), r.get(2)),
+        None => Ok(Route::Shared),
+    }
+}
+
+/// Retires `org`'s access mirror in its placement database `name` (committed on a
+/// connection of its own; see [`crate::placement::MIRROR_RETIRED`]).
+async fn retire_in(login: &Login, name: &str, org: OrgId) -> Result<()> {
+    let mut cfg = login.cfg.clone();
+    cfg.dbname(name);
+    let c = connect_to(&cfg, &login.shown).await?;
+    super::mover::retire_mirror(&c, org).await
+}
+
+/// Restores `org`'s access mirror in the placement database `placed` is connected to, if
+/// it is retired (a directory change that retired it did not commit, or a mover died
+/// between the two): to the org's generation on the control plane, whose row is locked
+/// meanwhile, so an access change committing now writes its own generation into the
+/// mirror after this one.
+pub(crate) async fn restore_mirror(
+    control: &mut tokio_postgres::Client,
+    placed: &tokio_postgres::Client,
+    org: OrgId,
+) -> Result<()> {
+    let tx = control.transaction().await.map_err(map_err)?;
+    let gen: i64 = tx
+        .query_opt(
+            "SELECT gen FROM access_generations WHERE dep = $1 FOR UPDATE",
+            &[&org.uuid()],
+        )
+        .await
+        .map_err(map_err)?
+        .map_or(0, |r| r.get(0));
+    placed
+        .execute(
+            &format!(
+                "UPDATE {} SET gen = $2 WHERE dep = $1 AND gen = $3",
+                crate::placement::MIRROR_TABLE
+            ),
+            &[&org.uuid(), &gen, &crate::placement::MIRROR_RETIRED],
+        )
+        .await
+        .map_err(map_err)?;
+    tx.commit().await.map_err(map_err)
 }
 
 /// The directory change of [`place`], in its transaction: drops the old schema (empty)
