@@ -132,7 +132,10 @@ fn move_of(r: &tokio_postgres::Row) -> Result<Move> {
 }
 
 /// Where the directory places `org` now.
-async fn route_of(control: &Client, org: OrgId) -> Result<Route> {
+pub(super) async fn route_of(
+    control: &impl tokio_postgres::GenericClient,
+    org: OrgId,
+) -> Result<Route> {
     let row = control
         .query_opt(
             "SELECT kind, location, target FROM placements WHERE org_id = $1",

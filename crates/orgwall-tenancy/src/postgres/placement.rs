@@ -183,7 +183,7 @@ pub(crate) async fn place(
     // access mirror take it there, not here; see `PgTx::flight`), taken before any row
     // lock here, since such a write may lock rows here after taking that fence. Every
     // change of the directory holds this fence, so the route read now stands.
-    let before = route_in(&tx, org).await?;
+    let before = super::mover::route_of(&tx, org).await?;
     let mut old: Option<(Login, String, tokio_postgres::Client)> = None;
     if let Route::Database { name, target } = &before {
         let login = server_login(&tx, control_url, target.as_deref()).await?;
@@ -362,21 +362,6 @@ pub(crate) async fn place(
         drop(placed);
     }
     Ok(wanted)
-}
-
-/// Where the directory places `org` (no entry: the shared tables).
-async fn route_in(tx: &tokio_postgres::Transaction<'_>, org: OrgId) -> Result<Route> {
-    let row = tx
-        .query_opt(
-            "SELECT kind, location, target FROM placements WHERE org_id = $1",
-            &[&org.uuid()],
-        )
-        .await
-        .map_err(map_err)?;
-    match row {
-        Some(r) => Route::from_parts(r.get(0), r.get(1), r.get(2)),
-        None => Ok(Route::Shared),
-    }
 }
 
 /// Retires `org`'s access mirror in its placement database `name` (committed on a
