@@ -1974,3 +1974,151 @@ async fn a_write_waiting_while_an_empty_org_leaves_its_database_follows_it() {
     );
     assert_eq!(db.doctor().await.unwrap(), vec![]);
 }
+
+/// A regression (a member's verification answered `deadlock detected` in a move's
+/// cleanup, CI): dropping a placement schema takes exclusive locks on the control tables
+/// its foreign keys point at (`orgs`, `users`, `memberships`), one after another. Waiting
+/// for one while holding another stalled every org's access reads and closed a cycle with
+/// a transaction that read those tables in another order. Now the drop waits a moment
+/// for each lock and, if one is busy, gives back what it took and tries again: a reader
+/// holding `memberships` reads `orgs` and `users` undisturbed, and the drop goes through
+/// once it is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_schema_never_holds_a_control_table_while_it_waits_for_another() {
+    let t = TestDb::new(BackendKind::Postgres).await;
+    let d = Demo::load(&t.db).await;
+    let (org, _) = new_org(&t.db, d.carol, "Initech", "initech").await;
+    placement::set(&t.db, org.id, Kind::Schema).await.unwrap();
+    let (reader, conn) = tokio_postgres::connect(&t.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    reader
+        .batch_execute("BEGIN; SELECT count(*) FROM memberships")
+        .await
+        .unwrap();
+    let (db, id) = (t.db.clone(), org.id);
+    let setting = tokio::spawn(async move { placement::set(&db, id, Kind::Shared).await });
+    // The drop at work, waiting for `memberships` (each try, or all along before).
+    let t0 = std::time::Instant::now();
+    loop {
+        let waiting: i64 = reader_count(
+            &t.url,
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'
+               AND query LIKE '%DROP SCHEMA%'",
+        )
+        .await;
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "the drop never waited"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    reader
+        .batch_execute("SELECT count(*) FROM orgs; SELECT count(*) FROM users; COMMIT")
+        .await
+        .expect("the reader is never part of a cycle with the drop");
+    assert_eq!(setting.await.unwrap().unwrap(), Route::Shared);
+    assert_eq!(
+        reader_count(
+            &t.url,
+            &format!(
+                "SELECT count(*) FROM pg_namespace WHERE nspname = '{}'",
+                schema_name(org.id)
+            )
+        )
+        .await,
+        0
+    );
+    assert_eq!(t.db.doctor().await.unwrap(), vec![]);
+}
+
+/// One number read on a connection of its own to `url`.
+async fn reader_count(url: &str, sql: &str) -> i64 {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    c.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// Review of the fence in an org's own database (each write fenced in one place, see
+/// `a_write_to_an_org_in_its_own_database_is_fenced_in_one_place`), two paths it named:
+/// - a write whose fenced data flight went out and was answered with an error (the fence
+///   there held until it ends) sends a control statement next: it must not take the
+///   control fence too (it waited there, holding the one in its database: the reverse of
+///   a move's order);
+/// - a write whose control flight found its org placed elsewhere follows it, and sends
+///   that flight again: its new data plane must leave the fence to it (it took both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_keeps_to_one_fence_after_an_error_and_after_a_reroute() {
+    let t = TestDb::new(BackendKind::Postgres).await;
+    orgwall_store::seed::demo_placed(&t.db, &[("globex", Kind::Database(None))])
+        .await
+        .unwrap();
+    let d = Demo::load(&t.db).await;
+    let db = t.db.clone();
+    let (server, _) = t.url.rsplit_once('/').unwrap();
+    let in_time = std::time::Duration::from_secs(10);
+    // An error after the fence in its database: the control fence, held, is not waited for.
+    // Cached (the second time): checked against the mirror, so fenced in its database.
+    orgwall_store::access::verify_member(&db, d.bob, d.globex)
+        .await
+        .unwrap();
+    let scope = orgwall_store::access::verify_member(&db, d.bob, d.globex)
+        .await
+        .unwrap();
+    let held = fence_held(&t.url, d.globex).await;
+    let mut tx = db.write(&scope).await.unwrap();
+    let failed = tx
+        .data()
+        .query(
+            "SELECT 1 / (count(*) - count(*)) FROM notes WHERE org_id = $1",
+            params![d.globex],
+        )
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    tokio::time::timeout(in_time, tx.raw().query("SELECT 1", &[]))
+        .await
+        .expect("after an error in its database, it waited at the control fence")
+        .unwrap();
+    drop(tx);
+    held.batch_execute("COMMIT").await.unwrap();
+    // A scope that learned the org's route, then the org placed in a database of its
+    // own: the control flight goes first, finds the route stale and follows the org; its
+    // data plane there must not take the fence (held there) after the control one.
+    let (org, _) = new_org(&db, d.carol, "Initech", "initech").await;
+    let scope = orgwall_store::access::verify_member(&db, d.carol, org.id)
+        .await
+        .unwrap();
+    placement::set(&db, org.id, Kind::Database(None))
+        .await
+        .unwrap();
+    let placed_url = format!("{server}/{}", placement::database_name(org.id));
+    let held = fence_held(&placed_url, org.id).await;
+    let write = async {
+        let mut tx = db.write(&scope).await?;
+        tx.raw().query("SELECT 1", &[]).await?;
+        tx.data()
+            .execute(
+                "INSERT INTO notes (org_id, id, title, body, created_by, created_at, updated_at)
+                 VALUES ($1, $2, 'followed', '', $3, now(), now())",
+                params![org.id, uuid::Uuid::now_v7(), d.carol],
+            )
+            .await?;
+        tx.commit().await
+    };
+    tokio::time::timeout(in_time, write)
+        .await
+        .expect("after following its org, it waited at the fence in the org's database too")
+        .unwrap();
+    drop(held);
+    assert_eq!(
+        t.owner_count_for(org.id, "notes", "title = 'followed'")
+            .await,
+        1
+    );
+}

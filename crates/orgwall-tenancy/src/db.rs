@@ -985,8 +985,9 @@ impl Tx {
     /// `None`: the org was rerouted and `op` is a data-plane operation: the caller
     /// dispatches it again (it may now belong to another database).
     async fn on_inner(&mut self, op: &DataOp<'_>, data: bool) -> Result<Option<DataOut>> {
-        self.control_first();
         for _ in 0..STALE_RETRIES {
+            // (Each time: a stale flight is sent again, maybe beside a new data plane.)
+            self.control_first();
             let r = match &mut self.inner {
                 TxInner::Pg(t) => op.run(t).await,
                 TxInner::Sqlite(t) => op.run_sqlite(t).await,
@@ -1181,8 +1182,7 @@ impl Tx {
                     if n > 0 && crate::placement::is_schema_name(&schema) {
                         t.execute("SELECT set_config('role', 'none', true)", &[])
                             .await?;
-                        t.execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"), &[])
-                            .await?;
+                        t.drop_schema(&schema).await?;
                     }
                 }
                 Ok(n)
@@ -1215,8 +1215,8 @@ impl Tx {
         op: &DataOp<'_>,
     ) -> Result<Option<(Vec<Vec<Row>>, DataOut)>> {
         const BARE: &[(&str, &[Val])] = &[(pg::BARE, &[])];
-        self.control_first();
         for _ in 0..STALE_RETRIES {
+            self.control_first();
             let sent = if self.checking() && control.is_empty() {
                 BARE
             } else {
@@ -1330,9 +1330,12 @@ impl Tx {
                 };
                 match Box::pin(self.settle(&r)).await? {
                     Settled::Done => {
+                        // A write whose flight went out (answered, even with an error: the
+                        // fence came first) is fenced in its org's database, so never
+                        // again on the control database, whatever it sends there next.
+                        let sent = !matches!(self.placed(), Some(PlacedTx::Pg(d)) if d.unsent());
                         match &mut self.inner {
-                            // A write: fenced in its org's database, never again here.
-                            TxInner::Pg(c) if r.is_ok() && c.mode() == Mode::Write => c.unfence(),
+                            TxInner::Pg(c) if sent && c.mode() == Mode::Write => c.unfence(),
                             _ => {}
                         }
                         return r;

@@ -122,7 +122,7 @@ impl PgCluster {
         let mut conf = String::from(
             "\n# orgwall test cluster\nlisten_addresses = '127.0.0.1'\n\
              unix_socket_directories = ''\nfsync = off\nsynchronous_commit = off\n\
-             full_page_writes = off\nmax_connections = 100\n",
+             full_page_writes = off\nmax_connections = 100\nlog_lock_waits = on\n",
         );
         for s in settings {
             conf.push_str(s);
@@ -168,6 +168,30 @@ impl PgCluster {
 
 impl Drop for PgCluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A failing test shows what its server said (a deadlock's cycle, a crash),
+            // which the temp dir below takes with it.
+            let log = self.dir.path().join("server.log");
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            // Each entry's head line, then its DETAIL, STATEMENT and continued lines.
+            let mut keep = false;
+            let said: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    let more = ["DETAIL:", "STATEMENT:", "CONTEXT:", "HINT:"];
+                    if l.starts_with("20") && !more.iter().any(|w| l.contains(w)) {
+                        keep = ["ERROR:", "FATAL:", "PANIC:", "WARNING:", "still waiting"]
+                            .iter()
+                            .any(|w| l.contains(w));
+                    }
+                    keep
+                })
+                .collect();
+            eprintln!(
+                "the test cluster's log (warnings and errors, last 80 lines):\n{}",
+                said[said.len().saturating_sub(80)..].join("\n")
+            );
+        }
         let data = self.dir.path().join("data").display().to_string();
         let _ = as_owner(
             &self.bindir.join("pg_ctl"),

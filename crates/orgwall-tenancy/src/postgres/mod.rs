@@ -1376,6 +1376,14 @@ impl PgTx {
         }
     }
 
+    /// Drops placement schema `schema` in this transaction, begun already (see
+    /// [`placement::drop_schema`]).
+    pub(crate) async fn drop_schema(&mut self, schema: &str) -> Result<()> {
+        let client: &tokio_postgres::Client = self.obj()?;
+        let r = placement::drop_schema(client, schema).await;
+        self.note(r)
+    }
+
     /// Whether its first flight is still unsent.
     pub(crate) fn unsent(&self) -> bool {
         self.pending.is_some()

@@ -1478,14 +1478,10 @@ impl Mover<'_> {
         match route {
             Route::Shared => self.delete_shared_rows().await?,
             Route::Schema(s) => {
-                if !crate::placement::is_schema_name(s) {
-                    return Err(Error::Internal(format!("{s:?} is not a placement schema")));
-                }
-                self.owner()
-                    .await?
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {s} CASCADE"))
-                    .await
-                    .map_err(map_err)?;
+                let mut conn = self.owner().await?;
+                let tx = conn.transaction().await.map_err(map_err)?;
+                super::placement::drop_schema(&tx, s).await?;
+                tx.commit().await.map_err(map_err)?;
             }
             Route::Database { name, target } => {
                 let login =

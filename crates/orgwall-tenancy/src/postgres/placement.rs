@@ -405,6 +405,63 @@ pub(crate) async fn restore_mirror(
     tx.commit().await.map_err(map_err)
 }
 
+/// How long dropping a placement schema waits for each lock it needs before it lets go
+/// of what it holds and tries again (see [`drop_schema`]).
+const DROP_LOCK_WAIT: &str = "50ms";
+
+/// How long [`drop_schema`] keeps trying before it gives up (the caller's job or command
+/// then fails and is run again).
+const DROP_TRIES_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Drops placement schema `schema` (if it exists) inside the open transaction on `client`,
+/// as its owner. A schema's tables hold foreign keys into control tables (`orgs`, `users`,
+/// `memberships`), so dropping them takes those tables' exclusive locks one after another:
+/// waiting for one while holding another stalls every org's access reads behind it and
+/// closes a cycle with any statement that reads them in another order (a member's
+/// verification was answered `deadlock detected` in a move's cleanup). So each try waits
+/// at most [`DROP_LOCK_WAIT`] for each lock and, if one is busy, gives back everything
+/// it took (a savepoint) and tries again a little later.
+pub(crate) async fn drop_schema(
+    client: &impl tokio_postgres::GenericClient,
+    schema: &str,
+) -> Result<()> {
+    if !is_schema_name(schema) {
+        return Err(Error::Internal(format!(
+            "{schema:?} is not a placement schema"
+        )));
+    }
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        let r = client
+            .batch_execute(&format!(
+                "SAVEPOINT orgwall_drop_schema;
+                 SET LOCAL lock_timeout = '{DROP_LOCK_WAIT}';
+                 DROP SCHEMA IF EXISTS {schema} CASCADE;
+                 SET LOCAL lock_timeout TO DEFAULT;
+                 RELEASE SAVEPOINT orgwall_drop_schema"
+            ))
+            .await;
+        let e = match r {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if e.code() != Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
+            || started.elapsed() > DROP_TRIES_FOR
+        {
+            return Err(map_err(e));
+        }
+        client
+            .batch_execute(
+                "ROLLBACK TO SAVEPOINT orgwall_drop_schema; RELEASE SAVEPOINT orgwall_drop_schema",
+            )
+            .await
+            .map_err(map_err)?;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(500));
+    }
+}
+
 /// The directory change of [`place`], in its transaction: drops the old schema (empty)
 /// and names the new placement.
 async fn flip(
@@ -414,9 +471,7 @@ async fn flip(
     current: &Route,
 ) -> Result<()> {
     if let Route::Schema(old) = current {
-        tx.batch_execute(&format!("DROP SCHEMA {old} CASCADE"))
-            .await
-            .map_err(map_err)?;
+        drop_schema(tx, old).await?;
     }
     let (location, target) = match wanted {
         Route::Shared => (None, None),
