@@ -107,9 +107,8 @@ async fn placement_database(
     f: &mut Findings<'_>,
 ) -> Result<()> {
     let e = super::map_err;
-    let mut login = super::placement::server_login(control, control_url, target).await?;
-    login.cfg.dbname(name);
-    let placed = match super::placement::connect_to(&login.cfg, &login.shown).await {
+    let login = super::placement::server_login(control, control_url, target).await?;
+    let placed = match login.connect_db(name).await {
         Ok(c) => c,
         Err(err) => {
             f.add(

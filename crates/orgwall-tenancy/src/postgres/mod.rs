@@ -1005,9 +1005,8 @@ impl PgDb {
         target: Option<&str>,
     ) -> Result<(Vec<(String, i64)>, i64)> {
         let control = self.owner_client().await?;
-        let mut login = self.server_login(&control, target).await?;
-        login.cfg.dbname(name);
-        let client = placement::connect_to(&login.cfg, &login.shown).await?;
+        let login = self.server_login(&control, target).await?;
+        let client = login.connect_db(name).await?;
         placement::versions(&client, None).await
     }
 

@@ -72,9 +72,8 @@ pub(crate) async fn migrate_database(
     app_role: &str,
     catalog: &Catalog,
 ) -> Result<()> {
-    let mut login = server_login(control, control_url, target).await?;
-    login.cfg.dbname(name);
-    let mut client = connect_to(&login.cfg, &login.shown).await?;
+    let login = server_login(control, control_url, target).await?;
+    let mut client = login.connect_db(name).await?;
     let tx = client.transaction().await.map_err(map_err)?;
     tx.batch_execute(MIGRATION_LOCK).await.map_err(map_err)?;
     apply(&tx, app_role, catalog, Plane::Data).await?;
@@ -187,9 +186,7 @@ pub(crate) async fn place(
     let mut old: Option<(Login, String, tokio_postgres::Client)> = None;
     if let Route::Database { name, target } = &before {
         let login = server_login(&tx, control_url, target.as_deref()).await?;
-        let mut cfg = login.cfg.clone();
-        cfg.dbname(&**name);
-        let placed = connect_to(&cfg, &login.shown).await?;
+        let placed = login.connect_db(name).await?;
         placed.batch_execute("BEGIN").await.map_err(map_err)?;
         placed
             .execute(super::FENCE_EXCLUSIVE_SQL, &[&org.to_string()])
@@ -334,9 +331,7 @@ pub(crate) async fn place(
     if let Err(e) = flipped {
         if let Some((login, name, _)) = &old {
             let restored = async {
-                let mut cfg = login.cfg.clone();
-                cfg.dbname(name);
-                let placed = connect_to(&cfg, &login.shown).await?;
+                let placed = login.connect_db(name).await?;
                 restore_mirror(client, &placed, org).await
             };
             if let Err(u) = restored.await {
@@ -367,9 +362,7 @@ pub(crate) async fn place(
 /// Retires `org`'s access mirror in its placement database `name` (committed on a
 /// connection of its own; see [`crate::placement::MIRROR_RETIRED`]).
 async fn retire_in(login: &Login, name: &str, org: OrgId) -> Result<()> {
-    let mut cfg = login.cfg.clone();
-    cfg.dbname(name);
-    let c = connect_to(&cfg, &login.shown).await?;
+    let c = login.connect_db(name).await?;
     super::mover::retire_mirror(&c, org).await
 }
 
@@ -762,6 +755,15 @@ pub(crate) struct Login {
     /// The server's connection budget, if it has one of its own (a target's
     /// `max_connections`).
     pub(crate) budget: Option<usize>,
+}
+
+impl Login {
+    /// A connection of its own to database `name` on this login's server.
+    pub(crate) async fn connect_db(&self, name: &str) -> Result<tokio_postgres::Client> {
+        let mut cfg = self.cfg.clone();
+        cfg.dbname(name);
+        connect_to(&cfg, &self.shown).await
+    }
 }
 
 /// What a placement database's projection holds for its org.
