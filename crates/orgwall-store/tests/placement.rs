@@ -2072,21 +2072,76 @@ async fn a_write_keeps_to_one_fence_after_an_error_and_after_a_reroute() {
         .await
         .unwrap();
     let held = fence_held(&t.url, d.globex).await;
-    let mut tx = db.write(&scope).await.unwrap();
-    let failed = tx
-        .data()
-        .query(
-            "SELECT 1 / (count(*) - count(*)) FROM notes WHERE org_id = $1",
-            params![d.globex],
-        )
-        .await;
-    assert!(failed.is_err(), "{failed:?}");
-    tokio::time::timeout(in_time, tx.raw().query("SELECT 1", &[]))
+    let errored = async {
+        let mut tx = db.write(&scope).await.unwrap();
+        let failed = tx
+            .data()
+            .query(
+                "SELECT 1 / (count(*) - count(*)) FROM notes WHERE org_id = $1",
+                params![d.globex],
+            )
+            .await;
+        assert!(failed.is_err(), "{failed:?}");
+        tx.raw().query("SELECT 1", &[]).await.unwrap();
+    };
+    tokio::time::timeout(in_time, errored)
         .await
-        .expect("after an error in its database, it waited at the control fence")
-        .unwrap();
-    drop(tx);
+        .expect("after an error in its database, it waited at the control fence");
     held.batch_execute("COMMIT").await.unwrap();
+    // A statement that does not compile sends nothing: the transaction's next statement
+    // still begins it in its scope (was: it ran outside any transaction, as the login),
+    // and, its fence not taken in the org's database, the write is fenced on the control
+    // database as usual (held there: it waits).
+    for (org, user) in [(d.acme, d.alice), (d.globex, d.bob)] {
+        let scope = orgwall_store::access::verify_member(&db, user, org)
+            .await
+            .unwrap();
+        let mut tx = db.write(&scope).await.unwrap();
+        let failed = tx
+            .data()
+            .query("SELECT no_such_column FROM notes", &[])
+            .await;
+        assert!(failed.is_err(), "{failed:?}");
+        let who = tx
+            .data()
+            .query("SELECT current_user::text", &[])
+            .await
+            .unwrap();
+        assert_eq!(
+            who[0].get::<String>(0).unwrap(),
+            orgwall_store::db::DEFAULT_APP_ROLE,
+            "after a statement that did not compile"
+        );
+        tx.rollback().await.unwrap();
+    }
+    let scope = orgwall_store::access::verify_member(&db, d.bob, d.globex)
+        .await
+        .unwrap();
+    let held = fence_held(&t.url, d.globex).await;
+    let w = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let mut tx = db.write(&scope).await?;
+            assert!(tx
+                .data()
+                .query("SELECT no_such_column FROM notes", &[])
+                .await
+                .is_err());
+            tx.raw().query("SELECT 1", &[]).await?;
+            tx.commit().await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !w.is_finished(),
+        "nothing fenced it in its database: it must wait here"
+    );
+    held.batch_execute("COMMIT").await.unwrap();
+    tokio::time::timeout(in_time, w)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     // A scope that learned the org's route, then the org placed in a database of its
     // own: the control flight goes first, finds the route stale and follows the org; its
     // data plane there must not take the fence (held there) after the control one.

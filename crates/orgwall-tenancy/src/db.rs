@@ -241,6 +241,15 @@ impl Db {
         }
     }
 
+    /// Drops `org`'s placement schema if it exists (PostgreSQL; see
+    /// `postgres::placement::drop_schema`).
+    pub(crate) async fn drop_placement_schema(&self, org: OrgId) -> Result<()> {
+        match &self.backend {
+            Backend::Pg(p) => p.drop_placement_schema(org).await,
+            Backend::Sqlite(_) => Ok(()),
+        }
+    }
+
     /// Keeps `org`'s members projection in step after a membership change committed by a
     /// transaction without a data plane (accepting an invitation): in a transaction of
     /// its own on the org's database, if it has one. A failure here leaves the member
@@ -1163,11 +1172,9 @@ impl Tx {
     /// tenant row of that org, if it is marked for deletion. The org purge's named system
     /// path: called only by `access::jobs::purge_rows`, with a purge scope. On SQLite the
     /// cascade needs the authorizer's purge phase (see `sqlite::SqliteTx::purge_org`).
-    ///
-    /// An org placed in a schema of its own loses the schema in the same transaction (the
-    /// clean deletion that is the point of the model): the statement runs as the login
-    /// (`SET LOCAL ROLE NONE`), which owns placement schemas (see `orgwall placement`).
-    pub(crate) async fn purge_org_row(&mut self, org: OrgId, route: Option<Route>) -> Result<u64> {
+    /// (An org placed in a schema or database of its own lost it just before, see
+    /// `purge_rows`.)
+    pub(crate) async fn purge_org_row(&mut self, org: OrgId) -> Result<u64> {
         self.announce(Dep::Org(org));
         match &mut self.inner {
             TxInner::Pg(t) => {
@@ -1178,13 +1185,6 @@ impl Tx {
                         &[Val::Uuid(org.uuid())],
                     )
                     .await?;
-                if let Some(Route::Schema(schema)) = route {
-                    if n > 0 && crate::placement::is_schema_name(&schema) {
-                        t.execute("SELECT set_config('role', 'none', true)", &[])
-                            .await?;
-                        t.drop_schema(&schema).await?;
-                    }
-                }
                 Ok(n)
             }
             TxInner::Sqlite(t) => t.purge_org(org).await,
@@ -1330,12 +1330,18 @@ impl Tx {
                 };
                 match Box::pin(self.settle(&r)).await? {
                     Settled::Done => {
-                        // A write whose flight went out (answered, even with an error: the
-                        // fence came first) is fenced in its org's database, so never
-                        // again on the control database, whatever it sends there next.
-                        let sent = !matches!(self.placed(), Some(PlacedTx::Pg(d)) if d.unsent());
+                        // A write granted its fence in its org's database (held to its
+                        // end, even if a statement after it failed) is fenced there, so
+                        // never again on the control database, whatever it sends there
+                        // next; the scope's check is left out there only if it passed here.
+                        let (fenced, checked) = match self.placed() {
+                            Some(PlacedTx::Pg(d)) => (d.fence_taken(), d.check_passed()),
+                            _ => (false, false),
+                        };
                         match &mut self.inner {
-                            TxInner::Pg(c) if sent && c.mode() == Mode::Write => c.unfence(),
+                            TxInner::Pg(c) if fenced && c.mode() == Mode::Write => {
+                                c.unfence(checked)
+                            }
                             _ => {}
                         }
                         return r;

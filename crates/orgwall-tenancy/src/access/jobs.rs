@@ -143,25 +143,34 @@ pub async fn purge_rows(db: &Db, scope: &OrgScope) -> Result<u64> {
             Err(e) => return Err(e),
         }
     }
-    // An org in a database of its own loses the database first (the clean deletion that
-    // is the point of the model; DROP DATABASE runs outside any transaction), then its org
-    // row in a control transaction: a failure in between leaves the org marked for
-    // deletion, and the purge job's retry drops nothing more (IF EXISTS) and goes on.
-    // The route is read afresh (a move may have flipped it since the scope was made).
+    // An org in a schema or database of its own loses it first (the clean deletion that
+    // is the point of the model; DROP DATABASE runs outside any transaction, and a
+    // schema's drop holds nothing else while it waits for its locks, see
+    // `postgres::placement::drop_schema`), then its org row in a control transaction: a
+    // failure in between leaves the org marked for deletion, and the purge job's retry
+    // drops nothing more (IF EXISTS) and goes on. The route is read afresh (a move may
+    // have flipped it since the scope was made).
     let route = db.lookup_route(org).await?;
     scope.set_route(route.clone());
-    let n = if let crate::placement::Route::Database { target, .. } = &route {
-        db.drop_placement_database(scope.org_id(), target.as_deref())
-            .await?;
-        let mut tx = db.begin(Mode::Write, Settings::org(scope.org_id())).await?;
-        let n = tx.purge_org_row(scope.org_id(), None).await?;
-        tx.commit().await?;
-        n
-    } else {
-        let mut tx = db.write(scope).await?;
-        let n = tx.raw().purge_org_row(scope.org_id(), Some(route)).await?;
-        tx.commit().await?;
-        n
+    let n = match &route {
+        crate::placement::Route::Shared => {
+            let mut tx = db.write(scope).await?;
+            let n = tx.raw().purge_org_row(org).await?;
+            tx.commit().await?;
+            n
+        }
+        placed => {
+            match placed {
+                crate::placement::Route::Database { target, .. } => {
+                    db.drop_placement_database(org, target.as_deref()).await?;
+                }
+                _ => db.drop_placement_schema(org).await?,
+            }
+            let mut tx = db.begin(Mode::Write, Settings::org(org)).await?;
+            let n = tx.purge_org_row(org).await?;
+            tx.commit().await?;
+            n
+        }
     };
     Ok(n)
 }

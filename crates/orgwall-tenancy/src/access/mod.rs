@@ -343,7 +343,7 @@ async fn take_back(db: &Db, org: OrgId) -> Result<()> {
         params![org, now()],
     )
     .await?;
-    tx.purge_org_row(org, None).await?;
+    tx.purge_org_row(org).await?;
     tx.commit().await
 }
 

@@ -644,6 +644,8 @@ impl PgDb {
             used: false,
             done: false,
             broken: std::sync::atomic::AtomicBool::new(false),
+            fenced: std::sync::atomic::AtomicBool::new(false),
+            checked: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -769,6 +771,8 @@ impl PgDb {
             used: false,
             done: false,
             broken: std::sync::atomic::AtomicBool::new(false),
+            fenced: std::sync::atomic::AtomicBool::new(false),
+            checked: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -970,6 +974,15 @@ impl PgDb {
         placement::drop_database(&server, &name).await
     }
 
+    /// Drops `org`'s placement schema, if it exists, in a transaction that holds nothing
+    /// else (see [`placement::drop_schema`]).
+    pub(crate) async fn drop_placement_schema(&self, org: orgwall_core::OrgId) -> Result<()> {
+        let mut control = self.owner_client().await?;
+        let tx = control.transaction().await.map_err(map_err)?;
+        placement::drop_schema(&tx, &crate::placement::schema_name(org)).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
     pub(crate) async fn add_target(
         &self,
         name: &str,
@@ -1074,6 +1087,11 @@ pub(crate) struct PgTx {
     /// The connection failed under this transaction (the server went away): it is not
     /// given back to the pool, whose quick check could still see it open.
     broken: std::sync::atomic::AtomicBool,
+    /// Its first flight was granted the org's write fence (answered, whatever its
+    /// statements answered after it): see [`PgTx::fence_taken`].
+    fenced: std::sync::atomic::AtomicBool,
+    /// Its first flight's access check passed: see [`PgTx::check_passed`].
+    checked: std::sync::atomic::AtomicBool,
 }
 
 fn prelude_params(role: &str, s: &Settings) -> [String; 5] {
@@ -1251,6 +1269,10 @@ struct Flight<'a> {
     mode: Mode,
     fence: bool,
     mirror: bool,
+    /// Set once the fence is granted.
+    fenced: &'a std::sync::atomic::AtomicBool,
+    /// Set once the access check passed.
+    checked: &'a std::sync::atomic::AtomicBool,
 }
 
 impl<'a> Flight<'a> {
@@ -1261,6 +1283,8 @@ impl<'a> Flight<'a> {
             mode: tx.mode,
             fence: tx.fence,
             mirror: tx.mirror,
+            fenced: &tx.fenced,
+            checked: &tx.checked,
         }
     }
 }
@@ -1368,24 +1392,37 @@ impl PgTx {
     /// finding the scope stale after data statements were answered could not follow
     /// the org without losing them; while this write holds the fence there, no move
     /// out of that database can flip).
-    pub(crate) fn unfence(&mut self) {
+    /// `checked`: that flight's check passed, and the scope's check here is left out too
+    /// (else it is still sent here).
+    pub(crate) fn unfence(&mut self, checked: bool) {
         self.fence = false;
-        if let Some(p) = self.pending.as_mut() {
+        if let (Some(p), true) = (self.pending.as_mut(), checked) {
             p.checks.clear();
         }
-    }
-
-    /// Drops placement schema `schema` in this transaction, begun already (see
-    /// [`placement::drop_schema`]).
-    pub(crate) async fn drop_schema(&mut self, schema: &str) -> Result<()> {
-        let client: &tokio_postgres::Client = self.obj()?;
-        let r = placement::drop_schema(client, schema).await;
-        self.note(r)
     }
 
     /// Whether its first flight is still unsent.
     pub(crate) fn unsent(&self) -> bool {
         self.pending.is_some()
+    }
+
+    /// Its first flight is to be sent again (what it was granted was rolled back).
+    fn begun_again(&self) {
+        self.fenced
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.checked
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether its first flight was granted the org's write fence (then held to its end,
+    /// even if a statement after it failed).
+    pub(crate) fn fence_taken(&self) -> bool {
+        self.fenced.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether its first flight's access check passed.
+    pub(crate) fn check_passed(&self) -> bool {
+        self.checked.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether it may write.
@@ -1488,7 +1525,9 @@ impl PgTx {
                     }
                 };
                 let (f, r) = futures::join!(fencing, routing);
-                f?;
+                if f?.is_some() {
+                    how.fenced.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 r
             }) as Fenced<'_>
         });
@@ -1531,6 +1570,10 @@ impl PgTx {
                 crate::db::STALE,
                 "the cached access of this scope changed".into(),
             ));
+        }
+        if !settings.checks.is_empty() {
+            how.checked
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         q.map_err(map_err)
     }
@@ -1575,6 +1618,7 @@ impl PgTx {
         // connection never holds one (others may hold that pool's connections waiting for
         // a permit); once begun again it works unpermitted, past the bound for a moment.
         self._at_work = None;
+        self.begun_again();
         self.pending = Some(Settings {
             checks: match self.mirror {
                 true => checks,
@@ -1590,6 +1634,7 @@ impl PgTx {
     fn restart_if_stale<T>(&mut self, r: &Result<T>, settings: Option<Settings>) {
         if let (Err(Error::Refused(code, _)), Some(s)) = (r, settings) {
             if *code == crate::db::STALE {
+                self.begun_again();
                 self.pending = Some(s);
                 // Its ROLLBACK is queued on the connection: back to the pool with it
                 // (the next borrower's BEGIN follows it on the wire, as after a drop).
@@ -1600,29 +1645,32 @@ impl PgTx {
 
     async fn run(&mut self, sql: &str, params: &[Val], op: Op) -> Result<Out> {
         self.connect().await?;
+        // Prepared before the first flight is taken: a statement that does not compile
+        // leaves BEGIN and the prelude pending (nothing was sent), so the next statement
+        // still begins the transaction in its scope.
+        let stmt = self.prepare(self.obj()?, sql).await?;
         self.used |= sql != BARE;
         let pending = self.pending.take();
         let again = pending.clone();
-        let r = self.run_once(sql, params, op, pending).await;
+        let r = self.run_once(&stmt, params, op, pending).await;
         self.restart_if_stale(&r, again);
         r
     }
 
     async fn run_once(
         &self,
-        sql: &str,
+        stmt: &tokio_postgres::Statement,
         params: &[Val],
         op: Op,
         pending: Option<Settings>,
     ) -> Result<Out> {
         let obj = self.obj()?;
-        let stmt = self.prepare(obj, sql).await?;
         let p = refs(params);
         let client: &tokio_postgres::Client = obj;
         let main = async {
             match op {
-                Op::Query => client.query(&stmt, &p).await.map(Out::Rows),
-                Op::Execute => client.execute(&stmt, &p).await.map(Out::Count),
+                Op::Query => client.query(stmt, &p).await.map(Out::Rows),
+                Op::Execute => client.execute(stmt, &p).await.map(Out::Count),
             }
         };
         let how = Flight::of(self);
@@ -1633,10 +1681,15 @@ impl PgTx {
     /// for BEGIN and the prelude, if this is the transaction's first flight).
     async fn query_many_inner(&mut self, stmts: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>> {
         self.connect().await?;
+        // Prepared before the first flight is taken (see [`PgTx::run`]).
+        let mut prepared = Vec::with_capacity(stmts.len());
+        for (sql, _) in stmts {
+            prepared.push(self.prepare(self.obj()?, sql).await?);
+        }
         self.used |= stmts.iter().any(|(sql, _)| *sql != BARE);
         let pending = self.pending.take();
         let again = pending.clone();
-        let r = self.query_many_once(stmts, pending).await;
+        let r = self.query_many_once(stmts, &prepared, pending).await;
         self.restart_if_stale(&r, again);
         r
     }
@@ -1644,13 +1697,10 @@ impl PgTx {
     async fn query_many_once(
         &self,
         stmts: &[(&str, &[Val])],
+        prepared: &[tokio_postgres::Statement],
         pending: Option<Settings>,
     ) -> Result<Vec<Vec<Row>>> {
         let obj = self.obj()?;
-        let mut prepared = Vec::with_capacity(stmts.len());
-        for (sql, _) in stmts {
-            prepared.push(self.prepare(obj, sql).await?);
-        }
         let params: Vec<Vec<&(dyn ToSql + Sync)>> = stmts.iter().map(|(_, p)| refs(p)).collect();
         let client: &tokio_postgres::Client = obj;
         let main = async {

@@ -312,7 +312,7 @@ pub(crate) async fn place(
         }
         Route::Shared => {}
     }
-    let flipped = flip(&tx, org, &wanted, &current).await;
+    let flipped = flip(&tx, org, &wanted).await;
     // The database left stops serving writes and reads from cached scopes before the
     // directory flips (as a move's cut-over does): if its drop below fails, or this
     // process dies before it, a write that waited at its fence finds its scope stale and
@@ -345,8 +345,20 @@ pub(crate) async fn place(
         }
         return Err(e);
     }
-    // The old dedicated database goes once the directory no longer names it (the org
-    // had no data-plane row there); a failure leaves an orphan the doctor names.
+    // The old schema or database goes once the directory no longer names it (the org
+    // had no data-plane row there); a failure leaves an orphan the doctor names. The
+    // schema's drop in a transaction of its own, holding nothing else while it waits for
+    // its locks (see `drop_schema`).
+    if let Route::Schema(schema) = &current {
+        let dropped = async {
+            let tx = client.transaction().await.map_err(map_err)?;
+            drop_schema(&tx, schema).await?;
+            tx.commit().await.map_err(map_err)
+        };
+        if let Err(e) = dropped.await {
+            tracing::warn!(schema = %schema, error = %e, "the old placement schema could not be dropped");
+        }
+    }
     if let Some((login, name, placed)) = old {
         // The fence there let go first: a write that waited at it finds the mirror
         // retired and follows the org (its scope found stale, the directory read again).
@@ -407,7 +419,9 @@ const DROP_LOCK_WAIT: &str = "50ms";
 const DROP_TRIES_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Drops placement schema `schema` (if it exists) inside the open transaction on `client`,
-/// as its owner. A schema's tables hold foreign keys into control tables (`orgs`, `users`,
+/// as its owner: a transaction of its own, holding no other lock (a lock held from before
+/// would outlast every try, and a cycle through it would no longer be broken by
+/// PostgreSQL's deadlock check within a second but wait out the tries). A schema's tables hold foreign keys into control tables (`orgs`, `users`,
 /// `memberships`), so dropping them takes those tables' exclusive locks one after another:
 /// waiting for one while holding another stalls every org's access reads behind it and
 /// closes a cycle with any statement that reads them in another order (a member's
@@ -431,7 +445,6 @@ pub(crate) async fn drop_schema(
                 "SAVEPOINT orgwall_drop_schema;
                  SET LOCAL lock_timeout = '{DROP_LOCK_WAIT}';
                  DROP SCHEMA IF EXISTS {schema} CASCADE;
-                 SET LOCAL lock_timeout TO DEFAULT;
                  RELEASE SAVEPOINT orgwall_drop_schema"
             ))
             .await;
@@ -455,17 +468,9 @@ pub(crate) async fn drop_schema(
     }
 }
 
-/// The directory change of [`place`], in its transaction: drops the old schema (empty)
-/// and names the new placement.
-async fn flip(
-    tx: &tokio_postgres::Transaction<'_>,
-    org: OrgId,
-    wanted: &Route,
-    current: &Route,
-) -> Result<()> {
-    if let Route::Schema(old) = current {
-        drop_schema(tx, old).await?;
-    }
+/// The directory change of [`place`], in its transaction: names the new placement (the
+/// old schema, empty, is dropped after the commit).
+async fn flip(tx: &tokio_postgres::Transaction<'_>, org: OrgId, wanted: &Route) -> Result<()> {
     let (location, target) = match wanted {
         Route::Shared => (None, None),
         Route::Schema(s) => (Some(s.to_string()), None),
