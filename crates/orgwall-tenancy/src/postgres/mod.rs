@@ -978,13 +978,10 @@ impl PgDb {
         placement::drop_database(&server, &name).await
     }
 
-    /// Drops `org`'s placement schema, if it exists, in a transaction that holds nothing
-    /// else (see [`placement::drop_schema`]).
+    /// Drops `org`'s placement schema, if it exists (see [`placement::drop_schema`]).
     pub(crate) async fn drop_placement_schema(&self, org: orgwall_core::OrgId) -> Result<()> {
         let mut control = self.owner_client().await?;
-        let tx = control.transaction().await.map_err(map_err)?;
-        placement::drop_schema(&tx, &crate::placement::schema_name(org)).await?;
-        tx.commit().await.map_err(map_err)
+        placement::drop_schema(&mut control, &crate::placement::schema_name(org)).await
     }
 
     pub(crate) async fn add_target(

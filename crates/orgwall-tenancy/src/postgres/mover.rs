@@ -1477,12 +1477,7 @@ impl Mover<'_> {
         }
         match route {
             Route::Shared => self.delete_shared_rows().await?,
-            Route::Schema(s) => {
-                let mut conn = self.owner().await?;
-                let tx = conn.transaction().await.map_err(map_err)?;
-                super::placement::drop_schema(&tx, s).await?;
-                tx.commit().await.map_err(map_err)?;
-            }
+            Route::Schema(s) => super::placement::drop_schema(&mut self.owner().await?, s).await?,
             Route::Database { name, target } => {
                 let login =
                     server_login(&self.control, self.control_url, target.as_deref()).await?;

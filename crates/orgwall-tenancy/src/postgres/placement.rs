@@ -347,15 +347,9 @@ pub(crate) async fn place(
     }
     // The old schema or database goes once the directory no longer names it (the org
     // had no data-plane row there); a failure leaves an orphan the doctor names. The
-    // schema's drop in a transaction of its own, holding nothing else while it waits for
-    // its locks (see `drop_schema`).
+    // schema's drop holds nothing else while it waits for its locks (see `drop_schema`).
     if let Route::Schema(schema) = &current {
-        let dropped = async {
-            let tx = client.transaction().await.map_err(map_err)?;
-            drop_schema(&tx, schema).await?;
-            tx.commit().await.map_err(map_err)
-        };
-        if let Err(e) = dropped.await {
+        if let Err(e) = drop_schema(client, schema).await {
             tracing::warn!(schema = %schema, error = %e, "the old placement schema could not be dropped");
         }
     }
@@ -418,29 +412,28 @@ const DROP_LOCK_WAIT: &str = "50ms";
 /// then fails and is run again).
 const DROP_TRIES_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Drops placement schema `schema` (if it exists) inside the open transaction on `client`,
-/// as its owner: a transaction of its own, holding no other lock (a lock held from before
-/// would outlast every try, and a cycle through it would no longer be broken by
-/// PostgreSQL's deadlock check within a second but wait out the tries). A schema's tables hold foreign keys into control tables (`orgs`, `users`,
-/// `memberships`), so dropping them takes those tables' exclusive locks one after another:
+/// Drops placement schema `schema` (if it exists) as its owner, on `client`, in a
+/// transaction of its own that holds no other lock (a lock held from before would outlast
+/// every try, and a cycle through it would no longer be broken by PostgreSQL's deadlock
+/// check within a second but wait out the tries). A schema's tables hold foreign keys
+/// into control tables (`users`, `memberships`), so dropping them takes those tables'
+/// exclusive locks one after another:
 /// waiting for one while holding another stalls every org's access reads behind it and
 /// closes a cycle with any statement that reads them in another order (a member's
 /// verification was answered `deadlock detected` in a move's cleanup). So each try waits
 /// at most [`DROP_LOCK_WAIT`] for each lock and, if one is busy, gives back everything
 /// it took (a savepoint) and tries again a little later.
-pub(crate) async fn drop_schema(
-    client: &impl tokio_postgres::GenericClient,
-    schema: &str,
-) -> Result<()> {
+pub(crate) async fn drop_schema(client: &mut tokio_postgres::Client, schema: &str) -> Result<()> {
     if !is_schema_name(schema) {
         return Err(Error::Internal(format!(
             "{schema:?} is not a placement schema"
         )));
     }
+    let tx = client.transaction().await.map_err(map_err)?;
     let started = std::time::Instant::now();
     let mut pause = std::time::Duration::from_millis(5);
     loop {
-        let r = client
+        let r = tx
             .batch_execute(&format!(
                 "SAVEPOINT orgwall_drop_schema;
                  SET LOCAL lock_timeout = '{DROP_LOCK_WAIT}';
@@ -449,7 +442,7 @@ pub(crate) async fn drop_schema(
             ))
             .await;
         let e = match r {
-            Ok(()) => return Ok(()),
+            Ok(()) => return tx.commit().await.map_err(map_err),
             Err(e) => e,
         };
         if e.code() != Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
@@ -457,12 +450,11 @@ pub(crate) async fn drop_schema(
         {
             return Err(map_err(e));
         }
-        client
-            .batch_execute(
-                "ROLLBACK TO SAVEPOINT orgwall_drop_schema; RELEASE SAVEPOINT orgwall_drop_schema",
-            )
-            .await
-            .map_err(map_err)?;
+        tx.batch_execute(
+            "ROLLBACK TO SAVEPOINT orgwall_drop_schema; RELEASE SAVEPOINT orgwall_drop_schema",
+        )
+        .await
+        .map_err(map_err)?;
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(std::time::Duration::from_millis(500));
     }
