@@ -158,10 +158,15 @@ struct Args {
     /// exits (nothing else is measured).
     #[arg(long, value_delimiter = ',')]
     moves: Vec<u64>,
-    /// With `--moves`: pace each move's copy to this many MB/s (`orgwall placement move
-    /// --copy-rate`); default: full speed.
-    #[arg(long, value_name = "MB_PER_SEC", value_parser = clap::value_parser!(u64).range(1..))]
-    move_copy_rate: Option<u64>,
+    /// With `--moves`: pace each move's copy to this many MB/s, decimals allowed
+    /// (`orgwall placement move --copy-rate`); default: full speed.
+    #[arg(long, value_name = "MB_PER_SEC")]
+    move_copy_rate: Option<String>,
+    /// With `--moves`: seconds of writes measured before each move (the baseline its
+    /// latencies are compared with; as long as the move gives a p99 over as many writes).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    move_baseline: u64,
     /// With `--moves`: each org's writers together start this many writes a second, on a
     /// fixed schedule (open loop: a write's latency counts from when it was due, so a
     /// paused write also delays the ones due after it); 0: back to back (closed loop).
@@ -775,9 +780,19 @@ fn real_main() -> Result<()> {
         // The mover's own lines (where each cut-over's fence time went) with
         // TEST_LOG=orgwall_tenancy::postgres::mover=info.
         orgwall_testkit::init_logs();
+        let pace = args
+            .move_copy_rate
+            .as_deref()
+            .map(|r| {
+                orgwall_store::placement::parse_copy_rate(r)
+                    .map(|bytes| (r.trim().to_owned(), bytes))
+                    .map_err(|e| anyhow::anyhow!("--move-copy-rate: {e}"))
+            })
+            .transpose()?;
         let runs = rt.block_on(moves::run(
             &args.moves,
-            args.move_copy_rate,
+            pace.clone(),
+            args.move_baseline,
             args.move_write_rate,
             say,
         ))?;
@@ -793,8 +808,8 @@ fn real_main() -> Result<()> {
                 "{}-{commit}-moves-{}{}",
                 chrono::Utc::now().format("%Y-%m-%d"),
                 sizes.join("-"),
-                args.move_copy_rate
-                    .map(|mb| format!("-paced{mb}"))
+                pace.as_ref()
+                    .map(|(mb, _)| format!("-paced{mb}"))
                     .unwrap_or_default()
             ));
             std::fs::write(stem.with_extension("md"), &md)?;

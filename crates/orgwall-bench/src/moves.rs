@@ -85,7 +85,9 @@ pub struct MoveRun {
     /// Writes of the moving org refused with "send it again" during the move.
     pub moving_refused: usize,
     /// The copy's pace (MB/s), if paced.
-    pub copy_rate_mb: Option<u64>,
+    pub copy_rate_mb: Option<String>,
+    /// Seconds of writes measured before the move (the *before* columns).
+    pub baseline_s: u64,
     /// Writes started per second per org (open loop); `None`: back to back.
     pub write_rate: Option<u64>,
     /// The writes of both orgs by the mover's phase they began in.
@@ -244,14 +246,16 @@ async fn fill(url: &str, org: OrgId, n: u64, say: &impl Fn(String)) -> Result<()
 /// Runs the benchmark for each size; returns the runs.
 pub async fn run(
     sizes: &[u64],
-    copy_rate_mb: Option<u64>,
+    copy_rate: Option<(String, u64)>,
+    baseline_s: u64,
     write_rate: u64,
     say: impl Fn(String),
 ) -> Result<Vec<MoveRun>> {
     const WRITERS: u32 = 4;
     let opts = placement::MoveOptions {
-        copy_bytes_per_sec: copy_rate_mb.map(|mb| mb * 1_000_000),
+        copy_bytes_per_sec: copy_rate.as_ref().map(|(_, bytes)| *bytes),
     };
+    let copy_rate_mb = copy_rate.map(|(mb, _)| mb);
     let mut runs = Vec::new();
     for &n in sizes {
         let one = PgCluster::start(SETTINGS);
@@ -336,7 +340,7 @@ pub async fn run(
             let warm = Instant::now();
             tokio::time::sleep(Duration::from_secs(2)).await;
             let base = Instant::now();
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            tokio::time::sleep(Duration::from_secs(baseline_s)).await;
             let from = placement::show(&db, globex).await?;
             let started = Instant::now();
             let mv = placement::start_move(&db, globex, kind.clone()).await?;
@@ -386,7 +390,8 @@ pub async fn run(
                 moving_refused: *refused
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner),
-                copy_rate_mb,
+                copy_rate_mb: copy_rate_mb.clone(),
+                baseline_s,
                 write_rate: (write_rate > 0).then_some(write_rate),
                 by_phase: by_phase(
                     &phases
@@ -410,18 +415,20 @@ pub async fn run(
 /// The runs as a Markdown table.
 pub fn markdown(runs: &[MoveRun], command: &str, commit: &str) -> String {
     let mut s = format!(
-        "# Online moves: orgwall-bench --moves\n\nCommit `{commit}`, command `{command}`. Two throwaway PostgreSQL 15 clusters on this machine (`wal_level = logical`, shared_buffers 512MB). Four writers on the moving org (Globex) and four on the other (Acme), each creating tickets through the library (verify member, write transaction, commit): *writes* says how, either back to back (closed loop) or N writes started a second per org on a fixed schedule (open loop; a write's latency counts from when it was due). Latency in ms, p50 / p99 / max, in the 5 s before the move and during it. Rows: the org's data-plane rows in the copy's snapshot (search terms included).\n\n| tickets | between | copy pace | writes | rows | move total (s) | fence held (ms) | moving org before | moving org during | other org before | other org during | refused (503) |\n| ---: | --- | --- | --- | ---: | ---: | ---: | --- | --- | --- | --- | ---: |\n"
+        "# Online moves: orgwall-bench --moves\n\nCommit `{commit}`, command `{command}`. Two throwaway PostgreSQL 15 clusters on this machine (`wal_level = logical`, shared_buffers 512MB). Four writers on the moving org (Globex) and four on the other (Acme), each creating tickets through the library (verify member, write transaction, commit): *writes* says how, either back to back (closed loop) or N writes started a second per org on a fixed schedule (open loop; a write's latency counts from when it was due). Latency in ms, p50 / p99 / max, in the seconds before the move (*baseline*) and during it. Rows: the org's data-plane rows in the copy's snapshot (search terms included).\n\n| tickets | between | copy pace | writes | baseline (s) | rows | move total (s) | fence held (ms) | moving org before | moving org during | other org before | other org during | refused (503) |\n| ---: | --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- | ---: |\n"
     );
     let l = |x: &Latency| format!("{:.1} / {:.1} / {:.1}", x.p50_ms, x.p99_ms, x.max_ms);
     for r in runs {
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} |\n",
             r.tickets,
             r.between,
             r.copy_rate_mb
+                .as_ref()
                 .map_or("full speed".to_owned(), |mb| format!("{mb} MB/s")),
             r.write_rate
                 .map_or("back to back".to_owned(), |n| format!("{n}/s per org")),
+            r.baseline_s,
             r.rows,
             r.total_s,
             r.fence_ms.map_or("-".to_owned(), |f| f.to_string()),

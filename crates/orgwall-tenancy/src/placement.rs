@@ -692,6 +692,28 @@ pub struct MoveOptions {
     pub copy_bytes_per_sec: Option<u64>,
 }
 
+/// Parses a copy pace given in megabytes per second, decimals allowed (`20`, `0.25`),
+/// into bytes per second ([`MoveOptions::copy_bytes_per_sec`]): at least 0.01 (10 kB/s),
+/// at most 100,000. The one reading of `orgwall placement move --copy-rate` and the
+/// bench's `--move-copy-rate`.
+///
+/// # Errors
+/// Anything else, with what was wrong.
+pub fn parse_copy_rate(s: &str) -> std::result::Result<u64, String> {
+    let mb: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of megabytes per second (e.g. 20 or 0.25)"))?;
+    if !mb.is_finite() || !(0.01..=100_000.0).contains(&mb) {
+        return Err(format!(
+            "{s:?}: a copy rate is between 0.01 and 100000 megabytes per second"
+        ));
+    }
+    // In range and positive: the product fits a u64 exactly enough for a pace.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    Ok((mb * 1_000_000.0).round() as u64)
+}
+
 /// Paces a copy to [`MoveOptions::copy_bytes_per_sec`].
 pub(crate) struct Pacer {
     rate: Option<u64>,
@@ -764,6 +786,21 @@ pub async fn set(db: &Db, org: OrgId, kind: Kind) -> Result<Route> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_rate_is_read_in_megabytes_with_decimals_and_bounded() {
+        assert_eq!(parse_copy_rate("20"), Ok(20_000_000));
+        assert_eq!(parse_copy_rate("0.25"), Ok(250_000));
+        assert_eq!(parse_copy_rate(" 1.5 "), Ok(1_500_000));
+        assert_eq!(parse_copy_rate("0.01"), Ok(10_000));
+        assert_eq!(parse_copy_rate("100000"), Ok(100_000_000_000));
+        for bad in [
+            "0", "0.001", "-1", "100001", "NaN", "inf", "", "1MB", "1e400",
+        ] {
+            let e = parse_copy_rate(bad).unwrap_err();
+            assert!(e.contains("megabytes per second"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn a_paced_copy_waits_for_its_rate() {

@@ -228,11 +228,12 @@ enum PlacementCommand {
         #[arg(long, conflicts_with = "abort")]
         wait: bool,
         /// Pace the copy (and the cleanup's deletes from the shared tables) to at most
-        /// this many megabytes of rows per second, leaving the servers to the other orgs
-        /// meanwhile (default: as fast as they go). Give it again when resuming; with
-        /// --abort, paces the removal of rows a move into the shared tables copied there.
+        /// this many megabytes of rows per second, decimals allowed (0.01 to 100000),
+        /// leaving the servers to the other orgs meanwhile (default: as fast as they go).
+        /// Give it again when resuming; with --abort, paces the removal of rows a move
+        /// into the shared tables copied there.
         #[arg(long, value_name = "MB_PER_SEC",
-              value_parser = clap::value_parser!(u64).range(1..=100_000))]
+              value_parser = orgwall_store::placement::parse_copy_rate)]
         copy_rate: Option<u64>,
         /// Abort the org's move before its flip: its new copy, slot and publication go;
         /// the org stays where it was.
@@ -773,7 +774,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .await
                         .map_err(|_| anyhow::anyhow!("no organization {org:?}"))?;
                     let opts = placement::MoveOptions {
-                        copy_bytes_per_sec: copy_rate.map(|mb| mb * 1_000_000),
+                        copy_bytes_per_sec: *copy_rate,
                     };
                     if *abort {
                         if placement::abort_move_with(&db, id, opts).await? {

@@ -270,15 +270,15 @@ async fn killed_and_resumed(
             "--wait",
         ]
     };
-    let bad = orgwall(url, data).args(paced("0")).output().unwrap();
-    assert!(!bad.status.success());
-    assert!(
-        String::from_utf8_lossy(&bad.stderr).contains("copy-rate"),
-        "{}",
-        String::from_utf8_lossy(&bad.stderr)
-    );
+    for rate in ["0", "0.001", "fast"] {
+        let bad = orgwall(url, data).args(paced(rate)).output().unwrap();
+        assert!(!bad.status.success());
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert!(err.contains("copy-rate") && err.contains("megabytes per second"), "{err}");
+    }
     assert!(!run(url, data, &["placement", "list"]).contains("moving"));
-    run(url, data, &paced("1"));
+    // A pace in decimals (half a megabyte a second).
+    run(url, data, &paced("0.5"));
     assert_eq!(placed_kind(db, d.globex).await, to);
 }
 
