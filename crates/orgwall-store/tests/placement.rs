@@ -239,6 +239,19 @@ async fn placing_refuses_what_it_cannot_do_and_changes_nothing() {
         ("database", Some(name.as_str()), None)
     );
     assert!(database_exists(&admin, &name).await);
+    // Its access mirror holds the org's generation once the directory names it (it was
+    // made empty, which passes every scope until the org's next access change).
+    let gen = t.control_generation(org.id).await;
+    assert!(gen > 0);
+    assert_eq!(
+        t.owner_count_for(
+            org.id,
+            "access_mirror",
+            &format!("dep = '{}' AND gen = {gen}", org.id)
+        )
+        .await,
+        1
+    );
     // Carol's scope writes there, and the org is no longer empty: placing it elsewhere
     // is refused.
     let carol = orgwall_store::access::verify_member(db, owner, org.id)

@@ -274,7 +274,10 @@ async fn killed_and_resumed(
         let bad = orgwall(url, data).args(paced(rate)).output().unwrap();
         assert!(!bad.status.success());
         let err = String::from_utf8_lossy(&bad.stderr);
-        assert!(err.contains("copy-rate") && err.contains("megabytes per second"), "{err}");
+        assert!(
+            err.contains("copy-rate") && err.contains("megabytes per second"),
+            "{err}"
+        );
     }
     assert!(!run(url, data, &["placement", "list"]).contains("moving"));
     // A pace in decimals (half a megabyte a second).

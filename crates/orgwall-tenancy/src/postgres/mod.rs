@@ -1244,7 +1244,7 @@ pub(crate) fn mirrorable(settings: &Settings) -> bool {
 /// Raises an org's generation in its placement database's access mirror (`$1` the org,
 /// `$2` a generation the control plane committed): never lowered, so writes of two
 /// changes arriving out of order leave the later one.
-const MIRROR_SQL: &str = "INSERT INTO access_mirror AS m (dep, gen) VALUES ($1, $2)
+pub(crate) const MIRROR_SQL: &str = "INSERT INTO access_mirror AS m (dep, gen) VALUES ($1, $2)
      ON CONFLICT (dep) DO UPDATE SET gen = greatest(m.gen, excluded.gen)";
 
 /// Read by a control write just before its COMMIT (same flight): the orgs in databases of

@@ -658,6 +658,11 @@ impl Mover<'_> {
                     &projection,
                 )
                 .await?;
+                // Retired until the cut-over opens it: a request with a route into a
+                // database of this name from before (a cache that missed the announcements
+                // of a move out and back) finds its scope stale here, and never reads or
+                // writes a half-made copy.
+                retire_mirror(&self.side(&mv.to).await?.client, self.org).await?;
             }
         }
         let source = self.side(&mv.from).await?;
@@ -1133,6 +1138,11 @@ impl Mover<'_> {
                 .map_err(map_err)?;
             sync_members(dest, self.org, &members).await?;
         }
+        if let Route::Database { .. } = &dest.route {
+            // The destination's mirror, retired since it was made, opened at the org's
+            // generation before the directory names it (and again after, in the cleanup).
+            super::placement::open_mirror(&fence, &dest.client, self.org).await?;
+        }
         let (kind, location, target) = route_parts(&mv.to);
         let n = fence
             .execute(
@@ -1298,6 +1308,11 @@ impl Mover<'_> {
     async fn finish(&self, mv: &Move, flipped: bool) -> Result<()> {
         if !flipped {
             self.unretire(&mv.from).await?;
+        } else if let Route::Database { .. } = &mv.to {
+            // Access changes committed while the cut-over flipped the directory raised the
+            // old placement's mirror: raised here too (again if this cleanup is resumed).
+            let dest = self.side(&mv.to).await?;
+            super::placement::open_mirror(&self.control, &dest.client, self.org).await?;
         }
         self.drop_replication(&mv.from).await?;
         if flipped {

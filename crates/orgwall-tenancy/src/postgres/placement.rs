@@ -345,6 +345,18 @@ pub(crate) async fn place(
         }
         return Err(e);
     }
+    if let Some((login, name)) = &made {
+        // Made with an empty access mirror: raised to the org's generation now that the
+        // directory names it (see `raise_mirror`). If that fails, the next access change
+        // of the org raises it.
+        let raised = async {
+            let placed = login.connect_db(name).await?;
+            raise_mirror(&*client, &placed, org).await
+        };
+        if let Err(e) = raised.await {
+            tracing::warn!(org_id = %org, database = %name, error = %e, "the new placement database's access mirror could not be raised");
+        }
+    }
     // The old schema or database goes once the directory no longer names it (the org
     // had no data-plane row there); a failure leaves an orphan the doctor names. The
     // schema's drop holds nothing else while it waits for its locks (see `drop_schema`).
@@ -402,6 +414,74 @@ pub(crate) async fn restore_mirror(
         .await
         .map_err(map_err)?;
     tx.commit().await.map_err(map_err)
+}
+
+/// Opens `org`'s access mirror in a move's destination database (retired since it was
+/// made): un-retired, or raised, to the org's generation as `control` reads it. Under
+/// the move's fence before its directory change; and after it, in the cleanup, since an
+/// access change that committed in between read the old placement with its commit and
+/// raised the mirror there instead. Only a move opens a mirror: no other placement
+/// change runs while its row is there, so none is retiring this one meanwhile.
+pub(crate) async fn open_mirror(
+    control: &impl tokio_postgres::GenericClient,
+    placed: &tokio_postgres::Client,
+    org: OrgId,
+) -> Result<()> {
+    mirror_control(control, placed, org, true).await
+}
+
+/// Raises `org`'s access mirror in the placement database `placed` is connected to, to
+/// the org's generation on the control plane now (never lowered; a retired mirror stays
+/// retired: another placement change may be leaving it already): once a directory
+/// change that names that database has committed (`placement set`), every access change
+/// committed before it is mirrored there, though its own writer raised the mirror of the
+/// placement the directory named then. Without it a new database's mirror stayed empty
+/// until the org's next access change, and a scope cached before a change (by an
+/// instance its announcement had not reached, with a route into a database of the same
+/// name from before) passed the mirror's check there.
+pub(crate) async fn raise_mirror(
+    control: &impl tokio_postgres::GenericClient,
+    placed: &tokio_postgres::Client,
+    org: OrgId,
+) -> Result<()> {
+    mirror_control(control, placed, org, false).await
+}
+
+/// Writes `org`'s access generation as `control` reads it now into the mirror `placed`
+/// holds: raised ([`super::MIRROR_SQL`]), and with `open` un-retired too.
+async fn mirror_control(
+    control: &impl tokio_postgres::GenericClient,
+    placed: &tokio_postgres::Client,
+    org: OrgId,
+    open: bool,
+) -> Result<()> {
+    let gen: i64 = control
+        .query_opt(
+            "SELECT gen FROM access_generations WHERE dep = $1",
+            &[&org.uuid()],
+        )
+        .await
+        .map_err(map_err)?
+        .map_or(0, |r| r.get(0));
+    let written = if open {
+        let sql = format!(
+            "INSERT INTO {t} AS m (dep, gen) VALUES ($1, $2)
+             ON CONFLICT (dep) DO UPDATE SET gen = CASE WHEN m.gen = $3 THEN excluded.gen
+                                                   ELSE greatest(m.gen, excluded.gen) END",
+            t = crate::placement::MIRROR_TABLE
+        );
+        placed
+            .execute(
+                &sql,
+                &[&org.uuid(), &gen, &crate::placement::MIRROR_RETIRED],
+            )
+            .await
+    } else {
+        placed
+            .execute(super::MIRROR_SQL, &[&org.uuid(), &gen])
+            .await
+    };
+    written.map_err(map_err).map(drop)
 }
 
 /// How long dropping a placement schema waits for each lock it needs before it lets go
