@@ -812,12 +812,15 @@ fn real_main() -> Result<()> {
                     .map(|(mb, _)| format!("-paced{mb}"))
                     .unwrap_or_default()
             ));
-            std::fs::write(stem.with_extension("md"), &md)?;
-            std::fs::write(
-                stem.with_extension("json"),
-                serde_json::to_string_pretty(&runs)?,
-            )?;
-            say(format!("wrote {}.md", stem.display()));
+            // (Not `with_extension`: a pace in decimals has a dot of its own.)
+            let file = |ext: &str| {
+                let mut f = stem.clone().into_os_string();
+                f.push(ext);
+                std::path::PathBuf::from(f)
+            };
+            std::fs::write(file(".md"), &md)?;
+            std::fs::write(file(".json"), serde_json::to_string_pretty(&runs)?)?;
+            say(format!("wrote {}", file(".md").display()));
         }
         return Ok(());
     }

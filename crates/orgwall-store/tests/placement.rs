@@ -1225,6 +1225,24 @@ async fn the_doctor_and_migrate_reach_every_placement_database() {
         "the new data-plane table reached the placement database with its wall"
     );
     assert_eq!(later.doctor().await.unwrap(), vec![]);
+    // An access mirror without the org's row passes every cached scope there: named.
+    t.owner_exec_for(d.globex, "DELETE FROM access_mirror")
+        .await;
+    let v = later.doctor().await.unwrap();
+    assert!(
+        v.iter().any(|x| x.object == format!("{name}.access_mirror")
+            && x.problem.contains("no row for the org")),
+        "{v:#?}"
+    );
+    t.owner_exec_for(
+        d.globex,
+        &format!(
+            "INSERT INTO access_mirror (dep, gen) VALUES ('{}', 0)",
+            d.globex.uuid()
+        ),
+    )
+    .await;
+    assert_eq!(later.doctor().await.unwrap(), vec![]);
 }
 
 // Issue 12 item 5: one connection budget per server. Eight orgs, each in a database of

@@ -144,8 +144,10 @@ pub struct DatabasePlacement {
 /// database. All or nothing: on any failure the database is dropped again.
 ///
 /// The building block of `orgwall placement set ORG database[:TARGET]` (which then names
-/// it in the directory); the directory does not name the database this makes, so no
-/// request is routed to it. PostgreSQL only (SQLite makes an org's file in
+/// it in the directory); the directory does not name the database this makes. Its access
+/// mirror starts at the org's generation now, so a request with a route from before into
+/// a database of that name (its org moved out since, which bumped the generation) finds
+/// its scope stale there. PostgreSQL only (SQLite makes an org's file in
 /// [`set`]).
 pub async fn provision_database(
     db: &Db,

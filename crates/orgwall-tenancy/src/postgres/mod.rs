@@ -947,6 +947,7 @@ impl PgDb {
             org,
             users: members.clone(),
             members,
+            mirror: placement::control_generation(&control, org).await?,
         };
         placement::provision_database(&server, &name, &self.app_role, catalog, &projection).await?;
         Ok(crate::placement::DatabasePlacement {

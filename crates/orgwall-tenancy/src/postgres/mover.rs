@@ -645,10 +645,15 @@ impl Mover<'_> {
                 let login =
                     server_login(&self.control, self.control_url, target.as_deref()).await?;
                 let members = self.members().await?;
+                // Its access mirror retired until a cut-over opens it: a request with a
+                // route into a database of this name from before (a cache that missed the
+                // announcements of a move out and back) finds its scope stale there, and
+                // never reads or writes a half-made copy.
                 let projection = super::placement::Projection {
                     org: self.org,
                     users: members.clone(),
                     members,
+                    mirror: crate::placement::MIRROR_RETIRED,
                 };
                 super::placement::provision_database(
                     &login,
@@ -658,11 +663,6 @@ impl Mover<'_> {
                     &projection,
                 )
                 .await?;
-                // Retired until the cut-over opens it: a request with a route into a
-                // database of this name from before (a cache that missed the announcements
-                // of a move out and back) finds its scope stale here, and never reads or
-                // writes a half-made copy.
-                retire_mirror(&self.side(&mv.to).await?.client, self.org).await?;
             }
         }
         let source = self.side(&mv.from).await?;
@@ -1309,8 +1309,9 @@ impl Mover<'_> {
         if !flipped {
             self.unretire(&mv.from).await?;
         } else if let Route::Database { .. } = &mv.to {
-            // Access changes committed while the cut-over flipped the directory raised the
-            // old placement's mirror: raised here too (again if this cleanup is resumed).
+            // An access change that committed while the cut-over flipped the directory
+            // read the old placement with its commit and wrote no mirror here: raised to
+            // the org's generation now (again if this cleanup is resumed).
             let dest = self.side(&mv.to).await?;
             super::placement::open_mirror(&self.control, &dest.client, self.org).await?;
         }

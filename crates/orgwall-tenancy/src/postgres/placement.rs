@@ -282,6 +282,7 @@ pub(crate) async fn place(
                 org,
                 users: members.clone(),
                 members,
+                mirror: control_generation(&tx, org).await?,
             };
             provision_database(&login, name, app_role, catalog, &projection).await?;
             made = Some((login, name.to_string()));
@@ -322,7 +323,21 @@ pub(crate) async fn place(
         _ => None,
     };
     let flipped = match (flipped, retired) {
-        (Ok(()), None | Some(Ok(()))) => tx.commit().await.map_err(map_err),
+        (Ok(()), None | Some(Ok(()))) => match tx.commit().await.map_err(map_err) {
+            Ok(()) => Ok(()),
+            // A COMMIT answered with an error (a lost connection) may have committed: the
+            // directory, read again, says. Unknown: nothing is undone (the database made
+            // stays, for the doctor or a `placement set` again to settle), since undoing
+            // a change that committed would drop the database the directory names.
+            Err(e) => match directory_now(control_url, org).await {
+                Ok(now) if now == wanted => Ok(()),
+                Ok(_) => Err(e),
+                Err(u) => {
+                    tracing::warn!(org_id = %org, error = %e, unknown = %u, "a placement change's commit failed and its outcome is unknown: nothing undone");
+                    return Err(e);
+                }
+            },
+        },
         (Ok(()), Some(Err(e))) | (Err(e), _) => {
             drop(tx);
             Err(e)
@@ -346,9 +361,10 @@ pub(crate) async fn place(
         return Err(e);
     }
     if let Some((login, name)) = &made {
-        // Made with an empty access mirror: raised to the org's generation now that the
-        // directory names it (see `raise_mirror`). If that fails, the next access change
-        // of the org raises it.
+        // Made with its access mirror at the org's generation as read under the org's
+        // lock: raised to the generation now that the directory names it (see
+        // `raise_mirror`; the directory change itself bumped it). If that fails, the next
+        // access change of the org raises it.
         let raised = async {
             let placed = login.connect_db(name).await?;
             raise_mirror(&*client, &placed, org).await
@@ -375,6 +391,14 @@ pub(crate) async fn place(
         drop(placed);
     }
     Ok(wanted)
+}
+
+/// `org`'s route as the directory holds it now, read on a connection of its own to the
+/// control database at `control_url`.
+async fn directory_now(control_url: &str, org: OrgId) -> Result<Route> {
+    let cfg: tokio_postgres::Config = control_url.parse().map_err(map_err)?;
+    let c = connect_to(&cfg, "the control database").await?;
+    super::mover::route_of(&c, org).await
 }
 
 /// Retires `org`'s access mirror in its placement database `name` (committed on a
@@ -416,6 +440,21 @@ pub(crate) async fn restore_mirror(
     tx.commit().await.map_err(map_err)
 }
 
+/// `org`'s access generation on the control plane as `control` reads it now (0: none).
+pub(crate) async fn control_generation(
+    control: &impl tokio_postgres::GenericClient,
+    org: OrgId,
+) -> Result<i64> {
+    Ok(control
+        .query_opt(
+            "SELECT gen FROM access_generations WHERE dep = $1",
+            &[&org.uuid()],
+        )
+        .await
+        .map_err(map_err)?
+        .map_or(0, |r| r.get(0)))
+}
+
 /// Opens `org`'s access mirror in a move's destination database (retired since it was
 /// made): un-retired, or raised, to the org's generation as `control` reads it. Under
 /// the move's fence before its directory change; and after it, in the cleanup, since an
@@ -455,14 +494,7 @@ async fn mirror_control(
     org: OrgId,
     open: bool,
 ) -> Result<()> {
-    let gen: i64 = control
-        .query_opt(
-            "SELECT gen FROM access_generations WHERE dep = $1",
-            &[&org.uuid()],
-        )
-        .await
-        .map_err(map_err)?
-        .map_or(0, |r| r.get(0));
+    let gen = control_generation(control, org).await?;
     let written = if open {
         let sql = format!(
             "INSERT INTO {t} AS m (dep, gen) VALUES ($1, $2)
@@ -850,6 +882,11 @@ pub(crate) struct Projection {
     pub(crate) users: Vec<uuid::Uuid>,
     /// The org's members' user ids.
     pub(crate) members: Vec<uuid::Uuid>,
+    /// What the database's access mirror starts at: the org's generation on the control
+    /// plane, or [`crate::placement::MIRROR_RETIRED`] for a move's destination (opened by
+    /// its cut-over). Never empty: an empty mirror passes every scope, a request with a
+    /// route from before into a database of the same name included.
+    pub(crate) mirror: i64,
 }
 
 /// Creates an org's placement database `name` on the server the login `server` reaches
@@ -919,6 +956,15 @@ pub(crate) async fn provision_database(
         apply(&tx, app_role, catalog, Plane::Data).await?;
         revoke_projection(&tx, app_role).await?;
         mirror(&tx, app_role).await?;
+        tx.execute(
+            &format!(
+                "INSERT INTO {} (dep, gen) VALUES ($1, $2)",
+                crate::placement::MIRROR_TABLE
+            ),
+            &[&projection.org.uuid(), &projection.mirror],
+        )
+        .await
+        .map_err(map_err)?;
         tx.commit().await.map_err(map_err)
     }
     .await;
