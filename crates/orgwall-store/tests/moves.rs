@@ -1245,19 +1245,6 @@ async fn mirrored(cluster: &PgCluster, org: OrgId) -> Option<i64> {
         .map(|r| r.get(0))
 }
 
-/// `org`'s access generation on the control plane.
-async fn generation(url: &str, org: OrgId) -> i64 {
-    client(url)
-        .await
-        .query_one(
-            "SELECT coalesce((SELECT gen FROM access_generations WHERE dep = $1), 0)",
-            &[&org.uuid()],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
 /// A scope from `authenticate`, once the access cache serves `token`'s key (so it
 /// depends on the generation it was built at, checked by its first transaction, as every
 /// request's scope of an instance): a late announcement of an earlier change may drop
@@ -1299,7 +1286,7 @@ async fn a_scope_from_before_a_move_out_and_back_finds_the_new_mirror_ahead_of_i
     move_to(&db, d.acme, Kind::Database(None)).await;
     assert_eq!(
         mirrored(&cluster, d.acme).await,
-        Some(generation(&url, d.acme).await),
+        Some(orgwall_testkit::control_generation_at(&url, d.acme).await),
         "a move's destination mirrors the org's generation once it is there"
     );
     let alice = access::verify_member(&db, d.alice, d.acme).await.unwrap();
@@ -1366,7 +1353,7 @@ async fn a_scope_from_before_a_move_out_and_back_finds_the_new_mirror_ahead_of_i
     );
     assert_eq!(
         mirrored(&cluster, d.acme).await,
-        Some(generation(&url, d.acme).await)
+        Some(orgwall_testkit::control_generation_at(&url, d.acme).await)
     );
     let read = all_tickets(&db, &held[1]).await;
     assert!(

@@ -52,6 +52,24 @@ pub fn is_derived(table: &str) -> bool {
     orgwall_store::catalog().is_derived(table)
 }
 
+/// `org`'s access generation as the control database at `url` holds it (see
+/// [`TestDb::control_generation`]; for control databases a test made itself, such as on a
+/// [`cluster::PgCluster`]).
+pub async fn control_generation_at(url: &str, org: OrgId) -> i64 {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .query_one(
+            "SELECT gen FROM access_generations WHERE dep = $1",
+            &[&org.uuid()],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// The admin URL tests create their databases through.
 pub fn admin_url() -> String {
     std::env::var("ORGWALL_TEST_DATABASE_URL")
@@ -238,18 +256,7 @@ impl TestDb {
     /// access change's commit writes into the access mirror of the org's own database.
     pub async fn control_generation(&self, org: OrgId) -> i64 {
         assert_eq!(self.kind, BackendKind::Postgres, "PostgreSQL only");
-        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        client
-            .query_one(
-                "SELECT gen FROM access_generations WHERE dep = $1",
-                &[&org.uuid()],
-            )
-            .await
-            .unwrap()
-            .get(0)
+        control_generation_at(&self.url, org).await
     }
 
     /// Like [`TestDb::owner_count`], on `org`'s placement only (see
