@@ -172,6 +172,13 @@ struct Args {
     /// paused write also delays the ones due after it); 0: back to back (closed loop).
     #[arg(long, value_name = "PER_SEC", default_value_t = 100)]
     move_write_rate: u64,
+    /// With `--moves`: before each move, after its baseline, hold a repeatable-read
+    /// snapshot open in the database the move reads for this many seconds (what a copy's
+    /// snapshot costs other writers, with nothing else of a move running), then wait as
+    /// long again; reported as three windows of writes. 0: no probe.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    move_probe_snapshot: u64,
     /// Measure no workload (with `--migrate-placements`: the migrations alone).
     #[arg(long)]
     no_workloads: bool,
@@ -794,6 +801,7 @@ fn real_main() -> Result<()> {
             pace.clone(),
             args.move_baseline,
             args.move_write_rate,
+            args.move_probe_snapshot,
             say,
         ))?;
         let (commit, _) = report::commit();
@@ -811,6 +819,11 @@ fn real_main() -> Result<()> {
                 pace.as_ref()
                     .map(|(mb, _)| format!("-paced{mb}"))
                     .unwrap_or_default()
+                    + &(if args.move_probe_snapshot > 0 {
+                        format!("-probe{}", args.move_probe_snapshot)
+                    } else {
+                        String::new()
+                    })
             ));
             // (Not `with_extension`: a pace in decimals has a dot of its own.)
             let file = |ext: &str| {

@@ -92,6 +92,10 @@ pub struct MoveRun {
     pub write_rate: Option<u64>,
     /// The writes of both orgs by the mover's phase they began in.
     pub by_phase: Vec<PhaseRun>,
+    /// With `--move-probe-snapshot`: the writes of both orgs before the move in three
+    /// windows: the baseline, a repeatable-read snapshot held open in the database the
+    /// move reads (nothing else running), and as long again after it ended.
+    pub probe: Vec<PhaseRun>,
 }
 
 /// The writes begun during one phase of a move.
@@ -188,6 +192,23 @@ async fn writer(
     Ok(())
 }
 
+/// Holds a repeatable-read snapshot open in the database at `url` for `seconds` (as a
+/// move's copy does in its source, with nothing else of a move running), then waits as
+/// long again. Returns when the snapshot was taken, when it ended, and when the wait after
+/// it ended.
+async fn probe_snapshot(url: &str, seconds: u64, say: &impl Fn(String)) -> Result<[Instant; 3]> {
+    let c = connect(url).await?;
+    let held = Instant::now();
+    c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM pg_class")
+        .await?;
+    say(format!("moves: probe: a snapshot held for {seconds} s"));
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    c.batch_execute("COMMIT").await?;
+    let ended = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    Ok([held, ended, Instant::now()])
+}
+
 fn between(log: &Log, from: Instant, to: Instant) -> Vec<Duration> {
     log.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -249,11 +270,13 @@ pub async fn run(
     copy_rate: Option<(String, u64)>,
     baseline_s: u64,
     write_rate: u64,
+    probe_s: u64,
     say: impl Fn(String),
 ) -> Result<Vec<MoveRun>> {
     const WRITERS: u32 = 4;
     let opts = placement::MoveOptions {
         copy_bytes_per_sec: copy_rate.as_ref().map(|(_, bytes)| *bytes),
+        ..Default::default()
     };
     let copy_rate_mb = copy_rate.map(|(mb, _)| mb);
     let mut runs = Vec::new();
@@ -342,6 +365,21 @@ pub async fn run(
             let base = Instant::now();
             tokio::time::sleep(Duration::from_secs(baseline_s)).await;
             let from = placement::show(&db, globex).await?;
+            let (baseline_end, probe) = if probe_s > 0 {
+                let source = match &from.location {
+                    Some(name) if from.kind == "database" => one.url_of(name),
+                    _ => url.clone(),
+                };
+                let probed = probe_snapshot(&source, probe_s, &say).await?;
+                let windows = [
+                    (base, "baseline".to_owned()),
+                    (probed[0], "snapshot held (probe)".to_owned()),
+                    (probed[1], "after it (probe)".to_owned()),
+                ];
+                (probed[0], by_phase(&windows, probed[2], &glog, &alog))
+            } else {
+                (Instant::now(), Vec::new())
+            };
             let started = Instant::now();
             let mv = placement::start_move(&db, globex, kind.clone()).await?;
             let rows = Arc::new(Mutex::new(0i64));
@@ -383,9 +421,9 @@ pub async fn run(
                 fence_ms: *pause
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner),
-                moving_before: latency(between(&glog, base, started)),
+                moving_before: latency(between(&glog, base, baseline_end)),
                 moving_during: latency(between(&glog, started, ended)),
-                other_before: latency(between(&alog, base, started)),
+                other_before: latency(between(&alog, base, baseline_end)),
                 other_during: latency(between(&alog, started, ended)),
                 moving_refused: *refused
                     .lock()
@@ -401,6 +439,7 @@ pub async fn run(
                     &glog,
                     &alog,
                 ),
+                probe,
             };
             say(format!("moves: {n} tickets, {name}: {total_s:.1} s; moving org during {:?}; other org during {:?}", run.moving_during, run.other_during));
             runs.push(run);
@@ -451,6 +490,22 @@ pub fn markdown(runs: &[MoveRun], command: &str, commit: &str) -> String {
                 l(&p.moving),
                 l(&p.other)
             ));
+        }
+    }
+    if runs.iter().any(|r| !r.probe.is_empty()) {
+        s.push_str("\nThe probe (`--move-probe-snapshot`), before each move: the baseline, then a repeatable-read snapshot held open in the database the move reads (nothing else of a move running), then as long again after it ended: p50 / p99 / max ms of the org that moves next, then of the other.\n\n| tickets | between | window | seconds | moving org | other org |\n| ---: | --- | --- | ---: | --- | --- |\n");
+        for r in runs {
+            for p in &r.probe {
+                s.push_str(&format!(
+                    "| {} | {} | {} | {:.1} | {} | {} |\n",
+                    r.tickets,
+                    r.between,
+                    p.phase,
+                    p.seconds,
+                    l(&p.moving),
+                    l(&p.other)
+                ));
+            }
         }
     }
     s
