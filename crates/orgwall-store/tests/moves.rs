@@ -268,10 +268,23 @@ async fn search_written(db: &Db, user: UserId, org: OrgId) -> usize {
     found
 }
 
+/// Chunks this small make a copy of the tables the writer fills (tickets and their search
+/// terms, thousands of rows within seconds) several chunks, each from a snapshot of its
+/// own, with the writers' changes replayed between them. (A copy much slower than the
+/// org grows never ends: it walks its tables in key order, and new rows land all over.)
+const SMALL_CHUNKS: placement::MoveOptions = placement::MoveOptions {
+    copy_bytes_per_sec: None,
+    copy_chunk_rows: Some(100),
+};
+
 async fn move_to(db: &Db, org: OrgId, kind: Kind) -> Route {
     placement::start_move(db, org, kind).await.unwrap();
     let phase = Mutex::new(String::new());
-    match placement::run_move(db, org, &|m| *phase.lock().unwrap() = m.phase.clone()).await {
+    match placement::run_move_with(db, org, SMALL_CHUNKS, &|m| {
+        *phase.lock().unwrap() = m.phase.clone();
+    })
+    .await
+    {
         Ok(r) => r,
         Err(e) => panic!("moving, in {}: {e:?}", phase.lock().unwrap()),
     }
@@ -1028,6 +1041,7 @@ async fn a_large_org_leaves_the_shared_tables_in_batches() {
     let before = all_tickets(&db, &scope).await.unwrap().len();
     let paced = placement::MoveOptions {
         copy_bytes_per_sec: Some(100_000_000),
+        ..Default::default()
     };
     placement::start_move(&db, d.globex, Kind::Database(None))
         .await
@@ -1070,6 +1084,7 @@ async fn a_large_org_leaves_the_shared_tables_in_batches() {
         d.globex,
         placement::MoveOptions {
             copy_bytes_per_sec: Some(rate),
+            ..Default::default()
         },
     )
     .await;
@@ -1361,4 +1376,97 @@ async fn a_scope_from_before_a_move_out_and_back_finds_the_new_mirror_ahead_of_i
         "a key revoked while its org was shared, in the org's new database: {:?}",
         read.map(|t| t.len())
     );
+}
+
+/// Swaps the keys of the org's first two projects (through a third key, as a client
+/// would: a key is unique in its org), until `stop`; returns how many swaps were
+/// acknowledged and the keys as the last one left them.
+async fn key_swapper(
+    db: Db,
+    user: UserId,
+    org: OrgId,
+    (p, q): (ProjectId, ProjectId),
+    stop: Arc<AtomicBool>,
+) -> (usize, HashMap<ProjectId, String>) {
+    let mut swaps = 0;
+    let mut keys = HashMap::new();
+    while !stop.load(Ordering::Relaxed) {
+        let scope = access::verify_member(&db, user, org).await.unwrap();
+        let mut tx = db.write(&scope).await.unwrap();
+        let kp = projects::get(&mut tx, p).await.unwrap().key;
+        let kq = projects::get(&mut tx, q).await.unwrap().key;
+        projects::update(&mut tx, p, Some("SWAPTMP"), None, None)
+            .await
+            .unwrap();
+        projects::update(&mut tx, q, Some(&kp), None, None)
+            .await
+            .unwrap();
+        projects::update(&mut tx, p, Some(&kq), None, None)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        swaps += 1;
+        keys = HashMap::from([(p, kq), (q, kp)]);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    (swaps, keys)
+}
+
+// A copy in chunks reads each chunk at another moment. Were the chunks simply put
+// together, two projects whose keys were swapped between them would hold one key twice
+// in the destination (a unique key of the org). The destination holds, after every
+// chunk, a part of the source as it was at one moment: the move goes through, one row
+// per chunk, while the keys are swapped again and again, and the keys are the last
+// swap's (into a database of its own and back to the shared tables).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_copy_keeps_unique_keys_that_change_between_its_chunks() {
+    orgwall_testkit::init_logs();
+    let one = PgCluster::start(LOGICAL);
+    let (db, d, control_url) = world(&one).await;
+    let gps = projects_of(&db, d.bob, d.globex).await;
+    assert!(gps.len() >= 2, "the demo gives Globex two projects");
+    let one_row = placement::MoveOptions {
+        copy_chunk_rows: Some(1),
+        ..placement::MoveOptions::default()
+    };
+    for (kind, name) in [(Kind::Database(None), "database"), (Kind::Shared, "shared")] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let swapper = tokio::spawn(key_swapper(
+            db.clone(),
+            d.bob,
+            d.globex,
+            (gps[0], gps[1]),
+            stop.clone(),
+        ));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        placement::start_move(&db, d.globex, kind.clone())
+            .await
+            .unwrap();
+        let chunks = Mutex::new(0usize);
+        let route = placement::run_move_with(&db, d.globex, one_row, &|m| {
+            if m.phase == "copy" {
+                *chunks.lock().unwrap() += 1;
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("moving to {kind:?}: {e}"));
+        assert_eq!(route.kind(), name);
+        stop.store(true, Ordering::Relaxed);
+        let (swaps, keys) = swapper.await.unwrap();
+        let chunks = *chunks.lock().unwrap();
+        assert!(chunks > 10, "{chunks} chunks");
+        assert!(swaps > 5, "{swaps} swaps");
+        let scope = access::verify_member(&db, d.bob, d.globex).await.unwrap();
+        let mut tx = db.read(&scope).await.unwrap();
+        for (id, key) in &keys {
+            assert_eq!(&projects::get(&mut tx, *id).await.unwrap().key, key);
+        }
+        tx.commit().await.unwrap();
+        assert_eq!(
+            db.doctor().await.unwrap(),
+            vec![],
+            "after moving to {kind:?}"
+        );
+    }
+    assert_eq!(leftovers(&control_url, &[]).await, Vec::<String>::new());
 }

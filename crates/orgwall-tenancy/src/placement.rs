@@ -689,9 +689,12 @@ pub struct MoveOptions {
     /// binary COPY stream, and the rows a cleanup deletes from the shared tables; SQLite:
     /// the values copied), so that the copy leaves the
     /// servers' CPU and disks to the other orgs (a copy at full speed on a small machine
-    /// raises everyone's latency while it runs). `None`: as fast as the servers go. A
-    /// slower copy holds the source's snapshot (and so its vacuum horizon) longer.
+    /// raises everyone's latency while it runs). `None`: as fast as the servers go.
     pub copy_bytes_per_sec: Option<u64>,
+    /// PostgreSQL: at most this many rows in one chunk of the copy (each chunk reads its
+    /// own short snapshot of the source, see `postgres::mover`). `None`: chunks sized to
+    /// about two seconds of the pace (or 32 MB at full speed).
+    pub copy_chunk_rows: Option<u64>,
 }
 
 /// Parses a copy pace given in megabytes per second, decimals allowed (`20`, `0.25`),
@@ -811,7 +814,8 @@ mod tests {
         assert_eq!(p.sent(1 << 30), None);
         assert_eq!(
             Pacer::new(MoveOptions {
-                copy_bytes_per_sec: Some(0)
+                copy_bytes_per_sec: Some(0),
+                ..MoveOptions::default()
             })
             .sent(1 << 30),
             None
@@ -819,6 +823,7 @@ mod tests {
         // 1 MB/s: a megabyte just sent is due a second after the start.
         let mut p = Pacer::new(MoveOptions {
             copy_bytes_per_sec: Some(1_000_000),
+            ..MoveOptions::default()
         });
         let w = p.sent(1_000_000).unwrap();
         assert!(
@@ -835,6 +840,7 @@ mod tests {
         // A rate the bytes sent are well under: no wait.
         let mut p = Pacer::new(MoveOptions {
             copy_bytes_per_sec: Some(u64::MAX),
+            ..MoveOptions::default()
         });
         assert_eq!(p.sent(1_000_000), None);
     }

@@ -775,6 +775,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .map_err(|_| anyhow::anyhow!("no organization {org:?}"))?;
                     let opts = placement::MoveOptions {
                         copy_bytes_per_sec: *copy_rate,
+                        ..Default::default()
                     };
                     if *abort {
                         if placement::abort_move_with(&db, id, opts).await? {

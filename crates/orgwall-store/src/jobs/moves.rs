@@ -30,6 +30,7 @@ pub(crate) async fn run(ctx: JobCtx, job: JobInfo) -> Result<(), JobError> {
     let p: Payload = job.parse()?;
     let opts = placement::MoveOptions {
         copy_bytes_per_sec: p.copy_bytes_per_sec,
+        ..Default::default()
     };
     match placement::run_move_with(&ctx.db, p.org_id, opts, &|_| {}).await {
         Ok(route) => {

@@ -8,11 +8,13 @@
 //!    projection, a schema, or nothing for the shared tables), and in the source database
 //!    a publication of the org's data-plane tables (row filter `org_id = ORG`) and a
 //!    logical replication slot (`pgoutput`), both named `orgwall_move_<org hex>`.
-//! 2. `copy`: under the org's write fence (held for a moment), the source's WAL position
-//!    `L` is read and a repeatable-read snapshot opened; the fence is let go and the org's
-//!    rows are copied from that snapshot (`COPY`) into the destination, in one transaction
-//!    there. Every transaction of the org committed before `L` is in the snapshot, every
-//!    later one in the slot.
+//! 2. `copy`: in chunks (a table's next rows in primary-key order), each from a snapshot
+//!    of its own: under the org's write fence (held for a moment) the source's WAL
+//!    position `L` is read and a repeatable-read snapshot opened (every transaction of the
+//!    org committed before `L` is in the snapshot, every later one in the slot after it);
+//!    the fence is let go, the slot replayed into the destination up to `L`, and the
+//!    chunk's rows copied from the snapshot (`COPY`) and added where not already there.
+//!    No snapshot lives longer than a chunk (see [`Mover::copy`]).
 //! 3. `catch_up`: the slot's changes (whole transactions committed after `L`) are read
 //!    with `pg_logical_slot_peek_binary_changes` and replayed in the destination (each
 //!    batch in one transaction there, then the slot is advanced: a mover that dies between
@@ -54,6 +56,16 @@ const BATCH: i32 = 2_000;
 /// How long a cleanup waits for transactions that may still read the old copy (see
 /// `Mover::wait_for_old_readers`).
 const OLD_READERS_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// A copy's chunks (see [`Mover::copy`]): the first of each table reads this many rows;
+/// the next ones about this many seconds of the pace, or this many bytes at full speed,
+/// within these bounds of rows.
+const FIRST_CHUNK_ROWS: u64 = 5_000;
+const CHUNK_SECONDS: u64 = 2;
+const CHUNK_BYTES: u64 = 32 << 20;
+const MIN_CHUNK_BYTES: u64 = 64 << 10;
+const MIN_CHUNK_ROWS: u64 = 500;
+const MAX_CHUNK_ROWS: u64 = 1_000_000;
 
 /// Below this many pages a freshly copied table is not vacuumed nor analyzed (see
 /// [`Mover::copy`]): PostgreSQL's planner takes a never-analyzed table for at least 10.
@@ -324,7 +336,7 @@ async fn open_side(
     client
         .batch_execute(
             "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres';
-             SET extra_float_digits = 3",
+             SET extra_float_digits = 3; SET standard_conforming_strings = on",
         )
         .await
         .map_err(map_err)?;
@@ -745,12 +757,26 @@ impl Mover<'_> {
             .collect())
     }
 
-    /// Copies the org's rows from a snapshot taken under its fence.
+    /// Copies the org's rows in chunks, each read from a short snapshot of its own (see
+    /// the module's doc): under the org's fence for a moment, a snapshot `S` and the
+    /// source's position `L`; the slot replayed into the destination up to `L` exactly
+    /// (the destination then holds a part of what `S` holds, each row as `S` has it); the
+    /// chunk (the next rows of one table in primary-key order) read from `S` and added to
+    /// the destination, each row not already there (one that is, a row written since the
+    /// copy began, is already as `S` has it). So after every chunk the destination holds a
+    /// part of the source as it was at one moment, which breaks no constraint the source
+    /// keeps (a project's unique key included), and after the last one it holds all of it.
+    ///
+    /// Why chunks and not one snapshot for the whole copy: PostgreSQL keeps every version
+    /// of every row updated in the source database while a snapshot there is open (the
+    /// other orgs' hot rows included, such as each org's usage counters, updated on every
+    /// create), and a paced copy of a large org lasts minutes.
     async fn copy(&self, mv: &Move) -> Result<()> {
-        let mut source = self.side(&mv.from).await?;
+        let source = self.side(&mv.from).await?;
+        let mut snap_side = self.side(&mv.from).await?;
         let mut dest = self.side(&mv.to).await?;
         // Into a placement of its own (not serving yet) the derived tables are copied too,
-        // with the triggers that derive them off for the copy's transaction: rebuilding
+        // with the triggers that derive them off for each chunk's transaction: rebuilding
         // them row by row is most of the time a large org's copy takes. Into the shared
         // tables (whose triggers serve every org) they are derived as usual.
         let dest_shared = dest.route == Route::Shared;
@@ -764,122 +790,210 @@ impl Mover<'_> {
             described.push(describe(&dest, t).await?);
         }
         let org = self.org.to_string();
-        let src_tables: Vec<String> = described.iter().map(|t| source.table(t.name)).collect();
-        let dest_tables: Vec<String> = described.iter().map(|t| dest.table(t.name)).collect();
         let dest_schema = dest.schema.clone();
         let dest_database = matches!(dest.route, Route::Database { .. });
-        // The snapshot, under the fence: every org transaction committed before `lsn` is
-        // in it, every later one is in the slot.
-        let (snap, lsn) = self.snapshot_at_fence(&mv.from, &mut source.client).await?;
-        snap.execute("SELECT set_config('app.org_id', $1, true)", &[&org])
-            .await
-            .map_err(map_err)?;
-        let mut total = 0i64;
-        for src in &src_tables {
-            let n: i64 = snap
-                .query_one(
-                    &format!("SELECT count(*) FROM {src} WHERE org_id = $1"),
-                    &[&self.org.uuid()],
-                )
+        {
+            let tx = dest.client.transaction().await.map_err(map_err)?;
+            tx.batch_execute("SET LOCAL session_replication_role = replica")
                 .await
-                .map_err(map_err)?
-                .get(0);
-            total += n;
+                .map_err(map_err)?;
+            tx.execute("SELECT set_config('app.org_id', $1, true)", &[&org])
+                .await
+                .map_err(map_err)?;
+            empty(&tx, &dest_schema, dest_shared, self.catalog, self.org).await?;
+            tx.commit().await.map_err(map_err)?;
         }
-        self.note("rows_total", total).await?;
-        let into = dest.client.transaction().await.map_err(map_err)?;
-        into.batch_execute("SET LOCAL session_replication_role = replica")
-            .await
-            .map_err(map_err)?;
-        into.execute("SELECT set_config('app.org_id', $1, true)", &[&org])
-            .await
-            .map_err(map_err)?;
-        empty(&into, &dest_schema, dest_shared, self.catalog, self.org).await?;
-        let mut paused: Vec<(String, String, String)> = Vec::new();
-        if !dest_shared {
-            for dst in &dest_tables {
-                for r in into
-                    .query(
-                        "SELECT tgname::text, tgenabled::text FROM pg_trigger
-                         WHERE tgrelid = to_regclass($1) AND NOT tgisinternal AND tgenabled <> 'D'",
-                        &[dst],
+        // How many rows there are to copy (for the progress bar): each table counted in a
+        // statement of its own, no snapshot held across them.
+        let total = {
+            let tx = snap_side.client.transaction().await.map_err(map_err)?;
+            tx.execute("SELECT set_config('app.org_id', $1, true)", &[&org])
+                .await
+                .map_err(map_err)?;
+            let mut total = 0i64;
+            for t in &described {
+                let n: i64 = tx
+                    .query_one(
+                        &format!(
+                            "SELECT count(*) FROM {} WHERE org_id = $1",
+                            source.table(t.name)
+                        ),
+                        &[&self.org.uuid()],
                     )
                     .await
                     .map_err(map_err)?
-                {
-                    let (name, state): (String, String) = (r.get(0), r.get(1));
-                    into.batch_execute(&format!("ALTER TABLE {dst} DISABLE TRIGGER {}", q(&name)))
-                        .await
-                        .map_err(map_err)?;
-                    paused.push((dst.clone(), name, state));
-                }
+                    .get(0);
+                total += n;
             }
-        }
-        let mut copied = 0i64;
+            tx.commit().await.map_err(map_err)?;
+            total
+        };
+        self.note("rows_total", total).await?;
+        let mut replay = Replay::new(&dest, &self.tables).await?;
         let mut pacer = crate::placement::Pacer::new(self.opts);
-        for ((t, src), dst) in described.iter().zip(&src_tables).zip(&dest_tables) {
+        let mut copied = 0i64;
+        // The position of the first chunk's snapshot: the destination holds nothing
+        // before it, so the replay skips what committed earlier.
+        let mut first: Option<u64> = None;
+        let mut last = 0u64;
+        for t in &described {
+            let src = source.table(t.name);
+            let dst = dest.table(t.name);
             let cols: Vec<String> = t.columns.iter().map(|(c, _)| q(c)).collect();
             let cols = cols.join(", ");
-            let out = snap
-                .copy_out(&format!(
-                    "COPY (SELECT {cols} FROM {src} WHERE org_id = '{}') TO STDOUT (FORMAT binary)",
-                    self.org.uuid()
+            let key = key_after_org(&source.client, &src).await?;
+            let stage = format!("orgwall_move_stage_{}", t.name);
+            dest.client
+                .batch_execute(&format!(
+                    "DROP TABLE IF EXISTS pg_temp.{stage};
+                     CREATE TEMP TABLE {stage} ON COMMIT DELETE ROWS AS SELECT {cols} FROM {dst} WITH NO DATA"
                 ))
                 .await
                 .map_err(map_err)?;
-            let sink = into
-                .copy_in::<_, bytes::Bytes>(&format!(
-                    "COPY {dst} ({cols}) FROM STDIN (FORMAT binary)"
-                ))
-                .await
-                .map_err(map_err)?;
-            futures::pin_mut!(out);
-            futures::pin_mut!(sink);
-            use futures::{SinkExt, StreamExt};
-            while let Some(chunk) = out.next().await {
-                let chunk = chunk.map_err(map_err)?;
-                let wait = pacer.sent(chunk.len());
-                sink.send(chunk).await.map_err(map_err)?;
-                if let Some(w) = wait {
-                    tokio::time::sleep(w).await;
-                }
-            }
-            let n = sink.as_mut().finish().await.map_err(map_err)?;
-            copied += i64::try_from(n).unwrap_or(i64::MAX);
-            self.note("rows_copied", copied).await?;
-        }
-        for (dst, name, state) in &paused {
-            let how = match state.as_str() {
-                "A" => "ENABLE ALWAYS",
-                "R" => "ENABLE REPLICA",
-                _ => "ENABLE",
+            // A row already in the destination was written there by the replay since the
+            // copy began. One of the org's own rows is then as the chunk's snapshot has it,
+            // and stays. A derived row (written by the destination's triggers) may hold only
+            // part of what the source's does (a usage counter, counted from the changes
+            // replayed so far): the chunk's version replaces it, and later changes count on.
+            let arbiter: Vec<String> = t.key.iter().map(|k| q(k)).collect();
+            let sets: Vec<String> = t
+                .columns
+                .iter()
+                .filter(|(c, _)| !t.key.contains(c))
+                .map(|(c, _)| format!("{0} = EXCLUDED.{0}", q(c)))
+                .collect();
+            let on_conflict = if self.catalog.is_derived(t.name) && !sets.is_empty() {
+                format!(
+                    "ON CONFLICT ({}) DO UPDATE SET {}",
+                    arbiter.join(", "),
+                    sets.join(", ")
+                )
+            } else {
+                format!("ON CONFLICT ({}) DO NOTHING", arbiter.join(", "))
             };
-            into.batch_execute(&format!("ALTER TABLE {dst} {how} TRIGGER {}", q(name)))
+            let mut lower: Option<Vec<String>> = None;
+            let mut rows = self.chunk_rows(None);
+            loop {
+                if let Some(m) = get(&self.control, self.org).await? {
+                    if m.error.as_deref() == Some(ABORT_REQUESTED) {
+                        return Ok(()); // the run loop aborts
+                    }
+                    (self.progress)(&m);
+                }
+                let (snap, lsn) = self
+                    .snapshot_at_fence(&mv.from, &mut snap_side.client)
+                    .await?;
+                let start = *first.get_or_insert(lsn);
+                last = lsn;
+                snap.execute("SELECT set_config('app.org_id', $1, true)", &[&org])
+                    .await
+                    .map_err(map_err)?;
+                replay
+                    .drain(
+                        &source,
+                        &mut dest,
+                        (&self.name, start),
+                        lsn,
+                        Advance::Always,
+                    )
+                    .await?;
+                let upper = match key.is_empty() {
+                    true => None,
+                    false => chunk_end(&snap, &src, &key, lower.as_deref(), rows, self.org).await?,
+                };
+                let range = key_range(&key, lower.as_deref(), upper.as_deref());
+                let into = dest.client.transaction().await.map_err(map_err)?;
+                into.batch_execute("SET LOCAL session_replication_role = replica")
+                    .await
+                    .map_err(map_err)?;
+                into.execute("SELECT set_config('app.org_id', $1, true)", &[&org])
+                    .await
+                    .map_err(map_err)?;
+                let paused = if dest_shared {
+                    Vec::new()
+                } else {
+                    pause_triggers(&into, &dst).await?
+                };
+                let out = snap
+                    .copy_out(&format!(
+                        "COPY (SELECT {cols} FROM {src} WHERE org_id = '{}' {range}) TO STDOUT (FORMAT binary)",
+                        self.org.uuid()
+                    ))
+                    .await
+                    .map_err(map_err)?;
+                let sink = into
+                    .copy_in::<_, bytes::Bytes>(&format!(
+                        "COPY pg_temp.{stage} ({cols}) FROM STDIN (FORMAT binary)"
+                    ))
+                    .await
+                    .map_err(map_err)?;
+                futures::pin_mut!(out);
+                futures::pin_mut!(sink);
+                let mut bytes = 0usize;
+                {
+                    use futures::{SinkExt, StreamExt};
+                    while let Some(chunk) = out.next().await {
+                        let chunk = chunk.map_err(map_err)?;
+                        bytes += chunk.len();
+                        let wait = pacer.sent(chunk.len());
+                        sink.send(chunk).await.map_err(map_err)?;
+                        if let Some(w) = wait {
+                            tokio::time::sleep(w).await;
+                        }
+                    }
+                }
+                let n = sink.as_mut().finish().await.map_err(map_err)?;
+                into.execute(
+                    &format!(
+                        "INSERT INTO {dst} ({cols}) SELECT {cols} FROM pg_temp.{stage} {on_conflict}"
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(map_err)?;
+                for (name, state) in &paused {
+                    into.batch_execute(&format!(
+                        "ALTER TABLE {dst} {} TRIGGER {}",
+                        trigger_state(state),
+                        q(name)
+                    ))
+                    .await
+                    .map_err(map_err)?;
+                }
+                if dest_database {
+                    // Every user the chunk's rows name, in the projection.
+                    let mut users: Vec<uuid::Uuid> = Vec::new();
+                    for c in &t.user_columns {
+                        let found = snap
+                            .query(
+                                &format!(
+                                    "SELECT DISTINCT {c} FROM {src} WHERE org_id = $1 {range} AND {c} IS NOT NULL",
+                                    c = q(c)
+                                ),
+                                &[&self.org.uuid()],
+                            )
+                            .await
+                            .map_err(map_err)?;
+                        users.extend(found.iter().map(|r| r.get::<_, uuid::Uuid>(0)));
+                    }
+                    project_users(&into, &dest_schema, &users).await?;
+                }
+                into.commit().await.map_err(map_err)?;
+                snap.commit().await.map_err(map_err)?;
+                copied += i64::try_from(n).unwrap_or(i64::MAX);
+                tracing::debug!(table = t.name, rows = n, bytes, at = %show_lsn(lsn), "a move copied a chunk");
+                self.note("rows_copied", copied).await?;
+                match upper {
+                    None => break,
+                    Some(u) => lower = Some(u),
+                }
+                rows = self.chunk_rows(Some((n, bytes)));
+            }
+            dest.client
+                .batch_execute(&format!("DROP TABLE pg_temp.{stage}"))
                 .await
                 .map_err(map_err)?;
         }
-        if dest_database {
-            // Every user the copied rows name, in the projection.
-            let mut users: Vec<uuid::Uuid> = Vec::new();
-            for (t, src) in described.iter().zip(&src_tables) {
-                for c in &t.user_columns {
-                    let rows = snap
-                        .query(
-                            &format!(
-                                "SELECT DISTINCT {c} FROM {src} WHERE org_id = $1 AND {c} IS NOT NULL",
-                                c = q(c)
-                            ),
-                            &[&self.org.uuid()],
-                        )
-                        .await
-                        .map_err(map_err)?;
-                    users.extend(rows.iter().map(|r| r.get::<_, uuid::Uuid>(0)));
-                }
-            }
-            project_users(&into, &dest_schema, &users).await?;
-        }
-        into.commit().await.map_err(map_err)?;
-        snap.commit().await.map_err(map_err)?;
         if !dest_shared {
             // A placement of its own, freshly filled: its statistics (the org's queries
             // plan on them from the flip on) and its visibility map (the row counts under
@@ -897,12 +1011,13 @@ impl Mover<'_> {
             // (foreign key checks, prepared statements) as the org grows, until autovacuum
             // analyzes it again (measured on a database placement: 14,749 scans of a
             // growing `notes` for its terms' key checks, create -42%).
-            for dst in &dest_tables {
+            for t in &described {
+                let dst = dest.table(t.name);
                 let pages: i64 = dest
                     .client
                     .query_one(
                         "SELECT pg_relation_size($1::text::regclass) / current_setting('block_size')::bigint",
-                        &[dst],
+                        &[&dst],
                     )
                     .await
                     .map_err(map_err)?
@@ -916,7 +1031,29 @@ impl Mover<'_> {
                     .map_err(map_err)?;
             }
         }
-        self.set_phase("catch_up", Some(lsn)).await
+        // The destination holds the source as it was at the last chunk's snapshot: the
+        // catch-up replays what committed after it.
+        self.set_phase("catch_up", Some(last)).await
+    }
+
+    /// How many rows the next chunk of a table reads: about [`CHUNK_SECONDS`] of the
+    /// pace (or [`CHUNK_BYTES`] at full speed) at the bytes per row of the chunk before
+    /// (`(rows, bytes)`), [`FIRST_CHUNK_ROWS`] for a table's first chunk; at most
+    /// [`crate::placement::MoveOptions::copy_chunk_rows`].
+    fn chunk_rows(&self, before: Option<(u64, usize)>) -> u64 {
+        let target = self.opts.copy_bytes_per_sec.map_or(CHUNK_BYTES, |r| {
+            r.saturating_mul(CHUNK_SECONDS).max(MIN_CHUNK_BYTES)
+        });
+        let rows = match before {
+            Some((rows, bytes)) if rows > 0 && bytes > 0 => {
+                let per_row = (bytes as u64 / rows).max(1);
+                (target / per_row).clamp(MIN_CHUNK_ROWS, MAX_CHUNK_ROWS)
+            }
+            _ => FIRST_CHUNK_ROWS,
+        };
+        self.opts
+            .copy_chunk_rows
+            .map_or(rows, |cap| rows.min(cap.max(1)))
     }
 
     /// A repeatable-read snapshot of the source on `client` and the source's WAL insert
@@ -1560,6 +1697,101 @@ async fn tally_paced(
     })
     .await?;
     Ok((rows, sum))
+}
+
+/// A text as an SQL string literal (the sessions that use it keep
+/// `standard_conforming_strings` on, PostgreSQL's default: a backslash is itself).
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The condition that keeps a chunk's rows (see [`Mover::copy`]): after `lower` and up to
+/// `upper` (the key's values as text, `None`: no bound) in the order of `key` (its
+/// columns after `org_id`, with their types). Literals, as `COPY` takes no parameters.
+fn key_range(
+    key: &[(String, String)],
+    lower: Option<&[String]>,
+    upper: Option<&[String]>,
+) -> String {
+    let row = |vals: &[String]| -> String {
+        key.iter()
+            .zip(vals)
+            .map(|((_, ty), v)| format!("{}::text::{ty}", literal(v)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let cols = key.iter().map(|(c, _)| q(c)).collect::<Vec<_>>().join(", ");
+    let mut out = String::new();
+    if let Some(l) = lower {
+        out.push_str(&format!(" AND ({cols}) > ({})", row(l)));
+    }
+    if let Some(u) = upper {
+        out.push_str(&format!(" AND ({cols}) <= ({})", row(u)));
+    }
+    out
+}
+
+/// The key (as text) of the `rows`-th row of `org` in `table` after `lower`, in key
+/// order: a chunk's last row; `None` when fewer are left (the chunk takes the rest).
+async fn chunk_end(
+    c: &(impl tokio_postgres::GenericClient + Sync),
+    table: &str,
+    key: &[(String, String)],
+    lower: Option<&[String]>,
+    rows: u64,
+    org: OrgId,
+) -> Result<Option<Vec<String>>> {
+    let w = Walk::new(key, "");
+    let offset = i64::try_from(rows.saturating_sub(1)).unwrap_or(i64::MAX);
+    let row = c
+        .query_opt(
+            &format!(
+                "SELECT ARRAY[{last}] FROM {table} WHERE org_id = $1 {range}
+                 ORDER BY {order} OFFSET {offset} LIMIT 1",
+                last = w.last,
+                range = key_range(key, lower, None),
+                order = w.cols,
+            ),
+            &[&org.uuid()],
+        )
+        .await
+        .map_err(map_err)?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Turns off, in `tx` (until it ends), the triggers of the destination table `table` that
+/// derive rows (a chunk into a placement of its own copies the derived rows too); returns
+/// each one's name and state, for [`trigger_state`].
+async fn pause_triggers(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+) -> Result<Vec<(String, String)>> {
+    let mut paused = Vec::new();
+    for r in tx
+        .query(
+            "SELECT tgname::text, tgenabled::text FROM pg_trigger
+             WHERE tgrelid = to_regclass($1) AND NOT tgisinternal AND tgenabled <> 'D'",
+            &[&table],
+        )
+        .await
+        .map_err(map_err)?
+    {
+        let (name, state): (String, String) = (r.get(0), r.get(1));
+        tx.batch_execute(&format!("ALTER TABLE {table} DISABLE TRIGGER {}", q(&name)))
+            .await
+            .map_err(map_err)?;
+        paused.push((name, state));
+    }
+    Ok(paused)
+}
+
+/// The `ALTER TABLE ... TRIGGER` words that give a trigger back its `pg_trigger.tgenabled`.
+fn trigger_state(state: &str) -> &'static str {
+    match state {
+        "A" => "ENABLE ALWAYS",
+        "R" => "ENABLE REPLICA",
+        _ => "ENABLE",
+    }
 }
 
 /// The primary key's columns of `table` after `org_id`, in the index's order, with their
@@ -2242,6 +2474,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_chunks_range_quotes_its_bounds() {
+        let key = vec![
+            ("term".to_owned(), "text".to_owned()),
+            ("id".to_owned(), "uuid".to_owned()),
+        ];
+        assert_eq!(key_range(&key, None, None), "");
+        let lower = [
+            "it's".to_owned(),
+            "00000000-0000-0000-0000-000000000001".to_owned(),
+        ];
+        let upper = [
+            "o'k\\".to_owned(),
+            "00000000-0000-0000-0000-000000000002".to_owned(),
+        ];
+        assert_eq!(
+            key_range(&key, Some(&lower), Some(&upper)),
+            " AND (\"term\", \"id\") > ('it''s'::text::text, '00000000-0000-0000-0000-000000000001'::text::uuid) \
+             AND (\"term\", \"id\") <= ('o''k\\'::text::text, '00000000-0000-0000-0000-000000000002'::text::uuid)"
+        );
+    }
+
+    #[test]
     fn lsns_and_names_round_trip() {
         for l in [0u64, 0x1543C08, (7u64 << 32) | 0xABC] {
             assert_eq!(parse_lsn(&show_lsn(l)).unwrap(), l);
@@ -2299,6 +2553,7 @@ mod tests {
             .unwrap();
         let mut pacer = crate::placement::Pacer::new(crate::placement::MoveOptions {
             copy_bytes_per_sec: Some(1_000_000_000),
+            ..Default::default()
         });
         let paced = tally_paced(&c, "tally", &t, &org, &mut pacer)
             .await
