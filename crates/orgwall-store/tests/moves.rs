@@ -269,9 +269,10 @@ async fn search_written(db: &Db, user: UserId, org: OrgId) -> usize {
 }
 
 /// Chunks this small make a copy of the tables the writer fills (tickets and their search
-/// terms, thousands of rows within seconds) several chunks, each from a snapshot of its
-/// own, with the writers' changes replayed between them. (A copy much slower than the
-/// org grows never ends: it walks its tables in key order, and new rows land all over.)
+/// terms, hundreds to thousands of rows) several chunks, each from a snapshot of its own,
+/// with the writers' changes replayed between them. (A table's copy stops at its highest
+/// key at its first chunk: the tickets written later, whose ids sort after it, come with
+/// the replay.)
 const SMALL_CHUNKS: placement::MoveOptions = placement::MoveOptions {
     copy_bytes_per_sec: None,
     copy_chunk_rows: Some(100),
@@ -470,8 +471,9 @@ async fn kill_in(db: &Db, org: OrgId, phase: &'static str) -> bool {
     let tx = Mutex::new(Some(tx));
     let db2 = db.clone();
     let task = tokio::spawn(async move {
-        placement::run_move(&db2, org, &move |m| {
-            if m.phase == phase {
+        placement::run_move_with(&db2, org, SMALL_CHUNKS, &move |m| {
+            // In the copy, once a chunk is in: stopped between chunks.
+            if m.phase == phase && (phase != "copy" || m.rows_copied > 0) {
                 if let Some(t) = tx.lock().unwrap().take() {
                     let _ = t.send(());
                     // Held here (the mover's thread blocked) until the test has aborted
@@ -491,7 +493,7 @@ async fn kill_in(db: &Db, org: OrgId, phase: &'static str) -> bool {
 /// Runs a move on to its end, waiting for a dead mover's session (and its lock) to go.
 async fn resume(db: &Db, org: OrgId) -> Route {
     for _ in 0..100 {
-        match placement::run_move(db, org, &|_| {}).await {
+        match placement::run_move_with(db, org, SMALL_CHUNKS, &|_| {}).await {
             Ok(r) => return r,
             Err(Error::Conflict("move_running", _)) => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -1438,21 +1440,53 @@ async fn a_chunked_copy_keeps_unique_keys_that_change_between_its_chunks() {
             (gps[0], gps[1]),
             stop.clone(),
         ));
+        // Into the shared tables (which copy only the org's own tables: the derived
+        // ones are derived there), tickets are created meanwhile too, faster than a copy
+        // of a row a chunk goes: their ids sort after every earlier one, and the copy
+        // still ends (a table's copy stops at its highest key at its first chunk; the
+        // rest comes with the replay). It chased them for as long as they came before.
+        let g: Acked = Default::default();
+        let writing = matches!(kind, Kind::Shared);
+        let stop_writer = Arc::new(AtomicBool::new(!writing));
+        let mut writers = Vec::new();
+        for _ in 0..3 {
+            writers.push(tokio::spawn(writer(
+                db.clone(),
+                d.bob,
+                d.globex,
+                gps[0],
+                g.clone(),
+                stop_writer.clone(),
+            )));
+        }
+        let opts = one_row;
         tokio::time::sleep(Duration::from_millis(50)).await;
+        let scope = access::verify_member(&db, d.bob, d.globex).await.unwrap();
+        let existing = all_tickets(&db, &scope).await.unwrap().len();
+        let existing = existing - acked_creates(&g);
         placement::start_move(&db, d.globex, kind.clone())
             .await
             .unwrap();
         let chunks = Mutex::new(0usize);
-        let route = placement::run_move_with(&db, d.globex, one_row, &|m| {
-            if m.phase == "copy" {
-                *chunks.lock().unwrap() += 1;
-            }
-        })
+        let route = tokio::time::timeout(
+            Duration::from_secs(60),
+            placement::run_move_with(&db, d.globex, opts, &|m| {
+                if m.phase == "copy" {
+                    *chunks.lock().unwrap() += 1;
+                }
+            }),
+        )
         .await
+        .unwrap_or_else(|_| panic!("the copy to {kind:?} never ended"))
         .unwrap_or_else(|e| panic!("moving to {kind:?}: {e}"));
         assert_eq!(route.kind(), name);
         stop.store(true, Ordering::Relaxed);
+        stop_writer.store(true, Ordering::Relaxed);
         let (swaps, keys) = swapper.await.unwrap();
+        for w in writers {
+            w.await.unwrap();
+        }
+        check_acked(&db, d.bob, d.globex, &g, existing).await;
         let chunks = *chunks.lock().unwrap();
         assert!(chunks > 10, "{chunks} chunks");
         assert!(swaps > 5, "{swaps} swaps");
@@ -1469,4 +1503,89 @@ async fn a_chunked_copy_keeps_unique_keys_that_change_between_its_chunks() {
         );
     }
     assert_eq!(leftovers(&control_url, &[]).await, Vec::<String>::new());
+}
+
+// A usage counter is a derived row: into a placement of its own it is copied, and until
+// its chunk comes, the destination counts it from the changes replayed (from nothing,
+// where the org's earlier rows were copied without their triggers). An org emptied
+// meanwhile has no counter row in the source any more (an emptied org forgets it): the
+// destination's, counted from part of the changes (here -1 projects), goes too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_org_emptied_during_a_chunked_copy_keeps_no_counter_of_its_own() {
+    orgwall_testkit::init_logs();
+    let one = PgCluster::start(LOGICAL);
+    let (db, d, _) = world(&one).await;
+    let (org, scope) = access::create_org(
+        &db,
+        d.bob,
+        "Initech",
+        &orgwall_core::Slug::parse("initech").unwrap(),
+    )
+    .await
+    .unwrap();
+    let org = org.id;
+    let mut tx = db.write(&scope).await.unwrap();
+    let first = projects::create(&mut tx, "ONE", "One", "")
+        .await
+        .unwrap()
+        .id;
+    tx.commit().await.unwrap();
+    placement::start_move(&db, org, Kind::Database(None))
+        .await
+        .unwrap();
+    let (go, went) = std::sync::mpsc::channel::<()>();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let (go, finished) = (Mutex::new(Some(go)), Mutex::new(finished));
+    let (db2, bob) = (db.clone(), d.bob);
+    let emptier = tokio::spawn(async move {
+        tokio::task::spawn_blocking(move || went.recv_timeout(Duration::from_secs(60)))
+            .await
+            .unwrap()
+            .unwrap();
+        let scope = access::verify_member(&db2, bob, org).await.unwrap();
+        let mut tx = db2.write(&scope).await.unwrap();
+        let second = projects::create(&mut tx, "TWO", "Two", "")
+            .await
+            .unwrap()
+            .id;
+        tx.commit().await.unwrap();
+        let mut tx = db2.write(&scope).await.unwrap();
+        projects::delete(&mut tx, first).await.unwrap();
+        projects::delete(&mut tx, second).await.unwrap();
+        tx.commit().await.unwrap();
+        done.send(()).unwrap();
+    });
+    let one_row = placement::MoveOptions {
+        copy_chunk_rows: Some(1),
+        ..placement::MoveOptions::default()
+    };
+    let route = placement::run_move_with(&db, org, one_row, &|m| {
+        // The projects copied (the first table), the rest not yet: the org emptied now,
+        // and the mover goes on once it is.
+        if m.phase == "copy" && m.rows_copied > 0 {
+            if let Some(go) = go.lock().unwrap().take() {
+                go.send(()).unwrap();
+                finished
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(60))
+                    .unwrap();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    emptier.await.unwrap();
+    assert_eq!(route.kind(), "database");
+    let scope = access::verify_member(&db, d.bob, org).await.unwrap();
+    let mut tx = db.read(&scope).await.unwrap();
+    let used = orgwall_store::quota::usage(&mut tx).await.unwrap().used;
+    assert!(projects::list(&mut tx, 100, None).await.unwrap().is_empty());
+    tx.commit().await.unwrap();
+    assert_eq!(
+        (used.projects, used.tickets),
+        (0, 0),
+        "the emptied org's counters after its move"
+    );
+    assert_eq!(db.doctor().await.unwrap(), vec![]);
 }

@@ -60,11 +60,11 @@ const OLD_READERS_WAIT: std::time::Duration = std::time::Duration::from_secs(300
 /// A copy's chunks (see [`Mover::copy`]): the first of each table reads this many rows;
 /// the next ones about this many seconds of the pace, or this many bytes at full speed,
 /// within these bounds of rows.
-const FIRST_CHUNK_ROWS: u64 = 5_000;
+const FIRST_CHUNK_ROWS: u64 = 1_000;
 const CHUNK_SECONDS: u64 = 2;
 const CHUNK_BYTES: u64 = 32 << 20;
 const MIN_CHUNK_BYTES: u64 = 64 << 10;
-const MIN_CHUNK_ROWS: u64 = 500;
+const MIN_CHUNK_ROWS: u64 = 100;
 const MAX_CHUNK_ROWS: u64 = 1_000_000;
 
 /// Below this many pages a freshly copied table is not vacuumed nor analyzed (see
@@ -871,7 +871,14 @@ impl Mover<'_> {
             } else {
                 format!("ON CONFLICT ({}) DO NOTHING", arbiter.join(", "))
             };
+            let derived_whole = key.is_empty() && self.catalog.is_derived(t.name);
             let mut lower: Option<Vec<String>> = None;
+            // The table's highest key at its first chunk: the copy stops there. A row
+            // written later (keys that grow with time, as UUIDv7 ids do, all land above
+            // it) committed after that chunk's position and comes with the replay; a copy
+            // reading on past it would chase the org's newest rows for as long as it
+            // writes faster than the pace.
+            let mut end: Option<Option<Vec<String>>> = None;
             let mut rows = self.chunk_rows(None);
             loop {
                 if let Some(m) = get(&self.control, self.org).await? {
@@ -897,9 +904,28 @@ impl Mover<'_> {
                         Advance::Always,
                     )
                     .await?;
-                let upper = match key.is_empty() {
-                    true => None,
-                    false => chunk_end(&snap, &src, &key, lower.as_deref(), rows, self.org).await?,
+                let (upper, done) = if key.is_empty() {
+                    (None, true)
+                } else {
+                    let max = match &end {
+                        Some(m) => m.clone(),
+                        None => {
+                            let m = key_max(&snap, &src, &key, self.org).await?;
+                            end = Some(m.clone());
+                            m
+                        }
+                    };
+                    match max {
+                        // No rows at the first chunk: whatever comes, comes with the replay.
+                        None => (None, true),
+                        Some(max) => {
+                            let at = (lower.as_deref(), Some(max.as_slice()));
+                            match chunk_end(&snap, &src, &key, at, rows, self.org).await? {
+                                Some(k) if k != max => (Some(k), false),
+                                _ => (Some(max), true),
+                            }
+                        }
+                    }
                 };
                 let range = key_range(&key, lower.as_deref(), upper.as_deref());
                 let into = dest.client.transaction().await.map_err(map_err)?;
@@ -943,6 +969,19 @@ impl Mover<'_> {
                     }
                 }
                 let n = sink.as_mut().finish().await.map_err(map_err)?;
+                if derived_whole {
+                    // One derived row per org (usage counters), counted in the destination
+                    // from the changes replayed so far, where the source has none (an org
+                    // emptied meanwhile forgets its row): it goes.
+                    into.execute(
+                        &format!(
+                            "DELETE FROM {dst} WHERE org_id = $1 AND NOT EXISTS (SELECT 1 FROM pg_temp.{stage})"
+                        ),
+                        &[&self.org.uuid()],
+                    )
+                    .await
+                    .map_err(map_err)?;
+                }
                 into.execute(
                     &format!(
                         "INSERT INTO {dst} ({cols}) SELECT {cols} FROM pg_temp.{stage} {on_conflict}"
@@ -983,10 +1022,10 @@ impl Mover<'_> {
                 copied += i64::try_from(n).unwrap_or(i64::MAX);
                 tracing::debug!(table = t.name, rows = n, bytes, at = %show_lsn(lsn), "a move copied a chunk");
                 self.note("rows_copied", copied).await?;
-                match upper {
-                    None => break,
-                    Some(u) => lower = Some(u),
+                if done {
+                    break;
                 }
+                lower = upper;
                 rows = self.chunk_rows(Some((n, bytes)));
             }
             dest.client
@@ -1731,13 +1770,13 @@ fn key_range(
     out
 }
 
-/// The key (as text) of the `rows`-th row of `org` in `table` after `lower`, in key
-/// order: a chunk's last row; `None` when fewer are left (the chunk takes the rest).
+/// The key (as text) of the `rows`-th row of `org` in `table` after `lower` and up to
+/// `upper`, in key order: a chunk's last row; `None` when fewer are left.
 async fn chunk_end(
     c: &(impl tokio_postgres::GenericClient + Sync),
     table: &str,
     key: &[(String, String)],
-    lower: Option<&[String]>,
+    (lower, upper): (Option<&[String]>, Option<&[String]>),
     rows: u64,
     org: OrgId,
 ) -> Result<Option<Vec<String>>> {
@@ -1749,8 +1788,30 @@ async fn chunk_end(
                 "SELECT ARRAY[{last}] FROM {table} WHERE org_id = $1 {range}
                  ORDER BY {order} OFFSET {offset} LIMIT 1",
                 last = w.last,
-                range = key_range(key, lower, None),
+                range = key_range(key, lower, upper),
                 order = w.cols,
+            ),
+            &[&org.uuid()],
+        )
+        .await
+        .map_err(map_err)?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// The highest key (as text) of `org`'s rows in `table`; `None` when it has none.
+async fn key_max(
+    c: &(impl tokio_postgres::GenericClient + Sync),
+    table: &str,
+    key: &[(String, String)],
+    org: OrgId,
+) -> Result<Option<Vec<String>>> {
+    let w = Walk::new(key, "");
+    let row = c
+        .query_opt(
+            &format!(
+                "SELECT ARRAY[{last}] FROM {table} WHERE org_id = $1 ORDER BY {descending} LIMIT 1",
+                last = w.last,
+                descending = w.descending,
             ),
             &[&org.uuid()],
         )
