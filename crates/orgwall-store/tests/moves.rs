@@ -1440,37 +1440,14 @@ async fn a_chunked_copy_keeps_unique_keys_that_change_between_its_chunks() {
             (gps[0], gps[1]),
             stop.clone(),
         ));
-        // Into the shared tables (which copy only the org's own tables: the derived
-        // ones are derived there), tickets are created meanwhile too, faster than a copy
-        // of a row a chunk goes: their ids sort after every earlier one, and the copy
-        // still ends (a table's copy stops at its highest key at its first chunk; the
-        // rest comes with the replay). It chased them for as long as they came before.
-        let g: Acked = Default::default();
-        let writing = matches!(kind, Kind::Shared);
-        let stop_writer = Arc::new(AtomicBool::new(!writing));
-        let mut writers = Vec::new();
-        for _ in 0..3 {
-            writers.push(tokio::spawn(writer(
-                db.clone(),
-                d.bob,
-                d.globex,
-                gps[0],
-                g.clone(),
-                stop_writer.clone(),
-            )));
-        }
-        let opts = one_row;
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let scope = access::verify_member(&db, d.bob, d.globex).await.unwrap();
-        let existing = all_tickets(&db, &scope).await.unwrap().len();
-        let existing = existing - acked_creates(&g);
         placement::start_move(&db, d.globex, kind.clone())
             .await
             .unwrap();
         let chunks = Mutex::new(0usize);
         let route = tokio::time::timeout(
             Duration::from_secs(60),
-            placement::run_move_with(&db, d.globex, opts, &|m| {
+            placement::run_move_with(&db, d.globex, one_row, &|m| {
                 if m.phase == "copy" {
                     *chunks.lock().unwrap() += 1;
                 }
@@ -1481,12 +1458,7 @@ async fn a_chunked_copy_keeps_unique_keys_that_change_between_its_chunks() {
         .unwrap_or_else(|e| panic!("moving to {kind:?}: {e}"));
         assert_eq!(route.kind(), name);
         stop.store(true, Ordering::Relaxed);
-        stop_writer.store(true, Ordering::Relaxed);
         let (swaps, keys) = swapper.await.unwrap();
-        for w in writers {
-            w.await.unwrap();
-        }
-        check_acked(&db, d.bob, d.globex, &g, existing).await;
         let chunks = *chunks.lock().unwrap();
         assert!(chunks > 10, "{chunks} chunks");
         assert!(swaps > 5, "{swaps} swaps");
@@ -1505,53 +1477,118 @@ async fn a_chunked_copy_keeps_unique_keys_that_change_between_its_chunks() {
     assert_eq!(leftovers(&control_url, &[]).await, Vec::<String>::new());
 }
 
-// A usage counter is a derived row: into a placement of its own it is copied, and until
-// its chunk comes, the destination counts it from the changes replayed (from nothing,
-// where the org's earlier rows were copied without their triggers). An org emptied
-// meanwhile has no counter row in the source any more (an emptied org forgets it): the
-// destination's, counted from part of the changes (here -1 projects), goes too.
+// A table's copy stops at its highest key at its first chunk. Tickets created after it
+// (their UUIDv7 ids sort after every earlier one) come with the replay, not with later
+// chunks: before, every chunk read the newest rows again, and a copy slower than the org
+// wrote never ended. Thirty tickets are created once the tickets' first chunk is in; the
+// chunks copy no more rows than there were, and every ticket is there after the move.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_org_emptied_during_a_chunked_copy_keeps_no_counter_of_its_own() {
+async fn a_tables_copy_leaves_rows_written_after_its_first_chunk_to_the_replay() {
     orgwall_testkit::init_logs();
     let one = PgCluster::start(LOGICAL);
     let (db, d, _) = world(&one).await;
-    let (org, scope) = access::create_org(
-        &db,
-        d.bob,
-        "Initech",
-        &orgwall_core::Slug::parse("initech").unwrap(),
-    )
-    .await
-    .unwrap();
-    let org = org.id;
-    let mut tx = db.write(&scope).await.unwrap();
-    let first = projects::create(&mut tx, "ONE", "One", "")
-        .await
-        .unwrap()
-        .id;
-    tx.commit().await.unwrap();
-    placement::start_move(&db, org, Kind::Database(None))
+    let gps = projects_of(&db, d.bob, d.globex).await;
+    // Into the shared tables, which copy the org's own tables only (no derived ones).
+    move_to(&db, d.globex, Kind::Database(None)).await;
+    let scope = access::verify_member(&db, d.bob, d.globex).await.unwrap();
+    let before = all_tickets(&db, &scope).await.unwrap().len();
+    placement::start_move(&db, d.globex, Kind::Shared)
         .await
         .unwrap();
     let (go, went) = std::sync::mpsc::channel::<()>();
     let (done, finished) = std::sync::mpsc::channel::<()>();
     let (go, finished) = (Mutex::new(Some(go)), Mutex::new(finished));
-    let (db2, bob) = (db.clone(), d.bob);
+    let (db2, bob, globex, project) = (db.clone(), d.bob, d.globex, gps[0]);
+    let creator = tokio::spawn(async move {
+        tokio::task::spawn_blocking(move || went.recv_timeout(Duration::from_secs(60)))
+            .await
+            .unwrap()
+            .unwrap();
+        let scope = access::verify_member(&db2, bob, globex).await.unwrap();
+        for i in 0..30 {
+            let mut tx = db2.write(&scope).await.unwrap();
+            tickets::create(
+                &mut tx,
+                tickets::NewTicket {
+                    project_id: project,
+                    title: &format!("late {i}"),
+                    body: "written after the first chunk",
+                    assignee_id: None,
+                },
+            )
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+        }
+        done.send(()).unwrap();
+    });
+    let one_row = placement::MoveOptions {
+        copy_chunk_rows: Some(1),
+        ..placement::MoveOptions::default()
+    };
+    // A row a chunk: the projects, then the tickets' first.
+    let first_ticket = i64::try_from(gps.len()).unwrap() + 1;
+    let seen = Mutex::new((0i64, 0i64));
+    placement::run_move_with(&db, d.globex, one_row, &|m| {
+        let mut s = seen.lock().unwrap();
+        *s = (s.0.max(m.rows_copied), s.1.max(m.rows_total));
+        drop(s);
+        if m.phase == "copy" && m.rows_copied == first_ticket {
+            if let Some(go) = go.lock().unwrap().take() {
+                go.send(()).unwrap();
+                finished
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(60))
+                    .unwrap();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    creator.await.unwrap();
+    assert!(
+        go.lock().unwrap().is_none(),
+        "never stopped after the first ticket"
+    );
+    let (copied, total) = *seen.lock().unwrap();
+    assert_eq!(
+        copied, total,
+        "rows the chunks copied, against rows there were"
+    );
+    let scope = access::verify_member(&db, d.bob, d.globex).await.unwrap();
+    assert_eq!(all_tickets(&db, &scope).await.unwrap().len(), before + 30);
+    assert_eq!(db.doctor().await.unwrap(), vec![]);
+}
+
+/// Moves `org` to `kind` a row a chunk and, at the first step of the move `at` picks (its
+/// phase, rows copied), empties the org (a project created, then every project deleted)
+/// while the mover waits; returns where the org is then.
+async fn move_emptying(
+    db: &Db,
+    user: UserId,
+    org: OrgId,
+    kind: Kind,
+    at: fn(&placement::Move) -> bool,
+) -> Route {
+    placement::start_move(db, org, kind).await.unwrap();
+    let (go, went) = std::sync::mpsc::channel::<()>();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let (go, finished) = (Mutex::new(Some(go)), Mutex::new(finished));
+    let db2 = db.clone();
     let emptier = tokio::spawn(async move {
         tokio::task::spawn_blocking(move || went.recv_timeout(Duration::from_secs(60)))
             .await
             .unwrap()
             .unwrap();
-        let scope = access::verify_member(&db2, bob, org).await.unwrap();
+        let scope = access::verify_member(&db2, user, org).await.unwrap();
         let mut tx = db2.write(&scope).await.unwrap();
-        let second = projects::create(&mut tx, "TWO", "Two", "")
-            .await
-            .unwrap()
-            .id;
+        projects::create(&mut tx, "TWO", "Two", "").await.unwrap();
         tx.commit().await.unwrap();
         let mut tx = db2.write(&scope).await.unwrap();
-        projects::delete(&mut tx, first).await.unwrap();
-        projects::delete(&mut tx, second).await.unwrap();
+        for p in projects::list(&mut tx, 100, None).await.unwrap() {
+            projects::delete(&mut tx, p.id).await.unwrap();
+        }
         tx.commit().await.unwrap();
         done.send(()).unwrap();
     });
@@ -1559,10 +1596,8 @@ async fn an_org_emptied_during_a_chunked_copy_keeps_no_counter_of_its_own() {
         copy_chunk_rows: Some(1),
         ..placement::MoveOptions::default()
     };
-    let route = placement::run_move_with(&db, org, one_row, &|m| {
-        // The projects copied (the first table), the rest not yet: the org emptied now,
-        // and the mover goes on once it is.
-        if m.phase == "copy" && m.rows_copied > 0 {
+    let route = placement::run_move_with(db, org, one_row, &|m| {
+        if at(m) {
             if let Some(go) = go.lock().unwrap().take() {
                 go.send(()).unwrap();
                 finished
@@ -1576,16 +1611,77 @@ async fn an_org_emptied_during_a_chunked_copy_keeps_no_counter_of_its_own() {
     .await
     .unwrap();
     emptier.await.unwrap();
-    assert_eq!(route.kind(), "database");
-    let scope = access::verify_member(&db, d.bob, org).await.unwrap();
+    route
+}
+
+/// The org's usage counters as its transactions read them, and how many usage rows the
+/// database at `url` holds for it (read as the superuser).
+async fn usage_of(db: &Db, user: UserId, org: OrgId, url: &str) -> ((i64, i64), i64) {
+    let scope = access::verify_member(db, user, org).await.unwrap();
     let mut tx = db.read(&scope).await.unwrap();
     let used = orgwall_store::quota::usage(&mut tx).await.unwrap().used;
     assert!(projects::list(&mut tx, 100, None).await.unwrap().is_empty());
     tx.commit().await.unwrap();
+    let rows: i64 = client(url)
+        .await
+        .query_one(
+            "SELECT count(*) FROM org_usage WHERE org_id = $1",
+            &[&org.uuid()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    ((used.projects, used.tickets), rows)
+}
+
+// A usage counter is a derived row: into a placement of its own it is copied, and until
+// its chunk comes, the destination counts it from the changes replayed (from nothing,
+// where the org's earlier rows were copied without their triggers). An org emptied
+// meanwhile has no counter row in the source any more (an emptied org forgets it): the
+// destination's, counted from part of the changes (here -1 projects), goes too. And an
+// org emptied while the move catches up forgets its row in the destination as in the
+// source (the replay runs in the org's scope, as its transactions do; it kept a zero row,
+// which `placement set` then took for data).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_org_emptied_during_a_chunked_copy_keeps_no_counter_of_its_own() {
+    orgwall_testkit::init_logs();
+    let one = PgCluster::start(LOGICAL);
+    let (db, d, control_url) = world(&one).await;
+    let (org, scope) = access::create_org(
+        &db,
+        d.bob,
+        "Initech",
+        &orgwall_core::Slug::parse("initech").unwrap(),
+    )
+    .await
+    .unwrap();
+    let org = org.id;
+    let mut tx = db.write(&scope).await.unwrap();
+    projects::create(&mut tx, "ONE", "One", "").await.unwrap();
+    tx.commit().await.unwrap();
+    // The projects copied (the first table), the rest not yet.
+    let in_copy: fn(&placement::Move) -> bool = |m| m.phase == "copy" && m.rows_copied > 0;
+    let route = move_emptying(&db, d.bob, org, Kind::Database(None), in_copy).await;
+    assert_eq!(route.kind(), "database");
+    let own = one.url_of(&placement::database_name(org));
     assert_eq!(
-        (used.projects, used.tickets),
-        (0, 0),
+        usage_of(&db, d.bob, org, &own).await,
+        ((0, 0), 0),
         "the emptied org's counters after its move"
+    );
+    assert_eq!(db.doctor().await.unwrap(), vec![]);
+
+    let scope = access::verify_member(&db, d.bob, org).await.unwrap();
+    let mut tx = db.write(&scope).await.unwrap();
+    projects::create(&mut tx, "ONE", "One", "").await.unwrap();
+    tx.commit().await.unwrap();
+    let in_catch_up: fn(&placement::Move) -> bool = |m| m.phase == "catch_up";
+    let route = move_emptying(&db, d.bob, org, Kind::Shared, in_catch_up).await;
+    assert_eq!(route.kind(), "shared");
+    assert_eq!(
+        usage_of(&db, d.bob, org, &control_url).await,
+        ((0, 0), 0),
+        "the org emptied while it caught up"
     );
     assert_eq!(db.doctor().await.unwrap(), vec![]);
 }

@@ -829,7 +829,7 @@ impl Mover<'_> {
             total
         };
         self.note("rows_total", total).await?;
-        let mut replay = Replay::new(&dest, &self.tables).await?;
+        let mut replay = Replay::new(&dest, &self.tables, self.org).await?;
         let mut pacer = crate::placement::Pacer::new(self.opts);
         let mut copied = 0i64;
         // The position of the first chunk's snapshot: the destination holds nothing
@@ -1168,7 +1168,7 @@ impl Mover<'_> {
         )?;
         let source = self.side(&mv.from).await?;
         let mut dest = self.side(&mv.to).await?;
-        let mut replay = Replay::new(&dest, &self.tables).await?;
+        let mut replay = Replay::new(&dest, &self.tables, self.org).await?;
         let mut applied = mv.changes_applied;
         if !self
             .keep_up(&source, &mut dest, &mut replay, start, &mut applied)
@@ -2068,10 +2068,14 @@ struct Replay {
     dest_schema: String,
     /// Whether the destination is a database (its projection gets every user a row names).
     projects: bool,
+    /// The org (as text), in each replayed transaction's `app.org_id`: as in the org's own
+    /// transactions, so what the destination's triggers do by it is done (an org emptied
+    /// by the changes forgets its usage row, `orgwall_usage_forget_empty`).
+    org: String,
 }
 
 impl Replay {
-    async fn new(dest: &Side, tables: &[&'static str]) -> Result<Replay> {
+    async fn new(dest: &Side, tables: &[&'static str], org: OrgId) -> Result<Replay> {
         let mut map = HashMap::new();
         for t in tables {
             map.insert((*t).to_owned(), describe(dest, t).await?);
@@ -2082,6 +2086,7 @@ impl Replay {
             statements: HashMap::new(),
             dest_schema: dest.schema.clone(),
             projects: matches!(dest.route, Route::Database { .. }),
+            org: org.to_string(),
         })
     }
 
@@ -2145,6 +2150,9 @@ impl Replay {
         }
         let tx = dest.client.transaction().await.map_err(map_err)?;
         tx.batch_execute("SET LOCAL session_replication_role = replica")
+            .await
+            .map_err(map_err)?;
+        tx.execute("SELECT set_config('app.org_id', $1, true)", &[&self.org])
             .await
             .map_err(map_err)?;
         let mut in_tx = false;
