@@ -451,12 +451,36 @@ pub async fn run(
     Ok(runs)
 }
 
+/// `p50 / p99 / max` of a set of writes, as the tables show it.
+fn shown(x: &Latency) -> String {
+    format!("{:.1} / {:.1} / {:.1}", x.p50_ms, x.p99_ms, x.max_ms)
+}
+
+/// Appends a row per window (`windows` picks them from a run) to a Markdown table of
+/// both orgs' writes by window.
+fn phase_rows(s: &mut String, runs: &[MoveRun], windows: fn(&MoveRun) -> &[PhaseRun]) {
+    let l = shown;
+    for r in runs {
+        for p in windows(r) {
+            s.push_str(&format!(
+                "| {} | {} | {} | {:.1} | {} | {} |\n",
+                r.tickets,
+                r.between,
+                p.phase,
+                p.seconds,
+                l(&p.moving),
+                l(&p.other)
+            ));
+        }
+    }
+}
+
 /// The runs as a Markdown table.
 pub fn markdown(runs: &[MoveRun], command: &str, commit: &str) -> String {
     let mut s = format!(
         "# Online moves: orgwall-bench --moves\n\nCommit `{commit}`, command `{command}`. Two throwaway PostgreSQL 15 clusters on this machine (`wal_level = logical`, shared_buffers 512MB). Four writers on the moving org (Globex) and four on the other (Acme), each creating tickets through the library (verify member, write transaction, commit): *writes* says how, either back to back (closed loop) or N writes started a second per org on a fixed schedule (open loop; a write's latency counts from when it was due). Latency in ms, p50 / p99 / max, in the seconds before the move (*baseline*) and during it. Rows: the org's data-plane rows in the copy's snapshot (search terms included).\n\n| tickets | between | copy pace | writes | baseline (s) | rows | move total (s) | fence held (ms) | moving org before | moving org during | other org before | other org during | refused (503) |\n| ---: | --- | --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- | --- | ---: |\n"
     );
-    let l = |x: &Latency| format!("{:.1} / {:.1} / {:.1}", x.p50_ms, x.p99_ms, x.max_ms);
+    let l = shown;
     for r in runs {
         s.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} |\n",
@@ -479,34 +503,10 @@ pub fn markdown(runs: &[MoveRun], command: &str, commit: &str) -> String {
         ));
     }
     s.push_str("\nBy the mover's phase (a write counted in the phase it began in; *catch_up* holds the content check and the cut-over's fence, *cleanup* begins at the flip): p50 / p99 / max ms of the moving org, then of the other.\n\n| tickets | between | phase | seconds | moving org | other org |\n| ---: | --- | --- | ---: | --- | --- |\n");
-    for r in runs {
-        for p in &r.by_phase {
-            s.push_str(&format!(
-                "| {} | {} | {} | {:.1} | {} | {} |\n",
-                r.tickets,
-                r.between,
-                p.phase,
-                p.seconds,
-                l(&p.moving),
-                l(&p.other)
-            ));
-        }
-    }
+    phase_rows(&mut s, runs, |r| &r.by_phase);
     if runs.iter().any(|r| !r.probe.is_empty()) {
         s.push_str("\nThe probe (`--move-probe-snapshot`), before each move: the baseline, then a repeatable-read snapshot held open in the database the move reads (nothing else of a move running), then as long again after it ended: p50 / p99 / max ms of the org that moves next, then of the other.\n\n| tickets | between | window | seconds | moving org | other org |\n| ---: | --- | --- | ---: | --- | --- |\n");
-        for r in runs {
-            for p in &r.probe {
-                s.push_str(&format!(
-                    "| {} | {} | {} | {:.1} | {} | {} |\n",
-                    r.tickets,
-                    r.between,
-                    p.phase,
-                    p.seconds,
-                    l(&p.moving),
-                    l(&p.other)
-                ));
-            }
-        }
+        phase_rows(&mut s, runs, |r| &r.probe);
     }
     s
 }

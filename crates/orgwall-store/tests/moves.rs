@@ -278,6 +278,12 @@ const SMALL_CHUNKS: placement::MoveOptions = placement::MoveOptions {
     copy_chunk_rows: Some(100),
 };
 
+/// A row a chunk: every chunk's snapshot, and the replay before it, one row apart.
+const ONE_ROW: placement::MoveOptions = placement::MoveOptions {
+    copy_bytes_per_sec: None,
+    copy_chunk_rows: Some(1),
+};
+
 async fn move_to(db: &Db, org: OrgId, kind: Kind) -> Route {
     placement::start_move(db, org, kind).await.unwrap();
     let phase = Mutex::new(String::new());
@@ -1427,10 +1433,6 @@ async fn a_chunked_copy_keeps_unique_keys_that_change_between_its_chunks() {
     let (db, d, control_url) = world(&one).await;
     let gps = projects_of(&db, d.bob, d.globex).await;
     assert!(gps.len() >= 2, "the demo gives Globex two projects");
-    let one_row = placement::MoveOptions {
-        copy_chunk_rows: Some(1),
-        ..placement::MoveOptions::default()
-    };
     for (kind, name) in [(Kind::Database(None), "database"), (Kind::Shared, "shared")] {
         let stop = Arc::new(AtomicBool::new(false));
         let swapper = tokio::spawn(key_swapper(
@@ -1447,7 +1449,7 @@ async fn a_chunked_copy_keeps_unique_keys_that_change_between_its_chunks() {
         let chunks = Mutex::new(0usize);
         let route = tokio::time::timeout(
             Duration::from_secs(60),
-            placement::run_move_with(&db, d.globex, one_row, &|m| {
+            placement::run_move_with(&db, d.globex, ONE_ROW, &|m| {
                 if m.phase == "copy" {
                     *chunks.lock().unwrap() += 1;
                 }
@@ -1492,18 +1494,8 @@ async fn a_tables_copy_leaves_rows_written_after_its_first_chunk_to_the_replay()
     move_to(&db, d.globex, Kind::Database(None)).await;
     let scope = access::verify_member(&db, d.bob, d.globex).await.unwrap();
     let before = all_tickets(&db, &scope).await.unwrap().len();
-    placement::start_move(&db, d.globex, Kind::Shared)
-        .await
-        .unwrap();
-    let (go, went) = std::sync::mpsc::channel::<()>();
-    let (done, finished) = std::sync::mpsc::channel::<()>();
-    let (go, finished) = (Mutex::new(Some(go)), Mutex::new(finished));
     let (db2, bob, globex, project) = (db.clone(), d.bob, d.globex, gps[0]);
-    let creator = tokio::spawn(async move {
-        tokio::task::spawn_blocking(move || went.recv_timeout(Duration::from_secs(60)))
-            .await
-            .unwrap()
-            .unwrap();
+    let create = async move {
         let scope = access::verify_member(&db2, bob, globex).await.unwrap();
         for i in 0..30 {
             let mut tx = db2.write(&scope).await.unwrap();
@@ -1520,38 +1512,17 @@ async fn a_tables_copy_leaves_rows_written_after_its_first_chunk_to_the_replay()
             .unwrap();
             tx.commit().await.unwrap();
         }
-        done.send(()).unwrap();
-    });
-    let one_row = placement::MoveOptions {
-        copy_chunk_rows: Some(1),
-        ..placement::MoveOptions::default()
     };
     // A row a chunk: the projects, then the tickets' first.
     let first_ticket = i64::try_from(gps.len()).unwrap() + 1;
-    let seen = Mutex::new((0i64, 0i64));
-    placement::run_move_with(&db, d.globex, one_row, &|m| {
-        let mut s = seen.lock().unwrap();
-        *s = (s.0.max(m.rows_copied), s.1.max(m.rows_total));
-        drop(s);
-        if m.phase == "copy" && m.rows_copied == first_ticket {
-            if let Some(go) = go.lock().unwrap().take() {
-                go.send(()).unwrap();
-                finished
-                    .lock()
-                    .unwrap()
-                    .recv_timeout(Duration::from_secs(60))
-                    .unwrap();
-            }
-        }
-    })
-    .await
-    .unwrap();
-    creator.await.unwrap();
-    assert!(
-        go.lock().unwrap().is_none(),
-        "never stopped after the first ticket"
-    );
-    let (copied, total) = *seen.lock().unwrap();
+    let (_, (copied, total)) = move_writing_at(
+        &db,
+        d.globex,
+        Kind::Shared,
+        |m| m.phase == "copy" && m.rows_copied == first_ticket,
+        create,
+    )
+    .await;
     assert_eq!(
         copied, total,
         "rows the chunks copied, against rows there were"
@@ -1562,41 +1533,32 @@ async fn a_tables_copy_leaves_rows_written_after_its_first_chunk_to_the_replay()
 }
 
 /// Moves `org` to `kind` a row a chunk and, at the first step of the move `at` picks (its
-/// phase, rows copied), empties the org (a project created, then every project deleted)
-/// while the mover waits; returns where the org is then.
-async fn move_emptying(
+/// phase, rows copied), runs `write` while the mover waits. Returns where the org is then,
+/// and the most rows the move had copied and counted to copy.
+async fn move_writing_at(
     db: &Db,
-    user: UserId,
     org: OrgId,
     kind: Kind,
-    at: fn(&placement::Move) -> bool,
-) -> Route {
+    at: impl Fn(&placement::Move) -> bool + Sync,
+    write: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (Route, (i64, i64)) {
     placement::start_move(db, org, kind).await.unwrap();
     let (go, went) = std::sync::mpsc::channel::<()>();
     let (done, finished) = std::sync::mpsc::channel::<()>();
     let (go, finished) = (Mutex::new(Some(go)), Mutex::new(finished));
-    let db2 = db.clone();
-    let emptier = tokio::spawn(async move {
+    let writer = tokio::spawn(async move {
         tokio::task::spawn_blocking(move || went.recv_timeout(Duration::from_secs(60)))
             .await
             .unwrap()
             .unwrap();
-        let scope = access::verify_member(&db2, user, org).await.unwrap();
-        let mut tx = db2.write(&scope).await.unwrap();
-        projects::create(&mut tx, "TWO", "Two", "").await.unwrap();
-        tx.commit().await.unwrap();
-        let mut tx = db2.write(&scope).await.unwrap();
-        for p in projects::list(&mut tx, 100, None).await.unwrap() {
-            projects::delete(&mut tx, p.id).await.unwrap();
-        }
-        tx.commit().await.unwrap();
+        write.await;
         done.send(()).unwrap();
     });
-    let one_row = placement::MoveOptions {
-        copy_chunk_rows: Some(1),
-        ..placement::MoveOptions::default()
-    };
-    let route = placement::run_move_with(db, org, one_row, &|m| {
+    let seen = Mutex::new((0i64, 0i64));
+    let route = placement::run_move_with(db, org, ONE_ROW, &|m| {
+        let mut s = seen.lock().unwrap();
+        *s = (s.0.max(m.rows_copied), s.1.max(m.rows_total));
+        drop(s);
         if at(m) {
             if let Some(go) = go.lock().unwrap().take() {
                 go.send(()).unwrap();
@@ -1610,8 +1572,36 @@ async fn move_emptying(
     })
     .await
     .unwrap();
-    emptier.await.unwrap();
-    route
+    writer.await.unwrap();
+    assert!(
+        go.lock().unwrap().is_none(),
+        "the move never came to the step"
+    );
+    let seen = *seen.lock().unwrap();
+    (route, seen)
+}
+
+/// [`move_writing_at`] emptying the org (a project created, then every project deleted).
+async fn move_emptying(
+    db: &Db,
+    user: UserId,
+    org: OrgId,
+    kind: Kind,
+    at: fn(&placement::Move) -> bool,
+) -> Route {
+    let db2 = db.clone();
+    let empty = async move {
+        let scope = access::verify_member(&db2, user, org).await.unwrap();
+        let mut tx = db2.write(&scope).await.unwrap();
+        projects::create(&mut tx, "TWO", "Two", "").await.unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = db2.write(&scope).await.unwrap();
+        for p in projects::list(&mut tx, 100, None).await.unwrap() {
+            projects::delete(&mut tx, p.id).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    };
+    move_writing_at(db, org, kind, at, empty).await.0
 }
 
 /// The org's usage counters as its transactions read them, and how many usage rows the

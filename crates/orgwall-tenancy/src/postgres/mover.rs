@@ -1782,20 +1782,15 @@ async fn chunk_end(
 ) -> Result<Option<Vec<String>>> {
     let w = Walk::new(key, "");
     let offset = i64::try_from(rows.saturating_sub(1)).unwrap_or(i64::MAX);
-    let row = c
-        .query_opt(
-            &format!(
-                "SELECT ARRAY[{last}] FROM {table} WHERE org_id = $1 {range}
-                 ORDER BY {order} OFFSET {offset} LIMIT 1",
-                last = w.last,
-                range = key_range(key, lower, upper),
-                order = w.cols,
-            ),
-            &[&org.uuid()],
-        )
-        .await
-        .map_err(map_err)?;
-    Ok(row.map(|r| r.get(0)))
+    let range = key_range(key, lower, upper);
+    first_key(
+        c,
+        table,
+        &w,
+        org,
+        &format!("{range} ORDER BY {} OFFSET {offset}", w.cols),
+    )
+    .await
 }
 
 /// The highest key (as text) of `org`'s rows in `table`; `None` when it has none.
@@ -1806,12 +1801,23 @@ async fn key_max(
     org: OrgId,
 ) -> Result<Option<Vec<String>>> {
     let w = Walk::new(key, "");
+    first_key(c, table, &w, org, &format!("ORDER BY {}", w.descending)).await
+}
+
+/// The key (as text) of the first of `org`'s rows in `table` that `tail` (conditions after
+/// the org's, an order, an offset) picks.
+async fn first_key(
+    c: &(impl tokio_postgres::GenericClient + Sync),
+    table: &str,
+    w: &Walk,
+    org: OrgId,
+    tail: &str,
+) -> Result<Option<Vec<String>>> {
     let row = c
         .query_opt(
             &format!(
-                "SELECT ARRAY[{last}] FROM {table} WHERE org_id = $1 ORDER BY {descending} LIMIT 1",
-                last = w.last,
-                descending = w.descending,
+                "SELECT ARRAY[{}] FROM {table} WHERE org_id = $1 {tail} LIMIT 1",
+                w.last
             ),
             &[&org.uuid()],
         )
