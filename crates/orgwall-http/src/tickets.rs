@@ -220,7 +220,7 @@ async fn list(
     if filter.q.as_ref().is_some_and(|t| t.chars().count() > 200) {
         return Err(invalid("q"));
     }
-    let mut tx = state.db.read(&scope).await?;
+    let mut tx = state.db.read_once(&scope).await?;
     let rows = tickets::list(&mut tx, &filter, page.limit + 1, page.after).await?;
     tx.commit().await?;
     Ok(Json(paged(rows, page, |t| t.id.uuid())))
@@ -258,7 +258,7 @@ async fn get_one(
     params: PathParams,
 ) -> Result<Json<TicketDetail>, Problem> {
     let tid: TicketId = params.id("id")?;
-    let mut tx = state.db.read(&scope).await?;
+    let mut tx = state.db.read_once(&scope).await?;
     let (ticket, history) = tickets::get_with_history(&mut tx, tid).await?;
     tx.commit().await?;
     Ok(Json(TicketDetail { ticket, history }))

@@ -26,7 +26,7 @@ use orgwall_core::TicketId;
 use orgwall_store::access::{self, OrgScope};
 use orgwall_store::repo::{notes, tickets};
 use orgwall_store::Db;
-use orgwall_testkit::wire::{next_message, proxied, turns_of, Gate};
+use orgwall_testkit::wire::{next_message, proxied, proxied_with, turns_of, Gate};
 use orgwall_testkit::Demo;
 
 /// Requests per turn of a warm scoped read (`db.read` + one query + `commit`): BEGIN,
@@ -148,6 +148,53 @@ async fn a_scoped_write_and_a_second_statement_count_as_expected() {
     let mut expected = vec![SCOPED_READ[0], 1];
     expected.extend_from_slice(&SCOPED_READ[1..]);
     assert_eq!(got, expected);
+}
+
+// A one-flight read (`Db::read_once`) goes on a read lane: its prelude and statements in
+// one request (one Sync), no BEGIN and no COMMIT (bench/README.md: PostgreSQL flushes its
+// answer at every Sync). Counted on a pool of 4, one of them the lane.
+#[tokio::test]
+async fn a_one_flight_read_is_one_request_on_a_read_lane() {
+    let (t, db, wire, _gate) = proxied_with(4).await;
+    let d = Demo::load(&t.db).await;
+    async fn once(db: &Db, scope: &OrgScope) -> usize {
+        let mut tx = db.read_once(scope).await.unwrap();
+        let rows = tx
+            .data()
+            .query("SELECT id FROM tickets", &[])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        rows.len()
+    }
+    let scope = access::verify_member(&db, d.alice, d.acme).await.unwrap();
+    turns_of(&wire, async {
+        once(&db, &scope).await;
+    })
+    .await; // prepares the lane's statements
+    for _ in 0..3 {
+        // A request's own scope, its generations checked in the flight's prelude.
+        let scope = access::verify_member(&db, d.alice, d.acme).await.unwrap();
+        let mut n = 0;
+        let warm = turns_of(&wire, async { n = once(&db, &scope).await }).await;
+        assert_eq!(
+            warm,
+            [1],
+            "a warm one-flight read is one request in one turn"
+        );
+        assert!(n > 0);
+    }
+    // A scope whose checks were confirmed reads the org's directory entry in the same
+    // flight instead: still one request.
+    turns_of(&wire, async {
+        once(&db, &scope).await;
+    })
+    .await;
+    let later = turns_of(&wire, async {
+        once(&db, &scope).await;
+    })
+    .await;
+    assert_eq!(later, [1]);
 }
 
 #[test]

@@ -187,7 +187,7 @@ async fn list<R: Resource>(
     Params(q): Params<PageQuery>,
 ) -> Result<impl IntoResponse, Problem> {
     let page = q.page()?;
-    let mut tx = k.db.read(&scope).await?;
+    let mut tx = k.db.read_once(&scope).await?;
     let rows = R::TABLE.list(&mut tx, page.after, page.limit + 1).await?;
     tx.commit().await?;
     let items = rows
@@ -227,7 +227,7 @@ async fn read<R: Resource>(
     Path(raw): Path<Vec<(String, String)>>,
 ) -> Result<impl IntoResponse, Problem> {
     let row_id = item_id(&raw)?;
-    let mut tx = k.db.read(&scope).await?;
+    let mut tx = k.db.read_once(&scope).await?;
     let row = R::TABLE.get(&mut tx, row_id).await?;
     tx.commit().await?;
     Ok(Json(R::TABLE.to_json(&row)?))

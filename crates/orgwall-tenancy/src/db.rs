@@ -600,21 +600,33 @@ impl Db {
 
     /// A read-only transaction inside `scope`'s organization.
     pub async fn read<'s>(&self, scope: &'s OrgScope) -> Result<TenantTx<'s>> {
-        self.tenant(scope, Mode::Read, true).await
+        self.tenant(scope, Mode::Read, false, true).await
+    }
+
+    /// A read-only transaction inside `scope`'s organization that sends **one flight**
+    /// (one `query`, `execute` or `query_many`; a second is refused): on PostgreSQL a read
+    /// lane carries it, as one implicit transaction pipelined with other requests' (see
+    /// ARCHITECTURE.md, *Read lanes*). For the hot reads of one statement or one batch; a
+    /// read of several dependent steps takes [`Db::read`], whose transaction a move's
+    /// cleanup waits for.
+    pub async fn read_once<'s>(&self, scope: &'s OrgScope) -> Result<TenantTx<'s>> {
+        self.tenant(scope, Mode::Read, true, true).await
     }
 
     /// A read-write transaction inside `scope`'s organization.
     pub async fn write<'s>(&self, scope: &'s OrgScope) -> Result<TenantTx<'s>> {
-        self.tenant(scope, Mode::Write, true).await
+        self.tenant(scope, Mode::Write, false, true).await
     }
 
     async fn tenant<'s>(
         &self,
         scope: &'s OrgScope,
         mode: Mode,
+        once: bool,
         again: bool,
     ) -> Result<TenantTx<'s>> {
         let mut settings = Settings::org(scope.org_id());
+        settings.once = once;
         settings.route = self.route(scope).await?;
         settings.routed = true;
         let placed = matches!(settings.route, Route::Database { .. });
@@ -656,7 +668,7 @@ impl Db {
                     }
                     self.cache.invalidate(Dep::Org(scope.org_id()));
                     scope.set_route(now);
-                    return Box::pin(self.tenant(scope, mode, false)).await;
+                    return Box::pin(self.tenant(scope, mode, once, false)).await;
                 }
                 Err(e) => return Err(e),
             }
@@ -688,7 +700,7 @@ impl Db {
                 // The org moved since its route was learned: routed anew, once.
                 drop(tx);
                 return match again {
-                    true => Box::pin(self.tenant(scope, mode, false)).await,
+                    true => Box::pin(self.tenant(scope, mode, once, false)).await,
                     false => Err(e),
                 };
             }
@@ -709,7 +721,7 @@ impl Db {
                     }
                     self.cache.invalidate(Dep::Org(scope.org_id()));
                     scope.set_route(now);
-                    return Box::pin(self.tenant(scope, mode, false)).await;
+                    return Box::pin(self.tenant(scope, mode, once, false)).await;
                 }
                 Err(e) => return Err(e),
             }

@@ -36,6 +36,9 @@ pub(crate) struct Settings {
     /// org's write fence. Kernel transactions scoped to an org that touch no data plane
     /// (`Settings::org`) leave it unset.
     pub routed: bool,
+    /// A read that sends one flight only ([`crate::Db::read_once`]): on PostgreSQL a read
+    /// lane carries it (`postgres/lane.rs`); a second flight is refused.
+    pub once: bool,
 }
 
 impl Settings {

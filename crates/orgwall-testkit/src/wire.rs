@@ -154,8 +154,14 @@ pub async fn proxy(upstream: String, wire: Shared, gate: Arc<Gate>) -> std::net:
 }
 
 /// A fresh PostgreSQL database with the demo data, and a pool of one connection to it
-/// through the counting proxy.
+/// through the counting proxy (no read lane: see [`proxied_with`]).
 pub async fn proxied() -> (TestDb, Db, Shared, Arc<Gate>) {
+    proxied_with(1).await
+}
+
+/// The same with `pool_size` connections through the proxy (4: one of them a read lane,
+/// three pooled).
+pub async fn proxied_with(pool_size: usize) -> (TestDb, Db, Shared, Arc<Gate>) {
     let t = TestDb::new(BackendKind::Postgres).await;
     let mut url = url::Url::parse(&t.url).unwrap();
     let upstream = format!(
@@ -173,7 +179,7 @@ pub async fn proxied() -> (TestDb, Db, Shared, Arc<Gate>) {
         &DbConfig::Postgres {
             url: url.to_string(),
             app_role: "orgwall_app".into(),
-            pool_size: 1,
+            pool_size,
             placement_budget: None,
         },
         orgwall_store::catalog(),

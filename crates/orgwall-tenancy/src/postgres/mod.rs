@@ -7,6 +7,7 @@
 //! are prepared once per connection and reused.
 
 mod doctor;
+mod lane;
 mod mover;
 mod pgoutput;
 mod placement;
@@ -87,6 +88,24 @@ const PRELUDES: [[&str; 2]; 3] = [
     ],
 ];
 
+/// A prelude as a read lane sends it: read-only too (a lane's flight has no `BEGIN READ
+/// ONLY`; `transaction_read_only` set on holds to its end). Built once per prelude.
+fn lane_prelude(sql: &'static str) -> &'static str {
+    static BUILT: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<&'static str, &'static str>>,
+    > = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = match built.lock() {
+        Ok(b) => b,
+        Err(p) => p.into_inner(),
+    };
+    built.entry(sql).or_insert_with(|| {
+        Box::leak(
+            format!("{sql}, set_config('transaction_read_only', 'on', true)").into_boxed_str(),
+        )
+    })
+}
+
 #[derive(Clone)]
 pub(crate) struct PgDb {
     pool: Pool,
@@ -97,6 +116,28 @@ pub(crate) struct PgDb {
     /// The login's current schema: where the control plane (and the shared placement)
     /// lives; a placement schema's transactions put it second on their search path.
     control: Arc<str>,
+    /// The read lanes of the control database (none with a pool of fewer than
+    /// [`MIN_POOL_FOR_LANES`]): every read-only transaction there sends its flights on
+    /// them, not on a pooled connection (see [`lane`]).
+    lanes: Option<Arc<lane::Lanes>>,
+}
+
+/// A control pool smaller than this keeps every transaction on it (no read lane).
+const MIN_POOL_FOR_LANES: usize = 4;
+
+/// How many of the control database's `pool_size` connections are read lanes: a quarter,
+/// at most 4, none below [`MIN_POOL_FOR_LANES`] (`ORGWALL_PG_READ_LANES` overrides it, for
+/// measuring; 0 turns lanes off). The pool keeps the rest, so the login's connections stay
+/// `pool_size` in all.
+fn read_lanes(pool_size: usize) -> usize {
+    let n = std::env::var("ORGWALL_PG_READ_LANES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or_else(|| match pool_size >= MIN_POOL_FOR_LANES {
+            true => (pool_size / 4).clamp(1, 4),
+            false => 0,
+        });
+    n.min(pool_size.saturating_sub(1))
 }
 
 /// The pools of an instance's placement databases: one per database, opened on first use
@@ -557,7 +598,10 @@ impl PgDb {
         let cfg: tokio_postgres::Config = url
             .parse()
             .map_err(|e| Error::Validation(format!("invalid database URL: {e}")))?;
-        let pool = pool_of(cfg, pool_size.max(1))?;
+        let lanes = read_lanes(pool_size.max(1));
+        let lane_set =
+            (lanes > 0).then(|| Arc::new(lane::Lanes::new(cfg.clone(), url.into(), lanes)));
+        let pool = pool_of(cfg, pool_size.max(1) - lanes)?;
         // Fail now, with a clear line, if the server is not there.
         let conn = pool.get().await.map_err(|e| connect_error(url, e))?;
         let control: String = conn
@@ -587,6 +631,7 @@ impl PgDb {
                 placed
             },
             control: crate::migrate::quote_ident(&control).into(),
+            lanes: lane_set,
         })
     }
 
@@ -615,6 +660,9 @@ impl PgDb {
     }
 
     pub(crate) async fn begin(&self, mode: Mode, settings: Settings) -> Result<PgTx> {
+        if Self::laned(mode, &settings) && self.lanes.is_some() {
+            return Ok(self.unconnected(mode, settings, None));
+        }
         let obj = self
             .pool
             .get()
@@ -625,6 +673,11 @@ impl PgDb {
 
     /// A transaction that borrows its connection when it first sends something (the
     /// control transaction beside a mirrored read, which may send nothing).
+    /// Whether a transaction goes on the read lanes: a one-flight read.
+    fn laned(mode: Mode, settings: &Settings) -> bool {
+        mode == Mode::Read && settings.once
+    }
+
     pub(crate) fn begin_lazy(&self, mode: Mode, settings: Settings) -> PgTx {
         self.unconnected(mode, settings, None)
     }
@@ -633,6 +686,10 @@ impl PgDb {
         PgTx {
             obj,
             _at_work: None,
+            lanes: match Self::laned(mode, &settings) {
+                true => self.lanes.clone(),
+                false => None,
+            },
             pool: self.pool.clone(),
             schema: schema_of(&settings.route),
             fence: true,
@@ -757,6 +814,7 @@ impl PgDb {
         Ok(PgTx {
             obj: Some(obj),
             _at_work: Some(at_work),
+            lanes: None,
             pool,
             pending: Some(Settings {
                 checks: match mirror {
@@ -1047,11 +1105,16 @@ enum Op {
 
 enum Out {
     Rows(Vec<tokio_postgres::Row>),
+    /// A read lane's rows, decoded already.
+    Lane(Vec<Row>),
     Count(u64),
 }
 
 pub(crate) struct PgTx {
     obj: Option<Object>,
+    /// A one-flight read on the control database: its flight goes on a read lane, one
+    /// implicit transaction with its prelude (see [`lane`]); it never holds `obj`.
+    lanes: Option<Arc<lane::Lanes>>,
     /// On a placement database: its permit to work there, given back with the connection
     /// (also when it gives the connection back to borrow one again).
     _at_work: Option<AtWork>,
@@ -1312,14 +1375,116 @@ impl PgTx {
     /// schemas was re-planned on nearly every use; one per schema keeps its plan. A
     /// connection holding more than [`STATEMENTS_PER_CONNECTION`] forgets them all.
     async fn prepare(&self, obj: &Object, sql: &str) -> Result<tokio_postgres::Statement> {
-        let Some(schema) = &self.schema else {
+        if self.schema.is_none() {
             return obj.prepare_cached(sql).await.map_err(map_err);
-        };
+        }
         if obj.statement_cache.size() > STATEMENTS_PER_CONNECTION {
             obj.statement_cache.clear();
         }
-        let named = format!("/* {schema} */ {sql}");
-        obj.prepare_cached(&named).await.map_err(map_err)
+        obj.prepare_cached(&self.named(sql)).await.map_err(map_err)
+    }
+
+    /// The name `sql` is prepared under: a placement schema's transaction's own (the
+    /// schema in a leading comment), else itself.
+    fn named<'s>(&self, sql: &'s str) -> std::borrow::Cow<'s, str> {
+        match &self.schema {
+            Some(schema) => format!("/* {schema} */ {sql}").into(),
+            None => sql.into(),
+        }
+    }
+
+    /// Sends `stmts` as the flight of a one-flight read, on a read lane: the prelude (with
+    /// its checks and, for an unchecked routed scope, the directory read, as any first
+    /// flight), then the statements, one implicit transaction. Each statement's rows and
+    /// count. A second flight is refused: between two flights a lane holds no transaction
+    /// (a move's cleanup could not wait for the reader, who could see a partial org).
+    async fn lane_flight(&mut self, stmts: &[(&str, &[Val])]) -> Result<Vec<(Vec<Row>, u64)>> {
+        let lanes = self
+            .lanes
+            .clone()
+            .ok_or_else(|| Error::Internal("not a lane transaction".into()))?;
+        if self.done {
+            return Err(Error::Internal("transaction already finished".into()));
+        }
+        let Some(settings) = self.pending.take() else {
+            return Err(Error::Internal(
+                "a one-flight read sent a second flight".into(),
+            ));
+        };
+        let r = self.lane_flight_once(&lanes, &settings, stmts).await;
+        self.restart_if_stale(&r, Some(settings));
+        r
+    }
+
+    async fn lane_flight_once(
+        &self,
+        lanes: &lane::Lanes,
+        settings: &Settings,
+        stmts: &[(&str, &[Val])],
+    ) -> Result<Vec<(Vec<Row>, u64)>> {
+        let pp = PreludeParams::new(&self.role, &self.control, settings, false)?;
+        let prelude = lane_prelude(pp.sql()?);
+        let pr = pp.refs();
+        let route = match settings.org {
+            Some(org) if self.fence && settings.routed && settings.checks.is_empty() => {
+                Some(org.uuid())
+            }
+            _ => None,
+        };
+        let route_params: Vec<&(dyn ToSql + Sync)> = route.iter().map(|u| u as _).collect();
+        let names: Vec<_> = stmts.iter().map(|(sql, _)| self.named(sql)).collect();
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = stmts.iter().map(|(_, p)| refs(p)).collect();
+        let mut all: Vec<lane::Stmt<'_>> = Vec::with_capacity(stmts.len() + 1);
+        if route.is_some() {
+            all.push((ROUTE_SQL, &route_params));
+        }
+        all.extend(
+            names
+                .iter()
+                .map(|n| n.as_ref())
+                .zip(params.iter().map(Vec::as_slice)),
+        );
+        let mut answers = lanes.flight((prelude, &pr), &all).await?.into_iter();
+        let mut next = || -> Result<(Vec<Row>, u64)> {
+            match answers.next() {
+                Some(lane::Answer::Done(rows, n)) => Ok((rows, n)),
+                Some(lane::Answer::Failed(e)) => Err(e),
+                Some(lane::Answer::Skipped) | None => Err(Error::Internal(
+                    "a statement of a lane flight did not run".into(),
+                )),
+            }
+        };
+        let (prelude_rows, _) = next()?;
+        if route.is_some() {
+            let (rows, _) = next()?;
+            let now = match rows.first() {
+                Some(r) => {
+                    crate::placement::Route::from_parts(&r.get::<String>(0)?, r.get(1)?, r.get(2)?)?
+                }
+                None => crate::placement::Route::Shared,
+            };
+            if now != settings.route {
+                return Err(Error::Refused(
+                    crate::db::STALE,
+                    "the organization's placement changed".into(),
+                ));
+            }
+        }
+        if !settings.checks.is_empty() {
+            let stale: bool = prelude_rows
+                .first()
+                .ok_or_else(|| Error::Internal("the prelude answered no row".into()))?
+                .get(5)?;
+            if stale {
+                return Err(Error::Refused(
+                    crate::db::STALE,
+                    "the cached access of this scope changed".into(),
+                ));
+            }
+            self.checked
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        stmts.iter().map(|_| next()).collect()
     }
 
     /// Gives its connection back to the pool while nothing was sent on it (BEGIN not
@@ -1344,7 +1509,7 @@ impl PgTx {
     /// Borrows a connection from its pool if it holds none (given back after a stale
     /// first flight, or never taken: see [`PgTx::release_unsent`]).
     async fn borrow(&mut self) -> Result<()> {
-        if self.obj.is_none() {
+        if self.obj.is_none() && self.lanes.is_none() {
             let obj = self.pool.get().await;
             self.obj = Some(obj.map_err(|e| Error::Unavailable(format!("PostgreSQL pool: {e}")))?);
         }
@@ -1646,6 +1811,17 @@ impl PgTx {
     }
 
     async fn run(&mut self, sql: &str, params: &[Val], op: Op) -> Result<Out> {
+        if self.lanes.is_some() {
+            let (rows, n) = self
+                .lane_flight(&[(sql, params)])
+                .await?
+                .pop()
+                .ok_or_else(|| Error::Internal("a lane flight answered nothing".into()))?;
+            return Ok(match op {
+                Op::Query => Out::Lane(rows),
+                Op::Execute => Out::Count(n),
+            });
+        }
         self.connect().await?;
         // Prepared before the first flight is taken: a statement that does not compile
         // leaves BEGIN and the prelude pending (nothing was sent), so the next statement
@@ -1682,6 +1858,10 @@ impl PgTx {
     /// Runs several independent queries pipelined: one round trip for all of them (and
     /// for BEGIN and the prelude, if this is the transaction's first flight).
     async fn query_many_inner(&mut self, stmts: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>> {
+        if self.lanes.is_some() {
+            let answers = self.lane_flight(stmts).await?;
+            return Ok(answers.into_iter().map(|(rows, _)| rows).collect());
+        }
         self.connect().await?;
         // Prepared before the first flight is taken (see [`PgTx::run`]).
         let mut prepared = Vec::with_capacity(stmts.len());
@@ -1725,6 +1905,7 @@ impl PgTx {
     async fn query_inner(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>> {
         match self.run(sql, params, Op::Query).await? {
             Out::Rows(rows) => rows.iter().map(pg_row).collect(),
+            Out::Lane(rows) => Ok(rows),
             Out::Count(_) => Ok(Vec::new()),
         }
     }
@@ -1733,12 +1914,20 @@ impl PgTx {
         match self.run(sql, params, Op::Execute).await? {
             Out::Count(n) => Ok(n),
             Out::Rows(rows) => Ok(rows.len() as u64),
+            Out::Lane(rows) => Ok(rows.len() as u64),
         }
     }
 
     /// Column names of a statement (prepared, not run), each with whether its type can be
     /// read into a [`Val`] (a `tsvector`, for one, cannot).
     async fn columns_inner(&mut self, sql: &str) -> Result<Vec<(String, bool)>> {
+        if let Some(lanes) = &self.lanes {
+            let columns = lanes.columns(&self.named(sql)).await?;
+            return Ok(columns
+                .into_iter()
+                .map(|(name, t)| (name, readable(&t)))
+                .collect());
+        }
         self.connect().await?;
         let stmt = self.obj()?.prepare_cached(sql).await.map_err(map_err)?;
         Ok(stmt
@@ -1754,6 +1943,11 @@ impl PgTx {
             self.pending = Some(settings);
             return Ok(());
         }
+        if self.lanes.is_some() {
+            return Err(Error::Internal(
+                "a one-flight read was scoped again after its flight".into(),
+            ));
+        }
         let pp = PreludeParams::new(&self.role, &self.control, &settings, self.mirror)?;
         let obj = self.obj()?;
         let prelude = obj.prepare_cached(pp.sql()?).await.map_err(map_err)?;
@@ -1763,7 +1957,8 @@ impl PgTx {
 
     async fn commit_inner(&mut self) -> Result<Option<MirrorWrites>> {
         self.done = true;
-        if self.pending.is_some() {
+        if self.pending.is_some() || self.lanes.is_some() {
+            // A lane read's flights each ended their own implicit transaction.
             return Ok(None); // nothing was sent: nothing to commit
         }
         let mirrors = self.mirrors.take();
@@ -1819,7 +2014,7 @@ impl PgTx {
 
     async fn rollback_inner(&mut self) -> Result<()> {
         self.done = true;
-        if self.pending.is_some() {
+        if self.pending.is_some() || self.lanes.is_some() {
             return Ok(());
         }
         let obj = self.obj()?;
@@ -1980,61 +2175,97 @@ fn readable(t: &Type) -> bool {
 fn pg_row(r: &tokio_postgres::Row) -> Result<Row> {
     let mut vals = Vec::with_capacity(r.len());
     for (i, col) in r.columns().iter().enumerate() {
-        let t = col.type_();
-        let e = |e: tokio_postgres::Error| Error::Internal(format!("column {}: {e}", col.name()));
-        let v = match *t {
-            Type::BOOL => r.try_get::<_, Option<bool>>(i).map_err(e)?.map(Val::Bool),
-            Type::INT2 => r
-                .try_get::<_, Option<i16>>(i)
-                .map_err(e)?
-                .map(|x| Val::Int(x.into())),
-            Type::INT4 => r
-                .try_get::<_, Option<i32>>(i)
-                .map_err(e)?
-                .map(|x| Val::Int(x.into())),
-            Type::INT8 => r.try_get::<_, Option<i64>>(i).map_err(e)?.map(Val::Int),
-            Type::OID => r
-                .try_get::<_, Option<u32>>(i)
-                .map_err(e)?
-                .map(|x| Val::Int(x.into())),
-            Type::CHAR => r
-                .try_get::<_, Option<i8>>(i)
-                .map_err(e)?
-                .map(|x| Val::Int(x.into())),
-            Type::FLOAT4 => r
-                .try_get::<_, Option<f32>>(i)
-                .map_err(e)?
-                .map(|x| Val::Float(x.into())),
-            Type::FLOAT8 => r.try_get::<_, Option<f64>>(i).map_err(e)?.map(Val::Float),
-            Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => {
-                r.try_get::<_, Option<String>>(i).map_err(e)?.map(Val::Text)
-            }
-            Type::UUID => r
-                .try_get::<_, Option<uuid::Uuid>>(i)
-                .map_err(e)?
-                .map(Val::Uuid),
-            Type::TIMESTAMPTZ => r
-                .try_get::<_, Option<DateTime<Utc>>>(i)
-                .map_err(e)?
-                .map(Val::Time),
-            Type::BYTEA => r
-                .try_get::<_, Option<Vec<u8>>>(i)
-                .map_err(e)?
-                .map(Val::Bytes),
-            Type::JSON | Type::JSONB => r
-                .try_get::<_, Option<serde_json::Value>>(i)
-                .map_err(e)?
-                .map(Val::Json),
-            _ => {
-                return Err(Error::Internal(format!(
-                    "column {} has unsupported type {t}",
-                    col.name()
-                )))
-            }
-        };
-        vals.push(v.unwrap_or(Val::Null));
+        let raw: Raw<'_> = r
+            .try_get(i)
+            .map_err(|e| Error::Internal(format!("column {}: {e}", col.name())))?;
+        vals.push(pg_val(col.name(), col.type_(), raw.0)?);
     }
     Ok(Row(vals))
+}
+
+/// A row of a read lane's flight (see [`lane`]), its columns' names and types as the
+/// statement's description gave them: decoded as [`pg_row`] decodes a pooled one.
+pub(crate) fn decode_row(
+    body: &postgres_protocol::message::backend::DataRowBody,
+    columns: &[(String, Type)],
+) -> Result<Row> {
+    use fallible_iterator::FallibleIterator;
+    let buf = body.buffer();
+    let ranges: Vec<Option<std::ops::Range<usize>>> =
+        body.ranges().collect().map_err(Error::internal)?;
+    if ranges.len() != columns.len() {
+        return Err(Error::Internal(format!(
+            "a row of {} columns where {} were described",
+            ranges.len(),
+            columns.len()
+        )));
+    }
+    let mut vals = Vec::with_capacity(columns.len());
+    for (range, (name, t)) in ranges.into_iter().zip(columns) {
+        let raw = match range {
+            Some(r) => Some(
+                buf.get(r)
+                    .ok_or_else(|| Error::Internal(format!("column {name}: out of bounds")))?,
+            ),
+            None => None,
+        };
+        vals.push(pg_val(name, t, raw)?);
+    }
+    Ok(Row(vals))
+}
+
+/// A column's value as it came on the wire (binary format), decoded by [`pg_val`].
+struct Raw<'a>(Option<&'a [u8]>);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for Raw<'a> {
+    fn from_sql(
+        _: &Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(Some(raw)))
+    }
+
+    fn from_sql_null(
+        _: &Type,
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(None))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+/// One column's value (binary format; `None` for NULL) as a [`Val`], by its type.
+fn pg_val(name: &str, t: &Type, raw: Option<&[u8]>) -> Result<Val> {
+    use tokio_postgres::types::FromSql;
+    fn get<'a, T: FromSql<'a>>(name: &str, t: &Type, raw: Option<&'a [u8]>) -> Result<Option<T>> {
+        <Option<T> as FromSql>::from_sql_nullable(t, raw)
+            .map_err(|e| Error::Internal(format!("column {name}: {e}")))
+    }
+    let v = match *t {
+        Type::BOOL => get::<bool>(name, t, raw)?.map(Val::Bool),
+        Type::INT2 => get::<i16>(name, t, raw)?.map(|x| Val::Int(x.into())),
+        Type::INT4 => get::<i32>(name, t, raw)?.map(|x| Val::Int(x.into())),
+        Type::INT8 => get::<i64>(name, t, raw)?.map(Val::Int),
+        Type::OID => get::<u32>(name, t, raw)?.map(|x| Val::Int(x.into())),
+        Type::CHAR => get::<i8>(name, t, raw)?.map(|x| Val::Int(x.into())),
+        Type::FLOAT4 => get::<f32>(name, t, raw)?.map(|x| Val::Float(x.into())),
+        Type::FLOAT8 => get::<f64>(name, t, raw)?.map(Val::Float),
+        Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => {
+            get::<String>(name, t, raw)?.map(Val::Text)
+        }
+        Type::UUID => get::<uuid::Uuid>(name, t, raw)?.map(Val::Uuid),
+        Type::TIMESTAMPTZ => get::<DateTime<Utc>>(name, t, raw)?.map(Val::Time),
+        Type::BYTEA => get::<Vec<u8>>(name, t, raw)?.map(Val::Bytes),
+        Type::JSON | Type::JSONB => get::<serde_json::Value>(name, t, raw)?.map(Val::Json),
+        _ => {
+            return Err(Error::Internal(format!(
+                "column {name} has unsupported type {t}"
+            )))
+        }
+    };
+    Ok(v.unwrap_or(Val::Null))
 }
 
 /// Maps a PostgreSQL error to the domain error.
@@ -2048,8 +2279,13 @@ pub(crate) fn map_err(e: tokio_postgres::Error) -> Error {
         }
         return Error::Internal(e.to_string());
     };
-    let constraint = db.constraint().unwrap_or("").to_owned();
-    let code = db.code();
+    map_db(db.code(), db.message(), db.constraint().unwrap_or(""))
+}
+
+/// Maps a PostgreSQL error (its SQLSTATE, message and constraint, if any) to the domain
+/// error: a pooled connection's ([`map_err`]) and a read lane's alike.
+pub(crate) fn map_db(code: &SqlState, message: &str, constraint: &str) -> Error {
+    let constraint = constraint.to_owned();
     // Class 08 (connection exception), 57P01-57P03 (the server is shutting down or
     // restarting: e.g. pg_terminate_backend, a fast shutdown), class 53 (out of
     // connections, memory or disk): the server cannot serve now.
@@ -2060,12 +2296,12 @@ pub(crate) fn map_err(e: tokio_postgres::Error) -> Error {
         || *code == SqlState::CRASH_SHUTDOWN
         || *code == SqlState::CANNOT_CONNECT_NOW
     {
-        return Error::Unavailable(format!("{}: {}", code.code(), db.message()));
+        return Error::Unavailable(format!("{}: {}", code.code(), message));
     }
     if *code == SqlState::UNIQUE_VIOLATION || *code == SqlState::EXCLUSION_VIOLATION {
         Error::Conflict("conflict", constraint)
     } else if *code == SqlState::FOREIGN_KEY_VIOLATION {
-        if db.message().contains("is still referenced") {
+        if message.contains("is still referenced") {
             Error::Conflict("in_use", constraint)
         } else {
             Error::Validation(format!(
@@ -2079,7 +2315,7 @@ pub(crate) fn map_err(e: tokio_postgres::Error) -> Error {
     } else if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
         Error::Internal("write attempted in a read-only transaction".into())
     } else {
-        Error::Internal(format!("{}: {}", code.code(), db.message()))
+        Error::Internal(format!("{}: {}", code.code(), message))
     }
 }
 
