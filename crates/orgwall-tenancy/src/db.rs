@@ -560,6 +560,8 @@ impl Db {
             recheck,
             router: None,
             stales: 0,
+            // Set by `tenant` once its own checks (SQLite's directory read) are done.
+            once: None,
         })
     }
 
@@ -726,6 +728,7 @@ impl Db {
                 Err(e) => return Err(e),
             }
         }
+        tx.once = once.then_some(false);
         Ok(TenantTx { tx, scope })
     }
 }
@@ -861,6 +864,10 @@ pub struct Tx {
     projected: Projected,
     /// How many times its scope was found stale (see [`STALE_PAUSE`]).
     stales: u32,
+    /// A one-flight read ([`Db::read_once`]): `Some(false)` until its flight was sent,
+    /// then `Some(true)`; a second is refused on every backend and pool size, not only
+    /// where a read lane carries it.
+    once: Option<bool>,
 }
 
 /// Members projection changes of one transaction.
@@ -1024,9 +1031,30 @@ impl Tx {
 
     /// Runs a control-plane `op` (see [`Tx::on_inner`]).
     async fn control_op(&mut self, op: DataOp<'_>) -> Result<DataOut> {
-        self.on_inner(&op, false)
+        self.one_flight(&op)?;
+        let r = self
+            .on_inner(&op, false)
             .await?
-            .ok_or_else(|| Error::Internal("a control operation rerouted".into()))
+            .ok_or_else(|| Error::Internal("a control operation rerouted".into()));
+        self.flown(&op);
+        r
+    }
+
+    /// Refuses a one-flight read's second flight.
+    fn one_flight(&self, op: &DataOp<'_>) -> Result<()> {
+        match (self.once, op) {
+            (Some(true), op) if !matches!(op, DataOp::Columns(_)) => Err(Error::Internal(
+                "a one-flight read sent a second flight".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Notes a one-flight read's flight sent.
+    fn flown(&mut self, op: &DataOp<'_>) {
+        if self.once.is_some() && !matches!(op, DataOp::Columns(_)) {
+            self.once = Some(true);
+        }
     }
 
     /// Which backend runs this transaction (for the rare statement whose SQL differs).
@@ -1331,6 +1359,15 @@ impl Tx {
     /// transaction itself; dispatched again if its first flight finds the org placed
     /// elsewhere ([`Settled::Rerouted`]).
     async fn data_op(&mut self, op: DataOp<'_>) -> Result<DataOut> {
+        self.one_flight(&op)?;
+        // Boxed: every statement's future goes through here, and nested in a request's
+        // it would weigh on the stack of every caller (debug builds overflowed).
+        let r = Box::pin(self.data_op_inner(&op)).await;
+        self.flown(&op);
+        r
+    }
+
+    async fn data_op_inner(&mut self, op: &DataOp<'_>) -> Result<DataOut> {
         for _ in 0..STALE_RETRIES {
             // (A statement compiled, not run, sends no flight: it checks nothing, and
             // must not confirm the scope. It goes beside a control check instead.)
@@ -1367,7 +1404,7 @@ impl Tx {
                 if let DataOp::Columns(sql) = op {
                     return self.columns(sql).await.map(DataOut::Columns);
                 }
-                match self.on_inner(&op, true).await? {
+                match self.on_inner(op, true).await? {
                     Some(out) => return Ok(out),
                     None => continue,
                 }
@@ -1378,7 +1415,7 @@ impl Tx {
                     None => Err(Error::Internal("no data plane of its own".into())),
                 };
             }
-            if let Some((_, out)) = self.both(&[], &op).await? {
+            if let Some((_, out)) = self.both(&[], op).await? {
                 return Ok(out);
             }
         }

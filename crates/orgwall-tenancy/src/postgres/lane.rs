@@ -36,7 +36,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::{ToSql, Type};
 
-/// How many statements one lane session keeps prepared before it forgets them all.
+/// How many statements one lane session prepares before it is retired (many placement
+/// schemas, each with statements of its own).
 const STATEMENTS_PER_LANE: usize = 2_000;
 
 /// The lanes of one control database.
@@ -51,10 +52,22 @@ pub(crate) struct Lanes {
 struct Lane {
     live: Mutex<Option<Arc<Session>>>,
     opening: tokio::sync::Mutex<()>,
+    /// Flights sent on it and not yet answered: a flight goes on the least busy lane, so
+    /// one slow flight (a lane answers in order) holds back only what queued behind it
+    /// before the others were freer.
+    in_flight: AtomicUsize,
 }
 
 /// One statement of a flight: its SQL and its parameters.
 pub(crate) type Stmt<'a> = (&'a str, &'a [&'a (dyn ToSql + Sync)]);
+
+/// How a flight went.
+pub(crate) enum Flown {
+    /// Nothing of it reached the server.
+    Unsent(Error),
+    /// Sent: each statement's answer, or the session's failure.
+    Sent(Result<Vec<Answer>>),
+}
 
 /// What one statement of a flight answered.
 pub(crate) enum Answer {
@@ -76,39 +89,57 @@ impl Lanes {
                 .map(|_| Lane {
                     live: Mutex::new(None),
                     opening: tokio::sync::Mutex::new(()),
+                    in_flight: AtomicUsize::new(0),
                 })
                 .collect(),
             next: AtomicUsize::new(0),
         }
     }
 
+    /// The least busy lane (ties taken in turn).
+    fn pick(&self) -> Result<&Lane> {
+        let n = self.lanes.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .filter_map(|k| self.lanes.get((start + k) % n.max(1)))
+            .min_by_key(|l| l.in_flight.load(Ordering::Relaxed))
+            .ok_or_else(|| Error::Internal("no read lane".into()))
+    }
+
     /// Runs `prelude` and then `stmts` as one implicit transaction on a lane: one write,
     /// one answer. The answers come in order, the prelude's first. Statements not yet
-    /// prepared on the lane are prepared first (a round trip each, once per lane).
-    pub(crate) async fn flight(
-        &self,
-        prelude: Stmt<'_>,
-        stmts: &[Stmt<'_>],
-    ) -> Result<Vec<Answer>> {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len().max(1);
-        let lane = self
-            .lanes
-            .get(i)
-            .ok_or_else(|| Error::Internal("no read lane".into()))?;
-        let session = self.session(lane).await?;
+    /// prepared on the lane are prepared first (a round trip each, once per lane). An
+    /// error before anything of the flight was sent (a statement that does not compile,
+    /// a parameter that does not encode, no session) is [`Flown::Unsent`].
+    pub(crate) async fn flight(&self, prelude: Stmt<'_>, stmts: &[Stmt<'_>]) -> Flown {
+        let lane = match self.pick() {
+            Ok(l) => l,
+            Err(e) => return Flown::Unsent(e),
+        };
+        let session = match self.session(lane).await {
+            Ok(s) => s,
+            Err(e) => return Flown::Unsent(e),
+        };
         let mut prepared = Vec::with_capacity(stmts.len() + 1);
         for (sql, _) in std::iter::once(&prelude).chain(stmts) {
-            prepared.push(session.prepare(sql).await?);
+            match session.prepare(sql).await {
+                Ok(p) => prepared.push(p),
+                Err(e) => return Flown::Unsent(e),
+            }
         }
         // Encoded whole before anything is sent: a parameter that does not encode fails
         // the flight with nothing sent.
         let mut buf = BytesMut::new();
         for ((_, params), stmt) in std::iter::once(&prelude).chain(stmts).zip(&prepared) {
-            encode(&mut buf, stmt, params)?;
+            if let Err(e) = encode(&mut buf, stmt, params) {
+                return Flown::Unsent(e);
+            }
         }
         frontend::sync(&mut buf);
-        let messages = session.send(buf).await?;
-        answers(messages, &prepared)
+        lane.in_flight.fetch_add(1, Ordering::Relaxed);
+        let sent = session.send(buf).await;
+        lane.in_flight.fetch_sub(1, Ordering::Relaxed);
+        Flown::Sent(sent.and_then(|messages| answers(messages, &prepared)))
     }
 
     /// Column names and whether [`decode_row`] reads each one's type, of `sql` (prepared
@@ -182,31 +213,25 @@ impl Session {
     }
 
     async fn open(cfg: &tokio_postgres::Config) -> std::io::Result<Session> {
+        // The pool's own way to the server: its hosts in turn, its connect timeout and
+        // TCP keepalives (a server gone silent ends the session instead of holding its
+        // flights).
+        let socket = super::socket::open(cfg).await?;
         let timeout = cfg
             .get_connect_timeout()
             .copied()
             .unwrap_or(std::time::Duration::from_secs(10));
-        let port = cfg.get_ports().first().copied().unwrap_or(5432);
-        let host = cfg.get_hosts().first().cloned();
         let dead = Arc::new(AtomicBool::new(false));
         let waiting = Arc::new(Mutex::new(Waiting::default()));
         let (tx, rx) = mpsc::unbounded_channel();
         let go = async {
-            match host {
-                Some(tokio_postgres::config::Host::Unix(dir)) => {
-                    let path = dir.join(format!(".s.PGSQL.{port}"));
-                    let mut s = tokio::net::UnixStream::connect(path).await?;
+            match socket {
+                super::socket::Socket::Unix(mut s) => {
                     startup(&mut s, cfg).await?;
                     let (r, w) = s.into_split();
                     spawn_io(r, w, rx, waiting.clone(), dead.clone());
                 }
-                other => {
-                    let host = match other {
-                        Some(tokio_postgres::config::Host::Tcp(h)) => h,
-                        _ => "localhost".to_owned(),
-                    };
-                    let mut s = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-                    s.set_nodelay(true)?;
+                super::socket::Socket::Tcp(mut s) => {
                     startup(&mut s, cfg).await?;
                     let (r, w) = s.into_split();
                     spawn_io(r, w, rx, waiting.clone(), dead.clone());
@@ -256,6 +281,14 @@ impl Session {
                         .collect()
                         .map_err(Error::internal)?;
                 }
+                Message::NoData => {
+                    // No rows to answer: a transaction-control, SET or other utility
+                    // statement, which could end the flight's transaction (and with it
+                    // its scope) before the statements after it. A lane carries queries.
+                    return Err(Error::Internal(format!(
+                        "a read lane carries statements that return rows only: {sql}"
+                    )));
+                }
                 Message::RowDescription(body) => {
                     columns = body
                         .fields()
@@ -272,12 +305,12 @@ impl Session {
             columns,
         });
         let mut statements = self.statements.lock().map_err(poisoned)?;
-        if statements.len() >= STATEMENTS_PER_LANE {
-            // Forgotten here, still prepared on the server: names are never reused, and a
-            // session holding too many is replaced when it breaks (rare: many schemas).
-            statements.clear();
-        }
         statements.insert(sql.to_owned(), p.clone());
+        if statements.len() >= STATEMENTS_PER_LANE {
+            // Retired: the lane opens a new session for its next flight, and this one
+            // ends (with every statement it prepared) once its flights are answered.
+            self.dead.store(true, Ordering::Relaxed);
+        }
         Ok(p)
     }
 }
@@ -552,6 +585,18 @@ fn spawn_io<R, W>(
                     Err(_) => return end(&waiting, &dead),
                 };
                 match m {
+                    // A flight ends its implicit transaction: a session left in a
+                    // transaction block (a statement that began one) would carry its
+                    // settings to the next flight, and a COPY would take the next
+                    // flights' messages for its data. Neither is ever sent; either ends
+                    // the session (every waiter answered 503; a message the parser does
+                    // not know, such as CopyBothResponse, ends it too).
+                    Message::ReadyForQuery(body) if body.status() != b'I' => {
+                        return end(&waiting, &dead)
+                    }
+                    Message::CopyInResponse(_) | Message::CopyOutResponse(_) => {
+                        return end(&waiting, &dead)
+                    }
                     Message::ReadyForQuery(_) => {
                         let Ok(mut q) = waiting.lock() else {
                             return end(&waiting, &dead);

@@ -598,7 +598,16 @@ impl PgDb {
         let cfg: tokio_postgres::Config = url
             .parse()
             .map_err(|e| Error::Validation(format!("invalid database URL: {e}")))?;
-        let lanes = read_lanes(pool_size.max(1));
+        // Lanes connect as the pool does, but to the first server that answers: not with
+        // a URL that needs a particular kind of server (`target_session_attrs`), nor one
+        // without a user.
+        let plain = cfg.get_target_session_attrs()
+            == tokio_postgres::config::TargetSessionAttrs::Any
+            && cfg.get_user().is_some();
+        let lanes = match plain {
+            true => read_lanes(pool_size.max(1)),
+            false => 0,
+        };
         let lane_set =
             (lanes > 0).then(|| Arc::new(lane::Lanes::new(cfg.clone(), url.into(), lanes)));
         let pool = pool_of(cfg, pool_size.max(1) - lanes)?;
@@ -671,13 +680,13 @@ impl PgDb {
         Ok(self.unconnected(mode, settings, Some(obj)))
     }
 
-    /// A transaction that borrows its connection when it first sends something (the
-    /// control transaction beside a mirrored read, which may send nothing).
     /// Whether a transaction goes on the read lanes: a one-flight read.
     fn laned(mode: Mode, settings: &Settings) -> bool {
         mode == Mode::Read && settings.once
     }
 
+    /// A transaction that borrows its connection when it first sends something (the
+    /// control transaction beside a mirrored read, which may send nothing).
     pub(crate) fn begin_lazy(&self, mode: Mode, settings: Settings) -> PgTx {
         self.unconnected(mode, settings, None)
     }
@@ -1411,19 +1420,32 @@ impl PgTx {
                 "a one-flight read sent a second flight".into(),
             ));
         };
-        let r = self.lane_flight_once(&lanes, &settings, stmts).await;
+        let (r, sent) = self.lane_flight_once(&lanes, &settings, stmts).await;
+        if !sent {
+            // Nothing reached the server (a statement that does not compile): the flight
+            // is still to send, as a pooled transaction's BEGIN and prelude stay pending.
+            self.pending = Some(settings);
+            return r;
+        }
         self.restart_if_stale(&r, Some(settings));
         r
     }
 
+    /// A lane flight's rows and counts, and whether anything of it was sent.
     async fn lane_flight_once(
         &self,
         lanes: &lane::Lanes,
         settings: &Settings,
         stmts: &[(&str, &[Val])],
-    ) -> Result<Vec<(Vec<Row>, u64)>> {
-        let pp = PreludeParams::new(&self.role, &self.control, settings, false)?;
-        let prelude = lane_prelude(pp.sql()?);
+    ) -> (Result<Vec<(Vec<Row>, u64)>>, bool) {
+        let pp = match PreludeParams::new(&self.role, &self.control, settings, false) {
+            Ok(pp) => pp,
+            Err(e) => return (Err(e), false),
+        };
+        let prelude = match pp.sql() {
+            Ok(sql) => lane_prelude(sql),
+            Err(e) => return (Err(e), false),
+        };
         let pr = pp.refs();
         let route = match settings.org {
             Some(org) if self.fence && settings.routed && settings.checks.is_empty() => {
@@ -1432,11 +1454,17 @@ impl PgTx {
             _ => None,
         };
         let route_params: Vec<&(dyn ToSql + Sync)> = route.iter().map(|u| u as _).collect();
+        // Read after the prelude (a lane runs nothing before it), so named in the control
+        // schema: an org's schema first on the search path holds no directory.
+        let route_sql = format!(
+            "SELECT kind, location, target FROM {}.placements WHERE org_id = $1",
+            self.control
+        );
         let names: Vec<_> = stmts.iter().map(|(sql, _)| self.named(sql)).collect();
         let params: Vec<Vec<&(dyn ToSql + Sync)>> = stmts.iter().map(|(_, p)| refs(p)).collect();
         let mut all: Vec<lane::Stmt<'_>> = Vec::with_capacity(stmts.len() + 1);
         if route.is_some() {
-            all.push((ROUTE_SQL, &route_params));
+            all.push((&route_sql, &route_params));
         }
         all.extend(
             names
@@ -1444,7 +1472,26 @@ impl PgTx {
                 .map(|n| n.as_ref())
                 .zip(params.iter().map(Vec::as_slice)),
         );
-        let mut answers = lanes.flight((prelude, &pr), &all).await?.into_iter();
+        match lanes.flight((prelude, &pr), &all).await {
+            lane::Flown::Unsent(e) => (Err(e), false),
+            lane::Flown::Sent(Err(e)) => (Err(e), true),
+            lane::Flown::Sent(Ok(answers)) => (
+                self.lane_answers(settings, route.is_some(), answers, stmts.len()),
+                true,
+            ),
+        }
+    }
+
+    /// A lane flight's answers, checked as [`PgTx::flight`] checks a first flight's: the
+    /// directory's route (if read) and the scope's access check (if any).
+    fn lane_answers(
+        &self,
+        settings: &Settings,
+        routed: bool,
+        answers: Vec<lane::Answer>,
+        n: usize,
+    ) -> Result<Vec<(Vec<Row>, u64)>> {
+        let mut answers = answers.into_iter();
         let mut next = || -> Result<(Vec<Row>, u64)> {
             match answers.next() {
                 Some(lane::Answer::Done(rows, n)) => Ok((rows, n)),
@@ -1455,7 +1502,7 @@ impl PgTx {
             }
         };
         let (prelude_rows, _) = next()?;
-        if route.is_some() {
+        if routed {
             let (rows, _) = next()?;
             let now = match rows.first() {
                 Some(r) => {
@@ -1484,7 +1531,7 @@ impl PgTx {
             self.checked
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        stmts.iter().map(|_| next()).collect()
+        (0..n).map(|_| next()).collect()
     }
 
     /// Gives its connection back to the pool while nothing was sent on it (BEGIN not
@@ -1812,8 +1859,8 @@ impl PgTx {
 
     async fn run(&mut self, sql: &str, params: &[Val], op: Op) -> Result<Out> {
         if self.lanes.is_some() {
-            let (rows, n) = self
-                .lane_flight(&[(sql, params)])
+            // Boxed (here and below): it keeps the pooled path's future as small as it was.
+            let (rows, n) = Box::pin(self.lane_flight(&[(sql, params)]))
                 .await?
                 .pop()
                 .ok_or_else(|| Error::Internal("a lane flight answered nothing".into()))?;
@@ -1859,7 +1906,7 @@ impl PgTx {
     /// for BEGIN and the prelude, if this is the transaction's first flight).
     async fn query_many_inner(&mut self, stmts: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>> {
         if self.lanes.is_some() {
-            let answers = self.lane_flight(stmts).await?;
+            let answers = Box::pin(self.lane_flight(stmts)).await?;
             return Ok(answers.into_iter().map(|(rows, _)| rows).collect());
         }
         self.connect().await?;
@@ -1938,15 +1985,15 @@ impl PgTx {
     }
 
     async fn rescope_inner(&mut self, settings: Settings) -> Result<()> {
+        if self.pending.is_none() && self.lanes.is_some() {
+            return Err(Error::Internal(
+                "a one-flight read was scoped again after its flight".into(),
+            ));
+        }
         self.schema = schema_of(&settings.route);
         if self.pending.is_some() {
             self.pending = Some(settings);
             return Ok(());
-        }
-        if self.lanes.is_some() {
-            return Err(Error::Internal(
-                "a one-flight read was scoped again after its flight".into(),
-            ));
         }
         let pp = PreludeParams::new(&self.role, &self.control, &settings, self.mirror)?;
         let obj = self.obj()?;

@@ -23,7 +23,7 @@ use tokio_postgres::config::Host;
 const SERVER_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// A TCP or Unix-domain socket to a PostgreSQL server.
-pub(super) enum Socket {
+pub(crate) enum Socket {
     Tcp(tokio::net::TcpStream),
     Unix(tokio::net::UnixStream),
 }
