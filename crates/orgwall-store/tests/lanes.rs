@@ -121,6 +121,19 @@ async fn flights_of_two_orgs_on_one_lane_each_see_their_own_org_only() {
     assert_eq!(org, orgs[1].to_string());
 }
 
+/// A one-flight read of `scope` whose second flight is refused.
+async fn second_flight_refused(db: &Db, scope: &OrgScope) {
+    let mut tx = db.read_once(scope).await.unwrap();
+    tx.data()
+        .query("SELECT id FROM tickets", &[])
+        .await
+        .unwrap();
+    match tx.data().query("SELECT id FROM projects", &[]).await {
+        Err(Error::Internal(m)) => assert!(m.contains("second flight"), "{m}"),
+        other => panic!("a second flight answered {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn a_one_flight_read_sends_one_flight_and_writes_nothing() {
     let t = TestDb::new(BackendKind::Postgres).await;
@@ -139,16 +152,7 @@ async fn a_one_flight_read_sends_one_flight_and_writes_nothing() {
     }
     let before = titles(db, &alice).await;
 
-    let mut tx = db.read_once(&alice).await.unwrap();
-    tx.data()
-        .query("SELECT id FROM tickets", &[])
-        .await
-        .unwrap();
-    match tx.data().query("SELECT id FROM projects", &[]).await {
-        Err(Error::Internal(m)) => assert!(m.contains("second flight"), "{m}"),
-        other => panic!("a second flight answered {other:?}"),
-    }
-    drop(tx);
+    second_flight_refused(db, &alice).await;
 
     let mut tx = db.read_once(&alice).await.unwrap();
     let r = tx
@@ -255,13 +259,5 @@ async fn a_one_flight_read_sends_one_flight_on_sqlite_too() {
     let db = &t.db;
     let d = Demo::load(db).await;
     let alice = d.alice_in_acme(db).await;
-    let mut tx = db.read_once(&alice).await.unwrap();
-    tx.data()
-        .query("SELECT id FROM tickets", &[])
-        .await
-        .unwrap();
-    match tx.data().query("SELECT id FROM projects", &[]).await {
-        Err(Error::Internal(m)) => assert!(m.contains("second flight"), "{m}"),
-        other => panic!("a second flight answered {other:?}"),
-    }
+    second_flight_refused(db, &alice).await;
 }
