@@ -463,8 +463,15 @@ async fn load_api_key(
              WHERE r.org_id = {org} AND r.id = {role}"
         )
     };
+    // One flight on PostgreSQL: a read lane carries it (see `Db::read_once`).
     let mut tx = db
-        .begin(Mode::Read, Settings::lookup(hash.to_owned()))
+        .begin(
+            Mode::Read,
+            Settings {
+                once: true,
+                ..Settings::lookup(hash.to_owned())
+            },
+        )
         .await?;
     if tx.kind() == crate::db::BackendKind::Postgres {
         // One flight: the key statement enters the key's org, the role statement reads
