@@ -117,8 +117,8 @@ pub(crate) struct PgDb {
     /// lives; a placement schema's transactions put it second on their search path.
     control: Arc<str>,
     /// The read lanes of the control database (none with a pool of fewer than
-    /// [`MIN_POOL_FOR_LANES`]): every read-only transaction there sends its flights on
-    /// them, not on a pooled connection (see [`lane`]).
+    /// [`MIN_POOL_FOR_LANES`]): every one-flight read there (`Db::read_once`) sends its
+    /// flight on them, not on a pooled connection (see [`lane`]).
     lanes: Option<Arc<lane::Lanes>>,
 }
 
@@ -1455,16 +1455,19 @@ impl PgTx {
         };
         let route_params: Vec<&(dyn ToSql + Sync)> = route.iter().map(|u| u as _).collect();
         // Read after the prelude (a lane runs nothing before it), so named in the control
-        // schema: an org's schema first on the search path holds no directory.
-        let route_sql = format!(
-            "SELECT kind, location, target FROM {}.placements WHERE org_id = $1",
-            self.control
-        );
+        // schema: an org's schema first on the search path holds no directory. Built only
+        // for a flight that reads it.
+        let route_sql = route.map(|_| {
+            format!(
+                "SELECT kind, location, target FROM {}.placements WHERE org_id = $1",
+                self.control
+            )
+        });
         let names: Vec<_> = stmts.iter().map(|(sql, _)| self.named(sql)).collect();
         let params: Vec<Vec<&(dyn ToSql + Sync)>> = stmts.iter().map(|(_, p)| refs(p)).collect();
         let mut all: Vec<lane::Stmt<'_>> = Vec::with_capacity(stmts.len() + 1);
-        if route.is_some() {
-            all.push((&route_sql, &route_params));
+        if let Some(sql) = &route_sql {
+            all.push((sql, &route_params));
         }
         all.extend(
             names
