@@ -219,10 +219,11 @@ async fn a_lane_whose_session_ended_answers_503_then_serves_again() {
     );
 }
 
-/// Flights of an org placed elsewhere and of a shared one, alternating on the one lane:
-/// each reads its own placement (a schema's statements, prepared under the control
-/// schema's search path, run under the org's; a database's on the org's own database).
-async fn placed_orgs_read_their_own_placement(kind: Kind) {
+/// Flights of an org placed elsewhere and of a shared one, alternating: each reads its own
+/// placement (a schema's statements, prepared under the control schema's search path, run
+/// under the org's, on the one lane; a database's on the org's own database, on its lane
+/// there).
+async fn placed_orgs_read_their_own_placement(kind: Kind) -> (TestDb, Demo) {
     let t = TestDb::new(BackendKind::Postgres).await;
     let db = &t.db;
     orgwall_store::seed::demo_placed(db, &[("globex", kind)])
@@ -240,6 +241,7 @@ async fn placed_orgs_read_their_own_placement(kind: Kind) {
         assert_eq!(rows.len(), acme, "Acme reads the shared tickets");
         assert!(rows.iter().all(|o| *o == d.acme.uuid()));
     }
+    (t, d)
 }
 
 #[tokio::test]
@@ -248,8 +250,22 @@ async fn a_schema_placed_org_reads_its_schema_on_a_lane() {
 }
 
 #[tokio::test]
-async fn a_database_placed_org_reads_its_database_beside_a_lane() {
-    placed_orgs_read_their_own_placement(Kind::Database(None)).await;
+async fn a_database_placed_org_reads_its_database_on_a_lane_there() {
+    let (t, d) = placed_orgs_read_their_own_placement(Kind::Database(None)).await;
+    // Its reads went on a lane of its own database: a session there whose last statement
+    // is the flight's last (a pooled read's is its COMMIT; a lane sends none).
+    let last = "SELECT current_setting('app.org_id'), current_user::text";
+    let on_lane = t
+        .owner_count(
+            "pg_stat_activity",
+            &format!(
+                "datname = '{}' AND query = '{}'",
+                orgwall_store::placement::database_name(d.globex),
+                last.replace('\'', "''")
+            ),
+        )
+        .await;
+    assert_eq!(on_lane, 1, "one lane session on Globex's database");
 }
 
 #[tokio::test]

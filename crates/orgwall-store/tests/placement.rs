@@ -1248,7 +1248,8 @@ async fn the_doctor_and_migrate_reach_every_placement_database() {
 // Issue 12 item 5: one connection budget per server. Eight orgs, each in a database of
 // its own on the control server, served by one handle whose budget is 4 connections (its
 // pool size; 2 per placement database, so two databases' pools at a time), sixteen
-// concurrent workers writing and reading across all of them: every operation succeeds,
+// concurrent workers writing and reading across all of them (reads pooled and on read
+// lanes, which hold permits too): every operation succeeds,
 // and PostgreSQL (pg_stat_activity) never shows more than 4 connections to those
 // databases.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1447,7 +1448,12 @@ async fn under_load(
                     .await
                     .unwrap();
                 tx.commit().await.unwrap();
-                let mut tx = db.read(&scope).await.unwrap();
+                // Every other read a one-flight read: on its database's read lane where
+                // the budget (4 or more) lets one open, whose session holds a permit too.
+                let mut tx = match i % 2 {
+                    0 => db.read(&scope).await.unwrap(),
+                    _ => db.read_once(&scope).await.unwrap(),
+                };
                 let n = tx
                     .data()
                     .query("SELECT count(*) FROM notes", &[])

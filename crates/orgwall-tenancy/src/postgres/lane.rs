@@ -1,5 +1,6 @@
-//! Read lanes: a few sessions to the control database, each carrying the read flights of
-//! many transactions at once, each flight one implicit transaction ended by one `Sync`.
+//! Read lanes: a few sessions to the control database (and one to each placement database
+//! while its server's connection budget has room for it), each carrying the read flights
+//! of many transactions at once, each flight one implicit transaction ended by one `Sync`.
 //!
 //! A pooled connection carries one transaction at a time, and tokio-postgres ends every
 //! statement with a `Sync`, after which PostgreSQL flushes its answer: a scoped read
@@ -40,12 +41,18 @@ use tokio_postgres::types::{ToSql, Type};
 /// schemas, each with statements of its own).
 const STATEMENTS_PER_LANE: usize = 2_000;
 
-/// The lanes of one control database.
+/// The lanes of one database: the control database's, or a placement database's.
 pub(crate) struct Lanes {
     cfg: tokio_postgres::Config,
     url: Arc<str>,
     lanes: Vec<Lane>,
     next: AtomicUsize,
+    /// Whether a lane opens a session of its own when it has none (the control
+    /// database's). A placement database's is opened only by [`Lanes::open_with`], its
+    /// session holding a permit of its server's connection budget.
+    opens: bool,
+    /// When its last flight was answered (or it was made).
+    last: Mutex<std::time::Instant>,
 }
 
 /// One lane: its live session, if any, opened on first use and again after it broke.
@@ -80,7 +87,8 @@ pub(crate) enum Answer {
 }
 
 impl Lanes {
-    /// `n` lanes to the database of `cfg` (none opened yet).
+    /// `n` lanes to the database of `cfg` (none opened yet), each opening its session on
+    /// first use.
     pub(crate) fn new(cfg: tokio_postgres::Config, url: Arc<str>, n: usize) -> Lanes {
         Lanes {
             cfg,
@@ -93,6 +101,99 @@ impl Lanes {
                 })
                 .collect(),
             next: AtomicUsize::new(0),
+            opens: true,
+            last: Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    /// `n` lanes to the database of `cfg` whose sessions are opened only by
+    /// [`Lanes::open_with`] (a placement database's, within its server's budget).
+    pub(crate) fn budgeted(cfg: tokio_postgres::Config, url: Arc<str>, n: usize) -> Lanes {
+        Lanes {
+            opens: false,
+            ..Lanes::new(cfg, url, n)
+        }
+    }
+
+    /// Whether a flight can go on it now: every lane opens its own session, or one has a
+    /// live session.
+    pub(crate) fn usable(&self) -> bool {
+        self.opens || self.lanes.iter().any(|l| l.live().is_some())
+    }
+
+    /// Whether some lane holds a session (live or still ending).
+    pub(crate) fn holds(&self) -> bool {
+        self.lanes
+            .iter()
+            .any(|l| l.live.lock().is_ok_and(|s| s.is_some()))
+    }
+
+    /// Whether no flight is on it, and for how long none has been.
+    pub(crate) fn idle_for(&self) -> Option<std::time::Duration> {
+        if self
+            .lanes
+            .iter()
+            .any(|l| l.in_flight.load(Ordering::Relaxed) > 0)
+        {
+            return None;
+        }
+        self.last.lock().ok().map(|t| t.elapsed())
+    }
+
+    /// Opens the session of its first lane without a live one, holding what `permit`
+    /// gives (a permit of its server's connection budget) until the session has ended.
+    /// `true` if a lane is live now; `false` if `permit` gave nothing or the session could
+    /// not be opened (the permit is given back then).
+    pub(crate) async fn open_with<F>(&self, permit: impl FnOnce() -> F) -> bool
+    where
+        F: std::future::Future<Output = Option<Box<dyn Send>>>,
+    {
+        let Some(lane) = self.lanes.iter().find(|l| l.live().is_none()) else {
+            return !self.lanes.is_empty();
+        };
+        let _opening = lane.opening.lock().await;
+        if lane.live().is_some() {
+            return true;
+        }
+        // A retired or broken session gives its slot (and, once ended, its permit) up
+        // first.
+        if let Ok(mut live) = lane.live.lock() {
+            *live = None;
+        }
+        let Some(permit) = permit().await else {
+            return false;
+        };
+        match Session::open(&self.cfg, Some(permit)).await {
+            Ok(s) => {
+                if let Ok(mut live) = lane.live.lock() {
+                    *live = Some(Arc::new(s));
+                    return true;
+                }
+                false
+            }
+            Err(e) => {
+                tracing::debug!(database = %self.url, error = %e, "a read lane did not open");
+                false
+            }
+        }
+    }
+
+    /// Ends its sessions (each once its flights are answered) and waits, at most a
+    /// second, until the server has closed them: their budget permits are free then.
+    pub(crate) async fn close(&self) {
+        let mut ending = Vec::new();
+        for lane in &self.lanes {
+            if let Some(s) = lane.live.lock().ok().and_then(|mut l| l.take()) {
+                ending.push(s.closed.clone());
+            }
+        }
+        for closed in ending {
+            for _ in 0..1000 {
+                if closed.load(Ordering::Relaxed) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
         }
     }
 
@@ -138,6 +239,9 @@ impl Lanes {
         frontend::sync(&mut buf);
         lane.in_flight.fetch_add(1, Ordering::Relaxed);
         let sent = session.send(buf).await;
+        if let Ok(mut last) = self.last.lock() {
+            *last = std::time::Instant::now();
+        }
         lane.in_flight.fetch_sub(1, Ordering::Relaxed);
         Flown::Sent(sent.and_then(|messages| answers(messages, &prepared)))
     }
@@ -157,12 +261,18 @@ impl Lanes {
         if let Some(s) = lane.live() {
             return Ok(s);
         }
+        if !self.opens {
+            return Err(Error::Unavailable(format!(
+                "the read lane of {} is closed",
+                self.url
+            )));
+        }
         let _opening = lane.opening.lock().await;
         if let Some(s) = lane.live() {
             return Ok(s);
         }
         let s = Arc::new(
-            Session::open(&self.cfg)
+            Session::open(&self.cfg, None)
                 .await
                 .map_err(|e| super::connect_error(&self.url, e))?,
         );
@@ -205,6 +315,8 @@ struct Session {
     names: AtomicU64,
     /// The session broke (its reader or writer ended): the lane opens another.
     dead: Arc<AtomicBool>,
+    /// The server closed it (what it held, a budget permit, is given back then).
+    closed: Arc<AtomicBool>,
 }
 
 impl Session {
@@ -212,7 +324,11 @@ impl Session {
         self.dead.load(Ordering::Relaxed)
     }
 
-    async fn open(cfg: &tokio_postgres::Config) -> std::io::Result<Session> {
+    /// Opens a session holding `keep` (a budget permit) until the server has closed it.
+    async fn open(
+        cfg: &tokio_postgres::Config,
+        keep: Option<Box<dyn Send>>,
+    ) -> std::io::Result<Session> {
         // The pool's own way to the server: its hosts in turn, its connect timeout and
         // TCP keepalives (a server gone silent ends the session instead of holding its
         // flights).
@@ -222,6 +338,11 @@ impl Session {
             .copied()
             .unwrap_or(std::time::Duration::from_secs(10));
         let dead = Arc::new(AtomicBool::new(false));
+        let closed = Arc::new(AtomicBool::new(false));
+        let held = Held {
+            closed: closed.clone(),
+            _keep: keep,
+        };
         let waiting = Arc::new(Mutex::new(Waiting::default()));
         let (tx, rx) = mpsc::unbounded_channel();
         let go = async {
@@ -229,12 +350,12 @@ impl Session {
                 super::socket::Socket::Unix(mut s) => {
                     startup(&mut s, cfg).await?;
                     let (r, w) = s.into_split();
-                    spawn_io(r, w, rx, waiting.clone(), dead.clone());
+                    spawn_io(r, w, rx, waiting.clone(), dead.clone(), held);
                 }
                 super::socket::Socket::Tcp(mut s) => {
                     startup(&mut s, cfg).await?;
                     let (r, w) = s.into_split();
-                    spawn_io(r, w, rx, waiting.clone(), dead.clone());
+                    spawn_io(r, w, rx, waiting.clone(), dead.clone(), held);
                 }
             }
             Ok::<_, std::io::Error>(())
@@ -247,6 +368,7 @@ impl Session {
             statements: Mutex::new(HashMap::new()),
             names: AtomicU64::new(0),
             dead,
+            closed,
         })
     }
 
@@ -523,6 +645,19 @@ async fn startup<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// What a session's reader holds until the server has closed the session: then it gives
+/// back what it keeps (a budget permit) and says so.
+struct Held {
+    closed: Arc<AtomicBool>,
+    _keep: Option<Box<dyn Send>>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Starts a session's writer and reader.
 fn spawn_io<R, W>(
     mut r: R,
@@ -530,6 +665,7 @@ fn spawn_io<R, W>(
     mut rx: mpsc::UnboundedReceiver<(BytesMut, oneshot::Sender<Vec<Message>>)>,
     waiting: Arc<Mutex<Waiting>>,
     dead: Arc<AtomicBool>,
+    held: Held,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -571,6 +707,7 @@ fn spawn_io<R, W>(
         end(&wq, &wd);
     });
     tokio::spawn(async move {
+        let _held = held;
         let mut buf = BytesMut::with_capacity(64 * 1024);
         let mut answer = Vec::new();
         loop {

@@ -165,6 +165,9 @@ struct Placed {
     /// Transactions at work at once on one server's placement databases (the control
     /// pool's size; see [`Budget::at_work`]).
     at_work: usize,
+    /// Read lanes per placement database (1, or 0 where the control database has none):
+    /// see [`PgDb::placed_lanes`].
+    lanes: usize,
 }
 
 impl Placed {
@@ -201,7 +204,7 @@ impl Placed {
                 k.0 == key.0
                     && k != key
                     && p.idle()
-                    && p.pool.status().size > 0
+                    && p.holds()
                     && p.last_used.elapsed() >= STALE_POOL
             });
         drop(pools);
@@ -221,6 +224,29 @@ impl Placed {
             .clone()
     }
 
+    /// Closes the read lane of one of `server`'s databases with no flight for at least
+    /// `idle` (the longest idle first), so that its budget permit comes free; `false` if
+    /// there is none.
+    async fn close_idle_lane(&self, server: &Option<Arc<str>>, idle: std::time::Duration) -> bool {
+        let lanes = self
+            .pools
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(k, _)| k.0 == *server)
+            .filter_map(|(_, p)| p.lanes.as_ref().filter(|l| l.holds()))
+            .filter_map(|l| l.idle_for().filter(|d| *d >= idle).map(|d| (d, l.clone())))
+            .max_by_key(|(d, _)| *d)
+            .map(|(_, l)| l);
+        match lanes {
+            Some(l) => {
+                l.close().await;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Closes `server`'s least recently used pool that is wholly idle (none of its
     /// connections in use or asked for), other than `own`'s, so that its budget permits
     /// come free; `false` if there is none.
@@ -232,21 +258,16 @@ impl Placed {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let victim = pools
                 .iter()
-                .filter(|(k, p)| {
-                    k.0 == *server && *k != own && p.idle() && p.pool.status().size > 0
-                })
+                .filter(|(k, p)| k.0 == *server && *k != own && p.idle() && p.holds())
                 .min_by_key(|(_, p)| p.last_used)
                 .map(|(k, _)| k.clone());
             let Some(p) = victim.and_then(|k| pools.remove(&k)) else {
                 return false;
             };
-            let removed = p.pool.retain(|_, _| false).removed;
-            p.pool.close();
-            removed
+            p
         };
-        let any = !removed.is_empty();
-        end_sessions(removed).await;
-        any
+        removed.close().await;
+        true
     }
 }
 
@@ -396,7 +417,16 @@ impl deadpool_postgres::Connect for BudgetConnect {
                             starving = Some(Waiting::new(&budget));
                         }
                         if let Some(placed) = self.placed.upgrade() {
-                            if placed.evict_one(&self.key.0, &self.key).await {
+                            // A read lane no flight used for a while goes first (its
+                            // database reads on its pool again); once this connection
+                            // starves, any lane between flights.
+                            let idle = match starving {
+                                Some(_) => std::time::Duration::ZERO,
+                                None => STALE_POOL,
+                            };
+                            let freed = placed.close_idle_lane(&self.key.0, idle).await
+                                || placed.evict_one(&self.key.0, &self.key).await;
+                            if freed {
                                 if let Ok(p) = budget.permits.try_acquire() {
                                     p.forget();
                                     break;
@@ -447,13 +477,34 @@ struct PlacedPool {
     pool: Pool,
     shown: Arc<str>,
     last_used: std::time::Instant,
+    /// Its read lane (opened while the server's budget has room, see
+    /// [`PgDb::placed_lanes`]).
+    lanes: Option<Arc<lane::Lanes>>,
 }
 
 impl PlacedPool {
-    /// No connection of it handed out or waited for.
+    /// No connection of it handed out or waited for, no flight on its read lane.
     fn idle(&self) -> bool {
         let s = self.pool.status();
-        s.available == s.size && s.waiting == 0
+        s.available == s.size
+            && s.waiting == 0
+            && self.lanes.as_ref().is_none_or(|l| l.idle_for().is_some())
+    }
+
+    /// Whether it holds a session (a connection or its lane's): closing it frees permits.
+    fn holds(&self) -> bool {
+        self.pool.status().size > 0 || self.lanes.as_ref().is_some_and(|l| l.holds())
+    }
+
+    /// Closes it: its idle connections and its lane's sessions end (awaited, so their
+    /// permits are free when this returns).
+    async fn close(self) {
+        let removed = self.pool.retain(|_, _| false).removed;
+        self.pool.close();
+        end_sessions(removed).await;
+        if let Some(l) = self.lanes {
+            l.close().await;
+        }
     }
 }
 
@@ -481,13 +532,14 @@ async fn sweep_placed(placed: std::sync::Weak<Placed>) {
             .retain(|_, p| {
                 let keep = !p.idle() || p.last_used.elapsed() < PLACED_IDLE;
                 if !keep {
-                    ended.extend(p.pool.retain(|_, _| false).removed);
-                    p.pool.close();
+                    ended.push(p.clone());
                 }
                 keep
             });
         drop(placed);
-        end_sessions(ended).await;
+        for p in ended {
+            p.close().await;
+        }
     }
 }
 
@@ -635,6 +687,7 @@ impl PgDb {
                     size,
                     budget,
                     at_work: pool_size.max(1),
+                    lanes: usize::from(lanes > 0),
                 });
                 tokio::spawn(sweep_placed(Arc::downgrade(&placed)));
                 placed
@@ -741,14 +794,10 @@ impl PgDb {
         Ok(login)
     }
 
-    /// The pool of placement database `name` on `target` (or the control server), and
-    /// how that database is shown (`user@host:port/name`, no password), within the
-    /// server's connection budget (see [`Placed`]).
-    async fn placed_pool(
-        &self,
-        name: &Arc<str>,
-        target: Option<&Arc<str>>,
-    ) -> Result<(Pool, Arc<str>)> {
+    /// The pool of placement database `name` on `target` (or the control server), with
+    /// how that database is shown (`user@host:port/name`, no password) and its read lane,
+    /// within the server's connection budget (see [`Placed`]).
+    async fn placed_pool(&self, name: &Arc<str>, target: Option<&Arc<str>>) -> Result<PlacedPool> {
         if !crate::placement::is_database_name(name) {
             return Err(Error::Internal(format!(
                 "{name:?} is not a placement database name"
@@ -759,7 +808,7 @@ impl PgDb {
         let found = |pools: &mut std::collections::HashMap<PlacedKey, PlacedPool>| {
             pools.get_mut(&key).map(|p| {
                 p.last_used = std::time::Instant::now();
-                (p.pool.clone(), p.shown.clone())
+                p.clone()
             })
         };
         if let Some(f) = found(
@@ -789,17 +838,64 @@ impl PgDb {
             key: key.clone(),
             budget: placed.budget_of(&key.0, login.budget),
         };
+        let lanes = (placed.lanes > 0).then(|| {
+            Arc::new(lane::Lanes::budgeted(
+                cfg.clone(),
+                shown.clone(),
+                placed.lanes,
+            ))
+        });
         // One connection to start with; more while the budget has room ([`grow`]).
-        let pool = placed_pool_of(cfg, 1, connect)?;
-        pools.insert(
-            key,
-            PlacedPool {
-                pool: pool.clone(),
-                shown: shown.clone(),
-                last_used: std::time::Instant::now(),
-            },
-        );
-        Ok((pool, shown))
+        let p = PlacedPool {
+            pool: placed_pool_of(cfg, 1, connect)?,
+            shown,
+            last_used: std::time::Instant::now(),
+            lanes,
+        };
+        pools.insert(key, p.clone());
+        Ok(p)
+    }
+
+    /// The read lane of placement database `p` (`key`), if it has one live or can open
+    /// one now: with a permit of its server's budget that is free, or else one that an
+    /// idle connection of its own pool gives up (a read on the lane needs no pooled
+    /// connection). Never by waiting or by closing another database's sessions: a
+    /// database whose lane cannot open reads on its pool, as without lanes. (So with
+    /// many more databases than the budget, as at 1,000 databases, reads stay on pools.)
+    async fn placed_lanes(&self, key: &PlacedKey, p: &PlacedPool) -> Option<Arc<lane::Lanes>> {
+        let lanes = p.lanes.as_ref()?;
+        if lanes.usable() {
+            return Some(lanes.clone());
+        }
+        let budget = self.placed.budget_of(&key.0, None);
+        if budget.total < MIN_POOL_FOR_LANES {
+            // Too small a budget to give a session to reads alone.
+            return None;
+        }
+        let pool = p.pool.clone();
+        let permit = || async move {
+            let take = |b: &Arc<Budget>| {
+                b.permits.try_acquire().ok().map(|p| {
+                    p.forget();
+                    Box::new(Permit(b.clone())) as Box<dyn Send>
+                })
+            };
+            if let Some(p) = take(&budget) {
+                return Some(p);
+            }
+            // One idle connection of its own ends, and its permit is taken at once (a
+            // connection waiting for a permit may take it first: then no lane).
+            let mut one = true;
+            let removed = pool
+                .retain(|_, _| !std::mem::replace(&mut one, false))
+                .removed;
+            if removed.is_empty() {
+                return None;
+            }
+            end_sessions(removed).await;
+            take(&budget)
+        };
+        lanes.open_with(permit).await.then(|| lanes.clone())
     }
 
     /// Opens a transaction on `org`'s placement database (its data plane; see
@@ -811,6 +907,9 @@ impl PgDb {
     /// tables (unless the control transaction's first flight goes first, see
     /// [`PgTx::unmirror`]). Any other keeps no check (the control transaction beside it
     /// carries it).
+    ///
+    /// A one-flight read goes on the database's read lane where it has one
+    /// ([`PgDb::placed_lanes`]), holding no pooled connection.
     pub(crate) async fn begin_placed(
         &self,
         name: &Arc<str>,
@@ -818,12 +917,26 @@ impl PgDb {
         mode: Mode,
         settings: Settings,
     ) -> Result<PgTx> {
-        let (pool, obj, at_work) = self.placed_connection(name, target).await?;
+        let mut laned = None;
+        if Self::laned(mode, &settings) && self.placed.lanes > 0 {
+            let p = self.placed_pool(name, target).await?;
+            let key: PlacedKey = (target.cloned(), name.clone());
+            if let Some(lanes) = self.placed_lanes(&key, &p).await {
+                laned = Some((p.pool, lanes));
+            }
+        }
+        let (pool, obj, at_work, lanes) = match laned {
+            Some((pool, lanes)) => (pool, None, None, Some(lanes)),
+            None => {
+                let (pool, obj, at_work) = self.placed_connection(name, target).await?;
+                (pool, Some(obj), Some(at_work), None)
+            }
+        };
         let mirror = mirrorable(&settings);
         Ok(PgTx {
-            obj: Some(obj),
-            _at_work: Some(at_work),
-            lanes: None,
+            obj,
+            _at_work: at_work,
+            lanes,
             pool,
             pending: Some(Settings {
                 checks: match mirror {
@@ -887,7 +1000,7 @@ impl PgDb {
         // is found again (made anew).
         let mut tries = 0;
         let (pool, obj) = loop {
-            let (pool, shown) = self.placed_pool(name, target).await?;
+            let PlacedPool { pool, shown, .. } = self.placed_pool(name, target).await?;
             self.placed.grow(&key, &pool);
             let got =
                 tokio::time::timeout(BUDGET_WAIT.saturating_sub(since.elapsed()), pool.get()).await;
@@ -1034,14 +1147,14 @@ impl PgDb {
         let name = crate::placement::database_name(org);
         // This instance's connections to it go first (the drop ends every session).
         let key: PlacedKey = (target.map(Into::into), name.as_str().into());
-        if let Some(PlacedPool { pool, .. }) = self
+        let p = self
             .placed
             .pools
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&key)
-        {
-            pool.close();
+            .remove(&key);
+        if let Some(p) = p {
+            p.close().await;
         }
         placement::drop_database(&server, &name).await
     }
@@ -1121,8 +1234,10 @@ enum Out {
 
 pub(crate) struct PgTx {
     obj: Option<Object>,
-    /// A one-flight read on the control database: its flight goes on a read lane, one
-    /// implicit transaction with its prelude (see [`lane`]); it never holds `obj`.
+    /// A one-flight read: its flight goes on a read lane of its database (the control
+    /// one's or its org's own), one implicit transaction with its prelude (see [`lane`]);
+    /// it never holds `obj`, unless its placement database's lane closed before its
+    /// flight ([`PgTx::unlane`]).
     lanes: Option<Arc<lane::Lanes>>,
     /// On a placement database: its permit to work there, given back with the connection
     /// (also when it gives the connection back to borrow one again).
@@ -1438,7 +1553,7 @@ impl PgTx {
         settings: &Settings,
         stmts: &[(&str, &[Val])],
     ) -> (Result<Vec<(Vec<Row>, u64)>>, bool) {
-        let pp = match PreludeParams::new(&self.role, &self.control, settings, false) {
+        let pp = match PreludeParams::new(&self.role, &self.control, settings, self.mirror) {
             Ok(pp) => pp,
             Err(e) => return (Err(e), false),
         };
@@ -1860,17 +1975,33 @@ impl PgTx {
         }
     }
 
+    /// Whether this is a placement database's read whose lane closed (the budget took it
+    /// back) before its flight was sent: it then goes on a pooled connection instead.
+    fn unlane(&mut self) -> bool {
+        let closed = self.pending.is_some() && self.lanes.as_ref().is_some_and(|l| !l.usable());
+        if closed {
+            self.lanes = None;
+        }
+        closed
+    }
+
     async fn run(&mut self, sql: &str, params: &[Val], op: Op) -> Result<Out> {
+        self.unlane();
         if self.lanes.is_some() {
             // Boxed (here and below): it keeps the pooled path's future as small as it was.
-            let (rows, n) = Box::pin(self.lane_flight(&[(sql, params)]))
-                .await?
-                .pop()
-                .ok_or_else(|| Error::Internal("a lane flight answered nothing".into()))?;
-            return Ok(match op {
-                Op::Query => Out::Lane(rows),
-                Op::Execute => Out::Count(n),
-            });
+            match Box::pin(self.lane_flight(&[(sql, params)])).await {
+                // Its lane closed while it was being sent: nothing went, pooled below.
+                Err(Error::Unavailable(_)) if self.unlane() => {}
+                r => {
+                    let (rows, n) = r?
+                        .pop()
+                        .ok_or_else(|| Error::Internal("a lane flight answered nothing".into()))?;
+                    return Ok(match op {
+                        Op::Query => Out::Lane(rows),
+                        Op::Execute => Out::Count(n),
+                    });
+                }
+            }
         }
         self.connect().await?;
         // Prepared before the first flight is taken: a statement that does not compile
@@ -1908,9 +2039,12 @@ impl PgTx {
     /// Runs several independent queries pipelined: one round trip for all of them (and
     /// for BEGIN and the prelude, if this is the transaction's first flight).
     async fn query_many_inner(&mut self, stmts: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>> {
+        self.unlane();
         if self.lanes.is_some() {
-            let answers = Box::pin(self.lane_flight(stmts)).await?;
-            return Ok(answers.into_iter().map(|(rows, _)| rows).collect());
+            match Box::pin(self.lane_flight(stmts)).await {
+                Err(Error::Unavailable(_)) if self.unlane() => {}
+                r => return Ok(r?.into_iter().map(|(rows, _)| rows).collect()),
+            }
         }
         self.connect().await?;
         // Prepared before the first flight is taken (see [`PgTx::run`]).
@@ -1971,6 +2105,7 @@ impl PgTx {
     /// Column names of a statement (prepared, not run), each with whether its type can be
     /// read into a [`Val`] (a `tsvector`, for one, cannot).
     async fn columns_inner(&mut self, sql: &str) -> Result<Vec<(String, bool)>> {
+        self.unlane();
         if let Some(lanes) = &self.lanes {
             let columns = lanes.columns(&self.named(sql)).await?;
             return Ok(columns
