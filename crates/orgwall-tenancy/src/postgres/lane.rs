@@ -51,8 +51,9 @@ pub(crate) struct Lanes {
     /// database's). A placement database's is opened only by [`Lanes::open_with`], its
     /// session holding a permit of its server's connection budget.
     opens: bool,
-    /// When its last flight was answered (or it was made).
-    last: Mutex<std::time::Instant>,
+    /// When it was made, and when its last flight was answered (milliseconds since then).
+    made: std::time::Instant,
+    last: AtomicU64,
 }
 
 /// One lane: its live session, if any, opened on first use and again after it broke.
@@ -102,7 +103,8 @@ impl Lanes {
                 .collect(),
             next: AtomicUsize::new(0),
             opens: true,
-            last: Mutex::new(std::time::Instant::now()),
+            made: std::time::Instant::now(),
+            last: AtomicU64::new(0),
         }
     }
 
@@ -137,7 +139,8 @@ impl Lanes {
         {
             return None;
         }
-        self.last.lock().ok().map(|t| t.elapsed())
+        let last = std::time::Duration::from_millis(self.last.load(Ordering::Relaxed));
+        Some(self.made.elapsed().saturating_sub(last))
     }
 
     /// Opens the session of its first lane without a live one, holding what `permit`
@@ -239,9 +242,8 @@ impl Lanes {
         frontend::sync(&mut buf);
         lane.in_flight.fetch_add(1, Ordering::Relaxed);
         let sent = session.send(buf).await;
-        if let Ok(mut last) = self.last.lock() {
-            *last = std::time::Instant::now();
-        }
+        let now = u64::try_from(self.made.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(now, Ordering::Relaxed);
         lane.in_flight.fetch_sub(1, Ordering::Relaxed);
         Flown::Sent(sent.and_then(|messages| answers(messages, &prepared)))
     }

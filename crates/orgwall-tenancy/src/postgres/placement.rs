@@ -989,9 +989,29 @@ pub(crate) async fn drop_database(server: &Login, name: &str) -> Result<()> {
             "{name:?} is not a placement database name"
         )));
     }
-    connect_to(&server.cfg, &server.shown)
-        .await?
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    let c = connect_to(&server.cfg, &server.shown).await?;
+    // Sessions still running a statement there finish it first (up to 2 s): a write that
+    // waited at the org's fence, let go just before this, is answering that its scope is
+    // stale (it then follows the org); ended mid-answer it would be a 503 instead
+    // (`a_write_waiting_while_an_empty_org_leaves_its_database_follows_it`, once under
+    // load). Idle ones are ended by FORCE.
+    for _ in 0..200 {
+        let busy: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = $1 AND state = 'active' AND backend_type = 'client backend'
+                   AND pid <> pg_backend_pid()",
+                &[&name],
+            )
+            .await
+            .map_err(map_err)?
+            .get(0);
+        if busy == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await
         .map_err(map_err)
 }
