@@ -248,8 +248,7 @@ impl Lanes {
         Flown::Sent(sent.and_then(|messages| answers(messages, &prepared)))
     }
 
-    /// Column names and whether [`decode_row`] reads each one's type, of `sql` (prepared
-    /// on a lane, not run).
+    /// Column names and types of `sql` (prepared on a lane, not run).
     pub(crate) async fn columns(&self, sql: &str) -> Result<Vec<(String, Type)>> {
         let lane = self
             .lanes

@@ -1478,6 +1478,39 @@ impl<'a> Flight<'a> {
     }
 }
 
+/// A first flight's directory read (pooled or on a lane): the org must still be where the
+/// scope routed it. If not, it is refused as a stale scope: the scope is verified again
+/// (its route read afresh) and the flight sent again, or the request is.
+fn same_route(settings: &Settings, now: &crate::placement::Route) -> Result<()> {
+    match *now == settings.route {
+        true => Ok(()),
+        false => Err(Error::Refused(
+            crate::db::STALE,
+            "the organization's placement changed".into(),
+        )),
+    }
+}
+
+/// A first flight's access check (pooled or on a lane): `stale` as its prelude answered.
+/// A scope whose cached access changed in the database is refused as stale; one checked
+/// and current is noted in `checked` ([`PgTx::check_passed`]).
+fn access_current(
+    settings: &Settings,
+    stale: bool,
+    checked: &std::sync::atomic::AtomicBool,
+) -> Result<()> {
+    if stale {
+        return Err(Error::Refused(
+            crate::db::STALE,
+            "the cached access of this scope changed".into(),
+        ));
+    }
+    if !settings.checks.is_empty() {
+        checked.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(())
+}
+
 /// The placement schema a route puts on the search path.
 fn schema_of(route: &crate::placement::Route) -> Option<Arc<str>> {
     match route {
@@ -1628,27 +1661,16 @@ impl PgTx {
                 }
                 None => crate::placement::Route::Shared,
             };
-            if now != settings.route {
-                return Err(Error::Refused(
-                    crate::db::STALE,
-                    "the organization's placement changed".into(),
-                ));
-            }
+            same_route(settings, &now)?;
         }
-        if !settings.checks.is_empty() {
-            let stale: bool = prelude_rows
+        let stale = match settings.checks.is_empty() {
+            true => false,
+            false => prelude_rows
                 .first()
                 .ok_or_else(|| Error::Internal("the prelude answered no row".into()))?
-                .get(5)?;
-            if stale {
-                return Err(Error::Refused(
-                    crate::db::STALE,
-                    "the cached access of this scope changed".into(),
-                ));
-            }
-            self.checked
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-        }
+                .get(5)?,
+        };
+        access_current(settings, stale, &self.checked)?;
         (0..n).map(|_| next()).collect()
     }
 
@@ -1878,35 +1900,20 @@ impl PgTx {
             main
         );
         b.map_err(map_err)?;
+        // Either check failing: whatever the statements did is rolled back (queued before
+        // the connection is used again, as on drop) and their rows are never returned.
+        let rollback = || {
+            let _ = obj.batch_execute("ROLLBACK").now_or_never();
+        };
         if let Some(Some(row)) = fr.map_err(map_err)? {
             let now = match row {
                 Some(r) => crate::placement::Route::from_parts(r.get(0), r.get(1), r.get(2))?,
                 None => crate::placement::Route::Shared,
             };
-            if now != settings.route {
-                // As a stale scope: rolled back, the scope verified again (its route read
-                // afresh) and the flight sent again, or the request sent again.
-                let _ = obj.batch_execute("ROLLBACK").now_or_never();
-                return Err(Error::Refused(
-                    crate::db::STALE,
-                    "the organization's placement changed".into(),
-                ));
-            }
+            same_route(&settings, &now).inspect_err(|_| rollback())?;
         }
-        if pp.stale(&s.map_err(map_err)?)? {
-            // The scope's cached access changed in the database: whatever the statements
-            // did is rolled back (queued before the connection is used again, as on drop)
-            // and their rows are never returned.
-            let _ = obj.batch_execute("ROLLBACK").now_or_never();
-            return Err(Error::Refused(
-                crate::db::STALE,
-                "the cached access of this scope changed".into(),
-            ));
-        }
-        if !settings.checks.is_empty() {
-            how.checked
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-        }
+        let stale = pp.stale(&s.map_err(map_err)?)?;
+        access_current(&settings, stale, how.checked).inspect_err(|_| rollback())?;
         q.map_err(map_err)
     }
 
