@@ -130,6 +130,12 @@ impl Lanes {
             .any(|l| l.live.lock().is_ok_and(|s| s.is_some()))
     }
 
+    /// Notes a flight answered now.
+    fn touch(&self) {
+        let now = u64::try_from(self.made.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last.store(now, Ordering::Relaxed);
+    }
+
     /// Whether no flight is on it, and for how long none has been.
     pub(crate) fn idle_for(&self) -> Option<std::time::Duration> {
         if self
@@ -154,7 +160,10 @@ impl Lanes {
         let Some(lane) = self.lanes.iter().find(|l| l.live().is_none()) else {
             return !self.lanes.is_empty();
         };
-        let _opening = lane.opening.lock().await;
+        // Never waited for: a read finding another opening it goes on its pool.
+        let Ok(_opening) = lane.opening.try_lock() else {
+            return false;
+        };
         if lane.live().is_some() {
             return true;
         }
@@ -168,6 +177,8 @@ impl Lanes {
         };
         match Session::open(&self.cfg, Some(permit)).await {
             Ok(s) => {
+                // Not idle from the start: a lane just opened is not the first to close.
+                self.touch();
                 if let Ok(mut live) = lane.live.lock() {
                     *live = Some(Arc::new(s));
                     return true;
@@ -242,8 +253,7 @@ impl Lanes {
         frontend::sync(&mut buf);
         lane.in_flight.fetch_add(1, Ordering::Relaxed);
         let sent = session.send(buf).await;
-        let now = u64::try_from(self.made.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(now, Ordering::Relaxed);
+        self.touch();
         lane.in_flight.fetch_sub(1, Ordering::Relaxed);
         Flown::Sent(sent.and_then(|messages| answers(messages, &prepared)))
     }
@@ -679,80 +689,116 @@ fn spawn_io<R, W>(
             w.queue.clear();
         }
     }
-    let (wq, wd) = (waiting.clone(), dead.clone());
+    // The reader found the session unusable: the writer ends it (Terminate, then its
+    // half of the socket closes), so the server closes it too.
+    let kill = Arc::new(tokio::sync::Notify::new());
+    let (wq, wd, wk) = (waiting.clone(), dead.clone(), kill.clone());
     tokio::spawn(async move {
         let mut out = BytesMut::new();
-        while let Some(first) = rx.recv().await {
+        loop {
+            let first = tokio::select! {
+                m = rx.recv() => m,
+                () = wk.notified() => None,
+            };
+            let Some(first) = first else {
+                break;
+            };
             let mut next = Some(first);
             // Every flight queued meanwhile goes in the same write, each whole.
             while let Some((bytes, reply)) = next.take().or_else(|| rx.try_recv().ok()) {
                 let Ok(mut q) = wq.lock() else {
-                    return end(&wq, &wd);
+                    end(&wq, &wd);
+                    break;
                 };
                 if q.dead {
-                    return;
+                    break;
                 }
                 q.queue.push_back(reply);
                 drop(q);
                 out.extend_from_slice(&bytes);
             }
-            if w.write_all(&out).await.is_err() {
-                return end(&wq, &wd);
+            if wd.load(Ordering::Relaxed) || w.write_all(&out).await.is_err() {
+                break;
             }
             out.clear();
         }
-        // Every sender is gone: the session ends (Terminate, then the socket closes).
+        // Every sender is gone, or the session broke: it ends (Terminate, then the socket
+        // closes).
         out.clear();
         frontend::terminate(&mut out);
         let _ = w.write_all(&out).await;
+        let _ = w.shutdown().await;
         end(&wq, &wd);
     });
     tokio::spawn(async move {
-        let _held = held;
         let mut buf = BytesMut::with_capacity(64 * 1024);
-        let mut answer = Vec::new();
-        loop {
-            match r.read_buf(&mut buf).await {
-                Ok(0) | Err(_) => return end(&waiting, &dead),
-                Ok(_) => {}
-            }
-            loop {
-                let m = match Message::parse(&mut buf) {
-                    Ok(Some(m)) => m,
-                    Ok(None) => break,
-                    Err(_) => return end(&waiting, &dead),
-                };
-                match m {
-                    // A flight ends its implicit transaction: a session left in a
-                    // transaction block (a statement that began one) would carry its
-                    // settings to the next flight, and a COPY would take the next
-                    // flights' messages for its data. Neither is ever sent; either ends
-                    // the session (every waiter answered 503; a message the parser does
-                    // not know, such as CopyBothResponse, ends it too).
-                    Message::ReadyForQuery(body) if body.status() != b'I' => {
-                        return end(&waiting, &dead)
+        let eof = read_answers(&mut r, &mut buf, &waiting).await;
+        end(&waiting, &dead);
+        if !eof {
+            // Not closed by the server yet: the writer ends the session, and what it
+            // holds (a budget permit) is given back once the server has closed it (at
+            // most 5 s later: a server gone silent is left to TCP keepalives).
+            kill.notify_one();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                loop {
+                    buf.clear();
+                    match r.read_buf(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
                     }
-                    Message::CopyInResponse(_) | Message::CopyOutResponse(_) => {
-                        return end(&waiting, &dead)
-                    }
-                    Message::ReadyForQuery(_) => {
-                        let Ok(mut q) = waiting.lock() else {
-                            return end(&waiting, &dead);
-                        };
-                        let Some(reply) = q.queue.pop_front() else {
-                            drop(q);
-                            return end(&waiting, &dead);
-                        };
-                        drop(q);
-                        let _ = reply.send(std::mem::take(&mut answer));
-                    }
-                    // Asynchronous messages belong to no flight.
-                    Message::NoticeResponse(_)
-                    | Message::ParameterStatus(_)
-                    | Message::NotificationResponse(_) => {}
-                    m => answer.push(m),
                 }
+            })
+            .await;
+        }
+        drop(held);
+    });
+}
+
+/// Hands each waiter its messages up to its `ReadyForQuery`, until the session ends:
+/// `true` if the server closed it (end of file or a read error), `false` if it became
+/// unusable (it must be ended from this side).
+async fn read_answers<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut BytesMut,
+    waiting: &Mutex<Waiting>,
+) -> bool {
+    let mut answer = Vec::new();
+    loop {
+        match r.read_buf(buf).await {
+            Ok(0) | Err(_) => return true,
+            Ok(_) => {}
+        }
+        loop {
+            let m = match Message::parse(buf) {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(_) => return false,
+            };
+            match m {
+                // A flight ends its implicit transaction: a session left in a
+                // transaction block (a statement that began one) would carry its
+                // settings to the next flight, and a COPY would take the next
+                // flights' messages for its data. Neither is ever sent; either ends
+                // the session (every waiter answered 503; a message the parser does
+                // not know, such as CopyBothResponse, ends it too).
+                Message::ReadyForQuery(body) if body.status() != b'I' => return false,
+                Message::CopyInResponse(_) | Message::CopyOutResponse(_) => return false,
+                Message::ReadyForQuery(_) => {
+                    let Ok(mut q) = waiting.lock() else {
+                        return false;
+                    };
+                    let Some(reply) = q.queue.pop_front() else {
+                        return false;
+                    };
+                    drop(q);
+                    let _ = reply.send(std::mem::take(&mut answer));
+                }
+                // Asynchronous messages belong to no flight.
+                Message::NoticeResponse(_)
+                | Message::ParameterStatus(_)
+                | Message::NotificationResponse(_) => {}
+                m => answer.push(m),
             }
         }
-    });
+    }
 }

@@ -224,10 +224,16 @@ impl Placed {
             .clone()
     }
 
-    /// Closes the read lane of one of `server`'s databases with no flight for at least
-    /// `idle` (the longest idle first), so that its budget permit comes free; `false` if
-    /// there is none.
-    async fn close_idle_lane(&self, server: &Option<Arc<str>>, idle: std::time::Duration) -> bool {
+    /// Closes the read lane of one of `server`'s databases, so that its budget permit
+    /// comes free (once its flights in progress are answered): one with no flight for at
+    /// least `idle` (the longest idle first), or with `idle` `None` any (a connection
+    /// starving for the budget: lanes give way as pooled connections do,
+    /// [`yield_to_waiters`]; reads there go on pools meanwhile). `false` if there is none.
+    async fn close_lane(
+        &self,
+        server: &Option<Arc<str>>,
+        idle: Option<std::time::Duration>,
+    ) -> bool {
         let lanes = self
             .pools
             .lock()
@@ -235,7 +241,11 @@ impl Placed {
             .iter()
             .filter(|(k, _)| k.0 == *server)
             .filter_map(|(_, p)| p.lanes.as_ref().filter(|l| l.holds()))
-            .filter_map(|l| l.idle_for().filter(|d| *d >= idle).map(|d| (d, l.clone())))
+            .filter_map(|l| match (l.idle_for(), idle) {
+                (Some(d), Some(min)) if d >= min => Some((Some(d), l.clone())),
+                (d, None) => Some((d, l.clone())),
+                _ => None,
+            })
             .max_by_key(|(d, _)| *d)
             .map(|(_, l)| l);
         match lanes {
@@ -419,12 +429,12 @@ impl deadpool_postgres::Connect for BudgetConnect {
                         if let Some(placed) = self.placed.upgrade() {
                             // A read lane no flight used for a while goes first (its
                             // database reads on its pool again); once this connection
-                            // starves, any lane between flights.
+                            // starves, any lane.
                             let idle = match starving {
-                                Some(_) => std::time::Duration::ZERO,
-                                None => STALE_POOL,
+                                Some(_) => None,
+                                None => Some(STALE_POOL),
                             };
-                            let freed = placed.close_idle_lane(&self.key.0, idle).await
+                            let freed = placed.close_lane(&self.key.0, idle).await
                                 || placed.evict_one(&self.key.0, &self.key).await;
                             if freed {
                                 if let Ok(p) = budget.permits.try_acquire() {
@@ -582,6 +592,10 @@ fn placed_pool_of(
 
 /// A placement database: (target, database name).
 type PlacedKey = (Option<Arc<str>>, Arc<str>);
+
+/// Where a placement database's read on its lane takes a connection if the lane closes
+/// before its flight: (the handle, the database, its target).
+type Unlaned = (PgDb, Arc<str>, Option<Arc<str>>);
 
 /// Checks that a role name is a plain identifier (it is interpolated into DDL).
 pub(crate) fn check_role_name(role: &str) -> Result<()> {
@@ -752,6 +766,7 @@ impl PgDb {
                 true => self.lanes.clone(),
                 false => None,
             },
+            unlaned: None,
             pool: self.pool.clone(),
             schema: schema_of(&settings.route),
             fence: true,
@@ -868,8 +883,11 @@ impl PgDb {
             return Some(lanes.clone());
         }
         let budget = self.placed.budget_of(&key.0, None);
-        if budget.total < MIN_POOL_FOR_LANES {
-            // Too small a budget to give a session to reads alone.
+        if budget.total < MIN_POOL_FOR_LANES
+            || budget.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0
+        {
+            // Too small a budget to give a session to reads alone, or a connection is
+            // starving for it.
             return None;
         }
         let pool = p.pool.clone();
@@ -925,11 +943,14 @@ impl PgDb {
                 laned = Some((p.pool, lanes));
             }
         }
-        let (pool, obj, at_work, lanes) = match laned {
-            Some((pool, lanes)) => (pool, None, None, Some(lanes)),
+        let (pool, obj, at_work, lanes, unlaned) = match laned {
+            Some((pool, lanes)) => {
+                let unlaned = Box::new((self.clone(), name.clone(), target.cloned()));
+                (pool, None, None, Some(lanes), Some(unlaned))
+            }
             None => {
                 let (pool, obj, at_work) = self.placed_connection(name, target).await?;
-                (pool, Some(obj), Some(at_work), None)
+                (pool, Some(obj), Some(at_work), None, None)
             }
         };
         let mirror = mirrorable(&settings);
@@ -937,6 +958,7 @@ impl PgDb {
             obj,
             _at_work: at_work,
             lanes,
+            unlaned,
             pool,
             pending: Some(Settings {
                 checks: match mirror {
@@ -1239,6 +1261,10 @@ pub(crate) struct PgTx {
     /// it never holds `obj`, unless its placement database's lane closed before its
     /// flight ([`PgTx::unlane`]).
     lanes: Option<Arc<lane::Lanes>>,
+    /// A placement database's read on its lane: where it takes a connection if the lane
+    /// closes before its flight (the handle, the database, its target), within the
+    /// budget as any transaction there ([`PgDb::placed_connection`]).
+    unlaned: Option<Box<Unlaned>>,
     /// On a placement database: its permit to work there, given back with the connection
     /// (also when it gives the connection back to borrow one again).
     _at_work: Option<AtWork>,
@@ -1687,10 +1713,20 @@ impl PgTx {
 
     /// Borrows a connection again after [`PgTx::release_unsent`].
     async fn connect(&mut self) -> Result<()> {
-        match self.pending {
-            Some(_) => self.borrow().await,
-            None => Ok(()),
+        if self.pending.is_none() {
+            return Ok(());
         }
+        if self.obj.is_none() && self.lanes.is_none() {
+            if let Some(placed) = self.unlaned.take() {
+                let (db, name, target) = *placed;
+                let (pool, obj, at_work) = db.placed_connection(&name, target.as_ref()).await?;
+                self.pool = pool;
+                self.obj = Some(obj);
+                self._at_work = Some(at_work);
+                return Ok(());
+            }
+        }
+        self.borrow().await
     }
 
     /// Borrows a connection from its pool if it holds none (given back after a stale
@@ -2113,12 +2149,16 @@ impl PgTx {
     /// read into a [`Val`] (a `tsvector`, for one, cannot).
     async fn columns_inner(&mut self, sql: &str) -> Result<Vec<(String, bool)>> {
         self.unlane();
-        if let Some(lanes) = &self.lanes {
-            let columns = lanes.columns(&self.named(sql)).await?;
-            return Ok(columns
-                .into_iter()
-                .map(|(name, t)| (name, readable(&t)))
-                .collect());
+        if let Some(lanes) = self.lanes.clone() {
+            match lanes.columns(&self.named(sql)).await {
+                Err(Error::Unavailable(_)) if self.unlane() => {}
+                r => {
+                    return Ok(r?
+                        .into_iter()
+                        .map(|(name, t)| (name, readable(&t)))
+                        .collect())
+                }
+            }
         }
         self.connect().await?;
         let stmt = self.obj()?.prepare_cached(sql).await.map_err(map_err)?;
