@@ -160,10 +160,11 @@ impl Lanes {
         let Some(lane) = self.lanes.iter().find(|l| l.live().is_none()) else {
             return !self.lanes.is_empty();
         };
-        // Never waited for: a read finding another opening it goes on its pool.
-        let Ok(_opening) = lane.opening.try_lock() else {
-            return false;
-        };
+        // Reads of the database arriving meanwhile wait for it (a connection's set-up)
+        // rather than each taking a pooled connection: measured, sending them to the pool
+        // made them take the budget's permits, starve, and close the lanes again (a p99
+        // of 55 ms for detail reads at 32 connections over 10 databases, against 6).
+        let _opening = lane.opening.lock().await;
         if lane.live().is_some() {
             return true;
         }

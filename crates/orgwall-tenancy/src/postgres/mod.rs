@@ -1719,7 +1719,9 @@ impl PgTx {
         if self.obj.is_none() && self.lanes.is_none() {
             if let Some(placed) = self.unlaned.take() {
                 let (db, name, target) = *placed;
-                let (pool, obj, at_work) = db.placed_connection(&name, target.as_ref()).await?;
+                // Boxed: rare, and it keeps every transaction's future small.
+                let (pool, obj, at_work) =
+                    Box::pin(db.placed_connection(&name, target.as_ref())).await?;
                 self.pool = pool;
                 self.obj = Some(obj);
                 self._at_work = Some(at_work);
