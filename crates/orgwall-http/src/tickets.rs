@@ -220,13 +220,14 @@ async fn list(
     if filter.q.as_ref().is_some_and(|t| t.chars().count() > 200) {
         return Err(invalid("q"));
     }
-    // A page is one short flight, on a read lane; a search is not always short (a
-    // common word ranks many rows), and a lane answers in order: a slow flight there
-    // would hold back the flights queued behind it (measured: a 100-hit search's p99
-    // 12 -> 32 ms on lanes), so a search takes a pooled transaction.
-    let mut tx = match filter.q {
-        None => state.db.read_once(&scope).await?,
-        Some(_) => state.db.read(&scope).await?,
+    // A page that reads about a page of rows is one short flight, on a read lane. One
+    // that may read many rows to fill itself (two conditions, a search of several
+    // words) takes a pooled transaction: a lane answers in order, and a slow flight
+    // there would hold back the flights queued behind it.
+    let mut tx = if filter.reads_one_page() {
+        state.db.read_once(&scope).await?
+    } else {
+        state.db.read(&scope).await?
     };
     let rows = tickets::list(&mut tx, &filter, page.limit + 1, page.after).await?;
     tx.commit().await?;

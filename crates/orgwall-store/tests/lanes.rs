@@ -268,6 +268,74 @@ async fn a_database_placed_org_reads_its_database_on_a_lane_there() {
     assert_eq!(on_lane, 1, "one lane session on Globex's database");
 }
 
+/// A placement database's lane holds a permit of its server's connection budget, and a
+/// connection waiting for one takes it back. A read that began on the lane and sends its
+/// flight after that goes on a pooled connection (within the budget) instead of failing.
+/// Budget 4 (`TestDb::new`'s pool; 2 connections per database), three orgs in databases
+/// of their own: Globex's lane open and its read begun; Acme's two writes and a third
+/// org's take the other three permits; a write of Globex, its database's first
+/// connection, waits for one and closes the lane for it; then the read sends its flight,
+/// waits for a connection too, and reads Globex's tickets once that write ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placement_read_whose_lane_the_budget_took_back_goes_pooled() {
+    let t = TestDb::new(BackendKind::Postgres).await;
+    let db = &t.db;
+    let kind = Kind::Database(None);
+    orgwall_store::seed::demo_placed(db, &[("globex", kind.clone()), ("acme", kind.clone())])
+        .await
+        .unwrap();
+    let d = Demo::load(db).await;
+    let (third, carol) = orgwall_store::access::create_org(
+        db,
+        d.carol,
+        "Third",
+        &orgwall_core::Slug::parse("third").unwrap(),
+    )
+    .await
+    .unwrap();
+    orgwall_store::placement::set(db, third.id, kind)
+        .await
+        .unwrap();
+    let (alice, bob) = (d.alice_in_acme(db).await, d.bob_in_globex(db).await);
+    let lane_sessions = || async {
+        t.owner_count(
+            "pg_stat_activity",
+            &format!(
+                "datname = '{}' AND query = 'SELECT current_setting(''app.org_id''), current_user::text'",
+                orgwall_store::placement::database_name(d.globex),
+            ),
+        )
+        .await
+    };
+    seen(db, &bob).await.unwrap();
+    assert_eq!(lane_sessions().await, 1, "Globex's lane is open");
+    let mut read = db.read_once(&bob).await.unwrap();
+    let held = [
+        db.write(&alice).await.unwrap(),
+        db.write(&alice).await.unwrap(),
+        db.write(&carol).await.unwrap(),
+    ];
+    let globex_write = tokio::time::timeout(std::time::Duration::from_secs(5), db.write(&bob))
+        .await
+        .expect("Globex's write took the lane's permit")
+        .unwrap();
+    assert_eq!(lane_sessions().await, 0, "the budget closed the lane");
+    let reading = async {
+        let rows = read.data().query("SELECT org_id FROM tickets", &[]).await;
+        read.commit().await.map(|()| rows)
+    };
+    tokio::pin!(reading);
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(100), &mut reading).await;
+    assert!(waited.is_err(), "the read waits for a connection");
+    drop(globex_write);
+    let rows = reading.await.unwrap().unwrap();
+    assert_eq!(rows.len(), 6, "Globex's tickets, read pooled");
+    assert!(rows
+        .iter()
+        .all(|r| r.get::<uuid::Uuid>(0).unwrap() == d.globex.uuid()));
+    drop(held);
+}
+
 #[tokio::test]
 async fn a_one_flight_read_sends_one_flight_on_sqlite_too() {
     // No lane there: the rule holds anyway, so code that breaks it fails on every backend.

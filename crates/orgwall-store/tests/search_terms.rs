@@ -524,3 +524,61 @@ async fn sqlite_searches_its_fts5_index_and_keeps_the_terms_tables_empty() {
     assert_eq!(t.owner_count("ticket_terms", "1").await, 0);
     assert_eq!(t.owner_count("note_terms", "1").await, 0);
 }
+
+/// A ticket list counted as one page's read (`TicketFilter::reads_one_page`, which sends it
+/// on a read lane) with a search is a search of at most one lexeme, as PostgreSQL parses
+/// it: every posting a hit, so a page reads a page of postings. Random words, ASCII and
+/// not, with and without punctuation, each checked against `to_tsvector('simple', ..)`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_read_as_one_page_is_one_lexeme_for_postgres() {
+    use proptest::strategy::{Strategy, ValueTree};
+    let t = pg().await;
+    let strategy = proptest::prop_oneof![
+        proptest::string::string_regex("[A-Za-z0-9]{1,24}").unwrap(),
+        proptest::string::string_regex(
+            " ?[A-Za-z0-9\u{e9}\u{65e5}]{1,8}([ ._'@/:+-]{0,2}[A-Za-z0-9]{0,6}){0,2} ?"
+        )
+        .unwrap(),
+        proptest::string::string_regex("\\PC{1,12}").unwrap(),
+    ];
+    let mut runner = proptest::test_runner::TestRunner::default();
+    let words: Vec<String> = (0..2000)
+        .map(|_| strategy.new_tree(&mut runner).unwrap().current())
+        .collect();
+    let one_page: Vec<String> = words
+        .into_iter()
+        .filter(|w| {
+            tickets::TicketFilter {
+                q: Some(w.clone()),
+                ..Default::default()
+            }
+            .reads_one_page()
+        })
+        .collect();
+    assert!(one_page.len() > 500, "{} one-page searches", one_page.len());
+    let rows = owner(&t)
+        .await
+        .query(
+            "SELECT w, length(to_tsvector('simple', w)) FROM unnest($1::text[]) AS w
+              WHERE length(to_tsvector('simple', w)) > 1",
+            &[&one_page],
+        )
+        .await
+        .unwrap();
+    let many: Vec<(String, i32)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert!(
+        many.is_empty(),
+        "read as one page, more than one lexeme: {many:?}"
+    );
+    // And the other side of the rule: two conditions, or two words, are not one page.
+    let two = tickets::TicketFilter {
+        status: Some(TicketStatus::Open),
+        q: Some("zephyr".into()),
+        ..Default::default()
+    };
+    let words = tickets::TicketFilter {
+        q: Some("login page".into()),
+        ..Default::default()
+    };
+    assert!(!two.reads_one_page() && !words.reads_one_page());
+}

@@ -42,6 +42,19 @@ impl Search {
         (!words.is_empty()).then_some(Search { words })
     }
 
+    /// Whether it is one word of ASCII letters and digits that begins with a letter, or
+    /// of digits only: one lexeme for PostgreSQL's default parser under `simple`, and one
+    /// FTS5 string (a word that begins with digits can be two: `24E3r0` is the number
+    /// `24E3` and the word `r0`, found by `tests/search_terms.rs`). Then every
+    /// posting of that lexeme is a hit, and a page of hits reads at most a page of
+    /// postings and rows, as a plain page does. With more words (or punctuation, which
+    /// splits one word into several lexemes) the rarest lexeme's postings are read until
+    /// a page of them matches every other word: as many as that lexeme has.
+    pub(crate) fn one_lexeme(&self) -> bool {
+        matches!(self.words.as_slice(), [w] if w.chars().all(|c| c.is_ascii_alphanumeric())
+            && (w.starts_with(|c: char| c.is_ascii_alphabetic()) || w.chars().all(|c| c.is_ascii_digit())))
+    }
+
     /// The text for `plainto_tsquery` (PostgreSQL).
     pub(crate) fn tsquery_text(&self) -> String {
         self.words.join(" ")
@@ -143,6 +156,14 @@ pub(crate) struct SearchSql {
 #[cfg(test)]
 mod tests {
     use super::Search;
+
+    #[test]
+    fn one_lexeme_is_one_plain_word() {
+        let one = |q: &str| Search::parse(q).is_some_and(|s| s.one_lexeme());
+        assert!(one("Zephyr") && one("  a1b2  ") && one("007"));
+        assert!(!one("login page") && !one("e-mail") && !one("caf\u{e9}") && !one("a_b"));
+        assert!(!one("24E3r0") && one("r24E3") && one("2403"));
+    }
 
     #[test]
     fn words_are_quoted_and_never_syntax() {

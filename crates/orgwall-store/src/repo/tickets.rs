@@ -115,6 +115,25 @@ pub struct TicketFilter {
     pub q: Option<String>,
 }
 
+impl TicketFilter {
+    /// Whether a page of this list reads about a page of rows, whatever the org's size:
+    /// at most one condition (each has its index in id order), and a search of one
+    /// lexeme (see `repo::search`). Otherwise a page may read many rows to find its
+    /// matches (a rare combination of common words or values): still correct, just not
+    /// short.
+    pub fn reads_one_page(&self) -> bool {
+        let conditions = usize::from(self.status.is_some())
+            + usize::from(self.assignee.is_some())
+            + usize::from(self.project.is_some())
+            + usize::from(self.q.is_some());
+        conditions <= 1
+            && self
+                .q
+                .as_deref()
+                .is_none_or(|q| super::search::Search::parse(q).is_none_or(|s| s.one_lexeme()))
+    }
+}
+
 /// Lists up to `limit` tickets after `after` (keyset, id order), filtered.
 pub async fn list(
     tx: &mut TenantTx<'_>,

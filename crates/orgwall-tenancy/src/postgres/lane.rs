@@ -203,12 +203,7 @@ impl Lanes {
             }
         }
         for closed in ending {
-            for _ in 0..1000 {
-                if closed.load(Ordering::Relaxed) {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-            }
+            super::until_closed(|| closed.load(Ordering::Relaxed)).await;
         }
     }
 

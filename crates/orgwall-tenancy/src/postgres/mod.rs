@@ -295,8 +295,14 @@ async fn end_session(client: &tokio_postgres::Client) {
     let _ = client
         .batch_execute("SELECT pg_terminate_backend(pg_backend_pid())")
         .await;
+    until_closed(|| client.is_closed()).await;
+}
+
+/// Waits until `closed()` (a session's end seen by its client), polling each millisecond,
+/// for at most a second: the server has let its connection and budget permit go then.
+pub(crate) async fn until_closed(closed: impl Fn() -> bool) {
     for _ in 0..1000 {
-        if client.is_closed() {
+        if closed() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
@@ -935,12 +941,13 @@ impl PgDb {
         mode: Mode,
         settings: Settings,
     ) -> Result<PgTx> {
-        let mut laned = None;
+        let (mut laned, mut found) = (None, None);
         if Self::laned(mode, &settings) && self.placed.lanes > 0 {
             let p = self.placed_pool(name, target).await?;
             let key: PlacedKey = (target.cloned(), name.clone());
-            if let Some(lanes) = self.placed_lanes(&key, &p).await {
-                laned = Some((p.pool, lanes));
+            match self.placed_lanes(&key, &p).await {
+                Some(lanes) => laned = Some((p.pool, lanes)),
+                None => found = Some(p),
             }
         }
         let (pool, obj, at_work, lanes, unlaned) = match laned {
@@ -949,7 +956,7 @@ impl PgDb {
                 (pool, None, None, Some(lanes), Some(unlaned))
             }
             None => {
-                let (pool, obj, at_work) = self.placed_connection(name, target).await?;
+                let (pool, obj, at_work) = self.placed_connection(name, target, found).await?;
                 (pool, Some(obj), Some(at_work), None, None)
             }
         };
@@ -992,7 +999,7 @@ impl PgDb {
         target: Option<&Arc<str>>,
         gen: i64,
     ) -> Result<()> {
-        let (_, obj, _at_work) = self.placed_connection(name, target).await?;
+        let (_, obj, _at_work) = self.placed_connection(name, target, None).await?;
         let r = obj
             .execute(MIRROR_SQL, &[&org, &gen])
             .await
@@ -1004,11 +1011,13 @@ impl PgDb {
     }
 
     /// A connection to placement database `name` on `target`, within its server's budget,
-    /// and its permit to work there ([`Budget::at_work`]).
+    /// and its permit to work there ([`Budget::at_work`]). `found`: its pool, if the
+    /// caller has just looked it up.
     async fn placed_connection(
         &self,
         name: &Arc<str>,
         target: Option<&Arc<str>>,
+        mut found: Option<PlacedPool>,
     ) -> Result<(Pool, Object, AtWork)> {
         let since = std::time::Instant::now();
         let busy = || {
@@ -1022,7 +1031,10 @@ impl PgDb {
         // is found again (made anew).
         let mut tries = 0;
         let (pool, obj) = loop {
-            let PlacedPool { pool, shown, .. } = self.placed_pool(name, target).await?;
+            let PlacedPool { pool, shown, .. } = match found.take() {
+                Some(p) => p,
+                None => self.placed_pool(name, target).await?,
+            };
             self.placed.grow(&key, &pool);
             let got =
                 tokio::time::timeout(BUDGET_WAIT.saturating_sub(since.elapsed()), pool.get()).await;
@@ -1721,7 +1733,7 @@ impl PgTx {
                 let (db, name, target) = *placed;
                 // Boxed: rare, and it keeps every transaction's future small.
                 let (pool, obj, at_work) =
-                    Box::pin(db.placed_connection(&name, target.as_ref())).await?;
+                    Box::pin(db.placed_connection(&name, target.as_ref(), None)).await?;
                 self.pool = pool;
                 self.obj = Some(obj);
                 self._at_work = Some(at_work);
