@@ -269,13 +269,14 @@ async fn a_database_placed_org_reads_its_database_on_a_lane_there() {
 }
 
 /// A placement database's lane holds a permit of its server's connection budget, and a
-/// connection waiting for one takes it back. A read that began on the lane and sends its
+/// connection starving for one takes it back. A read that began on the lane and sends its
 /// flight after that goes on a pooled connection (within the budget) instead of failing.
 /// Budget 4 (`TestDb::new`'s pool; 2 connections per database), three orgs in databases
-/// of their own: Globex's lane open and its read begun; Acme's two writes and a third
-/// org's take the other three permits; a write of Globex, its database's first
-/// connection, waits for one and closes the lane for it; then the read sends its flight,
-/// waits for a connection too, and reads Globex's tickets once that write ends.
+/// of their own: Globex's lane open, a write holding its pool's connection, its read
+/// begun; Acme's two writes take the last two permits; a third org's first connection
+/// finds no idle pool to close, starves, and closes Globex's lane for its permit; then
+/// the read sends its flight, waits for a connection, and reads Globex's tickets once
+/// Globex's write ends.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_placement_read_whose_lane_the_budget_took_back_goes_pooled() {
     let t = TestDb::new(BackendKind::Postgres).await;
@@ -309,15 +310,20 @@ async fn a_placement_read_whose_lane_the_budget_took_back_goes_pooled() {
     };
     seen(db, &bob).await.unwrap();
     assert_eq!(lane_sessions().await, 1, "Globex's lane is open");
+    let globex_write = db.write(&bob).await.unwrap();
     let mut read = db.read_once(&bob).await.unwrap();
-    let held = [
+    let acme = [
         db.write(&alice).await.unwrap(),
         db.write(&alice).await.unwrap(),
-        db.write(&carol).await.unwrap(),
     ];
-    let globex_write = tokio::time::timeout(std::time::Duration::from_secs(5), db.write(&bob))
+    assert_eq!(
+        lane_sessions().await,
+        1,
+        "the budget is taken, the lane still open"
+    );
+    let third_write = tokio::time::timeout(std::time::Duration::from_secs(5), db.write(&carol))
         .await
-        .expect("Globex's write took the lane's permit")
+        .expect("the third org's write took the lane's permit")
         .unwrap();
     assert_eq!(lane_sessions().await, 0, "the budget closed the lane");
     let reading = async {
@@ -333,7 +339,7 @@ async fn a_placement_read_whose_lane_the_budget_took_back_goes_pooled() {
     assert!(rows
         .iter()
         .all(|r| r.get::<uuid::Uuid>(0).unwrap() == d.globex.uuid()));
-    drop(held);
+    drop((acme, third_write));
 }
 
 #[tokio::test]
