@@ -19,6 +19,23 @@ use orgwall_store::{BackendKind, Db};
 use orgwall_testkit::{Demo, TestDb};
 use std::sync::Arc;
 
+/// The last statement of [`seen`]'s flight: the org setting and the role it ran as.
+const WHO: &str = "SELECT current_setting('app.org_id'), current_user::text";
+
+/// Sessions on `org`'s own database whose last statement was [`seen`]'s last: lane
+/// sessions (a pooled read's last statement is its COMMIT; a lane sends none).
+async fn lane_sessions(t: &TestDb, org: orgwall_core::OrgId) -> i64 {
+    t.owner_count(
+        "pg_stat_activity",
+        &format!(
+            "datname = '{}' AND query = '{}'",
+            orgwall_store::placement::database_name(org),
+            WHO.replace('\'', "''")
+        ),
+    )
+    .await
+}
+
 /// What a flight of `scope` sees: the org ids of every ticket, the org setting and the
 /// role it ran as.
 async fn seen(
@@ -28,13 +45,7 @@ async fn seen(
     let mut tx = db.read_once(scope).await?;
     let mut all = tx
         .data()
-        .query_many(&[
-            ("SELECT org_id FROM tickets", &[]),
-            (
-                "SELECT current_setting('app.org_id'), current_user::text",
-                &[],
-            ),
-        ])
+        .query_many(&[("SELECT org_id FROM tickets", &[]), (WHO, &[])])
         .await?;
     tx.commit().await?;
     let who = all.pop().unwrap();
@@ -252,20 +263,12 @@ async fn a_schema_placed_org_reads_its_schema_on_a_lane() {
 #[tokio::test]
 async fn a_database_placed_org_reads_its_database_on_a_lane_there() {
     let (t, d) = placed_orgs_read_their_own_placement(Kind::Database(None)).await;
-    // Its reads went on a lane of its own database: a session there whose last statement
-    // is the flight's last (a pooled read's is its COMMIT; a lane sends none).
-    let last = "SELECT current_setting('app.org_id'), current_user::text";
-    let on_lane = t
-        .owner_count(
-            "pg_stat_activity",
-            &format!(
-                "datname = '{}' AND query = '{}'",
-                orgwall_store::placement::database_name(d.globex),
-                last.replace('\'', "''")
-            ),
-        )
-        .await;
-    assert_eq!(on_lane, 1, "one lane session on Globex's database");
+    // Its reads went on a lane of its own database.
+    assert_eq!(
+        lane_sessions(&t, d.globex).await,
+        1,
+        "one lane session on Globex's database"
+    );
 }
 
 /// A placement database's lane holds a permit of its server's connection budget, and a
@@ -298,18 +301,9 @@ async fn a_placement_read_whose_lane_the_budget_took_back_goes_pooled() {
         .await
         .unwrap();
     let (alice, bob) = (d.alice_in_acme(db).await, d.bob_in_globex(db).await);
-    let lane_sessions = || async {
-        t.owner_count(
-            "pg_stat_activity",
-            &format!(
-                "datname = '{}' AND query = 'SELECT current_setting(''app.org_id''), current_user::text'",
-                orgwall_store::placement::database_name(d.globex),
-            ),
-        )
-        .await
-    };
+    let globex_lanes = || lane_sessions(&t, d.globex);
     seen(db, &bob).await.unwrap();
-    assert_eq!(lane_sessions().await, 1, "Globex's lane is open");
+    assert_eq!(globex_lanes().await, 1, "Globex's lane is open");
     let globex_write = db.write(&bob).await.unwrap();
     let mut read = db.read_once(&bob).await.unwrap();
     let acme = [
@@ -317,7 +311,7 @@ async fn a_placement_read_whose_lane_the_budget_took_back_goes_pooled() {
         db.write(&alice).await.unwrap(),
     ];
     assert_eq!(
-        lane_sessions().await,
+        globex_lanes().await,
         1,
         "the budget is taken, the lane still open"
     );
@@ -325,7 +319,7 @@ async fn a_placement_read_whose_lane_the_budget_took_back_goes_pooled() {
         .await
         .expect("the third org's write took the lane's permit")
         .unwrap();
-    assert_eq!(lane_sessions().await, 0, "the budget closed the lane");
+    assert_eq!(globex_lanes().await, 0, "the budget closed the lane");
     let reading = async {
         let rows = read.data().query("SELECT org_id FROM tickets", &[]).await;
         read.commit().await.map(|()| rows)
