@@ -179,6 +179,11 @@ struct Args {
     #[arg(long, value_name = "SECONDS", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     move_probe_snapshot: u64,
+    /// With `--moves`: at most this many rows in one chunk of the copy (each chunk a short
+    /// snapshot of its own, its rows written to the destination in one statement);
+    /// default: chunks of about two seconds of the pace.
+    #[arg(long, value_name = "ROWS", value_parser = clap::value_parser!(u64).range(1..))]
+    move_chunk_rows: Option<u64>,
     /// Measure no workload (with `--migrate-placements`: the migrations alone).
     #[arg(long)]
     no_workloads: bool,
@@ -802,6 +807,7 @@ fn real_main() -> Result<()> {
             args.move_baseline,
             args.move_write_rate,
             args.move_probe_snapshot,
+            args.move_chunk_rows,
             say,
         ))?;
         let (commit, _) = report::commit();
@@ -824,6 +830,10 @@ fn real_main() -> Result<()> {
                     } else {
                         String::new()
                     })
+                    + &args
+                        .move_chunk_rows
+                        .map(|n| format!("-chunk{n}"))
+                        .unwrap_or_default()
             ));
             // (Not `with_extension`: a pace in decimals has a dot of its own.)
             let file = |ext: &str| {

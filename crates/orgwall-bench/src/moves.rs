@@ -271,12 +271,13 @@ pub async fn run(
     baseline_s: u64,
     write_rate: u64,
     probe_s: u64,
+    chunk_rows: Option<u64>,
     say: impl Fn(String),
 ) -> Result<Vec<MoveRun>> {
     const WRITERS: u32 = 4;
     let opts = placement::MoveOptions {
         copy_bytes_per_sec: copy_rate.as_ref().map(|(_, bytes)| *bytes),
-        ..Default::default()
+        copy_chunk_rows: chunk_rows,
     };
     let copy_rate_mb = copy_rate.map(|(mb, _)| mb);
     let mut runs = Vec::new();
