@@ -2042,23 +2042,33 @@ impl PgTx {
         closed
     }
 
-    async fn run(&mut self, sql: &str, params: &[Val], op: Op) -> Result<Out> {
+    /// Runs `f` on this transaction's read lane, if it has one: `None` when it has none,
+    /// or when the lane closed before anything was sent (see [`PgTx::unlane`]); the
+    /// caller then goes on a pooled connection.
+    async fn on_lane<T>(
+        &mut self,
+        f: impl AsyncFnOnce(&mut Self) -> Result<T>,
+    ) -> Option<Result<T>> {
         self.unlane();
-        if self.lanes.is_some() {
-            // Boxed (here and below): it keeps the pooled path's future as small as it was.
-            match Box::pin(self.lane_flight(&[(sql, params)])).await {
-                // Its lane closed while it was being sent: nothing went, pooled below.
-                Err(Error::Unavailable(_)) if self.unlane() => {}
-                r => {
-                    let (rows, n) = r?
-                        .pop()
-                        .ok_or_else(|| Error::Internal("a lane flight answered nothing".into()))?;
-                    return Ok(match op {
-                        Op::Query => Out::Lane(rows),
-                        Op::Execute => Out::Count(n),
-                    });
-                }
-            }
+        self.lanes.as_ref()?;
+        match f(self).await {
+            // Its lane closed while it was being sent: nothing went.
+            Err(Error::Unavailable(_)) if self.unlane() => None,
+            r => Some(r),
+        }
+    }
+
+    async fn run(&mut self, sql: &str, params: &[Val], op: Op) -> Result<Out> {
+        // Boxed (here and below): it keeps the pooled path's future as small as it was.
+        let lane = async |t: &mut Self| Box::pin(t.lane_flight(&[(sql, params)])).await;
+        if let Some(r) = self.on_lane(lane).await {
+            let (rows, n) = r?
+                .pop()
+                .ok_or_else(|| Error::Internal("a lane flight answered nothing".into()))?;
+            return Ok(match op {
+                Op::Query => Out::Lane(rows),
+                Op::Execute => Out::Count(n),
+            });
         }
         self.connect().await?;
         // Prepared before the first flight is taken: a statement that does not compile
@@ -2096,12 +2106,9 @@ impl PgTx {
     /// Runs several independent queries pipelined: one round trip for all of them (and
     /// for BEGIN and the prelude, if this is the transaction's first flight).
     async fn query_many_inner(&mut self, stmts: &[(&str, &[Val])]) -> Result<Vec<Vec<Row>>> {
-        self.unlane();
-        if self.lanes.is_some() {
-            match Box::pin(self.lane_flight(stmts)).await {
-                Err(Error::Unavailable(_)) if self.unlane() => {}
-                r => return Ok(r?.into_iter().map(|(rows, _)| rows).collect()),
-            }
+        let lane = async |t: &mut Self| Box::pin(t.lane_flight(stmts)).await;
+        if let Some(r) = self.on_lane(lane).await {
+            return Ok(r?.into_iter().map(|(rows, _)| rows).collect());
         }
         self.connect().await?;
         // Prepared before the first flight is taken (see [`PgTx::run`]).
@@ -2162,17 +2169,15 @@ impl PgTx {
     /// Column names of a statement (prepared, not run), each with whether its type can be
     /// read into a [`Val`] (a `tsvector`, for one, cannot).
     async fn columns_inner(&mut self, sql: &str) -> Result<Vec<(String, bool)>> {
-        self.unlane();
-        if let Some(lanes) = self.lanes.clone() {
-            match lanes.columns(&self.named(sql)).await {
-                Err(Error::Unavailable(_)) if self.unlane() => {}
-                r => {
-                    return Ok(r?
-                        .into_iter()
-                        .map(|(name, t)| (name, readable(&t)))
-                        .collect())
-                }
-            }
+        let lane = async |t: &mut Self| match t.lanes.clone() {
+            Some(lanes) => lanes.columns(&t.named(sql)).await,
+            None => Err(Error::Internal("not a lane transaction".into())),
+        };
+        if let Some(r) = self.on_lane(lane).await {
+            return Ok(r?
+                .into_iter()
+                .map(|(name, t)| (name, readable(&t)))
+                .collect());
         }
         self.connect().await?;
         let stmt = self.obj()?.prepare_cached(sql).await.map_err(map_err)?;

@@ -449,6 +449,9 @@ struct Mover<'a> {
     tables: Vec<&'static str>,
     opts: crate::placement::MoveOptions,
     progress: &'a (dyn Fn(&Move) + Sync),
+    /// The owner's connection the copy's chunks take the org's fence on, made at the first
+    /// chunk and kept for the next ones (see [`Mover::snapshot_at_fence`]).
+    fence: tokio::sync::Mutex<Option<Client>>,
 }
 
 /// Runs (or resumes) `org`'s move to its end (see the module's doc). Returns where the org
@@ -493,6 +496,7 @@ pub(crate) async fn run(
             .collect(),
         opts,
         progress,
+        fence: tokio::sync::Mutex::default(),
     };
     if let Some(mv) = get(&m.control, org).await? {
         if mv.phase != "cleanup" {
@@ -595,6 +599,7 @@ pub(crate) async fn abort(
         tables: Vec::new(),
         opts,
         progress: &|_| {},
+        fence: tokio::sync::Mutex::default(),
     };
     m.finish(&mv, false).await?;
     Ok(true)
@@ -1104,7 +1109,13 @@ impl Mover<'_> {
         from: &Route,
         client: &'c mut Client,
     ) -> Result<(tokio_postgres::Transaction<'c>, u64)> {
-        let mut conn = self.owner().await?;
+        let mut kept = self.fence.lock().await;
+        if kept.as_ref().is_none_or(Client::is_closed) {
+            *kept = Some(self.owner().await?);
+        }
+        let conn = kept
+            .as_mut()
+            .ok_or_else(|| Error::Internal("no fence connection".into()))?;
         let held = self.database_fence(from).await?;
         let fence = conn.transaction().await.map_err(map_err)?;
         fence
