@@ -1,0 +1,50 @@
+"""Samples, every 2 s until a file named by argv[2] exists, the CPU ticks of every
+PostgreSQL and orgwall process (/proc/PID/stat), what each throwaway cluster's
+pg_stat_activity says of its backends, and the move's phase (placement_moves), as JSON
+lines into argv[1]. Used by scripts/profile-moves; read by move_cpu_by_phase.py."""
+import os, re, subprocess, time, json, sys
+out = open(sys.argv[1], 'w')
+HZ = os.sysconf('SC_CLK_TCK')
+def procs():
+    res = {}
+    for p in os.listdir('/proc'):
+        if not p.isdigit(): continue
+        try:
+            st = open(f'/proc/{p}/stat').read()
+            cmd = open(f'/proc/{p}/cmdline','rb').read().replace(b'\0',b' ').decode(errors='replace')
+        except Exception: continue
+        comm = st[st.index('(')+1:st.rindex(')')]
+        f = st[st.rindex(')')+2:].split()
+        ticks = int(f[11]) + int(f[12])
+        ppid = int(f[1])
+        res[int(p)] = (comm, ticks, cmd[:120], ppid)
+    return res
+def psql(port, db, sql):
+    r = subprocess.run(['psql','-h','127.0.0.1','-p',str(port),'-U','postgres','-d',db,'-AtF','\t','-c',sql],capture_output=True,text=True,timeout=5)
+    return [l.split('\t') for l in r.stdout.splitlines() if l]
+ctl = None
+while not os.path.exists(sys.argv[2]):
+    t = time.time()
+    ps = procs()
+    ports = set()
+    for pid,(comm,ticks,cmd,ppid) in ps.items():
+        m = re.search(r'postgres -D \S+ .*-p (\d+)', cmd) or re.search(r'-p (\d+)', cmd if 'postgres' in comm and '-D' in cmd else '')
+        if m and int(m.group(1)) != 5432: ports.add(int(m.group(1)))
+    act = {}
+    phase = None
+    for port in sorted(ports):
+        try:
+            for row in psql(port, 'postgres', "select pid, coalesce(datname,''), backend_type, coalesce(state,''), left(regexp_replace(query,'\\s+',' ','g'),80) from pg_stat_activity"):
+                act[row[0]] = [port] + row[1:]
+            if ctl is None:
+                for (db,) in psql(port, 'postgres', "select datname from pg_database where not datistemplate"):
+                    if psql(port, db, "select to_regclass('placement_moves') is not null") == [['t']]:
+                        ctl = (port, db)
+            if ctl and ctl[0] == port:
+                r = psql(port, ctl[1], "select phase from placement_moves")
+                phase = r[0][0] if r else None
+        except Exception as e:
+            pass
+    out.write(json.dumps({'t': t, 'phase': phase, 'ports': sorted(ports), 'procs': {str(k): [v[0], v[1], v[2]] for k, v in ps.items() if v[0] in ('postgres','orgwall-bench') or 'orgwall' in v[0]}, 'act': act}) + '\n')
+    out.flush()
+    time.sleep(max(0.1, 2 - (time.time() - t)))
