@@ -265,7 +265,14 @@ async fn a_session_revoked_on_another_instance_goes_to_login() {
     .await;
     let page = v.get("/o/acme/tickets").await;
     assert_eq!(page.status, 303, "{}", page.body);
-    assert_eq!(page.headers["location"], "/login");
+    // To the login page, by either path: the stale cached scope verified again ("/login"),
+    // or, when the session's cached entry is gone by then (seen once under load in CI),
+    // the session looked up afresh and not found, which keeps the page to come back to.
+    let to = page.headers["location"].to_str().unwrap();
+    assert!(
+        to == "/login" || to == "/login?next=%2Fo%2Facme%2Ftickets",
+        "redirected to {to}"
+    );
     // And the session stays gone.
     let again = v.get("/o/acme/tickets").await;
     assert_eq!(again.status, 303, "{}", again.body);
