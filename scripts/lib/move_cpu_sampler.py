@@ -4,7 +4,6 @@ pg_stat_activity says of its backends, and the move's phase (placement_moves), a
 lines into argv[1]. Used by scripts/profile-moves; read by move_cpu_by_phase.py."""
 import os, re, subprocess, time, json, sys
 out = open(sys.argv[1], 'w')
-HZ = os.sysconf('SC_CLK_TCK')
 def procs():
     res = {}
     for p in os.listdir('/proc'):
@@ -16,8 +15,7 @@ def procs():
         comm = st[st.index('(')+1:st.rindex(')')]
         f = st[st.rindex(')')+2:].split()
         ticks = int(f[11]) + int(f[12])
-        ppid = int(f[1])
-        res[int(p)] = (comm, ticks, cmd[:120], ppid)
+        res[int(p)] = (comm, ticks, cmd[:120])
     return res
 def psql(port, db, sql):
     r = subprocess.run(['psql','-h','127.0.0.1','-p',str(port),'-U','postgres','-d',db,'-AtF','\t','-c',sql],capture_output=True,text=True,timeout=5)
@@ -27,8 +25,8 @@ while not os.path.exists(sys.argv[2]):
     t = time.time()
     ps = procs()
     ports = set()
-    for pid,(comm,ticks,cmd,ppid) in ps.items():
-        m = re.search(r'postgres -D \S+ .*-p (\d+)', cmd) or re.search(r'-p (\d+)', cmd if 'postgres' in comm and '-D' in cmd else '')
+    for comm, ticks, cmd in ps.values():
+        m = re.search(r'postgres -D \S+ .*-p (\d+)', cmd)
         if m and int(m.group(1)) != 5432: ports.add(int(m.group(1)))
     act = {}
     phase = None
@@ -43,8 +41,8 @@ while not os.path.exists(sys.argv[2]):
             if ctl and ctl[0] == port:
                 r = psql(port, ctl[1], "select phase from placement_moves")
                 phase = r[0][0] if r else None
-        except Exception as e:
+        except Exception:
             pass
-    out.write(json.dumps({'t': t, 'phase': phase, 'ports': sorted(ports), 'procs': {str(k): [v[0], v[1], v[2]] for k, v in ps.items() if v[0] in ('postgres','orgwall-bench') or 'orgwall' in v[0]}, 'act': act}) + '\n')
+    out.write(json.dumps({'t': t, 'phase': phase, 'ports': sorted(ports), 'procs': {str(k): list(v) for k, v in ps.items() if v[0] in ('postgres','orgwall-bench') or 'orgwall' in v[0]}, 'act': act}) + '\n')
     out.flush()
     time.sleep(max(0.1, 2 - (time.time() - t)))
