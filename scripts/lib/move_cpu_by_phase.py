@@ -1,4 +1,5 @@
-"""CPU seconds by process role and by the move's phase, from move_cpu_sampler.py's JSON
+"""CPU seconds and seconds waited for a CPU by process role and by the move's phase, with
+the machine's CPU and IO pressure, from move_cpu_sampler.py's JSON
 lines (argv[1]). A backend's role is read from every query pg_stat_activity showed for
 it: the mover's slot reads, its destination connection (the copy's writes and the
 replay), its source snapshot (the copy's reads), background processes by type, and the
@@ -43,23 +44,31 @@ def role(pid, comm, cmd):
 
 
 cpu = collections.defaultdict(lambda: collections.defaultdict(float))
+waited = collections.defaultdict(lambda: collections.defaultdict(float))
+psi = collections.defaultdict(lambda: collections.defaultdict(float))
 wall = collections.defaultdict(float)
 for a, b in zip(samples, samples[1:]):
     phase = b['phase'] or '(no move)'
     wall[phase] += b['t'] - a['t']
-    for pid, (comm, ticks, cmd) in b['procs'].items():
+    for kind in ('cpu', 'io'):
+        psi[phase][kind] += (b.get('psi', {}).get(kind, 0) - a.get('psi', {}).get(kind, 0)) / 1e6
+    for pid, (comm, ticks, cmd, wait) in b['procs'].items():
         before = a['procs'].get(pid)
         # A process new since the last sample counts all its ticks here (a backend's
         # title, in cmd, changes with what it runs: not a new process).
         d = ticks - before[1] if before else ticks
+        w = wait - before[3] if before else wait
         cpu[phase][role(pid, comm, cmd)] += max(d, 0) / HZ
+        waited[phase][role(pid, comm, cmd)] += max(w, 0) / 1e9
 for phase, roles in cpu.items():
-    print(f'phase {phase}: {wall[phase]:.0f} s')
-    print('| process | CPU s | share of one core |')
-    print('| --- | ---: | ---: |')
+    t = wall[phase]
+    print(f'phase {phase}: {t:.0f} s; some task waiting for a CPU {100 * psi[phase]["cpu"] / t:.1f}% '
+          f'of the time, for IO {100 * psi[phase]["io"] / t:.1f}% (/proc/pressure)')
+    print('| process | CPU s | share of one core | waited for a CPU, ms per s |')
+    print('| --- | ---: | ---: | ---: |')
     for name, v in sorted(roles.items(), key=lambda kv: -kv[1]):
         if v >= 0.05:
-            print(f'| {name} | {v:.1f} | {100 * v / wall[phase]:.1f}% |')
+            print(f'| {name} | {v:.1f} | {100 * v / t:.1f}% | {1000 * waited[phase][name] / t:.1f} |')
     total = sum(roles.values())
-    print(f'| all | {total:.1f} | {100 * total / wall[phase]:.1f}% |')
+    print(f'| all | {total:.1f} | {100 * total / t:.1f}% | {1000 * sum(waited[phase].values()) / t:.1f} |')
     print()

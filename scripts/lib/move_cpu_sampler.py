@@ -1,5 +1,6 @@
 """Samples, every 2 s until a file named by argv[2] exists, the CPU ticks of every
-PostgreSQL and orgwall process (/proc/PID/stat), what each throwaway cluster's
+PostgreSQL and orgwall process (/proc/PID/stat) and the time its threads waited for a CPU
+(/proc/PID/task/TID/schedstat), the machine's CPU and IO pressure (/proc/pressure), what each throwaway cluster's
 pg_stat_activity says of its backends, and the move's phase (placement_moves), as JSON
 lines into argv[1]. Used by scripts/profile-moves; read by move_cpu_by_phase.py."""
 import os, re, subprocess, time, json, sys
@@ -15,8 +16,20 @@ def procs():
         comm = st[st.index('(')+1:st.rindex(')')]
         f = st[st.rindex(')')+2:].split()
         ticks = int(f[11]) + int(f[12])
-        res[int(p)] = (comm, ticks, cmd[:120])
+        # Time its threads waited, runnable, for a CPU (ns, /proc/PID/task/TID/schedstat).
+        wait = 0
+        try:
+            for t in os.listdir(f'/proc/{p}/task'):
+                wait += int(open(f'/proc/{p}/task/{t}/schedstat').read().split()[1])
+        except Exception: pass
+        res[int(p)] = (comm, ticks, cmd[:120], wait)
     return res
+def pressure(kind):
+    """Microseconds some task waited for `kind` (cpu, io) since boot (/proc/pressure)."""
+    try:
+        return int(open(f'/proc/pressure/{kind}').read().split('\n')[0].split('total=')[1])
+    except Exception:
+        return 0
 def psql(port, db, sql):
     r = subprocess.run(['psql','-h','127.0.0.1','-p',str(port),'-U','postgres','-d',db,'-AtF','\t','-c',sql],capture_output=True,text=True,timeout=5)
     return [l.split('\t') for l in r.stdout.splitlines() if l]
@@ -25,7 +38,7 @@ while not os.path.exists(sys.argv[2]):
     t = time.time()
     ps = procs()
     ports = set()
-    for comm, ticks, cmd in ps.values():
+    for comm, ticks, cmd, _ in ps.values():
         m = re.search(r'postgres -D \S+ .*-p (\d+)', cmd)
         if m and int(m.group(1)) != 5432: ports.add(int(m.group(1)))
     act = {}
@@ -43,6 +56,6 @@ while not os.path.exists(sys.argv[2]):
                 phase = r[0][0] if r else None
         except Exception:
             pass
-    out.write(json.dumps({'t': t, 'phase': phase, 'ports': sorted(ports), 'procs': {str(k): list(v) for k, v in ps.items() if v[0] in ('postgres','orgwall-bench') or 'orgwall' in v[0]}, 'act': act}) + '\n')
+    out.write(json.dumps({'t': t, 'phase': phase, 'ports': sorted(ports), 'procs': {str(k): list(v) for k, v in ps.items() if v[0] in ('postgres','orgwall-bench') or 'orgwall' in v[0]}, 'act': act, 'psi': {'cpu': pressure('cpu'), 'io': pressure('io')}}) + '\n')
     out.flush()
     time.sleep(max(0.1, 2 - (time.time() - t)))

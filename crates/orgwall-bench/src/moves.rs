@@ -96,6 +96,9 @@ pub struct MoveRun {
     /// windows: the baseline, a repeatable-read snapshot held open in the database the
     /// move reads (nothing else running), and as long again after it ended.
     pub probe: Vec<PhaseRun>,
+    /// The baseline in two halves, each with no move running: how far two windows of
+    /// the same writes differ by themselves (the noise a phase's figures stand against).
+    pub baseline_halves: Vec<PhaseRun>,
 }
 
 /// The writes begun during one phase of a move.
@@ -441,6 +444,14 @@ pub async fn run(
                     &alog,
                 ),
                 probe,
+                baseline_halves: {
+                    let mid = base + baseline_end.duration_since(base) / 2;
+                    let halves = [
+                        (base, "first half".to_owned()),
+                        (mid, "second half".to_owned()),
+                    ];
+                    by_phase(&halves, baseline_end, &glog, &alog)
+                },
             };
             say(format!("moves: {n} tickets, {name}: {total_s:.1} s; moving org during {:?}; other org during {:?}", run.moving_during, run.other_during));
             runs.push(run);
@@ -505,6 +516,8 @@ pub fn markdown(runs: &[MoveRun], command: &str, commit: &str) -> String {
     }
     s.push_str("\nBy the mover's phase (a write counted in the phase it began in; *catch_up* holds the content check and the cut-over's fence, *cleanup* begins at the flip): p50 / p99 / max ms of the moving org, then of the other.\n\n| tickets | between | phase | seconds | moving org | other org |\n| ---: | --- | --- | ---: | --- | --- |\n");
     phase_rows(&mut s, runs, |r| &r.by_phase);
+    s.push_str("\nThe baseline in two halves (no move running; what two windows of the same writes differ by, against which the phases above stand): p50 / p99 / max ms of the moving org, then of the other.\n\n| tickets | between | window | seconds | moving org | other org |\n| ---: | --- | --- | ---: | --- | --- |\n");
+    phase_rows(&mut s, runs, |r| &r.baseline_halves);
     if runs.iter().any(|r| !r.probe.is_empty()) {
         s.push_str("\nThe probe (`--move-probe-snapshot`), before each move: the baseline, then a repeatable-read snapshot held open in the database the move reads (nothing else of a move running), then as long again after it ended: p50 / p99 / max ms of the org that moves next, then of the other.\n\n| tickets | between | window | seconds | moving org | other org |\n| ---: | --- | --- | ---: | --- | --- |\n");
         phase_rows(&mut s, runs, |r| &r.probe);
