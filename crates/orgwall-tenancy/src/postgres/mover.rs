@@ -67,6 +67,13 @@ const MIN_CHUNK_BYTES: u64 = 64 << 10;
 const MIN_CHUNK_ROWS: u64 = 100;
 const MAX_CHUNK_ROWS: u64 = 1_000_000;
 
+/// How long a mark of the slot's restart point may wait for the source's running
+/// transactions (see [`mark_restart_point`]): before the cut-over, and before each chunk
+/// of a copy (where a long transaction on the source would otherwise slow every chunk).
+const MARK_TIMEOUT_MS: u32 = 2_000;
+const CHUNK_MARK_TIMEOUT_MS: u32 = 250;
+const CHUNKS_UNMARKED_AFTER_TIMEOUT: u32 = 10;
+
 /// A copy's rows go to the destination in buffers of this many bytes (see [`Mover::copy`]).
 const COPY_BUFFER: usize = 64 << 10;
 
@@ -844,6 +851,7 @@ impl Mover<'_> {
         // before it, so the replay skips what committed earlier.
         let mut first: Option<u64> = None;
         let mut last = 0u64;
+        let mut unmarked = 0u32;
         for t in &described {
             let src = source.table(t.name);
             let dst = dest.table(t.name);
@@ -894,6 +902,17 @@ impl Mover<'_> {
                         return Ok(()); // the run loop aborts
                     }
                     (self.progress)(&m);
+                }
+                // The chunk's replay reads the slot up to its position and confirms it
+                // there, so a restart point marked just before lets the next chunk's reads
+                // decode from here, not from up to 15 s of the source's WAL back (twice
+                // a chunk: the peek and the advance). Measured in bench/README.md.
+                // After a mark that timed out (a long transaction on the source), the
+                // next few chunks do without.
+                if unmarked > 0 {
+                    unmarked -= 1;
+                } else if !mark_restart_point(&source, &self.name, CHUNK_MARK_TIMEOUT_MS).await {
+                    unmarked = CHUNKS_UNMARKED_AFTER_TIMEOUT;
                 }
                 let (snap, lsn) = self
                     .snapshot_at_fence(&mv.from, &mut snap_side.client)
@@ -1129,12 +1148,10 @@ impl Mover<'_> {
         client: &'c mut Client,
     ) -> Result<(tokio_postgres::Transaction<'c>, u64)> {
         let mut kept = self.fence.lock().await;
-        if kept.as_ref().is_none_or(Client::is_closed) {
-            *kept = Some(self.owner().await?);
-        }
-        let conn = kept
-            .as_mut()
-            .ok_or_else(|| Error::Internal("no fence connection".into()))?;
+        let conn = match kept.take().filter(|c| !c.is_closed()) {
+            Some(c) => kept.insert(c),
+            None => kept.insert(self.owner().await?),
+        };
         let held = self.database_fence(from).await?;
         let fence = conn.transaction().await.map_err(map_err)?;
         fence
@@ -1220,7 +1237,7 @@ impl Mover<'_> {
         {
             return Ok(());
         }
-        mark_restart_point(&source, &self.name).await;
+        let _ = mark_restart_point(&source, &self.name, MARK_TIMEOUT_MS).await;
         // The slot confirmed past the mark (to the source's position now, even when the
         // org wrote nothing since: a short batch read everything below it), so its restart
         // point can move up to the mark.
@@ -2518,24 +2535,24 @@ enum Advance {
 
 /// Makes the source log its running transactions now, so the slot's restart point can
 /// move up to here once the slot is confirmed past it: PostgreSQL 15 logs them only every
-/// 15 s (or at a checkpoint), and every peek under the fence decodes the WAL from the
-/// restart point (up to 15 s of every org's writes on a busy server). Creating a
+/// 15 s (or at a checkpoint), and every peek and every advance of the slot decodes the WAL
+/// from the restart point (up to 15 s of every org's writes on a busy server). Creating a
 /// temporary logical slot logs them (`pg_log_standby_snapshot()` is PostgreSQL 16+); it
-/// waits for the transactions running then to end, so it is bounded and only a help: on
-/// failure the cut-over reads a little more.
-async fn mark_restart_point(source: &Side, name: &str) {
+/// waits for the transactions running then to end, so it is bounded (`timeout_ms`) and
+/// only a help: on failure the next reads of the slot decode a little more.
+async fn mark_restart_point(source: &Side, name: &str, timeout_ms: u32) -> bool {
     let mark = format!("{name}_mark");
     let r = source
         .client
         .batch_execute(&format!(
-            "SET statement_timeout = '2s';
+            "SET statement_timeout = {timeout_ms};
              SELECT pg_create_logical_replication_slot('{mark}', 'pgoutput', true);
              SELECT pg_drop_replication_slot('{mark}');
              RESET statement_timeout"
         ))
         .await;
     if let Err(e) = r {
-        tracing::warn!(error = %e, "a move could not mark a restart point before its cut-over");
+        tracing::warn!(error = %e, "a move could not mark a restart point in its slot");
         let _ = source
             .client
             .batch_execute(&format!(
@@ -2544,7 +2561,9 @@ async fn mark_restart_point(source: &Side, name: &str) {
                   WHERE slot_name = '{mark}' AND active_pid = pg_backend_pid()"
             ))
             .await;
+        return false;
     }
+    true
 }
 
 /// Logical decoding reads only WAL flushed to disk; a commit made with `synchronous_commit
