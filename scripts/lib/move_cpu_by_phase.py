@@ -1,6 +1,5 @@
 """CPU seconds and seconds waited for a CPU by process role and by the move's phase, with
-the machine's CPU and IO pressure, from move_cpu_sampler.py's JSON
-lines (argv[1]). A backend's role is read from every query pg_stat_activity showed for
+the machine's CPU and IO pressure, from move_cpu_sampler.py's JSON lines (argv[1]). A backend's role is read from every query pg_stat_activity showed for
 it: the mover's slot reads, its destination connection (the copy's writes and the
 replay), its source snapshot (the copy's reads), background processes by type, and the
 rest (the writers' transactions, on lanes and pooled connections, and the mover's
@@ -58,8 +57,9 @@ for a, b in zip(samples, samples[1:]):
         # title, in cmd, changes with what it runs: not a new process).
         d = ticks - before[1] if before else ticks
         w = wait - before[3] if before else wait
-        cpu[phase][role(pid, comm, cmd)] += max(d, 0) / HZ
-        waited[phase][role(pid, comm, cmd)] += max(w, 0) / 1e9
+        who = role(pid, comm, cmd)
+        cpu[phase][who] += max(d, 0) / HZ
+        waited[phase][who] += max(w, 0) / 1e9
 for phase, roles in cpu.items():
     t = wall[phase]
     print(f'phase {phase}: {t:.0f} s; some task waiting for a CPU {100 * psi[phase]["cpu"] / t:.1f}% '

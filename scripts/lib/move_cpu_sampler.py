@@ -1,8 +1,8 @@
 """Samples, every 2 s until a file named by argv[2] exists, the CPU ticks of every
 PostgreSQL and orgwall process (/proc/PID/stat) and the time its threads waited for a CPU
-(/proc/PID/task/TID/schedstat), the machine's CPU and IO pressure (/proc/pressure), what each throwaway cluster's
-pg_stat_activity says of its backends, and the move's phase (placement_moves), as JSON
-lines into argv[1]. Used by scripts/profile-moves; read by move_cpu_by_phase.py."""
+(/proc/PID/task/TID/schedstat), the machine's CPU and IO pressure (/proc/pressure), what
+each throwaway cluster's pg_stat_activity says of its backends, and the move's phase
+(placement_moves), as JSON lines into argv[1]. Used by scripts/profile-moves; read by move_cpu_by_phase.py."""
 import os, re, subprocess, time, json, sys
 out = open(sys.argv[1], 'w')
 def procs():
