@@ -161,20 +161,7 @@ pub async fn place_all(url: &str, app_role: &str, orgs: &[Uuid], kind: &Kind) ->
         // create ran at 971-993 req/s against shared's 2,558, `pg_stat_user_tables`
         // counting 9,589 sequential scans and no index scan of one org's `notes` for
         // 1,201 rows inserted).
-        let tables: Vec<String> = c
-            .query(
-                "SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables
-                 WHERE schemaname NOT LIKE 'org\\_%'",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        if !tables.is_empty() {
-            c.batch_execute(&format!("ANALYZE {}", tables.join(", ")))
-                .await?;
-        }
+        crate::seed::analyze_populated(&c, "org\\_%").await?;
     }
     Ok(started.elapsed().as_secs_f64())
 }
