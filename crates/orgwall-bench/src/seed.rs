@@ -204,7 +204,6 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Creates database `name` afresh (dropping an old one) on the admin URL's server.
 /// Tables under this many pages are not analyzed by the bench (the size below which the
 /// mover leaves a table unanalyzed too).
 const SMALL_TABLE_PAGES: i64 = 10;
@@ -240,6 +239,7 @@ pub async fn analyze_populated(client: &tokio_postgres::Client, skip: &str) -> R
     Ok(())
 }
 
+/// Creates database `name` afresh (dropping an old one) on the admin URL's server.
 pub async fn pg_recreate(admin_url: &str, name: &str) -> Result<String> {
     let admin = pg_connect(admin_url).await?;
     // Two statements: DROP DATABASE refuses to run in the implicit transaction of a

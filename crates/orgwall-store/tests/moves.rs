@@ -16,7 +16,7 @@ use orgwall_store::placement::{self, Kind, Route};
 use orgwall_store::repo::{projects, tickets};
 use orgwall_store::{access, Db, DbConfig};
 use orgwall_testkit::cluster::PgCluster;
-use orgwall_testkit::Demo;
+use orgwall_testkit::{pg_client, Demo};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,17 +24,9 @@ use std::time::{Duration, Instant};
 
 const LOGICAL: &[&str] = &["wal_level = logical", "max_replication_slots = 20"];
 
-async fn client(url: &str) -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    c
-}
-
 /// A control database on `cluster`, migrated, with the demo world.
 async fn world(cluster: &PgCluster) -> (Db, Demo, String) {
-    client(&cluster.url)
+    pg_client(&cluster.url)
         .await
         .batch_execute("CREATE DATABASE orgwall_m")
         .await
@@ -300,7 +292,7 @@ async fn move_to(db: &Db, org: OrgId, kind: Kind) -> Route {
 /// Names a move leaves behind on a server, if any: slots, publications, placement
 /// schemas and databases other than `keep`.
 async fn leftovers(url: &str, keep: &[String]) -> Vec<String> {
-    let c = client(url).await;
+    let c = pg_client(url).await;
     let mut out = Vec::new();
     for r in c
         .query("SELECT slot_name::text FROM pg_replication_slots", &[])
@@ -326,7 +318,7 @@ async fn leftovers(url: &str, keep: &[String]) -> Vec<String> {
 }
 
 async fn schemas_and_publications(url: &str) -> Vec<String> {
-    let c = client(url).await;
+    let c = pg_client(url).await;
     let mut out = Vec::new();
     for r in c
         .query(
@@ -623,7 +615,7 @@ async fn a_mover_stopped_dead_in_any_phase_resumes_or_aborts() {
         .await
         .unwrap();
     assert!(kill_in(&db, d.globex, "catch_up").await);
-    let c = client(&control_url).await;
+    let c = pg_client(&control_url).await;
     // As the org's own transactions see it (its triggers write beside it).
     c.batch_execute(&format!(
         "SET search_path TO {}, public",
@@ -674,7 +666,7 @@ async fn a_mover_stopped_dead_in_any_phase_resumes_or_aborts() {
         .await
         .unwrap();
     assert!(kill_in(&db, d.globex, "copy").await);
-    let c = client(&control_url).await;
+    let c = pg_client(&control_url).await;
     c.execute("DELETE FROM placement_moves", &[]).await.unwrap();
     let found = db.doctor().await.unwrap();
     let name = format!("orgwall_move_{}", d.globex.uuid().simple());
@@ -922,7 +914,7 @@ async fn an_org_deleted_while_it_moves_leaves_nothing_behind() {
     assert_eq!(leftovers(&url, &[]).await, Vec::<String>::new());
     assert_eq!(schemas_and_publications(&url).await, Vec::<String>::new());
     let db_url = one.url_of("orgwall_m");
-    let c = client(&db_url).await;
+    let c = pg_client(&db_url).await;
     let n: i64 = c
         .query_one(
             "SELECT count(*) FROM orgs WHERE id = $1",
@@ -1001,7 +993,7 @@ async fn a_reader_begun_before_the_flip_sees_the_org_whole() {
 async fn a_large_org_leaves_the_shared_tables_in_batches() {
     let one = PgCluster::start(LOGICAL);
     let (db, d, url) = world(&one).await;
-    let c = client(&url).await;
+    let c = pg_client(&url).await;
     let project: uuid::Uuid = c
         .query_one(
             "SELECT id FROM projects WHERE org_id = $1 ORDER BY id LIMIT 1",
@@ -1122,7 +1114,7 @@ async fn a_small_org_moved_into_its_own_database_looks_rows_up_by_key() {
     let one = PgCluster::start(LOGICAL);
     let (db, d, _url) = world(&one).await;
     move_to(&db, d.globex, Kind::Database(None)).await;
-    let own = client(&one.url_of(&placement::database_name(d.globex))).await;
+    let own = pg_client(&one.url_of(&placement::database_name(d.globex))).await;
     let g = d.globex.uuid();
     for table in ["tickets", "notes", "projects"] {
         // The shape of a foreign key check against the table.
@@ -1139,7 +1131,7 @@ async fn a_small_org_moved_into_its_own_database_looks_rows_up_by_key() {
 /// session).
 async fn waiting(cluster: &PgCluster, database: Option<&str>, locktypes: &[&str]) -> i64 {
     let types: Vec<String> = locktypes.iter().map(|t| t.to_string()).collect();
-    client(&cluster.url)
+    pg_client(&cluster.url)
         .await
         .query_one(
             "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
@@ -1182,7 +1174,7 @@ async fn a_write_fenced_in_its_orgs_own_database_is_waited_for_by_a_move() {
         .await
         .unwrap();
     assert!(kill_in(&db, d.globex, "catch_up").await);
-    let locker = client(&one.url_of(&location)).await;
+    let locker = pg_client(&one.url_of(&location)).await;
     let id: uuid::Uuid = locker
         .query_one(
             "SELECT id FROM tickets WHERE org_id = $1 ORDER BY id LIMIT 1",
@@ -1257,7 +1249,7 @@ async fn a_write_fenced_in_its_orgs_own_database_is_waited_for_by_a_move() {
 
 /// `org`'s access mirror in its placement database on `cluster` (`None`: no row).
 async fn mirrored(cluster: &PgCluster, org: OrgId) -> Option<i64> {
-    client(&cluster.url_of(&placement::database_name(org)))
+    pg_client(&cluster.url_of(&placement::database_name(org)))
         .await
         .query_opt(
             "SELECT gen FROM access_mirror WHERE dep = $1",
@@ -1612,7 +1604,7 @@ async fn usage_of(db: &Db, user: UserId, org: OrgId, url: &str) -> ((i64, i64), 
     let used = orgwall_store::quota::usage(&mut tx).await.unwrap().used;
     assert!(projects::list(&mut tx, 100, None).await.unwrap().is_empty());
     tx.commit().await.unwrap();
-    let rows: i64 = client(url)
+    let rows: i64 = pg_client(url)
         .await
         .query_one(
             "SELECT count(*) FROM org_usage WHERE org_id = $1",

@@ -30,21 +30,13 @@ use orgwall_store::placement::{self, Kind};
 use orgwall_store::repo::{api_keys, notes, projects, tickets};
 use orgwall_store::{Db, DbConfig};
 use orgwall_testkit::cluster::PgCluster;
-use orgwall_testkit::Demo;
+use orgwall_testkit::{pg_client, Demo};
 
 const STATEMENTS: &[&str] = &[
     "shared_preload_libraries = 'pg_stat_statements'",
     "pg_stat_statements.track = all",
     "pg_stat_statements.track_planning = on",
 ];
-
-async fn client(url: &str) -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    c
-}
 
 /// One org's scopes: an API key's (from the access cache once read) and a member's.
 struct Org {
@@ -132,7 +124,7 @@ async fn planned(admin: &tokio_postgres::Client) -> Vec<(i64, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_in_every_placement_plan_nothing_once_warm() {
     let cluster = PgCluster::start(STATEMENTS);
-    let admin = client(&cluster.url).await;
+    let admin = pg_client(&cluster.url).await;
     admin
         .batch_execute("CREATE DATABASE orgwall_plans")
         .await

@@ -56,11 +56,8 @@ pub fn is_derived(table: &str) -> bool {
 /// [`TestDb::control_generation`]; for control databases a test made itself, such as on a
 /// [`cluster::PgCluster`]).
 pub async fn control_generation_at(url: &str, org: OrgId) -> i64 {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    pg_client(url)
         .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
         .query_one(
             "SELECT gen FROM access_generations WHERE dep = $1",
             &[&org.uuid()],
@@ -93,7 +90,8 @@ fn with_db_name(url: &str, name: &str) -> String {
     u.to_string()
 }
 
-async fn pg_client(url: &str) -> tokio_postgres::Client {
+/// A connection to `url` (its connection task spawned); panics naming the URL if it fails.
+pub async fn pg_client(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));

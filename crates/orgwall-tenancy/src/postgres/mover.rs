@@ -68,10 +68,12 @@ const MIN_CHUNK_ROWS: u64 = 100;
 const MAX_CHUNK_ROWS: u64 = 1_000_000;
 
 /// How long a mark of the slot's restart point may wait for the source's running
-/// transactions (see [`mark_restart_point`]): before the cut-over, and before each chunk
-/// of a copy (where a long transaction on the source would otherwise slow every chunk).
+/// transactions (see [`mark_restart_point`]) before the cut-over.
 const MARK_TIMEOUT_MS: u32 = 2_000;
+/// The same before each chunk of a copy, where a long transaction on the source would
+/// otherwise slow every chunk.
 const CHUNK_MARK_TIMEOUT_MS: u32 = 250;
+/// How many chunks go unmarked after a chunk's mark timed out.
 const CHUNKS_UNMARKED_AFTER_TIMEOUT: u32 = 10;
 
 /// A copy's rows go to the destination in buffers of this many bytes (see [`Mover::copy`]).
