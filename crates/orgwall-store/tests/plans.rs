@@ -30,7 +30,7 @@ use orgwall_store::placement::{self, Kind};
 use orgwall_store::repo::{api_keys, notes, projects, tickets};
 use orgwall_store::{Db, DbConfig};
 use orgwall_testkit::cluster::PgCluster;
-use orgwall_testkit::{pg_client, Demo};
+use orgwall_testkit::{pg_client, texts, Demo};
 
 const STATEMENTS: &[&str] = &[
     "shared_preload_libraries = 'pg_stat_statements'",
@@ -121,21 +121,20 @@ async fn planned(admin: &tokio_postgres::Client) -> Vec<(i64, String)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_in_every_placement_plan_nothing_once_warm() {
-    let cluster = PgCluster::start(STATEMENTS);
-    let admin = pg_client(&cluster.url).await;
-    admin
+/// A database of `cluster` migrated, with the demo world: Acme in the shared tables,
+/// Globex in a schema of its own, and Initech (Carol's, one project) in a database of
+/// its own; with each org's member scope.
+async fn world(cluster: &PgCluster, pool_size: usize) -> (Db, [(OrgId, OrgScope); 3]) {
+    pg_client(&cluster.url)
+        .await
         .batch_execute("CREATE DATABASE orgwall_plans")
         .await
         .unwrap();
-    let url = cluster.url_of("orgwall_plans");
     let db = Db::open(
         &DbConfig::Postgres {
-            url: url.clone(),
+            url: cluster.url_of("orgwall_plans"),
             app_role: orgwall_store::db::DEFAULT_APP_ROLE.into(),
-            // One connection: every org's transactions take turns on it.
-            pool_size: 1,
+            pool_size,
             placement_budget: None,
         },
         orgwall_store::catalog(),
@@ -162,16 +161,29 @@ async fn requests_in_every_placement_plan_nothing_once_warm() {
     let owner = access::verify_member(&db, d.carol, initech.id)
         .await
         .unwrap();
-    let orgs = [
-        org(&db, d.acme, d.alice_in_acme(&db).await).await,
-        org(&db, d.globex, d.bob_in_globex(&db).await).await,
-        org(&db, initech.id, owner).await,
-    ];
     assert_eq!(placement::show(&db, d.globex).await.unwrap().kind, "schema");
     assert_eq!(
         placement::show(&db, initech.id).await.unwrap().kind,
         "database"
     );
+    let scopes = [
+        (d.acme, d.alice_in_acme(&db).await),
+        (d.globex, d.bob_in_globex(&db).await),
+        (initech.id, owner),
+    ];
+    (db, scopes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_in_every_placement_plan_nothing_once_warm() {
+    let cluster = PgCluster::start(STATEMENTS);
+    let admin = pg_client(&cluster.url).await;
+    // One connection: every org's transactions take turns on it.
+    let (db, scopes) = world(&cluster, 1).await;
+    let mut orgs = Vec::new();
+    for (id, member) in scopes {
+        orgs.push(org(&db, id, member).await);
+    }
     admin
         .batch_execute("CREATE EXTENSION pg_stat_statements")
         .await
@@ -193,4 +205,127 @@ async fn requests_in_every_placement_plan_nothing_once_warm() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// Polls `sql` (one boolean) on `client` every 200 ms until it is true; panics naming
+/// `what` after a minute.
+async fn until(client: &tokio_postgres::Client, sql: &str, what: &str) {
+    for _ in 0..300 {
+        if client.query_one(sql, &[]).await.unwrap().get::<_, bool>(0) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("waited a minute for {what}");
+}
+
+/// A young placement keeps its key checks on the index with autovacuum on.
+///
+/// With PostgreSQL's default thresholds, autovacuum analyzed a new placement's `notes`
+/// at about fifty rows, a page, and the foreign key checks into it (each search term of a
+/// note checks its note) were then planned as sequential scans, kept by every connection
+/// as the table grew. The runner now sets every tenant table's thresholds to a thousand
+/// rows (`walls::YOUNG_TABLE_AUTOVACUUM`). On a throwaway cluster with autovacuum every
+/// second: 60 notes (and about 660 terms) in a schema placement and in a database placement,
+/// then a pass of autovacuum over each database after their counts were in (a canary
+/// table analyzed); neither table was analyzed, and the generic plan of the key check
+/// into `notes` is its primary key's index. Fails without the thresholds (both analyzed,
+/// a sequential scan).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn young_placements_keep_key_checks_on_the_index_under_autovacuum() {
+    let cluster = PgCluster::start(&["autovacuum = on", "autovacuum_naptime = 1"]);
+    let (db, scopes) = world(&cluster, 2).await;
+    let [_, (globex, bob), (initech, carol)] = scopes;
+    let schema = placement::show(&db, globex)
+        .await
+        .unwrap()
+        .location
+        .unwrap();
+    let database = placement::show(&db, initech)
+        .await
+        .unwrap()
+        .location
+        .unwrap();
+    for scope in [&bob, &carol] {
+        for batch in 0..4 {
+            let mut tx = db.write(scope).await.unwrap();
+            for i in 0..15 {
+                notes::create(
+                    &mut tx,
+                    &format!("young note {batch} {i}"),
+                    "alpha bravo charlie delta echo foxtrot golf hotel",
+                )
+                .await
+                .unwrap();
+            }
+            tx.commit().await.unwrap();
+        }
+    }
+    // (the client of a database, the schema its tables are in)
+    let places = [
+        (pg_client(&cluster.url_of("orgwall_plans")).await, schema),
+        (
+            pg_client(&cluster.url_of(&database)).await,
+            "public".to_owned(),
+        ),
+    ];
+    for (c, schema) in &places {
+        until(
+            c,
+            &format!(
+                "SELECT coalesce((SELECT n_mod_since_analyze >= 60 FROM pg_stat_user_tables
+                   WHERE schemaname = '{schema}' AND relname = 'notes'), false)"
+            ),
+            "the notes' inserts counted",
+        )
+        .await;
+        c.batch_execute(
+            "CREATE TABLE autovacuum_canary (n int);
+             INSERT INTO autovacuum_canary SELECT generate_series(1, 500)",
+        )
+        .await
+        .unwrap();
+        until(
+            c,
+            "SELECT coalesce((SELECT last_autoanalyze IS NOT NULL FROM pg_stat_user_tables
+               WHERE relname = 'autovacuum_canary'), false)",
+            "autovacuum to analyze the canary",
+        )
+        .await;
+        for table in ["notes", "note_terms"] {
+            let analyzed: Option<std::time::SystemTime> = c
+                .query_one(
+                    "SELECT last_autoanalyze FROM pg_stat_user_tables
+                     WHERE schemaname = $1 AND relname = $2",
+                    &[schema, &table],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(
+                analyzed, None,
+                "autovacuum analyzed {schema}.{table} while it was young"
+            );
+        }
+        // The shape of PostgreSQL's own check (`ri_triggers.c`), planned generic as a
+        // connection keeps it.
+        c.batch_execute(&format!(
+            "SET plan_cache_mode = force_generic_plan;
+             PREPARE key_check (uuid, uuid) AS SELECT 1 FROM ONLY \"{schema}\".notes x
+               WHERE org_id = $1 AND id = $2 FOR KEY SHARE OF x"
+        ))
+        .await
+        .unwrap();
+        let plan = texts(
+            c,
+            "EXPLAIN EXECUTE key_check (gen_random_uuid(), gen_random_uuid())",
+            &[],
+        )
+        .await
+        .join("\n");
+        assert!(
+            plan.contains("Index Scan") && !plan.contains("Seq Scan"),
+            "the key check into {schema}.notes:\n{plan}"
+        );
+    }
 }

@@ -11,7 +11,9 @@
 //! After the files, the runner (re)asserts the database wall on **every** tenant table,
 //! so a table added by a later migration inherits it without writing it out:
 //! - PostgreSQL: `ENABLE` and `FORCE ROW LEVEL SECURITY`, the `org_isolation` policy,
-//!   the NOLOGIN server role (created if missing) and its grants;
+//!   the NOLOGIN server role (created if missing) and its grants; and, not a wall but
+//!   kept the same way, autovacuum thresholds that leave a young table's key-check plans
+//!   on its index (`postgres::walls`, `YOUNG_TABLE_AUTOVACUUM`);
 //! - SQLite: for each `<t>_rows` base table, the scoped view `<t>` (unless the migration
 //!   wrote its own), its `INSTEAD OF` triggers and the guard triggers.
 //!
