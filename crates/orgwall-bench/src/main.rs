@@ -184,6 +184,13 @@ struct Args {
     /// default: chunks of about two seconds of the pace.
     #[arg(long, value_name = "ROWS", value_parser = clap::value_parser!(u64).range(1..))]
     move_chunk_rows: Option<u64>,
+    /// With `--moves`: let this 2-core machine stand for two machines: the first server
+    /// and the bench kept to CPU 0, the second server to CPU 1 (`taskset`), and only the
+    /// move across the two servers run (shared tables on the first to a database of its
+    /// own on the second), so the other org's server does not share its CPU with the
+    /// copy's destination.
+    #[arg(long)]
+    move_two_machines: bool,
     /// Measure no workload (with `--migrate-placements`: the migrations alone).
     #[arg(long)]
     no_workloads: bool,
@@ -801,15 +808,15 @@ fn real_main() -> Result<()> {
                     .map_err(|e| anyhow::anyhow!("--move-copy-rate: {e}"))
             })
             .transpose()?;
-        let runs = rt.block_on(moves::run(
-            &args.moves,
-            pace.clone(),
-            args.move_baseline,
-            args.move_write_rate,
-            args.move_probe_snapshot,
-            args.move_chunk_rows,
-            say,
-        ))?;
+        let setup = moves::Setup {
+            copy_rate: pace.clone(),
+            baseline_s: args.move_baseline,
+            write_rate: args.move_write_rate,
+            probe_s: args.move_probe_snapshot,
+            chunk_rows: args.move_chunk_rows,
+            two_machines: args.move_two_machines,
+        };
+        let runs = rt.block_on(moves::run(&args.moves, &setup, say))?;
         let (commit, _) = report::commit();
         let command: Vec<String> = std::env::args().collect();
         let md = moves::markdown(&runs, &command.join(" "), &commit);
@@ -834,6 +841,11 @@ fn real_main() -> Result<()> {
                         .move_chunk_rows
                         .map(|n| format!("-chunk{n}"))
                         .unwrap_or_default()
+                    + if args.move_two_machines {
+                        "-two-machines"
+                    } else {
+                        ""
+                    }
             ));
             // (Not `with_extension`: a pace in decimals has a dot of its own.)
             let file = |ext: &str| {

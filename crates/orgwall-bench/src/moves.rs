@@ -9,6 +9,10 @@
 //!    server;
 //! 2. *two servers*: from that database to a database of its own on a second server.
 //!
+//! With `--move-two-machines` the two servers stand for two machines (each kept to one
+//! of this machine's two CPUs, the bench with the first) and only a move across them is
+//! run, from the shared tables: see [`Setup::two_machines`].
+//!
 //! During each move four writers on Globex and four on Acme create tickets (through the
 //! library, as the server's handlers do: verify the member, one write transaction,
 //! commit), each write timed: on a fixed schedule of `--move-write-rate` writes a second
@@ -267,26 +271,66 @@ async fn fill(url: &str, org: OrgId, n: u64, say: &impl Fn(String)) -> Result<()
     Ok(())
 }
 
+/// How the moves are run (the `--move-*` options).
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// The copy's pace: as given (MB/s) and in bytes a second; `None`: full speed.
+    pub copy_rate: Option<(String, u64)>,
+    /// Seconds of writes measured before each move.
+    pub baseline_s: u64,
+    /// Writes started a second per org; 0: back to back.
+    pub write_rate: u64,
+    /// Seconds of a snapshot held before each move (the probe); 0: none.
+    pub probe_s: u64,
+    /// At most this many rows in one chunk of the copy.
+    pub chunk_rows: Option<u64>,
+    /// Two machines stood for by one: the first server and this process kept to CPU 0,
+    /// the second server to CPU 1, and only the move across the two servers run (from
+    /// the shared tables on the first to a database of its own on the second), so the
+    /// copy's work on the destination does not take the CPU the other org's server
+    /// has, as it would not on two machines.
+    pub two_machines: bool,
+}
+
+/// Keeps every thread of this process to CPU `cpu` (threads made later inherit it).
+fn pin_self(cpu: &str) -> Result<()> {
+    let pid = std::process::id().to_string();
+    let ok = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", cpu, &pid])
+        .output()
+        .with_context(|| "running taskset (util-linux)")?;
+    anyhow::ensure!(
+        ok.status.success(),
+        "taskset -a -p -c {cpu} {pid}: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    Ok(())
+}
+
 /// Runs the benchmark for each size; returns the runs.
-pub async fn run(
-    sizes: &[u64],
-    copy_rate: Option<(String, u64)>,
-    baseline_s: u64,
-    write_rate: u64,
-    probe_s: u64,
-    chunk_rows: Option<u64>,
-    say: impl Fn(String),
-) -> Result<Vec<MoveRun>> {
+pub async fn run(sizes: &[u64], setup: &Setup, say: impl Fn(String)) -> Result<Vec<MoveRun>> {
     const WRITERS: u32 = 4;
+    let Setup {
+        copy_rate,
+        baseline_s,
+        write_rate,
+        probe_s,
+        chunk_rows,
+        two_machines,
+    } = setup.clone();
     let opts = placement::MoveOptions {
         copy_bytes_per_sec: copy_rate.as_ref().map(|(_, bytes)| *bytes),
         copy_chunk_rows: chunk_rows,
     };
     let copy_rate_mb = copy_rate.map(|(mb, _)| mb);
+    let cpus = |cpu| two_machines.then_some(cpu);
+    if two_machines {
+        pin_self("0")?;
+    }
     let mut runs = Vec::new();
     for &n in sizes {
-        let one = PgCluster::start(SETTINGS);
-        let two = PgCluster::start(SETTINGS);
+        let one = PgCluster::start_on(SETTINGS, cpus("0"));
+        let two = PgCluster::start_on(SETTINGS, cpus("1"));
         connect(&one.url)
             .await?
             .batch_execute("CREATE DATABASE orgwall_moves")
@@ -324,10 +368,16 @@ pub async fn run(
         say(format!("moves: filling Globex with {n} tickets"));
         fill(&url, globex, n, &say).await?;
         placement::add_target(&db, "second", &two.url).await?;
-        for (kind, name) in [
+        let moves = [
             (Kind::Database(None), "one server"),
             (Kind::Database(Some("second".into())), "two servers"),
-        ] {
+        ];
+        for (kind, name) in moves.into_iter().skip(usize::from(two_machines)) {
+            let name = if two_machines {
+                "two machines (CPU 0, CPU 1)"
+            } else {
+                name
+            };
             let stop = Arc::new(AtomicBool::new(false));
             let (glog, alog): (Log, Log) = Default::default();
             let refused = Arc::new(Mutex::new(0usize));

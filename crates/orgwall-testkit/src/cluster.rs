@@ -78,6 +78,13 @@ impl PgCluster {
     /// `wal_level = logical`). Panics with what went wrong if it cannot: a test that
     /// needs a second server does not pass without one.
     pub fn start(settings: &[&str]) -> PgCluster {
+        Self::start_on(settings, None)
+    }
+
+    /// [`PgCluster::start`], with every process of the server kept to the CPUs `cpus`
+    /// (a `taskset -c` list such as `1` or `0-1`) if given: the benchmarks' way to let two
+    /// clusters on one machine stand for two machines, each with cores of its own.
+    pub fn start_on(settings: &[&str], cpus: Option<&str>) -> PgCluster {
         let bindir = bindir().expect(
             "a second PostgreSQL server needs initdb and pg_ctl (Debian package postgresql)",
         );
@@ -136,15 +143,22 @@ impl PgCluster {
         for _ in 0..5 {
             let port = free_port();
             let opts = format!("-p {port}");
-            let started = as_owner(
-                &bindir.join("pg_ctl"),
-                &[
-                    "-D", &data_s, "-l", &log, "-o", &opts, "-w", "-t", "60", "start",
-                ],
-            )
-            .current_dir(dir.path())
-            .output()
-            .is_ok_and(|o| o.status.success());
+            let pg_ctl = bindir.join("pg_ctl").display().to_string();
+            let mut args = vec![
+                "-D", &data_s, "-l", &log, "-o", &opts, "-w", "-t", "60", "start",
+            ];
+            // The postmaster inherits pg_ctl's CPUs, and every backend the postmaster's.
+            let program = match cpus {
+                Some(list) => {
+                    args.splice(0..0, ["-c", list, pg_ctl.as_str()]);
+                    PathBuf::from("taskset")
+                }
+                None => PathBuf::from(&pg_ctl),
+            };
+            let started = as_owner(&program, &args)
+                .current_dir(dir.path())
+                .output()
+                .is_ok_and(|o| o.status.success());
             if started {
                 return PgCluster {
                     url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
