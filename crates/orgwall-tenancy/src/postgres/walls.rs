@@ -314,23 +314,28 @@ pub(crate) async fn apply(
     .await
     .map_err(map_err)?;
 
-    let tenant_tables: Vec<String> = tx
+    // (name, whether its autovacuum thresholds are already set)
+    let young: Vec<String> = YOUNG_TABLE_AUTOVACUUM
+        .split(", ")
+        .map(|o| o.replace(" = ", "="))
+        .collect();
+    let tenant_tables: Vec<(String, bool)> = tx
         .query(
-            "SELECT c.relname::text FROM pg_class c
+            "SELECT c.relname::text, coalesce(c.reloptions @> $2, false) FROM pg_class c
              JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
                AND NOT (c.relname = ANY($1))
                AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
                            AND a.attname = 'org_id' AND NOT a.attisdropped)
              ORDER BY 1",
-            &[&catalog.global_list()],
+            &[&catalog.global_list(), &young],
         )
         .await
         .map_err(map_err)?
         .iter()
-        .map(|r| r.get(0))
+        .map(|r| (r.get(0), r.get(1)))
         .collect();
-    for t in &tenant_tables {
+    for (t, thresholds_set) in &tenant_tables {
         let q = quote_ident(t);
         let has_policy = !tx
             .query(
@@ -342,9 +347,11 @@ pub(crate) async fn apply(
             .map_err(map_err)?
             .is_empty();
         let mut sql = format!(
-            "ALTER TABLE {q} ENABLE ROW LEVEL SECURITY; ALTER TABLE {q} FORCE ROW LEVEL SECURITY;
-             ALTER TABLE {q} SET ({YOUNG_TABLE_AUTOVACUUM});"
+            "ALTER TABLE {q} ENABLE ROW LEVEL SECURITY; ALTER TABLE {q} FORCE ROW LEVEL SECURITY;"
         );
+        if !thresholds_set {
+            sql.push_str(&format!("ALTER TABLE {q} SET ({YOUNG_TABLE_AUTOVACUUM});"));
+        }
         if !has_policy {
             sql.push_str(&format!(
                 "CREATE POLICY org_isolation ON {q} USING ({ORG_PREDICATE}) WITH CHECK ({ORG_PREDICATE});"
