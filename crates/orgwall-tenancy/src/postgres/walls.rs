@@ -221,9 +221,12 @@ async fn migrate_schema(
 /// the index scan unanalyzed, a sequential scan analyzed at 60 rows, the index again
 /// analyzed at 1,000). Set by the runner on every tenant table of every placement, so a
 /// module's table inherits it; on the large shared tables the scale factor decides as
-/// before. Test: `orgwall-store/tests/plans.rs`, with autovacuum on.
-const YOUNG_TABLE_AUTOVACUUM: &str =
-    "autovacuum_analyze_threshold = 1000, autovacuum_vacuum_threshold = 1000";
+/// before. Test: `orgwall-store/tests/plans.rs`, with autovacuum on. Written as
+/// PostgreSQL keeps them in `pg_class.reloptions`, so a table that has them is seen as such.
+const YOUNG_TABLE_AUTOVACUUM: [&str; 2] = [
+    "autovacuum_analyze_threshold=1000",
+    "autovacuum_vacuum_threshold=1000",
+];
 
 /// Applies what is pending in the current schema (the first on the search path) and
 /// asserts the walls there, in `tx`: with [`Plane::Control`] every migration (the control
@@ -315,10 +318,6 @@ pub(crate) async fn apply(
     .map_err(map_err)?;
 
     // (name, whether its autovacuum thresholds are already set)
-    let young: Vec<String> = YOUNG_TABLE_AUTOVACUUM
-        .split(", ")
-        .map(|o| o.replace(" = ", "="))
-        .collect();
     let tenant_tables: Vec<(String, bool)> = tx
         .query(
             "SELECT c.relname::text, coalesce(c.reloptions @> $2, false) FROM pg_class c
@@ -328,7 +327,7 @@ pub(crate) async fn apply(
                AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid
                            AND a.attname = 'org_id' AND NOT a.attisdropped)
              ORDER BY 1",
-            &[&catalog.global_list(), &young],
+            &[&catalog.global_list(), &YOUNG_TABLE_AUTOVACUUM.as_slice()],
         )
         .await
         .map_err(map_err)?
@@ -350,7 +349,10 @@ pub(crate) async fn apply(
             "ALTER TABLE {q} ENABLE ROW LEVEL SECURITY; ALTER TABLE {q} FORCE ROW LEVEL SECURITY;"
         );
         if !thresholds_set {
-            sql.push_str(&format!("ALTER TABLE {q} SET ({YOUNG_TABLE_AUTOVACUUM});"));
+            sql.push_str(&format!(
+                "ALTER TABLE {q} SET ({});",
+                YOUNG_TABLE_AUTOVACUUM.join(", ")
+            ));
         }
         if !has_policy {
             sql.push_str(&format!(
