@@ -59,10 +59,14 @@ impl Workload {
 }
 
 /// One org as the driver sees it.
+#[derive(Clone)]
 pub struct Target {
     prefix: String,
     auth: HeaderValue,
     tickets: Vec<uuid::Uuid>,
+    /// Which group its requests are counted in besides the whole (see
+    /// [`Outcome::groups`]); 0 unless [`grouped`] says otherwise.
+    group: usize,
 }
 
 /// The driver's view of the data set.
@@ -73,10 +77,27 @@ pub fn targets(orgs: &[Org]) -> Result<Arc<Vec<Target>>> {
                 prefix: format!("/v1/orgs/{}", o.id.hyphenated()),
                 auth: HeaderValue::from_str(&format!("Bearer {}", o.key))?,
                 tickets: o.sample.clone(),
+                group: 0,
             })
         })
         .collect::<Result<Vec<_>>>()
         .map(Arc::new)
+}
+
+/// The same targets with each org in a group of its own choosing (`group_of` gets the
+/// org's index): a run over them reports each group's requests apart too, measured in
+/// the same window under the same load (the bench's mixed placement comparison).
+pub fn grouped(targets: &[Target], group_of: impl Fn(usize) -> usize) -> Arc<Vec<Target>> {
+    Arc::new(
+        targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Target {
+                group: group_of(i),
+                ..t.clone()
+            })
+            .collect(),
+    )
 }
 
 /// How one run went.
@@ -94,6 +115,8 @@ pub struct Outcome {
     pub secs: f64,
     /// Requests per second.
     pub rps: f64,
+    /// Mean latency, ms.
+    pub mean_ms: f64,
     /// Median latency, ms.
     pub p50_ms: f64,
     /// 90th percentile, ms.
@@ -104,8 +127,17 @@ pub struct Outcome {
     pub max_ms: f64,
     /// Highest server RSS seen during the measured window (sampled every 100 ms), MB.
     pub peak_rss_mb: Option<f64>,
+    /// CPU time per request over the measured window (see [`crate::cpu`]); a group's
+    /// outcome has none (its CPU is not told apart).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_per_request: Option<crate::cpu::PerRequest>,
+    /// With targets in more than one group (see [`grouped`]): each group's requests
+    /// alone, by group number (its `peak_rss_mb` is the run's).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<Outcome>,
 }
 
+#[derive(Clone)]
 struct Stats {
     hist: Histogram<u64>,
     requests: u64,
@@ -129,6 +161,28 @@ impl Stats {
         self.errors += 1;
         if self.samples.len() < 5 {
             self.samples.push(what);
+        }
+    }
+
+    /// What these requests make of a window of `secs` seconds.
+    #[allow(clippy::cast_precision_loss)]
+    fn outcome(self, secs: f64, peak_rss_mb: Option<f64>) -> Outcome {
+        let ms = |q: f64| self.hist.value_at_quantile(q) as f64 / 1000.0;
+        Outcome {
+            requests: self.requests,
+            errors: self.errors,
+            rps: self.requests as f64 / secs,
+            mean_ms: self.hist.mean() / 1000.0,
+            p50_ms: ms(0.50),
+            p90_ms: ms(0.90),
+            p99_ms: ms(0.99),
+            max_ms: self.hist.max() as f64 / 1000.0,
+            statuses: self.statuses,
+            error_samples: self.samples,
+            secs,
+            peak_rss_mb,
+            cpu_per_request: None,
+            groups: Vec::new(),
         }
     }
 
@@ -233,8 +287,16 @@ async fn worker(
     workload: Workload,
     measure_from: Instant,
     end: Instant,
-) -> Result<Stats> {
-    let mut stats = Stats::new()?;
+    phases: Option<Phases>,
+) -> Result<Vec<Stats>> {
+    let groups = group_count(&targets);
+    let mut by_group = (0..groups)
+        .map(|_| Stats::new())
+        .collect::<Result<Vec<_>>>()?;
+    // Each group's targets, for phases.
+    let members: Vec<Vec<&Target>> = (0..groups)
+        .map(|g| targets.iter().filter(|t| t.group == g).collect())
+        .collect();
     let mut rng = Rng::new(0x5EED_u64.wrapping_add(n as u64 * 7919));
     let host = HeaderValue::from_str(&addr.to_string())?;
     let mut sender: Option<Sender> = None;
@@ -244,7 +306,9 @@ async fn worker(
             None => match connect(addr).await {
                 Ok(s) => sender.insert(s),
                 Err(e) => {
-                    if Instant::now() >= measure_from {
+                    if let (true, Some(stats)) =
+                        (Instant::now() >= measure_from, by_group.first_mut())
+                    {
                         stats.requests += 1;
                         stats.error(format!("connect: {e}"));
                     }
@@ -253,7 +317,16 @@ async fn worker(
                 }
             },
         };
-        let Some(t) = rng.pick(&targets) else { break };
+        let picked = match phases {
+            Some(p) => members
+                .get(p.at(Instant::now(), groups))
+                .and_then(|m| rng.pick(m).copied()),
+            None => rng.pick(&targets),
+        };
+        let Some(t) = picked else { break };
+        let Some(stats) = by_group.get_mut(t.group) else {
+            break;
+        };
         let req = request(workload, t, &mut rng, &host)?;
         let what = format!("{} {}", req.method(), req.uri());
         let t0 = Instant::now();
@@ -289,7 +362,49 @@ async fn worker(
             }
         }
     }
-    Ok(stats)
+    Ok(by_group)
+}
+
+/// How many groups `targets` are in (see [`grouped`]).
+fn group_count(targets: &[Target]) -> usize {
+    targets.iter().map(|t| t.group + 1).max().unwrap_or(1)
+}
+
+/// Groups taking turns: from `start` on, each `len` long phase sends requests to one
+/// group's orgs only (group 0, 1, ..., 0, ...). Each group's requests are then timed as
+/// if that group had the server to itself, in turns short enough that a drift of the
+/// machine's speed over a run (this VM's can move a run's rate by a fifth) falls on every
+/// group alike. A request is counted in the group it was sent to.
+#[derive(Clone, Copy, Debug)]
+pub struct Phases {
+    pub start: Instant,
+    pub len: Duration,
+}
+
+impl Phases {
+    /// The group whose phase `now` is in.
+    fn at(self, now: Instant, groups: usize) -> usize {
+        let n = now.saturating_duration_since(self.start).as_nanos() / self.len.as_nanos().max(1);
+        usize::try_from(n % groups.max(1) as u128).unwrap_or(0)
+    }
+
+    /// How long each group's phases cover of `[from, to)`, in seconds.
+    fn seconds(self, from: Instant, to: Instant, groups: usize) -> Vec<f64> {
+        let mut secs = vec![0.0; groups.max(1)];
+        let mut t = from;
+        while t < to {
+            let since = t.saturating_duration_since(self.start).as_nanos();
+            let len = self.len.as_nanos().max(1);
+            let next = self.start
+                + Duration::from_nanos(u64::try_from((since / len + 1) * len).unwrap_or(u64::MAX));
+            let until = next.min(to);
+            if let Some(s) = secs.get_mut(self.at(t, groups)) {
+                *s += (until - t).as_secs_f64();
+            }
+            t = until;
+        }
+        secs
+    }
 }
 
 /// Sends one detail read to every org (each with its own key), `concurrency` at a time:
@@ -329,31 +444,47 @@ pub async fn touch_all(
     Ok((start.elapsed().as_secs_f64(), failed))
 }
 
-/// Runs `workload` at `concurrency` against `addr`: `warmup`, then `duration` measured.
-/// Samples the RSS of `pid` during the measured window.
+/// A run's timing.
+pub struct Window {
+    /// Run, not measured, first.
+    pub warmup: Duration,
+    /// Then measured.
+    pub duration: Duration,
+    /// The groups of the targets take turns in phases this long (see [`Phases`]); none:
+    /// every request to any target.
+    pub phase: Option<Duration>,
+}
+
+/// Runs `workload` at `concurrency` against `addr` over `window`. Samples the RSS and
+/// CPU time of `pid` during the measured window.
 pub async fn run(
     addr: SocketAddr,
     targets: Arc<Vec<Target>>,
     workload: Workload,
     concurrency: usize,
-    warmup: Duration,
-    duration: Duration,
+    window: Window,
     pid: Option<u32>,
 ) -> Result<Outcome> {
+    let Window {
+        warmup,
+        duration,
+        phase,
+    } = window;
     let start = Instant::now();
+    let phases = phase.map(|len| Phases { start, len });
     let measure_from = start + warmup;
     let end = measure_from + duration;
     let sampler = tokio::spawn(async move {
         let mut peak: Option<u64> = None;
-        let Some(pid) = pid else { return peak };
         tokio::time::sleep_until(measure_from.into()).await;
+        let from = crate::cpu::snapshot(pid);
         while Instant::now() < end {
-            if let Some(kb) = crate::server::proc_kb(pid, "VmRSS") {
+            if let Some(kb) = pid.and_then(|pid| crate::server::proc_kb(pid, "VmRSS")) {
                 peak = Some(peak.map_or(kb, |p| p.max(kb)));
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(100).min(end - Instant::now().min(end))).await;
         }
-        peak
+        (peak, from, crate::cpu::snapshot(pid))
     });
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|n| {
@@ -364,28 +495,69 @@ pub async fn run(
                 workload,
                 measure_from,
                 end,
+                phases,
             ))
         })
         .collect();
-    let mut all = Stats::new()?;
+    let mut groups: Vec<Stats> = Vec::new();
     for w in workers {
-        all.merge(w.await??)?;
+        for (g, stats) in w.await??.into_iter().enumerate() {
+            match groups.get_mut(g) {
+                Some(into) => into.merge(stats)?,
+                None => groups.push(stats),
+            }
+        }
     }
-    let peak = sampler.await?;
-    let secs = duration.as_secs_f64();
-    let ms = |q: f64| all.hist.value_at_quantile(q) as f64 / 1000.0;
+    let (peak, cpu_from, cpu_to) = sampler.await?;
     #[allow(clippy::cast_precision_loss)]
-    Ok(Outcome {
-        requests: all.requests,
-        errors: all.errors,
-        rps: all.requests as f64 / secs,
-        p50_ms: ms(0.50),
-        p90_ms: ms(0.90),
-        p99_ms: ms(0.99),
-        max_ms: all.hist.max() as f64 / 1000.0,
-        statuses: all.statuses,
-        error_samples: all.samples,
-        secs,
-        peak_rss_mb: peak.map(|kb| kb as f64 / 1024.0),
-    })
+    let peak = peak.map(|kb| kb as f64 / 1024.0);
+    let secs = duration.as_secs_f64();
+    let mut all = Stats::new()?;
+    for g in &groups {
+        all.merge(g.clone())?;
+    }
+    let mut outcome = all.outcome(secs, peak);
+    outcome.cpu_per_request = crate::cpu::per_request(cpu_from, cpu_to, outcome.requests);
+    if groups.len() > 1 {
+        // With phases each group had the server for its phases' share of the window.
+        let shares = match phases {
+            Some(p) => p.seconds(measure_from, end, groups.len()),
+            None => vec![secs; groups.len()],
+        };
+        outcome.groups = groups
+            .into_iter()
+            .zip(shares)
+            .map(|(g, s)| g.outcome(s, peak))
+            .collect();
+    }
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn phases_take_turns_and_share_a_window_by_the_turns_in_it() {
+        let start = Instant::now();
+        let p = Phases {
+            start,
+            len: Duration::from_millis(100),
+        };
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        assert_eq!(p.at(at(0), 3), 0);
+        assert_eq!(p.at(at(150), 3), 1);
+        assert_eq!(p.at(at(250), 3), 2);
+        assert_eq!(p.at(at(350), 3), 0);
+        // From 50 ms to 420 ms: group 0 has 50-100 and 300-400, group 1 100-200 and
+        // 400-420, group 2 200-300.
+        let secs = p.seconds(at(50), at(420), 3);
+        let near = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        assert!(near(secs[0], 0.15), "{secs:?}");
+        assert!(near(secs[1], 0.12), "{secs:?}");
+        assert!(near(secs[2], 0.10), "{secs:?}");
+        // One group: the whole window.
+        assert!(near(p.seconds(at(50), at(420), 1)[0], 0.37));
+    }
 }

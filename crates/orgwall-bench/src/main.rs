@@ -10,6 +10,7 @@
 //! Never a timed test: nothing in CI runs it.
 
 mod chart;
+mod cpu;
 mod dataset;
 mod load;
 mod migrations;
@@ -68,6 +69,19 @@ impl PlacementArg {
             PlacementArg::Shared => "placed shared",
             PlacementArg::Schema => "placed schema",
             PlacementArg::Database => "placed database",
+        }
+    }
+
+    /// Its variant in a mixed run (`--placement-mix`): `turns ...` with phases (see
+    /// [`Args::mix_phase_ms`]), `mixed ...` without.
+    fn mixed_variant(self, turns: bool) -> &'static str {
+        match (self, turns) {
+            (PlacementArg::Shared, true) => "turns shared",
+            (PlacementArg::Schema, true) => "turns schema",
+            (PlacementArg::Database, true) => "turns database",
+            (PlacementArg::Shared, false) => "mixed shared",
+            (PlacementArg::Schema, false) => "mixed schema",
+            (PlacementArg::Database, false) => "mixed database",
         }
     }
 }
@@ -142,6 +156,22 @@ struct Args {
     /// Rounds alternate the order.
     #[arg(long, value_delimiter = ',')]
     placements: Vec<PlacementArg>,
+    /// With `--placements`: place the orgs in all of them at once instead of in turn (org
+    /// i of round r in placement (i + r) mod k, so each org takes each placement over k
+    /// rounds), one server for them all, and measure each workload over every org at
+    /// once: each placement's requests are timed in the same window, under the same load
+    /// on the same machine, and compared by mean latency (per request) with the shared
+    /// tables' (a sitting's drift, e.g. a slower disk flush for a while, falls on all
+    /// placements alike).
+    #[arg(long)]
+    placement_mix: bool,
+    /// With `--placement-mix`: the placements take turns in phases this long (each
+    /// phase's requests go to one placement's orgs only), so each placement's rate is
+    /// measured as if it had the server to itself, in turns that a drift of the
+    /// machine's speed falls on alike; 0: every request to any org at random (each
+    /// placement's latency under the same mixed load).
+    #[arg(long, default_value_t = 1000)]
+    mix_phase_ms: u64,
     /// The workloads of the placement comparison.
     #[arg(long, value_delimiter = ',', default_value = "detail,list,create")]
     placement_workloads: Vec<Workload>,
@@ -309,17 +339,34 @@ impl Ctx<'_> {
     }
 
     fn measure(&mut self, run: &Run<'_>, w: Workload, c: usize) -> Result<()> {
+        self.measure_groups(run, w, c, &[])
+    }
+
+    /// [`Ctx::measure`], and with `groups` (the variant of each group of the targets, see
+    /// [`load::grouped`]) each group's requests also recorded apart, as a run of that
+    /// variant.
+    fn measure_groups(
+        &mut self,
+        run: &Run<'_>,
+        w: Workload,
+        c: usize,
+        groups: &[&'static str],
+    ) -> Result<()> {
         let outcome = self.rt.block_on(load::run(
             run.server.addr,
             run.targets.clone(),
             w,
             c,
-            Duration::from_secs(self.args.warmup),
-            Duration::from_secs(self.args.duration.max(1)),
+            load::Window {
+                warmup: Duration::from_secs(self.args.warmup),
+                duration: Duration::from_secs(self.args.duration.max(1)),
+                phase: (!groups.is_empty() && self.args.mix_phase_ms > 0)
+                    .then(|| Duration::from_millis(self.args.mix_phase_ms)),
+            },
             Some(run.server.pid()),
         ))?;
         say(format!(
-            "{} orgs, {} {}, {} c={c}{}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, errors {}{}",
+            "{} orgs, {} {}, {} c={c}{}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, errors {}{}{}",
             run.orgs,
             run.backend,
             run.variant,
@@ -336,10 +383,34 @@ impl Ctx<'_> {
             outcome
                 .peak_rss_mb
                 .map(|m| format!(", RSS {m:.1} MB"))
+                .unwrap_or_default(),
+            outcome
+                .cpu_per_request
+                .map(|c| format!(
+                    ", CPU per request {:.0} us (server {}, postgres {:.0})",
+                    c.machine_us,
+                    c.server_us.map_or("-".into(), |s| format!("{s:.0}")),
+                    c.postgres_us
+                ))
                 .unwrap_or_default()
         ));
         if let Some(e) = outcome.error_samples.first() {
             say(format!("  first error: {e}"));
+        }
+        for (variant, g) in groups.iter().zip(&outcome.groups) {
+            say(format!(
+                "  {variant}: {} requests, mean {:.2} ms, p50 {:.2} ms, p99 {:.2} ms, errors {}",
+                g.requests, g.mean_ms, g.p50_ms, g.p99_ms, g.errors
+            ));
+            self.report.runs.push(RunRecord {
+                orgs: run.orgs,
+                backend: run.backend,
+                variant,
+                workload: w,
+                concurrency: c,
+                round: run.round,
+                outcome: g.clone(),
+            });
         }
         self.report.runs.push(RunRecord {
             orgs: run.orgs,
@@ -593,7 +664,8 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
 
 /// `--placements`: every org placed in each placement in turn (rows and all, see
 /// [`placed`]), a server started afresh on it, the placement workloads measured; rounds
-/// alternate the order. Every org ends back in the shared tables.
+/// alternate the order. With `--placement-mix`, the orgs in all of them at once instead
+/// (see [`Args::placement_mix`]). Every org ends back in the shared tables.
 fn compare_placements(
     ctx: &mut Ctx<'_>,
     url: &str,
@@ -621,38 +693,87 @@ fn compare_placements(
             anyhow::Ok((what, s))
         })
     };
+    let kinds = &args.placements;
     for round in 1..=args.rounds.max(1) {
-        let mut order = args.placements.clone();
-        if round % 2 == 0 {
-            order.reverse();
-        }
-        for p in order {
-            let placing = sample(format!("placing {orgs} orgs in {}", p.kind()))?;
-            let secs = ctx
-                .rt
-                .block_on(placed::place_all(url, &args.app_role, &ids, &p.kind()))?;
-            say(format!(
-                "{orgs} orgs placed in {} (rows and all) in {secs:.1} s",
-                p.kind()
-            ));
+        // Each layout (the placement of each org) is served by a server of its own.
+        let layouts: Vec<Vec<PlacementArg>> = if args.placement_mix {
+            vec![(0..ids.len())
+                .filter_map(|i| kinds.get((i + round - 1) % kinds.len()).copied())
+                .collect()]
+        } else {
+            let mut order = kinds.clone();
+            if round % 2 == 0 {
+                order.reverse();
+            }
+            order.into_iter().map(|p| vec![p; ids.len()]).collect()
+        };
+        for layout in layouts {
+            let kinds_here: Vec<PlacementArg> = kinds
+                .iter()
+                .copied()
+                .filter(|k| layout.contains(k))
+                .collect();
+            let label = kinds_here
+                .iter()
+                .map(|p| p.kind().to_string())
+                .collect::<Vec<_>>()
+                .join(" + ");
+            let placing = sample(format!("placing {orgs} orgs in {label}"))?;
+            for &p in &kinds_here {
+                let these: Vec<uuid::Uuid> = ids
+                    .iter()
+                    .zip(&layout)
+                    .filter(|(_, k)| **k == p)
+                    .map(|(id, _)| *id)
+                    .collect();
+                let secs =
+                    ctx.rt
+                        .block_on(placed::place_all(url, &args.app_role, &these, &p.kind()))?;
+                say(format!(
+                    "{} orgs placed in {} (rows and all) in {secs:.1} s",
+                    these.len(),
+                    p.kind()
+                ));
+            }
             ctx.sessions(placing)?;
-            let serving = sample(format!(
-                "serving {orgs} orgs in {} (round {round})",
-                p.kind()
-            ))?;
+            let serving = sample(format!("serving {orgs} orgs in {label} (round {round})"))?;
             let server = Server::start(&args.orgwall_bin, &Backend::Postgres(url, dir))?;
             let r = (|| -> Result<()> {
                 ctx.touch(&server, targets)?;
+                let (grouped, variant, groups) = match args.placement_mix {
+                    true => (
+                        load::grouped(targets, |i| {
+                            layout
+                                .get(i)
+                                .and_then(|k| kinds.iter().position(|x| x == k))
+                                .unwrap_or(0)
+                        }),
+                        if args.mix_phase_ms > 0 {
+                            "turns"
+                        } else {
+                            "mixed"
+                        },
+                        kinds
+                            .iter()
+                            .map(|k| k.mixed_variant(args.mix_phase_ms > 0))
+                            .collect(),
+                    ),
+                    false => (
+                        targets.clone(),
+                        layout.first().map_or("placed", |p| p.variant()),
+                        Vec::new(),
+                    ),
+                };
                 for &w in &args.placement_workloads {
                     let run = Run {
                         server: &server,
-                        targets,
+                        targets: &grouped,
                         orgs,
                         backend: "postgres",
-                        variant: p.variant(),
+                        variant,
                         round,
                     };
-                    ctx.measure(&run, w, args.concurrency)?;
+                    ctx.measure_groups(&run, w, args.concurrency, &groups)?;
                 }
                 Ok(())
             })();
@@ -670,10 +791,21 @@ fn compare_placements(
         &ids,
         &orgwall_store::placement::Kind::Shared,
     ))?;
-    ctx.report.notes.push(format!(
-        "Placements: for each `placed ...` variant every org was placed there with its rows (the bench copies them out, places the empty org with `placement::set`, copies them in; see crates/orgwall-bench/src/placed.rs), then a server was started afresh and touched every org before the runs; RLS on. Orders: {}.",
-        if args.rounds > 1 { "alternating per round" } else { "as given" }
-    ));
+    ctx.report.notes.push(match args.placement_mix {
+        true => format!(
+            "Placements, mixed: in round r org i was placed in the ((i + r - 1) mod {}) th of {} with its rows (the bench copies them out, places the empty org with `placement::set`, copies them in; see crates/orgwall-bench/src/placed.rs), then one server was started afresh and touched every org, and each workload ran over all orgs. {} RLS on.",
+            kinds.len(),
+            kinds.iter().map(|k| k.kind().to_string()).collect::<Vec<_>>().join(", "),
+            match args.mix_phase_ms {
+                0 => "Every request went to any org at random: each `mixed ...` run is the requests of that placement's orgs within such a run (timed in the same window, under the same load), compared by mean latency; `mixed` is all of them.".to_owned(),
+                ms => format!("The placements took turns in phases of {ms} ms (each phase's requests to one placement's orgs only): each `turns ...` run is that placement's requests over its phases' share of the window (its req/s as if it had the server to itself, in turns that a drift of the machine's speed falls on alike); `turns` is all of them."),
+            }
+        ),
+        false => format!(
+            "Placements: for each `placed ...` variant every org was placed there with its rows (the bench copies them out, places the empty org with `placement::set`, copies them in; see crates/orgwall-bench/src/placed.rs), then a server was started afresh and touched every org before the runs; RLS on. Orders: {}.",
+            if args.rounds > 1 { "alternating per round" } else { "as given" }
+        ),
+    });
     Ok(())
 }
 

@@ -200,6 +200,8 @@ pub struct Report {
 pub struct Median {
     /// Requests per second.
     pub rps: f64,
+    /// The machine's CPU time per request, microseconds (runs that measured it).
+    pub cpu_us: Option<f64>,
     /// p50, ms.
     pub p50_ms: f64,
     /// Rounds it is the median of.
@@ -239,21 +241,54 @@ impl Report {
                     && r.concurrency == concurrency
             })
             .collect();
-        let med = |mut v: Vec<f64>| -> Option<f64> {
-            v.sort_by(f64::total_cmp);
-            let n = v.len();
-            if n == 0 {
-                return None;
-            }
-            let hi = v.get(n / 2).copied()?;
-            let lo = v.get((n - 1) / 2).copied()?;
-            Some((hi + lo) / 2.0)
-        };
+        let med = median_of;
         Some(Median {
+            cpu_us: med(runs
+                .iter()
+                .filter_map(|r| r.outcome.cpu_per_request.map(|c| c.machine_us))
+                .collect()),
             rps: med(runs.iter().map(|r| r.outcome.rps).collect())?,
             p50_ms: med(runs.iter().map(|r| r.outcome.p50_ms).collect())?,
             rounds: runs.len(),
         })
+    }
+
+    /// For each round that has both, what variant `v.0` costs over variant `v.1`: its
+    /// fewer req/s (`by_rate`: `1 - a/b`) or its longer mean latency (`a/b - 1`).
+    fn paired(
+        &self,
+        orgs: usize,
+        v: (&str, &str),
+        workload: Workload,
+        concurrency: usize,
+        by_rate: bool,
+    ) -> Vec<f64> {
+        let of = |variant: &str, round: usize| {
+            self.runs.iter().find(|r| {
+                r.orgs == orgs
+                    && r.backend == "postgres"
+                    && r.variant == variant
+                    && r.workload == workload
+                    && r.concurrency == concurrency
+                    && r.round == round
+            })
+        };
+        self.runs
+            .iter()
+            .filter(|r| {
+                r.orgs == orgs
+                    && r.variant == v.0
+                    && r.workload == workload
+                    && r.concurrency == concurrency
+            })
+            .filter_map(|a| {
+                let (a, b) = (&a.outcome, &of(v.1, a.round)?.outcome);
+                match by_rate {
+                    true => (b.rps > 0.0).then(|| 1.0 - a.rps / b.rps),
+                    false => (b.mean_ms > 0.0).then(|| a.mean_ms / b.mean_ms - 1.0),
+                }
+            })
+            .collect()
     }
 
     /// The check that run `a`'s median p50 is at most `max` times run `b`'s (each given
@@ -357,6 +392,64 @@ impl Report {
                             shared.p50_ms,
                             rounds_note(m.rounds),
                             pct(cost)
+                        ),
+                        met: Some(cost <= 0.05),
+                    });
+                    // The same runs' work per request: what a create costs the machine,
+                    // which a sitting's slower flushes move far less than its rate.
+                    if let (Some(a), Some(b)) = (m.cpu_us, shared.cpu_us) {
+                        let more = a / b - 1.0;
+                        checks.push(TargetCheck {
+                            what: format!(
+                                "{variant} vs shared, CPU per {} at {orgs} orgs, c={concurrency}",
+                                w.name()
+                            ),
+                            target: "<= 5% more CPU per request than shared".into(),
+                            measured: format!(
+                                "{a:.0} us vs {b:.0} us (the machine's, medians){}: {}",
+                                rounds_note(m.rounds),
+                                pct(more)
+                            ),
+                            met: Some(more <= 0.05),
+                        });
+                    }
+                }
+            }
+        }
+        // Each placement of its own vs the shared tables within the same runs
+        // (`--placement-mix`): per run, a placement's req/s over the shared tables' as
+        // they took turns, or its mean latency's over theirs in a random mix; the median
+        // over runs.
+        for &orgs in &sizes {
+            for w in [Workload::Detail, Workload::List, Workload::Create] {
+                for (variant, shared, by_rate) in [
+                    ("turns schema", "turns shared", true),
+                    ("turns database", "turns shared", true),
+                    ("mixed schema", "mixed shared", false),
+                    ("mixed database", "mixed shared", false),
+                ] {
+                    let costs = self.paired(orgs, (variant, shared), w, concurrency, by_rate);
+                    let Some(cost) = median_of(costs.clone()) else {
+                        continue;
+                    };
+                    let (lo, hi) = costs
+                        .iter()
+                        .fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
+                    checks.push(TargetCheck {
+                        what: format!(
+                            "{variant} vs {shared}, {} at {orgs} orgs, c={concurrency}, same runs",
+                            w.name()
+                        ),
+                        target: match by_rate {
+                            true => "<= 5% fewer req/s than shared".into(),
+                            false => "<= 5% more time per request than shared".into(),
+                        },
+                        measured: format!(
+                            "{} (median of {} runs, {} to {})",
+                            pct(cost),
+                            costs.len(),
+                            pct(lo),
+                            pct(hi)
                         ),
                         met: Some(cost <= 0.05),
                     });
@@ -631,4 +724,16 @@ impl Report {
         std::fs::write(&md, self.markdown())?;
         Ok((json, md))
     }
+}
+
+/// The median of `v` (the mean of the middle two for an even count).
+fn median_of(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        return None;
+    }
+    let hi = v.get(n / 2).copied()?;
+    let lo = v.get((n - 1) / 2).copied()?;
+    Some((hi + lo) / 2.0)
 }
