@@ -67,6 +67,8 @@ pub struct Target {
     /// Which group its requests are counted in besides the whole (see
     /// [`Outcome::groups`]); 0 unless [`grouped`] says otherwise.
     group: usize,
+    /// The server its requests go to, if not the run's (see [`elsewhere`]).
+    addr: Option<SocketAddr>,
 }
 
 /// The driver's view of the data set.
@@ -78,6 +80,7 @@ pub fn targets(orgs: &[Org]) -> Result<Arc<Vec<Target>>> {
                 auth: HeaderValue::from_str(&format!("Bearer {}", o.key))?,
                 tickets: o.sample.clone(),
                 group: 0,
+                addr: None,
             })
         })
         .collect::<Result<Vec<_>>>()
@@ -98,6 +101,58 @@ pub fn grouped(targets: &[Target], group_of: impl Fn(usize) -> usize) -> Arc<Vec
             })
             .collect(),
     )
+}
+
+/// `targets` served by another server, at `addr` (the same orgs and keys in a copy of
+/// the database, e.g. with row-level security off), counted as group `group`.
+pub fn elsewhere(targets: &[Target], addr: SocketAddr, group: usize) -> Vec<Target> {
+    targets
+        .iter()
+        .map(|t| Target {
+            group,
+            addr: Some(addr),
+            ..t.clone()
+        })
+        .collect()
+}
+
+/// A task's open connections, one per server it sends to.
+struct Senders {
+    /// The run's server (a target's unless it names another).
+    default: SocketAddr,
+    open: Vec<(SocketAddr, Sender)>,
+}
+
+impl Senders {
+    fn new(default: SocketAddr) -> Senders {
+        Senders {
+            default,
+            open: Vec::new(),
+        }
+    }
+
+    /// The connection to `t`'s server (opened if none is) and the `Host` to send it.
+    async fn to(&mut self, t: &Target) -> Result<(&mut Sender, HeaderValue)> {
+        let addr = t.addr.unwrap_or(self.default);
+        let host = HeaderValue::from_str(&addr.to_string())?;
+        let i = match self.open.iter().position(|(a, _)| *a == addr) {
+            Some(i) => i,
+            None => {
+                self.open.push((addr, connect(addr).await?));
+                self.open.len() - 1
+            }
+        };
+        match self.open.get_mut(i) {
+            Some((_, s)) => Ok((s, host)),
+            None => anyhow::bail!("no connection to {addr}"),
+        }
+    }
+
+    /// Forgets the connection to `t`'s server (broken: the next request reconnects).
+    fn broken(&mut self, t: &Target) {
+        let addr = t.addr.unwrap_or(self.default);
+        self.open.retain(|(a, _)| *a != addr);
+    }
 }
 
 /// How one run went.
@@ -298,25 +353,8 @@ async fn worker(
         .map(|g| targets.iter().filter(|t| t.group == g).collect())
         .collect();
     let mut rng = Rng::new(0x5EED_u64.wrapping_add(n as u64 * 7919));
-    let host = HeaderValue::from_str(&addr.to_string())?;
-    let mut sender: Option<Sender> = None;
+    let mut senders = Senders::new(addr);
     while Instant::now() < end {
-        let s = match sender.as_mut() {
-            Some(s) => s,
-            None => match connect(addr).await {
-                Ok(s) => sender.insert(s),
-                Err(e) => {
-                    if let (true, Some(stats)) =
-                        (Instant::now() >= measure_from, by_group.first_mut())
-                    {
-                        stats.requests += 1;
-                        stats.error(format!("connect: {e}"));
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-        };
         let picked = match phases {
             Some(p) => members
                 .get(p.at(Instant::now(), groups))
@@ -326,6 +364,17 @@ async fn worker(
         let Some(t) = picked else { break };
         let Some(stats) = by_group.get_mut(t.group) else {
             break;
+        };
+        let (s, host) = match senders.to(t).await {
+            Ok(s) => s,
+            Err(e) => {
+                if Instant::now() >= measure_from {
+                    stats.requests += 1;
+                    stats.error(format!("connect: {e}"));
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
         };
         let req = request(workload, t, &mut rng, &host)?;
         let what = format!("{} {}", req.method(), req.uri());
@@ -341,7 +390,7 @@ async fn worker(
         let done = Instant::now();
         if done < measure_from || done > end {
             if res.is_err() {
-                sender = None;
+                senders.broken(t);
             }
             continue;
         }
@@ -357,7 +406,7 @@ async fn worker(
                 }
             }
             Err(e) => {
-                sender = None;
+                senders.broken(t);
                 stats.error(format!("{what}: {e}"));
             }
         }
@@ -421,11 +470,11 @@ pub async fn touch_all(
         .map(|n| {
             let targets = targets.clone();
             tokio::spawn(async move {
-                let host = HeaderValue::from_str(&addr.to_string())?;
                 let mut rng = Rng::new(0x70C4_u64.wrapping_add(n as u64));
-                let mut sender = connect(addr).await?;
+                let mut senders = Senders::new(addr);
                 let mut failed = 0u64;
                 for t in targets.iter().skip(n).step_by(c) {
+                    let (sender, host) = senders.to(t).await?;
                     let req = request(Workload::Detail, t, &mut rng, &host)?;
                     sender.ready().await?;
                     let resp = sender.send_request(req).await?;

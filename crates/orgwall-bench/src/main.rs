@@ -165,13 +165,20 @@ struct Args {
     /// placements alike).
     #[arg(long)]
     placement_mix: bool,
-    /// With `--placement-mix`: the placements take turns in phases this long (each
+    /// With `--placement-mix` (and `--rls-turns`): the placements take turns in phases this long (each
     /// phase's requests go to one placement's orgs only), so each placement's rate is
     /// measured as if it had the server to itself, in turns that a drift of the
     /// machine's speed falls on alike; 0: every request to any org at random (each
     /// placement's latency under the same mixed load).
     #[arg(long, default_value_t = 1000)]
     mix_phase_ms: u64,
+    /// PostgreSQL, with `--rls on,off`: instead of RLS on and off in separate runs, a
+    /// copy of the bench database with RLS off (`CREATE DATABASE ... TEMPLATE`) served by
+    /// a second server, and the two taking turns in phases of `--mix-phase-ms` within
+    /// each run (`turns rls on`, `turns rls off`): the same drift of the machine's speed
+    /// falls on both.
+    #[arg(long)]
+    rls_turns: bool,
     /// The workloads of the placement comparison.
     #[arg(long, value_delimiter = ',', default_value = "detail,list,create")]
     placement_workloads: Vec<Workload>,
@@ -563,6 +570,10 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
     say(format!(
         "row-level security enabled and forced on {n} tables"
     ));
+    let rls_off = match args.rls_turns && with_on && with_off {
+        true => Some(ctx.rt.block_on(rls_off_copy(admin, &url, &name))?),
+        false => None,
+    };
     let result = (|| -> Result<()> {
         let server = Server::start(&args.orgwall_bin, &Backend::Postgres(&url, &dir))?;
         say(format!("server on {} (pid {})", server.addr, server.pid()));
@@ -578,6 +589,15 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
             ctx.measure(&run, Workload::Detail, args.concurrency)?;
         }
         ctx.touch(&server, &targets)?;
+        if let Some(off_url) = &rls_off {
+            let r = rls_turns(ctx, &server, off_url, &targets, orgs);
+            if r.is_err() {
+                say(format!("server log:\n{}", server.log_tail()));
+            }
+            server.stop()?;
+            r?;
+            return Ok(());
+        }
         let r = (|| -> Result<()> {
             // RLS on and off back to back for each workload, against the same server:
             // the switch is DDL on the bench database, which PostgreSQL's plan cache
@@ -657,9 +677,94 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
     ));
     if !args.keep {
         ctx.rt.block_on(seed::pg_drop(admin, &name))?;
+        if rls_off.is_some() {
+            ctx.rt
+                .block_on(seed::pg_drop(admin, &format!("{name}_rls_off")))?;
+        }
         std::fs::remove_dir_all(&dir)?;
     }
     Ok(())
+}
+
+/// `--rls-turns`: a copy of the bench database at `url` (its name, `name`) with RLS off,
+/// made before any server connects to it (the copy needs the database without sessions).
+/// Returns the copy's URL.
+async fn rls_off_copy(admin: &str, url: &str, name: &str) -> Result<String> {
+    let off_name = format!("{name}_rls_off");
+    let c = seed::pg_connect(admin).await?;
+    c.batch_execute(&format!("DROP DATABASE IF EXISTS {off_name} WITH (FORCE)"))
+        .await?;
+    // The seed's own sessions may not have ended yet.
+    c.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = $1 AND pid <> pg_backend_pid()",
+        &[&name],
+    )
+    .await?;
+    c.batch_execute(&format!("CREATE DATABASE {off_name} TEMPLATE {name}"))
+        .await?;
+    let off_url = seed::pg_db_url(url, &off_name)?;
+    let n = rls_switch(&off_url, false).await?;
+    say(format!(
+        "{off_name}: a copy of {name} with RLS off on {n} tables"
+    ));
+    Ok(off_url)
+}
+
+/// `--rls-turns`: RLS on (`server`) and off (a second server on `off_url`, see
+/// [`rls_off_copy`]) taking turns within each run of each workload.
+fn rls_turns(
+    ctx: &mut Ctx<'_>,
+    server: &Server,
+    off_url: &str,
+    targets: &std::sync::Arc<Vec<load::Target>>,
+    orgs: usize,
+) -> Result<()> {
+    let args = ctx.args;
+    let off_dir = server::fresh_dir(&args.work_dir, "postgres-rls-off")?;
+    let off = Server::start(&args.orgwall_bin, &Backend::Postgres(off_url, &off_dir))?;
+    let r = (|| -> Result<()> {
+        let off_targets = std::sync::Arc::new(load::elsewhere(targets, off.addr, 1));
+        ctx.touch(&off, &off_targets)?;
+        let both = std::sync::Arc::new(
+            targets
+                .iter()
+                .cloned()
+                .chain(off_targets.iter().cloned())
+                .collect(),
+        );
+        for &w in &args.workloads {
+            for round in 1..=args.rounds.max(1) {
+                let run = Run {
+                    server,
+                    targets: &both,
+                    orgs,
+                    backend: "postgres",
+                    variant: "turns rls",
+                    round,
+                };
+                ctx.measure_groups(
+                    &run,
+                    w,
+                    args.concurrency,
+                    &["turns rls on", "turns rls off"],
+                )?;
+            }
+        }
+        Ok(())
+    })();
+    if r.is_err() {
+        say(format!("RLS-off server log:\n{}", off.log_tail()));
+    }
+    off.stop()?;
+    if !args.keep {
+        std::fs::remove_dir_all(&off_dir)?;
+    }
+    ctx.report.notes.push(format!(
+        "RLS in turns: `turns rls off` is a copy of the bench database made after seeding (`CREATE DATABASE ... TEMPLATE`) with `NO FORCE` and `DISABLE ROW LEVEL SECURITY` on every tenant table, served by a second server; in each run the two took turns in phases of {} ms (each phase's requests to one server only), each side's req/s its requests over its phases' share of the window.",
+        args.mix_phase_ms
+    ));
+    r
 }
 
 /// `--placements`: every org placed in each placement in turn (rows and all, see

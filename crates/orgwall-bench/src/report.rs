@@ -423,6 +423,7 @@ impl Report {
         for &orgs in &sizes {
             for w in [Workload::Detail, Workload::List, Workload::Create] {
                 for (variant, shared, by_rate) in [
+                    ("turns rls on", "turns rls off", true),
                     ("turns schema", "turns shared", true),
                     ("turns database", "turns shared", true),
                     ("mixed schema", "mixed shared", false),
@@ -441,8 +442,8 @@ impl Report {
                             w.name()
                         ),
                         target: match by_rate {
-                            true => "<= 5% fewer req/s than shared".into(),
-                            false => "<= 5% more time per request than shared".into(),
+                            true => format!("<= 5% fewer req/s than {shared}"),
+                            false => format!("<= 5% more time per request than {shared}"),
                         },
                         measured: format!(
                             "{} (median of {} runs, {} to {})",
