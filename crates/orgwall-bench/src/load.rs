@@ -192,7 +192,6 @@ pub struct Outcome {
     pub groups: Vec<Outcome>,
 }
 
-#[derive(Clone)]
 struct Stats {
     hist: Histogram<u64>,
     requests: u64,
@@ -241,16 +240,16 @@ impl Stats {
         }
     }
 
-    fn merge(&mut self, other: Stats) -> Result<()> {
+    fn merge(&mut self, other: &Stats) -> Result<()> {
         self.hist.add(&other.hist)?;
         self.requests += other.requests;
         self.errors += other.errors;
-        for (k, v) in other.statuses {
-            *self.statuses.entry(k).or_default() += v;
+        for (k, v) in &other.statuses {
+            *self.statuses.entry(*k).or_default() += v;
         }
-        for s in other.samples {
+        for s in &other.samples {
             if self.samples.len() < 5 {
-                self.samples.push(s);
+                self.samples.push(s.clone());
             }
         }
         Ok(())
@@ -425,9 +424,9 @@ fn group_count(targets: &[Target]) -> usize {
 /// machine's speed over a run (this VM's can move a run's rate by a fifth) falls on every
 /// group alike. A request is counted in the group it was sent to.
 #[derive(Clone, Copy, Debug)]
-pub struct Phases {
-    pub start: Instant,
-    pub len: Duration,
+struct Phases {
+    start: Instant,
+    len: Duration,
 }
 
 impl Phases {
@@ -531,7 +530,10 @@ pub async fn run(
             if let Some(kb) = pid.and_then(|pid| crate::server::proc_kb(pid, "VmRSS")) {
                 peak = Some(peak.map_or(kb, |p| p.max(kb)));
             }
-            tokio::time::sleep(Duration::from_millis(100).min(end - Instant::now().min(end))).await;
+            tokio::time::sleep(
+                Duration::from_millis(100).min(end.saturating_duration_since(Instant::now())),
+            )
+            .await;
         }
         (peak, from, crate::cpu::snapshot(pid))
     });
@@ -552,7 +554,7 @@ pub async fn run(
     for w in workers {
         for (g, stats) in w.await??.into_iter().enumerate() {
             match groups.get_mut(g) {
-                Some(into) => into.merge(stats)?,
+                Some(into) => into.merge(&stats)?,
                 None => groups.push(stats),
             }
         }
@@ -563,7 +565,7 @@ pub async fn run(
     let secs = duration.as_secs_f64();
     let mut all = Stats::new()?;
     for g in &groups {
-        all.merge(g.clone())?;
+        all.merge(g)?;
     }
     let mut outcome = all.outcome(secs, peak);
     outcome.cpu_per_request = crate::cpu::per_request(cpu_from, cpu_to, outcome.requests);

@@ -158,18 +158,16 @@ struct Args {
     placements: Vec<PlacementArg>,
     /// With `--placements`: place the orgs in all of them at once instead of in turn (org
     /// i of round r in placement (i + r) mod k, so each org takes each placement over k
-    /// rounds), one server for them all, and measure each workload over every org at
-    /// once: each placement's requests are timed in the same window, under the same load
-    /// on the same machine, and compared by mean latency (per request) with the shared
-    /// tables' (a sitting's drift, e.g. a slower disk flush for a while, falls on all
-    /// placements alike).
+    /// rounds), one server for them all, and measure each workload over every org in the
+    /// same runs (see `--mix-phase-ms`): a drift of the machine's speed falls on all
+    /// placements alike.
     #[arg(long)]
     placement_mix: bool,
-    /// With `--placement-mix` (and `--rls-turns`): the placements take turns in phases this long (each
-    /// phase's requests go to one placement's orgs only), so each placement's rate is
-    /// measured as if it had the server to itself, in turns that a drift of the
-    /// machine's speed falls on alike; 0: every request to any org at random (each
-    /// placement's latency under the same mixed load).
+    /// With `--placement-mix` (and `--rls-turns`): the placements (the two servers) take
+    /// turns in phases this long, each phase's requests to one placement's orgs only, so
+    /// each one's req/s is measured as if it had the server to itself; 0: every request
+    /// to any org at random, each placement compared by mean latency under the same
+    /// mixed load.
     #[arg(long, default_value_t = 1000)]
     mix_phase_ms: u64,
     /// PostgreSQL, with `--rls on,off`: instead of RLS on and off in separate runs, a
@@ -589,21 +587,16 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
             ctx.measure(&run, Workload::Detail, args.concurrency)?;
         }
         ctx.touch(&server, &targets)?;
-        if let Some(off_url) = &rls_off {
-            let r = rls_turns(ctx, &server, off_url, &targets, orgs);
-            if r.is_err() {
-                say(format!("server log:\n{}", server.log_tail()));
-            }
-            server.stop()?;
-            r?;
-            return Ok(());
-        }
         let r = (|| -> Result<()> {
-            // RLS on and off back to back for each workload, against the same server:
-            // the switch is DDL on the bench database, which PostgreSQL's plan cache
-            // follows (prepared statements are re-planned). Odd rounds measure on first,
-            // even rounds off first.
-            for &w in &args.workloads {
+            if let Some(off_url) = &rls_off {
+                rls_turns(ctx, &server, off_url, &targets, orgs)?;
+            }
+            // Else RLS on and off back to back for each workload, against the same
+            // server: the switch is DDL on the bench database, which PostgreSQL's plan
+            // cache follows (prepared statements are re-planned). Odd rounds measure on
+            // first, even rounds off first.
+            let separate = rls_off.is_none();
+            for &w in args.workloads.iter().filter(|_| separate) {
                 for round in 1..=args.rounds.max(1) {
                     let order: &[Rls] = match (with_on, with_off, round % 2 == 1) {
                         (true, true, true) => &[Rls::On, Rls::Off],

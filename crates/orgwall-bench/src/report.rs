@@ -231,30 +231,41 @@ impl Report {
         concurrency: usize,
     ) -> Option<Median> {
         let runs: Vec<&RunRecord> = self
-            .runs
-            .iter()
-            .filter(|r| {
-                r.orgs == orgs
-                    && r.backend == backend
-                    && r.variant == variant
-                    && r.workload == workload
-                    && r.concurrency == concurrency
-            })
+            .runs_of(orgs, backend, variant, workload, concurrency)
             .collect();
-        let med = median_of;
         Some(Median {
-            cpu_us: med(runs
-                .iter()
-                .filter_map(|r| r.outcome.cpu_per_request.map(|c| c.machine_us))
-                .collect()),
-            rps: med(runs.iter().map(|r| r.outcome.rps).collect())?,
-            p50_ms: med(runs.iter().map(|r| r.outcome.p50_ms).collect())?,
+            cpu_us: median_of(
+                runs.iter()
+                    .filter_map(|r| r.outcome.cpu_per_request.map(|c| c.machine_us))
+                    .collect(),
+            ),
+            rps: median_of(runs.iter().map(|r| r.outcome.rps).collect())?,
+            p50_ms: median_of(runs.iter().map(|r| r.outcome.p50_ms).collect())?,
             rounds: runs.len(),
         })
     }
 
-    /// For each round that has both, what variant `v.0` costs over variant `v.1`: its
-    /// fewer req/s (`by_rate`: `1 - a/b`) or its longer mean latency (`a/b - 1`).
+    /// The runs matching these, every round.
+    fn runs_of<'a>(
+        &'a self,
+        orgs: usize,
+        backend: &'a str,
+        variant: &'a str,
+        workload: Workload,
+        concurrency: usize,
+    ) -> impl Iterator<Item = &'a RunRecord> + 'a {
+        self.runs.iter().filter(move |r| {
+            r.orgs == orgs
+                && r.backend == backend
+                && r.variant == variant
+                && r.workload == workload
+                && r.concurrency == concurrency
+        })
+    }
+
+    /// For each round that has both (PostgreSQL), what variant `v.0` costs over variant
+    /// `v.1`: its fewer req/s (`by_rate`: `1 - a/b`) or its longer mean latency
+    /// (`a/b - 1`).
     fn paired(
         &self,
         orgs: usize,
@@ -263,26 +274,12 @@ impl Report {
         concurrency: usize,
         by_rate: bool,
     ) -> Vec<f64> {
-        let of = |variant: &str, round: usize| {
-            self.runs.iter().find(|r| {
-                r.orgs == orgs
-                    && r.backend == "postgres"
-                    && r.variant == variant
-                    && r.workload == workload
-                    && r.concurrency == concurrency
-                    && r.round == round
-            })
-        };
-        self.runs
-            .iter()
-            .filter(|r| {
-                r.orgs == orgs
-                    && r.variant == v.0
-                    && r.workload == workload
-                    && r.concurrency == concurrency
-            })
+        self.runs_of(orgs, "postgres", v.0, workload, concurrency)
             .filter_map(|a| {
-                let (a, b) = (&a.outcome, &of(v.1, a.round)?.outcome);
+                let b = self
+                    .runs_of(orgs, "postgres", v.1, workload, concurrency)
+                    .find(|b| b.round == a.round)?;
+                let (a, b) = (&a.outcome, &b.outcome);
                 match by_rate {
                     true => (b.rps > 0.0).then(|| 1.0 - a.rps / b.rps),
                     false => (b.mean_ms > 0.0).then(|| a.mean_ms / b.mean_ms - 1.0),
