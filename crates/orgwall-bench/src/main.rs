@@ -46,6 +46,20 @@ enum Rls {
     Off,
 }
 
+/// `--rls-turns-sides`: which of the two databases taking turns has RLS off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum RlsSides {
+    /// The copy (the second server) has RLS off: the measurement.
+    Copy,
+    /// The bench database (the first server) has RLS off, the copy on: the same
+    /// comparison with the servers' roles swapped, to show a difference follows RLS and
+    /// not the server or the database it runs on.
+    Swapped,
+    /// Both on: an A/A check of the method (the bench database vs its copy, RLS alike).
+    Neither,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 enum PlacementArg {
@@ -177,6 +191,10 @@ struct Args {
     /// falls on both.
     #[arg(long)]
     rls_turns: bool,
+    /// With `--rls-turns`: which side has RLS off (`copy`; `swapped`, the bench database
+    /// off and its copy on; `neither`, an A/A check of the method).
+    #[arg(long, value_enum, default_value = "copy")]
+    rls_turns_sides: RlsSides,
     /// The workloads of the placement comparison.
     #[arg(long, value_delimiter = ',', default_value = "detail,list,create")]
     placement_workloads: Vec<Workload>,
@@ -569,7 +587,10 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
         "row-level security enabled and forced on {n} tables"
     ));
     let rls_off = match args.rls_turns && with_on && with_off {
-        true => Some(ctx.rt.block_on(rls_off_copy(admin, &url, &name))?),
+        true => Some(
+            ctx.rt
+                .block_on(rls_turns_copy(admin, &url, &name, args.rls_turns_sides))?,
+        ),
         false => None,
     };
     let result = (|| -> Result<()> {
@@ -588,8 +609,12 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
         }
         ctx.touch(&server, &targets)?;
         let r = (|| -> Result<()> {
-            if let Some(off_url) = &rls_off {
-                rls_turns(ctx, &server, off_url, &targets, orgs)?;
+            if let Some(copy_url) = &rls_off {
+                rls_turns(ctx, &server, copy_url, &targets, orgs)?;
+                if args.rls_turns_sides == RlsSides::Swapped {
+                    // What runs after the turns measures the wall as migrate leaves it.
+                    ctx.rt.block_on(rls_switch(&url, true))?;
+                }
             }
             // Else RLS on and off back to back for each workload, against the same
             // server: the switch is DDL on the bench database, which PostgreSQL's plan
@@ -679,10 +704,10 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
     Ok(())
 }
 
-/// `--rls-turns`: a copy of the bench database at `url` (its name, `name`) with RLS off,
-/// made before any server connects to it (the copy needs the database without sessions).
-/// Returns the copy's URL.
-async fn rls_off_copy(admin: &str, url: &str, name: &str) -> Result<String> {
+/// `--rls-turns`: a copy of the bench database at `url` (its name, `name`), made before
+/// any server connects to it (the copy needs the database without sessions), with RLS off
+/// on the side `sides` names. Returns the copy's URL.
+async fn rls_turns_copy(admin: &str, url: &str, name: &str, sides: RlsSides) -> Result<String> {
     let off_name = format!("{name}_rls_off");
     let c = seed::pg_connect(admin).await?;
     c.batch_execute(&format!("DROP DATABASE IF EXISTS {off_name} WITH (FORCE)"))
@@ -696,12 +721,18 @@ async fn rls_off_copy(admin: &str, url: &str, name: &str) -> Result<String> {
     .await?;
     c.batch_execute(&format!("CREATE DATABASE {off_name} TEMPLATE {name}"))
         .await?;
-    let off_url = seed::pg_db_url(url, &off_name)?;
-    let n = rls_switch(&off_url, false).await?;
-    say(format!(
-        "{off_name}: a copy of {name} with RLS off on {n} tables"
-    ));
-    Ok(off_url)
+    let copy_url = seed::pg_db_url(url, &off_name)?;
+    let off = match sides {
+        RlsSides::Copy => Some((copy_url.as_str(), off_name.as_str())),
+        RlsSides::Swapped => Some((url, name)),
+        RlsSides::Neither => None,
+    };
+    if let Some((off_url, off_db)) = off {
+        let n = rls_switch(off_url, false).await?;
+        say(format!("{off_db}: RLS off on {n} tables"));
+    }
+    say(format!("{off_name}: a copy of {name}"));
+    Ok(copy_url)
 }
 
 /// `--rls-turns`: RLS on (`server`) and off (a second server on `off_url`, see
@@ -736,12 +767,13 @@ fn rls_turns(
                     variant: "turns rls",
                     round,
                 };
-                ctx.measure_groups(
-                    &run,
-                    w,
-                    args.concurrency,
-                    &["turns rls on", "turns rls off"],
-                )?;
+                // The first group is the bench database's server, the second its copy's.
+                let groups = match args.rls_turns_sides {
+                    RlsSides::Copy => ["turns rls on", "turns rls off"],
+                    RlsSides::Swapped => ["turns rls off", "turns rls on"],
+                    RlsSides::Neither => ["turns rls on", "turns rls on (copy)"],
+                };
+                ctx.measure_groups(&run, w, args.concurrency, &groups)?;
             }
         }
         Ok(())
@@ -754,7 +786,12 @@ fn rls_turns(
         std::fs::remove_dir_all(&off_dir)?;
     }
     ctx.report.notes.push(format!(
-        "RLS in turns: `turns rls off` is a copy of the bench database made after seeding (`CREATE DATABASE ... TEMPLATE`) with `NO FORCE` and `DISABLE ROW LEVEL SECURITY` on every tenant table, served by a second server; in each run the two took turns in phases of {} ms (each phase's requests to one server only), each side's req/s its requests over its phases' share of the window.",
+        "RLS in turns: a copy of the bench database made after seeding (`CREATE DATABASE ... TEMPLATE`), served by a second server; {}; in each run the two took turns in phases of {} ms (each phase's requests to one server only), each side's req/s its requests over its phases' share of the window.",
+        match args.rls_turns_sides {
+            RlsSides::Copy => "`turns rls off` is the copy, with `NO FORCE` and `DISABLE ROW LEVEL SECURITY` on every tenant table",
+            RlsSides::Swapped => "sides swapped: `turns rls off` is the bench database (the first server), with `NO FORCE` and `DISABLE ROW LEVEL SECURITY` on every tenant table, `turns rls on` the copy",
+            RlsSides::Neither => "an A/A check: RLS on in both, `turns rls on (copy)` the copy",
+        },
         args.mix_phase_ms
     ));
     r

@@ -421,6 +421,7 @@ impl Report {
             for w in [Workload::Detail, Workload::List, Workload::Create] {
                 for (variant, shared, by_rate) in [
                     ("turns rls on", "turns rls off", true),
+                    ("turns rls on (copy)", "turns rls on", true),
                     ("turns schema", "turns shared", true),
                     ("turns database", "turns shared", true),
                     ("mixed schema", "mixed shared", false),
