@@ -1748,6 +1748,15 @@ impl<'s> TenantTx<'s> {
     }
 }
 
+/// [`Data::query_generic`]'s statement before its read: the plan cache mode in force,
+/// kept in a setting of the transaction, then generic plans forced.
+const GENERIC_ON: &str = "SELECT set_config('orgwall.plan_cache_mode', \
+     current_setting('plan_cache_mode'), true), \
+     set_config('plan_cache_mode', 'force_generic_plan', true)";
+/// And after it: the plan cache mode as it was.
+const GENERIC_OFF: &str = "SELECT set_config('plan_cache_mode', \
+     current_setting('orgwall.plan_cache_mode'), true)";
+
 /// The data plane of a [`TenantTx`] (see [`TenantTx::data`]).
 pub struct Data<'t> {
     tx: &'t mut Tx,
@@ -1773,6 +1782,30 @@ impl Data<'_> {
             return self.tx.query_many(stmts).await;
         }
         self.tx.data_query_many(stmts).await
+    }
+
+    /// Runs a read whose best plan does not depend on its parameters (a key-ordered
+    /// range of one org, say) on a plan made once per connection. PostgreSQL plans a
+    /// prepared statement afresh at each of its first five runs, then keeps a generic plan
+    /// only if its estimated cost is no higher than the fresh ones'; for a page of a list
+    /// (`id > $2 ... LIMIT $3`) its generic guesses (a third of the rows after `$2`, a
+    /// tenth for the limit) can look costlier than the plan made for the values, though
+    /// the plan is the same, and it then plans the statement again at every run, the
+    /// policy's quals and all. Here the statement is bound with `plan_cache_mode =
+    /// force_generic_plan`, set just before it and restored just after it in the same
+    /// flight, so nothing else in the transaction is planned differently. On SQLite, the
+    /// same as [`Data::query`].
+    pub async fn query_generic(&mut self, sql: &str, params: &[Val]) -> Result<Vec<Row>> {
+        if self.tx.kind() == BackendKind::Sqlite {
+            return self.query(sql, params).await;
+        }
+        let mut answers = self
+            .query_many(&[(GENERIC_ON, &[]), (sql, params), (GENERIC_OFF, &[])])
+            .await?;
+        match answers.len() {
+            3 => Ok(answers.swap_remove(1)),
+            n => Err(Error::Internal(format!("{n} answers to a generic read"))),
+        }
     }
 
     /// See [`Tx::execute`].

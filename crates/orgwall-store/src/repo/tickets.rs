@@ -144,7 +144,14 @@ pub async fn list(
     let Some((sql, params)) = list_sql(tx, filter, limit, after) else {
         return Ok(Vec::new());
     };
-    let rows = tx.data().query(&sql, &params).await?;
+    // Without a search and with at most one filter, one plan serves every page (see
+    // `Data::query_generic`): a range scan of the org's tickets in key order (of the
+    // filter's `(org_id, column, id)` index if any), stopping at the limit, whatever the
+    // values. A search's or two filters' best plan depends on how rare the values are.
+    let rows = match filter.q.is_none() && filter.reads_one_page() {
+        true => tx.data().query_generic(&sql, &params).await?,
+        false => tx.data().query(&sql, &params).await?,
+    };
     rows.iter().map(from_row).collect()
 }
 
