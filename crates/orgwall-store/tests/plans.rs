@@ -100,6 +100,12 @@ async fn round(db: &Db, o: &Org) {
         .unwrap();
     assert_eq!(next.first().map(|t| t.id), first.get(1).map(|t| t.id));
     tx.commit().await.unwrap();
+    let mut tx = db.read(&key).await.unwrap();
+    assert!(!notes::list(&mut tx, None, 50, None)
+        .await
+        .unwrap()
+        .is_empty());
+    tx.commit().await.unwrap();
     let mut tx = db.write(&o.member).await.unwrap();
     notes::create(&mut tx, "member note", "Written by a member.")
         .await
@@ -116,21 +122,21 @@ async fn rounds(db: &Db, orgs: &[Org], n: usize) {
     }
 }
 
-/// The statements planned since the last reset, on every database of the cluster (the
-/// placement database's too), with how many times each was.
-async fn planned(admin: &tokio_postgres::Client) -> Vec<(i64, String)> {
+/// The statements run since the last reset, on every database of the cluster (the
+/// placement database's too): how many times each was planned, how many times it ran.
+async fn statements(admin: &tokio_postgres::Client) -> Vec<(i64, i64, String)> {
     admin
         .query(
-            "SELECT plans, left(regexp_replace(query, '\\s+', ' ', 'g'), 160)
+            "SELECT plans, calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 160)
              FROM pg_stat_statements
-             WHERE plans > 0 AND query NOT LIKE '%pg_stat_statements%'
+             WHERE query NOT LIKE '%pg_stat_statements%'
              ORDER BY plans DESC",
             &[],
         )
         .await
         .unwrap()
         .iter()
-        .map(|r| (r.get(0), r.get(1)))
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
         .collect()
 }
 
@@ -189,12 +195,9 @@ async fn world(cluster: &PgCluster, pool_size: usize) -> (Db, [(OrgId, OrgScope)
 
 /// On a cluster started with `settings` (and `pg_stat_statements`), the demo world's
 /// requests (see [`round`]) on one connection, every org's transactions taking turns on
-/// it: `warm` rounds, then `measured` more; the statements planned in those.
-async fn planned_in_steady_state(
-    settings: &[&str],
-    warm: usize,
-    measured: usize,
-) -> Vec<(i64, String)> {
+/// it: `warm` rounds, then `measured` more; the statements run in those (see
+/// [`statements`]).
+async fn steady_state(settings: &[&str], warm: usize, measured: usize) -> Vec<(i64, i64, String)> {
     let settings: Vec<&str> = STATEMENTS.iter().chain(settings).copied().collect();
     let cluster = PgCluster::start(&settings);
     let admin = pg_client(&cluster.url).await;
@@ -213,43 +216,57 @@ async fn planned_in_steady_state(
         .await
         .unwrap();
     rounds(&db, &orgs, measured).await;
-    planned(&admin).await
+    statements(&admin).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_in_every_placement_plan_nothing_once_warm() {
-    let again = planned_in_steady_state(&[], 8, 10).await;
+    let again: Vec<_> = steady_state(&[], 8, 10)
+        .await
+        .into_iter()
+        .filter(|(plans, _, _)| *plans > 0)
+        .collect();
     assert!(
         again.is_empty(),
         "statements planned again in steady state (plans, statement):\n{}",
         again
             .iter()
-            .map(|(n, q)| format!("{n:>5}  {q}"))
+            .map(|(n, _, q)| format!("{n:>5}  {q}"))
             .collect::<Vec<_>>()
             .join("\n")
     );
 }
 
-/// A ticket list runs on one plan per connection whatever PostgreSQL would choose.
+/// A page of a list (tickets, projects, notes) runs on one plan per connection whatever
+/// PostgreSQL would choose.
 ///
-/// The bench's list (two orgs of 1,000 tickets in the shared tables) was planned at every
+/// The bench's ticket list (two orgs of 1,000 tickets in the shared tables) was planned at every
 /// request: 44,589 plans for 44,585 calls in `pg_stat_statements` (PostgreSQL's generic
 /// estimate of `id > $2` and `LIMIT $3` looked costlier than the plan made for the
 /// values, though the plan is the same), and planning under the policy is what made the
 /// list's RLS cost (bench/README.md). Which layouts make PostgreSQL choose so is hard to
 /// stage, so this cluster makes it choose so for everything (`plan_cache_mode =
 /// force_custom_plan`): in steady state a ticket read is planned at every run, and the
-/// lists, which the store runs with generic plans forced (`Data::query_generic`), never.
+/// pages, which the store runs with generic plans forced (`Data::query_generic`), never.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ticket_lists_plan_once_whatever_postgresql_prefers() {
-    let planned = planned_in_steady_state(&["plan_cache_mode = force_custom_plan"], 2, 3).await;
-    let list = |q: &String| q.contains("FROM tickets WHERE org_id = $1 AND id > $2");
+async fn list_pages_plan_once_whatever_postgresql_prefers() {
+    let run = steady_state(&["plan_cache_mode = force_custom_plan"], 2, 3).await;
+    let list = |q: &String| q.contains("WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT");
     let read = |q: &String| q.contains("FROM tickets WHERE org_id = $1 AND id = $2");
     assert!(
-        planned.iter().any(|(n, q)| read(q) && *n >= 3),
-        "a ticket read is planned at every run here: {planned:?}"
+        run.iter().any(|(plans, _, q)| read(q) && *plans >= 3),
+        "a ticket read is planned at every run here: {run:?}"
     );
-    let lists: Vec<_> = planned.iter().filter(|(_, q)| list(q)).collect();
+    let lists: Vec<_> = run.iter().filter(|(_, _, q)| list(q)).collect();
+    for table in ["tickets", "projects", "notes"] {
+        assert!(
+            lists
+                .iter()
+                .any(|(_, calls, q)| *calls >= 3 && q.contains(table)),
+            "{table} lists ran: {lists:?}"
+        );
+    }
+    let lists: Vec<_> = lists.iter().filter(|(plans, _, _)| *plans > 0).collect();
     assert!(lists.is_empty(), "lists planned again: {lists:?}");
 }
 

@@ -199,8 +199,9 @@ impl Table {
         // The nil UUID sorts first: no cursor is "after nil". (An untyped `$2 IS NULL`
         // does not prepare on PostgreSQL: "could not determine data type of parameter".)
         let after = Val::Uuid(after.unwrap_or(Uuid::nil()));
+        // A key-ordered page: one plan whatever the values (see `Data::query_generic`).
         tx.data()
-            .query(
+            .query_generic(
                 &format!(
                     "{} WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3",
                     self.select()

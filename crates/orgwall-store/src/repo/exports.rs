@@ -144,16 +144,17 @@ pub async fn list(
     before: Option<ExportId>,
 ) -> Result<Vec<Export>> {
     let org = tx.org_id();
+    // Key-ordered pages: one plan whatever the values (`Data::query_generic`).
     let rows = match before {
         Some(b) => {
-            tx.data().query(
+            tx.data().query_generic(
                 &format!("SELECT {COLS} FROM exports WHERE org_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"),
                 params![org, b, limit],
             )
             .await?
         }
         None => {
-            tx.data().query(
+            tx.data().query_generic(
                 &format!("SELECT {COLS} FROM exports WHERE org_id = $1 ORDER BY id DESC LIMIT $2"),
                 params![org, limit],
             )

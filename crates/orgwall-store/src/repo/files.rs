@@ -124,9 +124,10 @@ pub async fn list(
     after: Option<uuid::Uuid>,
 ) -> Result<Vec<FileMeta>> {
     let org = tx.org_id();
+    // A key-ordered page: one plan whatever the values (`Data::query_generic`).
     let rows = tx
         .data()
-        .query(
+        .query_generic(
             &format!("SELECT {COLS} FROM files WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"),
             params![org, after.unwrap_or(uuid::Uuid::nil()), limit],
         )

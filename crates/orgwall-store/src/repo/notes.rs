@@ -75,7 +75,8 @@ pub async fn list(
     let after = after.unwrap_or(uuid::Uuid::nil());
     let rows = match q {
         None => {
-            tx.data().query(
+            // A key-ordered page: one plan whatever the values (`Data::query_generic`).
+            tx.data().query_generic(
                 "SELECT id, title, body, created_at FROM notes WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3",
                 params![org, after, limit],
             )
@@ -86,16 +87,17 @@ pub async fn list(
                 return Ok(Vec::new());
             };
             let s = search.sql(tx, super::search::Searched::Notes);
-            tx.data().query(
-                &format!(
-                    "SELECT id, title, body, created_at FROM {} WHERE org_id = $1 AND id > $2{}
+            tx.data()
+                .query(
+                    &format!(
+                        "SELECT id, title, body, created_at FROM {} WHERE org_id = $1 AND id > $2{}
                      ORDER BY id LIMIT $4",
-                    s.from.replace("$n", "$3"),
-                    s.cond.replace("$n", "$3")
-                ),
-                params![org, after, s.value, limit],
-            )
-            .await?
+                        s.from.replace("$n", "$3"),
+                        s.cond.replace("$n", "$3")
+                    ),
+                    params![org, after, s.value, limit],
+                )
+                .await?
         }
     };
     rows.iter().map(from_row).collect()

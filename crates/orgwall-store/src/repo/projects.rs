@@ -103,9 +103,10 @@ pub async fn list(
     after: Option<uuid::Uuid>,
 ) -> Result<Vec<Project>> {
     let org = tx.org_id();
+    // A key-ordered page: one plan whatever the values (`Data::query_generic`).
     let rows = tx
         .data()
-        .query(
+        .query_generic(
             &format!(
                 "SELECT {COLS} FROM projects WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"
             ),
