@@ -86,18 +86,21 @@ pub async fn list(
             let Some(search) = super::search::Search::parse(q) else {
                 return Ok(Vec::new());
             };
+            let one_lexeme = search.one_lexeme();
             let s = search.sql(tx, super::search::Searched::Notes);
-            tx.data()
-                .query(
-                    &format!(
-                        "SELECT id, title, body, created_at FROM {} WHERE org_id = $1 AND id > $2{}
-                     ORDER BY id LIMIT $4",
-                        s.from.replace("$n", "$3"),
-                        s.cond.replace("$n", "$3")
-                    ),
-                    params![org, after, s.value, limit],
-                )
-                .await?
+            let sql = format!(
+                "SELECT id, title, body, created_at FROM {} WHERE org_id = $1 AND id > $2{}
+                 ORDER BY id LIMIT $4",
+                s.from.replace("$n", "$3"),
+                s.cond.replace("$n", "$3")
+            );
+            let params = params![org, after, s.value, limit];
+            // One lexeme: a page of its postings in key order, one plan whatever the word
+            // (as a ticket search's, see `tickets::list`).
+            match one_lexeme {
+                true => tx.data().query_generic(&sql, params).await?,
+                false => tx.data().query(&sql, params).await?,
+            }
         }
     };
     rows.iter().map(from_row).collect()

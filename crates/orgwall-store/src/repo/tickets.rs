@@ -144,11 +144,13 @@ pub async fn list(
     let Some((sql, params)) = list_sql(tx, filter, limit, after) else {
         return Ok(Vec::new());
     };
-    // Without a search and with at most one filter, one plan serves every page (see
-    // `Data::query_generic`): a range scan of the org's tickets in key order (of the
-    // filter's `(org_id, column, id)` index if any), stopping at the limit, whatever the
-    // values. A search's or two filters' best plan depends on how rare the values are.
-    let rows = match filter.q.is_none() && filter.reads_one_page() {
+    // A page that reads about a page of rows (at most one filter, or a search of one
+    // lexeme alone) has one best plan whatever the values (see `Data::query_generic`): a
+    // range scan in key order of the org's tickets, of the filter's `(org_id, column,
+    // id)` index, or of the lexeme's postings (the search picks its lexeme in SQL, so no
+    // plan depends on how rare it is), stopping at the limit. Other combinations keep
+    // PostgreSQL's choice, which may depend on how rare the values are.
+    let rows = match filter.reads_one_page() {
         true => tx.data().query_generic(&sql, &params).await?,
         false => tx.data().query(&sql, &params).await?,
     };
