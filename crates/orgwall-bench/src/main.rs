@@ -610,8 +610,13 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
         ctx.touch(&server, &targets)?;
         let r = (|| -> Result<()> {
             if let Some(copy_url) = &rls_off {
+                let swapped = args.rls_turns_sides == RlsSides::Swapped;
+                if swapped {
+                    let n = ctx.rt.block_on(rls_switch(&url, false))?;
+                    say(format!("{name}: RLS off on {n} tables for the turns"));
+                }
                 rls_turns(ctx, &server, copy_url, &targets, orgs)?;
-                if args.rls_turns_sides == RlsSides::Swapped {
+                if swapped {
                     // What runs after the turns measures the wall as migrate leaves it.
                     ctx.rt.block_on(rls_switch(&url, true))?;
                 }
@@ -722,14 +727,11 @@ async fn rls_turns_copy(admin: &str, url: &str, name: &str, sides: RlsSides) -> 
     c.batch_execute(&format!("CREATE DATABASE {off_name} TEMPLATE {name}"))
         .await?;
     let copy_url = seed::pg_db_url(url, &off_name)?;
-    let off = match sides {
-        RlsSides::Copy => Some((copy_url.as_str(), off_name.as_str())),
-        RlsSides::Swapped => Some((url, name)),
-        RlsSides::Neither => None,
-    };
-    if let Some((off_url, off_db)) = off {
-        let n = rls_switch(off_url, false).await?;
-        say(format!("{off_db}: RLS off on {n} tables"));
+    // (`swapped` turns the bench database's off just before the turns, so that what its
+    // server measures before them, `--cold-first`, runs with the wall as migrate left it.)
+    if sides == RlsSides::Copy {
+        let n = rls_switch(&copy_url, false).await?;
+        say(format!("{off_name}: RLS off on {n} tables"));
     }
     say(format!("{off_name}: a copy of {name}"));
     Ok(copy_url)

@@ -160,6 +160,9 @@ pub async fn list(
 /// The plan of [`list`]'s statement as this transaction would run it (PostgreSQL:
 /// `EXPLAIN (ANALYZE, COSTS OFF)`, one line per row; SQLite: `EXPLAIN QUERY PLAN`), for
 /// tests and measurement. Empty when the list reads nothing (a `q` without any word).
+/// PostgreSQL explains the plan made for these values; [`list`] runs a page that reads
+/// about a page on its generic plan, which is the same range scan (ARCHITECTURE.md,
+/// *Generic plans*).
 pub async fn explain_list(
     tx: &mut TenantTx<'_>,
     filter: &TicketFilter,
