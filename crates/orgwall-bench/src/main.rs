@@ -586,7 +586,7 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
     say(format!(
         "row-level security enabled and forced on {n} tables"
     ));
-    let rls_off = match args.rls_turns && with_on && with_off {
+    let turns_copy = match args.rls_turns && with_on && with_off {
         true => Some(
             ctx.rt
                 .block_on(rls_turns_copy(admin, &url, &name, args.rls_turns_sides))?,
@@ -609,7 +609,7 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
         }
         ctx.touch(&server, &targets)?;
         let r = (|| -> Result<()> {
-            if let Some(copy_url) = &rls_off {
+            if let Some(copy_url) = &turns_copy {
                 let swapped = args.rls_turns_sides == RlsSides::Swapped;
                 if swapped {
                     let n = ctx.rt.block_on(rls_switch(&url, false))?;
@@ -625,7 +625,7 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
             // server: the switch is DDL on the bench database, which PostgreSQL's plan
             // cache follows (prepared statements are re-planned). Odd rounds measure on
             // first, even rounds off first.
-            let separate = rls_off.is_none();
+            let separate = turns_copy.is_none();
             for &w in args.workloads.iter().filter(|_| separate) {
                 for round in 1..=args.rounds.max(1) {
                     let order: &[Rls] = match (with_on, with_off, round % 2 == 1) {
@@ -700,9 +700,9 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
     ));
     if !args.keep {
         ctx.rt.block_on(seed::pg_drop(admin, &name))?;
-        if rls_off.is_some() {
+        if turns_copy.is_some() {
             ctx.rt
-                .block_on(seed::pg_drop(admin, &format!("{name}_rls_off")))?;
+                .block_on(seed::pg_drop(admin, &turns_copy_name(&name)))?;
         }
         std::fs::remove_dir_all(&dir)?;
     }
@@ -713,7 +713,7 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
 /// any server connects to it (the copy needs the database without sessions), with RLS off
 /// on the side `sides` names. Returns the copy's URL.
 async fn rls_turns_copy(admin: &str, url: &str, name: &str, sides: RlsSides) -> Result<String> {
-    let off_name = format!("{name}_rls_off");
+    let off_name = turns_copy_name(name);
     let c = seed::pg_connect(admin).await?;
     c.batch_execute(&format!("DROP DATABASE IF EXISTS {off_name} WITH (FORCE)"))
         .await?;
@@ -737,18 +737,23 @@ async fn rls_turns_copy(admin: &str, url: &str, name: &str, sides: RlsSides) -> 
     Ok(copy_url)
 }
 
-/// `--rls-turns`: RLS on (`server`) and off (a second server on `off_url`, see
-/// [`rls_off_copy`]) taking turns within each run of each workload.
+/// The name of the bench database `name`'s copy for `--rls-turns`.
+fn turns_copy_name(name: &str) -> String {
+    format!("{name}_rls_off")
+}
+
+/// `--rls-turns`: the bench database's server (`server`) and a second server on its copy
+/// at `copy_url` (see [`rls_turns_copy`]) taking turns within each run of each workload.
 fn rls_turns(
     ctx: &mut Ctx<'_>,
     server: &Server,
-    off_url: &str,
+    copy_url: &str,
     targets: &std::sync::Arc<Vec<load::Target>>,
     orgs: usize,
 ) -> Result<()> {
     let args = ctx.args;
     let off_dir = server::fresh_dir(&args.work_dir, "postgres-rls-off")?;
-    let off = Server::start(&args.orgwall_bin, &Backend::Postgres(off_url, &off_dir))?;
+    let off = Server::start(&args.orgwall_bin, &Backend::Postgres(copy_url, &off_dir))?;
     let r = (|| -> Result<()> {
         let off_targets = std::sync::Arc::new(load::elsewhere(targets, off.addr, 1));
         ctx.touch(&off, &off_targets)?;
@@ -781,7 +786,7 @@ fn rls_turns(
         Ok(())
     })();
     if r.is_err() {
-        say(format!("RLS-off server log:\n{}", off.log_tail()));
+        say(format!("the copy's server log:\n{}", off.log_tail()));
     }
     off.stop()?;
     if !args.keep {
