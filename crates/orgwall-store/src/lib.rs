@@ -13,7 +13,7 @@
 //! [`doctor`], [`migrate`], [`value`], [`crypto`]) for the layers above.
 #![forbid(unsafe_code)]
 
-pub use orgwall_tenancy::{access, crypto, db, doctor, migrate, placement, value};
+pub use orgwall_tenancy::{access, ahead, crypto, db, doctor, migrate, placement, value};
 
 pub mod files;
 pub mod jobs;

@@ -2,7 +2,8 @@
 //! path parameters are org-scoped ids, its body and query schemas, the errors it can
 //! answer. The guard enforces it and the OpenAPI document describes it.
 
-use orgwall_core::Permission;
+use orgwall_core::{OrgId, Permission};
+use orgwall_tenancy::ahead::Flight;
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,6 +18,23 @@ pub enum Access {
 
 /// A body or response shape for the OpenAPI document.
 pub type SchemaFn = fn() -> serde_json::Value;
+
+/// The one-flight read a route's handler sends, from the org and the path parameters
+/// (`None` when the path does not name one, e.g. a malformed id): see [`RouteSpec::ahead`].
+pub type AheadFn = fn(OrgId, &PathIds<'_>) -> Option<Flight>;
+
+/// A request's path parameters by name, for an [`AheadFn`].
+pub struct PathIds<'a>(pub(crate) &'a axum::extract::RawPathParams);
+
+impl PathIds<'_> {
+    /// The path parameter `name` as a resource id (`None`: missing or malformed).
+    pub fn id<T: std::str::FromStr>(&self, name: &str) -> Option<T> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| v.parse().ok())
+    }
+}
 
 /// One route.
 #[derive(Debug)]
@@ -49,6 +67,12 @@ pub struct RouteSpec {
     /// `x-rule`; the route's own code enforces it), e.g. "members:remove, or your own
     /// user id (leaving)".
     pub rule: Option<&'static str>,
+    /// For an org route whose handler reads in one flight with
+    /// [`orgwall_tenancy::Db::read_flight`]: that flight. A request with an API key that is
+    /// not in the access cache then sends it ahead, in the key lookup's own flight, and
+    /// the handler takes its answer once the wall has authorized the request (one round
+    /// trip for a cold key, as for a warm one; see [`orgwall_tenancy::ahead`]).
+    pub ahead: Option<AheadFn>,
 }
 
 impl RouteSpec {
@@ -65,6 +89,7 @@ impl RouteSpec {
         multipart: None,
         errors: &[],
         rule: None,
+        ahead: None,
     };
 
     /// Every error status the route can answer, ascending: from its access kind (401,

@@ -15,7 +15,7 @@
 
 use crate::limits;
 use crate::problem::Problem;
-use crate::spec::{Access, RouteSpec};
+use crate::spec::{Access, PathIds, RouteSpec};
 use crate::Kernel;
 use axum::extract::{FromRequestParts, RawPathParams, Request, State};
 use axum::http::request::Parts;
@@ -25,6 +25,7 @@ use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use orgwall_core::{Error, OrgId, SessionId, UserId};
 use orgwall_tenancy::access::{self, OrgScope, API_KEY_PREFIX};
+use orgwall_tenancy::ahead::{Flight, ReadAhead};
 use orgwall_tenancy::identity::{orgs, sessions};
 use std::sync::Arc;
 
@@ -48,7 +49,8 @@ pub struct Scoped(pub Arc<OrgScope>);
 
 enum Authn {
     Session(Caller, sessions::Session),
-    ApiKey(OrgScope),
+    /// With the route's read, when it was sent ahead with a cold key's lookup.
+    ApiKey(OrgScope, Option<ReadAhead>),
 }
 
 fn unauthenticated(detail: &str) -> Problem {
@@ -118,6 +120,7 @@ async fn authenticate(
     state: &Kernel,
     headers: &HeaderMap,
     method: &axum::http::Method,
+    ahead: Option<Flight>,
 ) -> Result<Option<Authn>, Problem> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         // Browser mode: the session cookie, with the CSRF token on anything that changes state.
@@ -153,13 +156,53 @@ async fn authenticate(
         return session(state, token).await.map(Some);
     }
     if token.starts_with(API_KEY_PREFIX) {
-        let scope = access::authenticate_api_key(&state.db, token)
+        let (scope, read) = access::authenticate_api_key_ahead(&state.db, token, ahead.as_ref())
             .await
             .map_err(Problem::from)?
             .ok_or_else(|| unauthenticated("The API key is invalid, expired or revoked."))?;
-        return Ok(Some(Authn::ApiKey(scope)));
+        return Ok(Some(Authn::ApiKey(scope, read)));
     }
     Err(unauthenticated("The token is not recognized."))
+}
+
+/// The route's one-flight read, to send ahead with the key lookup (see
+/// [`RouteSpec::ahead`]): only for an org route that declares one, a request with an API
+/// key, and an org claimed by id or by a slug the access cache knows (the path's, else
+/// the header's; a claim that turns out not to be the key's org reads nothing, and the
+/// wall answers as it would have).
+async fn flight_ahead(
+    state: &Kernel,
+    parts: &mut Parts,
+    spec: &'static RouteSpec,
+) -> Option<Flight> {
+    let f = spec.ahead?;
+    let key = parts
+        .headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")?
+        .trim()
+        .starts_with(API_KEY_PREFIX);
+    if !key || !matches!(spec.access, Access::Org(_)) {
+        return None;
+    }
+    let params = RawPathParams::from_request_parts(parts, state).await.ok()?;
+    let claim = match params.iter().find(|(k, _)| *k == "org") {
+        Some((_, v)) => v.trim().to_owned(),
+        None => parts
+            .headers
+            .get(ORG_HEADER)?
+            .to_str()
+            .ok()?
+            .trim()
+            .to_owned(),
+    };
+    let org = match claim.parse::<OrgId>() {
+        Ok(id) => id,
+        Err(_) => orgs::cached(&state.db, &claim)?,
+    };
+    f(org, &PathIds(&params))
 }
 
 /// The org claim of the subdomain, if a base domain is configured and the host is under it.
@@ -241,6 +284,7 @@ async fn org_wall(
             _ => org = Some(id),
         }
     }
+    let mut ahead = None;
     let scope = match authn {
         Authn::Session(caller, session) => {
             let org = match org.or(caller.active_org) {
@@ -262,10 +306,11 @@ async fn org_wall(
             parts.extensions.insert(caller);
             scope
         }
-        Authn::ApiKey(scope) => {
+        Authn::ApiKey(scope, read) => {
             if org.is_some_and(|o| o != scope.org_id()) {
                 return Err(Problem::from(Error::NotAMember));
             }
+            ahead = read;
             scope
         }
     };
@@ -283,6 +328,10 @@ async fn org_wall(
         tracing::field::display(principal_label(scope.principal())),
     );
     let decision = rate_limit(state, &scope).await?;
+    // Authorized in full: the handler may have the read sent ahead.
+    if let Some(read) = ahead {
+        parts.extensions.insert(read);
+    }
     parts.extensions.insert(Scoped(Arc::new(scope)));
     Ok(Some(decision))
 }
@@ -292,7 +341,11 @@ async fn run(spec: &'static RouteSpec, state: Kernel, req: Request, next: Next) 
         return next.run(req).await;
     }
     let (mut parts, body) = req.into_parts();
-    let authn = match authenticate(&state, &parts.headers, &parts.method).await {
+    let ahead = match spec.ahead {
+        Some(_) => flight_ahead(&state, &mut parts, spec).await,
+        None => None,
+    };
+    let authn = match authenticate(&state, &parts.headers, &parts.method, ahead).await {
         Ok(Some(a)) => a,
         Ok(None) => return unauthenticated("Authentication is required.").into_response(),
         Err(p) => return p.into_response(),
@@ -303,7 +356,7 @@ async fn run(spec: &'static RouteSpec, state: Kernel, req: Request, next: Next) 
             Authn::Session(caller, _) => {
                 parts.extensions.insert(caller);
             }
-            Authn::ApiKey(_) => {
+            Authn::ApiKey(..) => {
                 return unauthenticated("This route needs a user session, not an API key.")
                     .into_response()
             }
@@ -391,6 +444,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
             .get::<Caller>()
             .cloned()
             .ok_or_else(|| missing("caller"))
+    }
+}
+
+/// The handler's one-flight read, when the wall read it ahead with a cold API key's
+/// lookup and then authorized the request (see [`RouteSpec::ahead`]); pass it to
+/// [`orgwall_tenancy::Db::read_flight`] with the same flight.
+pub struct Ahead(pub Option<ReadAhead>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Ahead {
+    type Rejection = std::convert::Infallible;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Ahead(parts.extensions.remove::<ReadAhead>()))
     }
 }
 

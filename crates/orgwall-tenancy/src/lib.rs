@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 
 pub mod access;
+pub mod ahead;
 pub mod crypto;
 pub mod db;
 pub mod doctor;

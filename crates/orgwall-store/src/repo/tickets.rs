@@ -1,10 +1,11 @@
 //! Tickets (tenant table), with their status history in `ticket_events`.
 
+use crate::ahead::Flight;
 use crate::db::TenantTx;
 use crate::params;
 use crate::value::{now, Row};
 use chrono::{DateTime, Utc};
-use orgwall_core::{Error, ProjectId, Result, TicketId, TicketStatus, UserId};
+use orgwall_core::{Error, OrgId, ProjectId, Result, TicketId, TicketStatus, UserId};
 
 /// A ticket.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -262,14 +263,25 @@ pub async fn get_with_history(
     tx: &mut TenantTx<'_>,
     id: TicketId,
 ) -> Result<(Ticket, Vec<TicketEvent>)> {
-    let org = tx.org_id();
+    let flight = detail_flight(tx.org_id(), id);
+    detail_from(tx.data().query_many(&flight.statements()).await?)
+}
+
+/// The one flight of [`get_with_history`]: the ticket, then its history (what the
+/// ticket route reads, and sends ahead with a cold API key: `orgwall_tenancy::ahead`).
+pub fn detail_flight(org: OrgId, id: TicketId) -> Flight {
     let p = params![org, id];
-    let get = format!("SELECT {COLS} FROM tickets WHERE org_id = $1 AND id = $2");
-    let mut both = tx
-        .data()
-        .query_many(&[(&get, p), (HISTORY, p)])
-        .await?
-        .into_iter();
+    Flight::new(org)
+        .read(
+            format!("SELECT {COLS} FROM tickets WHERE org_id = $1 AND id = $2"),
+            p,
+        )
+        .read(HISTORY, p)
+}
+
+/// The ticket and its history from [`detail_flight`]'s answers (no ticket: not found).
+pub fn detail_from(answers: Vec<Vec<Row>>) -> Result<(Ticket, Vec<TicketEvent>)> {
+    let mut both = answers.into_iter();
     let ticket = both
         .next()
         .and_then(|rows| rows.into_iter().next())

@@ -416,10 +416,27 @@ pub const API_KEY_PREFIX: &str = "owk_";
 /// statement, pipelined behind it, reads under that org's wall. An unknown hash finds no
 /// row, sets nothing, and the role statement reads under no org: zero rows.
 pub async fn authenticate_api_key(db: &Db, token: &str) -> Result<Option<OrgScope>> {
+    Ok(authenticate_api_key_ahead(db, token, None)
+        .await?
+        .map(|(scope, _)| scope))
+}
+
+/// [`authenticate_api_key`], with a route's one-flight read sent ahead in the lookup's
+/// flight when the key is not in the access cache (see [`crate::ahead`]): its answer comes
+/// back only if the key is live, belongs to the org the flight reads, and that org is
+/// served from the shared tables. The caller authorizes the request before using it.
+pub async fn authenticate_api_key_ahead(
+    db: &Db,
+    token: &str,
+    ahead: Option<&crate::ahead::Flight>,
+) -> Result<Option<(OrgScope, Option<crate::ahead::ReadAhead>)>> {
     let hash = crate::crypto::token_hash(token);
     let t = now();
+    let mut read = Vec::new();
     let load = async {
-        let Some((key, role)) = load_api_key(db, &hash, t).await? else {
+        let (found, rows) = load_api_key(db, &hash, t, ahead).await?;
+        read = rows;
+        let Some((key, role)) = found else {
             return Ok(None);
         };
         let (org, key_id, expires_at): (OrgId, ApiKeyId, _) =
@@ -438,18 +455,32 @@ pub async fn authenticate_api_key(db: &Db, token: &str) -> Result<Option<OrgScop
     };
     let key = db.cache().get_or_load(hash.clone(), load).await?;
     // A cached key may have expired since it was read.
-    Ok(key
-        .filter(|k| k.expires_at.is_none_or(|e| e > t))
-        .map(|k| cache::scope(k.org, Principal::ApiKey(k.key), &k.grant)))
+    let Some(k) = key.filter(|k| k.expires_at.is_none_or(|e| e > t)) else {
+        return Ok(None);
+    };
+    // (Empty when the key came from the cache: nothing was sent.)
+    let ahead = ahead
+        .filter(|f| {
+            !read.is_empty() && f.org() == k.org && k.grant.route == crate::placement::Route::Shared
+        })
+        .and_then(|f| crate::ahead::ReadAhead::new(f.clone(), read));
+    Ok(Some((
+        cache::scope(k.org, Principal::ApiKey(k.key), &k.grant),
+        ahead,
+    )))
 }
 
 /// The live key row a hash names (org, id, role, expiry, the org's generation) under
-/// `app.lookup`, and its role's grant row ([`grant`]) read in the key's org.
+/// `app.lookup`, and its role's grant row ([`grant`]) read in the key's org; on
+/// PostgreSQL with the answers of `ahead`'s statements, read in the same flight under the
+/// org the key row entered (empty without them, or on SQLite).
+#[allow(clippy::type_complexity)]
 async fn load_api_key(
     db: &Db,
     hash: &str,
     t: chrono::DateTime<chrono::Utc>,
-) -> Result<Option<(crate::Row, crate::Row)>> {
+    ahead: Option<&crate::ahead::Flight>,
+) -> Result<(Option<(crate::Row, crate::Row)>, Vec<Vec<crate::Row>>)> {
     const KEY: &str = "FROM api_keys k JOIN orgs o ON o.id = k.org_id
          WHERE k.key_hash = $1 AND k.revoked_at IS NULL
            AND (k.expires_at IS NULL OR k.expires_at > $2) AND o.deleting_at IS NULL";
@@ -484,23 +515,23 @@ async fn load_api_key(
         );
         let key_params = [crate::Val::from(hash), crate::Val::from(t)];
         let role_params = [crate::Val::from(hash)];
-        let mut rows = tx
-            .query_many(&[
-                (enter.as_str(), &key_params[..]),
-                (role.as_str(), &role_params[..]),
-            ])
-            .await?
-            .into_iter()
-            .map(|r| r.into_iter().next());
+        let mut statements = vec![
+            (enter.as_str(), &key_params[..]),
+            (role.as_str(), &role_params[..]),
+        ];
+        // A route's read, sent ahead: under the org the key row entered, or under none.
+        statements.extend(ahead.map(|f| f.statements()).unwrap_or_default());
+        let mut answers = tx.query_many(&statements).await?.into_iter();
         tx.commit().await?;
-        let (key, role) = (rows.next().flatten(), rows.next().flatten());
-        return Ok(key.zip(role));
+        let mut first = || answers.next().and_then(|r| r.into_iter().next());
+        let (key, role) = (first(), first());
+        return Ok((key.zip(role), answers.collect()));
     }
     // SQLite (in process: a second statement costs no round trip): the org is entered
     // from the key row, as a new scope.
     let Some(key) = tx.query_opt(&key_sql, params![hash, t]).await? else {
         tx.commit().await?;
-        return Ok(None);
+        return Ok((None, Vec::new()));
     };
     tx.commit().await?;
     let (org, role): (OrgId, RoleId) = (key.get(0)?, key.get(2)?);
@@ -509,5 +540,5 @@ async fn load_api_key(
         .query_opt(&role_sql("$1", "$2"), params![org, role])
         .await?;
     tx.commit().await?;
-    Ok(role.map(|r| (key, r)))
+    Ok((role.map(|r| (key, r)), Vec::new()))
 }

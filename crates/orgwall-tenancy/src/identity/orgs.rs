@@ -65,6 +65,11 @@ pub async fn resolve(db: &Db, claim: &str) -> Result<OrgId> {
         .ok_or(Error::NotAMember)
 }
 
+/// The org a claim (id or slug) names, if the access cache knows it (reads nothing).
+pub fn cached(db: &Db, claim: &str) -> Option<OrgId> {
+    db.cache().get::<OrgId>(&claim.trim().to_owned())
+}
+
 /// Gets an organization by id.
 pub async fn get(db: &Db, id: OrgId) -> Result<Org> {
     let mut tx = db.global(Mode::Read).await?;
