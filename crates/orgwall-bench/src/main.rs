@@ -145,6 +145,12 @@ struct Args {
     /// `--touch-all-orgs`). The report checks cold p50 against warm (issue 16: within 1.5x).
     #[arg(long)]
     cold_first: bool,
+    /// PostgreSQL: also measure the detail read against a server with its access cache
+    /// off (variant `all cold`: every request's API key is read from the database, as a
+    /// cold key's is), so the cold path's cost is measured whatever share of requests a
+    /// `--cold-first` run finds cold. The report checks its p50 against warm.
+    #[arg(long)]
+    all_cold: bool,
     /// Seconds of warmup before each measured run.
     #[arg(long, default_value_t = 2)]
     warmup: u64,
@@ -603,6 +609,27 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
                 orgs,
                 backend: "postgres",
                 variant: "cold",
+                round: 1,
+            };
+            ctx.measure(&run, Workload::Detail, args.concurrency)?;
+        }
+        if args.all_cold && with_on {
+            let uncached = Server::start_with(
+                &args.orgwall_bin,
+                &Backend::Postgres(&url, &dir),
+                &[("ORGWALL_NO_ACCESS_CACHE", "true")],
+            )?;
+            say(format!(
+                "server without access cache on {} (pid {})",
+                uncached.addr,
+                uncached.pid()
+            ));
+            let run = Run {
+                server: &uncached,
+                targets: &targets,
+                orgs,
+                backend: "postgres",
+                variant: "all cold",
                 round: 1,
             };
             ctx.measure(&run, Workload::Detail, args.concurrency)?;

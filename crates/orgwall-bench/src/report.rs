@@ -522,6 +522,18 @@ impl Report {
                 format!("cold-path detail p50 at {orgs} orgs, c={concurrency}"),
                 "within 1.5x of warm (issue 16)",
             ));
+            checks.extend(self.p50_ratio(
+                orgs,
+                "postgres",
+                ("all cold", "all cold", Workload::Detail),
+                ("warm", "rls on", Workload::Detail),
+                concurrency,
+                1.5,
+                format!(
+                    "every request cold (access cache off) detail p50 at {orgs} orgs, c={concurrency}"
+                ),
+                "within 1.5x of warm (issue 16, any share of cold keys)",
+            ));
         }
         // RSS at the high concurrency.
         for r in self

@@ -39,7 +39,13 @@ impl Server {
     /// Starts `bin serve` on 127.0.0.1:0 without migrating (the seed did), with rate
     /// limits out of the way, and waits for its `orgwall listening on http://...` line.
     pub fn start(bin: &Path, backend: &Backend<'_>) -> Result<Server> {
+        Server::start_with(bin, backend, &[])
+    }
+
+    /// [`Server::start`] with more environment variables for the server.
+    pub fn start_with(bin: &Path, backend: &Backend<'_>, env: &[(&str, &str)]) -> Result<Server> {
         let mut cmd = Command::new(bin);
+        cmd.envs(env.iter().copied());
         cmd.args([
             "--log-format",
             "text",
