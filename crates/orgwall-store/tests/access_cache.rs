@@ -44,6 +44,14 @@ async fn wait_live(t: &TestDb, db: &Db) {
         db.access_cache_stats().live,
         "the access cache did not become live"
     );
+    heard_all(t, db).await;
+}
+
+/// On PostgreSQL, waits (bounded) until the cache has heard every announcement committed
+/// so far: a change's announcement also reaches this process's own listener, after its
+/// commit, and drops what was read before it arrived (a barrier is sent and awaited,
+/// since announcements arrive in commit order).
+async fn heard_all(t: &TestDb, db: &Db) {
     if t.kind == BackendKind::Postgres {
         let barrier = format!("user:{}", UserId::new());
         t.owner_exec(&format!("NOTIFY orgwall_access, '{barrier}'"))
@@ -104,6 +112,9 @@ both!(
             .await
             .unwrap();
         tx.commit().await.unwrap();
+        // (The key's announcement heard first: arriving after the next read, it would
+        // drop that read's entry, and the hit below would be a miss under a slow machine.)
+        heard_all(&t, db).await;
         assert!(access::authenticate_api_key(db, &token)
             .await
             .unwrap()

@@ -507,11 +507,17 @@ async fn load_api_key(
     if tx.kind() == crate::db::BackendKind::Postgres {
         // One flight: the key statement enters the key's org, the role statement reads
         // there (its key is found again by hash, now visible under the org's wall too).
+        // The key's sub-select names the org entered, not the role row's: it runs once,
+        // and the role is one probe of its primary key (correlated with `r`, it ran for
+        // every role of the org, which were all read).
         let enter =
             format!("SELECT {COLS}, {GEN}, set_config('app.org_id', k.org_id::text, true) {KEY}");
+        const ENTERED: &str = "nullif(current_setting('app.org_id', true), '')::uuid";
         let role = role_sql(
-            "nullif(current_setting('app.org_id', true), '')::uuid",
-            "(SELECT k2.role_id FROM api_keys k2 WHERE k2.key_hash = $1 AND k2.org_id = r.org_id)",
+            ENTERED,
+            &format!(
+                "(SELECT k2.role_id FROM api_keys k2 WHERE k2.key_hash = $1 AND k2.org_id = {ENTERED})"
+            ),
         );
         let key_params = [crate::Val::from(hash), crate::Val::from(t)];
         let role_params = [crate::Val::from(hash)];
