@@ -147,6 +147,22 @@ async fn a_read_sent_ahead_reads_in_the_keys_org_only() {
         "under the key's org only"
     );
 
+    // The key's hash is no longer a setting once the org is entered: the read runs in
+    // the key's org alone, as the handler's own would.
+    let settings = Flight::new(d.globex).read(
+        "SELECT coalesce(current_setting('app.lookup', true), ''), current_setting('app.org_id', true)",
+        &[],
+    );
+    let (_, read) = access::authenticate_api_key_ahead(db, &globex_key, Some(&settings))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(read.is_some(), "read ahead");
+    let answers = db.read_flight(&bob, read, &settings).await.unwrap();
+    let row = &answers[0][0];
+    assert_eq!(row.get::<String>(0).unwrap(), "");
+    assert_eq!(row.get::<String>(1).unwrap(), d.globex.to_string());
+
     // A revoked key authenticates nothing, and nothing read ahead comes back.
     let mut tx = db.write(&bob).await.unwrap();
     api_keys::revoke(&mut tx, globex_key_id).await.unwrap();

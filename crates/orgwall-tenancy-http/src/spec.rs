@@ -71,7 +71,10 @@ pub struct RouteSpec {
     /// [`orgwall_tenancy::Db::read_flight`]: that flight. A request with an API key that is
     /// not in the access cache then sends it ahead, in the key lookup's own flight, and
     /// the handler takes its answer once the wall has authorized the request (one round
-    /// trip for a cold key, as for a warm one; see [`orgwall_tenancy::ahead`]).
+    /// trip for a cold key, as for a warm one; see [`orgwall_tenancy::ahead`]). Its
+    /// statements fail only as the handler's own read would: an error of the flight is
+    /// the key lookup's error (typed parameters parsed from the path, no value a client
+    /// can make fail in SQL).
     pub ahead: Option<AheadFn>,
 }
 

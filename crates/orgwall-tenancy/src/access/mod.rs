@@ -510,8 +510,12 @@ async fn load_api_key(
         // The key's sub-select names the org entered, not the role row's: it runs once,
         // and the role is one probe of its primary key (correlated with `r`, it ran for
         // every role of the org, which were all read).
-        let enter =
-            format!("SELECT {COLS}, {GEN}, set_config('app.org_id', k.org_id::text, true) {KEY}");
+        // It also leaves `app.lookup` (read once, by this statement's policy): what
+        // follows reads as the key's org alone, a route's read sent ahead included.
+        let enter = format!(
+            "SELECT {COLS}, {GEN}, set_config('app.org_id', k.org_id::text, true),
+                    set_config('app.lookup', '', true) {KEY}"
+        );
         const ENTERED: &str = "nullif(current_setting('app.org_id', true), '')::uuid";
         let role = role_sql(
             ENTERED,
