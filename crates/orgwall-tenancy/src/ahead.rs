@@ -26,7 +26,7 @@
 //! with the directory read that routed it, so a move's cleanup waits for it as for any
 //! read (see ARCHITECTURE.md, *Placement*).
 
-use crate::access::OrgScope;
+use crate::scope::OrgScope;
 use crate::{Db, Row, Val};
 use orgwall_core::{OrgId, Result};
 
