@@ -49,7 +49,7 @@ async fn a_ticket(db: &Db, scope: &OrgScope) -> TicketId {
 /// the ticket the handler's call of `read_flight` returns.
 async fn detail_ahead(db: &Db, key: &str, org: OrgId, ticket: TicketId) -> (bool, TicketId) {
     let flight = tickets::detail_flight(org, ticket);
-    let (scope, read) = access::authenticate_api_key_ahead(db, key, Some(&flight))
+    let (scope, read) = access::authenticate_api_key_ahead(db, key, || Some(flight.clone()))
         .await
         .unwrap()
         .unwrap();
@@ -85,7 +85,7 @@ async fn a_read_sent_ahead_reads_in_the_keys_org_only() {
     // The key's own org: the read comes back with the scope, and is what the handler
     // would have read.
     let flight = tickets::detail_flight(d.acme, acme_ticket);
-    let (scope, read) = access::authenticate_api_key_ahead(db, &acme_key, Some(&flight))
+    let (scope, read) = access::authenticate_api_key_ahead(db, &acme_key, || Some(flight.clone()))
         .await
         .unwrap()
         .unwrap();
@@ -107,10 +107,11 @@ async fn a_read_sent_ahead_reads_in_the_keys_org_only() {
     assert_ne!(ticket.id, acme_ticket);
 
     // A key of another org: nothing is kept for the org the flight names.
-    let (scope, read) = access::authenticate_api_key_ahead(db, &globex_key, Some(&flight))
-        .await
-        .unwrap()
-        .unwrap();
+    let (scope, read) =
+        access::authenticate_api_key_ahead(db, &globex_key, || Some(flight.clone()))
+            .await
+            .unwrap()
+            .unwrap();
     assert_eq!(scope.org_id(), d.globex);
     assert!(read.is_none(), "a flight for Acme, read with Globex's key");
 
@@ -130,7 +131,7 @@ async fn a_read_sent_ahead_reads_in_the_keys_org_only() {
             "SELECT org_id FROM tickets WHERE id = $1",
             params![globex_ticket],
         );
-    let (_, read) = access::authenticate_api_key_ahead(db, &globex_key, Some(&probe))
+    let (_, read) = access::authenticate_api_key_ahead(db, &globex_key, || Some(probe.clone()))
         .await
         .unwrap()
         .unwrap();
@@ -153,7 +154,7 @@ async fn a_read_sent_ahead_reads_in_the_keys_org_only() {
         "SELECT coalesce(current_setting('app.lookup', true), ''), current_setting('app.org_id', true)",
         &[],
     );
-    let (_, read) = access::authenticate_api_key_ahead(db, &globex_key, Some(&settings))
+    let (_, read) = access::authenticate_api_key_ahead(db, &globex_key, || Some(settings.clone()))
         .await
         .unwrap()
         .unwrap();
@@ -168,13 +169,13 @@ async fn a_read_sent_ahead_reads_in_the_keys_org_only() {
     api_keys::revoke(&mut tx, globex_key_id).await.unwrap();
     tx.commit().await.unwrap();
     assert!(
-        access::authenticate_api_key_ahead(db, &globex_key, Some(&probe))
+        access::authenticate_api_key_ahead(db, &globex_key, || Some(probe.clone()))
             .await
             .unwrap()
             .is_none()
     );
     assert!(
-        access::authenticate_api_key_ahead(db, "owk_unknown", Some(&probe))
+        access::authenticate_api_key_ahead(db, "owk_unknown", || Some(probe.clone()))
             .await
             .unwrap()
             .is_none()

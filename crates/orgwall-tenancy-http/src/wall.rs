@@ -15,7 +15,7 @@
 
 use crate::limits;
 use crate::problem::Problem;
-use crate::spec::{Access, PathIds, RouteSpec};
+use crate::spec::{Access, AheadFn, PathIds, RouteSpec};
 use crate::Kernel;
 use axum::extract::{FromRequestParts, RawPathParams, Request, State};
 use axum::http::request::Parts;
@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use orgwall_core::{Error, OrgId, SessionId, UserId};
 use orgwall_tenancy::access::{self, OrgScope, API_KEY_PREFIX};
-use orgwall_tenancy::ahead::{Flight, ReadAhead};
+use orgwall_tenancy::ahead::ReadAhead;
 use orgwall_tenancy::identity::{orgs, sessions};
 use std::sync::Arc;
 
@@ -120,7 +120,7 @@ async fn authenticate(
     state: &Kernel,
     headers: &HeaderMap,
     method: &axum::http::Method,
-    ahead: Option<Flight>,
+    ahead: Option<AheadFrom>,
 ) -> Result<Option<Authn>, Problem> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         // Browser mode: the session cookie, with the CSRF token on anything that changes state.
@@ -145,18 +145,14 @@ async fn authenticate(
         }
         return session(state, &token).await.map(Some);
     };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 200)
+    let token = bearer(value)
         .ok_or_else(|| unauthenticated("The Authorization header must be: Bearer <token>."))?;
     if token.starts_with(sessions::SESSION_PREFIX) {
         return session(state, token).await.map(Some);
     }
     if token.starts_with(API_KEY_PREFIX) {
-        let (scope, read) = access::authenticate_api_key_ahead(&state.db, token, ahead.as_ref())
+        let flight = || ahead.and_then(|a| (a.read)(a.org, &PathIds(&a.params)));
+        let (scope, read) = access::authenticate_api_key_ahead(&state.db, token, flight)
             .await
             .map_err(Problem::from)?
             .ok_or_else(|| unauthenticated("The API key is invalid, expired or revoked."))?;
@@ -165,7 +161,25 @@ async fn authenticate(
     Err(unauthenticated("The token is not recognized."))
 }
 
-/// The route's one-flight read, to send ahead with the key lookup (see
+/// The token of an `Authorization: Bearer <token>` header (trimmed, 1..=200 bytes).
+fn bearer(value: &axum::http::HeaderValue) -> Option<&str> {
+    value
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 200)
+}
+
+/// What the route's one-flight read is built from, if the key lookup sends it ahead (it
+/// is built only then: a warm key's request builds nothing).
+struct AheadFrom {
+    read: AheadFn,
+    org: OrgId,
+    params: RawPathParams,
+}
+
+/// The route's one-flight read to send ahead with the key lookup (see
 /// [`RouteSpec::ahead`]): only for an org route that declares one, a request with an API
 /// key, and an org claimed by id or by a slug the access cache knows (the path's, else
 /// the header's; a claim that turns out not to be the key's org reads nothing, and the
@@ -174,16 +188,9 @@ async fn flight_ahead(
     state: &Kernel,
     parts: &mut Parts,
     spec: &'static RouteSpec,
-) -> Option<Flight> {
-    let f = spec.ahead?;
-    let key = parts
-        .headers
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")?
-        .trim()
-        .starts_with(API_KEY_PREFIX);
+) -> Option<AheadFrom> {
+    let read = spec.ahead?;
+    let key = bearer(parts.headers.get(header::AUTHORIZATION)?)?.starts_with(API_KEY_PREFIX);
     if !key || !matches!(spec.access, Access::Org(_)) {
         return None;
     }
@@ -202,7 +209,7 @@ async fn flight_ahead(
         Ok(id) => id,
         Err(_) => orgs::cached(&state.db, &claim)?,
     };
-    f(org, &PathIds(&params))
+    Some(AheadFrom { read, org, params })
 }
 
 /// The org claim of the subdomain, if a base domain is configured and the host is under it.

@@ -416,25 +416,29 @@ pub const API_KEY_PREFIX: &str = "owk_";
 /// statement, pipelined behind it, reads under that org's wall. An unknown hash finds no
 /// row, sets nothing, and the role statement reads under no org: zero rows.
 pub async fn authenticate_api_key(db: &Db, token: &str) -> Result<Option<OrgScope>> {
-    Ok(authenticate_api_key_ahead(db, token, None)
+    Ok(authenticate_api_key_ahead(db, token, || None)
         .await?
         .map(|(scope, _)| scope))
 }
 
 /// [`authenticate_api_key`], with a route's one-flight read sent ahead in the lookup's
-/// flight when the key is not in the access cache (see [`crate::ahead`]): its answer comes
-/// back only if the key is live, belongs to the org the flight reads, and that org is
-/// served from the shared tables. The caller authorizes the request before using it.
+/// flight when the key is not in the access cache (see [`crate::ahead`]; `ahead` builds
+/// it, called only then): its answer comes back only if the key is live, belongs to the
+/// org the flight reads, and that org is served from the shared tables. The caller
+/// authorizes the request before using it.
 pub async fn authenticate_api_key_ahead(
     db: &Db,
     token: &str,
-    ahead: Option<&crate::ahead::Flight>,
+    ahead: impl FnOnce() -> Option<crate::ahead::Flight>,
 ) -> Result<Option<(OrgScope, Option<crate::ahead::ReadAhead>)>> {
     let hash = crate::crypto::token_hash(token);
     let t = now();
+    // The flight sent with the lookup, and its answers (none when the key was cached).
+    let mut sent = None;
     let mut read = Vec::new();
     let load = async {
-        let (found, rows) = load_api_key(db, &hash, t, ahead).await?;
+        sent = ahead();
+        let (found, rows) = load_api_key(db, &hash, t, sent.as_ref()).await?;
         read = rows;
         let Some((key, role)) = found else {
             return Ok(None);
@@ -458,12 +462,11 @@ pub async fn authenticate_api_key_ahead(
     let Some(k) = key.filter(|k| k.expires_at.is_none_or(|e| e > t)) else {
         return Ok(None);
     };
-    // (Empty when the key came from the cache: nothing was sent.)
-    let ahead = ahead
+    let ahead = sent
         .filter(|f| {
             !read.is_empty() && f.org() == k.org && k.grant.route == crate::placement::Route::Shared
         })
-        .and_then(|f| crate::ahead::ReadAhead::new(f.clone(), read));
+        .and_then(|f| crate::ahead::ReadAhead::new(f, read));
     Ok(Some((
         cache::scope(k.org, Principal::ApiKey(k.key), &k.grant),
         ahead,
