@@ -402,3 +402,111 @@ async fn postgres_doctor_names_a_global_table_whose_policies_are_off() {
         assert!(v.is_empty(), "{v:#?}");
     }
 }
+
+/// The tenant tables' policy reads `app.org_id` in the expression itself (no sub-select:
+/// the planner folds it with a statement's own `org_id = $1` into one comparison, no
+/// InitPlan); `migrate` replaces the older policy with the sub-select, keeps one written
+/// by hand, and the replaced one walls off the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_migrate_gives_tenant_tables_the_policy_without_a_sub_select() {
+    let t = TestDb::new(BackendKind::Postgres).await;
+    orgwall_store::seed::demo_placed(&t.db, &[]).await.unwrap();
+    let acme = orgwall_store::repo::orgs::resolve(&t.db, "acme")
+        .await
+        .unwrap();
+    let owner = orgwall_testkit::pg_client(&t.url).await;
+    // Tenant tables whose org_isolation policy reads the setting in a sub-select (the
+    // system tables keep it: their `OR app.system` keeps the planner from folding it).
+    let with_sub_select =
+        "SELECT c.relname::text FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = 'public' AND p.polname = 'org_isolation'
+           AND pg_get_expr(p.polqual, p.polrelid) LIKE '%( SELECT%app.org_id%'
+           AND pg_get_expr(p.polqual, p.polrelid) NOT LIKE '%app.system%'
+         ORDER BY 1";
+    let none: Vec<String> = Vec::new();
+    assert_eq!(
+        orgwall_testkit::texts(&owner, with_sub_select, &[]).await,
+        none
+    );
+    // What a scoped read of one ticket plans: no InitPlan for the policy.
+    let plan = |table: &'static str| {
+        let owner = &owner;
+        async move {
+            let tx = format!(
+                "BEGIN; SELECT set_config('role', 'orgwall_app', true), set_config('app.org_id', '{acme}', true);"
+            );
+            owner.batch_execute(&tx).await.unwrap();
+            let lines = orgwall_testkit::texts(
+                owner,
+                &format!(
+                    "EXPLAIN (COSTS OFF) SELECT id FROM {table} WHERE org_id = '{acme}' AND id = '{acme}'"
+                ),
+                &[],
+            )
+            .await;
+            owner.batch_execute("ROLLBACK").await.unwrap();
+            lines.join("\n")
+        }
+    };
+    let tickets_plan = plan("tickets").await;
+    assert!(!tickets_plan.contains("InitPlan"), "{tickets_plan}");
+    assert!(tickets_plan.contains("One-Time Filter"), "{tickets_plan}");
+
+    // An older database: tickets with the sub-select policy, notes with one written by hand.
+    let once = "org_id = (SELECT nullif(current_setting('app.org_id', true), '')::uuid)";
+    t.owner_exec(&format!(
+        "ALTER POLICY org_isolation ON tickets USING ({once}) WITH CHECK ({once});
+         ALTER POLICY org_isolation ON notes USING ({once} AND id IS NOT NULL) WITH CHECK ({once});"
+    ))
+    .await;
+    assert_eq!(
+        orgwall_testkit::texts(&owner, with_sub_select, &[]).await,
+        ["notes", "tickets"]
+    );
+    assert!(plan("tickets").await.contains("InitPlan"));
+    t.db.migrate().await.unwrap();
+    assert_eq!(
+        orgwall_testkit::texts(&owner, with_sub_select, &[]).await,
+        ["notes"],
+        "migrate replaces the older policy, not one written by hand"
+    );
+    let tickets_plan = plan("tickets").await;
+    assert!(!tickets_plan.contains("InitPlan"), "{tickets_plan}");
+    assert!(t.db.doctor().await.unwrap().is_empty());
+
+    // The replaced policy: an unset scope sees no row, acme's scope only acme's.
+    let count = |org: String| {
+        let owner = &owner;
+        async move {
+            owner
+                .batch_execute(&format!(
+                    "BEGIN; SELECT set_config('role', 'orgwall_app', true), set_config('app.org_id', '{org}', true);"
+                ))
+                .await
+                .unwrap();
+            let n: i64 = owner
+                .query_one("SELECT count(*) FROM tickets", &[])
+                .await
+                .unwrap()
+                .get(0);
+            let other: i64 = owner
+                .query_one(
+                    "SELECT count(*) FROM tickets WHERE org_id IS DISTINCT FROM nullif(current_setting('app.org_id', true), '')::uuid",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            owner.batch_execute("ROLLBACK").await.unwrap();
+            (n, other)
+        }
+    };
+    let all = t.owner_count("tickets", "true").await;
+    let acme_rows = t
+        .owner_count("tickets", &format!("org_id = '{acme}'"))
+        .await;
+    assert!(acme_rows > 0 && all > acme_rows, "{acme_rows} of {all}");
+    assert_eq!(count(String::new()).await, (0, 0));
+    assert_eq!(count(acme.to_string()).await, (acme_rows, 0));
+}

@@ -3,6 +3,7 @@
 
 use crate::migrate::{
     checksum, plan_all, quote_ident, system_predicate, Report, Side, ORG_PREDICATE,
+    ORG_PREDICATE_ONCE, ORG_PREDICATE_ONCE_PRINTED,
 };
 use crate::module::{Catalog, Plane};
 use orgwall_core::{Error, Result};
@@ -336,15 +337,21 @@ pub(crate) async fn apply(
         .collect();
     for (t, thresholds_set) in &tenant_tables {
         let q = quote_ident(t);
-        let has_policy = !tx
-            .query(
-                "SELECT 1 FROM pg_policies WHERE schemaname = current_schema()
-                 AND tablename = $1 AND policyname = 'org_isolation'",
-                &[t],
+        // Whether the table has its policy, and whether it is the older one with the
+        // setting in a sub-select (replaced: same rows, cheaper).
+        let policy: Option<bool> = tx
+            .query_opt(
+                "SELECT pg_get_expr(p.polqual, p.polrelid) = $2
+                        AND pg_get_expr(p.polwithcheck, p.polrelid) = $2
+                 FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = current_schema() AND c.relname = $1
+                   AND p.polname = 'org_isolation'",
+                &[t, &ORG_PREDICATE_ONCE_PRINTED],
             )
             .await
             .map_err(map_err)?
-            .is_empty();
+            .map(|r| r.get(0));
         let mut sql = format!(
             "ALTER TABLE {q} ENABLE ROW LEVEL SECURITY; ALTER TABLE {q} FORCE ROW LEVEL SECURITY;"
         );
@@ -354,10 +361,14 @@ pub(crate) async fn apply(
                 YOUNG_TABLE_AUTOVACUUM.join(", ")
             ));
         }
-        if !has_policy {
-            sql.push_str(&format!(
+        match policy {
+            None => sql.push_str(&format!(
                 "CREATE POLICY org_isolation ON {q} USING ({ORG_PREDICATE}) WITH CHECK ({ORG_PREDICATE});"
-            ));
+            )),
+            Some(true) => sql.push_str(&format!(
+                "ALTER POLICY org_isolation ON {q} USING ({ORG_PREDICATE}) WITH CHECK ({ORG_PREDICATE});"
+            )),
+            Some(false) => {}
         }
         tx.batch_execute(&sql).await.map_err(map_err)?;
     }
@@ -397,8 +408,8 @@ pub(crate) async fn apply(
         );
         if !policies.iter().any(|p| p == "org_isolation") {
             sql.push_str(&format!(
-                "CREATE POLICY org_isolation ON {q} USING ({ORG_PREDICATE} OR {system})
-                   WITH CHECK ({ORG_PREDICATE} OR {system});"
+                "CREATE POLICY org_isolation ON {q} USING ({ORG_PREDICATE_ONCE} OR {system})
+                   WITH CHECK ({ORG_PREDICATE_ONCE} OR {system});"
             ));
         }
         if !policies.iter().any(|p| p == "orgless_insert") {
