@@ -403,10 +403,12 @@ async fn postgres_doctor_names_a_global_table_whose_policies_are_off() {
     }
 }
 
-/// The tenant tables' policy reads `app.org_id` in the expression itself (no sub-select:
+/// A tenant table's policy reads `app.org_id` in the expression itself (no sub-select:
 /// the planner folds it with a statement's own `org_id = $1` into one comparison, no
-/// InitPlan); `migrate` replaces the older policy with the sub-select, keeps one written
-/// by hand, and the replaced one walls off the same rows.
+/// InitPlan), unless another permissive policy is ORed with it (then in a sub-select, read
+/// once, not for every row); `migrate` turns one form into the other as the table's
+/// policies change, keeps a policy written by hand, and the new form walls off the same
+/// rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_migrate_gives_tenant_tables_the_policy_without_a_sub_select() {
     let t = TestDb::new(BackendKind::Postgres).await;
@@ -415,8 +417,8 @@ async fn postgres_migrate_gives_tenant_tables_the_policy_without_a_sub_select() 
         .await
         .unwrap();
     let owner = orgwall_testkit::pg_client(&t.url).await;
-    // Tenant tables whose org_isolation policy reads the setting in a sub-select (the
-    // system tables keep it: their `OR app.system` keeps the planner from folding it).
+    // Tenant tables whose org_isolation policy reads the setting in a sub-select (not the
+    // system tables, whose `OR app.system` always wants it) ...
     let with_sub_select =
         "SELECT c.relname::text FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
          JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -424,19 +426,32 @@ async fn postgres_migrate_gives_tenant_tables_the_policy_without_a_sub_select() 
            AND pg_get_expr(p.polqual, p.polrelid) LIKE '%( SELECT%app.org_id%'
            AND pg_get_expr(p.polqual, p.polrelid) NOT LIKE '%app.system%'
          ORDER BY 1";
-    let none: Vec<String> = Vec::new();
-    assert_eq!(
-        orgwall_testkit::texts(&owner, with_sub_select, &[]).await,
-        none
+    // ... and those with another permissive policy for reads.
+    let ored =
+        "SELECT DISTINCT c.relname::text FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = 'public' AND p.polname NOT IN ('org_isolation', 'orgless_insert')
+           AND p.polpermissive AND p.polcmd IN ('r', '*')
+           AND EXISTS (SELECT 1 FROM pg_policy o WHERE o.polrelid = c.oid AND o.polname = 'org_isolation'
+                       AND pg_get_expr(o.polqual, o.polrelid) NOT LIKE '%app.system%')
+         ORDER BY 1";
+    let sub_selects = orgwall_testkit::texts(&owner, with_sub_select, &[]).await;
+    assert_eq!(sub_selects, orgwall_testkit::texts(&owner, ored, &[]).await);
+    assert!(
+        sub_selects.contains(&"memberships".to_owned()),
+        "{sub_selects:?}"
     );
-    // What a scoped read of one ticket plans: no InitPlan for the policy.
+    assert!(!sub_selects.contains(&"tickets".to_owned()));
+    // What a scoped read of one row plans.
     let plan = |table: &'static str| {
         let owner = &owner;
         async move {
-            let tx = format!(
-                "BEGIN; SELECT set_config('role', 'orgwall_app', true), set_config('app.org_id', '{acme}', true);"
-            );
-            owner.batch_execute(&tx).await.unwrap();
+            owner
+                .batch_execute(&format!(
+                    "BEGIN; SELECT set_config('role', 'orgwall_app', true), set_config('app.org_id', '{acme}', true);"
+                ))
+                .await
+                .unwrap();
             let lines = orgwall_testkit::texts(
                 owner,
                 &format!(
@@ -453,29 +468,46 @@ async fn postgres_migrate_gives_tenant_tables_the_policy_without_a_sub_select() 
     assert!(!tickets_plan.contains("InitPlan"), "{tickets_plan}");
     assert!(tickets_plan.contains("One-Time Filter"), "{tickets_plan}");
 
-    // An older database: tickets with the sub-select policy, notes with one written by hand.
+    // An older database: tickets with the sub-select policy, notes with one written by
+    // hand; projects gains another permissive policy.
     let once = "org_id = (SELECT nullif(current_setting('app.org_id', true), '')::uuid)";
     t.owner_exec(&format!(
         "ALTER POLICY org_isolation ON tickets USING ({once}) WITH CHECK ({once});
-         ALTER POLICY org_isolation ON notes USING ({once} AND id IS NOT NULL) WITH CHECK ({once});"
+         ALTER POLICY org_isolation ON notes USING ({once} AND id IS NOT NULL) WITH CHECK ({once});
+         CREATE POLICY archived_read ON projects FOR SELECT USING (false);"
     ))
     .await;
-    assert_eq!(
-        orgwall_testkit::texts(&owner, with_sub_select, &[]).await,
-        ["notes", "tickets"]
-    );
     assert!(plan("tickets").await.contains("InitPlan"));
     t.db.migrate().await.unwrap();
-    assert_eq!(
-        orgwall_testkit::texts(&owner, with_sub_select, &[]).await,
-        ["notes"],
-        "migrate replaces the older policy, not one written by hand"
+    let after = orgwall_testkit::texts(&owner, with_sub_select, &[]).await;
+    assert!(!after.contains(&"tickets".to_owned()), "{after:?}");
+    assert!(
+        after.contains(&"notes".to_owned()),
+        "a policy written by hand stays"
+    );
+    assert!(
+        after.contains(&"projects".to_owned()),
+        "ORed with another: {after:?}"
     );
     let tickets_plan = plan("tickets").await;
     assert!(!tickets_plan.contains("InitPlan"), "{tickets_plan}");
+    // Without the other policy, projects gets the folded form back.
+    t.owner_exec("DROP POLICY archived_read ON projects;").await;
+    t.db.migrate().await.unwrap();
+    let after = orgwall_testkit::texts(&owner, with_sub_select, &[]).await;
+    assert!(!after.contains(&"projects".to_owned()), "{after:?}");
+    t.owner_exec(&format!(
+        "ALTER POLICY org_isolation ON notes USING ({once}) WITH CHECK ({once});"
+    ))
+    .await;
+    t.db.migrate().await.unwrap();
+    assert_eq!(
+        orgwall_testkit::texts(&owner, with_sub_select, &[]).await,
+        sub_selects
+    );
     assert!(t.db.doctor().await.unwrap().is_empty());
 
-    // The replaced policy: an unset scope sees no row, acme's scope only acme's.
+    // The folded policy: an unset scope sees no row, acme's scope only acme's.
     let count = |org: String| {
         let owner = &owner;
         async move {

@@ -3,7 +3,7 @@
 
 use crate::migrate::{
     checksum, plan_all, quote_ident, system_predicate, Report, Side, ORG_PREDICATE,
-    ORG_PREDICATE_ONCE, ORG_PREDICATE_ONCE_PRINTED,
+    ORG_PREDICATE_ONCE, ORG_PREDICATE_PRINTED,
 };
 use crate::module::{Catalog, Plane};
 use orgwall_core::{Error, Result};
@@ -337,21 +337,29 @@ pub(crate) async fn apply(
         .collect();
     for (t, thresholds_set) in &tenant_tables {
         let q = quote_ident(t);
-        // Whether the table has its policy, and whether it is the older one with the
-        // setting in a sub-select (replaced: same rows, cheaper).
-        let policy: Option<bool> = tx
-            .query_opt(
-                "SELECT pg_get_expr(p.polqual, p.polrelid) = $2
-                        AND pg_get_expr(p.polwithcheck, p.polrelid) = $2
-                 FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid
-                 JOIN pg_namespace n ON n.oid = c.relnamespace
-                 WHERE n.nspname = current_schema() AND c.relname = $1
-                   AND p.polname = 'org_isolation'",
-                &[t, &ORG_PREDICATE_ONCE_PRINTED],
+        // The table's policy as PostgreSQL prints it (USING, WITH CHECK), if it has one,
+        // and whether another permissive policy reads it (ORed with the wall's: then the
+        // setting is read once, in a sub-select; else in the expression, which the
+        // planner folds with a statement's own org).
+        let row = tx
+            .query_one(
+                "SELECT (SELECT ARRAY[pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)]
+                         FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = 'org_isolation'),
+                        EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid
+                                AND p.polname <> 'org_isolation' AND p.polpermissive
+                                AND p.polcmd IN ('r', '*'))
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = current_schema() AND c.relname = $1",
+                &[t],
             )
             .await
-            .map_err(map_err)?
-            .map(|r| r.get(0));
+            .map_err(map_err)?;
+        let printed: Option<Vec<Option<String>>> = row.get(0);
+        let ored: bool = row.get(1);
+        let (want, other_printed) = match ored {
+            false => (ORG_PREDICATE, ORG_PREDICATE_PRINTED[1]),
+            true => (ORG_PREDICATE_ONCE, ORG_PREDICATE_PRINTED[0]),
+        };
         let mut sql = format!(
             "ALTER TABLE {q} ENABLE ROW LEVEL SECURITY; ALTER TABLE {q} FORCE ROW LEVEL SECURITY;"
         );
@@ -361,14 +369,17 @@ pub(crate) async fn apply(
                 YOUNG_TABLE_AUTOVACUUM.join(", ")
             ));
         }
-        match policy {
-            None => sql.push_str(&format!(
-                "CREATE POLICY org_isolation ON {q} USING ({ORG_PREDICATE}) WITH CHECK ({ORG_PREDICATE});"
-            )),
-            Some(true) => sql.push_str(&format!(
-                "ALTER POLICY org_isolation ON {q} USING ({ORG_PREDICATE}) WITH CHECK ({ORG_PREDICATE});"
-            )),
-            Some(false) => {}
+        let is = |text: &str| {
+            printed.as_deref() == Some(&[Some(text.to_owned()), Some(text.to_owned())][..])
+        };
+        if printed.is_none() {
+            sql.push_str(&format!(
+                "CREATE POLICY org_isolation ON {q} USING ({want}) WITH CHECK ({want});"
+            ));
+        } else if is(other_printed) {
+            sql.push_str(&format!(
+                "ALTER POLICY org_isolation ON {q} USING ({want}) WITH CHECK ({want});"
+            ));
         }
         tx.batch_execute(&sql).await.map_err(map_err)?;
     }
