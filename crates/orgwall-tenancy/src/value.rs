@@ -45,6 +45,28 @@ impl Row {
         T::from_val(v).map_err(|e| Error::Internal(format!("column {i}: {e}")))
     }
 
+    /// Takes column `i` as `T`, leaving NULL in its place: text, bytes and JSON are moved
+    /// out, not copied (a page of rows read once into its structs).
+    pub fn take<T: FromVal>(&mut self, i: usize) -> Result<T> {
+        let v = self
+            .0
+            .get_mut(i)
+            .ok_or_else(|| Error::Internal(format!("row has no column {i}")))?;
+        T::from_owned(std::mem::replace(v, Val::Null))
+            .map_err(|e| Error::Internal(format!("column {i}: {e}")))
+    }
+
+    /// Column `i` as text, borrowed (a value parsed from its text needs no copy of it).
+    pub fn text(&self, i: usize) -> Result<&str> {
+        match self.0.get(i) {
+            Some(Val::Text(s)) => Ok(s),
+            Some(other) => {
+                mismatch("text", other).map_err(|e| Error::Internal(format!("column {i}: {e}")))
+            }
+            None => Err(Error::Internal(format!("row has no column {i}"))),
+        }
+    }
+
     /// The number of columns.
     pub fn len(&self) -> usize {
         self.0.len()
@@ -65,6 +87,12 @@ impl Row {
 pub trait FromVal: Sized {
     /// Converts, or says why not.
     fn from_val(v: &Val) -> std::result::Result<Self, String>;
+
+    /// Converts a value given up by its row ([`Row::take`]); a type that holds text, bytes
+    /// or JSON moves them out where [`FromVal::from_val`] copies.
+    fn from_owned(v: Val) -> std::result::Result<Self, String> {
+        Self::from_val(&v)
+    }
 }
 
 fn mismatch<T>(want: &str, got: &Val) -> std::result::Result<T, String> {
@@ -75,6 +103,10 @@ impl FromVal for Val {
     fn from_val(v: &Val) -> std::result::Result<Self, String> {
         Ok(v.clone())
     }
+
+    fn from_owned(v: Val) -> std::result::Result<Self, String> {
+        Ok(v)
+    }
 }
 
 impl FromVal for String {
@@ -83,6 +115,13 @@ impl FromVal for String {
             Val::Text(s) => Ok(s.clone()),
             Val::Uuid(u) => Ok(u.hyphenated().to_string()),
             other => mismatch("text", other),
+        }
+    }
+
+    fn from_owned(v: Val) -> std::result::Result<Self, String> {
+        match v {
+            Val::Text(s) => Ok(s),
+            other => Self::from_val(&other),
         }
     }
 }
@@ -146,6 +185,13 @@ impl FromVal for Vec<u8> {
             other => mismatch("bytes", other),
         }
     }
+
+    fn from_owned(v: Val) -> std::result::Result<Self, String> {
+        match v {
+            Val::Bytes(b) => Ok(b),
+            other => Self::from_val(&other),
+        }
+    }
 }
 
 impl FromVal for serde_json::Value {
@@ -156,6 +202,13 @@ impl FromVal for serde_json::Value {
             other => mismatch("json", other),
         }
     }
+
+    fn from_owned(v: Val) -> std::result::Result<Self, String> {
+        match v {
+            Val::Json(j) => Ok(j),
+            other => Self::from_val(&other),
+        }
+    }
 }
 
 impl<T: FromVal> FromVal for Option<T> {
@@ -163,6 +216,13 @@ impl<T: FromVal> FromVal for Option<T> {
         match v {
             Val::Null => Ok(None),
             other => T::from_val(other).map(Some),
+        }
+    }
+
+    fn from_owned(v: Val) -> std::result::Result<Self, String> {
+        match v {
+            Val::Null => Ok(None),
+            other => T::from_owned(other).map(Some),
         }
     }
 }
@@ -243,4 +303,62 @@ pub fn now() -> DateTime<Utc> {
     Utc.timestamp_micros(t.timestamp_micros())
         .single()
         .unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_moves_a_value_out_and_leaves_null() {
+        let mut r = Row(vec![
+            Val::Text("title".into()),
+            Val::Null,
+            Val::Int(7),
+            Val::Text("open".into()),
+        ]);
+        let t: String = r.take(0).unwrap();
+        assert_eq!(t, "title");
+        assert_eq!(r.values()[0], Val::Null);
+        // Taken twice: the second sees the NULL left behind.
+        assert!(r.take::<String>(0).is_err());
+        assert_eq!(r.take::<Option<String>>(0).unwrap(), None);
+        assert_eq!(r.take::<Option<String>>(1).unwrap(), None);
+        assert_eq!(r.take::<i64>(2).unwrap(), 7);
+        assert!(r.take::<String>(4).is_err());
+        assert_eq!(r.text(3).unwrap(), "open");
+        assert!(r.text(2).is_err(), "a taken integer is NULL now, not text");
+        assert!(r.text(9).is_err());
+    }
+
+    #[test]
+    fn from_owned_agrees_with_from_val() {
+        let vals = [
+            Val::Text("x".into()),
+            Val::Uuid(Uuid::nil()),
+            Val::Bytes(vec![1, 2]),
+            Val::Json(serde_json::json!({"a": 1})),
+            Val::Int(3),
+            Val::Null,
+        ];
+        for v in vals {
+            assert_eq!(
+                String::from_val(&v).ok(),
+                String::from_owned(v.clone()).ok()
+            );
+            assert_eq!(
+                <Option<String>>::from_val(&v).ok(),
+                <Option<String>>::from_owned(v.clone()).ok()
+            );
+            assert_eq!(
+                <Vec<u8>>::from_val(&v).ok(),
+                <Vec<u8>>::from_owned(v.clone()).ok()
+            );
+            assert_eq!(
+                serde_json::Value::from_val(&v).ok(),
+                serde_json::Value::from_owned(v.clone()).ok()
+            );
+            assert_eq!(Val::from_val(&v).ok(), Val::from_owned(v).ok());
+        }
+    }
 }

@@ -28,14 +28,14 @@ pub struct Ticket {
 
 const COLS: &str = "id, project_id, title, body, status, assignee_id, created_at";
 
-fn from_row(r: &Row) -> Result<Ticket> {
-    let status: String = r.get(4)?;
+/// A ticket from its row, which it takes (its title and body are moved, not copied).
+fn from_row(mut r: Row) -> Result<Ticket> {
     Ok(Ticket {
         id: r.get(0)?,
         project_id: r.get(1)?,
-        title: r.get(2)?,
-        body: r.get(3)?,
-        status: status.parse().map_err(Error::Internal)?,
+        title: r.take(2)?,
+        body: r.take(3)?,
+        status: r.text(4)?.parse().map_err(Error::Internal)?,
         assignee_id: r.get(5)?,
         created_at: r.get(6)?,
     })
@@ -99,7 +99,7 @@ pub async fn get(tx: &mut TenantTx<'_>, id: TicketId) -> Result<Ticket> {
             params![org, id],
         )
         .await?;
-    from_row(&r)
+    from_row(r)
 }
 
 /// Filters of a ticket list.
@@ -155,7 +155,7 @@ pub async fn list(
         true => tx.data().query_generic(&sql, &params).await?,
         false => tx.data().query(&sql, &params).await?,
     };
-    rows.iter().map(from_row).collect()
+    rows.into_iter().map(from_row).collect()
 }
 
 /// The plan of [`list`]'s statement as this transaction would run it (PostgreSQL:
@@ -242,18 +242,18 @@ pub struct TicketEvent {
 pub async fn history(tx: &mut TenantTx<'_>, id: TicketId) -> Result<Vec<TicketEvent>> {
     let org = tx.org_id();
     let rows = tx.data().query(HISTORY, params![org, id]).await?;
-    rows.iter().map(event_from_row).collect()
+    rows.into_iter().map(event_from_row).collect()
 }
 
 const HISTORY: &str = "SELECT actor_id, field, from_value, to_value, created_at FROM ticket_events
      WHERE org_id = $1 AND ticket_id = $2 ORDER BY id";
 
-fn event_from_row(r: &crate::Row) -> Result<TicketEvent> {
+fn event_from_row(mut r: crate::Row) -> Result<TicketEvent> {
     Ok(TicketEvent {
         actor_id: r.get(0)?,
-        field: r.get(1)?,
-        from: r.get(2)?,
-        to: r.get(3)?,
+        field: r.take(1)?,
+        from: r.take(2)?,
+        to: r.take(3)?,
         at: r.get(4)?,
     })
 }
@@ -288,8 +288,11 @@ pub fn detail_from(answers: Vec<Vec<Row>>) -> Result<(Ticket, Vec<TicketEvent>)>
         .ok_or(Error::NotFound)?;
     let events = both.next().unwrap_or_default();
     Ok((
-        from_row(&ticket)?,
-        events.iter().map(event_from_row).collect::<Result<_>>()?,
+        from_row(ticket)?,
+        events
+            .into_iter()
+            .map(event_from_row)
+            .collect::<Result<_>>()?,
     ))
 }
 
@@ -340,9 +343,12 @@ pub async fn page(tx: &mut TenantTx<'_>, id: TicketId) -> Result<TicketPage> {
     let ticket = next().into_iter().next().ok_or(Error::NotFound)?;
     let project = next().into_iter().next().ok_or(Error::NotFound)?;
     Ok(TicketPage {
-        ticket: from_row(&ticket)?,
+        ticket: from_row(ticket)?,
         project: super::projects::from_row(&project)?,
-        history: next().iter().map(event_from_row).collect::<Result<_>>()?,
+        history: next()
+            .into_iter()
+            .map(event_from_row)
+            .collect::<Result<_>>()?,
         comments: next()
             .iter()
             .map(super::comments::from_row)

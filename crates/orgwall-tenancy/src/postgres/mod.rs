@@ -2459,17 +2459,20 @@ pub(crate) fn decode_row(
 ) -> Result<Row> {
     use fallible_iterator::FallibleIterator;
     let buf = body.buffer();
-    let ranges: Vec<Option<std::ops::Range<usize>>> =
-        body.ranges().collect().map_err(Error::internal)?;
-    if ranges.len() != columns.len() {
+    let mut ranges = body.ranges();
+    // The message's own column count (what the iterator has left to give).
+    let (given, _) = ranges.size_hint();
+    if given != columns.len() {
         return Err(Error::Internal(format!(
-            "a row of {} columns where {} were described",
-            ranges.len(),
+            "a row of {given} columns where {} were described",
             columns.len()
         )));
     }
     let mut vals = Vec::with_capacity(columns.len());
-    for (range, (name, t)) in ranges.into_iter().zip(columns) {
+    for (name, t) in columns {
+        let Some(range) = ranges.next().map_err(Error::internal)? else {
+            return Err(Error::Internal(format!("column {name}: missing")));
+        };
         let raw = match range {
             Some(r) => Some(
                 buf.get(r)
