@@ -1045,16 +1045,19 @@ impl Mover<'_> {
                     .map_err(map_err)?;
                 }
                 if dest_database {
-                    // Every user the chunk's rows name, in the projection.
+                    // Every user the chunk's rows name, in the projection: read from the
+                    // chunk's rows as staged in the destination (they are still there
+                    // until this transaction commits), not the source again, whose CPU
+                    // the org's neighbours share.
                     let mut users: Vec<uuid::Uuid> = Vec::new();
                     for c in &t.user_columns {
-                        let found = snap
+                        let found = into
                             .query(
                                 &format!(
-                                    "SELECT DISTINCT {c} FROM {src} WHERE org_id = $1 {range} AND {c} IS NOT NULL",
+                                    "SELECT DISTINCT {c} FROM pg_temp.{stage} WHERE {c} IS NOT NULL",
                                     c = q(c)
                                 ),
-                                &[&self.org.uuid()],
+                                &[],
                             )
                             .await
                             .map_err(map_err)?;
