@@ -250,6 +250,13 @@ struct Args {
     /// copy's destination.
     #[arg(long)]
     move_two_machines: bool,
+    /// With `--moves`: run the mover on a thread of its own (its own single-threaded
+    /// runtime), not on the two runtime threads the writers are timed on, as a mover run
+    /// by another process (`orgwall placement move`, a job worker elsewhere) would be; with
+    /// `--move-two-machines` that thread is kept to CPU 1 (with the second server), so the
+    /// first server's CPU has only the source's side of the copy.
+    #[arg(long)]
+    move_own_thread: bool,
     /// Measure no workload (with `--migrate-placements`: the migrations alone).
     #[arg(long)]
     no_workloads: bool,
@@ -1116,6 +1123,7 @@ fn real_main() -> Result<()> {
             probe_s: args.move_probe_snapshot,
             chunk_rows: args.move_chunk_rows,
             two_machines: args.move_two_machines,
+            own_thread: args.move_own_thread,
         };
         let runs = rt.block_on(moves::run(&args.moves, &setup, say))?;
         let (commit, _) = report::commit();
@@ -1144,6 +1152,11 @@ fn real_main() -> Result<()> {
                         .unwrap_or_default()
                     + if args.move_two_machines {
                         "-two-machines"
+                    } else {
+                        ""
+                    }
+                    + if args.move_own_thread {
+                        "-own-thread"
                     } else {
                         ""
                     }

@@ -290,18 +290,87 @@ pub struct Setup {
     /// copy's work on the destination does not take the CPU the other org's server
     /// has, as it would not on two machines.
     pub two_machines: bool,
+    /// The mover on a thread (and a single-threaded runtime) of its own, not on the
+    /// runtime the writers are timed on; with `two_machines`, kept to CPU 1 (with the
+    /// second server): an orgwall instance elsewhere than the source server.
+    pub own_thread: bool,
+}
+
+/// The stop signal and the thread of a mover run by [`on_own_thread`].
+type MoverThread = (
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+);
+
+/// Runs `org`'s move on a thread of its own with a single-threaded runtime, kept to CPU
+/// `cpu` if given; returns where the org is now and the thread. The thread's runtime keeps
+/// running (until the sender is used) after the move: a connection the move opened in a
+/// shared pool has its task there, and the writers may still use it.
+async fn on_own_thread(
+    db: &Db,
+    org: OrgId,
+    opts: placement::MoveOptions,
+    cpu: Option<&'static str>,
+    progress: impl Fn(&placement::Move) + Send + Sync + 'static,
+) -> Result<(placement::Route, Option<MoverThread>)> {
+    let db = db.clone();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("mover".into())
+        .spawn(move || {
+            if let Some(cpu) = cpu {
+                if let Err(e) = pin_thread(cpu) {
+                    let _ = done_tx.send(Err(e));
+                    return;
+                }
+            }
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = done_tx.send(Err(anyhow::Error::from(e)));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let r = placement::run_move_with(&db, org, opts, &progress).await;
+                let _ = done_tx.send(r.map_err(anyhow::Error::from));
+                let _ = stop_rx.await;
+            });
+        })?;
+    let route = done_rx.await.context("the mover's thread ended")??;
+    Ok((route, Some((stop_tx, thread))))
 }
 
 /// Keeps every thread of this process to CPU `cpu` (threads made later inherit it).
 fn pin_self(cpu: &str) -> Result<()> {
-    let pid = std::process::id().to_string();
+    taskset(&["-a", "-p", "-c", cpu, &std::process::id().to_string()])
+}
+
+/// Keeps the calling thread (alone) to CPU `cpu`.
+fn pin_thread(cpu: &str) -> Result<()> {
+    // `/proc/thread-self` links to `<pid>/task/<tid>`.
+    let link = std::fs::read_link("/proc/thread-self")?;
+    let tid = link
+        .file_name()
+        .and_then(|t| t.to_str())
+        .context("/proc/thread-self names no thread")?
+        .to_owned();
+    taskset(&["-p", "-c", cpu, &tid])
+}
+
+fn taskset(args: &[&str]) -> Result<()> {
     let ok = std::process::Command::new("taskset")
-        .args(["-a", "-p", "-c", cpu, &pid])
+        .args(args)
         .output()
         .with_context(|| "running taskset (util-linux)")?;
     anyhow::ensure!(
         ok.status.success(),
-        "taskset -a -p -c {cpu} {pid}: {}",
+        "taskset {}: {}",
+        args.join(" "),
         String::from_utf8_lossy(&ok.stderr)
     );
     Ok(())
@@ -317,6 +386,7 @@ pub async fn run(sizes: &[u64], setup: &Setup, say: impl Fn(String)) -> Result<V
         probe_s,
         chunk_rows,
         two_machines,
+        own_thread,
     } = setup.clone();
     let opts = placement::MoveOptions {
         copy_bytes_per_sec: copy_rate.as_ref().map(|(_, bytes)| *bytes),
@@ -441,7 +511,7 @@ pub async fn run(sizes: &[u64], setup: &Setup, say: impl Fn(String)) -> Result<V
             let phases: Arc<Mutex<Vec<(Instant, String)>>> =
                 Arc::new(Mutex::new(vec![(started, "start".to_owned())]));
             let (r2, p2, ph) = (rows.clone(), pause.clone(), phases.clone());
-            let route = placement::run_move_with(&db, globex, opts, &move |m| {
+            let progress = move |m: &placement::Move| {
                 let mut ph = ph.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if ph.last().is_none_or(|(_, p)| *p != m.phase) {
                     ph.push((Instant::now(), m.phase.clone()));
@@ -453,14 +523,23 @@ pub async fn run(sizes: &[u64], setup: &Setup, say: impl Fn(String)) -> Result<V
                 if m.pause_ms.is_some() {
                     *p2.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = m.pause_ms;
                 }
-            })
-            .await?;
+            };
+            let (route, mover) = if own_thread {
+                on_own_thread(&db, globex, opts, cpus("1"), progress).await?
+            } else {
+                let route = placement::run_move_with(&db, globex, opts, &progress).await?;
+                (route, None)
+            };
             let ended = Instant::now();
             let total_s = started.elapsed().as_secs_f64();
             tokio::time::sleep(Duration::from_secs(1)).await;
             stop.store(true, Ordering::Relaxed);
             for t in tasks {
                 t.await??;
+            }
+            if let Some((stop_mover, thread)) = mover {
+                let _ = stop_mover.send(());
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
             }
             let _ = warm;
             let run = MoveRun {

@@ -10,9 +10,9 @@
 //! the new placement (`COPY ... FROM STDIN`) with `session_replication_role = replica`, so
 //! no ordinary trigger rewrites them: every row arrives as it was, but for the derived
 //! search rows, which their `ENABLE ALWAYS` triggers rebuild from the tickets as they
-//! arrive (so they are deleted, not copied). Then `ANALYZE` of the control database's
+//! arrive (so they are deleted, not copied). Then `VACUUM (ANALYZE)` of the control database's
 //! shared tables (an org's own schema or database is left unanalyzed, see
-//! [`place_all`]). A bench tool,
+//! [`place_all`]) and a checkpoint. A bench tool,
 //! not a move: nothing is served meanwhile.
 
 use crate::seed::{pg_connect, pg_db_url};
@@ -161,7 +161,7 @@ pub async fn place_all(url: &str, app_role: &str, orgs: &[Uuid], kind: &Kind) ->
         // create ran at 971-993 req/s against shared's 2,558, `pg_stat_user_tables`
         // counting 9,589 sequential scans and no index scan of one org's `notes` for
         // 1,201 rows inserted).
-        crate::seed::analyze_populated(&c, "org\\_%").await?;
+        crate::seed::settle_populated(&c, "org\\_%").await?;
     }
     Ok(started.elapsed().as_secs_f64())
 }

@@ -208,16 +208,20 @@ pub fn redact(url: &str) -> String {
 /// mover leaves a table unanalyzed too).
 const SMALL_TABLE_PAGES: i64 = 10;
 
-/// Analyzes the tables of the database `client` is connected to that hold at least
-/// [`SMALL_TABLE_PAGES`] pages, in schemas not matching the `LIKE` pattern `skip` (none
-/// when empty). A smaller table is left as it is: never analyzed, PostgreSQL plans it as
+/// Vacuums and analyzes the tables of the database `client` is connected to that hold at
+/// least [`SMALL_TABLE_PAGES`] pages, in schemas not matching the `LIKE` pattern `skip`
+/// (none when empty), then checkpoints: a measured run that follows does not share the
+/// machine with autovacuum's first pass over the seed (a table that took more than a
+/// thousand inserts gets one within a minute: the hint bits and visibility map of every
+/// page, millions of rows at 1,000,000 tickets an org) nor with the checkpointer writing
+/// the seed's pages out (pgbench vacuums before its runs for the same reason). A smaller table is left as it is: never analyzed, PostgreSQL plans it as
 /// at least 10 pages and looks rows up by key; analyzed empty (the seed has no notes), it
 /// is planned at its size of the moment, and the key checks of the first creates cache a
 /// sequential scan that every connection keeps as the table grows, until autovacuum
 /// analyzes it again: the first create run after the seed's `ANALYZE` of an empty `notes`
 /// ran at 376-401 req/s (p50 38-40 ms, 78,125 scans of `notes` reading 604 million rows),
 /// the runs after it at 2,300-2,550.
-pub async fn analyze_populated(client: &tokio_postgres::Client, skip: &str) -> Result<()> {
+pub async fn settle_populated(client: &tokio_postgres::Client, skip: &str) -> Result<()> {
     let tables: Vec<String> = client
         .query(
             "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
@@ -233,9 +237,10 @@ pub async fn analyze_populated(client: &tokio_postgres::Client, skip: &str) -> R
         .collect();
     if !tables.is_empty() {
         client
-            .batch_execute(&format!("ANALYZE {}", tables.join(", ")))
+            .batch_execute(&format!("VACUUM (ANALYZE) {}", tables.join(", ")))
             .await?;
     }
+    client.batch_execute("CHECKPOINT").await?;
     Ok(())
 }
 
@@ -475,7 +480,7 @@ pub async fn postgres(url: &str, app_role: &str, spec: &Spec) -> Result<Seeded> 
             .await
             .with_context(|| def.clone())?;
     }
-    analyze_populated(&client, "").await?;
+    settle_populated(&client, "").await?;
     Ok(Seeded {
         orgs,
         secs: started.elapsed().as_secs_f64(),
