@@ -1127,6 +1127,54 @@ async fn a_small_org_moved_into_its_own_database_looks_rows_up_by_key() {
     }
 }
 
+// A ticket written by somebody who is not a member of the org (Alice, of Acme only, as a
+// former member would be): a move into a database of its own brings her into that
+// database's members projection with the chunk that names her (read from the chunk's
+// staged rows in the destination; with replica triggers no foreign key would notice her
+// missing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_into_its_own_database_projects_every_user_its_rows_name() {
+    let one = PgCluster::start(LOGICAL);
+    let (db, d, _url) = world(&one).await;
+    let scope = access::verify_member(&db, d.bob, d.globex).await.unwrap();
+    let mut tx = db.write(&scope).await.unwrap();
+    let n = tx
+        .data()
+        .execute(
+            "UPDATE tickets SET created_by = $1 WHERE id = (SELECT id FROM tickets ORDER BY id LIMIT 1)",
+            &[orgwall_store::value::Val::Uuid(d.alice.uuid())],
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(n, 1);
+    move_to(&db, d.globex, Kind::Database(None)).await;
+    let own = pg_client(&one.url_of(&placement::database_name(d.globex))).await;
+    let named: i64 = own
+        .query_one(
+            "SELECT count(*) FROM users u WHERE u.id = $1
+               AND EXISTS (SELECT 1 FROM tickets t WHERE t.created_by = u.id)",
+            &[&d.alice.uuid()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(named, 1, "the projection names the ticket's author");
+    let dangling: i64 = own
+        .query_one(
+            "SELECT count(*) FROM tickets t WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = t.created_by)
+                OR (t.assignee_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = t.assignee_id))",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        dangling, 0,
+        "every user a ticket names is in the projection"
+    );
+}
+
 /// Lock waits of `locktypes` on `database`, or on any (the cluster's superuser sees every
 /// session).
 async fn waiting(cluster: &PgCluster, database: Option<&str>, locktypes: &[&str]) -> i64 {
