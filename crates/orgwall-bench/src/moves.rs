@@ -312,7 +312,7 @@ async fn on_own_thread(
     opts: placement::MoveOptions,
     cpu: Option<&'static str>,
     progress: impl Fn(&placement::Move) + Send + Sync + 'static,
-) -> Result<(placement::Route, Option<MoverThread>)> {
+) -> Result<(placement::Route, MoverThread)> {
     let db = db.clone();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -342,7 +342,7 @@ async fn on_own_thread(
             });
         })?;
     let route = done_rx.await.context("the mover's thread ended")??;
-    Ok((route, Some((stop_tx, thread))))
+    Ok((route, (stop_tx, thread)))
 }
 
 /// Keeps every thread of this process to CPU `cpu` (threads made later inherit it).
@@ -525,7 +525,8 @@ pub async fn run(sizes: &[u64], setup: &Setup, say: impl Fn(String)) -> Result<V
                 }
             };
             let (route, mover) = if own_thread {
-                on_own_thread(&db, globex, opts, cpus("1"), progress).await?
+                let (route, mover) = on_own_thread(&db, globex, opts, cpus("1"), progress).await?;
+                (route, Some(mover))
             } else {
                 let route = placement::run_move_with(&db, globex, opts, &progress).await?;
                 (route, None)

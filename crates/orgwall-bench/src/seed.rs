@@ -204,7 +204,7 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Tables under this many pages are not analyzed by the bench (the size below which the
+/// Tables under this many pages are not vacuumed nor analyzed by the bench (the size below which the
 /// mover leaves a table unanalyzed too).
 const SMALL_TABLE_PAGES: i64 = 10;
 
@@ -214,8 +214,9 @@ const SMALL_TABLE_PAGES: i64 = 10;
 /// machine with autovacuum's first pass over the seed (a table that took more than a
 /// thousand inserts gets one within a minute: the hint bits and visibility map of every
 /// page, millions of rows at 1,000,000 tickets an org) nor with the checkpointer writing
-/// the seed's pages out (pgbench vacuums before its runs for the same reason). A smaller table is left as it is: never analyzed, PostgreSQL plans it as
-/// at least 10 pages and looks rows up by key; analyzed empty (the seed has no notes), it
+/// the seed's pages out (pgbench vacuums before its runs for the same reason). A smaller
+/// table is left as it is: never vacuumed nor analyzed, PostgreSQL plans it as at least 10
+/// pages and looks rows up by key; analyzed empty (the seed has no notes), it
 /// is planned at its size of the moment, and the key checks of the first creates cache a
 /// sequential scan that every connection keeps as the table grows, until autovacuum
 /// analyzes it again: the first create run after the seed's `ANALYZE` of an empty `notes`

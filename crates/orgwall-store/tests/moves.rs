@@ -48,6 +48,21 @@ async fn world(cluster: &PgCluster) -> (Db, Demo, String) {
     (db, d, url)
 }
 
+/// Makes the scope's org's first ticket written by `user` (who need not be a member).
+async fn first_ticket_written_by(db: &Db, scope: &access::OrgScope, user: UserId) {
+    let mut tx = db.write(scope).await.unwrap();
+    let n = tx
+        .data()
+        .execute(
+            "UPDATE tickets SET created_by = $1 WHERE id = (SELECT id FROM tickets ORDER BY id LIMIT 1)",
+            &[orgwall_store::value::Val::Uuid(user.uuid())],
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(n, 1);
+}
+
 /// The org's projects (the first is where the writer writes).
 async fn projects_of(db: &Db, user: UserId, org: OrgId) -> Vec<ProjectId> {
     let scope = access::verify_member(db, user, org).await.unwrap();
@@ -705,17 +720,7 @@ async fn sqlite_an_org_moves_between_shared_and_its_file_while_in_use() {
         // A ticket written by somebody who is not a member (Alice, of Acme only, as a
         // former member would be): the org file's projection must name her too, or its
         // foreign key refuses the copy (review finding).
-        let mut tx = db.write(&scope).await.unwrap();
-        let n = tx
-            .data()
-            .execute(
-                "UPDATE tickets SET created_by = $1 WHERE id = (SELECT id FROM tickets ORDER BY id LIMIT 1)",
-                &[orgwall_store::value::Val::Uuid(d.alice.uuid())],
-            )
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-        assert_eq!(n, 1);
+        first_ticket_written_by(&db, &scope, d.alice).await;
     }
     let stop = Arc::new(AtomicBool::new(false));
     let (g, a): (Acked, Acked) = Default::default();
@@ -1137,17 +1142,7 @@ async fn a_move_into_its_own_database_projects_every_user_its_rows_name() {
     let one = PgCluster::start(LOGICAL);
     let (db, d, _url) = world(&one).await;
     let scope = access::verify_member(&db, d.bob, d.globex).await.unwrap();
-    let mut tx = db.write(&scope).await.unwrap();
-    let n = tx
-        .data()
-        .execute(
-            "UPDATE tickets SET created_by = $1 WHERE id = (SELECT id FROM tickets ORDER BY id LIMIT 1)",
-            &[orgwall_store::value::Val::Uuid(d.alice.uuid())],
-        )
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    assert_eq!(n, 1);
+    first_ticket_written_by(&db, &scope, d.alice).await;
     move_to(&db, d.globex, Kind::Database(None)).await;
     let own = pg_client(&one.url_of(&placement::database_name(d.globex))).await;
     let named: i64 = own
