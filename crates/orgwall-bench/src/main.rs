@@ -257,6 +257,12 @@ struct Args {
     /// first server's CPU has only the source's side of the copy.
     #[arg(long)]
     move_own_thread: bool,
+    /// With `--moves`: sample what each busy process of both servers waits on
+    /// (`pg_stat_activity`) every 10 ms during each move, shown with each org's slowest
+    /// writes (a diagnosis: the sampling is work of its own on the servers). With
+    /// `ORGWALL_BENCH_MOVE_LOGS=DIR` the servers' logs and the samples are written there.
+    #[arg(long)]
+    move_sample_waits: bool,
     /// Measure no workload (with `--migrate-placements`: the migrations alone).
     #[arg(long)]
     no_workloads: bool,
@@ -1124,6 +1130,7 @@ fn real_main() -> Result<()> {
             chunk_rows: args.move_chunk_rows,
             two_machines: args.move_two_machines,
             own_thread: args.move_own_thread,
+            sample_waits: args.move_sample_waits,
         };
         let runs = rt.block_on(moves::run(&args.moves, &setup, say))?;
         let (commit, _) = report::commit();

@@ -40,7 +40,18 @@ const SETTINGS: &[&str] = &[
     "max_wal_size = 8GB",
     "checkpoint_timeout = 30min",
     "maintenance_work_mem = 256MB",
+    // What the servers did at the moments of the slowest writes (see [`SlowWrite`]).
+    "log_min_duration_statement = 20",
+    "log_autovacuum_min_duration = 0",
+    "log_checkpoints = on",
+    // A lock waited on for 50 ms is logged with who holds it (`log_lock_waits`).
+    "deadlock_timeout = '50ms'",
+    "log_timezone = 'UTC'",
+    "log_line_prefix = '%m [%p] %q%d %a: '",
 ];
+
+/// How many of each org's slowest writes during a move are shown.
+const SLOWEST: usize = 5;
 
 /// Latency figures of a set of writes, in milliseconds.
 #[derive(Debug, Clone, Serialize)]
@@ -103,6 +114,203 @@ pub struct MoveRun {
     /// The baseline in two halves, each with no move running: how far two windows of
     /// the same writes differ by themselves (the noise a phase's figures stand against).
     pub baseline_halves: Vec<PhaseRun>,
+    /// The slowest writes of each org during the move.
+    pub slowest: Vec<SlowWrite>,
+}
+
+/// A clock to print an [`Instant`] as the servers' logs print time.
+#[derive(Debug, Clone, Copy)]
+struct WallClock {
+    then: Instant,
+    utc: chrono::DateTime<chrono::Utc>,
+}
+
+impl WallClock {
+    fn now() -> WallClock {
+        WallClock {
+            then: Instant::now(),
+            utc: chrono::Utc::now(),
+        }
+    }
+
+    fn at(&self, t: Instant) -> chrono::NaiveDateTime {
+        let since =
+            chrono::Duration::from_std(t.saturating_duration_since(self.then)).unwrap_or_default();
+        let before =
+            chrono::Duration::from_std(self.then.saturating_duration_since(t)).unwrap_or_default();
+        (self.utc + since - before).naive_utc()
+    }
+}
+
+/// The stamp at the head of a server's log line (`log_line_prefix` `%m`, UTC).
+fn stamped(line: &str) -> Option<chrono::NaiveDateTime> {
+    let head = line.get(..23)?;
+    chrono::NaiveDateTime::parse_from_str(head, "%Y-%m-%d %H:%M:%S%.3f").ok()
+}
+
+/// The entries of a server's log (a head line and the `DETAIL:`, `STATEMENT:`, ...
+/// lines after it from the same process) that overlap `[start, end]`: a statement's
+/// `duration:` line is stamped when it ended and spans its duration back; any other entry
+/// counts from its stamp to `span` after (half a second for a server's log: when what it
+/// tells of was under way; a sample's interval for [`sample_waits`]'s).
+fn overlapping(
+    text: &str,
+    start: chrono::NaiveDateTime,
+    end: chrono::NaiveDateTime,
+    span: Duration,
+) -> Vec<&str> {
+    let span = chrono::Duration::from_std(span).unwrap_or_default();
+    let pid = |l: &str| process(l).map(str::to_owned);
+    let mut out = Vec::new();
+    let mut keep: Option<Option<String>> = None;
+    for l in text.lines() {
+        let Some(t) = stamped(l) else {
+            if keep.is_some() {
+                out.push(l); // a statement's text continued
+            }
+            continue;
+        };
+        let more = ["DETAIL:", "STATEMENT:", "CONTEXT:", "HINT:"];
+        if more.iter().any(|m| l.contains(m)) {
+            if keep.as_ref().is_some_and(|p| *p == pid(l)) {
+                out.push(l);
+            }
+            continue;
+        }
+        let took = l
+            .split("duration: ")
+            .nth(1)
+            .and_then(|r| r.split(" ms").next())
+            .and_then(|ms| ms.parse::<f64>().ok());
+        let (from, to) = match took {
+            Some(ms) => (t - chrono::Duration::microseconds((ms * 1000.0) as i64), t),
+            None => (t, t + span),
+        };
+        keep = (from <= end && to >= start).then(|| pid(l));
+        if keep.is_some() {
+            out.push(l);
+        }
+    }
+    out
+}
+
+/// The process a server's log line is from (`[pid]` after the stamp).
+fn process(line: &str) -> Option<&str> {
+    let rest = line.get(23..)?;
+    let open = rest.find('[')?;
+    let close = rest[open..].find(']')?;
+    Some(&rest[open + 1..open + close])
+}
+
+/// How often [`sample_waits`] looks.
+const SAMPLE_EVERY: Duration = Duration::from_millis(10);
+
+/// Until `stop`, every [`SAMPLE_EVERY`] lists what each busy process of the server at `url`
+/// is doing (`pg_stat_activity`: its wait event, or `CPU` if none, and its statement), one
+/// line each, stamped as the server's log is.
+async fn sample_waits(url: String, stop: Arc<AtomicBool>) -> Result<String> {
+    let c = connect(&url).await?;
+    let idle = [
+        "WalSenderMain",
+        "AutoVacuumMain",
+        "CheckpointerMain",
+        "BgWriterHibernate",
+        "BgWriterMain",
+        "WalWriterMain",
+        "LogicalLauncherMain",
+        "LogicalApplyMain",
+        "ArchiverMain",
+    ];
+    let mut out = String::new();
+    while !stop.load(Ordering::Relaxed) {
+        let rows = c
+            .query(
+                "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS'),
+                        pid, coalesce(datname, ''), backend_type,
+                        coalesce(wait_event_type || ':' || wait_event, 'CPU'),
+                        left(regexp_replace(coalesce(query, ''), '\\s+', ' ', 'g'), 80)
+                 FROM pg_stat_activity
+                 WHERE pid <> pg_backend_pid()
+                   AND (state = 'active' OR backend_type <> 'client backend')
+                   AND coalesce(wait_event, '') <> ALL ($1)",
+                &[&&idle[..]],
+            )
+            .await?;
+        for r in rows {
+            let (t, pid, db, kind, wait, query): (String, i32, String, String, String, String) =
+                (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+            out.push_str(&format!("{t} UTC [{pid}] {db} {kind}: {wait} {query}\n"));
+        }
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    }
+    Ok(out)
+}
+
+/// The `SLOWEST` slowest writes of `log` in `[from, to)`, each with the entries of `logs`
+/// (a server's name, its log, and the span of an entry without a duration) that overlap
+/// it.
+#[allow(clippy::too_many_arguments)]
+fn slowest(
+    org: &'static str,
+    log: &Log,
+    from: Instant,
+    to: Instant,
+    phases: &[(Instant, String)],
+    clock: WallClock,
+    logs: &[(&str, &str, Duration)],
+) -> Vec<SlowWrite> {
+    let mut writes = timed_between(log, from, to);
+    writes.sort_by_key(|w| std::cmp::Reverse(w.took));
+    writes.truncate(SLOWEST);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    writes
+        .into_iter()
+        .map(|w| {
+            let (start, end) = (clock.at(w.at), clock.at(w.at + w.took));
+            let logged = logs
+                .iter()
+                .flat_map(|(name, text, span)| {
+                    overlapping(text, start, end, *span)
+                        .into_iter()
+                        .map(move |l| format!("{name}: {l}"))
+                })
+                .take(80)
+                .collect();
+            SlowWrite {
+                org,
+                at_s: w.at.saturating_duration_since(from).as_secs_f64(),
+                utc: start.format("%H:%M:%S%.3f").to_string(),
+                phase: phases
+                    .iter()
+                    .rev()
+                    .find(|(t, _)| *t <= w.at)
+                    .map_or_else(String::new, |(_, p)| p.clone()),
+                took_ms: ms(w.took),
+                steps_ms: STEPS.iter().copied().zip(w.steps.map(ms)).collect(),
+                logged,
+            }
+        })
+        .collect()
+}
+
+/// One of the slowest writes during a move, with where its time went and what the servers
+/// logged while it ran (statements over 20 ms, autovacuum, checkpoints).
+#[derive(Debug, Clone, Serialize)]
+pub struct SlowWrite {
+    /// `moving` or `other`.
+    pub org: &'static str,
+    /// Seconds since the move began.
+    pub at_s: f64,
+    /// When it was due, UTC (as the servers' logs print time).
+    pub utc: String,
+    pub phase: String,
+    pub took_ms: f64,
+    /// Each of the write's steps (`late`, `member`, `begin`, `project`, `insert`,
+    /// `commit`) in ms.
+    pub steps_ms: Vec<(&'static str, f64)>,
+    /// The servers' log entries that overlap the write (see [`overlapping`]), `one:` or
+    /// `two:` first.
+    pub logged: Vec<String>,
 }
 
 /// The writes begun during one phase of a move.
@@ -139,8 +347,22 @@ enum Pace {
     Open { first: Instant, every: Duration },
 }
 
-/// Timed writes: (when it started, how long it took).
-type Log = Arc<Mutex<Vec<(Instant, Duration)>>>;
+/// The steps of one write, in order: how late it began (its task run after it was due:
+/// the runtime busy), the member check, the write transaction's start (a pooled
+/// connection, the route), reading the project, the insert, the commit.
+const STEPS: [&str; 6] = ["late", "member", "begin", "project", "insert", "commit"];
+
+/// One timed write: when it was due (or began, back to back), how long it took from
+/// then, and how long each of its [`STEPS`] took.
+#[derive(Debug, Clone, Copy)]
+struct Timed {
+    at: Instant,
+    took: Duration,
+    steps: [Duration; STEPS.len()],
+}
+
+/// Timed writes.
+type Log = Arc<Mutex<Vec<Timed>>>;
 
 async fn writer(
     db: Db,
@@ -162,14 +384,27 @@ async fn writer(
                 due
             }
         };
+        let mut steps = [Duration::ZERO; STEPS.len()];
+        let mut mark = began;
+        let mut step = |k: usize| {
+            let now = Instant::now();
+            if let Some(s) = steps.get_mut(k) {
+                *s = now.saturating_duration_since(mark);
+            }
+            mark = now;
+        };
+        step(0);
         let r: orgwall_core::Result<()> = async {
             let scope = access::verify_member(&db, user, org).await?;
+            step(1);
             let mut tx = db.write(&scope).await?;
+            step(2);
             let project = projects::list(&mut tx, 1, None)
                 .await?
                 .first()
                 .map(|p| p.id)
                 .ok_or(orgwall_core::Error::NotFound)?;
+            step(3);
             tickets::create(
                 &mut tx,
                 tickets::NewTicket {
@@ -180,14 +415,21 @@ async fn writer(
                 },
             )
             .await?;
-            tx.commit().await
+            step(4);
+            tx.commit().await?;
+            step(5);
+            Ok(())
         }
         .await;
         match r {
             Ok(()) => log
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push((began, began.elapsed())),
+                .push(Timed {
+                    at: began,
+                    took: began.elapsed(),
+                    steps,
+                }),
             Err(orgwall_core::Error::Unavailable(_)) => {
                 *refused
                     .lock()
@@ -217,11 +459,18 @@ async fn probe_snapshot(url: &str, seconds: u64, say: &impl Fn(String)) -> Resul
 }
 
 fn between(log: &Log, from: Instant, to: Instant) -> Vec<Duration> {
+    timed_between(log, from, to)
+        .iter()
+        .map(|w| w.took)
+        .collect()
+}
+
+fn timed_between(log: &Log, from: Instant, to: Instant) -> Vec<Timed> {
     log.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .iter()
-        .filter(|(t, _)| *t >= from && *t < to)
-        .map(|(_, d)| *d)
+        .filter(|w| w.at >= from && w.at < to)
+        .copied()
         .collect()
 }
 
@@ -294,6 +543,9 @@ pub struct Setup {
     /// runtime the writers are timed on; with `two_machines`, kept to CPU 1 (with the
     /// second server): an orgwall instance elsewhere than the source server.
     pub own_thread: bool,
+    /// Sample what each busy process of both servers waits on every 10 ms during each
+    /// move, shown with the slowest writes.
+    pub sample_waits: bool,
 }
 
 /// The stop signal and the thread of a mover run by [`on_own_thread`].
@@ -387,6 +639,7 @@ pub async fn run(sizes: &[u64], setup: &Setup, say: impl Fn(String)) -> Result<V
         chunk_rows,
         two_machines,
         own_thread,
+        sample_waits: sampling,
     } = setup.clone();
     let opts = placement::MoveOptions {
         copy_bytes_per_sec: copy_rate.as_ref().map(|(_, bytes)| *bytes),
@@ -505,6 +758,16 @@ pub async fn run(sizes: &[u64], setup: &Setup, say: impl Fn(String)) -> Result<V
                 (Instant::now(), Vec::new())
             };
             let started = Instant::now();
+            let clock = WallClock::now();
+            let sampled = Arc::new(AtomicBool::new(false));
+            let samplers: Vec<_> = if sampling {
+                [one.url_of("postgres"), two.url_of("postgres")]
+                    .into_iter()
+                    .map(|u| tokio::spawn(sample_waits(u, sampled.clone())))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let mv = placement::start_move(&db, globex, kind.clone()).await?;
             let rows = Arc::new(Mutex::new(0i64));
             let pause = Arc::new(Mutex::new(None));
@@ -533,6 +796,11 @@ pub async fn run(sizes: &[u64], setup: &Setup, say: impl Fn(String)) -> Result<V
             };
             let ended = Instant::now();
             let total_s = started.elapsed().as_secs_f64();
+            sampled.store(true, Ordering::Relaxed);
+            let mut samples = Vec::new();
+            for s in samplers {
+                samples.push(s.await??);
+            }
             tokio::time::sleep(Duration::from_secs(1)).await;
             stop.store(true, Ordering::Relaxed);
             for t in tasks {
@@ -543,6 +811,29 @@ pub async fn run(sizes: &[u64], setup: &Setup, say: impl Fn(String)) -> Result<V
                 let _ = tokio::task::spawn_blocking(move || thread.join()).await;
             }
             let _ = warm;
+            let phases = phases
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            let half = Duration::from_millis(500);
+            let mut logs = vec![("one", one.log_text(), half), ("two", two.log_text(), half)];
+            for (name, text) in ["one (sampled)", "two (sampled)"].into_iter().zip(samples) {
+                logs.push((name, text, SAMPLE_EVERY));
+            }
+            if let Ok(dir) = std::env::var("ORGWALL_BENCH_MOVE_LOGS") {
+                // Every line, for reading at leisure.
+                std::fs::create_dir_all(&dir)?;
+                for (name, text, _) in &logs {
+                    let file = format!("{n}-{}.log", name.replace([' ', '(', ')'], ""));
+                    std::fs::write(std::path::Path::new(&dir).join(file), text)?;
+                }
+            }
+            let logs: Vec<(&str, &str, Duration)> =
+                logs.iter().map(|(n, t, s)| (*n, t.as_str(), *s)).collect();
+            let slowest = [("moving", &glog), ("other", &alog)]
+                .into_iter()
+                .flat_map(|(org, log)| slowest(org, log, started, ended, &phases, clock, &logs))
+                .collect();
             let run = MoveRun {
                 tickets: n,
                 between: name,
@@ -565,14 +856,7 @@ pub async fn run(sizes: &[u64], setup: &Setup, say: impl Fn(String)) -> Result<V
                 copy_rate_mb: copy_rate_mb.clone(),
                 baseline_s,
                 write_rate: (write_rate > 0).then_some(write_rate),
-                by_phase: by_phase(
-                    &phases
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner),
-                    ended,
-                    &glog,
-                    &alog,
-                ),
+                by_phase: by_phase(&phases, ended, &glog, &alog),
                 probe,
                 baseline_halves: {
                     let mid = base + baseline_end.duration_since(base) / 2;
@@ -582,6 +866,7 @@ pub async fn run(sizes: &[u64], setup: &Setup, say: impl Fn(String)) -> Result<V
                     ];
                     by_phase(&halves, baseline_end, &glog, &alog)
                 },
+                slowest,
             };
             say(format!("moves: {n} tickets, {name}: {total_s:.1} s; moving org during {:?}; other org during {:?}", run.moving_during, run.other_during));
             runs.push(run);
@@ -648,9 +933,92 @@ pub fn markdown(runs: &[MoveRun], command: &str, commit: &str) -> String {
     phase_rows(&mut s, runs, |r| &r.by_phase);
     s.push_str("\nThe baseline in two halves (no move running; what two windows of the same writes differ by, against which the phases above stand): p50 / p99 / max ms of the moving org, then of the other.\n\n| tickets | between | window | seconds | moving org | other org |\n| ---: | --- | --- | ---: | --- | --- |\n");
     phase_rows(&mut s, runs, |r| &r.baseline_halves);
+    s.push_str(&format!("\nThe {SLOWEST} slowest writes of each org during each move: when (seconds into the move, UTC), in which phase, where the time went (ms per step: *late* is how long after it was due its task ran), and what the servers logged while it ran (statements over 20 ms, locks waited on for 50 ms, autovacuum, checkpoints).\n"));
+    for r in runs {
+        for w in &r.slowest {
+            let steps: Vec<String> = w
+                .steps_ms
+                .iter()
+                .map(|(n, ms)| format!("{n} {ms:.1}"))
+                .collect();
+            s.push_str(&format!(
+                "\n- {} tickets, {}: {} org at {:.2} s ({}), {}, {:.1} ms: {}\n",
+                r.tickets,
+                r.between,
+                w.org,
+                w.at_s,
+                w.utc,
+                w.phase,
+                w.took_ms,
+                steps.join(", ")
+            ));
+            for l in &w.logged {
+                s.push_str(&format!("  - `{l}`\n"));
+            }
+        }
+    }
     if runs.iter().any(|r| !r.probe.is_empty()) {
         s.push_str("\nThe probe (`--move-probe-snapshot`), before each move: the baseline, then a repeatable-read snapshot held open in the database the move reads (nothing else of a move running), then as long again after it ended: p50 / p99 / max ms of the org that moves next, then of the other.\n\n| tickets | between | window | seconds | moving org | other org |\n| ---: | --- | --- | ---: | --- | --- |\n");
         phase_rows(&mut s, runs, |r| &r.probe);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> chrono::NaiveDateTime {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.3f").unwrap()
+    }
+
+    #[test]
+    fn a_write_is_shown_what_overlapped_it_and_nothing_else() {
+        let log = "\
+2026-12-07 05:14:22.500 UTC [1] db app: LOG:  checkpoint starting: time
+2026-12-07 05:14:22.873 UTC [2] db app: LOG:  process 2 still waiting for ShareLock
+2026-12-07 05:14:22.873 UTC [2] db app: DETAIL:  Process holding the lock: 3.
+2026-12-07 05:14:22.873 UTC [4] db app: DETAIL:  another process's detail
+2026-12-07 05:14:22.966 UTC [3] db app: LOG:  duration: 151.859 ms  execute s1: INSERT INTO tickets (org_id)
+\t VALUES ($1)
+2026-12-07 05:14:25.000 UTC [5] db app: LOG:  duration: 2500.000 ms  statement: SELECT 1
+2026-12-07 05:14:40.000 UTC [6] db app: LOG:  duration: 30.000 ms  statement: SELECT 2
+";
+        let shown = overlapping(
+            log,
+            at("2026-12-07 05:14:22.811"),
+            at("2026-12-07 05:14:22.970"),
+            Duration::from_millis(500),
+        );
+        let pids: Vec<&str> = shown.iter().filter_map(|l| process(l)).collect();
+        // The checkpoint began 311 ms before (within its half second), the lock wait and
+        // its own detail, the insert (stamped at its end, spanning back over the write)
+        // with its continued text, and the 2-second statement that ran through it; not
+        // another process's detail, nor a statement long after.
+        assert_eq!(pids, ["1", "2", "2", "3", "5"], "{shown:#?}");
+        assert!(shown.contains(&"\t VALUES ($1)"), "{shown:#?}");
+        let none = overlapping(
+            log,
+            at("2026-12-07 05:14:30.000"),
+            at("2026-12-07 05:14:31.000"),
+            Duration::from_millis(500),
+        );
+        assert!(none.is_empty(), "{none:#?}");
+    }
+
+    #[test]
+    fn a_wall_clock_prints_instants_either_side_of_its_reading() {
+        let clock = WallClock::now();
+        let later = clock.then + Duration::from_millis(1500);
+        assert_eq!(
+            clock.at(later) - clock.utc.naive_utc(),
+            chrono::Duration::milliseconds(1500)
+        );
+        if let Some(earlier) = clock.then.checked_sub(Duration::from_millis(250)) {
+            assert_eq!(
+                clock.at(earlier) - clock.utc.naive_utc(),
+                chrono::Duration::milliseconds(-250)
+            );
+        }
+    }
 }

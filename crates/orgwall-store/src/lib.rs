@@ -80,6 +80,12 @@ pub static MODULE: Module = Module {
             sql: include_str!("../migrations/postgres/0008_usage_counters.sql"),
             plane: Plane::Data,
         },
+        Migration {
+            version: 9,
+            name: "search_without_gin",
+            sql: include_str!("../migrations/postgres/0009_search_without_gin.sql"),
+            plane: Plane::Data,
+        },
     ],
     sqlite: &[
         Migration {

@@ -174,6 +174,11 @@ impl PgCluster {
         );
     }
 
+    /// What the server has written to its log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
     /// The URL of database `name` on this cluster (as the superuser).
     pub fn url_of(&self, name: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
