@@ -288,9 +288,21 @@ fn slowest(
                 took_ms: ms(w.took),
                 steps_ms: STEPS.iter().copied().zip(w.steps.map(ms)).collect(),
                 logged,
+                logged_above: 0,
             }
         })
         .collect()
+}
+
+/// Leaves out of each slow write's `logged` the lines an earlier one of `writes` has.
+fn shown_once(writes: &mut [SlowWrite]) {
+    let mut seen = std::collections::HashSet::new();
+    for w in writes {
+        let all = std::mem::take(&mut w.logged);
+        let n = all.len();
+        w.logged = all.into_iter().filter(|l| seen.insert(l.clone())).collect();
+        w.logged_above = n - w.logged.len();
+    }
 }
 
 /// One of the slowest writes during a move, with where its time went and what the servers
@@ -309,8 +321,10 @@ pub struct SlowWrite {
     /// `commit`) in ms.
     pub steps_ms: Vec<(&'static str, f64)>,
     /// The servers' log entries that overlap the write (see [`overlapping`]), `one:` or
-    /// `two:` first.
+    /// `two:` first; those of a slower write of the same move left out (slow writes of one
+    /// stall overlap the same entries), counted in `logged_above`.
     pub logged: Vec<String>,
+    pub logged_above: usize,
 }
 
 /// The writes begun during one phase of a move.
@@ -830,10 +844,11 @@ pub async fn run(sizes: &[u64], setup: &Setup, say: impl Fn(String)) -> Result<V
             }
             let logs: Vec<(&str, &str, Duration)> =
                 logs.iter().map(|(n, t, s)| (*n, t.as_str(), *s)).collect();
-            let slowest = [("moving", &glog), ("other", &alog)]
+            let mut slowest: Vec<SlowWrite> = [("moving", &glog), ("other", &alog)]
                 .into_iter()
                 .flat_map(|(org, log)| slowest(org, log, started, ended, &phases, clock, &logs))
                 .collect();
+            shown_once(&mut slowest);
             let run = MoveRun {
                 tickets: n,
                 between: name,
@@ -955,6 +970,12 @@ pub fn markdown(runs: &[MoveRun], command: &str, commit: &str) -> String {
             for l in &w.logged {
                 s.push_str(&format!("  - `{l}`\n"));
             }
+            if w.logged_above > 0 {
+                s.push_str(&format!(
+                    "  - (and {} log lines shown above)\n",
+                    w.logged_above
+                ));
+            }
         }
     }
     if runs.iter().any(|r| !r.probe.is_empty()) {
@@ -1004,6 +1025,32 @@ mod tests {
             Duration::from_millis(500),
         );
         assert!(none.is_empty(), "{none:#?}");
+    }
+
+    #[test]
+    fn a_log_line_is_shown_with_the_first_write_it_overlapped() {
+        let write = |logged: &[&str]| SlowWrite {
+            org: "other",
+            at_s: 0.0,
+            utc: String::new(),
+            phase: String::new(),
+            took_ms: 0.0,
+            steps_ms: Vec::new(),
+            logged: logged.iter().map(|l| (*l).to_owned()).collect(),
+            logged_above: 0,
+        };
+        let mut w = vec![write(&["a", "b"]), write(&["b", "c"]), write(&["a", "b"])];
+        shown_once(&mut w);
+        let got: Vec<(Vec<String>, usize)> =
+            w.into_iter().map(|w| (w.logged, w.logged_above)).collect();
+        assert_eq!(
+            got,
+            [
+                (vec!["a".to_owned(), "b".to_owned()], 0),
+                (vec!["c".to_owned()], 1),
+                (vec![], 2)
+            ]
+        );
     }
 
     #[test]
