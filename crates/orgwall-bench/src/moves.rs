@@ -28,7 +28,7 @@ use orgwall_core::{OrgId, UserId};
 use orgwall_store::placement::{self, Kind};
 use orgwall_store::repo::{projects, tickets};
 use orgwall_store::{access, Db, DbConfig};
-use orgwall_testkit::cluster::PgCluster;
+use orgwall_testkit::cluster::{log_entries, PgCluster};
 use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -160,46 +160,25 @@ fn overlapping(
     span: Duration,
 ) -> Vec<&str> {
     let span = chrono::Duration::from_std(span).unwrap_or_default();
-    let pid = |l: &str| process(l).map(str::to_owned);
-    let mut out = Vec::new();
-    let mut keep: Option<Option<String>> = None;
-    for l in text.lines() {
-        let Some(t) = stamped(l) else {
-            if keep.is_some() {
-                out.push(l); // a statement's text continued
-            }
-            continue;
-        };
-        let more = ["DETAIL:", "STATEMENT:", "CONTEXT:", "HINT:"];
-        if more.iter().any(|m| l.contains(m)) {
-            if keep.as_ref().is_some_and(|p| *p == pid(l)) {
-                out.push(l);
-            }
-            continue;
-        }
-        let took = l
-            .split("duration: ")
-            .nth(1)
-            .and_then(|r| r.split(" ms").next())
-            .and_then(|ms| ms.parse::<f64>().ok());
-        let (from, to) = match took {
-            Some(ms) => (t - chrono::Duration::microseconds((ms * 1000.0) as i64), t),
-            None => (t, t + span),
-        };
-        keep = (from <= end && to >= start).then(|| pid(l));
-        if keep.is_some() {
-            out.push(l);
-        }
-    }
-    out
-}
-
-/// The process a server's log line is from (`[pid]` after the stamp).
-fn process(line: &str) -> Option<&str> {
-    let rest = line.get(23..)?;
-    let open = rest.find('[')?;
-    let close = rest[open..].find(']')?;
-    Some(&rest[open + 1..open + close])
+    log_entries(text)
+        .into_iter()
+        .filter(|entry| {
+            let Some((head, t)) = entry.first().and_then(|h| Some((h, stamped(h)?))) else {
+                return false;
+            };
+            let took = head
+                .split("duration: ")
+                .nth(1)
+                .and_then(|r| r.split(" ms").next())
+                .and_then(|ms| ms.parse::<f64>().ok());
+            let (from, to) = match took {
+                Some(ms) => (t - chrono::Duration::microseconds((ms * 1000.0) as i64), t),
+                None => (t, t + span),
+            };
+            from <= end && to >= start
+        })
+        .flatten()
+        .collect()
 }
 
 /// How often [`sample_waits`] looks.
@@ -1011,7 +990,10 @@ mod tests {
             at("2026-12-07 05:14:22.970"),
             Duration::from_millis(500),
         );
-        let pids: Vec<&str> = shown.iter().filter_map(|l| process(l)).collect();
+        let pids: Vec<&str> = shown
+            .iter()
+            .filter_map(|l| orgwall_testkit::cluster::log_process(l))
+            .collect();
         // The checkpoint began 311 ms before (within its half second), the lock wait and
         // its own detail, the insert (stamped at its end, spanning back over the write)
         // with its continued text, and the 2-second statement that ran through it; not

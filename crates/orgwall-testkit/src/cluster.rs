@@ -21,6 +21,49 @@ pub struct PgCluster {
     dir: tempfile::TempDir,
 }
 
+/// Lines that continue a server log's entry, from the process that wrote its head line.
+const CONTINUING: [&str; 4] = ["DETAIL:", "STATEMENT:", "CONTEXT:", "HINT:"];
+
+/// The process a server's log line is from: the `[pid]` after its stamp (`%m [%p]`, the
+/// default `log_line_prefix` and the benchmarks').
+pub fn log_process(line: &str) -> Option<&str> {
+    let rest = line.get(23..)?;
+    let open = rest.find('[')?;
+    let close = rest[open..].find(']')?;
+    rest.get(open + 1..open + close)
+}
+
+/// A server log's entries, in order: each head line (stamped, not a [`CONTINUING`] line)
+/// with the lines that continue it: the unstamped lines after it (a statement's text
+/// over several lines) and the `DETAIL:`, `STATEMENT:`, `CONTEXT:` and `HINT:` lines of
+/// the same process, which other processes' lines may come between. A continuing line
+/// whose process wrote no head line yet is left out.
+pub fn log_entries(text: &str) -> Vec<Vec<&str>> {
+    let mut entries: Vec<Vec<&str>> = Vec::new();
+    let mut last_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut last: Option<usize> = None;
+    for line in text.lines() {
+        if !line.starts_with("20") {
+            if let Some(e) = last.and_then(|i| entries.get_mut(i)) {
+                e.push(line);
+            }
+            continue;
+        }
+        let pid = log_process(line).unwrap_or("");
+        if CONTINUING.iter().any(|c| line.contains(c)) {
+            last = last_of.get(pid).copied();
+            if let Some(e) = last.and_then(|i| entries.get_mut(i)) {
+                e.push(line);
+            }
+            continue;
+        }
+        last_of.insert(pid, entries.len());
+        last = Some(entries.len());
+        entries.push(vec![line]);
+    }
+    entries
+}
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -193,18 +236,14 @@ impl Drop for PgCluster {
             let log = self.dir.path().join("server.log");
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             // Each entry's head line, then its DETAIL, STATEMENT and continued lines.
-            let mut keep = false;
-            let said: Vec<&str> = text
-                .lines()
-                .filter(|l| {
-                    let more = ["DETAIL:", "STATEMENT:", "CONTEXT:", "HINT:"];
-                    if l.starts_with("20") && !more.iter().any(|w| l.contains(w)) {
-                        keep = ["ERROR:", "FATAL:", "PANIC:", "WARNING:", "still waiting"]
-                            .iter()
-                            .any(|w| l.contains(w));
-                    }
-                    keep
+            let said: Vec<&str> = log_entries(&text)
+                .into_iter()
+                .filter(|e| {
+                    ["ERROR:", "FATAL:", "PANIC:", "WARNING:", "still waiting"]
+                        .iter()
+                        .any(|w| e.first().is_some_and(|head| head.contains(w)))
                 })
+                .flatten()
                 .collect();
             eprintln!(
                 "the test cluster's log (warnings and errors, last 80 lines):\n{}",
