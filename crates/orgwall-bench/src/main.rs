@@ -131,9 +131,12 @@ struct Args {
     /// Concurrent connections.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
-    /// Connections of the extra detail-read run that checks the server's RSS (0: none).
+    /// Connections of the extra runs that check the server's RSS (0: none).
     #[arg(long, default_value_t = 256)]
     rss_concurrency: usize,
+    /// The workloads measured at `--rss-concurrency` (one run each, in order).
+    #[arg(long, value_delimiter = ',', default_value = "detail")]
+    rss_workloads: Vec<Workload>,
     /// Before the workloads, send one request to every org (so that every org's
     /// credentials are in the server's access cache: a warm-cache measurement at any
     /// org count). Without it, at 100,000 orgs most requests meet a cold cache.
@@ -142,7 +145,8 @@ struct Args {
     /// PostgreSQL: before anything else, measure the detail read against the freshly
     /// started server (variant `cold`: every org's first request meets an empty access
     /// cache), then send every org one request and go on warm (implies
-    /// `--touch-all-orgs`). The report checks cold p50 against warm (issue 16: within 1.5x).
+    /// `--touch-all-orgs`). With `--rounds N`, N cold runs, each against a server started
+    /// afresh. The report checks the median cold p50 against warm (issue 16: within 1.5x).
     #[arg(long)]
     cold_first: bool,
     /// PostgreSQL: also measure the detail read against a server with its access cache
@@ -515,7 +519,9 @@ fn bench_sqlite(ctx: &mut Ctx<'_>, orgs: usize) -> Result<()> {
                 variant: "-",
                 round: 1,
             };
-            ctx.measure(&run, Workload::Detail, args.rss_concurrency)?;
+            for &w in &args.rss_workloads {
+                ctx.measure(&run, w, args.rss_concurrency)?;
+            }
         }
         Ok(())
     })();
@@ -616,15 +622,26 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
         let server = Server::start(&args.orgwall_bin, &Backend::Postgres(&url, &dir))?;
         say(format!("server on {} (pid {})", server.addr, server.pid()));
         if args.cold_first && with_on {
-            let run = Run {
-                server: &server,
-                targets: &targets,
-                orgs,
-                backend: "postgres",
-                variant: "cold",
-                round: 1,
-            };
-            ctx.measure(&run, Workload::Detail, args.concurrency)?;
+            // Each round against a server of its own, started afresh (an empty access
+            // cache): the first round's is the one the rest of the run uses.
+            for round in 1..=args.rounds.max(1) {
+                let fresh = match round {
+                    1 => None,
+                    _ => Some(Server::start(
+                        &args.orgwall_bin,
+                        &Backend::Postgres(&url, &dir),
+                    )?),
+                };
+                let run = Run {
+                    server: fresh.as_ref().unwrap_or(&server),
+                    targets: &targets,
+                    orgs,
+                    backend: "postgres",
+                    variant: "cold",
+                    round,
+                };
+                ctx.measure(&run, Workload::Detail, args.concurrency)?;
+            }
         }
         if args.all_cold && with_on {
             let uncached = Server::start_with(
@@ -637,15 +654,17 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
                 uncached.addr,
                 uncached.pid()
             ));
-            let run = Run {
-                server: &uncached,
-                targets: &targets,
-                orgs,
-                backend: "postgres",
-                variant: "all cold",
-                round: 1,
-            };
-            ctx.measure(&run, Workload::Detail, args.concurrency)?;
+            for round in 1..=args.rounds.max(1) {
+                let run = Run {
+                    server: &uncached,
+                    targets: &targets,
+                    orgs,
+                    backend: "postgres",
+                    variant: "all cold",
+                    round,
+                };
+                ctx.measure(&run, Workload::Detail, args.concurrency)?;
+            }
         }
         ctx.touch(&server, &targets)?;
         let r = (|| -> Result<()> {
@@ -713,7 +732,9 @@ fn bench_postgres(ctx: &mut Ctx<'_>, orgs: usize, admin: &str) -> Result<()> {
                     variant: "rls on",
                     round: 1,
                 };
-                ctx.measure(&run, Workload::Detail, args.rss_concurrency)?;
+                for &w in &args.rss_workloads {
+                    ctx.measure(&run, w, args.rss_concurrency)?;
+                }
             }
             Ok(())
         })();
