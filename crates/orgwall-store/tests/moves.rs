@@ -349,6 +349,139 @@ async fn schemas_and_publications(url: &str) -> Vec<String> {
     out
 }
 
+/// Nothing of a move is recorded or made: no move row, the org where it was, no slot,
+/// database, schema or publication on the server at `url`, nothing for the doctor.
+async fn nothing_moved(db: &Db, org: OrgId, url: &str, kind: &str) {
+    nothing_recorded(db, org, kind).await;
+    assert_eq!(leftovers(url, &[]).await, Vec::<String>::new());
+    assert_eq!(schemas_and_publications(url).await, Vec::<String>::new());
+}
+
+/// No move recorded, `org` still in its `kind` of placement, nothing for the doctor.
+async fn nothing_recorded(db: &Db, org: OrgId, kind: &str) {
+    assert!(placement::moves(db).await.unwrap().is_empty());
+    assert_eq!(placement::show(db, org).await.unwrap().kind, kind);
+    assert_eq!(db.doctor().await.unwrap(), vec![]);
+}
+
+/// Schedules `org`'s deletion as `owner` (its purge is a job, not run here).
+async fn schedule_deletion(db: &Db, owner: UserId, org: OrgId) {
+    let scope = access::verify_member(db, owner, org).await.unwrap();
+    let mut tx = db.write(&scope).await.unwrap();
+    orgwall_store::repo::orgs::schedule_deletion(&mut tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+// Issue 13, bad input (PostgreSQL): a move to where the org is, to a target nobody
+// registered, onto a server without logical decoding (an org placed there could not move
+// on online), of an org already moving or being deleted, and from a server without
+// logical decoding: each one clear error, nothing recorded or made on either server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_move_is_refused_with_nothing_changed() {
+    let one = PgCluster::start(LOGICAL);
+    let plain = PgCluster::start(&[]);
+    let (db, d, url) = world(&one).await;
+    placement::add_target(&db, "plain", &plain.url)
+        .await
+        .unwrap();
+    let globex = d.globex;
+    let refused = |kind: Kind| {
+        let db = db.clone();
+        async move { placement::start_move(&db, globex, kind).await.unwrap_err() }
+    };
+    let err = refused(Kind::Shared).await;
+    assert!(
+        matches!(&err, Error::Conflict("already_placed", m) if m.contains("already in its shared placement")),
+        "{err}"
+    );
+    nothing_moved(&db, d.globex, &url, "shared").await;
+    let err = refused(Kind::Database(Some("nowhere".into()))).await;
+    assert!(
+        matches!(&err, Error::Validation(m) if m.contains("no target named nowhere")),
+        "{err}"
+    );
+    nothing_moved(&db, d.globex, &url, "shared").await;
+    let err = refused(Kind::Database(Some("plain".into()))).await;
+    assert!(
+        matches!(&err, Error::Validation(m) if m.contains("wal_level = replica") && m.contains("nothing changed")),
+        "{err}"
+    );
+    nothing_moved(&db, d.globex, &url, "shared").await;
+    assert_eq!(leftovers(&plain.url, &[]).await, Vec::<String>::new());
+    // Already moving: the second is refused, the first left as it was (then taken back).
+    placement::start_move(&db, d.globex, Kind::Schema)
+        .await
+        .unwrap();
+    let err = refused(Kind::Database(None)).await;
+    assert!(matches!(&err, Error::Conflict("move_running", _)), "{err}");
+    let moves = placement::moves(&db).await.unwrap();
+    assert_eq!(moves.len(), 1, "{moves:?}");
+    assert_eq!(moves[0].phase, "prepare", "{moves:?}");
+    abort(&db, d.globex).await;
+    nothing_moved(&db, d.globex, &url, "shared").await;
+    // Being deleted.
+    schedule_deletion(&db, d.bob, d.globex).await;
+    let err = refused(Kind::Database(None)).await;
+    assert!(matches!(&err, Error::Conflict("org_deleting", _)), "{err}");
+    nothing_moved(&db, d.globex, &url, "shared").await;
+    // From a server without logical decoding: refused before anything is made.
+    let (pdb, pd, purl) = world(&plain).await;
+    let err = placement::start_move(&pdb, pd.globex, Kind::Database(None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Validation(m) if m.contains("wal_level = replica") && m.contains("nothing changed")),
+        "{err}"
+    );
+    nothing_moved(&pdb, pd.globex, &purl, "shared").await;
+}
+
+// The same on SQLite, where an org moves between the shared tables and a file of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_bad_move_is_refused_with_nothing_changed() {
+    let t = orgwall_testkit::TestDb::new(orgwall_store::BackendKind::Sqlite).await;
+    let db = t.db.clone();
+    let d = Demo::load(&db).await;
+    let kind = placement::show(&db, d.globex).await.unwrap().kind;
+    let (here, other) = match kind.as_str() {
+        "shared" => (Kind::Shared, Kind::Database(None)),
+        _ => (Kind::Database(None), Kind::Shared),
+    };
+    let err = placement::start_move(&db, d.globex, here)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Conflict("already_placed", _)),
+        "{err}"
+    );
+    nothing_recorded(&db, d.globex, &kind).await;
+    for bad in [Kind::Schema, Kind::Database(Some("second".into()))] {
+        let err = placement::start_move(&db, d.globex, bad).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Validation(m) if m.contains("on SQLite")),
+            "{err}"
+        );
+        nothing_recorded(&db, d.globex, &kind).await;
+    }
+    placement::start_move(&db, d.globex, other.clone())
+        .await
+        .unwrap();
+    let err = placement::start_move(&db, d.globex, other.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, Error::Conflict("move_running", _)), "{err}");
+    abort(&db, d.globex).await;
+    nothing_recorded(&db, d.globex, &kind).await;
+    schedule_deletion(&db, d.bob, d.globex).await;
+    let err = placement::start_move(&db, d.globex, other)
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, Error::Conflict("org_deleting", _)), "{err}");
+    nothing_recorded(&db, d.globex, &kind).await;
+}
+
 // Globex travels shared -> its own database -> its own schema -> a database on the
 // second server -> shared, while Bob's writer and reader work on it and Alice's writer
 // on Acme: every acknowledged write is there once, no reader saw Acme's rows or a partial

@@ -245,12 +245,12 @@ pub(crate) async fn start(
             ),
         ));
     }
-    if let Route::Database {
-        target: Some(t), ..
-    } = &to
-    {
-        super::placement::target_login(&tx, t).await?;
-    }
+    let target = match &to {
+        Route::Database {
+            target: Some(t), ..
+        } => Some(super::placement::target_login(&tx, t).await?),
+        _ => None,
+    };
     // What logical decoding needs, said before anything is made.
     let source = open_side(&tx, control_url, &from).await?;
     let row = source
@@ -275,6 +275,22 @@ pub(crate) async fn start(
             "the login on {} is not a superuser: a move reads logical decoding and replays with session_replication_role = replica, which need one: nothing changed",
             source.shown
         )));
+    }
+    // A server an org moves onto must let it move on the same way (to another server, or
+    // back when this one is retired): its changes are read there by logical decoding too.
+    if let Some(login) = &target {
+        let there = connect_to(&login.cfg, &login.shown).await?;
+        let wal: String = there
+            .query_one("SELECT current_setting('wal_level')", &[])
+            .await
+            .map_err(map_err)?
+            .get(0);
+        if wal != "logical" {
+            return Err(Error::Validation(format!(
+                "{} has wal_level = {wal}: an org moved there could not move on from it online (a move reads its source's changes by logical decoding); set wal_level = logical there (a restart) and move again; nothing changed",
+                login.shown
+            )));
+        }
     }
     // A target that is the control server (or another target) under a second name would
     // make the two ends one database: the mover would drop the copy that serves.

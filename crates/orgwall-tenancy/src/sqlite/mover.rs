@@ -135,19 +135,27 @@ pub(crate) fn start(db: &SqliteDb, org: OrgId, kind: &Kind) -> Result<Move> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(e)?;
-    let row: Option<(Option<String>, Option<String>)> = tx
+    let row: Option<(Option<String>, Option<String>, bool)> = tx
         .query_row(
-            "SELECT pl.kind, pl.location FROM orgs o LEFT JOIN placements pl ON pl.org_id = o.id WHERE o.id = ?1",
+            "SELECT pl.kind, pl.location, o.deleting_at IS NOT NULL
+             FROM orgs o LEFT JOIN placements pl ON pl.org_id = o.id WHERE o.id = ?1",
             [org.to_string()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()
         .map_err(e)?;
-    let (k, l) = row.ok_or_else(|| Error::Validation(format!("no organization {org}")))?;
+    let (k, l, deleting) =
+        row.ok_or_else(|| Error::Validation(format!("no organization {org}")))?;
     let from = match k {
         Some(k) => Route::from_parts(&k, l, None)?,
         None => Route::Shared,
     };
+    if deleting {
+        return Err(Error::Conflict(
+            "org_deleting",
+            format!("organization {org} is being deleted: it does not move"),
+        ));
+    }
     if let Some(m) = get(&tx, org)? {
         return Err(Error::Conflict(
             "move_running",
