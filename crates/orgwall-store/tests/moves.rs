@@ -376,8 +376,9 @@ async fn schedule_deletion(db: &Db, owner: UserId, org: OrgId) {
 
 // Issue 13, bad input (PostgreSQL): a move to where the org is, to a target nobody
 // registered, onto a server without logical decoding (an org placed there could not move
-// on online), of an org already moving or being deleted, and from a server without
-// logical decoding: each one clear error, nothing recorded or made on either server.
+// on online) or through a login that is not a superuser, of an org already moving or
+// being deleted, and from a server without logical decoding: each one clear error,
+// nothing recorded or made on either server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_move_is_refused_with_nothing_changed() {
     let one = PgCluster::start(LOGICAL);
@@ -410,6 +411,22 @@ async fn a_bad_move_is_refused_with_nothing_changed() {
     );
     nothing_moved(&db, d.globex, &url, "shared").await;
     assert_eq!(leftovers(&plain.url, &[]).await, Vec::<String>::new());
+    // Onto a target whose login may place orgs (it creates databases and roles) but is
+    // not a superuser: the replay there needs one, so the move is refused up front, not
+    // in its copy.
+    pg_client(&one.url)
+        .await
+        .batch_execute("CREATE ROLE placer LOGIN CREATEDB CREATEROLE")
+        .await
+        .unwrap();
+    let placer = format!("postgres://placer@127.0.0.1:{}/postgres", one.port);
+    placement::add_target(&db, "placer", &placer).await.unwrap();
+    let err = refused(Kind::Database(Some("placer".into()))).await;
+    assert!(
+        matches!(&err, Error::Validation(m) if m.contains("not a superuser") && m.contains("nothing changed")),
+        "{err}"
+    );
+    nothing_moved(&db, d.globex, &url, "shared").await;
     // Already moving: the second is refused, the first left as it was (then taken back).
     placement::start_move(&db, d.globex, Kind::Schema)
         .await

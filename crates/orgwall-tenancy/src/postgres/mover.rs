@@ -245,25 +245,16 @@ pub(crate) async fn start(
             ),
         ));
     }
-    let target = match &to {
-        Route::Database {
-            target: Some(t), ..
-        } => Some(super::placement::target_login(&tx, t).await?),
+    // The destination's server: the control server, or the target named (which must be
+    // registered).
+    let dest_target = match &to {
+        Route::Database { target, .. } => target.as_deref(),
         _ => None,
     };
+    let dest = server_login(&tx, control_url, dest_target).await?;
     // What logical decoding needs, said before anything is made.
     let source = open_side(&tx, control_url, &from).await?;
-    let row = source
-        .client
-        .query_one(
-            "SELECT current_setting('wal_level'),
-                    (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
-                    (SELECT system_identifier FROM pg_control_system())",
-            &[],
-        )
-        .await
-        .map_err(map_err)?;
-    let (wal, may, system): (String, bool, i64) = (row.get(0), row.get(1), row.get(2));
+    let (wal, may, system) = server_facts(&source.client).await?;
     if wal != "logical" {
         return Err(Error::Validation(format!(
             "an online move reads the source server's changes by logical decoding, and {} has wal_level = {wal}: set wal_level = logical there (a restart) and move again; nothing changed",
@@ -276,39 +267,30 @@ pub(crate) async fn start(
             source.shown
         )));
     }
+    let there = connect_to(&dest.cfg, &dest.shown).await?;
+    let (wal, may, other) = server_facts(&there).await?;
     // A server an org moves onto must let it move on the same way (to another server, or
     // back when this one is retired): its changes are read there by logical decoding too.
-    if let Some(login) = &target {
-        let there = connect_to(&login.cfg, &login.shown).await?;
-        let wal: String = there
-            .query_one("SELECT current_setting('wal_level')", &[])
-            .await
-            .map_err(map_err)?
-            .get(0);
-        if wal != "logical" {
-            return Err(Error::Validation(format!(
-                "{} has wal_level = {wal}: an org moved there could not move on from it online (a move reads its source's changes by logical decoding); set wal_level = logical there (a restart) and move again; nothing changed",
-                login.shown
-            )));
-        }
+    if wal != "logical" {
+        return Err(Error::Validation(format!(
+            "{} has wal_level = {wal}: an org moved there could not move on from it online (a move reads its source's changes by logical decoding); set wal_level = logical there (a restart) and move again; nothing changed",
+            dest.shown
+        )));
+    }
+    if !may {
+        return Err(Error::Validation(format!(
+            "the login on {} is not a superuser: a move replays the org's rows there with session_replication_role = replica, which needs one: nothing changed",
+            dest.shown
+        )));
     }
     // A target that is the control server (or another target) under a second name would
     // make the two ends one database: the mover would drop the copy that serves.
-    if let (Route::Database { name: a, .. }, Route::Database { name: b, target }) = (&from, &to) {
-        if a == b {
-            let login = server_login(&tx, control_url, target.as_deref()).await?;
-            let there = connect_to(&login.cfg, &login.shown).await?;
-            let other: i64 = there
-                .query_one("SELECT system_identifier FROM pg_control_system()", &[])
-                .await
-                .map_err(map_err)?
-                .get(0);
-            if other == system {
-                return Err(Error::Validation(format!(
-                    "{} is the server organization {org} is on already (the same database under another target name): nothing changed",
-                    login.shown
-                )));
-            }
+    if let (Route::Database { name: a, .. }, Route::Database { name: b, .. }) = (&from, &to) {
+        if a == b && other == system {
+            return Err(Error::Validation(format!(
+                "{} is the server organization {org} is on already (the same database under another target name): nothing changed",
+                dest.shown
+            )));
         }
     }
     let (fk, fl, ft) = route_parts(&from);
@@ -324,6 +306,22 @@ pub(crate) async fn start(
     get(control, org)
         .await?
         .ok_or_else(|| Error::Internal("the move just recorded is gone".into()))
+}
+
+/// What a move needs to know of a server, through a login to it: its `wal_level`, whether
+/// the login is a superuser, and the server's system identifier (one server under two
+/// names has one).
+async fn server_facts(c: &tokio_postgres::Client) -> Result<(String, bool, i64)> {
+    let row = c
+        .query_one(
+            "SELECT current_setting('wal_level'),
+                    (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+                    (SELECT system_identifier FROM pg_control_system())",
+            &[],
+        )
+        .await
+        .map_err(map_err)?;
+    Ok((row.get(0), row.get(1), row.get(2)))
 }
 
 /// One end of a move: a connection to the database holding the placement (as the owner)
