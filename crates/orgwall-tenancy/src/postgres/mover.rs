@@ -245,13 +245,11 @@ pub(crate) async fn start(
             ),
         ));
     }
+    let (fk, fl, ft) = route_parts(&from);
+    let (tk, tl, tt) = route_parts(&to);
     // The destination's server: the control server, or the target named (which must be
     // registered).
-    let dest_target = match &to {
-        Route::Database { target, .. } => target.as_deref(),
-        _ => None,
-    };
-    let dest = server_login(&tx, control_url, dest_target).await?;
+    let dest = server_login(&tx, control_url, tt.as_deref()).await?;
     // What logical decoding needs, said before anything is made.
     let source = open_side(&tx, control_url, &from).await?;
     let (wal, may, system) = server_facts(&source.client).await?;
@@ -267,34 +265,35 @@ pub(crate) async fn start(
             source.shown
         )));
     }
-    let there = connect_to(&dest.cfg, &dest.shown).await?;
-    let (wal, may, other) = server_facts(&there).await?;
-    // A server an org moves onto must let it move on the same way (to another server, or
-    // back when this one is retired): its changes are read there by logical decoding too.
-    if wal != "logical" {
-        return Err(Error::Validation(format!(
-            "{} has wal_level = {wal}: an org moved there could not move on from it online (a move reads its source's changes by logical decoding); set wal_level = logical there (a restart) and move again; nothing changed",
-            dest.shown
-        )));
-    }
-    if !may {
-        return Err(Error::Validation(format!(
-            "the login on {} is not a superuser: a move replays the org's rows there with session_replication_role = replica, which needs one: nothing changed",
-            dest.shown
-        )));
-    }
-    // A target that is the control server (or another target) under a second name would
-    // make the two ends one database: the mover would drop the copy that serves.
-    if let (Route::Database { name: a, .. }, Route::Database { name: b, .. }) = (&from, &to) {
-        if a == b && other == system {
+    // The destination through another login (another target, or the control server
+    // from a target) is checked the same way; through the source's login it just was.
+    if ft != tt {
+        let there = connect_to(&dest.cfg, &dest.shown).await?;
+        let (wal, may, other) = server_facts(&there).await?;
+        // A server an org moves onto must let it move on the same way (to another server,
+        // or back when this one is retired): its changes are read there by logical
+        // decoding too.
+        if wal != "logical" {
+            return Err(Error::Validation(format!(
+                "{} has wal_level = {wal}: an org moved there could not move on from it online (a move reads its source's changes by logical decoding); set wal_level = logical there (a restart) and move again; nothing changed",
+                dest.shown
+            )));
+        }
+        if !may {
+            return Err(Error::Validation(format!(
+                "the login on {} is not a superuser: a move replays the org's rows there with session_replication_role = replica, which needs one: nothing changed",
+                dest.shown
+            )));
+        }
+        // A target that is the control server (or another target) under a second name
+        // would make the two ends one database: the mover would drop the copy that serves.
+        if fk == tk && fl == tl && other == system {
             return Err(Error::Validation(format!(
                 "{} is the server organization {org} is on already (the same database under another target name): nothing changed",
                 dest.shown
             )));
         }
     }
-    let (fk, fl, ft) = route_parts(&from);
-    let (tk, tl, tt) = route_parts(&to);
     tx.execute(
         "INSERT INTO placement_moves (org_id, from_kind, from_location, from_target, to_kind, to_location, to_target, phase, started_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'prepare', now(), now())",
